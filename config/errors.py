@@ -1,0 +1,179 @@
+"""The one error tree of circleci-events.
+
+    CircleCIEventsError            code: a machine reason, also the HTTP `error_code` and a metric label
+    ├── ConfigurationError         a setting or the routes file is wrong; the process must not start
+    ├── RedisUnavailable           Redis did not answer; the webhook gets 503 so CircleCI retries
+    ├── WebhookError               a delivery we refuse; carries the HTTP status we answer with
+    │   ├── BodyTooLarge           413
+    │   ├── UnsupportedMediaType   415
+    │   ├── SignatureError         401
+    │   ├── InvalidJSON            400
+    │   ├── PayloadInvalid         422
+    │   └── RateLimited            429, with retry_after
+    ├── CircleCIAPIError           an API v2 call failed; carries status, method and path (keyword-only)
+    │   ├── CircleCIUnauthorized   401: a bad token, or a project token (v2 takes personal tokens only)
+    │   ├── CircleCIForbidden      403
+    │   ├── CircleCINotFound       404 (also an invalid token on a private project)
+    │   ├── CircleCIBadRequest     any other 4xx
+    │   ├── CircleCIRateLimited    429, with retry_after (seconds, or None when unknown)
+    │   ├── CircleCIServerError    5xx
+    │   ├── CircleCITimeout        no answer in time (status None)
+    │   ├── CircleCIUnreachable    connection or protocol failure (status None)
+    │   ├── CircleCIInvalidResponse  a 2xx whose body is not the JSON we expect
+    │   ├── CircleCIPaginationError  a page token repeats, or the page cap is reached
+    │   └── CircleCIJobNumberMissing a job endpoint called without a job number (approval jobs)
+    └── HandlerError               a notification could not be delivered
+
+Subclasses for the API client and the handlers live next to them but derive from these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CircleCIEventsError(Exception):
+    """Root of every error this project raises on purpose."""
+
+    code = "internal_error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class ConfigurationError(CircleCIEventsError):
+    code = "configuration_invalid"
+
+
+class RedisUnavailable(CircleCIEventsError):
+    code = "redis_unavailable"
+    http_status = 503
+
+
+class WebhookError(CircleCIEventsError):
+    http_status = 400
+
+
+class BodyTooLarge(WebhookError):
+    code = "body_too_large"
+    http_status = 413
+
+
+class UnsupportedMediaType(WebhookError):
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class SignatureError(WebhookError):
+    code = "signature_invalid"
+    http_status = 401
+
+
+class InvalidJSON(WebhookError):
+    code = "invalid_json"
+    http_status = 400
+
+
+class PayloadInvalid(WebhookError):
+    code = "payload_invalid"
+    http_status = 422
+
+
+class RateLimited(WebhookError):
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, details={"retry_after": retry_after})
+        self.retry_after = retry_after
+
+
+class CircleCIAPIError(CircleCIEventsError):
+    """An API v2 call failed. `status` is None when no HTTP answer arrived."""
+
+    code = "circleci_api_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        method: str = "",
+        path: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.status = status
+        self.method = method
+        self.path = path
+
+
+class HandlerError(CircleCIEventsError):
+    code = "handler_failed"
+
+
+class CircleCIUnauthorized(CircleCIAPIError):
+    code = "circleci_unauthorized"
+
+
+class CircleCIForbidden(CircleCIAPIError):
+    code = "circleci_forbidden"
+
+
+class CircleCINotFound(CircleCIAPIError):
+    code = "circleci_not_found"
+
+
+class CircleCIBadRequest(CircleCIAPIError):
+    code = "circleci_bad_request"
+
+
+class CircleCIRateLimited(CircleCIAPIError):
+    """429. `retry_after` is the wait in seconds CircleCI asked for, or None when it said nothing."""
+
+    code = "circleci_rate_limited"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = 429,
+        method: str = "",
+        path: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            status=status,
+            method=method,
+            path=path,
+            details={**(details or {}), "retry_after": retry_after},
+        )
+        self.retry_after = retry_after
+
+
+class CircleCIServerError(CircleCIAPIError):
+    code = "circleci_server_error"
+
+
+class CircleCITimeout(CircleCIAPIError):
+    code = "circleci_timeout"
+
+
+class CircleCIUnreachable(CircleCIAPIError):
+    code = "circleci_unreachable"
+
+
+class CircleCIInvalidResponse(CircleCIAPIError):
+    code = "circleci_invalid_response"
+
+
+class CircleCIPaginationError(CircleCIAPIError):
+    code = "circleci_pagination_error"
+
+
+class CircleCIJobNumberMissing(CircleCIAPIError):
+    code = "circleci_job_number_missing"

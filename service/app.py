@@ -1,0 +1,63 @@
+"""The web receiver's app factory: `uvicorn service.app:create_app --factory`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from config.settings import Settings
+from service.errors import EXCEPTION_HANDLERS
+from service.health import healthz, metrics, readyz
+from service.intake import Intake
+from service.metrics import WebMetrics
+from service.ratelimit import RateLimiter
+from service.request_id import RequestIdMiddleware
+from service.signature import SignatureVerifier
+from service.webhook import receive_webhook
+
+
+def connect_redis(url: str) -> Redis:
+    return Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1, health_check_interval=30)
+
+
+def create_app(settings: Settings | None = None, *, redis: Redis | None = None) -> Starlette:
+    """Build the receiver. Raises ConfigurationError when it must not start."""
+    settings = settings or Settings.from_environ()
+    settings.require_webhook_secrets()
+    if redis is None:
+        if not settings.redis_url:
+            from config.errors import ConfigurationError
+
+            raise ConfigurationError("REDIS_URL is not set: point it at Redis, e.g. redis://127.0.0.1:6379/0")
+        redis = connect_redis(settings.redis_url)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await redis.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/webhooks/circleci", receive_webhook, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ],
+        middleware=[Middleware(RequestIdMiddleware)],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.redis = redis
+    app.state.metrics = WebMetrics()
+    app.state.verifier = (
+        SignatureVerifier([str(s) for s in settings.webhook_secrets]) if settings.webhook_secrets else None
+    )
+    app.state.limiter = RateLimiter(redis, burst=settings.rate_limit_burst, per_second=settings.rate_limit_per_second)
+    app.state.intake = Intake(redis, queue_name=settings.events_queue, dedupe_ttl=settings.dedupe_ttl_seconds)
+    return app

@@ -1,0 +1,37 @@
+"""Reading a request body without trusting its declared size."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from config.errors import BodyTooLarge, UnsupportedMediaType
+
+
+def require_json(request: Request) -> None:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        raise UnsupportedMediaType(
+            f"expected content-type application/json, got {media_type or 'none'!r}",
+            details={"content_type": media_type},
+        )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, or BodyTooLarge as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> BodyTooLarge:
+    return BodyTooLarge(f"request body exceeds MAX_BODY_BYTES={limit}", details={"limit": limit})

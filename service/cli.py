@@ -1,0 +1,145 @@
+"""The `circleci-events` command line: `web` and `worker` (the Procfile's lines) and `run`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+import redis
+
+from config.errors import ConfigurationError
+from config.logging import configure_logging
+from config.settings import Settings
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _settings() -> Settings:
+    settings = Settings.from_environ()
+    configure_logging(log_format=settings.log_format, log_level=settings.log_level)
+    return settings
+
+
+def clear_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Expected failures end in one line that says what to do, never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigurationError as exc:
+            click.echo(f"circleci-events: configuration error: {exc.message}", err=True)
+            sys.exit(EXIT_USAGE)
+        except redis.exceptions.ConnectionError as exc:
+            click.echo(f"circleci-events: cannot reach Redis ({exc}); check REDIS_URL and that Redis runs", err=True)
+            sys.exit(EXIT_FAILURE)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Receive CircleCI webhooks, enrich them and route them to the teams that act on them."""
+
+
+@main.command()
+@clear_errors
+def web() -> None:
+    """Serve the webhook receiver (uvicorn, httptools, uvloop) on $PORT."""
+    import uvicorn
+
+    from service.app import create_app
+
+    settings = _settings()
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@clear_errors
+def worker(burst: bool) -> None:
+    """Run one RQ worker (non-forking, with the scheduler) on the events queue."""
+    from workers.worker import run_worker
+
+    settings = _settings()
+    if not settings.redis_url:
+        raise ConfigurationError("REDIS_URL is not set: point it at Redis, e.g. redis://127.0.0.1:6379/0")
+    redis.Redis.from_url(settings.redis_url).ping()
+    run_worker(settings, burst=burst)
+
+
+@main.command()
+@clear_errors
+def run() -> None:
+    """Web, workers and the scheduler in one command; an embedded Redis when REDIS_URL is unset."""
+    from service.embedded_redis import EmbeddedRedis
+
+    settings = _settings()
+    settings.require_webhook_secrets()
+    env = dict(os.environ)
+    embedded = None
+    if not settings.redis_url:
+        embedded = EmbeddedRedis()
+        env["REDIS_URL"] = embedded.start()
+        click.echo(
+            f"circleci-events: started an embedded Redis at {embedded.url}; it keeps nothing across restarts "
+            "(set REDIS_URL to use your own)",
+            err=True,
+        )
+    command = [sys.executable, "-m", "service.cli"]
+    processes = [subprocess.Popen([*command, "web"], env=env)]
+    processes += [subprocess.Popen([*command, "worker"], env=env) for _ in range(settings.worker_count)]
+    click.echo(
+        f"circleci-events: receiving on http://{settings.host}:{settings.port}/webhooks/circleci "
+        f"with {settings.worker_count} workers; Ctrl-C stops",
+        err=True,
+    )
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while not stopping and all(p.poll() is None for p in processes):
+            time.sleep(0.2)
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in processes:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if embedded is not None:
+            embedded.stop()
+    failed = [p for p in processes if p.returncode not in (0, -signal.SIGTERM, None)]
+    if failed and not stopping:
+        sys.exit(EXIT_FAILURE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The webhook payloads CircleCI documents, checked just enough to be safe to queue.
+
+Payloads are open maps (CircleCI adds fields without notice), so unknown fields are kept as
+they are and never rejected; only the fields the rest of the system relies on are required,
+with their types. https://circleci.com/docs/reference/outbound-webhooks-reference/
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from config.errors import InvalidJSON, PayloadInvalid
+
+WORKFLOW_COMPLETED = "workflow-completed"
+JOB_COMPLETED = "job-completed"
+PING = "ping"
+EVENT_TYPES = (WORKFLOW_COMPLETED, JOB_COMPLETED, PING)
+
+# field -> type, or a nested spec; a trailing "?" marks an optional field.
+_Spec = dict[str, Any]
+_COMMON: _Spec = {"id": str, "happened_at": str, "webhook": {"id": str, "name": str}}
+_PROJECT: _Spec = {"id": str, "slug": str, "name": str}
+_ORGANIZATION: _Spec = {"id": str, "name": str}
+_PIPELINE: _Spec = {
+    "id": str,
+    "number": int,
+    "created_at": str,
+    "trigger": {"type": str},
+    "trigger_parameters?": dict,
+    "vcs?": dict,
+}
+_WORKFLOW: _Spec = {"id": str, "name": str, "created_at": str, "stopped_at?": str, "url": str}
+SPECS: dict[str, _Spec] = {
+    PING: _COMMON,
+    WORKFLOW_COMPLETED: {
+        **_COMMON,
+        "project": _PROJECT,
+        "organization": _ORGANIZATION,
+        "pipeline": _PIPELINE,
+        "workflow": {**_WORKFLOW, "status": str},
+    },
+    JOB_COMPLETED: {
+        **_COMMON,
+        "project": _PROJECT,
+        "organization": _ORGANIZATION,
+        "pipeline": _PIPELINE,
+        # CircleCI's own GitLab job-completed sample has no workflow object.
+        "workflow?": _WORKFLOW,
+        "job": {
+            "id": str,
+            "number": int,
+            "name": str,
+            "status": str,
+            "started_at": str,
+            "stopped_at?": str,
+        },
+    },
+}
+_TYPE_NAMES = {str: "a string", int: "an integer", dict: "an object"}
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One delivery: its id, its type (the header's, when it sent one) and the payload as sent."""
+
+    id: str
+    type: str
+    payload: dict[str, Any]
+
+    @property
+    def body_type(self) -> str | None:
+        value = self.payload.get("type")
+        return value if isinstance(value, str) else None
+
+
+def parse_event(body: bytes, header_type: str | None) -> WebhookEvent:
+    """Parse and check a delivery. The `circleci-event-type` header wins over the body's `type`.
+
+    Unknown event types are returned unchecked beyond `id`, so the caller can acknowledge them.
+    """
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidJSON(f"request body is not valid JSON: {_short(exc)}") from None
+    if not isinstance(payload, dict):
+        raise PayloadInvalid(
+            f"expected a JSON object at the top level, got {type(payload).__name__}", details={"field": ""}
+        )
+    body_type = payload.get("type")
+    event_type = (header_type or "").strip() or (body_type if isinstance(body_type, str) else "")
+    if not event_type:
+        raise PayloadInvalid(
+            "missing event type: expected the circleci-event-type header or a string field 'type'",
+            details={"field": "type"},
+        )
+    _check(payload, SPECS.get(event_type, {"id": str}), "")
+    return WebhookEvent(id=payload["id"], type=event_type, payload=payload)
+
+
+def _check(obj: dict[str, Any], spec: _Spec, prefix: str) -> None:
+    for key, expected in spec.items():
+        optional = key.endswith("?")
+        name = key.rstrip("?")
+        path = f"{prefix}{name}"
+        if name not in obj or obj[name] is None:
+            if optional:
+                continue
+            raise PayloadInvalid(f"missing required field '{path}'", details={"field": path})
+        value = obj[name]
+        want = dict if isinstance(expected, dict) else expected
+        # bool is an int in Python; a JSON true is not a job number.
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise PayloadInvalid(
+                f"field '{path}' must be {_TYPE_NAMES[want]}, got {_json_type(value)}",
+                details={"field": path, "expected": _TYPE_NAMES[want], "got": _json_type(value)},
+            )
+        if name == "id" and not value.strip():
+            raise PayloadInvalid(f"field '{path}' must not be empty", details={"field": path})
+        if isinstance(expected, dict):
+            _check(value, expected, f"{path}.")
+
+
+def _json_type(value: object) -> str:
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+        type(None): "null",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc)[:200]

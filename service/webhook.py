@@ -1,0 +1,93 @@
+"""POST /webhooks/circleci: verify, limit, validate, dedupe and queue, then answer at once.
+
+CircleCI waits 10 s and retries any non-2xx answer, so nothing here calls CircleCI or a chat
+service: the request only touches Redis (twice: the rate limit and the atomic enqueue).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import structlog
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from config.errors import CircleCIEventsError, RateLimited, RedisUnavailable, SignatureError
+from service.body import read_body, require_json
+from service.payload import JOB_COMPLETED, PING, WORKFLOW_COMPLETED, parse_event
+from service.signature import HEADER as SIGNATURE_HEADER
+
+log = structlog.get_logger("service.webhook")
+EVENT_TYPE_HEADER = "circleci-event-type"
+
+
+async def receive_webhook(request: Request) -> JSONResponse:
+    app = request.app.state
+    try:
+        response = await _receive(request)
+    except CircleCIEventsError as exc:
+        app.metrics.requests.labels(exc.code).inc()
+        if isinstance(exc, SignatureError):
+            app.metrics.signature_failures.inc()
+        log.warning("webhook_rejected", error_code=exc.code, reason=exc.message)
+        raise
+    return response
+
+
+async def _receive(request: Request) -> JSONResponse:
+    app = request.app.state
+    require_json(request)
+    body = await read_body(request, app.settings.max_body_bytes)
+    if app.verifier is not None:
+        app.verifier.verify(body, request.headers.get(SIGNATURE_HEADER))
+    else:
+        log.warning("webhook_signature_unchecked", reason="INSECURE_ALLOW_UNSIGNED_WEBHOOKS is on")
+
+    client = request.client.host if request.client else "unknown"
+    try:
+        decision = await app.limiter.take(client)
+    except RedisError as exc:
+        raise _unavailable(exc) from None
+    if not decision.allowed:
+        raise RateLimited(
+            f"more than {app.settings.rate_limit_burst} deliveries at once from {client}; retry later",
+            retry_after=decision.retry_after,
+        )
+
+    event = parse_event(body, request.headers.get(EVENT_TYPE_HEADER))
+    structlog.contextvars.bind_contextvars(event_id=event.id, event_type=event.type)
+    if event.type == PING:
+        return _answer(app, "ping", 200, event.id)
+    if event.type not in (WORKFLOW_COMPLETED, JOB_COMPLETED):
+        # Valid but not ours to act on: a 2xx stops CircleCI retrying it.
+        return _answer(app, "ignored", 200, event.id)
+
+    envelope = {
+        "event_id": event.id,
+        "event_type": event.type,
+        "request_id": request.state.request_id,
+        "received_at": datetime.now(UTC).isoformat(),
+        "payload": event.payload,
+    }
+    started = time.perf_counter()
+    try:
+        admission = await app.intake.admit(event.id, envelope)
+    except RedisError as exc:
+        raise _unavailable(exc) from None
+    app.metrics.enqueue_seconds.observe(time.perf_counter() - started)
+    if admission.queued:
+        return _answer(app, "queued", 202, event.id, job_id=admission.job_id)
+    return _answer(app, "duplicate", 200, event.id, job_id=admission.job_id)
+
+
+def _answer(app: object, status: str, code: int, event_id: str, job_id: str | None = None) -> JSONResponse:
+    app.metrics.requests.labels(status).inc()  # type: ignore[attr-defined]
+    log.info(f"event_{status}", job_id=job_id)
+    return JSONResponse({"event_id": event_id, "status": status}, status_code=code)
+
+
+def _unavailable(exc: RedisError) -> RedisUnavailable:
+    log.error("redis_unavailable", error_type=type(exc).__name__)
+    return RedisUnavailable("Redis is unavailable; the delivery was not accepted, retry later")

@@ -1,0 +1,143 @@
+"""Payload models: the documented shapes, open maps, the header's event type wins."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from config.errors import InvalidJSON, PayloadInvalid
+from service.payload import JOB_COMPLETED, PING, WORKFLOW_COMPLETED, parse_event
+from tests.conftest import FIXTURES, load_fixture
+
+SAMPLES = sorted(p.name for p in FIXTURES.glob("*-completed.*.json"))
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_every_documented_and_observed_sample_parses(name: str) -> None:
+    body = (FIXTURES / name).read_bytes()
+    payload = json.loads(body)
+    event = parse_event(body, payload["type"])
+    assert event.id == payload["id"]
+    assert event.type in (WORKFLOW_COMPLETED, JOB_COMPLETED)
+    assert event.payload == payload
+
+
+def test_the_raw_ping_parses_as_ping() -> None:
+    event = parse_event((FIXTURES / "ping.observed.raw-body.json").read_bytes(), "ping")
+    assert event.type == PING
+
+
+def test_unknown_fields_are_kept() -> None:
+    payload = load_fixture("workflow-completed.github-oauth.docs.json")
+    payload["brand_new"] = {"nested": [1, 2]}
+    payload["workflow"]["extra"] = "x"
+    event = parse_event(json.dumps(payload).encode(), None)
+    assert event.payload["brand_new"] == {"nested": [1, 2]}
+    assert event.payload["workflow"]["extra"] == "x"
+
+
+def test_header_event_type_wins_over_body_type() -> None:
+    payload = load_fixture("job-completed.gitlab.docs.json")
+    payload["type"] = "workflow-completed"  # mislabelled body
+    event = parse_event(json.dumps(payload).encode(), "job-completed")
+    assert event.type == JOB_COMPLETED
+    assert event.body_type == "workflow-completed"
+
+
+def test_body_type_is_used_without_the_header() -> None:
+    payload = load_fixture("workflow-completed.gitlab.docs.json")
+    assert parse_event(json.dumps(payload).encode(), None).type == WORKFLOW_COMPLETED
+
+
+def test_job_events_without_workflow_object_are_accepted() -> None:
+    payload = load_fixture("job-completed.gitlab.docs.json")
+    assert "workflow" not in payload
+    parse_event(json.dumps(payload).encode(), "job-completed")
+
+
+def _without(payload: dict, path: str) -> dict:
+    *parents, last = path.split(".")
+    node = payload
+    for key in parents:
+        node = node[key]
+    del node[last]
+    return payload
+
+
+def _with(payload: dict, path: str, value: object) -> dict:
+    *parents, last = path.split(".")
+    node = payload
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("sample", "field"),
+    [
+        ("workflow-completed.github-oauth.docs.json", "id"),
+        ("workflow-completed.github-oauth.docs.json", "workflow.status"),
+        ("workflow-completed.github-oauth.docs.json", "workflow"),
+        ("workflow-completed.github-oauth.docs.json", "project.slug"),
+        ("workflow-completed.github-oauth.docs.json", "pipeline.number"),
+        ("workflow-completed.github-oauth.docs.json", "webhook.id"),
+        ("job-completed.github-oauth.docs.json", "job.number"),
+        ("job-completed.github-oauth.docs.json", "job.status"),
+    ],
+)
+def test_a_missing_required_field_is_named(sample: str, field: str) -> None:
+    payload = _without(load_fixture(sample), field)
+    with pytest.raises(PayloadInvalid) as caught:
+        parse_event(json.dumps(payload).encode(), None)
+    assert caught.value.details["field"] == field
+    assert f"'{field}'" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("sample", "field", "value", "got"),
+    [
+        ("job-completed.github-oauth.docs.json", "job.number", "12", "a string"),
+        ("job-completed.github-oauth.docs.json", "job.number", True, "a boolean"),
+        ("workflow-completed.github-oauth.docs.json", "pipeline.number", 1.5, "a number"),
+        ("workflow-completed.github-oauth.docs.json", "workflow", [], "an array"),
+        ("workflow-completed.github-oauth.docs.json", "project.slug", 7, "an integer"),
+        ("workflow-completed.github-oauth.docs.json", "pipeline.vcs", "github", "a string"),
+        ("workflow-completed.github-oauth.docs.json", "id", "  ", None),
+    ],
+)
+def test_a_wrongly_typed_field_is_named(sample: str, field: str, value: object, got: str | None) -> None:
+    payload = _with(load_fixture(sample), field, value)
+    with pytest.raises(PayloadInvalid) as caught:
+        parse_event(json.dumps(payload).encode(), None)
+    assert caught.value.details["field"] == field
+    if got:
+        assert got in caught.value.message
+
+
+def test_unknown_event_types_need_only_an_id() -> None:
+    event = parse_event(b'{"id": "e1", "type": "pipeline-started"}', None)
+    assert event.type == "pipeline-started"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"{", b"not json", b'{"a": 1}x', b"\xff\xfe\xfa", b"[" * 100_000 + b"]" * 100_000],
+    ids=["empty", "truncated", "text", "trailing", "bad-bytes", "deeply-nested"],
+)
+def test_unparseable_bodies_are_invalid_json(body: bytes) -> None:
+    with pytest.raises(InvalidJSON):
+        parse_event(body, "workflow-completed")
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"x"', b"1", b"null"])
+def test_a_top_level_non_object_is_invalid_payload(body: bytes) -> None:
+    with pytest.raises(PayloadInvalid):
+        parse_event(body, "workflow-completed")
+
+
+def test_no_event_type_anywhere_is_invalid_payload() -> None:
+    with pytest.raises(PayloadInvalid) as caught:
+        parse_event(b'{"id": "x"}', None)
+    assert caught.value.details["field"] == "type"
