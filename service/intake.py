@@ -28,13 +28,16 @@ DEDUPE_PREFIX = "cie:seen:"
 # job hash as field, value pairs. Returns the id of the job that holds the event, and 1 when
 # this call queued it (0: a duplicate of an event already queued).
 DEDUPE_AND_ENQUEUE_LUA = """
-local first = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
-if not first then
-  return {redis.call('GET', KEYS[1]), 0}
+local holder = redis.call('GET', KEYS[1])
+if holder then
+  return {holder, 0}
 end
+-- Redis does not roll a script back when a command fails, so the dedupe key is written last:
+-- whatever fails before it leaves the event unseen and CircleCI's retry queues it again.
 redis.call('HSET', KEYS[2], unpack(ARGV, 3))
 redis.call('RPUSH', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[4], KEYS[3])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return {ARGV[1], 1}
 """
 

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SECRET, free_port
+from tests.e2e.processes import Service, cli
+
+
+def service_env(redis_url: str, **extra: str) -> dict[str, str]:
+    return {
+        "REDIS_URL": redis_url,
+        "CIRCLECI_WEBHOOK_SECRETS": SECRET,
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+        "HOST": "127.0.0.1",
+        **extra,
+    }
+
+
+@pytest.fixture
+def web_factory(tmp_path: Path) -> Iterator:
+    started: list[Service] = []
+
+    def start(redis_url: str, **extra: str) -> tuple[Service, str]:
+        port = free_port()
+        web = Service(
+            cli("web"), env=service_env(redis_url, PORT=str(port), **extra), log_path=tmp_path / f"web-{port}.log"
+        )
+        web.start()
+        base = f"http://127.0.0.1:{port}"
+        web.wait_http(base + "/healthz")
+        started.append(web)
+        return web, base
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+def worker_factory(tmp_path: Path) -> Iterator:
+    started: list[Service] = []
+
+    def start(redis_url: str, **extra: str) -> Service:
+        worker = Service(
+            cli("worker"), env=service_env(redis_url, **extra), log_path=tmp_path / f"worker-{len(started)}.log"
+        )
+        started.append(worker.start())
+        return worker
+
+    yield start
+    for service in started:
+        service.stop()

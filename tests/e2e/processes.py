@@ -1,0 +1,80 @@
+"""Real processes for end-to-end tests: `circleci-events web` and `worker`, started as users do."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class Service:
+    """One child process whose combined output goes to a log file the test can read."""
+
+    def __init__(self, command: list[str], *, env: dict[str, str], log_path: Path) -> None:
+        self.command = command
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Service:
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(self.command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_http(self, url: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"{self.command} exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                httpx.get(url, timeout=1.0)
+                return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise AssertionError(f"{url} did not answer within {timeout} s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for raw in self.output().splitlines():
+            try:
+                lines.append(json.loads(raw))
+            except ValueError:
+                continue
+        return lines
+
+    def wait_for_log(self, match: Callable[[dict[str, Any]], bool], timeout: float = 20.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [line for line in self.log_lines() if match(line)]
+            if found:
+                return found[0]
+            time.sleep(0.05)
+        raise AssertionError(f"no matching log line within {timeout} s:\n{self.output()[-4000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "service.cli", *args]

@@ -1,0 +1,238 @@
+"""POST /webhooks/circleci: the answers CircleCI and an operator see, for good and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import fakeredis
+import pytest
+import redis
+from rq import Queue, SimpleWorker
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from starlette.testclient import TestClient
+from structlog.contextvars import merge_contextvars
+from structlog.testing import capture_logs
+
+from config.settings import Settings
+from service.app import create_app
+from service.signature import sign
+from tests.conftest import FIXTURES, SECRET
+from tests.service.conftest import signed
+
+URL = "/webhooks/circleci"
+ERROR_KEYS = {"error_code", "message", "details", "request_id"}
+
+
+def assert_clean_error(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == ERROR_KEYS
+    assert body["error_code"] == code
+    assert body["request_id"] == response.headers["x-request-id"]
+    text = response.text
+    assert "Traceback" not in text and SECRET not in text
+    return body
+
+
+def test_a_new_event_is_queued_with_202(client: TestClient, workflow_payload: dict, fake_server) -> None:
+    response = client.post(URL, **signed(workflow_payload))
+    assert response.status_code == 202
+    assert response.json() == {"event_id": workflow_payload["id"], "status": "queued"}
+    sync = fakeredis.FakeRedis(server=fake_server)
+    queue = Queue("events", connection=sync, serializer=JSONSerializer)
+    assert queue.count == 1
+    job = queue.jobs[0]
+    assert job.func_name == "workers.events.process_event"
+    envelope = job.args[0]
+    assert envelope["event_id"] == workflow_payload["id"]
+    assert envelope["request_id"] == response.headers["x-request-id"]
+    assert envelope["payload"] == workflow_payload
+
+
+def test_a_duplicate_is_answered_200_and_not_queued_again(client, workflow_payload, fake_server) -> None:
+    first = client.post(URL, **signed(workflow_payload))
+    second = client.post(URL, **signed(workflow_payload))
+    assert first.status_code == 202
+    assert second.status_code == 200
+    assert second.json() == {"event_id": workflow_payload["id"], "status": "duplicate"}
+    assert Queue("events", connection=fakeredis.FakeRedis(server=fake_server)).count == 1
+
+
+def test_the_queued_job_runs_on_a_real_rq_worker(client, workflow_payload, fake_server) -> None:
+    client.post(URL, **signed(workflow_payload))
+    sync = fakeredis.FakeRedis(server=fake_server)
+    queue = Queue("events", connection=sync, serializer=JSONSerializer)
+    job_id = queue.job_ids[0]
+    SimpleWorker([queue], connection=sync, serializer=JSONSerializer).work(burst=True)
+    job = Job.fetch(job_id, connection=sync, serializer=JSONSerializer)
+    assert job.get_status() == "finished"
+    assert job.return_value() == {"event_id": workflow_payload["id"], "status": "received"}
+
+
+def test_ping_is_answered_200_and_not_queued(client, fake_server) -> None:
+    body = (FIXTURES / "ping.observed.raw-body.json").read_bytes()
+    response = client.post(URL, **signed(body, event_type="ping"))
+    assert response.status_code == 200
+    assert response.json()["status"] == "ping"
+    assert Queue("events", connection=fakeredis.FakeRedis(server=fake_server)).count == 0
+
+
+def test_an_unknown_event_type_is_acknowledged_and_ignored(client, fake_server) -> None:
+    response = client.post(URL, **signed({"id": "e-1", "type": "pipeline-started"}))
+    assert response.status_code == 200
+    assert response.json() == {"event_id": "e-1", "status": "ignored"}
+    assert Queue("events", connection=fakeredis.FakeRedis(server=fake_server)).count == 0
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status", "code"),
+    [
+        (lambda kw: kw["headers"].pop("circleci-signature"), 401, "signature_invalid"),
+        (lambda kw: kw["headers"].update({"circleci-signature": "v1=" + "0" * 64}), 401, "signature_invalid"),
+        (lambda kw: kw["headers"].update({"circleci-signature": "garbage"}), 401, "signature_invalid"),
+        (lambda kw: kw["headers"].update({"content-type": "text/plain"}), 415, "unsupported_media_type"),
+        (lambda kw: kw["headers"].pop("content-type"), 415, "unsupported_media_type"),
+    ],
+    ids=["no-signature", "wrong-signature", "garbled-signature", "text-plain", "no-content-type"],
+)
+def test_bad_deliveries_get_a_precise_error(client, workflow_payload, mutate, status, code) -> None:
+    kwargs = signed(workflow_payload)
+    mutate(kwargs)
+    assert_clean_error(client.post(URL, **kwargs), status, code)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"{not json", 400, "invalid_json"),
+        (b"[" * 50_000 + b"]" * 50_000, 400, "invalid_json"),
+        (b"[]", 422, "payload_invalid"),
+        (json.dumps({"type": "workflow-completed", "id": "x"}).encode(), 422, "payload_invalid"),
+    ],
+    ids=["broken", "deeply-nested", "array", "missing-fields"],
+)
+def test_signed_but_invalid_bodies_get_400_or_422(client, body, status, code) -> None:
+    assert_clean_error(client.post(URL, **signed(body, event_type="workflow-completed")), status, code)
+
+
+def test_a_422_names_the_field(client, workflow_payload) -> None:
+    del workflow_payload["workflow"]["status"]
+    body = assert_clean_error(client.post(URL, **signed(workflow_payload)), 422, "payload_invalid")
+    assert body["details"]["field"] == "workflow.status"
+
+
+def test_a_body_over_the_limit_gets_413_by_declared_length(settings, fake_server) -> None:
+    small = Settings.from_environ({"CIRCLECI_WEBHOOK_SECRETS": SECRET, "MAX_BODY_BYTES": "100"})
+    app = create_app(small, redis=fakeredis.FakeAsyncRedis(server=fake_server))
+    with TestClient(app) as client:
+        kwargs = signed(b'{"id": "' + b"x" * 200 + b'"}', event_type="workflow-completed")
+        assert_clean_error(client.post(URL, **kwargs), 413, "body_too_large")
+
+
+def test_a_streamed_body_over_the_limit_gets_413_without_content_length(fake_server) -> None:
+    small = Settings.from_environ({"CIRCLECI_WEBHOOK_SECRETS": SECRET, "MAX_BODY_BYTES": "100"})
+    app = create_app(small, redis=fakeredis.FakeAsyncRedis(server=fake_server))
+
+    def chunks():
+        for _ in range(10):
+            yield b"x" * 50
+
+    with TestClient(app) as client:
+        response = client.post(URL, content=chunks(), headers={"content-type": "application/json"})
+        assert "content-length" not in response.request.headers
+        assert_clean_error(response, 413, "body_too_large")
+
+
+def test_rate_limit_answers_429_with_retry_after(fake_server, workflow_payload) -> None:
+    tight = Settings.from_environ(
+        {"CIRCLECI_WEBHOOK_SECRETS": SECRET, "RATE_LIMIT_BURST": "2", "RATE_LIMIT_PER_SECOND": "0.5"}
+    )
+    app = create_app(tight, redis=fakeredis.FakeAsyncRedis(server=fake_server))
+    with TestClient(app) as client:
+        answers = [client.post(URL, **signed(dict(workflow_payload, id=f"e-{i}"))) for i in range(3)]
+    assert [a.status_code for a in answers] == [202, 202, 429]
+    assert_clean_error(answers[2], 429, "rate_limited")
+    assert 1 <= int(answers[2].headers["retry-after"]) <= 2
+
+
+def test_redis_down_gives_503_with_retry_after(settings, workflow_payload) -> None:
+    down = redis.asyncio.Redis(port=1, socket_connect_timeout=0.2)  # nothing listens on port 1
+    with TestClient(create_app(settings, redis=down)) as client:
+        response = client.post(URL, **signed(workflow_payload))
+        assert_clean_error(response, 503, "redis_unavailable")
+        assert response.headers["retry-after"].isdigit()
+        assert_clean_error(client.get("/readyz"), 503, "redis_unavailable")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/nope", 404, "not_found"),
+        ("GET", URL, 405, "method_not_allowed"),
+        ("PUT", "/healthz", 405, "method_not_allowed"),
+    ],
+)
+def test_unknown_paths_and_methods_use_the_error_format(client, method, path, status, code) -> None:
+    assert_clean_error(client.request(method, path), status, code)
+
+
+def test_a_sane_request_id_is_kept_and_a_bad_one_replaced(client) -> None:
+    assert client.get("/healthz", headers={"x-request-id": "abc-123"}).headers["x-request-id"] == "abc-123"
+    replaced = client.get("/healthz", headers={"x-request-id": "bad id\twith spaces"}).headers["x-request-id"]
+    assert replaced != "bad id\twith spaces" and len(replaced) == 32
+
+
+def test_log_lines_carry_request_and_event_ids_but_no_secret_or_signature(client, workflow_payload) -> None:
+    kwargs = signed(workflow_payload)
+    bad = signed(dict(workflow_payload, id="other"), secret="wrong-secret")
+    with capture_logs(processors=[merge_contextvars]) as logs:
+        ok = client.post(URL, **kwargs)
+        refused = client.post(URL, **bad)
+    assert refused.status_code == 401
+    queued = next(line for line in logs if line["event"] == "event_queued")
+    assert queued["request_id"] == ok.headers["x-request-id"]
+    assert queued["event_id"] == workflow_payload["id"]
+    rejected = next(line for line in logs if line["event"] == "webhook_rejected")
+    assert rejected["request_id"] == refused.headers["x-request-id"]
+    dumped = json.dumps(logs)
+    for secret in (SECRET, kwargs["headers"]["circleci-signature"][3:], bad["headers"]["circleci-signature"][3:]):
+        assert secret not in dumped
+
+
+def test_health_ready_and_metrics(client, workflow_payload) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+    client.post(URL, **signed(workflow_payload))
+    client.post(URL, **signed(workflow_payload))
+    client.post(URL, **signed(workflow_payload, secret="nope"))
+    text = client.get("/metrics").text
+    assert 'circleci_events_webhook_requests_total{outcome="queued"} 1.0' in text
+    assert 'circleci_events_webhook_requests_total{outcome="duplicate"} 1.0' in text
+    assert 'circleci_events_webhook_requests_total{outcome="signature_invalid"} 1.0' in text
+    assert "circleci_events_signature_failures_total 1.0" in text
+    assert 'circleci_events_queue_depth{queue="events"} 1.0' in text
+    assert "circleci_events_enqueue_seconds_count 2.0" in text  # the duplicate asked Redis too
+
+
+def test_the_app_refuses_to_start_without_a_secret() -> None:
+    from config.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="CIRCLECI_WEBHOOK_SECRETS"):
+        create_app(Settings.from_environ({}), redis=fakeredis.FakeAsyncRedis())
+
+
+def test_insecure_mode_accepts_unsigned_and_warns_on_every_request(workflow_payload) -> None:
+    insecure = Settings.from_environ({"INSECURE_ALLOW_UNSIGNED_WEBHOOKS": "1"})
+    with TestClient(create_app(insecure, redis=fakeredis.FakeAsyncRedis())) as client, capture_logs() as logs:
+        for i in range(2):
+            body = json.dumps(dict(workflow_payload, id=f"u-{i}")).encode()
+            assert client.post(URL, content=body, headers={"content-type": "application/json"}).status_code == 202
+    assert [line["event"] for line in logs].count("webhook_signature_unchecked") == 2
+
+
+def test_signature_is_checked_over_the_exact_bytes(client, workflow_payload) -> None:
+    body = json.dumps(workflow_payload).encode()
+    headers = {"content-type": "application/json", "circleci-signature": sign(body, SECRET)}
+    reformatted = json.dumps(workflow_payload, indent=1).encode()
+    assert client.post(URL, content=reformatted, headers=headers).status_code == 401
