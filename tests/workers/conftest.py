@@ -1,0 +1,61 @@
+"""Fixtures for the CircleCI client tests: a client over httpx.MockTransport and a fake clock."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from workers.circleci import CircleCIClient
+
+TOKEN = "CCIPAT_do-not-leak-this-token-0123456789"
+API_URL = "https://circleci.test/api/v2"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+class FakeClock:
+    """A monotonic clock that only moves when the client sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_client(clock: FakeClock) -> Callable[..., CircleCIClient]:
+    """Build a client whose every request goes to `handler(request) -> httpx.Response`."""
+
+    def make(handler: Callable[[httpx.Request], httpx.Response], **kwargs: Any) -> CircleCIClient:
+        options: dict[str, Any] = {
+            "base_url": API_URL,
+            "token": TOKEN,
+            "transport": httpx.MockTransport(handler),
+            "sleep": clock.sleep,
+            "clock": clock,
+            "rng": random.Random(7),
+        }
+        options.update(kwargs)
+        return CircleCIClient(**options)
+
+    return make
+
+
+def api_fixture(name: str) -> Any:
+    return json.loads((FIXTURES / "api" / name).read_text())

@@ -1,0 +1,552 @@
+"""CircleCIClient over httpx.MockTransport: errors, retries, pagination, endpoints, secrecy."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from structlog.testing import capture_logs
+
+from config.errors import (
+    CircleCIAPIError,
+    CircleCIBadRequest,
+    CircleCIForbidden,
+    CircleCIInvalidResponse,
+    CircleCIJobNumberMissing,
+    CircleCINotFound,
+    CircleCIPaginationError,
+    CircleCIRateLimited,
+    CircleCIServerError,
+    CircleCITimeout,
+    CircleCIUnauthorized,
+    CircleCIUnreachable,
+)
+from config.settings import Settings
+from workers.circleci import CircleCIClient, parse_retry_after
+from workers.circleci_models import Job, TestResult
+
+from .conftest import TOKEN, api_fixture
+
+SLUG = "gh/circleci/webhook-service"
+
+
+def answer(status: int = 200, body: object = None, text: str | None = None, **headers: str):
+    """A handler answering every request the same way."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if text is not None:
+            return httpx.Response(status, text=text, headers=headers)
+        return httpx.Response(status, json=body if body is not None else {}, headers=headers)
+
+    return handler
+
+
+def sequence(*responses: httpx.Response | Exception, seen: list[httpx.Request] | None = None):
+    """A handler answering with each response (or raising each exception) in turn."""
+    queue = list(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if seen is not None:
+            seen.append(request)
+        item = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    return handler
+
+
+# -- error mapping ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "text", "error_class", "says"),
+    [
+        (401, {"message": "You must log in first"}, None, CircleCIUnauthorized, "personal API token"),
+        (401, None, None, CircleCIUnauthorized, "project tokens are not supported"),
+        (403, {"message": "Permission denied."}, None, CircleCIForbidden, "Permission denied."),
+        (404, {"message": "Project not found"}, None, CircleCINotFound, "invalid token on a private"),
+        (400, {"error": "OwnerID: must be a valid UUID."}, None, CircleCIBadRequest, "OwnerID"),
+        (409, None, "conflict", CircleCIBadRequest, "conflict"),
+        (429, {"message": "Rate limit exceeded."}, None, CircleCIRateLimited, "Rate limit exceeded."),
+        (429, None, "Rate limited.", CircleCIRateLimited, "Rate limited."),
+        (500, {"message": "Internal server error."}, None, CircleCIServerError, "Internal server"),
+        (502, None, "<html>Bad Gateway</html>", CircleCIServerError, "Bad Gateway"),
+    ],
+)
+def test_error_statuses_map_to_error_classes_naming_status_method_and_path(
+    make_client, status, body, text, error_class, says
+):
+    client = make_client(answer(status, body, text), max_retries=0)
+
+    with pytest.raises(error_class) as caught:
+        client.workflow("wf-1")
+
+    error = caught.value
+    assert (error.status, error.method, error.path) == (status, "GET", "/workflow/wf-1")
+    assert f"{status} to GET /workflow/wf-1" in error.message
+    assert says in error.message
+    assert error.code.startswith("circleci_")
+
+
+@pytest.mark.parametrize(
+    ("exception", "error_class"),
+    [
+        (httpx.ReadTimeout("slow"), CircleCITimeout),
+        (httpx.ConnectTimeout("slow"), CircleCITimeout),
+        (httpx.ConnectError("refused"), CircleCIUnreachable),
+        (httpx.RemoteProtocolError("dropped"), CircleCIUnreachable),
+    ],
+)
+def test_transport_failures_map_to_errors_without_status(make_client, exception, error_class):
+    client = make_client(sequence(exception), max_retries=0)
+
+    with pytest.raises(error_class) as caught:
+        client.me()
+
+    assert caught.value.status is None
+    assert (caught.value.method, caught.value.path) == ("GET", "/me")
+
+
+def test_a_2xx_that_is_not_json_raises_invalid_response(make_client):
+    client = make_client(answer(200, text="<html>maintenance</html>"))
+
+    with pytest.raises(CircleCIInvalidResponse, match="not JSON"):
+        client.me()
+
+
+def test_error_paths_never_carry_the_query_string(make_client):
+    client = make_client(answer(404, {"message": "Project not found"}))
+
+    with pytest.raises(CircleCINotFound) as caught:
+        client.request("GET", "/context?owner-id=x&circle-token=secret")
+
+    assert caught.value.path == "/context"
+    assert "secret" not in str(caught.value)
+
+
+# -- Retry-After and retries --------------------------------------------------------------
+
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("7", 7.0),
+        (" 0 ", 0.0),
+        ("1.5", 1.5),
+        (format_datetime(NOW + timedelta(seconds=90), usegmt=True), 90.0),
+        (format_datetime(NOW - timedelta(seconds=30), usegmt=True), 0.0),
+        ("Fri, 31 Dec 1999 23:59:59", 0.0),
+        ("soon", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_is_read_as_seconds_or_http_date(header, seconds):
+    assert parse_retry_after(header, now=NOW) == seconds
+
+
+def test_a_429_then_a_500_then_success_returns_the_answer_after_backing_off(make_client, clock):
+    seen: list[httpx.Request] = []
+    client = make_client(
+        sequence(
+            httpx.Response(429, text="Rate limited.", headers={"Retry-After": "2"}),
+            httpx.Response(500, json={"message": "oops"}),
+            httpx.Response(200, json={"id": "u", "login": "octo", "name": "Octo"}),
+            seen=seen,
+        )
+    )
+
+    user = client.me()
+
+    assert user.login == "octo"
+    assert len(seen) == 3
+    assert 2.0 <= clock.sleeps[0] <= 2.0 + client.backoff
+    assert client.backoff <= clock.sleeps[1] <= 2 * client.backoff  # second try: ceiling 2x
+
+
+def test_a_429_without_retry_after_backs_off_exponentially(make_client, clock):
+    limited = httpx.Response(429, json={"message": "Rate limit exceeded."})
+    client = make_client(sequence(limited, limited, limited, httpx.Response(200, json={})))
+
+    client.me()
+
+    assert len(clock.sleeps) == 3
+    ceilings = [client.backoff * 2**n for n in range(3)]
+    for slept, ceiling in zip(clock.sleeps, ceilings, strict=True):
+        assert ceiling / 2 <= slept <= ceiling
+
+
+def test_a_429_asking_for_more_than_max_wait_raises_at_once_with_the_wait(make_client, clock):
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=600), usegmt=True)
+    seen: list[httpx.Request] = []
+    client = make_client(
+        sequence(httpx.Response(429, text="Rate limited.", headers={"Retry-After": later}), seen=seen),
+        max_wait=60,
+    )
+
+    with pytest.raises(CircleCIRateLimited) as caught:
+        client.me()
+
+    assert 590 <= caught.value.retry_after <= 600
+    assert caught.value.details["retry_after"] == caught.value.retry_after
+    assert len(seen) == 1
+    assert clock.sleeps == []
+
+
+def test_max_wait_per_call_overrides_the_client_default(make_client, clock):
+    client = make_client(sequence(httpx.Response(429, headers={"Retry-After": "20"}), httpx.Response(200, json={})))
+
+    with pytest.raises(CircleCIRateLimited) as caught:
+        client.request("GET", "/me", max_wait=5)
+
+    assert caught.value.retry_after == 20
+    assert clock.sleeps == []
+
+
+def test_retries_stop_at_the_deadline_and_raise_the_last_error(make_client, clock):
+    seen: list[httpx.Request] = []
+    client = make_client(
+        sequence(httpx.Response(503, text="unavailable"), seen=seen),
+        deadline=5.0,
+        max_retries=100,
+    )
+
+    with pytest.raises(CircleCIServerError) as caught:
+        client.workflow("wf-1")
+
+    assert sum(clock.sleeps) <= 5.0
+    assert caught.value.details["attempts"] == len(seen) > 1
+
+
+def test_retries_stop_after_max_retries(make_client):
+    seen: list[httpx.Request] = []
+    client = make_client(sequence(httpx.ReadTimeout("slow"), seen=seen), max_retries=2)
+
+    with pytest.raises(CircleCITimeout):
+        client.workflow("wf-1")
+
+    assert len(seen) == 3
+
+
+def test_a_get_is_retried_after_a_timeout(make_client):
+    client = make_client(sequence(httpx.ReadTimeout("slow"), httpx.Response(200, json={"id": "wf-1"})))
+
+    assert client.workflow("wf-1").id == "wf-1"
+
+
+@pytest.mark.parametrize("failure", [httpx.ReadTimeout("slow"), httpx.Response(500, json={"message": "boom"})])
+def test_a_trigger_is_not_retried_when_it_may_have_landed(make_client, failure):
+    seen: list[httpx.Request] = []
+    client = make_client(sequence(failure, httpx.Response(201, json={"id": "p"}), seen=seen))
+
+    with pytest.raises(CircleCIAPIError):
+        client.trigger_pipeline(SLUG, branch="main")
+
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.Response(429, text="Rate limited.", headers={"Retry-After": "1"}),
+        httpx.ConnectError("refused"),
+    ],
+)
+def test_a_trigger_is_retried_when_it_surely_did_not_land(make_client, failure):
+    seen: list[httpx.Request] = []
+    created = {"id": "p-1", "state": "created", "number": 7, "created_at": "2026-01-01T00:00:00Z"}
+    client = make_client(sequence(failure, httpx.Response(201, json=created), seen=seen))
+
+    assert client.trigger_pipeline(SLUG, branch="main").number == 7
+    assert len(seen) == 2
+
+
+# -- pagination ---------------------------------------------------------------------------
+
+
+def paged(pages: dict[str | None, tuple[list[object], str | None]], seen: list[str | None]):
+    """A handler serving `pages[page_token] = (items, next_page_token)`."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        token = request.url.params.get("page-token")
+        seen.append(token)
+        items, next_token = pages[token]
+        return httpx.Response(200, json={"items": items, "next_page_token": next_token})
+
+    return handler
+
+
+def test_pagination_follows_next_page_token_sent_back_as_page_token(make_client):
+    pages = {None: ([{"id": "a"}], "t1")} | {
+        f"t{n}": ([{"id": f"x{n}"}], f"t{n + 1}" if n < 6 else None) for n in range(1, 7)
+    }
+    seen: list[str | None] = []
+    client = make_client(paged(pages, seen))
+
+    jobs = client.workflow_jobs("wf-1")
+
+    assert [j.id for j in jobs] == ["a", "x1", "x2", "x3", "x4", "x5", "x6"]
+    assert seen == [None, "t1", "t2", "t3", "t4", "t5", "t6"]
+
+
+def test_an_empty_page_with_a_token_is_not_the_end(make_client):
+    pages = {None: ([], "t1"), "t1": ([], "t2"), "t2": ([{"name": "late"}], None)}
+    seen: list[str | None] = []
+    client = make_client(paged(pages, seen))
+
+    assert [t.name for t in client.job_tests(SLUG, 136)] == ["late"]
+    assert seen == [None, "t1", "t2"]
+
+
+def test_a_repeating_page_token_raises_after_yielding_what_came(make_client):
+    pages = {None: ([{"id": "a"}], "t1"), "t1": ([{"id": "b"}], "t1")}
+    client = make_client(paged(pages, []))
+    got: list[object] = []
+
+    with pytest.raises(CircleCIPaginationError, match="already sent") as caught:
+        got.extend(client.paginate("/workflow/wf-1/job"))
+
+    assert got == [{"id": "a"}, {"id": "b"}]
+    assert caught.value.path == "/workflow/wf-1/job"
+
+
+def test_pagination_stops_at_the_page_cap_with_an_error(make_client):
+    pages = {None: ([1], "t1")} | {f"t{n}": ([n], f"t{n + 1}") for n in range(1, 100)}
+    seen: list[str | None] = []
+    client = make_client(paged(pages, seen), max_pages=3)
+
+    with pytest.raises(CircleCIPaginationError, match="cap of 3"):
+        list(client.paginate("/workflow/wf-1/job"))
+
+    assert len(seen) == 3
+
+
+def test_a_list_answer_without_items_raises_invalid_response(make_client):
+    client = make_client(answer(200, {"jobs": []}))
+
+    with pytest.raises(CircleCIInvalidResponse, match="items"):
+        client.workflow_jobs("wf-1")
+
+
+# -- endpoints and requests ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "slug",
+    [
+        "gh/circleci/webhook-service",
+        "github/circleci/webhook-service",
+        "bb/team/repo",
+        "bitbucket/team/repo",
+        "circleci/43G3kM5RtfFE7v5sa4nWAU/44n9pujWcTnVZ2b5S8Fnat",
+    ],
+)
+def test_slugs_are_sent_exactly_as_given_with_slashes_as_path_separators(make_client, slug):
+    seen: list[httpx.Request] = []
+    client = make_client(sequence(httpx.Response(200, json=api_fixture("get-job-details.synth.json")), seen=seen))
+
+    client.job_details(slug, 136)
+
+    assert seen[0].url.raw_path.decode() == f"/api/v2/project/{slug}/job/136"
+
+
+@pytest.mark.parametrize("method", ["job_details", "job_tests", "job_artifacts"])
+def test_job_endpoints_refuse_a_missing_job_number_before_calling(make_client, method):
+    seen: list[httpx.Request] = []
+    client = make_client(sequence(httpx.Response(200, json={}), seen=seen))
+
+    with pytest.raises(CircleCIJobNumberMissing, match="approval jobs"):
+        getattr(client, method)(SLUG, None)
+
+    assert seen == []
+
+
+def test_workflow_jobs_are_typed_and_approval_jobs_are_recognised(make_client):
+    client = make_client(answer(200, api_fixture("list-workflow-jobs.synth.json")))
+
+    jobs = client.workflow_jobs("wf-1")
+
+    assert [(j.name, j.job_number, j.is_approval) for j in jobs] == [
+        ("build", 135, False),
+        ("test", 136, False),
+        ("hold-for-approval", None, True),
+    ]
+    assert jobs[1].dependencies == ("0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b",)
+
+
+def test_models_keep_unknown_fields_in_raw_and_default_missing_ones():
+    job = Job.from_dict({"name": "deploy/prod", "type": "build", "job_number": 3, "new": 1})
+    test = TestResult.from_dict({"result": "failure"})
+
+    assert (job.name, job.status, job.raw["new"], job.is_approval) == ("deploy/prod", None, 1, False)
+    assert job.to_dict() == {"name": "deploy/prod", "type": "build", "job_number": 3, "new": 1}
+    assert test.failed and test.message is None
+
+
+@pytest.mark.parametrize(
+    ("call", "method", "path", "body"),
+    [
+        (
+            lambda c: c.trigger_pipeline(SLUG, branch="main", parameters={"deploy": True}),
+            "POST",
+            f"/project/{SLUG}/pipeline",
+            {"branch": "main", "parameters": {"deploy": True}},
+        ),
+        (
+            lambda c: c.rerun_workflow("wf-1", from_failed=True),
+            "POST",
+            "/workflow/wf-1/rerun",
+            {"from_failed": True},
+        ),
+        (
+            lambda c: c.rerun_workflow("wf-1", jobs=["j-1"], enable_ssh=True),
+            "POST",
+            "/workflow/wf-1/rerun",
+            {"jobs": ["j-1"], "enable_ssh": True},
+        ),
+        (
+            lambda c: c.create_context("ctx", owner_id="org-1"),
+            "POST",
+            "/context",
+            {"name": "ctx", "owner": {"id": "org-1", "type": "organization"}},
+        ),
+        (
+            lambda c: c.set_context_env_var("ctx-1", "API_KEY", "v"),
+            "PUT",
+            "/context/ctx-1/environment-variable/API_KEY",
+            {"value": "v"},
+        ),
+        (
+            lambda c: c.create_project_env_var(SLUG, "FOO", "bar"),
+            "POST",
+            f"/project/{SLUG}/envvar",
+            {"name": "FOO", "value": "bar"},
+        ),
+        (lambda c: c.cancel_workflow("wf-1"), "POST", "/workflow/wf-1/cancel", None),
+        (lambda c: c.approve_job("wf-1", "ap-1"), "POST", "/workflow/wf-1/approve/ap-1", None),
+        (lambda c: c.delete_context("ctx-1"), "DELETE", "/context/ctx-1", None),
+        (lambda c: c.delete_project_env_var(SLUG, "FOO"), "DELETE", f"/project/{SLUG}/envvar/FOO", None),
+    ],
+)
+def test_operations_send_the_documented_method_path_and_body(make_client, call, method, path, body):
+    seen: list[httpx.Request] = []
+    client = make_client(sequence(httpx.Response(200, json={"message": "ok"}), seen=seen))
+
+    call(client)
+
+    request = seen[0]
+    assert (request.method, request.url.path) == (method, f"/api/v2{path}")
+    assert (json.loads(request.content) if request.content else None) == body
+    assert request.headers["Circle-Token"] == TOKEN
+    assert request.headers["Accept"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "skipped", "message"),
+    [
+        (201, {"id": "p-1", "state": "created", "number": 9, "created_at": "2026-01-01T00:00:00Z"}, False, None),
+        (200, {"message": "Pipeline skipped: [ci skip]"}, True, "Pipeline skipped: [ci skip]"),
+    ],
+)
+def test_run_pipeline_uses_three_segments_and_reports_a_skip(make_client, status, body, skipped, message):
+    seen: list[httpx.Request] = []
+    client = make_client(sequence(httpx.Response(status, json=body), seen=seen))
+
+    result = client.run_pipeline("circleci/org-id/project-id", config={"branch": "main"})
+
+    assert seen[0].url.raw_path == b"/api/v2/project/circleci/org-id/project-id/pipeline/run"
+    assert json.loads(seen[0].content) == {"config": {"branch": "main"}}
+    assert (result.skipped, result.message) == (skipped, message)
+
+
+def test_run_pipeline_refuses_a_slug_that_is_not_three_segments(make_client):
+    client = make_client(answer(201, {}))
+
+    with pytest.raises(ValueError, match="three segments"):
+        client.run_pipeline("gh/only-two")
+
+
+def test_download_artifact_follows_redirects_with_the_token(make_client, tmp_path: Path):
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "136-84996744-gh.circle-artifacts.com":
+            return httpx.Response(302, headers={"Location": "https://storage.test/blob?sig=abc"})
+        return httpx.Response(200, content=b"<html>coverage</html>")
+
+    client = make_client(handler)
+    url = "https://136-84996744-gh.circle-artifacts.com/0/coverage/index.html"
+
+    written = client.download_artifact(url, tmp_path / "out" / "index.html")
+
+    assert written.read_bytes() == b"<html>coverage</html>"
+    assert [r.headers.get("Circle-Token") for r in seen] == [TOKEN, TOKEN]
+    assert list(written.parent.iterdir()) == [written]
+
+
+def test_a_failed_download_leaves_no_file_and_names_only_the_path(make_client, tmp_path: Path):
+    client = make_client(answer(401, {"message": "You must log in first"}))
+    url = "https://1-2-gh.circle-artifacts.com/0/report.xml?circle-token=leaky"
+
+    with pytest.raises(CircleCIUnauthorized) as caught:
+        client.download_artifact(url, tmp_path / "report.xml")
+
+    assert caught.value.path == "/0/report.xml"
+    assert "leaky" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- secrecy and logs ---------------------------------------------------------------------
+
+
+def test_the_token_never_appears_in_errors_reprs_or_logs(make_client):
+    client = make_client(
+        sequence(
+            httpx.Response(429, text="Rate limited.", headers={"Retry-After": "1"}),
+            httpx.Response(401, json={"message": "Invalid token provided."}),
+        )
+    )
+
+    with capture_logs() as logs, pytest.raises(CircleCIUnauthorized) as caught:
+        client.me()
+
+    assert logs and logs[0]["event"] == "circleci_api_retry"
+    everything = repr(logs) + str(caught.value) + repr(caught.value.details) + repr(client)
+    assert TOKEN not in everything
+
+
+def test_deprecation_and_sunset_headers_are_logged_once(make_client):
+    headers = {"Deprecation": "true", "Sunset": "Wed, 01 Jul 2026 00:00:00 GMT"}
+    client = make_client(answer(200, {"items": [], "next_page_token": None}, **headers))
+
+    with capture_logs() as logs:
+        client.job_artifacts(SLUG, 1)
+        client.job_artifacts(SLUG, 2)
+
+    events = [(e["event"], e["header"]) for e in logs]
+    assert events == [
+        ("circleci_api_deprecation", "deprecation"),
+        ("circleci_api_deprecation", "sunset"),
+    ]
+
+
+def test_from_settings_takes_the_url_and_token_from_settings():
+    settings = Settings.from_environ({"CIRCLE_TOKEN": TOKEN, "CIRCLECI_API_URL": "http://127.0.0.1:8765/"})
+    seen: list[httpx.Request] = []
+
+    with CircleCIClient.from_settings(
+        settings, transport=httpx.MockTransport(sequence(httpx.Response(200, json={}), seen=seen))
+    ) as client:
+        client.me()
+
+    assert str(seen[0].url) == "http://127.0.0.1:8765/me"
+    assert seen[0].headers["Circle-Token"] == TOKEN

@@ -1,0 +1,287 @@
+"""The CircleCI API v2 client: one method per operation, returning typed results.
+
+The transport (retries, errors, pagination) is workers.circleci_transport.
+
+Slugs are used exactly as given (gh/, github/, bb/, bitbucket/, circleci/<org>/<project>):
+"A project slug must be treated as an opaque string" (API developer's guide, "Getting
+started"), and its `/` stay path separators.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from config.errors import CircleCIJobNumberMissing
+from config.settings import Settings
+
+from .circleci_models import (
+    Artifact,
+    CheckoutKey,
+    Context,
+    ContextEnvVar,
+    FlakyTest,
+    Job,
+    JobDetails,
+    Pipeline,
+    PipelineCreated,
+    ProjectEnvVar,
+    TestResult,
+    User,
+    Workflow,
+)
+from .circleci_transport import DEFAULT_TIMEOUT, CircleCITransport, parse_retry_after
+
+__all__ = ["DEFAULT_TIMEOUT", "CircleCIClient", "parse_retry_after"]
+
+
+def _job_path(slug: str, job_number: int | None, template: str) -> str:
+    """Approval jobs have no job number (pitfalls B5): refuse before any call is made."""
+    if job_number is None or isinstance(job_number, bool):
+        raise CircleCIJobNumberMissing(
+            f"job endpoints need a job number, got {job_number!r} for {slug}; approval jobs "
+            "have none, so filter them out with Job.is_approval",
+            path=template.format(slug=slug, n="{job-number}"),
+        )
+    return template.format(slug=slug, n=int(job_number))
+
+
+def _message(body: Any) -> str:
+    return str(body.get("message", "")) if isinstance(body, dict) else ""
+
+
+class CircleCIClient(CircleCITransport):
+    """The API v2 client. Build one per process (an httpx client costs ~27 ms of CPU) and share
+    it between threads; construct it with the keyword arguments of CircleCITransport."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> CircleCIClient:
+        return cls(base_url=settings.circleci_api_url, token=settings.circle_token, **kwargs)
+
+    # -- user -----------------------------------------------------------------------------
+
+    def me(self) -> User:
+        """The token's user; the way to check a token (v2 answers 404 for many bad tokens)."""
+        return User.from_dict(self.json("GET", "/me"))
+
+    # -- pipelines ------------------------------------------------------------------------
+
+    def trigger_pipeline(
+        self,
+        slug: str,
+        *,
+        branch: str | None = None,
+        tag: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> PipelineCreated:
+        """`POST /project/{slug}/pipeline`; not for GitLab or GitHub App projects (SPEC-2025)."""
+        if branch and tag:
+            raise ValueError("branch and tag are mutually exclusive")
+        body: dict[str, Any] = {}
+        if branch:
+            body["branch"] = branch
+        if tag:
+            body["tag"] = tag
+        if parameters:
+            body["parameters"] = dict(parameters)
+        return PipelineCreated.from_dict(self.json("POST", f"/project/{slug}/pipeline", json=body))
+
+    def run_pipeline(
+        self,
+        slug: str,
+        *,
+        definition_id: str | None = None,
+        config: Mapping[str, str] | None = None,
+        checkout: Mapping[str, str] | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> PipelineCreated:
+        """`POST /project/{provider}/{org}/{project}/pipeline/run`; a non-201 success = skipped.
+
+        The slug must be three real path segments: one %2F-escaped segment gives 404
+        (circleci-cli internal/apiclient pipeline_definition.go).
+        """
+        if len(slug.split("/")) != 3:
+            raise ValueError(f"expected a slug of three segments provider/org/project, got {slug!r}")
+        body: dict[str, Any] = {}
+        for key, value in (
+            ("definition_id", definition_id),
+            ("config", config),
+            ("checkout", checkout),
+            ("parameters", parameters),
+        ):
+            if value:
+                body[key] = dict(value) if isinstance(value, Mapping) else value
+        path = f"/project/{slug}/pipeline/run"
+        response = self.request("POST", path, json=body)
+        data = self.decode(response, "POST", path)
+        created = PipelineCreated.from_dict(data)
+        if response.status_code != 201:
+            return PipelineCreated(message=_message(data), skipped=True, raw=data)
+        return created
+
+    def pipeline(self, pipeline_id: str) -> Pipeline:
+        return Pipeline.from_dict(self.json("GET", f"/pipeline/{pipeline_id}"))
+
+    def pipelines(self, slug: str, *, branch: str | None = None, max_pages: int | None = None) -> Iterator[Pipeline]:
+        """A project's pipelines, newest first, lazily across pages."""
+        params = {"branch": branch} if branch else None
+        path = f"/project/{slug}/pipeline"
+        for item in self.paginate(path, params=params, max_pages=max_pages):
+            yield Pipeline.from_dict(item)
+
+    def pipeline_workflows(self, pipeline_id: str) -> list[Workflow]:
+        items = self.paginate(f"/pipeline/{pipeline_id}/workflow")
+        return [Workflow.from_dict(i) for i in items]
+
+    # -- workflows ------------------------------------------------------------------------
+
+    def workflow(self, workflow_id: str) -> Workflow:
+        return Workflow.from_dict(self.json("GET", f"/workflow/{workflow_id}"))
+
+    def workflow_jobs(self, workflow_id: str) -> list[Job]:
+        """All jobs of a workflow, every page; approval jobs included (see Job.is_approval)."""
+        return [Job.from_dict(i) for i in self.paginate(f"/workflow/{workflow_id}/job")]
+
+    def cancel_workflow(self, workflow_id: str) -> str:
+        body = self.json("POST", f"/workflow/{workflow_id}/cancel", idempotent=True)
+        return _message(body)
+
+    def rerun_workflow(
+        self,
+        workflow_id: str,
+        *,
+        from_failed: bool = False,
+        jobs: list[str] | None = None,
+        enable_ssh: bool | None = None,
+        sparse_tree: bool | None = None,
+    ) -> str:
+        """Rerun; returns the new workflow's id. `from_failed` excludes `jobs` (SPEC-2025)."""
+        if from_failed and jobs:
+            raise ValueError("from_failed and jobs are mutually exclusive")
+        body: dict[str, Any] = {"from_failed": True} if from_failed else {}
+        if jobs:
+            body["jobs"] = list(jobs)
+        if enable_ssh is not None:
+            body["enable_ssh"] = enable_ssh
+        if sparse_tree is not None:
+            body["sparse_tree"] = sparse_tree
+        data = self.json("POST", f"/workflow/{workflow_id}/rerun", json=body)
+        return str(data.get("workflow_id", "")) if isinstance(data, dict) else ""
+
+    def approve_job(self, workflow_id: str, approval_request_id: str) -> str:
+        path = f"/workflow/{workflow_id}/approve/{approval_request_id}"
+        return _message(self.json("POST", path, idempotent=True))
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def job_details(self, slug: str, job_number: int | None) -> JobDetails:
+        path = _job_path(slug, job_number, "/project/{slug}/job/{n}")
+        return JobDetails.from_dict(self.json("GET", path))
+
+    def job_tests(self, slug: str, job_number: int | None) -> list[TestResult]:
+        """Test results stored with `store_test_results`; empty when none were (pitfalls B3)."""
+        path = _job_path(slug, job_number, "/project/{slug}/{n}/tests")
+        return [TestResult.from_dict(i) for i in self.paginate(path)]
+
+    def job_artifacts(self, slug: str, job_number: int | None) -> list[Artifact]:
+        path = _job_path(slug, job_number, "/project/{slug}/{n}/artifacts")
+        return [Artifact.from_dict(i) for i in self.paginate(path)]
+
+    def download_artifact(self, artifact: Artifact | str, destination: str | os.PathLike[str]) -> Path:
+        """Stream an artifact to a file, with the token and following redirects.
+
+        Artifact URLs are not public and may redirect (pitfalls B4; circleci-docs PR 4222);
+        the file appears only once complete.
+        """
+        url = artifact.url if isinstance(artifact, Artifact) else artifact
+        if not url:
+            raise ValueError("the artifact has no url")
+        target = Path(destination)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        response = self.request("GET", url, stream=True)
+        fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+            os.replace(partial, target)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
+        finally:
+            response.close()
+        return target
+
+    # -- contexts -------------------------------------------------------------------------
+
+    def contexts(
+        self,
+        *,
+        owner_id: str | None = None,
+        owner_slug: str | None = None,
+        owner_type: str | None = None,
+    ) -> list[Context]:
+        if bool(owner_id) == bool(owner_slug):
+            raise ValueError("give exactly one of owner_id and owner_slug")
+        params = {"owner-id": owner_id} if owner_id else {"owner-slug": owner_slug}
+        if owner_type:
+            params["owner-type"] = owner_type
+        return [Context.from_dict(i) for i in self.paginate("/context", params=params)]
+
+    def create_context(
+        self,
+        name: str,
+        *,
+        owner_id: str | None = None,
+        owner_slug: str | None = None,
+        owner_type: str = "organization",
+    ) -> Context:
+        if bool(owner_id) == bool(owner_slug):
+            raise ValueError("give exactly one of owner_id and owner_slug")
+        owner = {"id": owner_id} if owner_id else {"slug": owner_slug}
+        body = {"name": name, "owner": {**owner, "type": owner_type}}
+        return Context.from_dict(self.json("POST", "/context", json=body))
+
+    def delete_context(self, context_id: str) -> str:
+        return _message(self.json("DELETE", f"/context/{context_id}"))
+
+    def context_env_vars(self, context_id: str) -> list[ContextEnvVar]:
+        items = self.paginate(f"/context/{context_id}/environment-variable")
+        return [ContextEnvVar.from_dict(i) for i in items]
+
+    def set_context_env_var(self, context_id: str, name: str, value: str) -> ContextEnvVar:
+        """Add or update (PUT is an upsert); the answer never includes the value."""
+        path = f"/context/{context_id}/environment-variable/{name}"
+        return ContextEnvVar.from_dict(self.json("PUT", path, json={"value": value}))
+
+    def delete_context_env_var(self, context_id: str, name: str) -> str:
+        path = f"/context/{context_id}/environment-variable/{name}"
+        return _message(self.json("DELETE", path))
+
+    # -- project environment variables and checkout keys ----------------------------------
+
+    def project_env_vars(self, slug: str) -> list[ProjectEnvVar]:
+        return [ProjectEnvVar.from_dict(i) for i in self.paginate(f"/project/{slug}/envvar")]
+
+    def create_project_env_var(self, slug: str, name: str, value: str) -> ProjectEnvVar:
+        body = {"name": name, "value": value}
+        return ProjectEnvVar.from_dict(self.json("POST", f"/project/{slug}/envvar", json=body))
+
+    def delete_project_env_var(self, slug: str, name: str) -> str:
+        return _message(self.json("DELETE", f"/project/{slug}/envvar/{name}"))
+
+    def checkout_keys(self, slug: str, *, digest: str | None = None) -> list[CheckoutKey]:
+        params = {"digest": digest} if digest else None
+        items = self.paginate(f"/project/{slug}/checkout-key", params=params)
+        return [CheckoutKey.from_dict(i) for i in items]
+
+    # -- insights -------------------------------------------------------------------------
+
+    def flaky_tests(self, slug: str) -> list[FlakyTest]:
+        """Not supported for circleci/<org> slugs (GitLab, GitHub App) per the insights docs."""
+        data = self.json("GET", f"/insights/{slug}/flaky-tests")
+        items = data.get("flaky-tests", []) if isinstance(data, dict) else []
+        return [FlakyTest.from_dict(i) for i in items]

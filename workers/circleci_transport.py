@@ -1,0 +1,345 @@
+"""The transport under `CircleCIClient`: one `httpx.Client`, retries, errors mapped into our tree.
+
+    CircleCITransport.request()   send, map errors, retry 429/5xx/timeouts within a deadline
+    CircleCITransport.json()      the same, decoding the JSON body
+    CircleCITransport.paginate()  follow `next_page_token` as `page-token` until it is null
+
+Facts: /work/shared/reference/circleci-api-v2.md and circleci-pitfalls.md (section B).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Self
+
+import httpx
+import structlog
+from starlette.datastructures import Secret
+
+from config.errors import (
+    CircleCIAPIError,
+    CircleCIBadRequest,
+    CircleCIForbidden,
+    CircleCIInvalidResponse,
+    CircleCINotFound,
+    CircleCIPaginationError,
+    CircleCIRateLimited,
+    CircleCIServerError,
+    CircleCITimeout,
+    CircleCIUnauthorized,
+    CircleCIUnreachable,
+)
+from config.settings import DEFAULT_API_URL
+
+__all__ = ["DEFAULT_TIMEOUT", "CircleCITransport", "parse_retry_after"]
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+# The request never reached CircleCI, so even a non-idempotent POST may be sent again.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_HINTS = {
+    401: "check CIRCLE_TOKEN is a personal API token; project tokens are not supported by v2",
+    404: "an invalid token on a private project also gives 404",
+}
+_ERRORS: dict[int, type[CircleCIAPIError]] = {
+    401: CircleCIUnauthorized,
+    403: CircleCIForbidden,
+    404: CircleCINotFound,
+    429: CircleCIRateLimited,
+}
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: integer seconds or an HTTP-date.
+
+    Both forms occur; CircleCI's own chunk-cli accepts both
+    (https://github.com/CircleCI-Public/chunk-cli/pull/417).
+    """
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _label(target: str) -> str:
+    """The path shown in messages and logs: never a host's query string (it may hold a token)."""
+    return httpx.URL(target).path if "://" in target else target.split("?", 1)[0]
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The human part of an error body: {"message"}, {"error"}, or plain text ("Rate limited.")."""
+    text = response.text.strip()
+    try:
+        body = response.json()
+    except ValueError:
+        return text[:200]
+    if isinstance(body, dict):
+        for key in ("message", "error"):
+            value = body.get(key)
+            if isinstance(value, dict):  # v3 shape {"error": {"title", "detail"}}
+                value = value.get("detail") or value.get("title")
+            if value:
+                return str(value)[:200]
+    return text[:200]
+
+
+class CircleCITransport:
+    """Sends API v2 calls; thread-safe, so one per process serves every worker thread."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str = DEFAULT_API_URL,
+        token: str | Secret | None = None,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+        http_client: httpx.Client | None = None,
+        max_retries: int = 4,
+        deadline: float = 30.0,
+        max_wait: float = 30.0,
+        max_pages: int = 50,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        headers = {"Accept": "application/json"}
+        if token is not None:
+            headers["Circle-Token"] = str(token)
+        if http_client is None:
+            http_client = httpx.Client(
+                base_url=base_url.rstrip("/"),
+                headers=headers,
+                timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
+                transport=transport,
+                follow_redirects=False,
+            )
+        else:
+            http_client.headers.update(headers)
+        self._http = http_client
+        self.base_url = str(http_client.base_url)
+        self.max_retries = max_retries
+        self.deadline = deadline
+        self.max_wait = max_wait
+        self.max_pages = max_pages
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._deprecations_seen: set[tuple[str, str]] = set()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- transport, retries, error mapping -------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        idempotent: bool | None = None,
+        max_wait: float | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """Send one call, retrying 429, 5xx and timeouts with jittered backoff within the deadline.
+
+        A non-idempotent call (a POST unless said otherwise) is retried on 429, on 5xx never
+        and on a timeout only when the request was never sent: it may have landed.
+        A 429 asking for longer than `max_wait` raises CircleCIRateLimited at once, so an
+        RQ job can reschedule itself instead of sleeping.
+        """
+        method = method.upper()
+        target, path = path, _label(path)
+        idempotent = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        max_wait = self.max_wait if max_wait is None else max_wait
+        started = self._clock()
+        attempt = 0
+        while True:
+            response, error, retryable = self._attempt(method, target, path, params, json, idempotent, stream)
+            if error is None:
+                assert response is not None
+                return response
+            delay = self._delay(attempt)
+            if isinstance(error, CircleCIRateLimited) and error.retry_after is not None:
+                if error.retry_after > max_wait:
+                    raise error
+                delay = error.retry_after + self._rng.uniform(0, self.backoff)
+            elapsed = self._clock() - started
+            if not retryable or attempt >= self.max_retries or elapsed + delay > self.deadline:
+                error.details.setdefault("attempts", attempt + 1)
+                raise error
+            log.info(
+                "circleci_api_retry",
+                method=method,
+                path=path,
+                status=error.status,
+                error_code=error.code,
+                attempt=attempt + 1,
+                delay=round(delay, 3),
+            )
+            self._sleep(delay)
+            attempt += 1
+
+    def _attempt(
+        self,
+        method: str,
+        target: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        idempotent: bool,
+        stream: bool,
+    ) -> tuple[httpx.Response | None, CircleCIAPIError | None, bool]:
+        """One try: (response, None, _) or (None, error, retryable)."""
+        request = self._http.build_request(method, target, params=params, json=json)
+        try:
+            response = self._http.send(request, stream=stream, follow_redirects=stream)
+        except httpx.TimeoutException as exc:
+            message = f"CircleCI API did not answer {method} {path} in time ({type(exc).__name__})"
+            error: CircleCIAPIError = CircleCITimeout(message, method=method, path=path)
+            return None, error, idempotent or isinstance(exc, _NOT_SENT)
+        except httpx.TransportError as exc:
+            message = f"CircleCI API unreachable for {method} {path}: {type(exc).__name__}"
+            error = CircleCIUnreachable(message, method=method, path=path)
+            return None, error, idempotent or isinstance(exc, _NOT_SENT)
+        self._note_deprecation(response, method, path)
+        if response.status_code < 400:
+            return response, None, False
+        if stream:
+            response.read()
+            response.close()
+        error = self._map_error(response, method, path)
+        retryable = response.status_code == 429 or (response.status_code >= 500 and idempotent)
+        return None, error, retryable
+
+    def _map_error(self, response: httpx.Response, method: str, path: str) -> CircleCIAPIError:
+        status = response.status_code
+        text = _error_text(response)
+        hint = _HINTS.get(status)
+        message = f"CircleCI API answered {status} to {method} {path}: {text or '(empty body)'}"
+        if hint:
+            message += f" ({hint})"
+        details = {"body": text}
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if retry_after is None:  # documented fallback: seconds until the window resets
+                retry_after = parse_retry_after(
+                    response.headers.get("RateLimit-Reset") or response.headers.get("X-RateLimit-Reset")
+                )
+            return CircleCIRateLimited(message, retry_after=retry_after, method=method, path=path, details=details)
+        cls = _ERRORS.get(status) or (CircleCIServerError if status >= 500 else CircleCIBadRequest)
+        return cls(message, status=status, method=method, path=path, details=details)
+
+    def _delay(self, attempt: int) -> float:
+        """Exponential backoff with equal jitter: half fixed, half random."""
+        ceiling = min(self.max_backoff, self.backoff * 2.0**attempt)
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+    def _note_deprecation(self, response: httpx.Response, method: str, path: str) -> None:
+        """Log Deprecation/Sunset headers once each, as the official CLI warns about them."""
+        for header in ("Deprecation", "Sunset"):
+            value = response.headers.get(header)
+            if value is None:
+                continue
+            with self._lock:
+                if (header, value) in self._deprecations_seen:
+                    continue
+                self._deprecations_seen.add((header, value))
+            log.warning(
+                "circleci_api_deprecation",
+                header=header.lower(),
+                value=value,
+                method=method,
+                path=path,
+                link=response.headers.get("Link"),
+            )
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """`request` and decode its JSON body."""
+        return self.decode(self.request(method, path, **kwargs), method.upper(), path)
+
+    def decode(self, response: httpx.Response, method: str, path: str) -> Any:
+        """The JSON body of a 2xx; one that is not JSON raises CircleCIInvalidResponse."""
+        try:
+            return response.json()
+        except ValueError:
+            raise CircleCIInvalidResponse(
+                f"CircleCI API answered {response.status_code} to {method} {path} "
+                f"with a body that is not JSON: {response.text[:100]!r}",
+                status=response.status_code,
+                method=method,
+                path=path,
+            ) from None
+
+    def paginate(
+        self, path: str, *, params: Mapping[str, Any] | None = None, max_pages: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the items of every page until `next_page_token` is null.
+
+        An empty page with a token is not the end (pitfalls B8). A repeating token or more
+        than `max_pages` pages raises CircleCIPaginationError after the items already yielded.
+        """
+        cap = max_pages or self.max_pages
+        seen: set[str] = set()
+        token: str | None = None
+        for page in range(1, cap + 1):
+            query = {**(params or {}), **({"page-token": token} if token else {})}
+            body = self.json("GET", path, params=query)
+            items = body.get("items") if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                raise CircleCIInvalidResponse(
+                    f"expected {{'items': [...]}} from GET {path}, got {type(body).__name__}",
+                    status=200,
+                    method="GET",
+                    path=path,
+                )
+            yield from items
+            token = body.get("next_page_token")
+            if not token:
+                return
+            if token in seen:
+                raise CircleCIPaginationError(
+                    f"GET {path} sent back a page token it already sent, after {page} pages",
+                    method="GET",
+                    path=path,
+                    details={"pages": page},
+                )
+            seen.add(token)
+        raise CircleCIPaginationError(
+            f"GET {path} still had more pages after the cap of {cap}",
+            method="GET",
+            path=path,
+            details={"pages": cap},
+        )
