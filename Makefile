@@ -12,7 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# `make run` is for a laptop: it listens on 127.0.0.1 and, unless you set your own, accepts
+# webhooks signed with the development secret below. Production uses the Procfile.
+run: export HOST ?= 127.0.0.1
+run: export CIRCLECI_WEBHOOK_SECRETS ?= local-development-secret
+run: export LOG_FORMAT ?= console
 run: $(STAMP)
+	@echo "make run: webhook secret is '$$CIRCLECI_WEBHOOK_SECRETS' (set CIRCLECI_WEBHOOK_SECRETS to change it)"
 	$(BIN)/circleci-events run
 
 test: $(STAMP)

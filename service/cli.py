@@ -107,8 +107,11 @@ def run() -> None:
             err=True,
         )
     command = [sys.executable, "-m", "service.cli"]
-    processes = [subprocess.Popen([*command, "web"], env=env)]
-    processes += [subprocess.Popen([*command, "worker"], env=env) for _ in range(settings.worker_count)]
+    # Own sessions: Ctrl-C reaches only this process, which stops the workers before Redis.
+    processes = [subprocess.Popen([*command, "web"], env=env, start_new_session=True)]
+    processes += [
+        subprocess.Popen([*command, "worker"], env=env, start_new_session=True) for _ in range(settings.worker_count)
+    ]
     click.echo(
         f"circleci-events: receiving on http://{settings.host}:{settings.port}/webhooks/circleci "
         f"with {settings.worker_count} workers; Ctrl-C stops",

@@ -50,6 +50,7 @@ class EmbeddedRedis:
                 "warning",
             ],
             stdout=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches the parent, which stops Redis last
         )
         deadline = time.monotonic() + timeout
         while not self.socket.exists():
