@@ -59,3 +59,28 @@ def make_client(clock: FakeClock) -> Callable[..., CircleCIClient]:
 
 def api_fixture(name: str) -> Any:
     return json.loads((FIXTURES / "api" / name).read_text())
+
+
+SIM_TOKEN = "sim-token-for-tests"
+
+
+@pytest.fixture
+def live_simulator(clock: FakeClock):
+    """The simulator (example dataset, pages of 2) in a real uvicorn server, and a client to it.
+
+    Yields (simulator control object, base URL, client); the client sleeps on the fake clock.
+    """
+    from tests.fakes.server import running
+    from tests.fakes.simulator import create_simulator
+
+    app = create_simulator(page_size=2, token=SIM_TOKEN)
+    with running(app) as base_url:
+        client = CircleCIClient(
+            base_url=f"{base_url}/api/v2",
+            token=SIM_TOKEN,
+            sleep=clock.sleep,
+            clock=clock,
+            rng=random.Random(7),
+        )
+        with client:
+            yield app.state.simulator, base_url, client

@@ -1,0 +1,275 @@
+"""A local CircleCI API v2: the operations workers/circleci.py calls, with pagination,
+latency, fault injection and call counts. Start it with one command:
+
+    python -m tests.fakes.simulator --port 8765 [--latency-ms 20] [--page-size N] [--token T]
+
+The API answers at / and at /api/v2 (so CIRCLECI_API_URL=http://127.0.0.1:8765/api/v2 works).
+Control endpoints (no token needed):
+
+    POST   /_sim/faults     {"path": "/workflow/*/job", "status": 429, "retry_after": 2, "times": 1}
+                            or {"kind": "rate_limited_text"|"rate_limited"|"server_error"|
+                                "unauthorized"|"slow", "path": ..., "delay": 1.5, "after": 0}
+    GET    /_sim/faults     DELETE /_sim/faults
+    GET    /_sim/calls      {"calls": {"GET /workflow/{id}/job": 3, ...}, "total": n}
+    POST   /_sim/reset      forget calls and faults
+    POST   /_sim/workflows  {"payload": <workflow-completed webhook>, "jobs": [<job spec>...]}
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import fnmatch
+import json
+import re
+import threading
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from tests.fakes import simulator_api
+from tests.fakes.simulator_data import Dataset
+
+__all__ = ["Fault", "Simulator", "create_simulator"]
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    "rate_limited": {"status": 429, "retry_after": 1},
+    "rate_limited_text": {"status": 429, "retry_after": 1, "body": "Rate limited."},
+    "server_error": {"status": 500},
+    "unauthorized": {"status": 401, "body": {"message": "Invalid token provided."}},
+    "slow": {"status": None, "delay": 1.0},
+}
+_DEFAULT_BODIES: dict[int, Any] = {
+    429: {"message": "Rate limit exceeded."},
+    500: {"message": "Internal server error."},
+    401: {"message": "You must log in first"},
+}
+
+
+@dataclass
+class Fault:
+    """Answers `times` matching calls (None: all) after letting `after` through.
+
+    `path` is an fnmatch pattern on the request path (without /api/v2) or on the spec template;
+    `status` None with a `delay` makes a slow but otherwise normal answer. A str `body` is sent
+    as text/plain, as CircleCI's 429 "Rate limited." is.
+    """
+
+    path: str = "*"
+    method: str = "*"
+    status: int | None = 429
+    retry_after: int | str | None = None
+    body: Any = None
+    delay: float = 0.0
+    times: int | None = 1
+    after: int = 0
+    seen: int = 0
+    fired: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fault:
+        data = dict(data)
+        preset = _PRESETS[data.pop("kind")] if "kind" in data else {}
+        return cls(**(preset | data))
+
+    def take(self, method: str, path: str, template: str) -> bool:
+        if self.method not in ("*", method):
+            return False
+        if not (fnmatch.fnmatchcase(path, self.path) or fnmatch.fnmatchcase(template, self.path)):
+            return False
+        self.seen += 1
+        if self.seen <= self.after or (self.times is not None and self.fired >= self.times):
+            return False
+        self.fired += 1
+        return True
+
+    def response(self) -> Response:
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+        body = self.body if self.body is not None else _DEFAULT_BODIES.get(self.status or 0, {})
+        if isinstance(body, str):
+            return PlainTextResponse(body, status_code=self.status or 200, headers=headers)
+        return JSONResponse(body, status_code=self.status or 200, headers=headers)
+
+
+@dataclass
+class Simulator:
+    dataset: Dataset
+    page_size: int = 20
+    latency: float = 0.0
+    token: str | None = "sim-token"
+    faults: list[Fault] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add_fault(self, fault: Fault | None = None, **kwargs: Any) -> Fault:
+        fault = fault or Fault.from_dict(kwargs)
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def reset(self) -> None:
+        with self.lock:
+            self.faults.clear()
+            self.calls.clear()
+
+    def call_count(self, method: str, template: str) -> int:
+        with self.lock:
+            return self.calls[f"{method} {template}"]
+
+    def _take_fault(self, method: str, path: str, template: str) -> Fault | None:
+        with self.lock:
+            self.calls[f"{method} {template}"] += 1
+            return next((f for f in self.faults if f.take(method, path, template)), None)
+
+    def _denied(self, request: Request) -> Response | None:
+        if self.token is None:
+            return None
+        given = request.headers.get("circle-token")
+        auth = request.headers.get("authorization", "")
+        if given is None and auth.lower().startswith("bearer "):
+            given = auth[7:]
+        if given is None:
+            return JSONResponse({"message": "You must log in first"}, status_code=401)
+        if given != self.token:
+            return JSONResponse({"message": "Invalid token provided."}, status_code=401)
+        return None
+
+    def page(self, request: Request, items: list[Any], listing: str) -> Response:
+        """One page of `items` with an opaque token (base64 of offset and listing)."""
+        offset = 0
+        if token := request.query_params.get("page-token"):
+            try:
+                listed, offset = json.loads(base64.urlsafe_b64decode(token.encode()))
+                assert listed == listing and offset >= 0
+            except Exception:
+                return JSONResponse({"message": "Invalid page token."}, status_code=400)
+        end = offset + self.page_size
+        next_token = None
+        if end < len(items):
+            next_token = base64.urlsafe_b64encode(json.dumps([listing, end]).encode()).decode()
+        return JSONResponse({"items": items[offset:end], "next_page_token": next_token})
+
+
+Handler = Callable[[Simulator, Request, Any], Response]
+
+
+def _starlette_path(template: str) -> str:
+    converters = {"project-slug": "project_slug:path", "job-number": "job_number:int"}
+    return re.sub(r"\{([^}]+)\}", lambda m: "{" + converters.get(m[1], m[1].replace("-", "_")) + "}", template)
+
+
+def _endpoint(sim: Simulator, method: str, template: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        path = request.url.path.removeprefix("/api/v2")
+        fault = sim._take_fault(method, path, template)
+        if sim.latency:
+            await asyncio.sleep(sim.latency)
+        if fault is not None:
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.status is not None:
+                return fault.response()
+        if (denied := sim._denied(request)) is not None:
+            return denied
+        body = None
+        if method in ("POST", "PUT") and (raw := await request.body()):
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return JSONResponse({"message": "Unexpected request body provided."}, status_code=400)
+        with sim.dataset.lock:
+            return handler(sim, request, body)
+
+    return endpoint
+
+
+async def _control_faults(request: Request) -> Response:
+    sim: Simulator = request.app.state.simulator
+    if request.method == "POST":
+        data = await request.json()
+        added = [sim.add_fault(**f) for f in (data if isinstance(data, list) else [data])]
+        return JSONResponse({"faults": [asdict(f) for f in added]}, status_code=201)
+    if request.method == "DELETE":
+        with sim.lock:
+            sim.faults.clear()
+    with sim.lock:
+        return JSONResponse({"faults": [asdict(f) for f in sim.faults]})
+
+
+async def _control_calls(request: Request) -> Response:
+    sim: Simulator = request.app.state.simulator
+    with sim.lock:
+        calls = {k: v for k, v in sorted(sim.calls.items()) if v}
+    return JSONResponse({"calls": calls, "total": sum(calls.values())})
+
+
+async def _control_reset(request: Request) -> Response:
+    request.app.state.simulator.reset()
+    return JSONResponse({"message": "reset"})
+
+
+async def _control_workflows(request: Request) -> Response:
+    data = await request.json()
+    payload, jobs = (data["payload"], data.get("jobs")) if "payload" in data else (data, None)
+    made = request.app.state.simulator.dataset.add_workflow_from_webhook(payload, jobs=jobs)
+    return JSONResponse(made, status_code=201)
+
+
+def create_simulator(
+    dataset: Dataset | None = None,
+    *,
+    page_size: int = 20,
+    latency: float = 0.0,
+    token: str | None = "sim-token",
+) -> Starlette:
+    """The simulator app; `app.state.simulator` is the Python control API (faults, calls)."""
+    sim = Simulator(dataset if dataset is not None else Dataset.example(), page_size, latency, token)
+    api: list[BaseRoute] = [
+        Route(_starlette_path(template), _endpoint(sim, method, template, handler), methods=[method])
+        for method, template, handler in simulator_api.OPERATIONS
+    ]
+    control: list[BaseRoute] = [
+        Route("/_sim/faults", _control_faults, methods=["GET", "POST", "DELETE"]),
+        Route("/_sim/calls", _control_calls),
+        Route("/_sim/reset", _control_reset, methods=["POST"]),
+        Route("/_sim/workflows", _control_workflows, methods=["POST"]),
+        Route(
+            "/_sim/artifacts/{key:path}",
+            _endpoint(sim, "GET", "/_sim/artifacts/{key}", simulator_api.artifact_redirect),
+        ),
+        Route("/_sim/artifact-blobs/{key:path}", simulator_api.artifact_blob),
+    ]
+    app = Starlette(routes=[*control, Mount("/api/v2", routes=api), *api])
+    app.state.simulator = sim
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes.simulator", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--page-size", type=int, default=20)
+    parser.add_argument("--token", default="sim-token", help="expected Circle-Token; '' accepts any")
+    parser.add_argument("--empty", action="store_true", help="start without the example dataset")
+    args = parser.parse_args(argv)
+    app = create_simulator(
+        Dataset() if args.empty else None,
+        page_size=args.page_size,
+        latency=args.latency_ms / 1000,
+        token=args.token or None,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,314 @@
+"""The in-memory CircleCI the simulator serves, kept consistent with webhook payloads.
+
+`Dataset.add_workflow_from_webhook(payload, jobs=[...])` makes a workflow-completed payload's
+workflow, pipeline, jobs (build and approval), job details, tests and artifacts servable.
+Objects are stored in the API's own shapes (SPEC-2025 and tests/fixtures/api/*.synth.json).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+_IDS = uuid.UUID("9c7d8a3e-3f0e-4c55-9a57-5b1f1e0c2d11")  # namespace for stable ids
+_SHORT = {"github": "gh", "bitbucket": "bb"}
+_TRIGGERS = {"schedule": "scheduled_pipeline", "scheduled_pipeline": "scheduled_pipeline", "api": "api"}
+JobSpec = Mapping[str, Any]
+
+
+def short_slug(slug: str) -> str:
+    """API responses use gh/ and bb/ where webhooks say github/ and bitbucket/."""
+    vcs, _, rest = slug.partition("/")
+    return f"{_SHORT.get(vcs, vcs)}/{rest}"
+
+
+def stable_id(*parts: object) -> str:
+    return str(uuid.uuid5(_IDS, "/".join(map(str, parts))))
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _default_jobs(status: str) -> list[dict[str, Any]]:
+    last = status if status in {"success", "failed", "canceled"} else "failed"
+    return [{"name": "build", "status": "success"}, {"name": "test", "status": last}]
+
+
+def _default_tests(name: str, status: str) -> list[dict[str, Any]]:
+    if status == "success":
+        return [{"name": f"{name} passes", "result": "success"}]
+    if status == "failed":
+        return [
+            {"name": f"{name} passes", "result": "success"},
+            {"name": f"{name} fails", "result": "failure", "message": "AssertionError: 1 != 2"},
+        ]
+    return []
+
+
+class Dataset:
+    """Everything the simulator knows; every access goes through `lock`."""
+
+    def __init__(self, *, user: Mapping[str, str] | None = None) -> None:
+        self.lock = threading.RLock()
+        self.user = dict(user or {"id": stable_id("user"), "login": "octocat", "name": "Octo Cat"})
+        self.projects: dict[str, dict[str, Any]] = {}
+        self.pipelines: dict[str, dict[str, Any]] = {}
+        self.workflows: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[str, list[dict[str, Any]]] = {}
+        self.job_details: dict[tuple[str, int], dict[str, Any]] = {}
+        self.tests: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self.artifacts: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self.artifact_files: dict[str, bytes] = {}
+        self.contexts: dict[str, dict[str, Any]] = {}
+        self.context_vars: dict[str, dict[str, dict[str, Any]]] = {}
+        self.project_env: dict[str, dict[str, dict[str, Any]]] = {}
+        self.checkout_keys: dict[str, list[dict[str, Any]]] = {}
+        self.flaky: dict[str, list[dict[str, Any]]] = {}
+        self.run_skip_message: str | None = None  # set to make pipeline/run answer "skipped"
+        self._job_numbers = itertools.count(1000)
+
+    # -- building ---------------------------------------------------------------------
+
+    def add_project(
+        self, slug: str, *, id: str | None = None, name: str | None = None, org: str = ""
+    ) -> dict[str, Any]:
+        key = short_slug(slug)
+        with self.lock:
+            return self.projects.setdefault(
+                key,
+                {
+                    "id": id or stable_id("project", key),
+                    "slug": key,
+                    "name": name or key.rsplit("/", 1)[-1],
+                    "org": org or key.split("/")[1],
+                    "external_url": f"https://github.com/{key.split('/', 1)[1]}",
+                },
+            )
+
+    def add_workflow_from_webhook(
+        self, payload: Mapping[str, Any], jobs: Sequence[JobSpec] | None = None
+    ) -> dict[str, Any]:
+        """Serve the payload's workflow, pipeline and jobs; returns their ids and job numbers.
+
+        A job spec is a dict: name, and optionally type (build|approval), status, number, id,
+        tests (list of partial test dicts), artifacts (paths or {path, content, node_index}).
+        """
+        wf, pl = payload["workflow"], payload["pipeline"]
+        project = self.add_project(
+            payload["project"]["slug"],
+            id=payload["project"].get("id"),
+            name=payload["project"].get("name"),
+            org=payload.get("organization", {}).get("name", ""),
+        )
+        slug = project["slug"]
+        vcs = pl.get("vcs") or {}
+        pipeline: dict[str, Any] = {
+            "id": pl["id"],
+            "errors": [],
+            "project_slug": slug,
+            "updated_at": wf.get("stopped_at") or pl["created_at"],
+            "number": pl["number"],
+            "state": "created",
+            "created_at": pl["created_at"],
+            "trigger": {
+                "type": _TRIGGERS.get((pl.get("trigger") or {}).get("type", ""), "webhook"),
+                "received_at": pl["created_at"],
+                "actor": {"login": self.user["login"], "avatar_url": None},
+            },
+        }
+        if isinstance(pl.get("trigger_parameters"), dict):
+            pipeline["trigger_parameters"] = pl["trigger_parameters"]
+        if vcs:
+            pipeline["vcs"] = {
+                k: vcs[k] for k in ("provider_name", "origin_repository_url", "target_repository_url") if k in vcs
+            } | {"revision": vcs.get("revision", "")}
+            pipeline["vcs"].update({k: vcs[k] for k in ("branch", "tag") if vcs.get(k)})
+            if isinstance(vcs.get("commit"), dict):
+                commit = vcs["commit"]
+                pipeline["vcs"]["commit"] = {"subject": commit.get("subject"), "body": commit.get("body")}
+        workflow = {
+            "pipeline_id": pl["id"],
+            "id": wf["id"],
+            "name": wf["name"],
+            "project_slug": slug,
+            "tag": None,
+            "status": wf["status"],
+            "started_by": self.user["id"],
+            "pipeline_number": pl["number"],
+            "created_at": wf["created_at"],
+            "stopped_at": wf.get("stopped_at"),
+        }
+        if wf["status"] == "canceled":
+            workflow["canceled_by"] = self.user["id"]
+        with self.lock:
+            self.pipelines[pl["id"]] = pipeline
+            self.workflows[wf["id"]] = workflow
+            self.jobs[wf["id"]] = []
+            for spec in jobs if jobs is not None else _default_jobs(wf["status"]):
+                self._add_job(workflow, project, payload, spec)
+            made = [dict(j) for j in self.jobs[wf["id"]]]
+        return {"workflow_id": wf["id"], "pipeline_id": pl["id"], "project_slug": slug, "jobs": made}
+
+    def _add_job(
+        self,
+        workflow: dict[str, Any],
+        project: dict[str, Any],
+        payload: Mapping[str, Any],
+        spec: JobSpec,
+    ) -> None:
+        siblings = self.jobs[workflow["id"]]
+        kind = spec.get("type", "build")
+        job_id = spec.get("id") or stable_id(workflow["id"], spec["name"])
+        item: dict[str, Any] = {
+            "dependencies": [siblings[-1]["id"]] if siblings else [],
+            "id": job_id,
+            "name": spec["name"],
+            "project_slug": workflow["project_slug"],
+            "type": kind,
+        }
+        if kind == "approval":
+            item |= {"status": spec.get("status", "on_hold"), "started_at": None, "stopped_at": None}
+            item["approval_request_id"] = job_id
+            siblings.append(item)
+            return
+        status = spec.get("status", "success")
+        number = int(spec.get("number") or next(self._job_numbers))
+        started = spec.get("started_at", workflow["created_at"])
+        stopped = spec.get("stopped_at", workflow["stopped_at"])
+        item |= {"job_number": number, "status": status, "started_at": started, "stopped_at": stopped}
+        siblings.append(item)
+        slug = project["slug"]
+        long_slug = payload["project"]["slug"]
+        self.job_details[(slug, number)] = {
+            "web_url": f"https://app.circleci.com/pipelines/{long_slug}/{workflow['pipeline_number']}"
+            f"/workflows/{workflow['id']}/jobs/{number}",
+            "project": {k: project[k] for k in ("id", "slug", "name", "external_url")},
+            "parallel_runs": [{"index": 0, "status": status}],
+            "started_at": started,
+            "latest_workflow": {"id": workflow["id"], "name": workflow["name"]},
+            "name": spec["name"],
+            "executor": {"resource_class": "medium", "type": "docker"},
+            "parallelism": 1,
+            "status": status,
+            "number": number,
+            "pipeline": {"id": workflow["pipeline_id"]},
+            "duration": spec.get("duration", 5329),
+            "created_at": workflow["created_at"],
+            "messages": [],
+            "contexts": [{"name": c} for c in spec.get("contexts", ["org-global"])],
+            "organization": {"name": project["org"]},
+            "queued_at": workflow["created_at"],
+            "stopped_at": stopped,
+        }
+        tests = spec.get("tests", _default_tests(spec["name"], status))
+        self.tests[(slug, number)] = [
+            {
+                "message": "",
+                "source": "pytest",
+                "run_time": 0.05,
+                "file": f"tests/test_{spec['name'].replace('/', '_')}.py",
+                "result": "success",
+                "name": f"test {n}",
+                "classname": spec["name"],
+            }
+            | dict(t)
+            for n, t in enumerate(tests)
+        ]
+        default_artifacts = ["test-results/junit.xml"] if tests else []
+        self.artifacts[(slug, number)] = []
+        for art in spec.get("artifacts", default_artifacts):
+            art = {"path": art} if isinstance(art, str) else dict(art)
+            node = int(art.get("node_index", 0))
+            self.artifacts[(slug, number)].append({"path": art["path"], "node_index": node})
+            content = art.get("content", f"artifact {art['path']} of job {number}\n")
+            key = f"{slug}/{number}/{node}/{art['path']}"
+            self.artifact_files[key] = content.encode() if isinstance(content, str) else content
+
+    def add_context(self, name: str, *, owner_id: str, variables: Sequence[str] = ()) -> dict[str, Any]:
+        context = {"id": stable_id("context", owner_id, name), "name": name, "created_at": now()}
+        with self.lock:
+            self.contexts[context["id"]] = context | {"owner_id": owner_id}
+            self.context_vars[context["id"]] = {}
+            for variable in variables:
+                self.set_context_var(context["id"], variable)
+        return context
+
+    def set_context_var(self, context_id: str, name: str) -> dict[str, Any]:
+        with self.lock:
+            known = self.context_vars[context_id].get(name)
+            created = known["created_at"] if known else now()
+            item = {"variable": name, "created_at": created, "updated_at": now(), "context_id": context_id}
+            self.context_vars[context_id][name] = item
+            return item
+
+    def set_project_env_var(self, slug: str, name: str, value: str) -> dict[str, Any]:
+        with self.lock:
+            self.add_project(slug)
+            item = {"name": name, "value": "xxxx" + value[-4:], "created-at": now()}
+            self.project_env.setdefault(short_slug(slug), {})[name] = item
+            return item
+
+    def add_checkout_key(self, slug: str, *, kind: str = "deploy-key") -> dict[str, Any]:
+        key = short_slug(slug)
+        fingerprint = ":".join(stable_id("key", key, kind).replace("-", "")[i : i + 2] for i in range(0, 32, 2))
+        item = {
+            "public-key": f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA{stable_id(key)[:8]} sim",
+            "type": kind,
+            "fingerprint": fingerprint,
+            "preferred": True,
+            "created-at": now(),
+        }
+        with self.lock:
+            self.add_project(key)
+            self.checkout_keys.setdefault(key, []).append(item)
+        return item
+
+    def add_flaky_test(self, slug: str, **fields: Any) -> dict[str, Any]:
+        item = {
+            "time-wasted": 120,
+            "workflow-created-at": now(),
+            "workflow-id": stable_id("flaky-workflow", slug),
+            "classname": "API",
+            "pipeline-number": 130,
+            "workflow-name": "build-test-deploy",
+            "test-name": "GET /health returns 200",
+            "job-name": "test",
+            "job-number": 136,
+            "times-flaked": 3,
+            "source": "jest",
+            "file": "src/api.test.js",
+        } | {k.replace("_", "-"): v for k, v in fields.items()}
+        with self.lock:
+            self.add_project(slug)
+            self.flaky.setdefault(short_slug(slug), []).append(item)
+        return item
+
+    @classmethod
+    def example(cls) -> Dataset:
+        """A failed workflow from tests/fixtures (build, test with a failure, an approval job),
+        an org context with two variables, project variables, a checkout key and a flaky test."""
+        data = cls()
+        payload = json.loads((FIXTURES / "workflow-completed.failed.github-oauth.derived.json").read_text())
+        data.add_workflow_from_webhook(
+            payload,
+            jobs=[
+                {"name": "build", "status": "success"},
+                {"name": "test", "status": "failed", "artifacts": ["test-results/junit.xml", "coverage/index.html"]},
+                {"name": "hold-for-deploy", "type": "approval"},
+            ],
+        )
+        slug = payload["project"]["slug"]
+        data.add_context("org-global", owner_id=payload["organization"]["id"], variables=["API_KEY", "NPM_TOKEN"])
+        data.set_project_env_var(slug, "AWS_REGION", "eu-west-1")
+        data.set_project_env_var(slug, "SENTRY_DSN", "https://sentry.example/1234")
+        data.add_checkout_key(slug)
+        data.add_flaky_test(slug)
+        return data
