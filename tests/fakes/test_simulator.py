@@ -1,0 +1,112 @@
+"""The simulator's controls: faults by path and count, call counts, reset, token check."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.fakes.simulator import create_simulator
+from tests.fakes.simulator_data import Dataset
+
+AUTH = {"Circle-Token": "t"}
+
+
+@pytest.fixture
+def http():
+    with TestClient(create_simulator(Dataset.example(), token="t")) as client:
+        yield client
+
+
+def test_a_fault_answers_times_calls_after_letting_after_through(http):
+    fault = {"path": "/me", "status": 500, "times": 2, "after": 1}
+    http.post("/_sim/faults", json=fault).raise_for_status()
+
+    statuses = [http.get("/me", headers=AUTH).status_code for _ in range(5)]
+
+    assert statuses == [200, 500, 500, 200, 200]
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "content_type", "body", "retry_after"),
+    [
+        ({"kind": "rate_limited_text"}, 429, "text/plain", "Rate limited.", "1"),
+        (
+            {"kind": "rate_limited", "retry_after": 30},
+            429,
+            "application/json",
+            '{"message":"Rate limit exceeded."}',
+            "30",
+        ),
+        ({"kind": "server_error"}, 500, "application/json", '{"message":"Internal server error."}', None),
+        ({"kind": "unauthorized"}, 401, "application/json", '{"message":"Invalid token provided."}', None),
+    ],
+)
+def test_fault_kinds_answer_as_circleci_does(http, fault, status, content_type, body, retry_after):
+    http.post("/_sim/faults", json=fault | {"path": "/workflow/*"}).raise_for_status()
+
+    response = http.get("/api/v2/workflow/anything", headers=AUTH)
+
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith(content_type)
+    assert response.text == body
+    assert response.headers.get("retry-after") == retry_after
+
+
+def test_faults_match_a_method_and_a_spec_template(http):
+    http.post("/_sim/faults", json={"path": "/project/{project-slug}/envvar", "method": "POST", "status": 500})
+
+    listed = http.get("/project/gh/circleci/webhook-service/envvar", headers=AUTH)
+    created = http.post("/project/gh/circleci/webhook-service/envvar", headers=AUTH, json={"name": "A", "value": "b"})
+
+    assert (listed.status_code, created.status_code) == (200, 500)
+
+
+def test_calls_are_counted_per_method_and_template_and_reset_forgets_them(http):
+    http.get("/me", headers=AUTH)
+    http.get("/api/v2/workflow/w-1", headers=AUTH)
+    http.get("/workflow/w-2", headers=AUTH)
+    counted = http.get("/_sim/calls").json()
+    http.post("/_sim/faults", json={"path": "*"})
+
+    http.post("/_sim/reset")
+
+    assert counted == {"calls": {"GET /me": 1, "GET /workflow/{id}": 2}, "total": 3}
+    assert http.get("/_sim/calls").json() == {"calls": {}, "total": 0}
+    assert http.get("/_sim/faults").json() == {"faults": []}
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "message"),
+    [
+        ({}, 401, "You must log in first"),
+        ({"Circle-Token": "wrong"}, 401, "Invalid token provided."),
+        ({"Authorization": "Bearer t"}, 200, None),
+    ],
+)
+def test_the_token_is_checked(http, headers, status, message):
+    response = http.get("/me", headers=headers)
+
+    assert response.status_code == status
+    assert message is None or response.json() == {"message": message}
+
+
+def test_a_slug_escaped_into_one_segment_is_a_404_on_pipeline_run(http):
+    response = http.post("/project/gh%2Fcircleci%2Fwebhook-service/pipeline/run", headers=AUTH, json={})
+
+    assert response.status_code == 404
+
+
+def test_pages_carry_opaque_tokens_until_the_last(http):
+    with TestClient(create_simulator(Dataset.example(), token="t", page_size=1)) as paged:
+        workflow = "0a7c2d3e-4f5b-4c6d-8e9f-a0b1c2d3e4f5"
+        names, token = [], ""
+        while token is not None:
+            page = paged.get(
+                f"/workflow/{workflow}/job", headers=AUTH, params={"page-token": token} if token else None
+            ).json()
+            names += [j["name"] for j in page["items"]]
+            token = page["next_page_token"]
+        bad = paged.get(f"/workflow/{workflow}/job", headers=AUTH, params={"page-token": "garbage"})
+
+    assert names == ["build", "test", "hold-for-deploy"]
+    assert bad.status_code == 400
