@@ -1,0 +1,143 @@
+"""Fixed/broken transitions: compare a completed workflow with the last one on the same ref.
+
+State lives in Redis per (project slug, branch or tag, workflow name): the last terminal
+status, its pipeline number and `happened_at`. Many workers record at once and CircleCI
+promises no delivery order (pitfalls A4, A5), so the read-compare-write is one Lua script and
+the newest pipeline wins, whatever order events arrive in.
+
+Kinds: `first_seen`, `passing`, `broken`, `fixed`, `still_failing` (the state moved), and
+two that leave the state alone:
+
+* `canceled`: a canceled workflow says nothing about the code, and one cancellation can
+  arrive as N+1 deliveries (CANNY-CANCEL, pitfalls A4). Redis is not touched.
+* `stale`: an older pipeline than the one stored, or the same pipeline with an older or
+  equal `happened_at` (a rerun that finished before the stored one). Comparing it with newer
+  state would announce a false "broken" or "fixed".
+
+Recording the very same event again (an RQ retry after the write) returns the kind it got the
+first time, so retries never turn `broken` into `still_failing`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from redis import ConnectionError as RedisConnectionError
+from redis import Redis
+from redis import TimeoutError as RedisTimeoutError
+
+from config.errors import ConfigurationError, RedisUnavailable
+from workers.timestamps import parse_time
+
+KEY_PREFIX = "cie:transition:"
+DEFAULT_TTL_SECONDS = 90 * 24 * 3600
+CANCELED = "canceled"
+UNCHANGED_KINDS = (CANCELED, "stale")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# KEYS: the state hash. ARGV: status, pipeline number, happened_at in epoch microseconds
+# (the order within a pipeline), happened_at as sent, TTL seconds.
+# Returns {kind, previous status, previous pipeline number}.
+RECORD_LUA = """
+local prev = redis.call('HMGET', KEYS[1], 'status', 'pipeline_number', 'order',
+                        'kind', 'previous_status', 'previous_pipeline_number')
+local status, number, order = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local kind = 'first_seen'
+if prev[1] then
+  local prev_number, prev_order = tonumber(prev[2]), tonumber(prev[3])
+  if number == prev_number and order == prev_order and status == prev[1] then
+    return {prev[4], prev[5], prev[6]}
+  end
+  if number < prev_number or (number == prev_number and order <= prev_order) then
+    return {'stale', prev[1], prev[2]}
+  end
+  if prev[1] == 'success' then
+    kind = (status == 'success') and 'passing' or 'broken'
+  else
+    kind = (status == 'success') and 'fixed' or 'still_failing'
+  end
+end
+redis.call('HSET', KEYS[1], 'status', status, 'pipeline_number', ARGV[2], 'order', ARGV[3],
+           'happened_at', ARGV[4], 'kind', kind)
+if prev[1] then
+  redis.call('HSET', KEYS[1], 'previous_status', prev[1], 'previous_pipeline_number', prev[2])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return {kind, prev[1], prev[2]}
+"""
+
+
+@dataclass(frozen=True)
+class Transition:
+    """How a completed workflow compares with the previous one on its ref."""
+
+    kind: str
+    previous_status: str | None = None
+    previous_pipeline_number: int | None = None
+
+    @property
+    def recorded(self) -> bool:
+        """True when this event became the stored state (not canceled, not stale)."""
+        return self.kind not in UNCHANGED_KINDS
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transition:
+        number = data.get("previous_pipeline_number")
+        return cls(
+            kind=str(data["kind"]),
+            previous_status=data.get("previous_status"),
+            previous_pipeline_number=None if number is None else int(number),
+        )
+
+
+def transition_key(project: str, ref: str, workflow: str) -> str:
+    """The Redis key of one (project, ref, workflow); each part percent-encoded, so '/', ':' and
+    unicode cannot make two triples share a key."""
+    return KEY_PREFIX + ":".join(quote(part, safe="") for part in (project, ref, workflow))
+
+
+class TransitionStore:
+    """Records terminal workflow statuses and says which transition each one is."""
+
+    def __init__(self, redis: Redis, *, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> None:
+        if ttl_seconds <= 0:
+            raise ConfigurationError(f"the transition state TTL must be positive seconds, got {ttl_seconds!r}")
+        self._script = redis.register_script(RECORD_LUA)
+        self._ttl = ttl_seconds
+
+    def record(
+        self, *, project: str, ref: str, workflow: str, status: str, pipeline_number: int, happened_at: str
+    ) -> Transition:
+        """Compare `status` with the stored state and store it when this event is the newest.
+
+        Any status but `success` and `canceled` is a failure (`failed`, `error`, `unauthorized`,
+        and API values such as `infrastructure_fail`; pitfalls A9). An unreadable `happened_at`
+        orders first within its pipeline.
+        """
+        status = status.strip().lower()
+        if status == CANCELED:
+            return Transition(kind=CANCELED)
+        moment = parse_time(happened_at)
+        order = 0 if moment is None else (moment - EPOCH) // timedelta(microseconds=1)
+        args: list[str | int] = [status, int(pipeline_number), order, happened_at, self._ttl]
+        try:
+            kind, previous_status, previous_number = self._script(
+                keys=[transition_key(project, ref, workflow)], args=args
+            )
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise RedisUnavailable(f"Redis did not answer while recording a transition: {exc}") from exc
+        return Transition(
+            kind=str(_text(kind)),
+            previous_status=_text(previous_status),
+            previous_pipeline_number=None if previous_number is None else int(previous_number),
+        )
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
