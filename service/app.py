@@ -15,7 +15,6 @@ from service.errors import EXCEPTION_HANDLERS
 from service.health import healthz, metrics, readyz
 from service.intake import Intake
 from service.metrics import WebMetrics
-from service.ratelimit import RateLimiter
 from service.request_id import RequestIdMiddleware
 from service.signature import SignatureVerifier
 from service.webhook import receive_webhook
@@ -58,6 +57,11 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     app.state.verifier = (
         SignatureVerifier([str(s) for s in settings.webhook_secrets]) if settings.webhook_secrets else None
     )
-    app.state.limiter = RateLimiter(redis, burst=settings.rate_limit_burst, per_second=settings.rate_limit_per_second)
-    app.state.intake = Intake(redis, queue_name=settings.events_queue, dedupe_ttl=settings.dedupe_ttl_seconds)
+    app.state.intake = Intake(
+        redis,
+        queue_name=settings.events_queue,
+        dedupe_ttl=settings.dedupe_ttl_seconds,
+        rate_limit_burst=settings.rate_limit_burst,
+        rate_limit_per_second=settings.rate_limit_per_second,
+    )
     return app

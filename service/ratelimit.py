@@ -1,51 +1,32 @@
-"""A token bucket in Redis, shared by every web process: one atomic Lua call per request."""
+"""The token bucket shared by every web process, as a Lua function other scripts call.
+
+It runs inside Redis, on Redis's clock (TIME), so web processes on different hosts agree and
+a check costs no extra round trip: the admission script (service/intake.py) calls it for each
+delivery before deduplicating and queueing it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from redis.asyncio import Redis
-
-# KEYS[1] bucket; ARGV rate (tokens/s), burst (capacity). Returns {allowed, wait_seconds}.
-# The server clock (TIME) is used so that web processes on different hosts agree.
+# take_token(key, rate, burst) -> allowed (0|1), seconds to wait for the next token
 TOKEN_BUCKET_LUA = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1]) or burst
-local ts = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local allowed = 0
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-else
-  wait = (1 - tokens) / rate
+local function take_token(key, rate, burst)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  local state = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(state[1]) or burst
+  local ts = tonumber(state[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+  local allowed = 0
+  local wait = 0
+  if tokens >= 1 then
+    tokens = tokens - 1
+    allowed = 1
+  else
+    wait = (1 - tokens) / rate
+  end
+  redis.call('HSET', key, 'tokens', tokens, 'ts', now)
+  redis.call('EXPIRE', key, math.ceil(burst / rate) + 1)
+  return allowed, wait
 end
-redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now)
-redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
-return {allowed, tostring(wait)}
 """
-
-
-@dataclass(frozen=True)
-class Decision:
-    allowed: bool
-    retry_after: float
-
-
-class RateLimiter:
-    """Allows `burst` requests at once per key, refilled at `per_second`."""
-
-    def __init__(self, redis: Redis, *, burst: int, per_second: float, prefix: str = "cie:ratelimit:") -> None:
-        self._script = redis.register_script(TOKEN_BUCKET_LUA)
-        self._burst = burst
-        self._rate = per_second
-        self._prefix = prefix
-
-    async def take(self, key: str) -> Decision:
-        allowed, wait = await self._script(keys=[self._prefix + key], args=[self._rate, self._burst])
-        return Decision(allowed=bool(int(allowed)), retry_after=float(wait))
+RATE_LIMIT_PREFIX = "cie:ratelimit:"

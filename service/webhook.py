@@ -1,7 +1,7 @@
 """POST /webhooks/circleci: verify, limit, validate, dedupe and queue, then answer at once.
 
 CircleCI waits 10 s and retries any non-2xx answer, so nothing here calls CircleCI or a chat
-service: the request only touches Redis (twice: the rate limit and the atomic enqueue).
+service: the request touches Redis once, in the atomic admission (rate limit, dedupe, enqueue).
 """
 
 from __future__ import annotations
@@ -45,17 +45,6 @@ async def _receive(request: Request) -> JSONResponse:
     else:
         log.warning("webhook_signature_unchecked", reason="INSECURE_ALLOW_UNSIGNED_WEBHOOKS is on")
 
-    client = request.client.host if request.client else "unknown"
-    try:
-        decision = await app.limiter.take(client)
-    except RedisError as exc:
-        raise _unavailable(exc) from None
-    if not decision.allowed:
-        raise RateLimited(
-            f"more than {app.settings.rate_limit_burst} deliveries at once from {client}; retry later",
-            retry_after=decision.retry_after,
-        )
-
     event = parse_event(body, request.headers.get(EVENT_TYPE_HEADER))
     structlog.contextvars.bind_contextvars(event_id=event.id, event_type=event.type)
     if event.type == PING:
@@ -69,15 +58,20 @@ async def _receive(request: Request) -> JSONResponse:
         "event_type": event.type,
         "request_id": request.state.request_id,
         "received_at": datetime.now(UTC).isoformat(),
-        "payload": event.payload,
     }
+    client = request.client.host if request.client else "unknown"
     started = time.perf_counter()
     try:
-        admission = await app.intake.admit(event.id, envelope)
+        admission = await app.intake.admit(client=client, event_id=event.id, envelope=envelope, raw_payload=body)
     except RedisError as exc:
         raise _unavailable(exc) from None
     app.metrics.enqueue_seconds.observe(time.perf_counter() - started)
-    if admission.queued:
+    if admission.outcome == "limited":
+        raise RateLimited(
+            f"more than {app.settings.rate_limit_burst} deliveries at once from {client}; retry later",
+            retry_after=admission.retry_after,
+        )
+    if admission.outcome == "queued":
         return _answer(app, "queued", 202, event.id, job_id=admission.job_id)
     return _answer(app, "duplicate", 200, event.id, job_id=admission.job_id)
 

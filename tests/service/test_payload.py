@@ -123,8 +123,17 @@ def test_unknown_event_types_need_only_an_id() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"{", b"not json", b'{"a": 1}x', b"\xff\xfe\xfa", b"[" * 100_000 + b"]" * 100_000],
-    ids=["empty", "truncated", "text", "trailing", "bad-bytes", "deeply-nested"],
+    [
+        b"",
+        b"{",
+        b"not json",
+        b'{"a": 1}x',
+        b"\xff\xfe\xfa",
+        b"[" * 100_000 + b"]" * 100_000,
+        b"\xef\xbb\xbf{}",
+        '{"id": "x"}'.encode("utf-16"),
+    ],
+    ids=["empty", "truncated", "text", "trailing", "bad-bytes", "deeply-nested", "utf8-bom", "utf16"],
 )
 def test_unparseable_bodies_are_invalid_json(body: bytes) -> None:
     with pytest.raises(InvalidJSON):
