@@ -23,6 +23,8 @@
     │   ├── CircleCIPaginationError  a page token repeats, or the page cap is reached
     │   └── CircleCIJobNumberMissing a job endpoint called without a job number (approval jobs)
     └── HandlerError               a notification could not be delivered
+        ├── DeliveryRetryable      429, 408, 5xx, timeouts: try again later
+        └── DeliveryRejected       other 4xx: a configuration error, not retried
 
 Subclasses for the API client and the handlers live next to them but derive from these.
 """
@@ -111,7 +113,39 @@ class CircleCIAPIError(CircleCIEventsError):
 
 
 class HandlerError(CircleCIEventsError):
+    """A destination did not take a notification. Carries what the delivery job needs to decide."""
+
     code = "handler_failed"
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        handler: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+        body_excerpt: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.handler = handler
+        self.status = status
+        self.retry_after = retry_after
+        self.body_excerpt = body_excerpt
+
+
+class DeliveryRetryable(HandlerError):
+    """429, 408, 5xx, timeouts, connection errors: try again later (429 after Retry-After)."""
+
+    code = "delivery_retryable"
+
+
+class DeliveryRejected(HandlerError):
+    """Any other 4xx: the destination refuses this request; retrying will not help."""
+
+    code = "delivery_rejected"
+    retryable = False
 
 
 class CircleCIUnauthorized(CircleCIAPIError):
