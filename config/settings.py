@@ -42,6 +42,24 @@ class Settings:
     port: int = 8000
     host: str = "0.0.0.0"
     worker_count: int = 2
+    # enrichment (workers/enrichment.py)
+    enrich_deadline_seconds: float = 120.0
+    enrich_concurrency: int = 8
+    enrich_max_failed_tests: int = 10
+    enrich_max_artifacts: int = 20
+    enrich_successful_jobs: bool = False
+    api_cache_ttl_seconds: int = 3600
+    api_rate_per_second: float = 10.0
+    api_burst: int = 20
+    transition_ttl_seconds: int = 90 * 24 * 3600
+    # delivery (workers/delivery.py)
+    deliveries_queue: str = "deliveries"
+    delivery_retry_budget_seconds: int = 3600
+    delivery_timeout_seconds: float = 10.0
+    delivery_backoff_base_seconds: float = 5.0
+    delivery_backoff_max_seconds: float = 600.0
+    enriched_event_ttl_seconds: int = 7 * 24 * 3600
+    worker_metrics_port: int = 0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +87,21 @@ class Settings:
                 port=config("PORT", cast=int, default=8000),
                 host=config("HOST", default="0.0.0.0"),
                 worker_count=config("WORKERS", cast=int, default=2),
+                enrich_deadline_seconds=config("ENRICH_DEADLINE_SECONDS", cast=float, default=120.0),
+                enrich_concurrency=config("ENRICH_CONCURRENCY", cast=int, default=8),
+                enrich_max_failed_tests=config("ENRICH_MAX_FAILED_TESTS", cast=int, default=10),
+                enrich_max_artifacts=config("ENRICH_MAX_ARTIFACTS", cast=int, default=20),
+                enrich_successful_jobs=config("ENRICH_SUCCESSFUL_JOBS", cast=bool, default=False),
+                api_cache_ttl_seconds=config("API_CACHE_TTL_SECONDS", cast=int, default=3600),
+                api_rate_per_second=config("CIRCLECI_API_RATE_PER_SECOND", cast=float, default=10.0),
+                api_burst=config("CIRCLECI_API_BURST", cast=int, default=20),
+                transition_ttl_seconds=config("TRANSITION_TTL_SECONDS", cast=int, default=90 * 24 * 3600),
+                delivery_retry_budget_seconds=config("DELIVERY_RETRY_BUDGET_SECONDS", cast=int, default=3600),
+                delivery_timeout_seconds=config("DELIVERY_TIMEOUT_SECONDS", cast=float, default=10.0),
+                delivery_backoff_base_seconds=config("DELIVERY_BACKOFF_BASE_SECONDS", cast=float, default=5.0),
+                delivery_backoff_max_seconds=config("DELIVERY_BACKOFF_MAX_SECONDS", cast=float, default=600.0),
+                enriched_event_ttl_seconds=config("ENRICHED_EVENT_TTL_SECONDS", cast=int, default=7 * 24 * 3600),
+                worker_metrics_port=config("WORKER_METRICS_PORT", cast=int, default=0),
             )
         except ValueError as exc:
             # starlette's Config says which variable and value it could not cast
@@ -85,6 +118,18 @@ class Settings:
             raise ConfigurationError(f"MAX_BODY_BYTES must be positive, got {self.max_body_bytes}")
         if self.rate_limit_burst <= 0 or self.rate_limit_per_second <= 0:
             raise ConfigurationError("RATE_LIMIT_BURST and RATE_LIMIT_PER_SECOND must be positive")
+        if self.api_burst <= 0 or self.api_rate_per_second <= 0:
+            raise ConfigurationError("CIRCLECI_API_BURST and CIRCLECI_API_RATE_PER_SECOND must be positive")
+        if self.enrich_concurrency <= 0:
+            raise ConfigurationError(f"ENRICH_CONCURRENCY must be positive, got {self.enrich_concurrency}")
+        if self.delivery_retry_budget_seconds <= 0 or self.delivery_timeout_seconds <= 0:
+            raise ConfigurationError("DELIVERY_RETRY_BUDGET_SECONDS and DELIVERY_TIMEOUT_SECONDS must be positive")
+        if self.delivery_backoff_base_seconds < 0 or self.delivery_backoff_max_seconds < 0:
+            raise ConfigurationError("DELIVERY_BACKOFF_BASE_SECONDS and DELIVERY_BACKOFF_MAX_SECONDS must be >= 0")
+        if self.enriched_event_ttl_seconds <= 0:
+            raise ConfigurationError(
+                f"ENRICHED_EVENT_TTL_SECONDS must be positive, got {self.enriched_event_ttl_seconds}"
+            )
         if not self.circleci_api_url.startswith(("http://", "https://")):
             raise ConfigurationError(
                 f"CIRCLECI_API_URL must start with http:// or https://, got {self.circleci_api_url!r}"

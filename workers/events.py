@@ -1,13 +1,28 @@
-"""The job the receiver queues for every accepted delivery: `workers.events.process_event`."""
+"""The job the receiver queues for every accepted delivery: `workers.events.process_event`.
+
+It enriches the event through the API and hands it on. While CircleCI is throttling or
+failing and the enrichment deadline has not passed, the job reschedules itself through RQ's
+scheduler instead of sleeping; after it, the event goes on marked incomplete. A notification
+is never dropped because enrichment failed.
+"""
 
 from __future__ import annotations
 
+import random
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from rq import get_current_job
+from rq import Queue, Retry, get_current_job
+from rq.serializers import JSONSerializer
+
+from config.errors import CircleCIAPIError
+from workers.enrichment import RETRYABLE
+from workers.runtime import runtime
+from workers.timestamps import parse_time
 
 log = structlog.get_logger("workers.events")
+PROCESS_EVENT = "workers.events.process_event"
 
 
 def bind_job_context(envelope: dict[str, Any]) -> None:
@@ -22,16 +37,47 @@ def bind_job_context(envelope: dict[str, Any]) -> None:
 
 
 def process_event(envelope: dict[str, Any]) -> dict[str, Any]:
-    """Take one delivery off the queue. Enrichment and routing build on this."""
+    """Enrich one delivery and route it."""
     bind_job_context(envelope)
-    payload = envelope["payload"]
-    project = payload.get("project", {})
-    subject = payload.get("job") or payload.get("workflow") or {}
+    rt = runtime()
+    received = parse_time(envelope.get("received_at")) or datetime.now(UTC)
+    remaining = rt.settings.enrich_deadline_seconds - (datetime.now(UTC) - received).total_seconds()
+    try:
+        event = rt.enricher.enrich(envelope, may_defer=remaining > 0)
+    except RETRYABLE as exc:
+        return _defer(envelope, exc, remaining)
+    enrichment = event["enrichment"]
     log.info(
-        "event_received",
-        event_type=envelope["event_type"],
-        project=project.get("slug"),
-        name=subject.get("name"),
-        status=subject.get("status"),
+        "event_enriched",
+        event_type=event["event_type"],
+        project=event["project"]["slug"],
+        status=event["status"],
+        transition=(event["transition"] or {}).get("kind"),
+        complete=enrichment["complete"],
+        reason=enrichment["reason"],
+        api_calls=enrichment["api_calls"],
+        failed_jobs=len(event["failed_jobs"]),
     )
-    return {"event_id": envelope["event_id"], "status": "received"}
+    return {"event_id": event["event_id"], "status": "enriched", "complete": enrichment["complete"]}
+
+
+def _defer(envelope: dict[str, Any], exc: CircleCIAPIError, remaining: float) -> dict[str, Any]:
+    """Run this event again later: after Retry-After for a 429, else backoff; within the deadline."""
+    attempt = int(envelope.get("attempt", 0)) + 1
+    wait = getattr(exc, "retry_after", None)
+    if wait is None:
+        wait = min(30.0, 2.0**attempt) * random.uniform(0.5, 1.0)
+    wait = max(1.0, min(wait, remaining + 1.0))
+    job = get_current_job()
+    queue = Queue(job.origin if job else "events", connection=runtime().redis, serializer=JSONSerializer)
+    queue.enqueue_in(
+        timedelta(seconds=wait),
+        PROCESS_EVENT,
+        {**envelope, "attempt": attempt},
+        description="process_event",
+        job_timeout=300,
+        retry=Retry(max=5, interval=[10, 30, 60, 300, 900]),
+        failure_ttl=30 * 24 * 3600,
+    )
+    log.info("enrichment_deferred", error_code=exc.code, reason=exc.message, attempt=attempt, delay=round(wait, 2))
+    return {"event_id": envelope["event_id"], "status": "deferred", "attempt": attempt}

@@ -25,10 +25,11 @@ def test_a_signed_event_reaches_a_worker_with_the_same_request_id(redis_url, web
     response = httpx.post(base + URL, **kwargs)
     assert response.status_code == 202, response.text
     assert response.headers["x-request-id"] == "trace-e2e-1"
-    line = worker.wait_for_log(lambda line: line.get("event") == "event_received")
+    line = worker.wait_for_log(lambda line: line.get("event") == "event_enriched")
     assert line["request_id"] == "trace-e2e-1"
     assert line["event_id"] == payload["id"]
     assert line["project"] == payload["project"]["slug"]
+    assert line["complete"] is False and "CIRCLE_TOKEN" in line["reason"]
     queued = web.wait_for_log(lambda line: line.get("event") == "event_queued")
     assert queued["request_id"] == "trace-e2e-1"
 

@@ -19,6 +19,7 @@ from service.app import create_app
 from service.signature import sign
 from tests.conftest import FIXTURES, SECRET
 from tests.service.conftest import signed
+from workers.runtime import Runtime, use_runtime
 
 URL = "/webhooks/circleci"
 ERROR_KEYS = {"error_code", "message", "details", "request_id"}
@@ -59,15 +60,19 @@ def test_a_duplicate_is_answered_200_and_not_queued_again(client, workflow_paylo
     assert Queue("events", connection=fakeredis.FakeRedis(server=fake_server)).count == 1
 
 
-def test_the_queued_job_runs_on_a_real_rq_worker(client, workflow_payload, fake_server) -> None:
+def test_the_queued_job_runs_on_a_real_rq_worker(client, workflow_payload, fake_server, settings) -> None:
     client.post(URL, **signed(workflow_payload))
     sync = fakeredis.FakeRedis(server=fake_server)
     queue = Queue("events", connection=sync, serializer=JSONSerializer)
     job_id = queue.job_ids[0]
-    SimpleWorker([queue], connection=sync, serializer=JSONSerializer).work(burst=True)
+    use_runtime(Runtime(settings, redis=sync))  # no CIRCLE_TOKEN: the webhook's facts only
+    try:
+        SimpleWorker([queue], connection=sync, serializer=JSONSerializer).work(burst=True)
+    finally:
+        use_runtime(None)
     job = Job.fetch(job_id, connection=sync, serializer=JSONSerializer)
     assert job.get_status() == "finished"
-    assert job.return_value() == {"event_id": workflow_payload["id"], "status": "received"}
+    assert job.return_value() == {"event_id": workflow_payload["id"], "status": "enriched", "complete": False}
 
 
 def test_ping_is_answered_200_and_not_queued(client, fake_server) -> None:

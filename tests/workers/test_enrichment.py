@@ -1,0 +1,251 @@
+"""Enrichment against the CircleCI simulator over real HTTP, counting the API calls it costs."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from rq import Queue
+from rq.registry import ScheduledJobRegistry
+from rq.serializers import JSONSerializer
+
+from config.errors import CircleCIRateLimited, CircleCIServerError
+from config.settings import Settings
+from tests.conftest import load_fixture
+from tests.fakes.server import running
+from tests.fakes.simulator import create_simulator
+from tests.fakes.simulator_data import Dataset
+from workers.events import process_event
+from workers.runtime import Runtime, use_runtime
+
+PAGE = 5
+JOBS = "GET /workflow/{id}/job"
+TESTS = "GET /project/{project-slug}/{job-number}/tests"
+ARTIFACTS = "GET /project/{project-slug}/{job-number}/artifacts"
+DETAILS = "GET /project/{project-slug}/job/{job-number}"
+
+
+def twelve_jobs() -> list[dict]:
+    """11 build jobs (two failed, with 12 tests each: 3 failures) and one approval job."""
+    jobs: list[dict] = [{"name": f"build-{i}", "status": "success", "tests": []} for i in range(9)]
+    for name in ("test-unit", "test-e2e"):
+        tests = [{"name": f"{name} {i}", "result": "success"} for i in range(9)]
+        tests += [{"name": f"{name} broken {i}", "result": "failure", "message": f"boom {i}\nline 2"} for i in range(3)]
+        jobs.append({"name": name, "status": "failed", "tests": tests, "artifacts": ["report.html", "log.txt"]})
+    jobs.append({"name": "hold", "type": "approval"})
+    return jobs
+
+
+class World:
+    """A simulator with one workflow loaded, served over HTTP, and a Runtime pointed at it."""
+
+    def __init__(self, base: str, app, redis_url: str) -> None:
+        self.sim = app.state.simulator
+        self.redis = redis.Redis.from_url(redis_url)
+        self.settings = Settings.from_environ(
+            {"CIRCLE_TOKEN": "sim-token", "CIRCLECI_API_URL": base, "REDIS_URL": redis_url,
+             "CIRCLECI_API_RATE_PER_SECOND": "1000", "CIRCLECI_API_BURST": "1000"}
+        )  # fmt: skip
+        self.runtime = Runtime(self.settings, redis=self.redis)
+
+    def load(self, payload: dict, jobs: list[dict]) -> list[dict]:
+        return self.sim.dataset.add_workflow_from_webhook(payload, jobs)["jobs"]
+
+    def calls(self, key: str) -> int:
+        return self.sim.call_count(*key.split(" ", 1))
+
+    def enrich(self, payload: dict, *, may_defer: bool = True, received_at: str | None = None) -> dict:
+        return self.runtime.enricher.enrich(envelope(payload, received_at), may_defer=may_defer)
+
+
+def envelope(payload: dict, received_at: str | None = None) -> dict:
+    return {
+        "event_id": payload["id"],
+        "event_type": payload["type"],
+        "request_id": "req-1",
+        "received_at": received_at or datetime.now(UTC).isoformat(),
+        "payload": payload,
+    }
+
+
+@pytest.fixture
+def world(redis_url: str) -> Iterator[World]:
+    app = create_simulator(Dataset(), page_size=PAGE)
+    with running(app) as base:
+        w = World(base, app, redis_url)
+        yield w
+        w.runtime.close()
+
+
+@pytest.fixture
+def failed_workflow() -> dict:
+    return load_fixture("workflow-completed.failed.github-oauth.derived.json")
+
+
+def test_a_failed_workflow_gets_every_job_and_the_failed_jobs_tests_and_artifacts(world, failed_workflow) -> None:
+    world.load(failed_workflow, twelve_jobs())
+    event = world.enrich(failed_workflow)
+
+    assert event["schema_version"] == 1 and event["status"] == "failed"
+    assert len(event["jobs"]) == 12
+    approval = next(j for j in event["jobs"] if j["type"] == "approval")
+    assert approval["number"] is None and approval["web_url"] is None
+    assert [j["name"] for j in event["failed_jobs"]] == ["test-unit", "test-e2e"]
+    for job in event["failed_jobs"]:
+        assert job["tests"]["total"] == 12 and job["tests"]["failed"] == 3
+        assert job["tests"]["failures"][0]["message"] == "boom 0\nline 2"
+        assert [a["path"] for a in job["artifacts"]] == ["report.html", "log.txt"]
+        assert job["web_url"].endswith(f"/jobs/{job['number']}")
+    assert event["enrichment"] == {"complete": True, "reason": None, "api_calls": 11}
+
+    # the minimum: job pages + each failed job's test pages and artifact pages; no job details
+    job_pages, test_pages = math.ceil(12 / PAGE), math.ceil(12 / PAGE)
+    assert world.calls(JOBS) == job_pages
+    assert world.calls(TESTS) == 2 * test_pages
+    assert world.calls(ARTIFACTS) == 2
+    assert world.calls(DETAILS) == 0
+    naive = 1 + 3 * 12
+    assert event["enrichment"]["api_calls"] == job_pages + 2 * test_pages + 2 < naive
+
+
+def test_failed_tests_are_cut_at_the_configured_number(world, failed_workflow) -> None:
+    world.runtime.enricher.max_failed_tests = 2
+    world.load(failed_workflow, twelve_jobs())
+    tests = world.enrich(failed_workflow)["failed_jobs"][0]["tests"]
+    assert len(tests["failures"]) == 2 and tests["more"] == 1 and tests["failed"] == 3
+
+
+def test_job_completed_then_workflow_completed_asks_nothing_twice(world, failed_workflow) -> None:
+    jobs = world.load(failed_workflow, twelve_jobs())
+    failed = [j for j in jobs if j.get("status") == "failed"]
+    for job in failed:
+        job_event = copy.deepcopy(load_fixture("job-completed.failed.github-oauth.derived.json"))
+        job_event["id"] = f"job-event-{job['job_number']}"
+        job_event["project"] = failed_workflow["project"]
+        job_event["workflow"] = {k: v for k, v in failed_workflow["workflow"].items() if k != "status"}
+        job_event["job"].update(number=job["job_number"], name=job["name"], status="failed", id=job["id"])
+        enriched = world.enrich(job_event)
+        assert enriched["enrichment"]["api_calls"] == 1 + 3 + 1  # details, 3 test pages, artifacts
+        assert enriched["failed_jobs"][0]["tests"]["failed"] == 3
+    before = {key: world.calls(key) for key in (TESTS, ARTIFACTS)}
+
+    event = world.enrich(failed_workflow)
+    assert {key: world.calls(key) for key in (TESTS, ARTIFACTS)} == before
+    assert event["enrichment"]["api_calls"] == 3  # only the workflow's job pages
+    assert event["failed_jobs"][1]["tests"]["failed"] == 3
+
+
+def test_a_successful_job_completed_fetches_only_its_details(world) -> None:
+    payload = load_fixture("job-completed.github-oauth.docs.json")
+    world.sim.dataset.add_workflow_from_webhook(
+        {**payload, "workflow": {**payload["workflow"], "status": "success"}},
+        [{"name": payload["job"]["name"], "number": payload["job"]["number"], "status": "success"}],
+    )
+    event = world.enrich(payload)
+    assert event["enrichment"]["complete"] is True
+    assert world.calls(DETAILS) == 1 and world.calls(TESTS) == 0 and world.calls(ARTIFACTS) == 0
+    assert event["jobs"][0]["executor"]["resource_class"] == "medium"
+    assert event["failed_jobs"] == []
+
+
+def test_a_429_then_success_is_retried_within_the_job(world, failed_workflow) -> None:
+    world.load(failed_workflow, twelve_jobs())
+    world.sim.add_fault(path="/workflow/*/job", status=429, retry_after=1, times=1)
+    event = world.enrich(failed_workflow)
+    assert event["enrichment"]["complete"] is True
+    assert world.calls(JOBS) == 3 + 1
+
+
+def test_a_long_429_is_raised_so_the_job_can_reschedule(world, failed_workflow) -> None:
+    world.load(failed_workflow, twelve_jobs())
+    world.sim.add_fault(path="/workflow/*/job", status=429, retry_after=120, times=None)
+    with pytest.raises(CircleCIRateLimited) as caught:
+        world.enrich(failed_workflow, may_defer=True)
+    assert caught.value.retry_after == 120
+
+
+def test_5xx_past_the_deadline_delivers_the_webhook_facts_marked_incomplete(world, failed_workflow) -> None:
+    world.load(failed_workflow, twelve_jobs())
+    world.sim.add_fault(path="/workflow/*/job", status=500, times=None)
+    world.runtime.client.max_retries = 1  # the in-call retry is covered in test_circleci.py
+    with pytest.raises(CircleCIServerError):
+        world.enrich(failed_workflow, may_defer=True)
+    event = world.enrich(failed_workflow, may_defer=False)
+    assert event["enrichment"]["complete"] is False
+    assert event["enrichment"]["reason"].startswith("circleci_server_error")
+    assert event["status"] == "failed" and event["workflow"]["name"] == failed_workflow["workflow"]["name"]
+    assert event["vcs"]["branch"] == failed_workflow["pipeline"]["vcs"]["branch"]
+    assert event["transition"]["kind"] == "first_seen"  # transitions need no API
+
+
+def test_a_401_is_not_retried_and_the_event_goes_on_incomplete(world, failed_workflow) -> None:
+    world.load(failed_workflow, twelve_jobs())
+    world.sim.add_fault(path="/workflow/*/job", status=401, times=None)
+    event = world.enrich(failed_workflow, may_defer=True)
+    assert event["enrichment"]["complete"] is False
+    assert "circleci_unauthorized" in event["enrichment"]["reason"]
+    assert world.calls(JOBS) == 1
+
+
+def test_process_event_defers_through_the_scheduler_then_gives_up_at_the_deadline(world, failed_workflow) -> None:
+    world.load(failed_workflow, twelve_jobs())
+    world.sim.add_fault(path="/workflow/*/job", status=503, times=None)
+    world.runtime.client.max_retries = 0
+    use_runtime(world.runtime)
+    try:
+        deferred = process_event(envelope(failed_workflow))
+        assert deferred["status"] == "deferred" and deferred["attempt"] == 1
+        registry = ScheduledJobRegistry("events", connection=world.redis, serializer=JSONSerializer)
+        (job_id,) = registry.get_job_ids()
+        rescheduled = Queue("events", connection=world.redis, serializer=JSONSerializer).fetch_job(job_id)
+        assert rescheduled.args[0]["attempt"] == 1 and rescheduled.args[0]["event_id"] == failed_workflow["id"]
+
+        long_ago = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+        done = process_event(envelope(failed_workflow, received_at=long_ago))
+        assert done == {"event_id": failed_workflow["id"], "status": "enriched", "complete": False}
+    finally:
+        use_runtime(None)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "branch", "tag"),
+    [
+        ("workflow-completed.github-oauth.docs.json", None, None),
+        ("workflow-completed.canceled.bitbucket-cloud.derived.json", None, None),
+        ("workflow-completed.gitlab.docs.json", "main", None),
+    ],
+)
+def test_samples_of_every_vcs_enrich(world, fixture: str, branch: str | None, tag: str | None) -> None:
+    payload = load_fixture(fixture)
+    world.load(payload, [{"name": "build", "status": "success"}, {"name": "test", "status": "failed", "tests": []}])
+    event = world.enrich(payload)
+    expected = payload["pipeline"].get("vcs", {}).get("branch") or branch
+    assert event["vcs"]["branch"] == expected
+    assert event["project"]["slug"] == payload["project"]["slug"]
+    assert event["enrichment"]["complete"] is True
+    assert [j["name"] for j in event["failed_jobs"]] == ["test"]
+    assert event["failed_jobs"][0]["tests"] == {"total": 0, "failed": 0, "more": 0, "failures": []}
+
+
+def test_transitions_over_a_sequence_of_pipelines_including_one_out_of_order(world) -> None:
+    base = load_fixture("workflow-completed.github-oauth.docs.json")
+
+    def pipeline(number: int, status: str, minute: int) -> dict:
+        payload = copy.deepcopy(base)
+        payload["id"] = f"evt-{number}-{status}"
+        payload["pipeline"]["number"] = number
+        payload["workflow"].update(id=f"00000000-0000-0000-0000-00000000{number:04d}", status=status)
+        payload["happened_at"] = f"2026-01-01T10:{minute:02d}:00Z"
+        world.load(payload, [{"name": "build", "status": status, "tests": []}])
+        return payload
+
+    kinds = [
+        world.enrich(pipeline(n, s, m))["transition"]["kind"]
+        for n, s, m in [(10, "success", 0), (11, "failed", 1), (13, "failed", 3), (12, "success", 2),
+                        (14, "canceled", 4), (15, "success", 5)]
+    ]  # fmt: skip
+    assert kinds == ["first_seen", "broken", "still_failing", "stale", "canceled", "fixed"]

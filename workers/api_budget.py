@@ -1,0 +1,59 @@
+"""The CircleCI API budget shared by every worker: a token bucket in Redis, taken per request.
+
+CircleCI publishes no numbers for its rate limits and throttles bursts and sustained polling
+(https://circleci.com/docs/guides/toolkit/api-developers-guide/#rate-limits), so all workers
+together stay under a configured rate. A short wait is slept; a longer one raises
+CircleCIRateLimited so the job is rescheduled instead of holding a worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from redis import Redis
+
+from config.errors import CircleCIRateLimited
+from service.ratelimit import TOKEN_BUCKET_LUA
+
+KEY = "cie:ratelimit:circleci-api"
+_TAKE = (
+    TOKEN_BUCKET_LUA
+    + """
+local allowed, wait = take_token(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+return {allowed, tostring(wait)}
+"""
+)
+
+
+class ApiBudget:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        per_second: float,
+        burst: int,
+        max_wait: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._script = redis.register_script(_TAKE)
+        self._args = [per_second, burst]
+        self.max_wait = max_wait
+        self._sleep = sleep
+
+    def take(self) -> None:
+        """Wait for one request's token, or raise CircleCIRateLimited carrying the wait."""
+        waited = 0.0
+        while True:
+            allowed, wait = self._script(keys=[KEY], args=self._args)
+            if int(allowed):
+                return
+            wait = float(wait)
+            if waited + wait > self.max_wait:
+                raise CircleCIRateLimited(
+                    f"the workers' shared CircleCI API budget is spent; next request in {wait:.1f} s",
+                    retry_after=wait,
+                    status=None,
+                )
+            self._sleep(wait)
+            waited += wait

@@ -1,0 +1,281 @@
+"""Enrichment: turn the thin webhook into the enriched event (schema_version 1).
+
+    workflow-completed  the workflow's jobs (every page); for failed jobs, their tests and
+                        artifacts, concurrently; the fixed/broken transition
+    job-completed       the job's details, and its tests and artifacts when it failed
+
+Answers about a job are cached per (project, job number), so a workflow-completed event after
+its job-completed events asks nothing twice. When CircleCI cannot answer, the event goes on
+with what the webhook itself said, marked `enrichment.complete: false` with the reason; a
+retryable failure (429, 5xx, timeouts) is raised instead while the caller may still defer.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from config.errors import (
+    CircleCIAPIError,
+    CircleCIRateLimited,
+    CircleCIServerError,
+    CircleCITimeout,
+    CircleCIUnreachable,
+)
+from workers.api_cache import ApiCache
+from workers.circleci import CircleCIClient
+from workers.timestamps import duration_seconds
+from workers.transition import TransitionStore
+from workers.vcs import VcsFacts, vcs_facts
+
+SCHEMA_VERSION = 1
+WORKFLOW_COMPLETED = "workflow-completed"
+RETRYABLE = (CircleCIRateLimited, CircleCIServerError, CircleCITimeout, CircleCIUnreachable)
+# Job statuses that mean "this job broke"; the API knows more than webhooks document (pitfalls A9).
+FAILED = frozenset({"failed", "error", "infrastructure_fail", "timedout", "terminated-unknown", "unauthorized"})
+MESSAGE_LINES = 5
+MESSAGE_CHARS = 500
+
+# Counts API requests of the current enrichment; the http client's request hook adds to it.
+api_calls: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("api_calls", default=None)
+
+
+def count_api_call() -> None:
+    counter = api_calls.get()
+    if counter is not None:
+        counter[0] += 1  # list.__iadd__ on one slot: atomic enough under the GIL for a count
+
+
+class Enricher:
+    def __init__(
+        self,
+        client: CircleCIClient | None,
+        *,
+        cache: ApiCache,
+        transitions: TransitionStore,
+        pool: ThreadPoolExecutor,
+        max_failed_tests: int = 10,
+        max_artifacts: int = 20,
+        successful_jobs: bool = False,
+    ) -> None:
+        self.client = client
+        self.cache = cache
+        self.transitions = transitions
+        self.pool = pool
+        self.max_failed_tests = max_failed_tests
+        self.max_artifacts = max_artifacts
+        self.successful_jobs = successful_jobs
+
+    def enrich(self, envelope: dict[str, Any], *, may_defer: bool) -> dict[str, Any]:
+        """The enriched event. Raises a retryable CircleCIAPIError only when `may_defer`."""
+        payload = envelope["payload"]
+        facts = vcs_facts(payload)
+        event = _from_webhook(envelope, facts)
+        counter = [0]
+        token = api_calls.set(counter)
+        problems: list[CircleCIAPIError] = []
+        try:
+            if self.client is None:
+                event["enrichment"]["reason"] = "CIRCLE_TOKEN is not set: only the webhook's own facts are shown"
+            elif event["event_type"] == WORKFLOW_COMPLETED:
+                self._workflow(event, payload, problems)
+            else:
+                self._job(event, payload, problems)
+        except CircleCIAPIError as exc:
+            problems.insert(0, exc)
+        finally:
+            api_calls.reset(token)
+        retryable = [p for p in problems if isinstance(p, RETRYABLE)]
+        if retryable and may_defer:
+            raise retryable[0]
+        if problems:
+            event["enrichment"]["reason"] = f"{problems[0].code}: {problems[0].message}"
+        event["enrichment"]["complete"] = not problems and self.client is not None
+        event["enrichment"]["api_calls"] = counter[0]
+        if event["event_type"] == WORKFLOW_COMPLETED:
+            event["transition"] = self._transition(event, facts)
+        return event
+
+    # -- the two event types ---------------------------------------------------------------
+
+    def _workflow(self, event: dict[str, Any], payload: dict[str, Any], problems: list[CircleCIAPIError]) -> None:
+        assert self.client is not None
+        workflow = event["workflow"]
+        jobs = self.client.workflow_jobs(workflow["id"])
+        event["jobs"] = [
+            {
+                "id": j.id,
+                "name": j.name,
+                "number": j.job_number,
+                "type": j.type,
+                "status": j.status,
+                "started_at": j.started_at,
+                "stopped_at": j.stopped_at,
+                "duration_seconds": duration_seconds(j.started_at, j.stopped_at),
+                "web_url": _job_url(workflow.get("url"), j.job_number),
+            }
+            for j in jobs
+        ]
+        wanted = [
+            j
+            for j in event["jobs"]
+            if j["number"] is not None
+            and j["type"] != "approval"
+            and (j["status"] in FAILED or (self.successful_jobs and j["status"] == "success"))
+        ]
+        slug = event["project"]["slug"]
+        facets = self._gather(
+            [lambda n=j["number"]: self._tests(slug, n) for j in wanted]
+            + [lambda n=j["number"]: self._artifacts(slug, n) for j in wanted],
+            problems,
+        )
+        tests, artifacts = facets[: len(wanted)], facets[len(wanted) :]
+        event["failed_jobs"] = [
+            {**_subset(j), "tests": t, "artifacts": a}
+            for j, t, a in zip(wanted, tests, artifacts, strict=True)
+            if j["status"] in FAILED
+        ]
+
+    def _job(self, event: dict[str, Any], payload: dict[str, Any], problems: list[CircleCIAPIError]) -> None:
+        job = event["job"]
+        slug, number = event["project"]["slug"], job["number"]
+        failed = job["status"] in FAILED
+        calls: list[Callable[[], Any]] = [lambda: self._details(slug, number)]
+        if failed or self.successful_jobs:
+            calls += [lambda: self._tests(slug, number), lambda: self._artifacts(slug, number)]
+        details, tests, artifacts = [*self._gather(calls, problems), None, None][:3]
+        if details:
+            job["web_url"] = job["web_url"] or details.get("web_url")
+            job["duration_seconds"] = _ms(details.get("duration")) or job["duration_seconds"]
+            job["executor"] = details.get("executor")
+            job["parallelism"] = details.get("parallelism")
+        event["jobs"] = [{**job, "type": "build"}]
+        if failed:
+            event["failed_jobs"] = [{**_subset(job), "tests": tests, "artifacts": artifacts}]
+
+    # -- one job's facets, cached ------------------------------------------------------------
+
+    def _details(self, slug: str, number: int) -> dict[str, Any]:
+        assert self.client is not None
+        client = self.client
+        return dict(self.cache.fetch(slug, number, "details", lambda: client.job_details(slug, number).to_dict()))
+
+    def _tests(self, slug: str, number: int) -> dict[str, Any]:
+        assert self.client is not None
+        client = self.client
+        items = self.cache.fetch(slug, number, "tests", lambda: [t.to_dict() for t in client.job_tests(slug, number)])
+        failures = [t for t in items if str(t.get("result") or "").lower() in {"failure", "failed", "error"}]
+        shown = failures[: self.max_failed_tests]
+        return {
+            "total": len(items),
+            "failed": len(failures),
+            "more": len(failures) - len(shown),
+            "failures": [
+                {
+                    "name": t.get("name"),
+                    "classname": t.get("classname"),
+                    "file": t.get("file"),
+                    "message": _first_lines(t.get("message")),
+                }
+                for t in shown
+            ],
+        }
+
+    def _artifacts(self, slug: str, number: int) -> list[dict[str, Any]]:
+        assert self.client is not None
+        client = self.client
+        items = self.cache.fetch(
+            slug, number, "artifacts", lambda: [a.to_dict() for a in client.job_artifacts(slug, number)]
+        )
+        return [{"path": a.get("path"), "url": a.get("url"), "node_index": a.get("node_index")} for a in items][
+            : self.max_artifacts
+        ]
+
+    def _gather(self, calls: list[Callable[[], Any]], problems: list[CircleCIAPIError]) -> list[Any]:
+        """Run independent calls on the pool (with this context); a failed one gives None."""
+        futures = [self.pool.submit(contextvars.copy_context().run, call) for call in calls]
+        results = []
+        for future in futures:
+            try:
+                results.append(future.result())
+            except CircleCIAPIError as exc:
+                problems.append(exc)
+                results.append(None)
+        return results
+
+    def _transition(self, event: dict[str, Any], facts: VcsFacts) -> dict[str, Any] | None:
+        workflow = event["workflow"]
+        if facts.ref is None or not workflow.get("status"):
+            return None
+        ref = f"tag:{facts.tag}" if facts.tag is not None else facts.ref
+        transition = self.transitions.record(
+            project=event["project"]["slug"],
+            ref=ref,
+            workflow=workflow["name"],
+            status=workflow["status"],
+            pipeline_number=event["pipeline"]["number"],
+            happened_at=event["happened_at"],
+        )
+        return transition.to_dict()
+
+
+def _from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
+    """Everything the webhook itself says, in the enriched event's shape."""
+    p = envelope["payload"]
+    project, org, pipeline = p["project"], p["organization"], p["pipeline"]
+    wf, job = p.get("workflow"), p.get("job")
+    workflow = None
+    if isinstance(wf, dict):
+        workflow = {k: wf.get(k) for k in ("id", "name", "status", "url", "created_at", "stopped_at")}
+        workflow["duration_seconds"] = duration_seconds(wf.get("created_at"), wf.get("stopped_at"))
+    job_entry = None
+    if isinstance(job, dict):
+        job_entry = {k: job.get(k) for k in ("id", "number", "name", "status", "started_at", "stopped_at")}
+        job_entry["duration_seconds"] = duration_seconds(job.get("started_at"), job.get("stopped_at"))
+        job_entry["web_url"] = _job_url(workflow and workflow.get("url"), job.get("number"))
+    subject = job_entry or workflow or {}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": envelope["event_id"],
+        "event_type": envelope["event_type"],
+        "happened_at": p.get("happened_at"),
+        "received_at": envelope.get("received_at"),
+        "request_id": envelope.get("request_id"),
+        "status": subject.get("status"),
+        "project": {k: project.get(k) for k in ("id", "slug", "name")},
+        "organization": {k: org.get(k) for k in ("id", "name")},
+        "pipeline": {
+            "id": pipeline.get("id"),
+            "number": pipeline.get("number"),
+            "created_at": pipeline.get("created_at"),
+            "trigger_type": (pipeline.get("trigger") or {}).get("type"),
+        },
+        "vcs": facts.to_dict(),
+        "workflow": workflow,
+        "job": job_entry,
+        "jobs": [],
+        "failed_jobs": [],
+        "transition": None,
+        "enrichment": {"complete": False, "reason": None, "api_calls": 0},
+    }
+
+
+def _subset(job: dict[str, Any]) -> dict[str, Any]:
+    return {k: job.get(k) for k in ("id", "name", "number", "status", "web_url")}
+
+
+def _job_url(workflow_url: str | None, number: int | None) -> str | None:
+    return f"{workflow_url.rstrip('/')}/jobs/{number}" if workflow_url and number is not None else None
+
+
+def _ms(value: Any) -> float | None:
+    return value / 1000 if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _first_lines(message: Any) -> str | None:
+    if not isinstance(message, str) or not message.strip():
+        return None
+    text = "\n".join(message.strip().splitlines()[:MESSAGE_LINES])
+    return text[:MESSAGE_CHARS] + ("…" if len(text) > MESSAGE_CHARS else "")
