@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import structlog
 from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
 from config.settings import Settings
 
-QUEUES = ("events",)
+log = structlog.get_logger("workers.worker")
+QUEUES = ("events", "deliveries")  # events first: a worker enriches before it delivers
+METRICS_PORT_TRIES = 16
 
 
 def connect(url: str) -> Redis:
@@ -33,5 +36,28 @@ def build_worker(redis: Redis, queues: Sequence[str] = QUEUES, *, name: str | No
 
 def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     redis = connect(settings.redis_url or "redis://127.0.0.1:6379/0")
-    worker = build_worker(redis, (settings.events_queue,))
+    worker = build_worker(redis, (settings.events_queue, settings.deliveries_queue))
+    if settings.worker_metrics_port:
+        serve_metrics(settings.worker_metrics_port, addr=settings.host)
     return worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+
+
+def serve_metrics(port: int, *, addr: str = "127.0.0.1") -> int | None:
+    """Serve the delivery metrics on the first free port from `port` (one per worker process).
+
+    Several workers on one host take `port`, `port + 1`, ...; each answers GET /metrics.
+    """
+    from prometheus_client import start_http_server
+
+    from workers.delivery_context import get_context
+
+    registry = get_context().metrics.registry
+    for candidate in range(port, port + METRICS_PORT_TRIES):
+        try:
+            start_http_server(candidate, addr=addr, registry=registry)
+        except OSError:
+            continue
+        log.info("worker_metrics_serving", port=candidate)
+        return candidate
+    log.warning("worker_metrics_unavailable", first_port=port, tries=METRICS_PORT_TRIES)
+    return None

@@ -1,0 +1,104 @@
+"""Deliveries that ran out of retries or were refused, kept for an operator to read and replay.
+
+    cie:dead:<delivery_id>   hash  delivery_id, event_id, handler, reason, last_status,
+                                   body_excerpt (at most 200 characters), attempts,
+                                   first_attempt_at, last_attempt_at, dead_at
+    cie:dead                 zset  delivery ids scored by dead_at (epoch seconds), for listing
+
+Reasons: `retry_budget_exhausted`, `rejected` (a 4xx other than 408 and 429: fix the
+configuration, then replay), `unknown_handler`, `event_expired`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from redis import Redis
+
+DEAD_PREFIX = "cie:dead:"
+DEAD_INDEX = "cie:dead"
+EXCERPT_CHARS = 200
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    delivery_id: str
+    event_id: str
+    handler: str
+    reason: str
+    last_status: int | None = None
+    body_excerpt: str = ""
+    attempts: int = 0
+    first_attempt_at: float | None = None
+    last_attempt_at: float | None = None
+    dead_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes]) -> DeadLetter:
+        fields = {k.decode(): v.decode() for k, v in raw.items()}
+
+        def number(name: str) -> float | None:
+            return float(fields[name]) if fields.get(name) else None
+
+        return cls(
+            delivery_id=fields["delivery_id"],
+            event_id=fields["event_id"],
+            handler=fields["handler"],
+            reason=fields["reason"],
+            last_status=int(fields["last_status"]) if fields.get("last_status") else None,
+            body_excerpt=fields.get("body_excerpt", ""),
+            attempts=int(fields.get("attempts") or 0),
+            first_attempt_at=number("first_attempt_at"),
+            last_attempt_at=number("last_attempt_at"),
+            dead_at=number("dead_at") or 0.0,
+        )
+
+
+class DeadLetters:
+    """Reads and writes dead letters; they expire with the enriched event they point to."""
+
+    def __init__(self, redis: Redis, *, ttl: int) -> None:
+        self.redis = redis
+        self.ttl = ttl
+
+    def put(self, letter: DeadLetter) -> None:
+        """Keep `letter`, replacing an earlier one for the same delivery."""
+        fields = {k: "" if v is None else v for k, v in letter.to_dict().items()}
+        fields["body_excerpt"] = excerpt(letter.body_excerpt)
+        key = DEAD_PREFIX + letter.delivery_id
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, self.ttl)
+            pipe.zadd(DEAD_INDEX, {letter.delivery_id: letter.dead_at})
+            pipe.zremrangebyscore(DEAD_INDEX, 0, time.time() - self.ttl)
+            pipe.execute()
+
+    def get(self, delivery_id: str) -> DeadLetter | None:
+        raw = self.redis.hgetall(DEAD_PREFIX + delivery_id)
+        return DeadLetter.from_hash(raw) if raw else None
+
+    def remove(self, delivery_id: str) -> bool:
+        """Forget a dead letter; True when there was one."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(DEAD_PREFIX + delivery_id)
+            pipe.zrem(DEAD_INDEX, delivery_id)
+            deleted, _ = pipe.execute()
+        return bool(deleted)
+
+    def list(self, *, limit: int = 100) -> list[DeadLetter]:
+        """The newest dead letters first."""
+        ids = self.redis.zrevrange(DEAD_INDEX, 0, limit - 1)
+        letters = [self.get(i.decode()) for i in ids]
+        return [letter for letter in letters if letter is not None]
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """At most `limit` characters of a response body, on one line."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -1,0 +1,162 @@
+"""The enriched event, stored once per event, and the record of what happened to it.
+
+Keys (all expire `ttl` seconds after the event was stored):
+
+    cie:event:<event_id>      string  the enriched event as JSON; delivery jobs read it back
+    cie:record:<event_id>     hash    received_at, event_type, project, branch, workflow, status,
+                                      transition, enrichment, duplicates, handlers, and per handler
+                                      `<handler>|outcome`, `|attempts`, `|first_attempt_at`,
+                                      `|last_attempt_at`, `|last_status`
+    cie:attempts:<event_id>   list    one JSON entry per delivery attempt, oldest first
+    cie:events                zset    event ids scored by receipt time (epoch seconds), for listing
+
+`EventStore.record(event_id)` answers "what happened to event X and who was told".
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from redis import Redis
+
+from workers.timestamps import parse_time
+
+EVENT_PREFIX = "cie:event:"
+RECORD_PREFIX = "cie:record:"
+ATTEMPTS_PREFIX = "cie:attempts:"
+EVENTS_INDEX = "cie:events"
+DEFAULT_TTL = 7 * 24 * 3600
+HANDLER_FIELDS = ("outcome", "attempts", "first_attempt_at", "last_attempt_at", "last_status")
+
+
+def received_epoch(event: dict[str, Any]) -> float:
+    """The event's receipt time in epoch seconds; now when it carries none we can read."""
+    moment = parse_time(event.get("received_at"))
+    return moment.timestamp() if moment else time.time()
+
+
+class EventStore:
+    """Stores enriched events and their delivery history in Redis."""
+
+    def __init__(self, redis: Redis, *, ttl: int = DEFAULT_TTL) -> None:
+        self.redis = redis
+        self.ttl = ttl
+
+    def save(self, event: dict[str, Any], *, handlers: list[str] | None = None) -> None:
+        """Store the event and its summary, and index it; saving again refreshes both."""
+        event_id = event["event_id"]
+        received = received_epoch(event)
+        summary = _summary(event)
+        if handlers is not None:
+            summary["handlers"] = json.dumps(handlers)
+        record_key = RECORD_PREFIX + event_id
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(EVENT_PREFIX + event_id, json.dumps(event, separators=(",", ":")), ex=self.ttl)
+            pipe.hset(record_key, mapping=summary)
+            pipe.expire(record_key, self.ttl)
+            pipe.zadd(EVENTS_INDEX, {event_id: received})
+            pipe.zremrangebyscore(EVENTS_INDEX, 0, time.time() - self.ttl)
+            pipe.execute()
+
+    def load(self, event_id: str) -> dict[str, Any] | None:
+        """The stored enriched event, or None once it has expired."""
+        raw = self.redis.get(EVENT_PREFIX + event_id)
+        return json.loads(raw) if raw is not None else None
+
+    def record_duplicate(self, event_id: str) -> int:
+        """Count one more delivery of an event already admitted; returns the count."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(RECORD_PREFIX + event_id, "duplicates", 1)
+            pipe.expire(RECORD_PREFIX + event_id, self.ttl)
+            return int(pipe.execute()[0])
+
+    def record_attempt(
+        self, event_id: str, handler: str, *, outcome: str, status: int | None = None, reason: str = ""
+    ) -> int:
+        """Append one delivery attempt and update the handler's fields; returns its attempt count."""
+        now = time.time()
+        key = RECORD_PREFIX + event_id
+        entry = {"handler": handler, "at": now, "outcome": outcome, "status": status, "reason": reason}
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(key, f"{handler}|attempts", 1)
+            pipe.hsetnx(key, f"{handler}|first_attempt_at", now)
+            pipe.hset(key, mapping={f"{handler}|last_attempt_at": now, f"{handler}|outcome": outcome})
+            pipe.hset(key, f"{handler}|last_status", "" if status is None else status)
+            pipe.rpush(ATTEMPTS_PREFIX + event_id, json.dumps(entry))
+            pipe.expire(key, self.ttl)
+            pipe.expire(ATTEMPTS_PREFIX + event_id, self.ttl)
+            attempts = pipe.execute()[0]
+        return int(attempts)
+
+    def record_outcome(self, event_id: str, handler: str, outcome: str) -> None:
+        """Set a handler's outcome without an attempt (queued, skipped_duplicate, replayed)."""
+        self.redis.hset(RECORD_PREFIX + event_id, f"{handler}|outcome", outcome)
+
+    def handler_state(self, event_id: str, handler: str) -> dict[str, Any]:
+        """One handler's fields of the record: outcome, attempts, first/last attempt, last status."""
+        values = self.redis.hmget(RECORD_PREFIX + event_id, [f"{handler}|{f}" for f in HANDLER_FIELDS])
+        return _handler_fields(dict(zip(HANDLER_FIELDS, values, strict=True)))
+
+    def record(self, event_id: str) -> dict[str, Any] | None:
+        """What happened to the event: summary, duplicates, handlers with outcomes, attempts."""
+        raw = self.redis.hgetall(RECORD_PREFIX + event_id)
+        if not raw:
+            return None
+        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        per_handler: dict[str, dict[str, Any]] = {}
+        summary: dict[str, Any] = {"event_id": event_id}
+        for name, value in fields.items():
+            handler, sep, field = name.rpartition("|")
+            if sep:
+                per_handler.setdefault(handler, {})[field] = value
+            elif name in ("transition", "enrichment", "handlers"):
+                summary[name] = json.loads(value)
+            else:
+                summary[name] = value
+        summary["duplicates"] = int(summary.get("duplicates", 0))
+        summary["deliveries"] = {h: _handler_fields(v) for h, v in sorted(per_handler.items())}
+        attempts = self.redis.lrange(ATTEMPTS_PREFIX + event_id, 0, -1)
+        summary["attempts"] = [json.loads(a) for a in attempts]
+        return summary
+
+    def recent(self, *, limit: int = 50, since: float | None = None) -> list[str]:
+        """Event ids received since `since` (epoch seconds), newest first."""
+        ids = self.redis.zrevrangebyscore(EVENTS_INDEX, "+inf", since if since is not None else "-inf", 0, limit)
+        return [i.decode() for i in ids]
+
+
+def _summary(event: dict[str, Any]) -> dict[str, Any]:
+    vcs = event.get("vcs") or {}
+    subject = event.get("job") or event.get("workflow") or {}
+    values = {
+        "event_type": event.get("event_type"),
+        "received_at": event.get("received_at"),
+        "request_id": event.get("request_id"),
+        "project": (event.get("project") or {}).get("slug"),
+        "branch": vcs.get("branch"),
+        "tag": vcs.get("tag"),
+        "workflow": (event.get("workflow") or {}).get("name"),
+        "name": subject.get("name"),
+        "status": event.get("status") or subject.get("status"),
+        "transition": json.dumps(event.get("transition")),
+        "enrichment": json.dumps(event.get("enrichment")),
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _handler_fields(values: dict[str, Any]) -> dict[str, Any]:
+    def text(value: Any) -> str | None:
+        return value.decode() if isinstance(value, bytes) else value
+
+    attempts = text(values.get("attempts"))
+    last_status = text(values.get("last_status"))
+    first, last = text(values.get("first_attempt_at")), text(values.get("last_attempt_at"))
+    return {
+        "outcome": text(values.get("outcome")),
+        "attempts": int(attempts) if attempts else 0,
+        "first_attempt_at": float(first) if first else None,
+        "last_attempt_at": float(last) if last else None,
+        "last_status": int(last_status) if last_status else None,
+    }
