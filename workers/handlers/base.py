@@ -1,0 +1,150 @@
+"""The Handler base class, the shared `post_json` status mapping, and per-handler templates.
+
+    post_json outcome       error raised
+    2xx                     none
+    429                     DeliveryRetryable, retry_after from Retry-After (seconds or HTTP date)
+    408, 5xx                DeliveryRetryable
+    timeout, transport      DeliveryRetryable (status None)
+    any other status        DeliveryRejected
+
+Errors carry the handler name, the status and a body excerpt of at most 200 characters with
+the handler's secrets removed. Webhook URLs of Slack, Teams and Discord are secrets: no
+message, log line or repr here ever contains one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import httpx
+import jinja2
+import orjson
+import structlog
+from jinja2.sandbox import SandboxedEnvironment
+
+from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
+from workers.circleci_transport import parse_retry_after
+from workers.message import Message, sample_event
+
+EXCERPT_CHARS = 200
+REDACTED = "[redacted]"
+log = structlog.get_logger(__name__)
+
+
+class Handler:
+    """One configured destination. `render` shows what `send` would post; `send` posts it."""
+
+    type: ClassVar[str] = ""
+    escape: ClassVar[Callable[[str], str]] = staticmethod(str)
+
+    def __init__(self, name: str, options: Mapping[str, str | None]) -> None:
+        self.name = name
+        self.options = dict(options)
+        self.template = compile_template(name, options.get("template"), type(self).escape)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+    def secrets(self) -> list[str]:
+        """Option values that must never appear in an error or a log line."""
+        return [v for k, v in self.options.items() if k in ("url", "secret", "routing_key") and v]
+
+    def render(self, event: dict[str, Any]) -> dict[str, Any] | bytes:
+        raise NotImplementedError
+
+    def send(self, event: dict[str, Any], *, delivery_id: str, http: httpx.Client) -> None:
+        """Post `render(event)` as JSON to the handler's url."""
+        body = self.render(event)
+        post_json(http, str(self.options["url"]), body, handler=self.name, secrets=self.secrets())
+
+    def summary(self, message: Message, event: Mapping[str, Any], default: str) -> str:
+        """The template's output when there is one, else `default`; a template failing at send falls back."""
+        if self.template is None:
+            return default
+        try:
+            return self.template.render(event=event, message=message)
+        except Exception as exc:  # a template error must not drop the notification
+            log.warning("template_failed", handler=self.name, error=type(exc).__name__)
+            return default
+
+
+def summary_lines(m: Message, escape: Callable[[str], str], *, bold: str = "**") -> list[str]:
+    """The transition (bold) and the commit subject with its author, escaped for a platform."""
+    lines = [f"{bold}{escape(m.transition_phrase)}{bold}"] if m.transition_phrase else []
+    if m.commit_subject:
+        lines.append(escape(m.commit_subject) + (f" — {escape(m.commit_author)}" if m.commit_author else ""))
+    return lines
+
+
+def failed_test_lines(m: Message, escape: Callable[[str], str], *, bullet: str = "•") -> list[str]:
+    """The failed-tests digest, one escaped line a test, then `…and K more`."""
+    lines = [
+        f"{bullet} {escape(t.name)}" + (f": {escape(t.message[:200])}" if t.message else "") for t in m.failed_tests
+    ]
+    return lines + ([f"…and {m.more_failed_tests} more"] if m.more_failed_tests else [])
+
+
+def compile_template(name: str, source: str | None, escape: Callable[[str], str]) -> jinja2.Template | None:
+    """Compile a handler's template in a sandbox and render it once against the sample event."""
+    if source is None:
+        return None
+    env = SandboxedEnvironment(autoescape=False, undefined=jinja2.ChainableUndefined)
+    env.filters["esc"] = lambda value: escape("" if value is None else str(value))
+    try:
+        template = env.from_string(source)
+        event = sample_event()
+        template.render(event=event, message=Message.from_event(event))
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigurationError(
+            f"handler {name!r}, key 'template': does not compile (template line {exc.lineno}: {exc.message})"
+        ) from None
+    except Exception as exc:
+        raise ConfigurationError(
+            f"handler {name!r}, key 'template': fails on the sample event ({type(exc).__name__}: {exc})"
+        ) from None
+    return template
+
+
+def post_json(
+    http: httpx.Client,
+    url: str,
+    body: Mapping[str, Any] | bytes,
+    *,
+    handler: str,
+    secrets: list[str],
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """POST JSON and map the answer onto DeliveryRetryable / DeliveryRejected."""
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    try:
+        response = http.post(url, content=content, headers={"content-type": "application/json", **(headers or {})})
+    except httpx.TimeoutException as exc:
+        raise DeliveryRetryable(
+            f"handler {handler!r}: no answer in time ({type(exc).__name__})", handler=handler
+        ) from None
+    except httpx.TransportError as exc:
+        raise DeliveryRetryable(
+            f"handler {handler!r}: could not connect ({type(exc).__name__})", handler=handler
+        ) from None
+    status = response.status_code
+    if 200 <= status < 300:
+        return response
+    excerpt = redact(response.text, [url, *secrets])[:EXCERPT_CHARS]
+    message = f"handler {handler!r}: destination answered {status}" + (f": {excerpt}" if excerpt else "")
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        raise DeliveryRetryable(message, handler=handler, status=status, retry_after=retry_after, body_excerpt=excerpt)
+    error = DeliveryRetryable if status == 408 or status >= 500 else DeliveryRejected
+    raise error(message, handler=handler, status=status, body_excerpt=excerpt)
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """The text without any of the secrets, nor a webhook URL's path (its token)."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+        path = httpx.URL(secret).path if secret.startswith(("http://", "https://")) else ""
+        if len(path) > 1:
+            text = text.replace(path, REDACTED)
+    return re.sub(r"\s+", " ", text).strip()

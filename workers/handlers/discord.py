@@ -1,0 +1,118 @@
+"""Discord webhook: one embed, and `allowed_mentions: {"parse": []}` so nothing can ping.
+
+Limits (https://discord.com/developers/docs/resources/message#embed-object-embed-limits):
+title 256, description 4096, 25 fields, field name 256, field value 1024, footer 2048, and
+6000 characters over the whole embed. CircleCI values have markdown backslash-escaped and
+`@` followed by a zero-width space.
+
+A `template` replaces the embed `description`; escape values with `|esc`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from workers.handlers.base import Handler, failed_test_lines, summary_lines
+from workers.handlers.slack import safe_url
+from workers.message import Message
+from workers.timestamps import parse_time
+
+MAX_TITLE = 256
+MAX_DESCRIPTION = 4096
+MAX_FIELDS = 25
+MAX_FIELD_NAME = 256
+MAX_FIELD_VALUE = 1024
+MAX_FOOTER = 2048
+MAX_TOTAL = 6000
+_MARKDOWN = re.compile(r"([\\`*_~|>#\-\[\]()<:])")
+
+
+def escape(text: str) -> str:
+    """Neutralise markdown, masked links and mentions in a Discord value."""
+    return _MARKDOWN.sub(r"\\\1", text).replace("@", "@\u200b")
+
+
+def clip(text: str, limit: int) -> str:
+    """At most `limit` characters, never ending on a lone escaping backslash."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if (len(cut) - len(cut.rstrip("\\"))) % 2:
+        cut = cut[:-1]
+    return cut + "…"
+
+
+def _masked(label: str, url: str | None) -> str:
+    good = safe_url(url)
+    return f"[{escape(label)}]({good})" if good and ")" not in good else escape(label)
+
+
+def description(m: Message) -> str:
+    """The default description: transition, commit, failed tests."""
+    lines = summary_lines(m, escape)
+    if m.failed_tests:
+        lines += ["**Failed tests**", *failed_test_lines(m, escape)]
+    if m.incomplete:
+        lines.append(f"⚠️ incomplete: {escape(m.incomplete_reason or 'unknown reason')}")
+    return "\n".join(lines)
+
+
+def embed(m: Message, text: str) -> dict[str, Any]:
+    """The embed for a message, within Discord's limits."""
+    fields = [("Project", escape(m.project_slug or m.project))]
+    if m.ref:
+        fields.append(((m.ref_kind or "ref").title(), escape(m.ref)))
+    if m.workflow:
+        fields.append(("Workflow", _masked(m.workflow.label, m.workflow.url)))
+    if m.job:
+        fields.append(("Job", _masked(m.job.label, m.job.url)))
+    if m.pipeline_number is not None:
+        fields.append(("Pipeline", f"#{m.pipeline_number}"))
+    if m.duration:
+        fields.append(("Duration", m.duration))
+    if m.failed_jobs:
+        fields.append(("Failed jobs", "\n".join(_masked(j.name, j.url) for j in m.failed_jobs)))
+    if m.artifacts:
+        fields.append(("Artifacts", "\n".join(_masked(a.label, a.url) for a in m.artifacts)))
+    out: dict[str, Any] = {
+        "title": clip(m.title.replace("@", "@\u200b"), MAX_TITLE),
+        "description": clip(text, MAX_DESCRIPTION),
+        "color": m.colour,
+        "fields": [
+            {"name": clip(n, MAX_FIELD_NAME), "value": clip(v, MAX_FIELD_VALUE), "inline": len(v) < 40}
+            for n, v in fields
+            if v
+        ][:MAX_FIELDS],
+        "footer": {"text": clip(f"CircleCI · {m.event_type} · {m.event_id}", MAX_FOOTER)},
+    }
+    if safe_url(m.url):
+        out["url"] = m.url
+    when = parse_time(m.happened_at)
+    if when is not None:
+        out["timestamp"] = when.isoformat()
+    return _fit(out)
+
+
+def size(e: dict[str, Any]) -> int:
+    """Characters Discord counts towards the 6000 total."""
+    fields = sum(len(f["name"]) + len(f["value"]) for f in e["fields"])
+    return len(e["title"]) + len(e["description"]) + fields + len(e["footer"]["text"])
+
+
+def _fit(e: dict[str, Any]) -> dict[str, Any]:
+    excess = size(e) - MAX_TOTAL
+    if excess > 0:
+        e["description"] = clip(e["description"], max(1, len(e["description"]) - excess - 1))
+    while size(e) > MAX_TOTAL and e["fields"]:
+        e["fields"].pop()
+    return e
+
+
+class DiscordHandler(Handler):
+    type = "discord"
+    escape = staticmethod(escape)
+
+    def render(self, event: dict[str, Any]) -> dict[str, Any]:
+        m = Message.from_event(event)
+        return {"embeds": [embed(m, self.summary(m, event, description(m)))], "allowed_mentions": {"parse": []}}

@@ -1,0 +1,44 @@
+"""Log handler: one structured `notification_logged` line with the message's essentials.
+
+A `template` replaces the line's `text` field (the plain-text fallback by default).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import structlog
+
+from workers.handlers.base import Handler
+from workers.message import Message
+
+log = structlog.get_logger(__name__)
+
+
+class LogHandler(Handler):
+    type = "log"
+
+    def render(self, event: dict[str, Any]) -> dict[str, Any]:
+        m = Message.from_event(event)
+        return {
+            "handler": self.name,
+            "event_id": m.event_id,
+            "event_type": m.event_type,
+            "title": m.title,
+            "status": m.status,
+            "project": m.project_slug or m.project,
+            "ref": m.ref_label,
+            "workflow": m.workflow.label if m.workflow else None,
+            "job": m.job.label if m.job else None,
+            "pipeline_number": m.pipeline_number,
+            "transition": m.transition,
+            "failed_jobs": [j.name for j in m.failed_jobs],
+            "url": m.url,
+            "incomplete": m.incomplete,
+            "text": self.summary(m, event, m.text),
+        }
+
+    def send(self, event: dict[str, Any], *, delivery_id: str, http: httpx.Client) -> None:
+        """Write the line; nothing is posted."""
+        log.info("notification_logged", delivery_id=delivery_id, **self.render(event))

@@ -1,0 +1,62 @@
+"""Python handler: calls the configured `module:function(event, log)` with the enriched event.
+
+The function is imported once, when the handler is built (at load time). `log` is a structlog
+logger bound to the delivery id and handler name. Any exception it raises becomes
+DeliveryRetryable, unless it raises DeliveryRejected (or DeliveryRetryable) itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+import structlog
+
+from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
+from workers.handlers.base import EXCERPT_CHARS, Handler
+
+
+def load_callable(name: str, spec: str) -> Callable[..., Any]:
+    """Import `module:function`; a ConfigurationError names the handler when it cannot."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigurationError(f"handler {name!r}, key 'callable': expected 'module:function', got {spec!r}")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except ImportError as exc:
+        raise ConfigurationError(f"handler {name!r}, key 'callable': cannot import {module_name!r} ({exc})") from None
+    except AttributeError:
+        raise ConfigurationError(f"handler {name!r}, key 'callable': {module_name!r} has no {attr!r}") from None
+    if not callable(target):
+        raise ConfigurationError(f"handler {name!r}, key 'callable': {spec!r} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+class PythonHandler(Handler):
+    type = "python"
+
+    def __init__(self, name: str, options: Mapping[str, str | None]) -> None:
+        super().__init__(name, options)
+        self.spec = str(options["callable"])
+        self.function = load_callable(name, self.spec)
+
+    def render(self, event: dict[str, Any]) -> dict[str, Any]:
+        return {"callable": self.spec, "event": event}
+
+    def send(self, event: dict[str, Any], *, delivery_id: str, http: httpx.Client) -> None:
+        """Call the function; its failures become delivery errors."""
+        log = structlog.get_logger("workers.handlers.python").bind(delivery_id=delivery_id, handler=self.name)
+        try:
+            self.function(event, log)
+        except (DeliveryRejected, DeliveryRetryable) as exc:
+            exc.handler = exc.handler or self.name
+            raise
+        except Exception as exc:
+            excerpt = f"{type(exc).__name__}: {exc}"[:EXCERPT_CHARS]
+            raise DeliveryRetryable(
+                f"handler {self.name!r}: {self.spec} raised {excerpt}", handler=self.name, body_excerpt=excerpt
+            ) from exc

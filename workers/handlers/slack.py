@@ -1,0 +1,128 @@
+"""Slack incoming webhook: Block Kit with a `text` fallback.
+
+Every CircleCI value is escaped for mrkdwn (`&`, `<`, `>`), so `<!channel>` in a commit
+arrives as text. Links are `<url|label>` with the label escaped and only http(s) URLs without
+`|`, `<`, `>` or spaces. Limits (https://api.slack.com/reference/block-kit/blocks): 50 blocks,
+3000 characters of section text, 150 of header text, 10 context elements, 10 section fields.
+
+A `template` replaces the summary section (the first section under the header) and the
+top-level `text`; its output is mrkdwn, so escape CircleCI values with `|esc`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from workers.handlers.base import Handler, failed_test_lines, summary_lines
+from workers.message import Message
+
+MAX_BLOCKS = 50
+MAX_SECTION = 3000
+MAX_FIELD = 2000
+MAX_HEADER = 150
+MAX_CONTEXT = 10
+MAX_FIELDS = 10
+
+
+def escape(text: str) -> str:
+    """Escape a value for Slack mrkdwn: only `&`, `<` and `>` are control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def safe_url(url: str | None) -> str | None:
+    """The url when it is http(s) and cannot break out of `<url|label>`, else None."""
+    if not url or any(c in url for c in "|<> \n\t"):
+        return None
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        return None
+    return url if scheme in ("http", "https") else None
+
+
+def link(label: str, url: str | None) -> str:
+    """`<url|label>`, or the escaped label alone when the url is unusable."""
+    good = safe_url(url)
+    return f"<{good}|{escape(label)}>" if good else escape(label)
+
+
+def clip(text: str, limit: int) -> str:
+    """At most `limit` characters, never cutting an entity or a link in half."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if cut.rfind("<") > cut.rfind(">"):
+        cut = cut[: cut.rfind("<")]
+    if cut.rfind("&") > cut.rfind(";"):
+        cut = cut[: cut.rfind("&")]
+    return cut + "…"
+
+
+def _plain(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, MAX_SECTION)}}
+
+
+def summary(m: Message) -> str:
+    """The default summary section: status, project, ref, transition and commit."""
+    lines = [f"{m.emoji} *{escape(m.status_verb)}* · {escape(m.project)}"]
+    if m.ref_label:
+        lines[0] += f" · {escape(m.ref_label)}"
+    return "\n".join(lines + summary_lines(m, escape, bold="*"))
+
+
+def blocks(m: Message, summary_text: str) -> list[dict[str, Any]]:
+    """The Block Kit blocks for a message, within Slack's limits."""
+    out: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _plain(m.title, MAX_HEADER), "emoji": True}},
+        _section(summary_text),
+    ]
+    fields = [f"*Project*\n{escape(m.project_slug or m.project)}"]
+    if m.ref:
+        fields.append(f"*{(m.ref_kind or 'ref').title()}*\n{escape(m.ref)}")
+    if m.workflow:
+        fields.append(f"*Workflow*\n{link(m.workflow.label, m.workflow.url)}")
+    if m.job:
+        fields.append(f"*Job*\n{link(m.job.label, m.job.url)}")
+    if m.pipeline_number is not None:
+        fields.append(f"*Pipeline*\n#{m.pipeline_number}")
+    if m.duration:
+        fields.append(f"*Duration*\n{m.duration}")
+    if m.commit_author:
+        fields.append(f"*Author*\n{escape(m.commit_author)}")
+    out.append(
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": clip(f, MAX_FIELD)} for f in fields][:MAX_FIELDS]}
+    )
+    if m.failed_jobs:
+        out.append(_section("*Failed jobs*\n" + "\n".join(f"• {link(j.name, j.url)}" for j in m.failed_jobs)))
+    if m.failed_tests:
+        out.append(_section("*Failed tests*\n" + "\n".join(failed_test_lines(m, escape))))
+    if m.artifacts:
+        out.append(_section("*Artifacts*\n" + "\n".join(f"• {link(a.label, a.url)}" for a in m.artifacts)))
+    context = [f"event `{escape(m.event_id)}`" if m.event_id else "CircleCI"]
+    if m.revision:
+        context.append(f"commit {escape(m.revision)}")
+    if m.incomplete:
+        context.append(f"⚠️ incomplete: {escape(m.incomplete_reason or 'unknown reason')}")
+    out.append(
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": clip(c, MAX_SECTION)} for c in context][:MAX_CONTEXT],
+        }
+    )
+    return out[:MAX_BLOCKS]
+
+
+class SlackHandler(Handler):
+    type = "slack"
+    escape = staticmethod(escape)
+
+    def render(self, event: dict[str, Any]) -> dict[str, Any]:
+        m = Message.from_event(event)
+        text = self.summary(m, event, summary(m))
+        fallback = text if self.template else escape(m.text)
+        return {"text": clip(fallback, MAX_SECTION), "blocks": blocks(m, text)}

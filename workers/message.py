@@ -1,0 +1,250 @@
+"""The neutral message: what every notification says, built once from an enriched event.
+
+Pure data with no platform escaping: each handler escapes for its own platform. Any field of
+the event may be missing or null (enrichment incomplete); the message then says less, never raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MAX_TESTS = 5
+MAX_ARTIFACTS = 5
+SAMPLE_EVENT_FILE = Path(__file__).parent.parent / "config" / "sample-event.yaml"
+
+EMOJI = {"success": "✅", "failed": "❌", "error": "💥", "canceled": "🚫", "unauthorized": "🔒"}
+COLOUR = {"success": 0x2EB67D, "failed": 0xE01E5A, "error": 0xB00020, "canceled": 0x9E9E9E, "unauthorized": 0xECB22E}
+VERB = {
+    "success": "succeeded",
+    "failed": "failed",
+    "error": "errored",
+    "canceled": "was canceled",
+    "unauthorized": "was unauthorized",
+}
+TRANSITION = {
+    "broken": "broke {ref}",
+    "fixed": "fixed {ref}",
+    "still_failing": "still failing on {ref}",
+    "passing": "still passing on {ref}",
+    "first_seen": "first run seen on {ref}",
+    "canceled": "canceled on {ref}",
+    "stale": "older than the last run seen on {ref}",
+}
+
+
+@dataclass(frozen=True)
+class Link:
+    label: str
+    url: str | None
+
+
+@dataclass(frozen=True)
+class FailedTest:
+    name: str
+    classname: str
+    file: str
+    message: str
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    name: str
+    url: str | None
+    tests_failed: int
+
+
+@dataclass(frozen=True)
+class Message:
+    """What a notification says. `text` is the plain-text fallback."""
+
+    event_id: str
+    event_type: str
+    title: str
+    status: str
+    status_verb: str
+    emoji: str
+    colour: int
+    project: str
+    project_slug: str
+    ref: str | None
+    ref_kind: str | None
+    workflow: Link | None
+    job: Link | None
+    pipeline_number: int | None
+    commit_subject: str | None
+    commit_author: str | None
+    revision: str | None
+    duration: str | None
+    transition: str | None
+    transition_phrase: str | None
+    failed_jobs: tuple[FailedJob, ...]
+    failed_tests: tuple[FailedTest, ...]
+    more_failed_tests: int
+    artifacts: tuple[Link, ...]
+    happened_at: str | None
+    incomplete: bool
+    incomplete_reason: str | None
+    text: str
+
+    @property
+    def url(self) -> str | None:
+        """The page to open first: the job's for job events, else the workflow's."""
+        return (self.job and self.job.url) or (self.workflow and self.workflow.url) or None
+
+    @property
+    def ref_label(self) -> str | None:
+        """`branch main` or `tag v1.2.0`."""
+        return f"{self.ref_kind or 'ref'} {self.ref}" if self.ref else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> Message:
+        """Build the message; tolerant of missing and null fields."""
+        e = _Event(event)
+        status = e.str("status") or "unknown"
+        project_slug = e.str("project", "slug") or ""
+        project = e.str("project", "name") or project_slug.rpartition("/")[2] or "unknown project"
+        tag, branch = e.str("vcs", "tag"), e.str("vcs", "branch")
+        ref, ref_kind = (tag, "tag") if tag else (branch, "branch") if branch else (None, None)
+        workflow = _link(e.str("workflow", "name"), e.str("workflow", "url"))
+        job = _link(e.str("job", "name"), e.str("job", "web_url"))
+        pipeline = e.get("pipeline", "number")
+        pipeline_number = pipeline if isinstance(pipeline, int) and not isinstance(pipeline, bool) else None
+        subject = (e.str("vcs", "commit_subject") or "").strip().splitlines()
+        kind = e.str("transition", "kind")
+        phrase = TRANSITION[kind].format(ref=ref or "the build") if kind in TRANSITION else kind
+        failed_jobs, tests, failed_total = _failures(e.get("failed_jobs"))
+        verb = VERB.get(status, f"finished ({status})")
+        subject_name = (
+            job or workflow or Link("job" if e.str("event_type") == "job-completed" else "workflow", None)
+        ).label
+        title = f"{EMOJI.get(status, '❔')} {subject_name} {verb}"
+        title += f" on {ref}" if ref else ""
+        title += f" — {project}" + (f" #{pipeline_number}" if pipeline_number is not None else "")
+        enrichment = e.get("enrichment")
+        complete = enrichment.get("complete") if isinstance(enrichment, Mapping) else None
+        message = cls(
+            event_id=e.str("event_id") or "",
+            event_type=e.str("event_type") or "",
+            title=title,
+            status=status,
+            status_verb=verb,
+            emoji=EMOJI.get(status, "❔"),
+            colour=COLOUR.get(status, 0x9E9E9E),
+            project=project,
+            project_slug=project_slug,
+            ref=ref,
+            ref_kind=ref_kind,
+            workflow=workflow,
+            job=job,
+            pipeline_number=pipeline_number,
+            commit_subject=subject[0][:1000] if subject else None,
+            commit_author=e.str("vcs", "author_name"),
+            revision=(e.str("vcs", "revision") or "")[:7] or None,
+            duration=_duration(e.get("job" if job else "workflow", "duration_seconds")),
+            transition=kind,
+            transition_phrase=phrase,
+            failed_jobs=failed_jobs,
+            failed_tests=tests[:MAX_TESTS],
+            more_failed_tests=max(0, failed_total - min(len(tests), MAX_TESTS)),
+            artifacts=_artifacts(e.get("failed_jobs")),
+            happened_at=e.str("happened_at"),
+            incomplete=complete is not True,
+            incomplete_reason=(enrichment.get("reason") if isinstance(enrichment, Mapping) else None)
+            or (None if complete is True else "enrichment missing"),
+            text="",
+        )
+        return _with_text(message)
+
+
+def sample_event() -> dict[str, Any]:
+    """The enriched event templates are checked against (a copy of the repository's fixture)."""
+    with SAMPLE_EVENT_FILE.open(encoding="utf-8") as f:
+        return dict(yaml.safe_load(f))
+
+
+class _Event:
+    def __init__(self, event: Mapping[str, Any]) -> None:
+        self.event = event if isinstance(event, Mapping) else {}
+
+    def get(self, *path: str) -> Any:
+        value: Any = self.event
+        for key in path:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        return value
+
+    def str(self, *path: str) -> str | None:
+        value = self.get(*path)
+        return None if value is None or isinstance(value, Mapping | list) else str(value)
+
+
+def _link(label: str | None, url: str | None) -> Link | None:
+    return Link(label, url) if label else (Link("open", url) if url else None)
+
+
+def _dicts(value: Any) -> list[Mapping[str, Any]]:
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _s(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _failures(value: Any) -> tuple[tuple[FailedJob, ...], list[FailedTest], int]:
+    jobs, tests, total = [], [], 0
+    for job in _dicts(value):
+        t = job.get("tests") if isinstance(job.get("tests"), Mapping) else {}
+        failures = [
+            FailedTest(_s(f.get("name")), _s(f.get("classname")), _s(f.get("file")), _s(f.get("message")))
+            for f in _dicts(t.get("failures"))
+        ]
+        count = t.get("failed")
+        more = t.get("more")
+        count = count if isinstance(count, int) else len(failures) + (more if isinstance(more, int) else 0)
+        jobs.append(FailedJob(_s(job.get("name")) or "job", _s(job.get("web_url")) or None, count))
+        tests.extend(failures)
+        total += max(count, len(failures))
+    return tuple(jobs), tests, total
+
+
+def _artifacts(value: Any) -> tuple[Link, ...]:
+    links = [
+        Link(_s(a.get("path")) or _s(a.get("url")), _s(a.get("url")))
+        for job in _dicts(value)
+        for a in _dicts(job.get("artifacts"))
+        if a.get("url")
+    ]
+    return tuple(links[:MAX_ARTIFACTS])
+
+
+def _duration(seconds: Any) -> str | None:
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+        return None
+    s = round(seconds)
+    hours, minutes, secs = s // 3600, s % 3600 // 60, s % 60
+    return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+def _with_text(m: Message) -> Message:
+    lines = [m.title]
+    if m.transition_phrase:
+        lines.append(f"Transition: {m.transition_phrase}")
+    if m.commit_subject:
+        lines.append(f"Commit: {m.commit_subject}" + (f" ({m.commit_author})" if m.commit_author else ""))
+    if m.failed_jobs:
+        lines.append("Failed jobs: " + ", ".join(j.name for j in m.failed_jobs))
+    if m.failed_tests:
+        more = f" and {m.more_failed_tests} more" if m.more_failed_tests else ""
+        lines.append("Failed tests: " + ", ".join(t.name for t in m.failed_tests) + more)
+    if m.url:
+        lines.append(m.url)
+    if m.incomplete:
+        lines.append(f"(incomplete: {m.incomplete_reason})")
+    return replace(m, text="\n".join(lines))
