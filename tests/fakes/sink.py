@@ -1,0 +1,235 @@
+"""A local chat sink: records every message posted to it and fails on demand, per path.
+
+    python -m tests.fakes.sink --port 8766 [--print]
+
+Any POST or PUT outside /_sink is a message: it is recorded (path, headers, JSON or text body,
+the status answered) and answered 200 "ok" the way Slack's incoming webhooks answer, unless a
+fault matches. Control endpoints:
+
+    POST   /_sink/faults    {"path": "/slack/*", "status": 429, "retry_after": 2, "times": 1}
+                            or {"kind": "server_error"|"rate_limited"|"slow"|"down"|"bad_request",
+                                "path": ..., "times": n, "delay": s, "duration": s}
+    GET    /_sink/faults    DELETE /_sink/faults
+    GET    /_sink/requests  ?path=/slack/ops   every request recorded, oldest first
+    POST   /_sink/reset     forget requests and faults
+
+`times` None fails every matching request; `duration` fails them for that many seconds
+("down"); `status` None with a `delay` answers slowly but normally (a client timeout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fnmatch
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+__all__ = ["Received", "Sink", "SinkFault", "create_sink"]
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    "server_error": {"status": 500},
+    "rate_limited": {"status": 429, "retry_after": 1},
+    "slow": {"status": None, "delay": 2.0},
+    "down": {"status": 503, "times": None},
+    "bad_request": {"status": 400, "body": "invalid_payload"},
+}
+
+
+@dataclass
+class SinkFault:
+    """Answers matching requests with `status` (after `delay`), `times` times or for `duration` s."""
+
+    path: str = "*"
+    status: int | None = 500
+    retry_after: int | str | None = None
+    body: str | None = None
+    delay: float = 0.0
+    times: int | None = 1
+    duration: float | None = None
+    fired: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SinkFault:
+        data = dict(data)
+        preset = _PRESETS[data.pop("kind")] if "kind" in data else {}
+        merged = preset | data
+        if merged.get("duration") is not None and "times" not in data:
+            merged["times"] = None
+        return cls(**merged)
+
+    def take(self, path: str) -> bool:
+        if not fnmatch.fnmatchcase(path, self.path):
+            return False
+        if self.duration is not None and time.monotonic() - self.started > self.duration:
+            return False
+        if self.times is not None and self.fired >= self.times:
+            return False
+        self.fired += 1
+        return True
+
+    def response(self) -> Response:
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+        body = self.body if self.body is not None else f"fault {self.status}"
+        return PlainTextResponse(body, status_code=self.status or 200, headers=headers)
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    status: int
+    at: float
+
+
+@dataclass
+class Sink:
+    faults: list[SinkFault] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
+    on_receive: Callable[[Received], None] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add_fault(self, fault: SinkFault | None = None, **kwargs: Any) -> SinkFault:
+        """Add a fault: a SinkFault, or its fields (`kind=` picks a preset)."""
+        fault = fault or SinkFault.from_dict(kwargs)
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.faults.clear()
+            self.received.clear()
+
+    def requests(self, path: str | None = None) -> list[Received]:
+        """Every request recorded (to `path` when given), oldest first."""
+        with self.lock:
+            return [r for r in self.received if path is None or r.path == path]
+
+    def delivered(self, path: str | None = None) -> list[Received]:
+        """The requests answered 2xx: the messages a chat would show."""
+        return [r for r in self.requests(path) if 200 <= r.status < 300]
+
+    def _take_fault(self, path: str) -> SinkFault | None:
+        with self.lock:
+            return next((f for f in self.faults if f.take(path)), None)
+
+    def _record(self, received: Received) -> None:
+        with self.lock:
+            self.received.append(received)
+        if self.on_receive is not None:
+            self.on_receive(received)
+
+
+async def _message(request: Request) -> Response:
+    sink: Sink = request.app.state.sink
+    raw = await request.body()
+    try:
+        body: Any = json.loads(raw) if raw else None
+    except ValueError:
+        body = raw.decode("utf-8", "replace")
+    fault = sink._take_fault(request.url.path)
+    response: Response = PlainTextResponse("ok")
+    if fault is not None:
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault.status is not None:
+            response = fault.response()
+    received = Received(
+        request.method, request.url.path, dict(request.headers), body, response.status_code, time.time()
+    )
+    sink._record(received)
+    return response
+
+
+async def _faults(request: Request) -> Response:
+    sink: Sink = request.app.state.sink
+    if request.method == "POST":
+        data = await request.json()
+        added = [sink.add_fault(**f) for f in (data if isinstance(data, list) else [data])]
+        return JSONResponse({"faults": [asdict(f) for f in added]}, status_code=201)
+    if request.method == "DELETE":
+        sink.clear_faults()
+    with sink.lock:
+        return JSONResponse({"faults": [asdict(f) for f in sink.faults]})
+
+
+async def _requests(request: Request) -> Response:
+    sink: Sink = request.app.state.sink
+    listed = sink.requests(request.query_params.get("path"))
+    return JSONResponse({"requests": [asdict(r) for r in listed], "total": len(listed)})
+
+
+async def _reset(request: Request) -> Response:
+    request.app.state.sink.reset()
+    return JSONResponse({"reset": True})
+
+
+def create_sink(*, on_receive: Callable[[Received], None] | None = None) -> Starlette:
+    """The sink app; its control object is `app.state.sink`."""
+    app = Starlette(
+        routes=[
+            Route("/_sink/faults", _faults, methods=["GET", "POST", "DELETE"]),
+            Route("/_sink/requests", _requests, methods=["GET"]),
+            Route("/_sink/reset", _reset, methods=["POST"]),
+            Route("/{path:path}", _message, methods=["POST", "PUT"]),
+        ]
+    )
+    app.state.sink = Sink(on_receive=on_receive)
+    return app
+
+
+def describe(received: Received) -> str:
+    """A message as a person reads it: Slack/Discord text, card titles, or compact JSON."""
+    clock = time.strftime("%H:%M:%S", time.localtime(received.at))
+    head = f"{clock} {received.method} {received.path} -> {received.status}"
+    body = received.body
+    lines: list[str] = []
+    if isinstance(body, dict):
+        for key in ("text", "content", "summary", "title"):
+            if isinstance(body.get(key), str):
+                lines.append(body[key])
+        for block in body.get("blocks") or []:
+            text = block.get("text") if isinstance(block, dict) else None
+            if isinstance(text, dict) and isinstance(text.get("text"), str):
+                lines.append(text["text"])
+            for item in (block.get("fields") or []) if isinstance(block, dict) else []:
+                if isinstance(item, dict) and isinstance(item.get("text"), str):
+                    lines.append(item["text"])
+        if not lines:
+            lines.append(json.dumps(body, ensure_ascii=False)[:2000])
+    elif body is not None:
+        lines.append(str(body)[:2000])
+    return "\n".join([head, *("    " + line for text in lines for line in text.splitlines())])
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="A local chat sink that records and fails on demand.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--print", action="store_true", help="print each message received, readably")
+    args = parser.parse_args(argv)
+    on_receive = (lambda r: print(describe(r), flush=True)) if args.print else None
+    uvicorn.run(create_sink(on_receive=on_receive), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The chat sink records what it is sent and fails on demand, per path."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from tests.fakes.server import running
+from tests.fakes.sink import Received, SinkFault, create_sink, describe
+
+
+@pytest.fixture
+def client() -> TestClient:
+    return TestClient(create_sink())
+
+
+def test_records_path_headers_and_json_body(client: TestClient) -> None:
+    answer = client.post("/slack/ops", json={"text": "hi"}, headers={"x-delivery": "d1"})
+    assert (answer.status_code, answer.text) == (200, "ok")
+    [received] = client.get("/_sink/requests").json()["requests"]
+    assert received["path"] == "/slack/ops"
+    assert received["body"] == {"text": "hi"}
+    assert received["headers"]["x-delivery"] == "d1"
+    assert received["status"] == 200
+
+
+def test_keeps_a_body_that_is_not_json_as_text(client: TestClient) -> None:
+    client.post("/hook", content=b"plain words")
+    assert client.app.state.sink.requests()[0].body == "plain words"
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "retry_after"),
+    [
+        ({"kind": "server_error"}, 500, None),
+        ({"kind": "rate_limited", "retry_after": 7}, 429, "7"),
+        ({"kind": "bad_request"}, 400, None),
+        ({"status": 503}, 503, None),
+    ],
+)
+def test_a_fault_answers_its_status(client: TestClient, fault: dict, status: int, retry_after: str | None) -> None:
+    client.post("/_sink/faults", json={"path": "/slack/*", **fault})
+    answer = client.post("/slack/ops", json={})
+    assert answer.status_code == status
+    assert answer.headers.get("retry-after") == retry_after
+    assert client.post("/slack/ops", json={}).status_code == 200  # times defaults to 1
+
+
+def test_faults_match_their_path_only(client: TestClient) -> None:
+    client.post("/_sink/faults", json={"path": "/teams/*", "status": 500})
+    assert client.post("/slack/ops", json={}).status_code == 200
+    assert client.post("/teams/ops", json={}).status_code == 500
+
+
+def test_fails_n_times_then_succeeds(client: TestClient) -> None:
+    client.app.state.sink.add_fault(path="/hook", status=500, times=3)
+    statuses = [client.post("/hook", json={}).status_code for _ in range(4)]
+    assert statuses == [500, 500, 500, 200]
+    assert len(client.app.state.sink.delivered("/hook")) == 1
+
+
+def test_down_fails_every_request_for_its_duration(client: TestClient) -> None:
+    sink = client.app.state.sink
+    down = sink.add_fault(kind="down", path="/hook", duration=3600)
+    assert [client.post("/hook", json={}).status_code for _ in range(3)] == [503, 503, 503]
+    down.duration = 0  # the outage is over
+    down.started -= 1
+    assert client.post("/hook", json={}).status_code == 200
+
+
+def test_slow_answers_beyond_the_client_timeout() -> None:
+    app = create_sink()
+    app.state.sink.add_fault(kind="slow", path="/hook", delay=1.0)
+    with running(app) as base_url, pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{base_url}/hook", json={}, timeout=0.1)
+
+
+def test_reset_forgets_requests_and_faults(client: TestClient) -> None:
+    client.post("/_sink/faults", json={"status": 500, "times": None})
+    client.post("/hook", json={})
+    client.post("/_sink/reset")
+    assert client.get("/_sink/faults").json() == {"faults": []}
+    assert client.get("/_sink/requests").json()["total"] == 0
+    assert client.post("/hook", json={}).status_code == 200
+
+
+def test_delete_faults_ends_them(client: TestClient) -> None:
+    client.post("/_sink/faults", json=[{"status": 500, "times": None}, {"status": 429}])
+    client.delete("/_sink/faults")
+    assert client.post("/hook", json={}).status_code == 200
+
+
+def test_requests_filter_by_path(client: TestClient) -> None:
+    client.post("/a", json={})
+    client.post("/b", json={})
+    assert [r["path"] for r in client.get("/_sink/requests", params={"path": "/b"}).json()["requests"]] == ["/b"]
+
+
+def test_from_dict_takes_presets_and_overrides() -> None:
+    fault = SinkFault.from_dict({"kind": "rate_limited", "retry_after": 3, "times": 2})
+    assert (fault.status, fault.retry_after, fault.times) == (429, 3, 2)
+
+
+def test_describe_prints_slack_text_and_blocks() -> None:
+    body = {"text": "Build failed", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "*main* broke"}}]}
+    printed = describe(Received("POST", "/slack/ops", {}, body, 200, 0.0))
+    assert "POST /slack/ops -> 200" in printed
+    assert "Build failed" in printed and "*main* broke" in printed
