@@ -1,0 +1,44 @@
+"""Python handler: imports `module:function` at build time and maps its failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
+from tests.workers.handlers import callables
+from tests.workers.handlers.conftest import make
+
+
+def test_calls_the_function_with_the_event_and_a_bound_logger(event: dict[str, Any], http: Any) -> None:
+    callables.calls.clear()
+    make("python").send(event, delivery_id="d-9", http=http())
+    ((got, log),) = callables.calls
+    assert got is event
+    assert log._context == {"delivery_id": "d-9", "handler": "h"}
+
+
+def test_an_exception_becomes_retryable(event: dict[str, Any], http: Any) -> None:
+    handler = make("python", callable="tests.workers.handlers.callables:explode")
+    with pytest.raises(DeliveryRetryable, match="RuntimeError: database is down") as info:
+        handler.send(event, delivery_id="d", http=http())
+    assert info.value.handler == "h"
+
+
+def test_delivery_rejected_passes_through(event: dict[str, Any], http: Any) -> None:
+    handler = make("python", callable="tests.workers.handlers.callables:reject")
+    with pytest.raises(DeliveryRejected) as info:
+        handler.send(event, delivery_id="d", http=http())
+    assert info.value.handler == "h"
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [("no_colon", "expected 'module:function'"), ("not_a_module_xyz:f", "cannot import"),
+     ("tests.workers.handlers.callables:missing", "has no 'missing'"),
+     ("tests.workers.handlers.callables:not_callable", "is not callable")],
+)  # fmt: skip
+def test_a_bad_callable_is_a_configuration_error(spec: str, reason: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"handler 'h', key 'callable': .*{reason}"):
+        make("python", callable=spec)
