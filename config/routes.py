@@ -222,7 +222,7 @@ class _Reader:
         where = f"handler {name!r}"
         items = self.mapping(node, where)
         if "type" not in items:
-            raise self.error(node, where, "missing key 'type'")
+            raise self.error(key_node, where, "missing key 'type'")
         kind = self.scalar(items["type"][1], f"{where}, key 'type'")
         if kind not in HANDLER_KEYS:
             known = ", ".join(HANDLER_KEYS)
@@ -243,7 +243,7 @@ class _Reader:
                 raise self.error(v, f"{where}, key 'url'", "expected an http:// or https:// URL")
             options[key] = value
         for key in sorted(required - items.keys()):
-            raise self.error(node, f"{where}, key {key!r}", f"missing required key for type {kind}")
+            raise self.error(key_node, f"{where}, key {key!r}", f"missing required key for type {kind}")
         return HandlerConfig(name=name, type=kind, options=options, line=key_node.start_mark.line + 1)
 
     def subscription(self, index: int, node: yaml.Node, handlers: Mapping[str, HandlerConfig]) -> Subscription:

@@ -1,0 +1,189 @@
+"""The routes file: loading, `${VAR}` substitution, every error with its line, and matching."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.errors import ConfigurationError
+from config.routes import PAGERDUTY_URL, load_routes, slug_forms
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "enriched" / "workflow-completed.failed.json"
+CONFIG = Path(__file__).parents[2] / "config"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "routes.yaml"
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+def routes(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> Any:
+    return load_routes(write(tmp_path, text), environ or {})
+
+
+def event(**changes: Any) -> dict[str, Any]:
+    data = json.loads(FIXTURE.read_text())
+    for dotted, value in changes.items():
+        section, _, field = dotted.partition("__")
+        if field:
+            data[section][field] = value
+        else:
+            data[section] = value
+    return data
+
+
+def test_the_shipped_default_logs_everything() -> None:
+    shipped = load_routes(CONFIG / "routes.yaml", {})
+    assert [h.type for h in shipped.handlers.values()] == ["log"]
+    assert shipped.match(event()) == ["log"]
+    assert shipped.match({}) == ["log"]
+
+
+def test_the_shipped_example_loads_with_its_variables_set() -> None:
+    env = {"SLACK_OPS_WEBHOOK": "https://hooks.slack.test/x", "TEAMS_WORKFLOW_WEBHOOK": "https://t.test/x",
+           "PD_ROUTING_KEY": "k", "AUDIT_SECRET": "s"}  # fmt: skip
+    example = load_routes(CONFIG / "routes.example.yaml", env)
+    assert {h.type for h in example.handlers.values()} == {
+        "slack", "teams", "discord", "pagerduty", "webhook", "python", "log"
+    }  # fmt: skip
+    keys = {key for s in example.subscriptions for key in s.match}
+    assert keys == {"events", "projects", "branches", "tags", "workflows", "jobs", "statuses", "transitions"}
+    assert example.handlers["oncall"].options["url"] == PAGERDUTY_URL
+
+
+@pytest.mark.parametrize(
+    ("value", "environ", "expected"),
+    [("${HOOK}", {"HOOK": "https://a.test/1"}, "https://a.test/1"),
+     ("${HOOK:-https://default.test/}", {}, "https://default.test/"),
+     ("${HOOK:-https://default.test/}", {"HOOK": "https://set.test/"}, "https://set.test/"),
+     ("https://${HOST}/p/${ID:-7}", {"HOST": "h.test"}, "https://h.test/p/7")],
+)  # fmt: skip
+def test_variables_are_substituted(tmp_path: Path, value: str, environ: dict[str, str], expected: str) -> None:
+    loaded = routes(tmp_path, f'handlers:\n  s: {{type: slack, url: "{value}"}}\n', environ)
+    assert loaded.handlers["s"].options["url"] == expected
+
+
+ERRORS = [
+    ("handlers:\n  s: {type: slack, url: '${MISSING}'}\n", 2, "handler 's', key 'url'", "MISSING is not set"),
+    ("handlers:\n  s: {type: fax}\n", 2, "handler 's', key 'type'", "unknown type 'fax'"),
+    ("handlers:\n  s:\n    url: https://x.test\n", 2, "handler 's'", "missing key 'type'"),
+    ("handlers:\n  s:\n    type: slack\n    colour: red\n    url: https://x.test\n", 4, "handler 's', key 'colour'",
+     "unknown key"),
+    ("handlers:\n  a: {type: log}\n  s:\n    type: slack\n", 3, "handler 's', key 'url'", "missing required key"),
+    ("handlers:\n  w: {type: webhook, url: 'https://x.test'}\n", 2, "handler 'w', key 'secret'", "missing required"),
+    ("handlers:\n  p: {type: pagerduty}\n", 2, "handler 'p', key 'routing_key'", "missing required"),
+    ("handlers:\n  p: {type: python}\n", 2, "handler 'p', key 'callable'", "missing required"),
+    ("handlers:\n  l: {type: log, url: 'https://x.test'}\n", 2, "handler 'l', key 'url'", "unknown key for type log"),
+    ("handlers:\n  s: {type: slack, url: 'ftp://x'}\n", 2, "handler 's', key 'url'", "http:// or https://"),
+    ("handlers:\n  p: {type: python, callable: 'nope_xyz:f'}\n", 2, "handler 'p', key 'callable'", "cannot import"),
+    ("handlers:\n  l: {type: log, template: '{{ x '}\n", 2, "handler 'l', key 'template'", "does not compile"),
+    ("handlers:\n  l: {type: log, template: '{{ 1 // 0 }}'}\n", 2, "handler 'l', key 'template'",
+     "fails on the sample event"),
+    ("handlers:\n  l: {type: log}\nsubscriptions:\n  - name: a\n    handlers: [l, ghost]\n", 5,
+     "subscription 'a', key 'handlers'", "unknown handler 'ghost'"),
+    ("handlers:\n  l: {type: log}\nsubscriptions:\n  - name: a\n    handlers: [l]\n    colors: [red]\n", 6,
+     "subscription 'a', key 'colors'", "unknown match key"),
+    ("handlers:\n  l: {type: log}\nsubscriptions:\n  - name: a\n    handlers: [l]\n    branches: ['/ma(in/']\n", 6,
+     "subscription 'a', key 'branches'", "invalid regex"),
+    ("handlers:\n  l: {type: log}\nsubscriptions:\n  - name: a\n", 4, "subscription 'a', key 'handlers'",
+     "missing required key"),
+    ("handlers:\n  l: {type: log}\nsubscriptions:\n  - handlers: [l]\n    events: [{a: 1}]\n", 5,
+     "subscription #1, key 'events'", "expected a string"),
+    ("handlers:\n  l: {type: log}\nextra: 1\n", 3, "top level", "unknown key 'extra'"),
+    ("handlers: [1, 2]\n", 1, "handlers", "expected a mapping"),
+    ("handlers:\n  l: {type: log\n", 3, "", "not valid YAML"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "line", "where", "reason"), ERRORS, ids=[e[3] for e in ERRORS])
+def test_every_error_names_file_place_key_and_line(
+    tmp_path: Path, text: str, line: int, where: str, reason: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        routes(tmp_path, text)
+    message = str(info.value)
+    assert message.startswith(f"routes file {tmp_path / 'routes.yaml'}, line {line}:"), message
+    assert where in message and reason in message
+
+
+def test_errors_never_echo_a_secret_value(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        routes(tmp_path, "handlers:\n  s: {type: slack, url: 'hooks.test/T0/sEcReT'}\n")
+    assert "sEcReT" not in str(info.value)
+
+
+def test_a_missing_file_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="cannot be read"):
+        load_routes(tmp_path / "nope.yaml", {})
+
+
+BASE = "handlers:\n  a: {type: log}\n  b: {type: log}\nsubscriptions:\n  - name: s\n    handlers: [a]\n"
+MATCHING = [
+    ("events: workflow-completed", {}, True),
+    ("events: [job-completed]", {}, False),
+    ("projects: 'github/circleci/*'", {}, True),
+    ("projects: 'gh/circleci/*'", {}, True),
+    ("projects: 'gh/circleci/*'", {"project__slug": "github/circleci/x"}, True),
+    ("projects: 'github/acme/*'", {}, False),
+    ("projects: 'bitbucket/acme/api'", {"project__slug": "bb/acme/api"}, True),
+    ("projects: 'circleci/*'", {"project__slug": "circleci/org-id/project-id"}, True),
+    ("branches: main", {}, True),
+    ("branches: Main", {}, False),
+    ("branches: 'ma*'", {}, True),
+    ("branches: ['release/*', main]", {}, True),
+    ("branches: '/ma(in|ster)/'", {}, True),
+    ("branches: '/ma/'", {}, False),
+    ("branches: main", {"vcs__branch": None}, False),
+    ("tags: 'v*'", {"vcs__tag": "v1.2.0", "vcs__branch": None}, True),
+    ("tags: 'v*'", {}, False),
+    ("workflows: build-test-deploy", {}, True),
+    ("workflows: '/build-.*/'", {}, True),
+    ("workflows: nightly", {}, False),
+    ("workflows: nightly", {"workflow": None}, False),
+    ("jobs: test", {}, True),
+    ("jobs: deploy", {}, False),
+    ("jobs: deploy", {"event_type": "job-completed", "job": {"name": "deploy"}}, True),
+    ("jobs: test", {"event_type": "job-completed", "job": {"name": "deploy"}}, False),
+    ("statuses: [failed, error]", {}, True),
+    ("statuses: success", {}, False),
+    ("transitions: [broken, fixed]", {}, True),
+    ("transitions: fixed", {}, False),
+    ("transitions: broken", {"transition": None}, False),
+    ("branches: main\n    statuses: success", {}, False),
+    ("branches: main\n    statuses: failed", {}, True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("keys", "changes", "matches"), MATCHING)
+def test_match_keys(tmp_path: Path, keys: str, changes: dict[str, Any], matches: bool) -> None:
+    loaded = routes(tmp_path, BASE + f"    {keys}\n")
+    assert loaded.match(event(**changes)) == (["a"] if matches else [])
+
+
+def test_a_missing_key_matches_everything(tmp_path: Path) -> None:
+    assert routes(tmp_path, BASE).match({}) == ["a"]
+
+
+def test_a_handler_named_by_two_subscriptions_is_delivered_once_in_stable_order(tmp_path: Path) -> None:
+    loaded = routes(
+        tmp_path,
+        BASE + "  - name: t\n    handlers: [b, a]\n    statuses: failed\n  - name: u\n    handlers: [a]\n",
+    )
+    assert loaded.match(event()) == ["a", "b"]
+    assert [s.name for s in loaded.matching_subscriptions(event())] == ["s", "t", "u"]
+    assert [s.name for s in loaded.matching_subscriptions(event(status="success"))] == ["s", "u"]
+
+
+@pytest.mark.parametrize(
+    ("slug", "forms"),
+    [("github/a/b", ("github/a/b", "gh/a/b")), ("gh/a/b", ("gh/a/b", "github/a/b")),
+     ("bitbucket/a/b", ("bitbucket/a/b", "bb/a/b")), ("bb/a/b", ("bb/a/b", "bitbucket/a/b")),
+     ("circleci/o/p", ("circleci/o/p",)), ("gh", ("gh",))],
+)  # fmt: skip
+def test_slug_forms(slug: str, forms: tuple[str, ...]) -> None:
+    assert slug_forms(slug) == forms
