@@ -96,31 +96,50 @@ def parse_event(body: bytes, header_type: str | None) -> WebhookEvent:
             "missing event type: expected the circleci-event-type header or a string field 'type'",
             details={"field": "type"},
         )
-    _check(payload, SPECS.get(event_type, {"id": str}), "")
+    _check(payload, RULES.get(event_type, _ID_ONLY))
     return WebhookEvent(id=payload["id"], type=event_type, payload=payload)
 
 
-def _check(obj: dict[str, Any], spec: _Spec, prefix: str) -> None:
+_Rule = tuple[tuple[str, ...], str, type, bool, str]
+
+
+def _rules(spec: _Spec, parents: tuple[str, ...] = ()) -> list[_Rule]:
+    """The spec as a flat list, parents before children: (parents, name, type, optional, path)."""
+    rules: list[_Rule] = []
     for key, expected in spec.items():
-        optional = key.endswith("?")
         name = key.rstrip("?")
-        path = f"{prefix}{name}"
-        if name not in obj or obj[name] is None:
-            if optional:
-                continue
-            raise PayloadInvalid(f"missing required field '{path}'", details={"field": path})
-        value = obj[name]
         want = dict if isinstance(expected, dict) else expected
-        # bool is an int in Python; a JSON true is not a job number.
-        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-            raise PayloadInvalid(
-                f"field '{path}' must be {_TYPE_NAMES[want]}, got {_json_type(value)}",
-                details={"field": path, "expected": _TYPE_NAMES[want], "got": _json_type(value)},
-            )
-        if name == "id" and not value.strip():
-            raise PayloadInvalid(f"field '{path}' must not be empty", details={"field": path})
+        rules.append((parents, name, want, key.endswith("?"), ".".join((*parents, name))))
         if isinstance(expected, dict):
-            _check(value, expected, f"{path}.")
+            rules += _rules(expected, (*parents, name))
+    return rules
+
+
+RULES = {event_type: _rules(spec) for event_type, spec in SPECS.items()}
+_ID_ONLY = _rules({"id": str})
+
+
+def _check(obj: dict[str, Any], rules: list[_Rule]) -> None:
+    for parents, name, want, optional, path in rules:
+        node: Any = obj
+        for parent in parents:
+            node = node.get(parent)
+            if node is None:  # an optional parent that is absent: nothing below it to check
+                break
+        else:
+            value = node.get(name)
+            if value is None:
+                if optional:
+                    continue
+                raise PayloadInvalid(f"missing required field '{path}'", details={"field": path})
+            # exact types: a JSON true is a bool, not the int a job number must be
+            if type(value) is not want:
+                raise PayloadInvalid(
+                    f"field '{path}' must be {_TYPE_NAMES[want]}, got {_json_type(value)}",
+                    details={"field": path, "expected": _TYPE_NAMES[want], "got": _json_type(value)},
+                )
+            if name == "id" and not value.strip():
+                raise PayloadInvalid(f"field '{path}' must not be empty", details={"field": path})
 
 
 def _json_type(value: object) -> str:

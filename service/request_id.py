@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,8 +22,12 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        sent = next((v for k, v in scope["headers"] if k == HEADER), b"")
-        request_id = sent.decode() if _SANE.fullmatch(sent) else uuid.uuid4().hex
+        sent = b""
+        for key, value in scope["headers"]:
+            if key == HEADER:
+                sent = value
+                break
+        request_id = sent.decode() if sent and _SANE.fullmatch(sent) else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
