@@ -152,7 +152,7 @@ class Message:
             transition=kind,
             transition_phrase=phrase,
             failed_jobs=failed_jobs,
-            failed_tests=tests[:MAX_TESTS],
+            failed_tests=tuple(tests[:MAX_TESTS]),
             more_failed_tests=max(0, failed_total - min(len(tests), MAX_TESTS)),
             artifacts=_artifacts(e.get("failed_jobs")),
             happened_at=e.str("happened_at"),
@@ -200,7 +200,8 @@ def _s(value: Any) -> str:
 def _failures(value: Any) -> tuple[tuple[FailedJob, ...], list[FailedTest], int]:
     jobs, tests, total = [], [], 0
     for job in _dicts(value):
-        t = job.get("tests") if isinstance(job.get("tests"), Mapping) else {}
+        raw = job.get("tests")
+        t: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         failures = [
             FailedTest(_s(f.get("name")), _s(f.get("classname")), _s(f.get("file")), _s(f.get("message")))
             for f in _dicts(t.get("failures"))

@@ -22,7 +22,7 @@ import httpx
 import jinja2
 import orjson
 import structlog
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
 from workers.circleci_transport import parse_retry_after
@@ -37,12 +37,16 @@ class Handler:
     """One configured destination. `render` shows what `send` would post; `send` posts it."""
 
     type: ClassVar[str] = ""
-    escape: ClassVar[Callable[[str], str]] = staticmethod(str)
 
     def __init__(self, name: str, options: Mapping[str, str | None]) -> None:
         self.name = name
         self.options = dict(options)
         self.template = compile_template(name, options.get("template"), type(self).escape)
+
+    @staticmethod
+    def escape(text: str) -> str:
+        """The platform's escaping of a CircleCI value (the templates' `esc` filter)."""
+        return text
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
@@ -90,7 +94,7 @@ def compile_template(name: str, source: str | None, escape: Callable[[str], str]
     """Compile a handler's template in a sandbox and render it once against the sample event."""
     if source is None:
         return None
-    env = SandboxedEnvironment(autoescape=False, undefined=jinja2.ChainableUndefined)
+    env = ImmutableSandboxedEnvironment(autoescape=False, undefined=jinja2.ChainableUndefined)
     env.filters["esc"] = lambda value: escape("" if value is None else str(value))
     try:
         template = env.from_string(source)

@@ -15,7 +15,7 @@ from typing import Any
 
 from workers.handlers.base import Handler, failed_test_lines, summary_lines
 from workers.handlers.slack import safe_url
-from workers.message import Message
+from workers.message import Link, Message
 
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 VERSION = "1.4"
@@ -46,7 +46,7 @@ def summary(m: Message) -> str:
 
 def card(m: Message, summary_text: str) -> dict[str, Any]:
     """The Adaptive Card for a message."""
-    facts = [("Status", m.status), ("Project", m.project_slug or m.project)]
+    facts: list[tuple[str, str | None]] = [("Status", m.status), ("Project", m.project_slug or m.project)]
     if m.ref:
         facts.append(((m.ref_kind or "ref").title(), m.ref))
     facts += [("Workflow", m.workflow.label if m.workflow else None), ("Job", m.job.label if m.job else None)]
@@ -63,11 +63,11 @@ def card(m: Message, summary_text: str) -> dict[str, Any]:
         body.append(_text("**Failed tests**\n\n" + "\n\n".join(failed_test_lines(m, escape, bullet="-"))))
     if m.incomplete:
         body.append(_text(f"Incomplete: {escape(m.incomplete_reason or 'unknown reason')}", isSubtle=True))
-    links = [m.workflow, m.job, *(j for j in m.failed_jobs), *m.artifacts]
+    links = [m.workflow, m.job, *(Link(j.name, j.url) for j in m.failed_jobs), *m.artifacts]
     actions = [
-        {"type": "Action.OpenUrl", "title": _clip(label, 100), "url": url}
-        for label, url in ((getattr(x, "label", None) or getattr(x, "name", ""), safe_url(x.url)) for x in links if x)
-        if url
+        {"type": "Action.OpenUrl", "title": _clip(x.label, 100), "url": safe_url(x.url)}
+        for x in links
+        if x and safe_url(x.url)
     ]
     return {
         "$schema": SCHEMA,
