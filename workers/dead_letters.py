@@ -12,10 +12,13 @@ configuration, then replay), `unknown_handler`, `event_expired`.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis import Redis
+
+from workers.store import text
 
 DEAD_PREFIX = "cie:dead:"
 DEAD_INDEX = "cie:dead"
@@ -39,8 +42,8 @@ class DeadLetter:
         return asdict(self)
 
     @classmethod
-    def from_hash(cls, raw: dict[bytes, bytes]) -> DeadLetter:
-        fields = {k.decode(): v.decode() for k, v in raw.items()}
+    def from_hash(cls, raw: Mapping[Any, Any]) -> DeadLetter:
+        fields = {text(k): text(v) for k, v in raw.items()}
 
         def number(name: str) -> float | None:
             return float(fields[name]) if fields.get(name) else None
@@ -68,7 +71,7 @@ class DeadLetters:
 
     def put(self, letter: DeadLetter) -> None:
         """Keep `letter`, replacing an earlier one for the same delivery."""
-        fields = {k: "" if v is None else v for k, v in letter.to_dict().items()}
+        fields: dict[Any, Any] = {k: "" if v is None else v for k, v in letter.to_dict().items()}
         fields["body_excerpt"] = excerpt(letter.body_excerpt)
         key = DEAD_PREFIX + letter.delivery_id
         with self.redis.pipeline(transaction=True) as pipe:
@@ -94,7 +97,7 @@ class DeadLetters:
     def list(self, *, limit: int = 100) -> list[DeadLetter]:
         """The newest dead letters first."""
         ids = self.redis.zrevrange(DEAD_INDEX, 0, limit - 1)
-        letters = [self.get(i.decode()) for i in ids]
+        letters = [self.get(text(i)) for i in ids]
         return [letter for letter in letters if letter is not None]
 
 

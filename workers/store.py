@@ -48,7 +48,7 @@ class EventStore:
         """Store the event and its summary, and index it; saving again refreshes both."""
         event_id = event["event_id"]
         received = received_epoch(event)
-        summary = _summary(event)
+        summary: dict[Any, Any] = _summary(event)
         if handlers is not None:
             summary["handlers"] = json.dumps(handlers)
         record_key = RECORD_PREFIX + event_id
@@ -104,7 +104,7 @@ class EventStore:
         raw = self.redis.hgetall(RECORD_PREFIX + event_id)
         if not raw:
             return None
-        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        fields = {text(k): text(v) for k, v in raw.items()}
         per_handler: dict[str, dict[str, Any]] = {}
         summary: dict[str, Any] = {"event_id": event_id}
         for name, value in fields.items():
@@ -124,7 +124,12 @@ class EventStore:
     def recent(self, *, limit: int = 50, since: float | None = None) -> list[str]:
         """Event ids received since `since` (epoch seconds), newest first."""
         ids = self.redis.zrevrangebyscore(EVENTS_INDEX, "+inf", since if since is not None else "-inf", 0, limit)
-        return [i.decode() for i in ids]
+        return [text(i) for i in ids]
+
+
+def text(value: Any) -> str:
+    """A Redis reply as str (replies are bytes unless the client decodes them)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _summary(event: dict[str, Any]) -> dict[str, Any]:
@@ -147,14 +152,14 @@ def _summary(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _handler_fields(values: dict[str, Any]) -> dict[str, Any]:
-    def text(value: Any) -> str | None:
-        return value.decode() if isinstance(value, bytes) else value
+    def get(name: str) -> str | None:
+        value = values.get(name)
+        return None if value is None else text(value)
 
-    attempts = text(values.get("attempts"))
-    last_status = text(values.get("last_status"))
-    first, last = text(values.get("first_attempt_at")), text(values.get("last_attempt_at"))
+    attempts, last_status = get("attempts"), get("last_status")
+    first, last = get("first_attempt_at"), get("last_attempt_at")
     return {
-        "outcome": text(values.get("outcome")),
+        "outcome": get("outcome"),
         "attempts": int(attempts) if attempts else 0,
         "first_attempt_at": float(first) if first else None,
         "last_attempt_at": float(last) if last else None,

@@ -8,6 +8,7 @@ are built once and reused across jobs (the forking Worker rebuilds them per job 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from wsgiref.simple_server import WSGIServer
 
 import structlog
 from redis import Redis
@@ -42,10 +43,10 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     return worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
 
 
-def serve_metrics(port: int, *, addr: str = "127.0.0.1") -> int | None:
-    """Serve the delivery metrics on the first free port from `port` (one per worker process).
+def serve_metrics(port: int, *, addr: str = "127.0.0.1") -> WSGIServer | None:
+    """Serve the delivery metrics at GET /metrics on the first free port from `port`.
 
-    Several workers on one host take `port`, `port + 1`, ...; each answers GET /metrics.
+    Several workers on one host take `port`, `port + 1`, ... (one each); None when all are taken.
     """
     from prometheus_client import start_http_server
 
@@ -54,10 +55,10 @@ def serve_metrics(port: int, *, addr: str = "127.0.0.1") -> int | None:
     registry = get_context().metrics.registry
     for candidate in range(port, port + METRICS_PORT_TRIES):
         try:
-            start_http_server(candidate, addr=addr, registry=registry)
+            server, _ = start_http_server(candidate, addr=addr, registry=registry)
         except OSError:
             continue
-        log.info("worker_metrics_serving", port=candidate)
-        return candidate
+        log.info("worker_metrics_serving", port=server.server_port)
+        return server
     log.warning("worker_metrics_unavailable", first_port=port, tries=METRICS_PORT_TRIES)
     return None

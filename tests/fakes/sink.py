@@ -2,8 +2,8 @@
 
     python -m tests.fakes.sink --port 8766 [--print]
 
-Any POST or PUT outside /_sink is a message: it is recorded (path, headers, JSON or text body,
-the status answered) and answered 200 "ok" the way Slack's incoming webhooks answer, unless a
+Any POST or PUT outside /_sink is a message: it is recorded on arrival (path, headers, JSON or
+text body, and the status answered, 0 until then) and answered 200 "ok" the way Slack's incoming webhooks answer, unless a
 fault matches. Control endpoints:
 
     POST   /_sink/faults    {"path": "/slack/*", "status": 429, "retry_after": 2, "times": 1}
@@ -130,12 +130,6 @@ class Sink:
         with self.lock:
             return next((f for f in self.faults if f.take(path)), None)
 
-    def _record(self, received: Received) -> None:
-        with self.lock:
-            self.received.append(received)
-        if self.on_receive is not None:
-            self.on_receive(received)
-
 
 async def _message(request: Request) -> Response:
     sink: Sink = request.app.state.sink
@@ -144,6 +138,10 @@ async def _message(request: Request) -> Response:
         body: Any = json.loads(raw) if raw else None
     except ValueError:
         body = raw.decode("utf-8", "replace")
+    # recorded on arrival (status 0 until answered), so a request the client gave up on still counts
+    received = Received(request.method, request.url.path, dict(request.headers), body, 0, time.time())
+    with sink.lock:
+        sink.received.append(received)
     fault = sink._take_fault(request.url.path)
     response: Response = PlainTextResponse("ok")
     if fault is not None:
@@ -151,10 +149,9 @@ async def _message(request: Request) -> Response:
             await asyncio.sleep(fault.delay)
         if fault.status is not None:
             response = fault.response()
-    received = Received(
-        request.method, request.url.path, dict(request.headers), body, response.status_code, time.time()
-    )
-    sink._record(received)
+    received.status = response.status_code
+    if sink.on_receive is not None:
+        sink.on_receive(received)
     return response
 
 

@@ -1,0 +1,373 @@
+"""Delivery, as the spec: every handler gets each event exactly once, whatever fails and retries.
+
+Real redis-server, real RQ SimpleWorkers (burst mode) and the chat sink over real HTTP. Retries
+are scheduled through RQ's scheduler; `Deliveries.run()` moves scheduled jobs to the queue at
+once instead of waiting, so no test sleeps for a backoff.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
+from rq.serializers import JSONSerializer
+from rq.timeouts import TimerDeathPenalty
+from structlog.testing import capture_logs
+
+from config.errors import DeliveryRejected, DeliveryRetryable
+from config.settings import Settings
+from tests.conftest import load_fixture
+from tests.fakes.server import running
+from tests.fakes.sink import Sink, create_sink
+from workers.dead_letters import DeadLetters
+from workers.delivery import fan_out, job_id_of, replay_dead_letter, replay_event
+from workers.delivery_context import DeliveryContext, http_client, use_context
+from workers.store import EventStore
+from workers.worker import QUEUES, serve_metrics
+
+pytestmark = pytest.mark.integration
+
+PATHS = {"ops": "/slack/ops", "audit": "/hooks/audit", "teams": "/teams/ci"}
+
+
+class SinkHandler:
+    """A test double of a chat handler: posts a small JSON message, maps answers like the real ones."""
+
+    def __init__(self, name: str, url: str) -> None:
+        self.name, self.url = name, url
+
+    def send(self, event: dict[str, Any], *, delivery_id: str, http: httpx.Client) -> None:
+        body = {"text": f"{event['event_type']} {event['status']}", "event_id": event["event_id"]}
+        try:
+            answer = http.post(self.url, json=body, headers={"x-delivery-id": delivery_id})
+        except httpx.TimeoutException:
+            raise DeliveryRetryable("timed out", handler=self.name) from None
+        if answer.status_code < 300:
+            return
+        details = {"handler": self.name, "status": answer.status_code, "body_excerpt": answer.text[:200]}
+        if answer.status_code == 429:
+            retry_after = float(answer.headers.get("retry-after", 1))
+            raise DeliveryRetryable("rate limited", retry_after=retry_after, **details)
+        if answer.status_code in (408,) or answer.status_code >= 500:
+            raise DeliveryRetryable(f"answered {answer.status_code}", **details)
+        raise DeliveryRejected(f"answered {answer.status_code}", **details)
+
+
+class ThreadWorker(SimpleWorker):
+    """A SimpleWorker that can run in a thread (no signal handlers, timer-based job timeouts)."""
+
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self) -> None:
+        pass
+
+
+class Deliveries:
+    """The system under test: Redis, the deliveries queue, the sink and a way to run workers."""
+
+    def __init__(self, redis: Redis, sink: Sink, settings: Settings) -> None:
+        self.redis, self.sink, self.settings = redis, sink, settings
+        self.queue = Queue(settings.deliveries_queue, connection=redis, serializer=JSONSerializer)
+        self.scheduled = ScheduledJobRegistry(queue=self.queue)
+        self.store = EventStore(redis, ttl=settings.enriched_event_ttl_seconds)
+        self.dead = DeadLetters(redis, ttl=settings.enriched_event_ttl_seconds)
+
+    def worker(self) -> SimpleWorker:
+        return ThreadWorker([self.queue], connection=self.redis, serializer=JSONSerializer)
+
+    def run(self, *, rounds: int = 30) -> None:
+        """Work until nothing is queued or scheduled, running scheduled retries early."""
+        for _ in range(rounds):
+            self.worker().work(burst=True, with_scheduler=False)
+            due = self.scheduled.get_job_ids()
+            if not due:
+                return
+            self.promote(due)
+        raise AssertionError("deliveries did not settle")
+
+    def promote(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            self.scheduled.remove(job_id)
+            self.queue.enqueue_job(Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer))
+
+    def posts(self, handler: str = "ops") -> int:
+        """Messages the handler's chat shows (answered 2xx)."""
+        return len(self.sink.delivered(PATHS[handler]))
+
+    def tries(self, handler: str = "ops") -> int:
+        return len(self.sink.requests(PATHS[handler]))
+
+    def state(self, event: dict[str, Any], handler: str = "ops") -> dict[str, Any]:
+        return self.store.handler_state(event["event_id"], handler)
+
+
+def make_event(**overrides: Any) -> dict[str, Any]:
+    event = load_fixture("enriched/workflow-completed.failed.json")
+    event["received_at"] = datetime.now(UTC).isoformat()
+    return event | overrides
+
+
+@pytest.fixture
+def event() -> dict[str, Any]:
+    return make_event()
+
+
+@pytest.fixture
+def deliveries(redis_url: str) -> Iterator[Deliveries]:
+    settings = Settings.from_environ(
+        {
+            "REDIS_URL": redis_url,
+            "DELIVERY_TIMEOUT_SECONDS": "1",
+            "DELIVERY_BACKOFF_BASE_SECONDS": "2",
+            "DELIVERY_RETRY_BUDGET_SECONDS": "3600",
+        }
+    )
+    app = create_sink()
+    redis = Redis.from_url(redis_url)
+    with running(app) as base_url:
+        handlers = {name: SinkHandler(name, base_url + path) for name, path in PATHS.items()}
+        context = DeliveryContext(settings, handlers, http_client(settings), rng=random.Random(7))
+        with use_context(context):
+            yield Deliveries(redis, app.state.sink, settings)
+        context.close()
+    redis.close()
+
+
+def test_each_handler_gets_the_event_once(deliveries: Deliveries, event: dict) -> None:
+    ids = fan_out(deliveries.redis, event, ["ops", "audit"])
+    deliveries.run()
+    assert ids == [f"{event['event_id']}:ops", f"{event['event_id']}:audit"]
+    assert (deliveries.posts("ops"), deliveries.posts("audit")) == (1, 1)
+    [message] = deliveries.sink.delivered(PATHS["ops"])
+    assert message.headers["x-delivery-id"] == f"{event['event_id']}:ops"
+    record = deliveries.store.record(event["event_id"])
+    assert record is not None
+    assert record["deliveries"]["ops"]["outcome"] == "delivered"
+    assert record["deliveries"]["audit"]["attempts"] == 1
+
+
+def test_a_handler_named_twice_gets_one_delivery(deliveries: Deliveries, event: dict) -> None:
+    assert fan_out(deliveries.redis, event, ["ops", "ops"]) == [f"{event['event_id']}:ops"]
+    deliveries.run()
+    assert deliveries.posts() == 1
+
+
+def test_the_same_delivery_is_not_queued_twice_while_pending(deliveries: Deliveries, event: dict) -> None:
+    fan_out(deliveries.redis, event, ["ops"])
+    fan_out(deliveries.redis, event, ["ops"])
+    assert deliveries.queue.job_ids == [job_id_of(f"{event['event_id']}:ops")]
+
+
+def test_a_duplicate_event_posts_nothing_more(deliveries: Deliveries, event: dict) -> None:
+    fan_out(deliveries.redis, event, ["ops"])
+    deliveries.run()
+    fan_out(deliveries.redis, event, ["ops"])  # the enrichment job ran again
+    replay_event(deliveries.redis, event["event_id"])  # an operator replays without force
+    with capture_logs() as logs:
+        deliveries.run()
+    assert deliveries.posts() == 1
+    assert [line["event"] for line in logs if line["event"].startswith("delivery_")] == ["delivery_skipped_duplicate"]
+
+
+def test_a_forced_replay_posts_again(deliveries: Deliveries, event: dict) -> None:
+    fan_out(deliveries.redis, event, ["ops", "audit"])
+    deliveries.run()
+    assert replay_event(deliveries.redis, event["event_id"], "ops", force=True) == [f"{event['event_id']}:ops"]
+    deliveries.run()
+    assert (deliveries.posts("ops"), deliveries.posts("audit")) == (2, 1)
+
+
+def test_429_waits_at_least_retry_after_then_delivers(deliveries: Deliveries, event: dict) -> None:
+    deliveries.sink.add_fault(path=PATHS["ops"], status=429, retry_after=30)
+    fan_out(deliveries.redis, event, ["ops"])
+    deliveries.worker().work(burst=True, with_scheduler=False)
+    [retry] = deliveries.scheduled.get_job_ids()
+    tried_at = deliveries.state(event)["last_attempt_at"]
+    assert deliveries.scheduled.get_scheduled_time(retry).timestamp() >= tried_at + 30
+    deliveries.run()
+    assert (deliveries.tries(), deliveries.posts()) == (2, 1)
+    assert deliveries.state(event)["outcome"] == "delivered"
+
+
+def test_500s_are_retried_with_growing_backoff_until_delivered(deliveries: Deliveries, event: dict) -> None:
+    deliveries.sink.add_fault(path=PATHS["ops"], status=500, times=3)
+    fan_out(deliveries.redis, event, ["ops"])
+    with capture_logs() as logs:
+        deliveries.run()
+    assert (deliveries.tries(), deliveries.posts()) == (4, 1)
+    retries = [line for line in logs if line["event"] == "delivery_retry_scheduled"]
+    assert [line["status"] for line in retries] == [500, 500, 500]
+    waits = [line["retry_in_seconds"] for line in retries]
+    assert waits[0] <= 2 < waits[2]  # base 2 s, doubling, jitter in [0.5, 1]
+    assert deliveries.state(event)["attempts"] == 4
+
+
+def test_a_timeout_is_retried(deliveries: Deliveries, event: dict) -> None:
+    deliveries.sink.add_fault(kind="slow", path=PATHS["ops"], delay=1.5)
+    fan_out(deliveries.redis, event, ["ops"])
+    deliveries.run()
+    assert deliveries.tries() == 2
+    assert (deliveries.state(event)["outcome"], deliveries.state(event)["attempts"]) == ("delivered", 2)
+
+
+def test_a_400_fails_fast_as_a_configuration_error(deliveries: Deliveries, event: dict) -> None:
+    deliveries.sink.add_fault(kind="bad_request", path=PATHS["ops"], times=None)
+    fan_out(deliveries.redis, event, ["ops"])
+    with capture_logs() as logs:
+        deliveries.run()
+    assert deliveries.tries() == 1
+    [rejected] = [line for line in logs if line["event"] == "delivery_rejected"]
+    assert (rejected["log_level"], rejected["status"]) == ("error", 400)
+    letter = deliveries.dead.get(f"{event['event_id']}:ops")
+    assert letter is not None
+    assert (letter.reason, letter.last_status, letter.body_excerpt, letter.attempts) == (
+        "rejected",
+        400,
+        "invalid_payload",
+        1,
+    )
+
+
+def test_one_handler_failing_never_stops_another(deliveries: Deliveries, event: dict) -> None:
+    deliveries.sink.add_fault(kind="bad_request", path=PATHS["ops"], times=None)
+    deliveries.sink.add_fault(kind="down", path=PATHS["teams"], times=2)
+    fan_out(deliveries.redis, event, ["ops", "teams", "audit"])
+    deliveries.run()
+    assert (deliveries.posts("ops"), deliveries.posts("teams"), deliveries.posts("audit")) == (0, 1, 1)
+    assert deliveries.tries("audit") == 1  # the teams retries never re-posted audit
+
+
+def test_out_of_budget_goes_to_dead_letters_then_replay_posts_once(deliveries: Deliveries) -> None:
+    # received 50 minutes ago with a one-hour budget: backoffs of 2, 4, 8 ... s run out of it
+    event = make_event(received_at=datetime.fromtimestamp(time.time() - 3600 + 40, UTC).isoformat())
+    deliveries.sink.add_fault(kind="down", path=PATHS["ops"], duration=3600, body="upstream down")
+    fan_out(deliveries.redis, event, ["ops"])
+    with capture_logs() as logs:
+        deliveries.run()
+    delivery_id = f"{event['event_id']}:ops"
+    letter = deliveries.dead.get(delivery_id)
+    assert letter is not None
+    assert (letter.reason, letter.last_status, letter.body_excerpt) == ("retry_budget_exhausted", 503, "upstream down")
+    assert letter.attempts == deliveries.tries() >= 3
+    assert letter.first_attempt_at is not None and letter.last_attempt_at is not None
+    assert letter.first_attempt_at <= letter.last_attempt_at
+    assert [d.delivery_id for d in deliveries.dead.list()] == [delivery_id]
+    assert [line["event"] for line in logs if line["log_level"] == "error"] == ["delivery_dead_lettered"]
+
+    deliveries.sink.clear_faults()  # the chat service is back
+    assert replay_dead_letter(deliveries.redis, delivery_id) is not None
+    assert replay_dead_letter(deliveries.redis, delivery_id) is None  # the letter is gone
+    deliveries.run()
+    assert deliveries.posts() == 1
+    assert deliveries.dead.get(delivery_id) is None
+    replay_event(deliveries.redis, event["event_id"], "ops")  # a later duplicate replay
+    deliveries.run()
+    assert deliveries.posts() == 1
+
+
+def test_a_replay_renders_with_the_handlers_of_the_time_of_sending(deliveries: Deliveries, event: dict) -> None:
+    deliveries.sink.add_fault(kind="bad_request", path=PATHS["ops"], times=None)
+    fan_out(deliveries.redis, event, ["ops"])
+    deliveries.run()
+    from workers.delivery_context import get_context
+
+    get_context().handlers["ops"].url = get_context().handlers["audit"].url  # type: ignore[attr-defined]  # the fix
+    replay_dead_letter(deliveries.redis, f"{event['event_id']}:ops")
+    deliveries.run()
+    assert deliveries.posts("audit") == 1
+
+
+def test_an_expired_event_is_dead_lettered(deliveries: Deliveries, event: dict) -> None:
+    fan_out(deliveries.redis, event, ["ops"])
+    deliveries.redis.delete(f"cie:event:{event['event_id']}")
+    deliveries.run()
+    letter = deliveries.dead.get(f"{event['event_id']}:ops")
+    assert letter is not None and letter.reason == "event_expired"
+    assert deliveries.tries() == 0
+
+
+def test_an_unknown_handler_is_dead_lettered(deliveries: Deliveries, event: dict) -> None:
+    fan_out(deliveries.redis, event, ["gone"])
+    deliveries.run()
+    letter = deliveries.dead.get(f"{event['event_id']}:gone")
+    assert letter is not None and letter.reason == "unknown_handler"
+
+
+def test_two_workers_racing_the_same_delivery_post_once(deliveries: Deliveries, event: dict) -> None:
+    deliveries.sink.add_fault(kind="slow", path=PATHS["ops"], delay=0.5)  # both start while one sends
+    fan_out(deliveries.redis, event, ["ops"])
+    replay_event(deliveries.redis, event["event_id"], "ops")  # a second job for the same delivery
+    assert deliveries.queue.count == 2
+    workers = [threading.Thread(target=deliveries.worker().work, kwargs={"burst": True}) for _ in range(2)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(timeout=30)
+    deliveries.run()  # whoever found the lock taken retries later and finds the success
+    assert deliveries.posts() == 1
+
+
+def test_the_job_logs_carry_the_delivery_ids(deliveries: Deliveries, event: dict) -> None:
+    from structlog.contextvars import merge_contextvars
+
+    fan_out(deliveries.redis, event, ["ops"])
+    with capture_logs(processors=[merge_contextvars]) as logs:
+        deliveries.run()
+    [line] = [line for line in logs if line["event"] == "delivery_succeeded"]
+    assert line["event_id"] == event["event_id"]
+    assert (line["handler"], line["delivery_id"]) == ("ops", f"{event['event_id']}:ops")
+    assert line["request_id"] == event["request_id"]
+    assert line["job_id"] == job_id_of(f"{event['event_id']}:ops")
+
+
+def test_metrics_count_outcomes_attempts_and_time_to_delivery(deliveries: Deliveries, event: dict) -> None:
+    from workers.delivery_context import get_context
+
+    deliveries.sink.add_fault(path=PATHS["ops"], status=500)
+    fan_out(deliveries.redis, event, ["ops"])
+    deliveries.run()
+    fan_out(deliveries.redis, make_event(event_id="other"), ["ops"])
+    replay_event(deliveries.redis, event["event_id"], "ops")
+    deliveries.run()
+    registry = get_context().metrics.registry
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("circleci_events_deliveries_total", handler="ops", outcome="retried") == 1
+    assert value("circleci_events_deliveries_total", handler="ops", outcome="delivered") == 2
+    assert value("circleci_events_deliveries_total", handler="ops", outcome="skipped_duplicate") == 1
+    assert value("circleci_events_delivery_attempts_total", handler="ops") == 3
+    assert value("circleci_events_delivery_latency_seconds_count", handler="ops") == 2
+
+
+def test_a_worker_listens_for_events_first_then_deliveries() -> None:
+    assert QUEUES == ("events", "deliveries")
+
+
+def test_a_worker_serves_its_delivery_metrics(deliveries: Deliveries, event: dict) -> None:
+    fan_out(deliveries.redis, event, ["ops"])
+    deliveries.run()
+    with socket.socket() as taken:  # another worker on this host holds the first port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = serve_metrics(taken.getsockname()[1])
+        assert server is not None
+        try:
+            assert server.server_port != taken.getsockname()[1]
+            scraped = httpx.get(f"http://127.0.0.1:{server.server_port}/metrics").text
+        finally:
+            server.shutdown()
+            server.server_close()
+    assert 'circleci_events_deliveries_total{handler="ops",outcome="delivered"} 1.0' in scraped

@@ -1,0 +1,129 @@
+"""The enriched event is stored once, read back by delivery jobs, and its history is kept."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from redis import Redis
+
+from tests.conftest import load_fixture
+from workers.dead_letters import DeadLetter, DeadLetters, excerpt
+from workers.store import EVENT_PREFIX, EVENTS_INDEX, RECORD_PREFIX, EventStore
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def event() -> dict:
+    return load_fixture("enriched/workflow-completed.failed.json")
+
+
+def test_save_then_load_gives_the_event_back(redis: Redis, event: dict) -> None:
+    store = EventStore(redis, ttl=60)
+    store.save(event)
+    assert store.load(event["event_id"]) == event
+
+
+def test_event_and_record_expire_with_the_ttl(redis: Redis, event: dict) -> None:
+    EventStore(redis, ttl=60).save(event)
+    assert 0 < redis.ttl(EVENT_PREFIX + event["event_id"]) <= 60
+    assert 0 < redis.ttl(RECORD_PREFIX + event["event_id"]) <= 60
+
+
+def test_load_of_an_unknown_event_is_none(redis: Redis) -> None:
+    assert EventStore(redis).load("nope") is None
+    assert EventStore(redis).record("nope") is None
+
+
+def test_record_summarises_the_event(redis: Redis, event: dict) -> None:
+    store = EventStore(redis, ttl=60)
+    store.save(event, handlers=["ops", "audit"])
+    record = store.record(event["event_id"])
+    assert record is not None
+    assert record["received_at"] == event["received_at"]
+    assert record["request_id"] == event["request_id"]
+    assert record["event_type"] == "workflow-completed"
+    assert record["project"] == "github/circleci/webhook-service"
+    assert (record["branch"], record["workflow"], record["status"]) == ("main", "build-test-deploy", "failed")
+    assert record["transition"] == event["transition"]
+    assert record["enrichment"] == event["enrichment"]
+    assert record["handlers"] == ["ops", "audit"]
+    assert record["duplicates"] == 0
+    assert record["deliveries"] == {}
+
+
+def test_duplicates_are_counted(redis: Redis, event: dict) -> None:
+    store = EventStore(redis, ttl=60)
+    store.save(event)
+    assert [store.record_duplicate(event["event_id"]) for _ in range(2)] == [1, 2]
+    assert store.record(event["event_id"])["duplicates"] == 2  # type: ignore[index]
+
+
+def test_attempts_are_kept_per_handler(redis: Redis, event: dict) -> None:
+    store = EventStore(redis, ttl=60)
+    store.save(event, handlers=["ops"])
+    event_id = event["event_id"]
+    assert store.record_attempt(event_id, "ops", outcome="retrying", status=500, reason="delivery_retryable") == 1
+    assert store.record_attempt(event_id, "ops", outcome="delivered") == 2
+    record = store.record(event_id)
+    assert record is not None
+    ops = record["deliveries"]["ops"]
+    assert (ops["outcome"], ops["attempts"], ops["last_status"]) == ("delivered", 2, None)
+    assert ops["first_attempt_at"] <= ops["last_attempt_at"]
+    assert [(a["outcome"], a["status"]) for a in record["attempts"]] == [("retrying", 500), ("delivered", None)]
+    assert store.handler_state(event_id, "ops")["attempts"] == 2
+    assert store.handler_state(event_id, "other") == {
+        "outcome": None,
+        "attempts": 0,
+        "first_attempt_at": None,
+        "last_attempt_at": None,
+        "last_status": None,
+    }
+
+
+def test_recent_lists_newest_first(redis: Redis, event: dict) -> None:
+    store = EventStore(redis, ttl=7 * 24 * 3600)
+    now = time.time()
+    for n, age in enumerate([30, 10, 20]):
+        received = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now - age))
+        store.save({**event, "event_id": f"e{n}", "received_at": received})
+    assert store.recent() == ["e1", "e2", "e0"]
+    assert store.recent(limit=1) == ["e1"]
+    assert store.recent(since=now - 15) == ["e1"]
+
+
+def test_index_drops_events_older_than_the_ttl(redis: Redis, event: dict) -> None:
+    store = EventStore(redis, ttl=3600)
+    store.save({**event, "event_id": "old", "received_at": "2020-01-01T00:00:00Z"})
+    store.save({**event, "event_id": "new", "received_at": None})
+    assert [m.decode() for m in redis.zrange(EVENTS_INDEX, 0, -1)] == ["new"]
+
+
+def test_dead_letters_round_trip_and_list_newest_first(redis: Redis) -> None:
+    letters = DeadLetters(redis, ttl=60)
+    now = time.time()
+    for n in range(2):
+        letters.put(DeadLetter(f"e{n}:ops", f"e{n}", "ops", "rejected", 400, "bad", 1, 1.0, 2.0, dead_at=now + n))
+    assert [d.delivery_id for d in letters.list()] == ["e1:ops", "e0:ops"]
+    assert letters.get("e0:ops") == DeadLetter("e0:ops", "e0", "ops", "rejected", 400, "bad", 1, 1.0, 2.0, now)
+    assert letters.remove("e0:ops") is True
+    assert letters.remove("e0:ops") is False
+    assert letters.get("e0:ops") is None
+
+
+def test_dead_letter_excerpt_is_short_and_on_one_line(redis: Redis) -> None:
+    letters = DeadLetters(redis, ttl=60)
+    letters.put(DeadLetter("e:ops", "e", "ops", "retry_budget_exhausted", body_excerpt="x\n" * 500))
+    kept = letters.get("e:ops")
+    assert kept is not None
+    assert len(kept.body_excerpt) <= 200 and "\n" not in kept.body_excerpt
+    assert excerpt("short") == "short"
