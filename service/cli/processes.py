@@ -1,4 +1,4 @@
-"""The `circleci-events` command line: `web` and `worker` (the Procfile's lines) and `run`."""
+"""`web` and `worker` (the Procfile's lines), and `run`: both, with an embedded Redis."""
 
 from __future__ import annotations
 
@@ -7,50 +7,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 import click
-import redis
 
-from config.errors import ConfigurationError
-from config.logging import configure_logging
-from config.settings import Settings
-
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+from service.cli.common import EXIT_FAILURE, clear_errors, load_settings, require_redis
 
 
-def _settings() -> Settings:
-    settings = Settings.from_environ()
-    configure_logging(log_format=settings.log_format, log_level=settings.log_level)
-    return settings
-
-
-def clear_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Expected failures end in one line that says what to do, never a traceback."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ConfigurationError as exc:
-            click.echo(f"circleci-events: configuration error: {exc.message}", err=True)
-            sys.exit(EXIT_USAGE)
-        except redis.exceptions.ConnectionError as exc:
-            click.echo(f"circleci-events: cannot reach Redis ({exc}); check REDIS_URL and that Redis runs", err=True)
-            sys.exit(EXIT_FAILURE)
-
-    return wrapper
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
-    """Receive CircleCI webhooks, enrich them and route them to the teams that act on them."""
-
-
-@main.command()
+@click.command()
 @clear_errors
 def web() -> None:
     """Serve the webhook receiver (uvicorn, httptools, uvloop) on $PORT."""
@@ -58,7 +22,7 @@ def web() -> None:
 
     from service.app import create_app
 
-    settings = _settings()
+    settings = load_settings()
     app = create_app(settings)
     uvicorn.run(
         app,
@@ -74,27 +38,25 @@ def web() -> None:
     )
 
 
-@main.command()
+@click.command()
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @clear_errors
 def worker(burst: bool) -> None:
     """Run one RQ worker (non-forking, with the scheduler) on the events queue."""
     from workers.worker import run_worker
 
-    settings = _settings()
-    if not settings.redis_url:
-        raise ConfigurationError("REDIS_URL is not set: point it at Redis, e.g. redis://127.0.0.1:6379/0")
-    redis.Redis.from_url(settings.redis_url).ping()
+    settings = load_settings()
+    require_redis(settings)
     run_worker(settings, burst=burst)
 
 
-@main.command()
+@click.command()
 @clear_errors
 def run() -> None:
     """Web, workers and the scheduler in one command; an embedded Redis when REDIS_URL is unset."""
     from service.embedded_redis import EmbeddedRedis
 
-    settings = _settings()
+    settings = load_settings()
     settings.require_webhook_secrets()
     env = dict(os.environ)
     embedded = None
@@ -142,7 +104,3 @@ def run() -> None:
     failed = [p for p in processes if p.returncode not in (0, -signal.SIGTERM, None)]
     if failed and not stopping:
         sys.exit(EXIT_FAILURE)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,91 @@
+"""What every command shares: exit codes, settings, one-line errors, tables or JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import wraps
+from typing import Any, NoReturn
+
+import click
+import redis
+
+from config.errors import CircleCIAPIError, CircleCIEventsError, ConfigurationError, RedisUnavailable
+from config.logging import configure_logging
+from config.settings import Settings
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def load_settings(*, quiet: bool = False) -> Settings:
+    """Settings from the environment, logging configured (to WARNING for `quiet` commands)."""
+    settings = Settings.from_environ()
+    configure_logging(log_format=settings.log_format, log_level="WARNING" if quiet else settings.log_level)
+    return settings
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    click.echo(f"circleci-events: {message}", err=True)
+    sys.exit(code)
+
+
+def clear_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Expected failures end in one line that says what to do and the right exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigurationError as exc:
+            fail(f"configuration error: {exc.message}", EXIT_USAGE)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, RedisUnavailable) as exc:
+            fail(f"cannot reach Redis ({exc}); check REDIS_URL and that Redis runs")
+        except CircleCIAPIError as exc:
+            fail(exc.message)
+        except CircleCIEventsError as exc:
+            fail(exc.message)
+
+    return wrapper
+
+
+def require_redis(settings: Settings) -> redis.Redis:
+    if not settings.redis_url:
+        raise ConfigurationError("REDIS_URL is not set: point it at Redis, e.g. redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10)
+    client.ping()
+    return client
+
+
+def emit(rows: Sequence[Mapping[str, Any]], columns: Iterable[str], *, as_json: bool) -> None:
+    """A listing: JSON when asked, else an aligned table of `columns`."""
+    if as_json:
+        click.echo(json.dumps(list(rows), indent=2, default=str))
+        return
+    columns = list(columns)
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    if not rows:
+        click.echo("(none)")
+
+
+def emit_one(value: Mapping[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(value, indent=2, default=str))
+        return
+    width = max((len(k) for k in value), default=0)
+    for key, item in value.items():
+        click.echo(f"{key.ljust(width)}  {_cell(item)}")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    return str(value)
