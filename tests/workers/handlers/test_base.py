@@ -59,11 +59,11 @@ def test_send_maps_status_onto_the_error_tree(
 
 
 @pytest.mark.parametrize(
-    ("header", "expected"),
-    [("120", 120.0), (format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True), 90.0), ("soon", None)],
-    ids=["seconds", "http-date", "garbage"],
+    ("header", "expected"), [("120", 120.0), ("http-date", 90.0), ("soon", None)], ids=["seconds", "date", "garbage"]
 )
 def test_429_carries_retry_after_in_both_forms(header: str, expected: float | None, event: Any, http: Any) -> None:
+    if header == "http-date":
+        header = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
     client = http(lambda r: httpx.Response(429, headers={"Retry-After": header}))
     with pytest.raises(DeliveryRetryable) as info:
         make("slack").send(event, delivery_id="d", http=client)
