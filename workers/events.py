@@ -12,6 +12,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import structlog
 from rq import Queue, Retry, get_current_job
 from rq.serializers import JSONSerializer
@@ -23,6 +24,8 @@ from workers.timestamps import parse_time
 
 log = structlog.get_logger("workers.events")
 PROCESS_EVENT = "workers.events.process_event"
+# `circleci-events api trigger --wait` listens here instead of polling CircleCI.
+PIPELINE_CHANNEL = "cie:pipeline:{}"
 
 
 def bind_job_context(envelope: dict[str, Any]) -> None:
@@ -58,6 +61,10 @@ def process_event(envelope: dict[str, Any]) -> dict[str, Any]:
         api_calls=enrichment["api_calls"],
         failed_jobs=len(event["failed_jobs"]),
     )
+    if event["event_type"] == "workflow-completed":
+        workflow = event["workflow"]
+        notice = {"workflow_id": workflow["id"], "name": workflow["name"], "status": workflow["status"]}
+        rt.redis.publish(PIPELINE_CHANNEL.format(event["pipeline"]["id"]), orjson.dumps(notice))
     return {"event_id": event["event_id"], "status": "enriched", "complete": enrichment["complete"]}
 
 
