@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,7 +33,7 @@ from tests.fakes.server import running
 from tests.fakes.sink import Sink, create_sink
 from workers.dead_letters import DeadLetters
 from workers.delivery import fan_out, job_id_of, replay_dead_letter, replay_event
-from workers.delivery_context import DeliveryContext, http_client, use_context
+from workers.delivery_context import DeliveryContext, build_context, http_client, use_context
 from workers.store import EventStore
 from workers.worker import QUEUES, serve_metrics
 
@@ -371,3 +372,31 @@ def test_a_worker_serves_its_delivery_metrics(deliveries: Deliveries, event: dic
             server.shutdown()
             server.server_close()
     assert 'circleci_events_deliveries_total{handler="ops",outcome="delivered"} 1.0' in scraped
+
+
+def test_the_handlers_of_a_routes_file_deliver_through_the_shared_client(redis_url: str, tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        "handlers:\n"
+        "  ops: {type: slack, url: '${SINK}/slack/ops'}\n"
+        "  audit: {type: webhook, url: '${SINK}/hooks/audit', secret: '${AUDIT_SECRET}'}\n"
+        "subscriptions:\n"
+        "  - {name: all, handlers: [ops, audit]}\n"
+    )
+    app = create_sink()
+    redis = Redis.from_url(redis_url)
+    with running(app) as base_url:
+        environ = {"REDIS_URL": redis_url, "ROUTES_FILE": str(routes), "SINK": base_url, "AUDIT_SECRET": "s3cret"}
+        context = build_context(Settings.from_environ(environ), environ)
+        with use_context(context):
+            deliveries = Deliveries(redis, app.state.sink, context.settings)
+            event = make_event()
+            fan_out(redis, event, ["ops", "audit"])
+            deliveries.run()
+        context.close()
+    [slack] = deliveries.sink.delivered("/slack/ops")
+    assert "blocks" in slack.body and "text" in slack.body
+    [audit] = deliveries.sink.delivered("/hooks/audit")
+    assert audit.body["event_id"] == event["event_id"]
+    assert audit.headers["circleci-events-delivery-id"] == f"{event['event_id']}:audit"
+    redis.close()

@@ -1,0 +1,172 @@
+"""One run of a delivery job: check, lock, send through the handler, and record the outcome.
+
+success                      record it (SET NX), count, log `delivery_succeeded`
+success already recorded     do nothing, log `delivery_skipped_duplicate` (unless forced)
+lock held by another worker  queue a later job, log `delivery_lock_busy`
+DeliveryRetryable, other     schedule the next attempt after max(backoff with jitter,
+                             Retry-After), log `delivery_retry_scheduled`; past the retry
+                             budget: dead letter, log `delivery_dead_lettered`
+DeliveryRejected             dead letter `rejected` at once, log `delivery_rejected` (error)
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import structlog
+from redis import Redis
+from rq.job import Job
+
+from config.errors import DeliveryRejected, HandlerError
+from config.settings import Settings
+from workers.dead_letters import DeadLetter, DeadLetters
+from workers.delivery_context import DeliveryContext
+from workers.delivery_jobs import delivery_id_of, enqueue_delivery, job_id_of
+from workers.delivery_lock import DeliveryLock
+from workers.store import EventStore, received_epoch
+
+log = structlog.get_logger("workers.delivery")
+
+
+def backoff_seconds(attempt: int, settings: Settings, rng: Any) -> float:
+    """Exponential backoff with jitter: base * 2^(attempt-1), capped, times a draw in [0.5, 1]."""
+    ceiling = min(settings.delivery_backoff_max_seconds, settings.delivery_backoff_base_seconds * 2 ** (attempt - 1))
+    return float(ceiling * rng.uniform(0.5, 1.0))
+
+
+class DeliveryAttempt:
+    """One run of a delivery job: check, lock, send, and record what happened."""
+
+    def __init__(
+        self, context: DeliveryContext, job: Job, event_id: str, handler: str, *, force: bool, replayed_at: float | None
+    ) -> None:
+        self.context, self.settings, self.metrics = context, context.settings, context.metrics
+        self.redis: Redis = job.connection
+        self.job_id = job.id
+        self.event_id, self.handler, self.force, self.replayed_at = event_id, handler, force, replayed_at
+        self.delivery_id = delivery_id_of(event_id, handler)
+        self.store = EventStore(self.redis, ttl=self.settings.enriched_event_ttl_seconds)
+        self.event = self.store.load(event_id)
+        self.lock = DeliveryLock(self.redis, self.delivery_id, ttl=self.settings.enriched_event_ttl_seconds)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            event_id=event_id,
+            handler=handler,
+            delivery_id=self.delivery_id,
+            job_id=job.id,
+            request_id=(self.event or {}).get("request_id"),
+        )
+
+    def run(self) -> str:
+        if self.event is None:
+            return self._dead("event_expired", attempts=0)
+        target = self.context.handlers.get(self.handler)
+        if target is None:
+            return self._dead("unknown_handler", attempts=0)
+        if not self.force and self.lock.delivered():
+            return self._skipped()
+        hold_ms = int((self.settings.delivery_timeout_seconds * 4 + 5) * 1000)
+        token = self.lock.acquire(hold_ms)
+        if token is None:
+            wait = self.lock.remaining_seconds() + 1.0
+            suffix = "wait-" + uuid.uuid4().hex[:8]
+            self._reschedule(suffix, wait)
+            log.info("delivery_lock_busy", retry_in_seconds=round(wait, 1))
+            return "lock_busy"
+        try:
+            if not self.force and self.lock.delivered():  # another worker finished while we waited
+                return self._skipped()
+            self.metrics.attempts.labels(self.handler).inc()
+            try:
+                target.send(self.event, delivery_id=self.delivery_id, http=self.context.http)
+            except DeliveryRejected as exc:
+                return self._rejected(exc)
+            except HandlerError as exc:
+                return self._failed(exc.status, exc.retry_after, exc.body_excerpt, exc.code)
+            except Exception as exc:  # a handler bug or an unmapped transport error: retried within the budget
+                return self._failed(None, None, "", type(exc).__name__)
+            return self._succeeded()
+        finally:
+            self.lock.release(token)
+
+    def _succeeded(self) -> str:
+        self.lock.mark_delivered(self.job_id, force=self.force)
+        attempts = self.store.record_attempt(self.event_id, self.handler, outcome="delivered")
+        since_receipt = max(0.0, time.time() - received_epoch(self.event or {}))
+        self.metrics.deliveries.labels(self.handler, "delivered").inc()
+        self.metrics.latency.labels(self.handler).observe(since_receipt)
+        log.info("delivery_succeeded", attempts=attempts, seconds_since_receipt=round(since_receipt, 3))
+        return "delivered"
+
+    def _skipped(self) -> str:
+        self.metrics.deliveries.labels(self.handler, "skipped_duplicate").inc()
+        log.info("delivery_skipped_duplicate")
+        return "skipped_duplicate"
+
+    def _rejected(self, exc: DeliveryRejected) -> str:
+        attempts = self.store.record_attempt(self.event_id, self.handler, outcome="rejected", status=exc.status)
+        self._keep_dead_letter("rejected", exc.status, exc.body_excerpt, attempts)
+        self.metrics.deliveries.labels(self.handler, "rejected").inc()
+        log.error("delivery_rejected", status=exc.status, body_excerpt=exc.body_excerpt[:200], attempts=attempts)
+        return "rejected"
+
+    def _failed(self, status: int | None, retry_after: float | None, body: str, reason: str) -> str:
+        outcome_at = time.time()
+        state = self.store.handler_state(self.event_id, self.handler)
+        attempt = state["attempts"] + 1
+        delay = max(backoff_seconds(attempt, self.settings, self.context.rng), retry_after or 0.0)
+        start = max(received_epoch(self.event or {}), self.replayed_at or 0.0)
+        if outcome_at + delay > start + self.settings.delivery_retry_budget_seconds:
+            attempts = self.store.record_attempt(self.event_id, self.handler, outcome="dead_lettered", status=status)
+            return self._dead("retry_budget_exhausted", attempts=attempts, status=status, body=body, cause=reason)
+        attempts = self.store.record_attempt(
+            self.event_id, self.handler, outcome="retrying", status=status, reason=reason
+        )
+        self._reschedule(f"retry-{attempts}", delay)
+        self.metrics.deliveries.labels(self.handler, "retried").inc()
+        log.warning(
+            "delivery_retry_scheduled",
+            attempts=attempts,
+            status=status,
+            reason=reason,
+            retry_in_seconds=round(delay, 3),
+        )
+        return "retried"
+
+    def _dead(self, reason: str, *, attempts: int, status: int | None = None, body: str = "", cause: str = "") -> str:
+        self._keep_dead_letter(reason, status, body, attempts)
+        self.store.record_outcome(self.event_id, self.handler, "dead_lettered")
+        self.metrics.deliveries.labels(self.handler, "dead_lettered").inc()
+        log.error("delivery_dead_lettered", reason=reason, cause=cause or None, status=status, attempts=attempts)
+        return "dead_lettered"
+
+    def _keep_dead_letter(self, reason: str, status: int | None, body: str, attempts: int) -> None:
+        state = self.store.handler_state(self.event_id, self.handler)
+        letter = DeadLetter(
+            delivery_id=self.delivery_id,
+            event_id=self.event_id,
+            handler=self.handler,
+            reason=reason,
+            last_status=status,
+            body_excerpt=body,
+            attempts=attempts,
+            first_attempt_at=state["first_attempt_at"],
+            last_attempt_at=state["last_attempt_at"],
+            dead_at=time.time(),
+        )
+        DeadLetters(self.redis, ttl=self.settings.enriched_event_ttl_seconds).put(letter)
+
+    def _reschedule(self, suffix: str, delay: float) -> None:
+        job_id = job_id_of(self.delivery_id, suffix)
+        enqueue_delivery(
+            self.redis,
+            self.settings,
+            self.event_id,
+            self.handler,
+            job_id,
+            force=self.force,
+            replayed_at=self.replayed_at,
+            delay=max(delay, 0.001),
+        )

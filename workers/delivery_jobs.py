@@ -1,0 +1,81 @@
+"""Delivery jobs on the RQ "deliveries" queue: their ids and how they are queued.
+
+One delivery is one (event, handler): its id is `<event_id>:<handler>`; its first job's RQ id
+is derived from it, so the same delivery cannot be queued twice while that job is known to RQ
+(queued, scheduled, running, or finished within the result TTL). Retries, waits for the lock
+and replays are further jobs with suffixed ids. Arguments are JSON: event id, handler name,
+and `force` / `replayed_at` when set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+
+from config.settings import Settings
+
+DELIVER = "workers.delivery.deliver"
+# A worker killed mid-send leaves its job started; RQ's registry clean-up retries it this way.
+CRASH_RETRY = Retry(max=3, interval=[5, 30, 120])
+
+
+def delivery_id_of(event_id: str, handler: str) -> str:
+    return f"{event_id}:{handler}"
+
+
+def job_id_of(delivery_id: str, suffix: str = "") -> str:
+    """The RQ job id of a delivery (RQ allows only letters, digits, '_' and '-')."""
+    base = "delivery-" + hashlib.sha256(delivery_id.encode()).hexdigest()[:32]
+    return f"{base}-{suffix}" if suffix else base
+
+
+def enqueue_delivery(
+    redis: Redis,
+    settings: Settings,
+    event_id: str,
+    handler: str,
+    job_id: str,
+    *,
+    force: bool = False,
+    replayed_at: float | None = None,
+    delay: float = 0.0,
+) -> bool:
+    """Queue (or schedule, after `delay` seconds) one delivery job; False when `job_id` exists."""
+    queue = Queue(settings.deliveries_queue, connection=redis, serializer=JSONSerializer)
+    kwargs: dict[str, Any] = {}
+    if force:
+        kwargs["force"] = True
+    if replayed_at is not None:
+        kwargs["replayed_at"] = replayed_at
+    ttl = max(settings.enriched_event_ttl_seconds, settings.delivery_retry_budget_seconds)
+    job = queue.create_job(
+        DELIVER,
+        args=[event_id, handler],
+        kwargs=kwargs,
+        job_id=job_id,
+        description=f"deliver {job_id}",
+        timeout=int(settings.delivery_timeout_seconds * 4 + 20),
+        result_ttl=ttl,
+        failure_ttl=ttl,
+        retry=CRASH_RETRY,
+        status=JobStatus.SCHEDULED if delay > 0 else JobStatus.QUEUED,
+    )
+    try:
+        if delay > 0:
+            # RQ's scheduler keeps whole seconds and runs what is due: round up, never early
+            when = datetime.fromtimestamp(math.ceil(time.time() + delay), UTC)
+            queue.schedule_job(job, when, unique=True)
+        else:
+            queue.enqueue_job(job, unique=True)
+    except DuplicateJobError:
+        return False
+    return True
