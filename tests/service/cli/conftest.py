@@ -1,0 +1,61 @@
+"""Running `circleci-events` as users do: a subprocess of the real entry point."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.fakes.server import running
+from tests.fakes.simulator import create_simulator
+from tests.fakes.simulator_data import Dataset
+
+SIM_TOKEN = "sim-token"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(*args: str, env: dict[str, str], input: str | None = None, timeout: float = 60) -> Result:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CIRCLE", "REDIS_URL", "ROUTES_FILE"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", *args],
+        env={**base, "LOG_FORMAT": "json", **env},
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=timeout,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def assert_one_clear_line(result: Result, code: int) -> None:
+    assert result.code == code, (result.out, result.err)
+    assert "Traceback" not in result.err + result.out
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith(("circleci-events: ", "Error: ", "Usage: "))
+        or ("Usage:" in result.err and "Error:" in result.err)
+    ), result.err
+
+
+@pytest.fixture
+def simulator() -> Iterator[tuple[str, object]]:
+    app = create_simulator(Dataset.example(), page_size=2)
+    with running(app) as base:
+        yield base, app.state.simulator
+
+
+@pytest.fixture
+def api_env(simulator) -> dict[str, str]:
+    base, _ = simulator
+    return {"CIRCLE_TOKEN": SIM_TOKEN, "CIRCLECI_API_URL": base + "/api/v2"}
