@@ -3,8 +3,8 @@
     python -m tests.fakes.sink --port 8766 [--print]
 
 Any POST or PUT outside /_sink is a message: it is recorded on arrival (path, headers, JSON or
-text body, and the status answered, 0 until then) and answered 200 "ok" the way Slack's incoming webhooks answer, unless a
-fault matches. Control endpoints:
+text body, and the status answered, 0 until then) and answered 200 "ok" the way Slack's
+incoming webhooks answer, unless a fault matches. Control endpoints:
 
     POST   /_sink/faults    {"path": "/slack/*", "status": 429, "retry_after": 2, "times": 1}
                             or {"kind": "server_error"|"rate_limited"|"slow"|"down"|"bad_request",
