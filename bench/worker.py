@@ -1,0 +1,538 @@
+"""Enrichment benchmark: workflow-completed events through real worker processes and the simulator.
+
+    python -m bench.worker [--runs 3] [--events 200] [--latency-ms 20] [--json PATH]
+
+Every run starts its own redis-server and, per phase, the CircleCI simulator
+(`python -m tests.fakes.simulator`) and `python -m service.cli worker` processes. Worker i is
+pinned to CPU i; redis, the simulator and the web process share the last CPU. Each event is a
+12-job workflow (10 successful jobs, 2 failed ones with 5 tests, 3 of them failing, and an
+artifact), with its own workflow id and job numbers so the API cache never helps.
+
+    throughput  N events queued with RQ, then one (and two) workers; events/s from the job
+                records (first started_at to last ended_at), against the I/O bound
+                1 / (critical-path API calls x latency), and at zero latency
+    end to end  signed POSTs one at a time to `service.cli web`; webhook POST to the job's
+                ended_at, p50/p99, against the bound of 2 sequential calls x latency
+    API calls   per event from the simulator's counts, next to the naive 1 + 3 x jobs and the
+                minimum (job pages + failed jobs' test and artifact pages)
+    RSS         each worker's VmRSS, sampled while it works and at the end; the max
+
+Prints a table per run (with the load average before it: the machine is shared) and the
+median [min-max] over the runs, each figure next to its target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import ctypes
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from service.signature import sign
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "tests" / "fixtures" / "workflow-completed.failed.github-oauth.derived.json"
+SECRET = "bench-secret"
+TOKEN = "bench-token"
+PROCESS_EVENT = "workers.events.process_event"
+SUCCESSFUL_JOBS, FAILED_JOBS, TESTS, FAILING_TESTS, ARTIFACTS = 10, 2, 5, 3, 1
+JOBS = SUCCESSFUL_JOBS + FAILED_JOBS
+BOUND_FRACTION = 0.8
+ZERO_LATENCY_TARGET = 100.0
+RSS_TARGET_MB = 120.0
+DONE = {"finished", "failed", "stopped", "canceled"}
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """Children get SIGKILL if this process dies without cleaning up (Linux prctl)."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class Processes:
+    """Every process a run starts; `stop_all()` ends them, also after an error."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, command: list[str], *, cpu: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+            command = ["taskset", "-c", str(cpu), *command]
+        with (self.logs / f"{name}.log").open("ab") as log:
+            process = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=_die_with_parent
+            )
+        self.running.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        if process in self.running:
+            self.running.remove(process)
+
+    def stop_all(self) -> None:
+        for process in list(reversed(self.running)):
+            self.stop(process)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float, step: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (httpx.TransportError, redis.ConnectionError):
+            pass
+        time.sleep(step)
+    raise TimeoutError(f"bench: {what} not within {timeout:.0f} s")
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (/proc/<pid>/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# -- the events --------------------------------------------------------------------------------
+
+
+def pages(items: int, page_size: int) -> int:
+    return max(1, math.ceil(items / page_size))
+
+
+class Events:
+    """Distinct workflows: every one with new ids, a new pipeline number and new job numbers."""
+
+    def __init__(self) -> None:
+        self.template = json.loads(SAMPLE.read_text())
+        self.serial = 0
+
+    def make(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        self.serial += 1
+        payload = copy.deepcopy(self.template)
+        payload["id"] = str(uuid.uuid4())
+        payload["workflow"]["id"] = str(uuid.uuid4())
+        payload["pipeline"]["id"] = str(uuid.uuid4())
+        payload["pipeline"]["number"] = 1000 + self.serial
+        slug = payload["project"]["slug"]
+        payload["workflow"]["url"] = (
+            f"https://app.circleci.com/pipelines/{slug}/{1000 + self.serial}/workflows/{payload['workflow']['id']}"
+        )
+        base = 100 * self.serial
+        jobs = [
+            {
+                "name": f"build-{k}",
+                "type": "build",
+                "status": "success",
+                "number": base + k,
+                "tests": [],
+                "artifacts": [],
+            }
+            for k in range(SUCCESSFUL_JOBS)
+        ]
+        jobs += [
+            {
+                "name": f"test-{k}",
+                "type": "build",
+                "status": "failed",
+                "number": base + SUCCESSFUL_JOBS + k,
+                "tests": [
+                    {
+                        "name": f"test_case_{t}",
+                        "result": "failure" if t < FAILING_TESTS else "success",
+                        "message": f"AssertionError: expected {t} got {t + 1}\n  at tests/test_{k}.py:{10 + t}",
+                    }
+                    for t in range(TESTS)
+                ],
+                "artifacts": [f"test-results/junit-{a}.xml" for a in range(ARTIFACTS)],
+            }
+            for k in range(FAILED_JOBS)
+        ]
+        return payload, jobs
+
+    def load(self, sim: httpx.Client, count: int) -> list[dict[str, Any]]:
+        """`count` workflows made servable by the simulator; their webhook payloads."""
+        payloads = []
+        for _ in range(count):
+            payload, jobs = self.make()
+            sim.post("/_sim/workflows", json={"payload": payload, "jobs": jobs}).raise_for_status()
+            payloads.append(payload)
+        return payloads
+
+
+def envelope(payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "event_id": payload["id"],
+        "event_type": "workflow-completed",
+        "request_id": uuid.uuid4().hex,
+        "received_at": datetime.now(UTC).isoformat(),
+        "payload": payload,
+    }
+
+
+# -- one run -----------------------------------------------------------------------------------
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
+        self.args = args
+        self.tmp = tmp
+        self.procs = Processes(tmp)
+        self.last_cpu = max(0, (os.cpu_count() or 1) - 1)
+        self.events = Events()
+        self.redis_port = free_port()
+        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.redis = redis.Redis(port=self.redis_port, socket_timeout=10)
+        self.queue = Queue("events", connection=self.redis, serializer=JSONSerializer)
+
+    def env(self, sim_port: int, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "REDIS_URL": self.redis_url,
+            "CIRCLE_TOKEN": TOKEN,
+            "CIRCLECI_API_URL": f"http://127.0.0.1:{sim_port}/api/v2",
+            "CIRCLECI_WEBHOOK_SECRETS": SECRET,
+            "LOG_LEVEL": "WARNING",
+            "LOG_FORMAT": "json",
+            "CIRCLECI_API_RATE_PER_SECOND": "1000000",
+            "CIRCLECI_API_BURST": "1000000",
+            "RATE_LIMIT_PER_SECOND": "1000000",
+            "RATE_LIMIT_BURST": "1000000",
+            "WORKER_METRICS_PORT": "0",
+            "HOST": "127.0.0.1",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+            **extra,
+        }
+
+    def start_redis(self) -> None:
+        self.redis_proc = self.procs.start(
+            "redis",
+            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.tmp)],
+            cpu=self.last_cpu, env=dict(os.environ),
+        )  # fmt: skip
+        wait_until(lambda: bool(self.redis.ping()), "redis-server", 10)
+
+    def start_simulator(self, latency_ms: float) -> tuple[subprocess.Popen[bytes], httpx.Client]:
+        port = free_port()
+        process = self.procs.start(
+            "simulator",
+            [sys.executable, "-m", "tests.fakes.simulator", "--port", str(port), "--latency-ms", str(latency_ms),
+             "--page-size", str(self.args.page_size), "--token", TOKEN, "--empty"],
+            cpu=self.last_cpu, env=dict(os.environ),
+        )  # fmt: skip
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, trust_env=False)
+        wait_until(lambda: client.get("/_sim/calls").status_code == 200, "simulator", 20)
+        return process, client
+
+    def start_workers(self, count: int, sim_port: int) -> list[subprocess.Popen[bytes]]:
+        env = self.env(sim_port)
+        return [
+            self.procs.start(f"worker-{i}", [sys.executable, "-m", "service.cli", "worker"], cpu=i, env=env)
+            for i in range(count)
+        ]
+
+    def wait_jobs(self, ids: list[str], workers: list[subprocess.Popen[bytes]], timeout: float) -> list[float]:
+        """Wait until every job is done; the workers' RSS sampled meanwhile (max per worker)."""
+        peaks = [0.0] * len(workers)
+        deadline = time.monotonic() + timeout
+        while True:
+            peaks = [max(p, rss_mb(w.pid)) for p, w in zip(peaks, workers, strict=True)]
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hget(Job.key_for(job_id), "status")
+            if all(s is not None and s.decode() in DONE for s in pipe.execute()):
+                break
+            dead = [w.args for w in workers if w.poll() is not None]
+            if dead:
+                raise RuntimeError(f"bench: a worker exited early: {dead}; see its log in {self.tmp}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bench: {len(ids)} jobs not done within {timeout:.0f} s")
+            time.sleep(0.1)
+        return [max(p, rss_mb(w.pid)) for p, w in zip(peaks, workers, strict=True)]
+
+    def outcomes(self, jobs: list[Job]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for job in jobs:
+            status = job.get_status(refresh=False)
+            value = job.return_value() if status == "finished" else None
+            key = str(status)
+            if isinstance(value, dict):
+                key = "complete" if value.get("complete") else str(value.get("status", "incomplete"))
+                key = "incomplete" if key == "enriched" else key
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def throughput(self, latency_ms: float, workers: int) -> dict[str, Any]:
+        self.redis.flushall()
+        sim_proc, sim = self.start_simulator(latency_ms)
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            warm = self.events.load(sim, workers)
+            payloads = self.events.load(sim, self.args.events)
+            procs += self.start_workers(workers, sim.base_url.port or 0)
+            # Warm-up: each worker builds its Runtime (httpx client, pool) on its first job.
+            warm_ids = [self.queue.enqueue(PROCESS_EVENT, envelope(p), description="process_event").id for p in warm]
+            self.wait_jobs(warm_ids, procs, 30)
+            sim.post("/_sim/reset").raise_for_status()
+            datas = [Queue.prepare_data(PROCESS_EVENT, [envelope(p)], description="process_event") for p in payloads]
+            watched = [*procs, sim_proc, self.redis_proc]
+            cpu_before = [cpu_seconds(p.pid) for p in watched]
+            ids = [job.id for job in self.queue.enqueue_many(datas)]
+            rss = self.wait_jobs(ids, procs, self.args.timeout)
+            cpu = [cpu_seconds(p.pid) - before for p, before in zip(watched, cpu_before, strict=True)]
+            calls = sim.get("/_sim/calls").json()
+        finally:
+            for p in [*procs, sim_proc]:
+                self.procs.stop(p)
+            sim.close()
+        jobs = [j for j in Job.fetch_many(ids, connection=self.redis, serializer=JSONSerializer) if j is not None]
+        started = min(j.started_at for j in jobs if j.started_at)
+        ended = max(j.ended_at for j in jobs if j.ended_at)
+        elapsed = (ended - started).total_seconds()
+        per_job = sorted(
+            (j.ended_at - j.started_at).total_seconds() * 1000 for j in jobs if j.started_at and j.ended_at
+        )
+        return {
+            "latency_ms": latency_ms,
+            "workers": workers,
+            "events": len(ids),
+            "seconds": elapsed,
+            "events_per_s": len(ids) / elapsed,
+            "events_per_s_per_process": len(ids) / elapsed / workers,
+            "job_ms_p50": statistics.median(per_job),
+            "api_calls_per_event": calls["total"] / len(ids),
+            "api_calls": calls["calls"],
+            "rss_mb": rss,
+            # CPU seconds over the phase: which process limits the rate (the CPUs are shared)
+            "cpu_ms_per_event": {
+                "workers": 1000 * sum(cpu[:workers]) / len(ids),
+                "simulator": 1000 * cpu[-2] / len(ids),
+                "redis": 1000 * cpu[-1] / len(ids),
+            },
+            "outcomes": self.outcomes(jobs),
+        }
+
+    def end_to_end(self, latency_ms: float, count: int) -> dict[str, Any]:
+        self.redis.flushall()
+        sim_proc, sim = self.start_simulator(latency_ms)
+        web_port = free_port()
+        web = http = None
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            payloads = self.events.load(sim, count + 1)
+            env = self.env(sim.base_url.port or 0, PORT=str(web_port))
+            web = self.procs.start("web", [sys.executable, "-m", "service.cli", "web"], cpu=self.last_cpu, env=env)
+            procs = self.start_workers(1, sim.base_url.port or 0)
+            http = httpx.Client(base_url=f"http://127.0.0.1:{web_port}", timeout=10, trust_env=False)
+            wait_until(lambda: http.get("/healthz").status_code == 200, "web", 20)
+            samples, posts = [], []
+            for i, payload in enumerate(payloads):  # the first one warms the worker up
+                body = json.dumps(payload).encode()
+                headers = {"content-type": "application/json", "circleci-signature": sign(body, SECRET),
+                           "circleci-event-type": "workflow-completed"}  # fmt: skip
+                start = time.time()
+                response = http.post("/webhooks/circleci", content=body, headers=headers)
+                posted = time.time()
+                if response.status_code != 202:
+                    raise RuntimeError(f"bench: POST answered {response.status_code}: {response.text[:200]}")
+                job_id = self.redis.get(f"cie:seen:{payload['id']}")
+                if job_id is None:
+                    raise RuntimeError(f"bench: no cie:seen:{payload['id']} after a 202")
+                key = Job.key_for(job_id.decode())
+                wait_until(lambda k=key: (self.redis.hget(k, "status") or b"").decode() in DONE, "event", 30, 0.002)
+                job = Job.fetch(job_id.decode(), connection=self.redis, serializer=JSONSerializer)
+                if i and job.ended_at:
+                    samples.append((job.ended_at.timestamp() - start) * 1000)
+                    posts.append((posted - start) * 1000)
+            rss = [rss_mb(p.pid) for p in procs]
+        finally:
+            if http is not None:
+                http.close()
+            for p in [*procs, web, sim_proc]:
+                if p is not None:
+                    self.procs.stop(p)
+            sim.close()
+        samples.sort()
+        return {
+            "latency_ms": latency_ms,
+            "events": len(samples),
+            "p50_ms": statistics.median(samples),
+            "p99_ms": samples[min(len(samples) - 1, math.ceil(0.99 * len(samples)) - 1)],
+            "max_ms": samples[-1],
+            "post_p50_ms": statistics.median(posts),
+            "rss_mb": rss,
+        }
+
+    def execute(self) -> dict[str, Any]:
+        a = self.args
+        result: dict[str, Any] = {"load_average": load_average()}
+        try:
+            self.start_redis()
+            result["io_1w"] = self.throughput(a.latency_ms, 1)
+            result["io_2w"] = self.throughput(a.latency_ms, 2)
+            result["cpu_1w"] = self.throughput(0, 1)
+            result["e2e"] = self.end_to_end(a.latency_ms, a.e2e_events)
+        finally:
+            self.redis.close()
+            self.procs.stop_all()
+        return result
+
+
+# -- figures -----------------------------------------------------------------------------------
+
+
+def figures(run: dict[str, Any], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Each figure with its target: (value, target text, ratio, met)."""
+    ps, latency = args.page_size, args.latency_ms / 1000
+    critical = pages(JOBS, ps) + max(pages(TESTS, ps), pages(ARTIFACTS, ps))
+    bound = 1 / (critical * latency)
+    minimum = pages(JOBS, ps) + FAILED_JOBS * (pages(TESTS, ps) + pages(ARTIFACTS, ps))
+    naive = 1 + 3 * JOBS
+    io1, io2, cpu, e2e = run["io_1w"], run["io_2w"], run["cpu_1w"], run["e2e"]
+    e2e_bound = critical * args.latency_ms
+    rss = max(io1["rss_mb"] + io2["rss_mb"] + cpu["rss_mb"] + e2e["rss_mb"])
+    calls = io1["api_calls_per_event"]
+
+    def fig(value: float, unit: str, target: str, ratio: float, met: bool | None) -> dict[str, Any]:
+        return {"value": value, "unit": unit, "target": target, "ratio": ratio, "met": met}
+
+    return {
+        "events/s, 1 worker, latency": fig(io1["events_per_s"], "ev/s",
+            f">= {BOUND_FRACTION * bound:.1f} (0.8 x bound {bound:.1f})", io1["events_per_s"] / bound,
+            io1["events_per_s"] >= BOUND_FRACTION * bound),
+        "events/s/process, 2 workers": fig(io2["events_per_s_per_process"], "ev/s",
+            f">= {BOUND_FRACTION * bound:.1f} (0.8 x bound {bound:.1f})", io2["events_per_s_per_process"] / bound,
+            io2["events_per_s_per_process"] >= BOUND_FRACTION * bound),
+        "scaling, 2 workers / 1": fig(io2["events_per_s"] / io1["events_per_s"], "x", "~2 (ratio to 2)",
+            io2["events_per_s"] / io1["events_per_s"] / 2, None),
+        "events/s, 1 worker, 0 ms": fig(cpu["events_per_s"], "ev/s", f">= {ZERO_LATENCY_TARGET:.0f}",
+            cpu["events_per_s"] / ZERO_LATENCY_TARGET, cpu["events_per_s"] >= ZERO_LATENCY_TARGET),
+        "e2e p50": fig(e2e["p50_ms"], "ms", f"bound {e2e_bound:.0f} (ratio p50/bound)",
+            e2e["p50_ms"] / e2e_bound, None),
+        "e2e p99": fig(e2e["p99_ms"], "ms", f"bound {e2e_bound:.0f} (ratio p99/bound)",
+            e2e["p99_ms"] / e2e_bound, None),
+        "API calls/event": fig(calls, "calls", f"minimum {minimum} (naive {naive})", calls / minimum,
+            calls <= minimum),
+        "worker RSS max": fig(rss, "MB", f"<= {RSS_TARGET_MB:.0f}", rss / RSS_TARGET_MB, rss <= RSS_TARGET_MB),
+    }  # fmt: skip
+
+
+def print_table(figs: dict[str, dict[str, Any]]) -> None:
+    print(f"  {'figure':30} {'value':>12}  {'ratio':>6}  target")
+    for name, f in figs.items():
+        mark = {True: "ok", False: "MISSED", None: ""}[f["met"]]
+        print(f"  {name:30} {f['value']:8.1f} {f['unit']:5} {f['ratio']:6.2f}  {f['target']} {mark}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--events", type=int, default=200, help="events per throughput phase")
+    parser.add_argument("--e2e-events", type=int, default=50)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--page-size", type=int, default=20, help="the simulator's page size")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds a throughput phase may take")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    if not shutil.which("redis-server"):
+        raise SystemExit("bench: redis-server is not installed: apt-get install redis-server")
+    if args.latency_ms <= 0:
+        raise SystemExit("bench: --latency-ms must be positive (zero latency is always measured too)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so every `finally` stops its processes
+    print(
+        f"worker: {args.runs} runs; {args.events} events per phase, {JOBS} jobs each ({FAILED_JOBS} failed, "
+        f"{TESTS} tests, {ARTIFACTS} artifact); latency {args.latency_ms:g} ms; page size {args.page_size}; "
+        f"{os.cpu_count()} CPUs"
+    )
+    runs, table = [], []
+    for i in range(1, args.runs + 1):
+        with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
+            print(f"run {i}: load average before {load_average()}", flush=True)
+            run = Run(args, Path(tmp)).execute()
+        figs = figures(run, args)
+        runs.append(run)
+        table.append(figs)
+        print_table(figs)
+        for key in ("io_1w", "io_2w", "cpu_1w"):
+            ph, c = run[key], run[key]["cpu_ms_per_event"]
+            busy = c["workers"] * ph["events_per_s"] / 1000 / ph["workers"]
+            print(
+                f"  {ph['latency_ms']:g} ms x {ph['workers']} worker(s): job p50 {ph['job_ms_p50']:.1f} ms; "
+                f"CPU ms/event worker {c['workers']:.1f} ({busy:.0%} busy), simulator {c['simulator']:.1f}, "
+                f"redis {c['redis']:.1f}; {ph['outcomes']}"
+            )
+        print(f"  API calls by operation (1 worker): {run['io_1w']['api_calls']}", flush=True)
+    summary = {}
+    print(f"summary over {args.runs} runs (median [min-max]):")
+    for name in table[0]:
+        values = [figs[name]["value"] for figs in table]
+        ratios = [figs[name]["ratio"] for figs in table]
+        med = statistics.median(values)
+        summary[name] = {"median": med, "min": min(values), "max": max(values),
+                         "ratio_median": statistics.median(ratios), "target": table[0][name]["target"]}  # fmt: skip
+        print(f"  {name:30} {med:8.1f} [{min(values):.1f}-{max(values):.1f}] {table[0][name]['unit']:5} "
+              f"ratio {statistics.median(ratios):.2f}  target {table[0][name]['target']}")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "runs": runs,
+                                         "figures": table, "summary": summary}, indent=2, default=str))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
