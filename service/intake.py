@@ -26,45 +26,46 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from service.ratelimit import RATE_LIMIT_PREFIX, TOKEN_BUCKET_LUA
+from workers.store import RECORD_PREFIX
 
 PROCESS_EVENT = "workers.events.process_event"
 DEDUPE_PREFIX = "cie:seen:"
 MAX_BATCH = 256
 
-# KEYS: queue key, set of queues. ARGV: rate, burst, dedupe ttl, number of job fields F, the
-# F shared job fields as field, value pairs, then 5 values per delivery: client, event id,
-# job id, data, time. Returns one string, an entry per delivery joined by ',': 'q <job id>',
-# 'd <job id that holds it>' or 'l <seconds to wait>' (flat: parsing nested replies cost more).
+# KEYS: queue key, set of queues. ARGV: rate, burst, dedupe ttl, the key prefixes of rate
+# limits, dedupe keys, RQ jobs and event records, the number F of shared job fields, those F
+# fields as field, value pairs, then 5 values per delivery: client, event id, job id, data,
+# time. Returns one string, an entry per delivery joined by ',': 'q <job id>', 'd <job id that
+# holds it>' or 'l <seconds to wait>' (flat: parsing nested replies cost more).
+# The keys are built inside the script, which Redis Cluster would refuse; RQ does not run on
+# Redis Cluster anyway.
 ADMIT_LUA = (
     TOKEN_BUCKET_LUA
     + """
-local rate, burst, ttl, nfields = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local rate, burst, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local limit_prefix, seen_prefix, job_prefix, record_prefix = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local nfields = tonumber(ARGV[8])
 local shared = {}
-for i = 5, 4 + nfields do shared[#shared + 1] = ARGV[i] end
+for i = 9, 8 + nfields do shared[#shared + 1] = ARGV[i] end
 local results = {}
-for i = 5 + nfields, #ARGV, 5 do
+for i = 9 + nfields, #ARGV, 5 do
   local client, event_id, job_id, data, now = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local allowed, wait = take_token('"""
-    + RATE_LIMIT_PREFIX
-    + """' .. client, rate, burst)
-  local seen_key = '"""
-    + DEDUPE_PREFIX
-    + """' .. event_id
-  local holder = redis.call('GET', seen_key)
+  local allowed, wait = take_token(limit_prefix .. client, rate, burst)
+  local holder = redis.call('GET', seen_prefix .. event_id)
   if allowed == 0 then
     results[#results + 1] = 'l ' .. tostring(wait)
   elseif holder then
+    -- `events show` counts the duplicates CircleCI sent
+    redis.call('HINCRBY', record_prefix .. event_id, 'duplicates', 1)
+    redis.call('EXPIRE', record_prefix .. event_id, ttl)
     results[#results + 1] = 'd ' .. holder
   else
     -- Redis does not roll a script back when a command fails, so the dedupe key is written
     -- last: whatever fails before it leaves the event unseen, and CircleCI's retry queues it.
-    local job_key = '"""
-    + Job.redis_job_namespace_prefix
-    + """' .. job_id
-    redis.call('HSET', job_key, 'data', data, 'created_at', now, 'enqueued_at', now, unpack(shared))
+    redis.call('HSET', job_prefix .. job_id, 'data', data, 'created_at', now, 'enqueued_at', now, unpack(shared))
     redis.call('RPUSH', KEYS[1], job_id)
     redis.call('SADD', KEYS[2], KEYS[1])
-    redis.call('SET', seen_key, job_id, 'EX', ttl)
+    redis.call('SET', seen_prefix .. event_id, job_id, 'EX', ttl)
     results[#results + 1] = 'q ' .. job_id
   end
 end
@@ -95,7 +96,8 @@ class Intake:
         retry: Retry | None = None,
     ) -> None:
         self._script = redis.register_script(ADMIT_LUA)
-        self._head = [rate_limit_per_second, rate_limit_burst, dedupe_ttl]
+        prefixes = [RATE_LIMIT_PREFIX, DEDUPE_PREFIX, Job.redis_job_namespace_prefix, RECORD_PREFIX]
+        self._head = [rate_limit_per_second, rate_limit_burst, dedupe_ttl, *prefixes]
         # RQ builds the record once, here; per delivery only id, data and times change.
         # An unconnected client: nothing below talks to Redis.
         offline = SyncRedis()

@@ -14,12 +14,15 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from config.settings import Settings
+
+if TYPE_CHECKING:
+    from config.routes import Routes
 
 OUTCOMES = ("delivered", "retried", "rejected", "dead_lettered", "skipped_duplicate")
 
@@ -61,6 +64,7 @@ class DeliveryContext:
     settings: Settings
     handlers: Mapping[str, Handler]
     http: httpx.Client
+    routes: Routes | None = None  # None: contexts built by hand in tests, routing nothing
     metrics: DeliveryMetrics = field(default_factory=DeliveryMetrics)
     rng: random.Random = field(default_factory=random.Random)
 
@@ -85,7 +89,7 @@ def build_context(settings: Settings, environ: Mapping[str, str]) -> DeliveryCon
 
     routes = load_routes(settings.routes_file, environ)
     handlers = {name: build_handler(name, config) for name, config in routes.handlers.items()}
-    return DeliveryContext(settings=settings, handlers=handlers, http=http_client(settings))
+    return DeliveryContext(settings=settings, handlers=handlers, http=http_client(settings), routes=routes)
 
 
 _context: DeliveryContext | None = None

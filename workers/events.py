@@ -18,6 +18,8 @@ from rq import Queue, Retry, get_current_job
 from rq.serializers import JSONSerializer
 
 from config.errors import CircleCIAPIError
+from workers.delivery import fan_out
+from workers.delivery_context import get_context
 from workers.enrichment import RETRYABLE
 from workers.runtime import runtime
 from workers.timestamps import parse_time
@@ -40,7 +42,7 @@ def bind_job_context(envelope: dict[str, Any]) -> None:
 
 
 def process_event(envelope: dict[str, Any]) -> dict[str, Any]:
-    """Enrich one delivery and route it."""
+    """Enrich one delivery, route it and queue one delivery per subscribed handler."""
     bind_job_context(envelope)
     rt = runtime()
     received = parse_time(envelope.get("received_at")) or datetime.now(UTC)
@@ -50,6 +52,9 @@ def process_event(envelope: dict[str, Any]) -> dict[str, Any]:
     except RETRYABLE as exc:
         return _defer(envelope, exc, remaining)
     enrichment = event["enrichment"]
+    routes = get_context().routes
+    handlers = routes.match(event) if routes is not None else []
+    fan_out(rt.redis, event, handlers, settings=rt.settings)
     log.info(
         "event_enriched",
         event_type=event["event_type"],
@@ -60,6 +65,7 @@ def process_event(envelope: dict[str, Any]) -> dict[str, Any]:
         reason=enrichment["reason"],
         api_calls=enrichment["api_calls"],
         failed_jobs=len(event["failed_jobs"]),
+        handlers=handlers,
     )
     if event["event_type"] == "workflow-completed":
         workflow = event["workflow"]

@@ -36,6 +36,11 @@ def build_worker(redis: Redis, queues: Sequence[str] = QUEUES, *, name: str | No
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> bool:
+    from workers.delivery_context import get_context
+    from workers.runtime import runtime
+
+    get_context()  # a broken routes file stops the worker here, not at the first event
+    runtime()
     redis = connect(settings.redis_url or "redis://127.0.0.1:6379/0")
     worker = build_worker(redis, (settings.events_queue, settings.deliveries_queue))
     if settings.worker_metrics_port:

@@ -12,6 +12,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from service.intake import DEDUPE_PREFIX, PROCESS_EVENT, Intake, _job_data
+from workers.store import RECORD_PREFIX
 
 
 def admit_all(redis_url: str, deliveries: list[tuple[str, str]], **options) -> list:
@@ -112,3 +113,9 @@ def test_job_data_carries_the_payload_bytes_as_sent() -> None:
     raw = json.dumps(payload, ensure_ascii=False, indent=2).encode()
     data = json.loads(_job_data({"event_id": "é-1", "request_id": "r"}, raw))
     assert data == [PROCESS_EVENT, None, [{"event_id": "é-1", "request_id": "r", "payload": payload}], {}]
+
+
+def test_duplicates_are_counted_on_the_event_record(redis_url: str) -> None:
+    admit_all(redis_url, [("ci", "evt-dup")] * 3)
+    record = redis.Redis.from_url(redis_url).hgetall(RECORD_PREFIX + "evt-dup")
+    assert record == {b"duplicates": b"2"}
