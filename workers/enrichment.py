@@ -72,7 +72,7 @@ class Enricher:
         """The enriched event. Raises a retryable CircleCIAPIError only when `may_defer`."""
         payload = envelope["payload"]
         facts = vcs_facts(payload)
-        event = _from_webhook(envelope, facts)
+        event = from_webhook(envelope, facts)
         counter = [0]
         token = api_calls.set(counter)
         problems: list[CircleCIAPIError] = []
@@ -221,7 +221,7 @@ class Enricher:
         return transition.to_dict()
 
 
-def _from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
+def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
     """Everything the webhook itself says, in the enriched event's shape."""
     p = envelope["payload"]
     project, org, pipeline = p["project"], p["organization"], p["pipeline"]
