@@ -7,26 +7,29 @@ delivery before deduplicating and queueing it.
 
 from __future__ import annotations
 
-# take_token(key, rate, burst) -> allowed (0|1), seconds to wait for the next token
+# take_tokens(key, rate, burst, wanted) -> tokens granted (0..wanted), seconds to wait for the
+# next one; take_token(key, rate, burst) takes one.
 TOKEN_BUCKET_LUA = """
-local function take_token(key, rate, burst)
+local function take_tokens(key, rate, burst, wanted)
   local t = redis.call('TIME')
   local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
   local state = redis.call('HMGET', key, 'tokens', 'ts')
   local tokens = tonumber(state[1]) or burst
   local ts = tonumber(state[2]) or now
   tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-  local allowed = 0
+  local granted = math.min(wanted, math.floor(tokens))
   local wait = 0
-  if tokens >= 1 then
-    tokens = tokens - 1
-    allowed = 1
-  else
+  tokens = tokens - granted
+  if granted == 0 then
     wait = (1 - tokens) / rate
   end
   redis.call('HSET', key, 'tokens', tokens, 'ts', now)
   redis.call('EXPIRE', key, math.ceil(burst / rate) + 1)
-  return allowed, wait
+  return granted, wait
+end
+
+local function take_token(key, rate, burst)
+  return take_tokens(key, rate, burst, 1)
 end
 """
 RATE_LIMIT_PREFIX = "cie:ratelimit:"

@@ -4,10 +4,14 @@ CircleCI publishes no numbers for its rate limits and throttles bursts and susta
 (https://circleci.com/docs/guides/toolkit/api-developers-guide/#rate-limits), so all workers
 together stay under a configured rate. A short wait is slept; a longer one raises
 CircleCIRateLimited so the job is rescheduled instead of holding a worker.
+
+A process takes a few tokens per Redis call and spends them locally: a round trip per API
+request cost 0.5-1.2 ms on the enrichment's critical path.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -20,8 +24,8 @@ KEY = "cie:ratelimit:circleci-api"
 _TAKE = (
     TOKEN_BUCKET_LUA
     + """
-local allowed, wait = take_token(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
-return {allowed, tostring(wait)}
+local granted, wait = take_tokens(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+return {granted, tostring(wait)}
 """
 )
 
@@ -34,20 +38,28 @@ class ApiBudget:
         per_second: float,
         burst: int,
         max_wait: float = 2.0,
+        batch: int = 4,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._script = redis.register_script(_TAKE)
-        self._args = [per_second, burst]
+        self._args = [per_second, burst, max(1, min(batch, burst))]
         self.max_wait = max_wait
         self._sleep = sleep
+        self._local = 0
+        self._lock = threading.Lock()
 
     def take(self) -> None:
         """Wait for one request's token, or raise CircleCIRateLimited carrying the wait."""
         waited = 0.0
         while True:
-            allowed, wait = self._script(keys=[KEY], args=self._args)
-            if int(allowed):
-                return
+            with self._lock:
+                if self._local:
+                    self._local -= 1
+                    return
+                granted, wait = self._script(keys=[KEY], args=self._args)
+                if int(granted):
+                    self._local = int(granted) - 1
+                    return
             wait = float(wait)
             if waited + wait > self.max_wait:
                 raise CircleCIRateLimited(

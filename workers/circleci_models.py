@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import cache
 from typing import Any, Self
 
 __all__ = [
@@ -35,7 +36,7 @@ class _Model:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Build from an API object; unknown keys stay in `raw`, missing ones default."""
-        known = {f.name for f in fields(cls)} - {"raw"}  # type: ignore[arg-type]
+        known = _field_names(cls)
         values: dict[str, Any] = {}
         for key, value in data.items():
             name = key.replace("-", "_")
@@ -47,6 +48,11 @@ class _Model:
     def to_dict(self) -> dict[str, Any]:
         """The API object as received, for queue arguments and caches."""
         return dict(self.raw)
+
+
+@cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls)) - {"raw"}
 
 
 def _raw() -> Any:

@@ -1,0 +1,51 @@
+"""The workers' shared CircleCI API budget, on the real redis-server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from config.errors import CircleCIRateLimited
+from workers.api_budget import ApiBudget
+
+
+def test_a_burst_is_allowed_then_short_waits_are_slept(redis_url: str) -> None:
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    budget = ApiBudget(redis.Redis.from_url(redis_url), per_second=10, burst=3, batch=2, sleep=sleep)
+    for _ in range(3):
+        budget.take()
+    assert slept == []
+    budget.take()
+    assert slept and 0 < slept[0] <= 0.1 and sum(slept) < 0.2
+
+
+def test_processes_share_the_budget(redis_url: str) -> None:
+    """Two processes (two budgets) together get no more than the burst."""
+    client = redis.Redis.from_url(redis_url)
+    a = ApiBudget(client, per_second=0.01, burst=4, batch=2, max_wait=0.5)
+    b = ApiBudget(client, per_second=0.01, burst=4, batch=2, max_wait=0.5)
+    a.take()
+    b.take()
+    a.take()
+    b.take()
+    with pytest.raises(CircleCIRateLimited) as caught:
+        a.take()
+    assert caught.value.retry_after > 0.5
+
+
+def test_tokens_are_taken_a_few_at_a_time(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    budget = ApiBudget(client, per_second=0.01, burst=10, batch=4)
+    budget.take()
+    remaining = float(client.hget("cie:ratelimit:circleci-api", "tokens"))
+    assert 5.9 < remaining < 6.1  # four taken in one call, three kept locally
+    for _ in range(3):
+        budget.take()
+    assert 5.9 < float(client.hget("cie:ratelimit:circleci-api", "tokens")) < 6.1
