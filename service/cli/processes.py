@@ -63,11 +63,7 @@ def run() -> None:
     if not settings.redis_url:
         embedded = EmbeddedRedis()
         env["REDIS_URL"] = embedded.start()
-        click.echo(
-            f"circleci-events: started an embedded Redis at {embedded.url}; it keeps nothing across restarts "
-            "(set REDIS_URL to use your own)",
-            err=True,
-        )
+        click.echo(f"circleci-events: started {embedded.describe()}", err=True)
     command = [sys.executable, "-m", "service.cli"]
     # Own sessions: Ctrl-C reaches only this process, which stops the workers before Redis.
     processes = [subprocess.Popen([*command, "web"], env=env, start_new_session=True)]
