@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from config.settings import Settings
+from service.admin import admin_mount
 from service.errors import EXCEPTION_HANDLERS
 from service.health import healthz, metrics, readyz
 from service.intake import Intake
@@ -40,15 +41,18 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
         yield
         await redis.aclose()
 
+    routes: list[BaseRoute] = [
+        Route("/webhooks/circleci", receive_webhook, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    if settings.admin_token is not None:  # without a token the admin routes do not exist at all
+        routes.append(admin_mount(settings))
     app = Starlette(
-        routes=[
-            Route("/webhooks/circleci", receive_webhook, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
-        ],
+        routes=routes,
         middleware=[Middleware(RequestIdMiddleware)],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -63,5 +67,6 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
         dedupe_ttl=settings.dedupe_ttl_seconds,
         rate_limit_burst=settings.rate_limit_burst,
         rate_limit_per_second=settings.rate_limit_per_second,
+        job_timeout=settings.event_job_timeout_seconds,
     )
     return app

@@ -22,7 +22,7 @@ import orjson
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from rq import Queue, Retry
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from service.ratelimit import RATE_LIMIT_PREFIX, TOKEN_BUCKET_LUA
@@ -113,7 +113,7 @@ class Intake:
             failure_ttl=30 * 24 * 3600,
             retry=retry or Retry(max=5, interval=[10, 30, 60, 300, 900]),
             origin=queue_name,
-            status="queued",
+            status=JobStatus.QUEUED,
         )
         fields = template.to_dict()
         for per_job in ("data", "created_at", "enqueued_at"):
@@ -141,7 +141,7 @@ class Intake:
         try:
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                args = list(self._head)
+                args: list[Any] = list(self._head)
                 for item, _ in batch:
                     args += item
                 try:

@@ -138,7 +138,7 @@ def _check(obj: dict[str, Any], rules: list[_Rule]) -> None:
                     f"field '{path}' must be {_TYPE_NAMES[want]}, got {_json_type(value)}",
                     details={"field": path, "expected": _TYPE_NAMES[want], "got": _json_type(value)},
                 )
-            if name == "id" and not value.strip():
+            if name == "id" and isinstance(value, str) and not value.strip():
                 raise PayloadInvalid(f"field '{path}' must not be empty", details={"field": path})
 
 

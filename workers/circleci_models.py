@@ -8,10 +8,10 @@ omits optional ones (https://circleci.com/docs/api/v2/). Hyphenated keys (`creat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import cache
-from typing import Any, Self
+from typing import Any, Self, cast
 
 __all__ = [
     "Artifact",
@@ -36,7 +36,7 @@ class _Model:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Build from an API object; unknown keys stay in `raw`, missing ones default."""
-        known = _field_names(cls)
+        known = _field_names(cast(Hashable, cls))
         values: dict[str, Any] = {}
         for key, value in data.items():
             name = key.replace("-", "_")
@@ -51,8 +51,8 @@ class _Model:
 
 
 @cache
-def _field_names(cls: type) -> frozenset[str]:
-    return frozenset(f.name for f in fields(cls)) - {"raw"}
+def _field_names(cls: Hashable) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cast(Any, cls))) - {"raw"}
 
 
 def _raw() -> Any:

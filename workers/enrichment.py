@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from config.errors import (
@@ -126,11 +127,9 @@ class Enricher:
             and (j["status"] in FAILED or (self.successful_jobs and j["status"] == "success"))
         ]
         slug = event["project"]["slug"]
-        facets = self._gather(
-            [lambda n=j["number"]: self._tests(slug, n) for j in wanted]
-            + [lambda n=j["number"]: self._artifacts(slug, n) for j in wanted],
-            problems,
-        )
+        calls: list[Callable[[], Any]] = [partial(self._tests, slug, j["number"]) for j in wanted]
+        calls += [partial(self._artifacts, slug, j["number"]) for j in wanted]
+        facets = self._gather(calls, problems)
         tests, artifacts = facets[: len(wanted)], facets[len(wanted) :]
         event["failed_jobs"] = [
             {**_subset(j), "tests": t, "artifacts": a}
@@ -234,7 +233,7 @@ def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
     if isinstance(job, dict):
         job_entry = {k: job.get(k) for k in ("id", "number", "name", "status", "started_at", "stopped_at")}
         job_entry["duration_seconds"] = duration_seconds(job.get("started_at"), job.get("stopped_at"))
-        job_entry["web_url"] = _job_url(workflow and workflow.get("url"), job.get("number"))
+        job_entry["web_url"] = _job_url(workflow["url"] if workflow else None, job.get("number"))
     subject = job_entry or workflow or {}
     return {
         "schema_version": SCHEMA_VERSION,
