@@ -15,6 +15,13 @@ from service.cli.pipeline_wait import TERMINAL, PipelineOutcome, wait_for_pipeli
 from workers.circleci import CircleCIClient
 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+SECRET_VALUE = click.option(
+    "--value",
+    prompt=True,
+    hide_input=True,
+    callback=lambda ctx, param, value: sys.stdin.read().rstrip("\n") if value == "-" else value,
+    help="Prompted (hidden) when not given; - reads stdin.",
+)
 
 
 def client_from(settings: Settings) -> CircleCIClient:
@@ -209,11 +216,11 @@ def contexts_vars(context_id: str, as_json: bool) -> None:
 @contexts.command("set-var")
 @click.argument("context_id")
 @click.argument("name")
-@click.option("--value", prompt=True, hide_input=True, help="Prompted (hidden) when not given; - reads stdin.")
+@SECRET_VALUE
 @clear_errors
 def contexts_set_var(context_id: str, name: str, value: str) -> None:
     """Add or replace a context variable."""
-    _client().set_context_env_var(context_id, name, sys.stdin.read().rstrip("\n") if value == "-" else value)
+    _client().set_context_env_var(context_id, name, value)
     click.echo(f"set {name}")
 
 
@@ -243,11 +250,11 @@ def env_vars_list(slug: str, as_json: bool) -> None:
 @env_vars.command("set")
 @click.argument("slug")
 @click.argument("name")
-@click.option("--value", prompt=True, hide_input=True, help="Prompted (hidden) when not given; - reads stdin.")
+@SECRET_VALUE
 @clear_errors
 def env_vars_set(slug: str, name: str, value: str) -> None:
     """Create or replace a project variable."""
-    _client().create_project_env_var(slug, name, sys.stdin.read().rstrip("\n") if value == "-" else value)
+    _client().create_project_env_var(slug, name, value)
     click.echo(f"set {name}")
 
 
