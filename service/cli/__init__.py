@@ -5,7 +5,12 @@ from __future__ import annotations
 import click
 
 from service.cli.api import api
+from service.cli.check_config import check_config
+from service.cli.dead_letters import dead_letters
+from service.cli.events import events
+from service.cli.preview import preview
 from service.cli.processes import run, web, worker
+from service.cli.send_test_event import send_test_event
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,7 +18,7 @@ def main() -> None:
     """Receive CircleCI webhooks, enrich them and route them to the teams that act on them."""
 
 
-for command in (web, worker, run, api):
+for command in (web, worker, run, api, check_config, preview, send_test_event, events, dead_letters):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -1,0 +1,46 @@
+"""`circleci-events check-config [ROUTES_FILE]`: validate the routes file and show what it resolves to."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from service.cli.common import clear_errors, emit, load_settings
+from service.cli.routes_view import handler_row, read_routes, subscription_row
+
+
+@click.command("check-config")
+@click.argument("routes_file", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@clear_errors
+def check_config(routes_file: str | None, as_json: bool) -> None:
+    """Validate ROUTES_FILE (default: $ROUTES_FILE) and print its handlers and subscriptions.
+
+    Secrets are never printed: URLs show their scheme and host, keys and secrets `[redacted]`.
+    Exits 2 with the file, line and key of the first mistake.
+    """
+    path, routes = read_routes(routes_file, load_settings(quiet=True))
+    handlers = [handler_row(h) for h in routes.handlers.values()]
+    subscriptions = [subscription_row(s) for s in routes.subscriptions]
+    if as_json:
+        click.echo(json.dumps({"file": str(path), "handlers": handlers, "subscriptions": subscriptions}, indent=2))
+        return
+    click.echo(f"{path}: valid; {len(handlers)} handlers, {len(subscriptions)} subscriptions")
+    click.echo()
+    emit(
+        [{**h, "options": " ".join(f"{k}={v}" for k, v in h["options"].items()) or None} for h in handlers],
+        ["name", "type", "options", "line"],
+        as_json=False,
+    )
+    click.echo()
+    rows = [
+        {
+            **s,
+            "subscription": s["name"],
+            "handlers": ", ".join(s["handlers"]),
+            "match": "; ".join(f"{k}: {', '.join(v)}" for k, v in s["match"].items()) or "every event",
+        }
+        for s in subscriptions
+    ]
+    emit(rows, ["subscription", "handlers", "match", "line"], as_json=False)

@@ -1,0 +1,83 @@
+"""`circleci-events dead-letters list | show ID | replay (ID | --all) | purge`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from service import operations
+from service.cli.common import EXIT_USAGE, clear_errors, emit, emit_one, fail, load_settings, require_redis
+from service.cli.events import when
+
+JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+@click.group("dead-letters")
+def dead_letters() -> None:
+    """Deliveries that ran out of retries or were refused (needs REDIS_URL)."""
+
+
+@dead_letters.command("list")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@JSON
+@clear_errors
+def list_(limit: int, as_json: bool) -> None:
+    """The newest dead letters first."""
+    settings = load_settings(quiet=True)
+    letters = operations.dead_letters(require_redis(settings), settings, limit=limit)
+    rows = [{**x.to_dict(), "dead_at": x.dead_at if as_json else when(x.dead_at)} for x in letters]
+    emit(rows, ["delivery_id", "handler", "reason", "last_status", "attempts", "dead_at"], as_json=as_json)
+
+
+@dead_letters.command()
+@click.argument("delivery_id")
+@JSON
+@clear_errors
+def show(delivery_id: str, as_json: bool) -> None:
+    """One dead letter: its event, handler, reason, last status and answer, attempts."""
+    settings = load_settings(quiet=True)
+    letter = operations.dead_letter(require_redis(settings), settings, delivery_id).to_dict()
+    if not as_json:
+        letter |= {k: when(letter[k]) for k in ("first_attempt_at", "last_attempt_at", "dead_at")}
+    emit_one(letter, as_json=as_json)
+
+
+@dead_letters.command()
+@click.argument("delivery_id", required=False)
+@click.option("--all", "every", is_flag=True, help="Replay every dead letter.")
+@JSON
+@clear_errors
+def replay(delivery_id: str | None, every: bool, as_json: bool) -> None:
+    """Queue DELIVERY_ID (or --all) again; a running worker sends each once."""
+    if bool(delivery_id) == every:
+        fail("give a DELIVERY_ID or --all", EXIT_USAGE)
+    settings = load_settings(quiet=True)
+    redis = require_redis(settings)
+    if delivery_id:
+        ids = [delivery_id]
+    else:
+        ids = [x.delivery_id for x in operations.dead_letters(redis, settings, limit=operations.ALL)]
+    queued = [{"delivery_id": i, "job_id": operations.replay_dead_letter(redis, settings, i)} for i in ids]
+    if as_json:
+        click.echo(json.dumps(queued))
+        return
+    for row in queued:
+        click.echo(f"queued {row['delivery_id']}")
+    if not queued:
+        click.echo("no dead letters")
+
+
+@dead_letters.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@clear_errors
+def purge(yes: bool) -> None:
+    """Forget every dead letter (their events stay until they expire)."""
+    settings = load_settings(quiet=True)
+    redis = require_redis(settings)
+    letters = operations.letters_of(redis, settings)
+    ids = [x.delivery_id for x in letters.list(limit=operations.ALL)]
+    if ids and not yes:
+        click.confirm(f"forget {len(ids)} dead letters?", abort=True)
+    removed = sum(letters.remove(i) for i in ids)
+    click.echo(f"purged {removed} dead letters")

@@ -1,0 +1,103 @@
+"""`circleci-events events list | show ID | replay ID`: what happened to an event and who was told."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from service import operations
+from service.cli.common import clear_errors, emit, load_settings, require_redis
+
+JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+LIST_COLUMNS = ["event_id", "received_at", "event_type", "project", "branch", "name", "status", "transition"]
+
+
+def when(epoch: float | None) -> str | None:
+    """An epoch time as ISO 8601 UTC."""
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+@click.group()
+def events() -> None:
+    """Events received: list them, show one's history, replay its deliveries (needs REDIS_URL)."""
+
+
+@events.command("list")
+@click.option("--status", help="Only events with this CircleCI status (success, failed, …).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@JSON
+@clear_errors
+def list_(status: str | None, limit: int, as_json: bool) -> None:
+    """The newest events first, with the outcome of each handler's delivery."""
+    settings = load_settings(quiet=True)
+    rows = operations.list_events(require_redis(settings), settings, status=status, limit=limit)
+    emit(rows, [*LIST_COLUMNS, "deliveries"], as_json=as_json)
+
+
+@events.command()
+@click.argument("event_id")
+@JSON
+@clear_errors
+def show(event_id: str, as_json: bool) -> None:
+    """Received at, duplicates, enrichment, transition, and each handler's delivery attempts."""
+    settings = load_settings(quiet=True)
+    record = operations.event_record(require_redis(settings), settings, event_id)
+    if as_json:
+        click.echo(json.dumps(record, indent=2, default=str))
+        return
+    for line in describe(record):
+        click.echo(line)
+
+
+def describe(record: dict[str, Any]) -> list[str]:
+    """The record as a person reads it."""
+    enrichment = record.get("enrichment") or {}
+    transition = record.get("transition")
+    state = "complete" if enrichment.get("complete") else f"incomplete ({enrichment.get('reason') or 'no reason'})"
+    lines = [
+        f"event        {record['event_id']}",
+        f"type         {record.get('event_type')}  {record.get('status')}",
+        f"project      {record.get('project')}  {record.get('branch') or record.get('tag') or ''}".rstrip(),
+        f"name         {record.get('name')}",
+        f"received at  {record.get('received_at')}",
+        f"request id   {record.get('request_id')}",
+        f"duplicates   {record['duplicates']}",
+        f"enrichment   {state}, {enrichment.get('api_calls', 0)} API calls",
+        f"transition   {_transition(transition)}",
+        f"routed to    {', '.join(record.get('handlers') or []) or 'no handler'}",
+    ]
+    for handler, d in record["deliveries"].items():
+        last = f", last status {d['last_status']}" if d["last_status"] is not None else ""
+        lines.append(f"  {handler}: {d['outcome']} after {d['attempts']} attempts{last}")
+    for a in record["attempts"]:
+        reason = f" ({a['reason']})" if a.get("reason") else ""
+        status = a.get("status") if a.get("status") is not None else "-"
+        lines.append(f"    {when(a['at'])}  {a['handler']}  {a['outcome']}  {status}{reason}")
+    return lines
+
+
+def _transition(transition: dict[str, Any] | None) -> str:
+    if not transition:
+        return "-"
+    previous = transition.get("previous_status")
+    return f"{transition.get('kind')}" + (f" (was {previous})" if previous else "")
+
+
+@events.command()
+@click.argument("event_id")
+@click.option("--handler", help="Only this handler (default: every handler the event was routed to).")
+@click.option("--force", is_flag=True, help="Post even where a delivery already succeeded.")
+@JSON
+@clear_errors
+def replay(event_id: str, handler: str | None, force: bool, as_json: bool) -> None:
+    """Queue the event's deliveries again; a running worker sends them (once, unless --force)."""
+    settings = load_settings(quiet=True)
+    queued = operations.replay(require_redis(settings), settings, event_id, handler=handler, force=force)
+    if as_json:
+        click.echo(json.dumps({"event_id": event_id, "queued": queued}))
+        return
+    for delivery_id in queued:
+        click.echo(f"queued {delivery_id}")

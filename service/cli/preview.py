@@ -1,0 +1,93 @@
+"""`circleci-events preview EVENT.json`: which subscriptions match and what each handler would send.
+
+EVENT.json is an enriched event (it has `schema_version`) or a raw CircleCI webhook payload,
+which is turned into an event from what the webhook itself says (no API calls, so no failed
+tests or transition). Nothing is sent and nothing is written to Redis.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from config.errors import WebhookError
+from service.cli.common import EXIT_USAGE, clear_errors, fail, load_settings
+from service.cli.routes_view import option_secrets, read_routes, redact_text
+from service.payload import JOB_COMPLETED, WORKFLOW_COMPLETED, parse_event
+from workers.enrichment import from_webhook
+from workers.handlers import build_handler
+from workers.vcs import vcs_facts
+
+
+def read_event(path: Path) -> dict[str, Any]:
+    """The enriched event in `path`, built from the webhook payload when it is a raw one."""
+    try:
+        body = path.read_bytes()
+    except OSError as exc:
+        fail(f"{path}: cannot be read ({exc.strerror})", EXIT_USAGE)
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        fail(f"{path}: not valid JSON ({exc})", EXIT_USAGE)
+    if isinstance(data, dict) and "schema_version" in data:
+        return data
+    try:
+        event = parse_event(body, None)
+    except WebhookError as exc:
+        fail(f"{path}: not an enriched event nor a CircleCI webhook payload: {exc.message}", EXIT_USAGE)
+    if event.type not in (WORKFLOW_COMPLETED, JOB_COMPLETED):
+        fail(f"{path}: a {event.type!r} event is acknowledged, never routed; nothing would be sent", EXIT_USAGE)
+    envelope = {
+        "event_id": event.id,
+        "event_type": event.type,
+        "payload": event.payload,
+        "received_at": datetime.now(UTC).isoformat(),
+        "request_id": None,
+    }
+    built = from_webhook(envelope, vcs_facts(event.payload))
+    built["enrichment"]["reason"] = "preview of a raw webhook payload: no API calls"
+    return built
+
+
+@click.command()
+@click.argument("event_file", metavar="EVENT.json", type=click.Path(path_type=Path))
+@click.option("--routes", "routes_file", help="The routes file (default: $ROUTES_FILE).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@clear_errors
+def preview(event_file: Path, routes_file: str | None, as_json: bool) -> None:
+    """Show which subscriptions EVENT.json matches and exactly what each handler would send.
+
+    Sends nothing. Secrets in what would be sent are printed as `[redacted]`.
+    """
+    _, routes = read_routes(routes_file, load_settings(quiet=True))
+    event = read_event(event_file)
+    matched = routes.matching_subscriptions(event)
+    outputs = []
+    for name in routes.match(event):
+        config = routes.handlers[name]
+        rendered = build_handler(name, config).render(event)
+        text = rendered.decode() if isinstance(rendered, bytes) else json.dumps(rendered, ensure_ascii=False)
+        body = json.loads(redact_text(text, option_secrets(config.options)))
+        outputs.append({"handler": name, "type": config.type, "body": body})
+    if as_json:
+        result = {
+            "event_id": event.get("event_id"),
+            "subscriptions": [{"name": s.name, "handlers": list(s.handlers)} for s in matched],
+            "deliveries": outputs,
+        }
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"event {event.get('event_id')}: {event.get('event_type')} {event.get('status')}")
+    if not matched:
+        click.echo("no subscription matches: nothing would be sent")
+        return
+    for s in matched:
+        click.echo(f"matches subscription {s.name!r} (line {s.line}) -> {', '.join(s.handlers)}")
+    for out in outputs:
+        click.echo(f"\n--- {out['handler']} ({out['type']}) would send:")
+        click.echo(json.dumps(out["body"], indent=2, ensure_ascii=False))

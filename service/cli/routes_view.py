@@ -1,0 +1,78 @@
+"""The routes file as an operator may see it: handlers and subscriptions with every secret redacted.
+
+Webhook URLs of Slack, Teams, Discord and generic webhooks carry their token in the path, and
+PagerDuty routing keys and webhook secrets are secrets outright: a URL shows as its scheme and
+host only, a key or secret as `[redacted]`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from config.routes import HandlerConfig, Routes, Subscription, load_routes
+from config.settings import Settings
+
+REDACTED = "[redacted]"
+SECRET_KEYS = ("secret", "routing_key")
+
+
+def read_routes(path: str | None, settings: Settings) -> tuple[Path, Routes]:
+    """Load and check the routes file (default: ROUTES_FILE), `${VAR}` from the process environment."""
+    chosen = Path(path or settings.routes_file)
+    # config/ read the settings; this only hands the process's mapping over, as the workers do
+    return chosen, load_routes(chosen, os.environ)
+
+
+def redacted_url(url: str) -> str:
+    """Scheme and host only: `https://hooks.slack.com/…`."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}/…" if parts.scheme else REDACTED
+
+
+def redacted_options(config: HandlerConfig) -> dict[str, str]:
+    """A handler's options safe to print."""
+    shown: dict[str, str] = {}
+    for key, value in config.options.items():
+        if value is None:
+            continue
+        if key in SECRET_KEYS:
+            shown[key] = REDACTED
+        elif key == "url":
+            shown[key] = redacted_url(value)
+        elif key == "template":
+            shown[key] = "custom"
+        else:
+            shown[key] = value
+    return shown
+
+
+def handler_row(config: HandlerConfig) -> dict[str, Any]:
+    return {"name": config.name, "type": config.type, "line": config.line, "options": redacted_options(config)}
+
+
+def subscription_row(subscription: Subscription) -> dict[str, Any]:
+    match = {key: [p.source for p in patterns] for key, patterns in subscription.match.items()}
+    return {
+        "name": subscription.name,
+        "handlers": list(subscription.handlers),
+        "match": match,
+        "line": subscription.line,
+    }
+
+
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret (and every URL secret's path) replaced by `[redacted]`."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+        path = urlsplit(secret).path if secret.startswith(("http://", "https://")) else ""
+        if len(path) > 1:
+            text = text.replace(path, REDACTED)
+    return text
+
+
+def option_secrets(options: Mapping[str, str | None]) -> list[str]:
+    return [v for k, v in options.items() if k in ("url", *SECRET_KEYS) and v]

@@ -1,0 +1,114 @@
+"""What operators ask of Redis, shared by the CLI and the admin API.
+
+    list_events(redis, settings, status=, limit=)   newest first, one summary row each
+    event_record(redis, settings, event_id)         what happened to one event, or None
+    replay(redis, settings, event_id, handler=, force=)   queue an event's deliveries again
+    dead_letters(redis, settings, limit=)           newest first
+    replay_dead_letter(redis, settings, delivery_id)
+
+All calls are synchronous redis-py; the web process runs them in its thread pool.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis import Redis
+
+from config.errors import CircleCIEventsError
+from config.settings import Settings
+from workers import delivery
+from workers.dead_letters import DeadLetter, DeadLetters
+from workers.store import EventStore
+
+# With a status filter, at most this many recent events are read to find `limit` matches.
+STATUS_SCAN = 5000
+ALL = 100_000
+
+
+class NotFound(CircleCIEventsError):
+    """An event or dead letter that is not (or no longer) stored."""
+
+    code = "not_found"
+
+
+def store_of(redis: Redis, settings: Settings) -> EventStore:
+    return EventStore(redis, ttl=settings.enriched_event_ttl_seconds)
+
+
+def letters_of(redis: Redis, settings: Settings) -> DeadLetters:
+    return DeadLetters(redis, ttl=settings.enriched_event_ttl_seconds)
+
+
+def list_events(
+    redis: Redis, settings: Settings, *, status: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Summary rows of the newest events, optionally only those with `status`."""
+    store = store_of(redis, settings)
+    rows: list[dict[str, Any]] = []
+    for event_id in store.recent(limit=STATUS_SCAN if status else limit):
+        record = store.record(event_id)
+        if record is None or (status and record.get("status") != status):
+            continue
+        rows.append(summary_row(record))
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+def summary_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One line of a listing: what, where, how it went and who was told."""
+    transition = record.get("transition") or {}
+    enrichment = record.get("enrichment") or {}
+    deliveries = record.get("deliveries") or {}
+    return {
+        "event_id": record["event_id"],
+        "received_at": record.get("received_at"),
+        "event_type": record.get("event_type"),
+        "project": record.get("project"),
+        "branch": record.get("branch") or record.get("tag"),
+        "name": record.get("name"),
+        "status": record.get("status"),
+        "transition": transition.get("kind"),
+        "complete": enrichment.get("complete"),
+        "deliveries": ", ".join(f"{h}:{d['outcome']}" for h, d in deliveries.items()) or None,
+    }
+
+
+def event_record(redis: Redis, settings: Settings, event_id: str) -> dict[str, Any]:
+    """The event's full record; raises NotFound when it is not stored."""
+    record = store_of(redis, settings).record(event_id)
+    if record is None:
+        raise NotFound(f"no event {event_id!r} is stored (never received, or expired after the retention time)")
+    return record
+
+
+def replay(
+    redis: Redis, settings: Settings, event_id: str, *, handler: str | None = None, force: bool = False
+) -> list[str]:
+    """Queue the event's deliveries again; raises NotFound when the enriched event has expired."""
+    if store_of(redis, settings).load(event_id) is None:
+        raise NotFound(f"no enriched event {event_id!r} is stored (never received, or expired); nothing to replay")
+    queued = delivery.replay_event(redis, event_id, handler, force, settings=settings)
+    if not queued:
+        raise NotFound(f"event {event_id!r} has no handlers on record; name one with a handler to replay to")
+    return queued
+
+
+def dead_letters(redis: Redis, settings: Settings, *, limit: int = 100) -> list[DeadLetter]:
+    return letters_of(redis, settings).list(limit=limit)
+
+
+def dead_letter(redis: Redis, settings: Settings, delivery_id: str) -> DeadLetter:
+    letter = letters_of(redis, settings).get(delivery_id)
+    if letter is None:
+        raise NotFound(f"no dead letter {delivery_id!r} (replayed, purged or expired)")
+    return letter
+
+
+def replay_dead_letter(redis: Redis, settings: Settings, delivery_id: str) -> str:
+    """Queue a dead letter's delivery again; returns the job id; NotFound when there is none."""
+    job_id = delivery.replay_dead_letter(redis, delivery_id, settings=settings)
+    if job_id is None:
+        raise NotFound(f"no dead letter {delivery_id!r} (replayed, purged or expired)")
+    return job_id
