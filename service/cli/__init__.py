@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from service.cli.api import api
+from service.cli.demo import demo
 from service.cli.check_config import check_config
 from service.cli.dead_letters import dead_letters
 from service.cli.events import events

@@ -1,0 +1,144 @@
+"""What `circleci-events demo` sends and shows: three workflows on main, the routes, the printout.
+
+The events come from the repository's webhook fixtures (tests/fixtures): a success, a
+failure with failed tests and artifacts, then the fix on a newer pipeline, so the
+transitions read first_seen, broken, fixed. Each workflow is loaded into the simulator with
+its jobs first, so enrichment finds them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+SUCCESS_FIXTURE = "workflow-completed.github-oauth.docs.json"
+FAILED_FIXTURE = "workflow-completed.failed.github-oauth.derived.json"
+FAILING_TESTS = {
+    "test_new_endpoint_validates_input": "AssertionError: expected 422, got 500",
+    "test_new_endpoint_rejects_unknown_fields": "KeyError: 'extra'",
+}
+WEBHOOK_SECRET_VAR = "DEMO_WEBHOOK_SECRET"
+_LINK = re.compile(r"<(?:https?://[^|>]+)\|([^>]*)>")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    title: str
+    payload: dict[str, Any]
+    jobs: list[dict[str, Any]]
+
+
+def _passing_jobs() -> list[dict[str, Any]]:
+    return [
+        {"name": "build", "status": "success"},
+        {"name": "test", "status": "success", "tests": [{"name": "test_health_endpoint", "result": "success"}]},
+    ]
+
+
+def _failing_jobs() -> list[dict[str, Any]]:
+    tests = [{"name": "test_health_endpoint", "result": "success"}]
+    tests += [{"name": name, "result": "failure", "message": message} for name, message in FAILING_TESTS.items()]
+    return [
+        {"name": "build", "status": "success"},
+        {"name": "test", "status": "failed", "tests": tests, "artifacts": ["test-results/junit.xml"]},
+    ]
+
+
+def _event(template: dict[str, Any], *, number: int, subject: str, stopped: datetime) -> dict[str, Any]:
+    """The fixture as a new delivery on main: new ids, pipeline `number`, times around `stopped`."""
+    payload = copy.deepcopy(template)
+    workflow, pipeline = payload["workflow"], payload["pipeline"]
+    payload["id"] = str(uuid.uuid4())
+    workflow["id"], pipeline["id"], pipeline["number"] = str(uuid.uuid4()), str(uuid.uuid4()), number
+    slug = payload["project"]["slug"]
+    workflow["url"] = f"https://app.circleci.com/pipelines/{slug}/{number}/workflows/{workflow['id']}"
+    created = stopped - timedelta(minutes=3, seconds=41)
+    payload["happened_at"] = workflow["stopped_at"] = _iso(stopped)
+    workflow["created_at"] = pipeline["created_at"] = _iso(created)
+    pipeline["vcs"]["branch"] = "main"
+    pipeline["vcs"]["revision"] = uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    pipeline["vcs"]["commit"]["subject"] = subject
+    return payload
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def scenarios(fixtures: Path) -> list[Scenario]:
+    """The three deliveries, oldest first."""
+    success = json.loads((fixtures / SUCCESS_FIXTURE).read_text())
+    failed = json.loads((fixtures / FAILED_FIXTURE).read_text())
+    now = datetime.now(UTC)
+    return [
+        Scenario(
+            "a success on main",
+            _event(success, number=130, subject="Add the health endpoint", stopped=now - timedelta(minutes=20)),
+            _passing_jobs(),
+        ),
+        Scenario(
+            "a failure with failed tests",
+            _event(failed, number=131, subject="Add new endpoint", stopped=now - timedelta(minutes=10)),
+            _failing_jobs(),
+        ),
+        Scenario(
+            "the fix, on a newer pipeline",
+            _event(success, number=132, subject="Validate the new endpoint's input", stopped=now),
+            _passing_jobs(),
+        ),
+    ]
+
+
+def routes_yaml(sink_url: str) -> str:
+    """A routes file: every workflow event to a Slack handler, a webhook handler (both at the sink) and a log."""
+    return (
+        "handlers:\n"
+        f"  demo-slack: {{type: slack, url: '{sink_url}/slack/demo'}}\n"
+        f"  demo-webhook: {{type: webhook, url: '{sink_url}/webhook/demo', secret: '${{{WEBHOOK_SECRET_VAR}}}'}}\n"
+        "  demo-log: {type: log}\n"
+        "subscriptions:\n"
+        "  - name: everything\n"
+        "    handlers: [demo-slack, demo-webhook, demo-log]\n"
+    )
+
+
+def _readable(text: str) -> str:
+    """Slack mrkdwn as a terminal shows it: `<url|label>` as its label, entities decoded."""
+    return _LINK.sub(r"\1", text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _block_lines(block: dict[str, Any]) -> list[str]:
+    kind = block.get("type")
+    if kind == "header":
+        return [f"[header]  {block['text']['text']}"]
+    if kind == "section" and "fields" in block:
+        return ["[fields]  " + " · ".join(_readable(f["text"]).replace("\n", ": ", 1) for f in block["fields"])]
+    if kind == "section":
+        first, *rest = _readable(block["text"]["text"]).splitlines() or [""]
+        return [f"[section] {first}", *(f"          {line}" for line in rest)]
+    if kind == "context":
+        return ["[context] " + " · ".join(_readable(e.get("text", "")) for e in block.get("elements", []))]
+    return [f"[{kind}]"]
+
+
+def describe(number: int, scenario: Scenario, slack: dict[str, Any], webhook: dict[str, Any]) -> list[str]:
+    """What the sink received for one event, as lines to print."""
+    transition = webhook.get("transition") or {}
+    previous = transition.get("previous_status")
+    since = f" (previous: {previous} #{transition.get('previous_pipeline_number')})" if previous else ""
+    enrichment = webhook.get("enrichment") or {}
+    lines = [
+        f"── {number}. {scenario.title}: pipeline #{scenario.payload['pipeline']['number']} ──",
+        f"transition   {transition.get('kind')}{since}",
+        f"webhook      status {webhook.get('status')} · enrichment "
+        f"{'complete' if enrichment.get('complete') else 'incomplete'}, {enrichment.get('api_calls')} API call(s)",
+        "slack text   " + "\n             ".join(_readable(slack.get("text", "")).splitlines()),
+        "slack blocks",
+    ]
+    return lines + ["  " + line for block in slack.get("blocks", []) for line in _block_lines(block)]
