@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from service.cli.api import api
-from service.cli.demo import demo
 from service.cli.check_config import check_config
 from service.cli.dead_letters import dead_letters
+from service.cli.demo import demo
 from service.cli.events import events
 from service.cli.preview import preview
 from service.cli.processes import run, web, worker
@@ -19,7 +19,7 @@ def main() -> None:
     """Receive CircleCI webhooks, enrich them and route them to the teams that act on them."""
 
 
-for command in (web, worker, run, api, check_config, preview, send_test_event, events, dead_letters):
+for command in (web, worker, run, api, check_config, preview, send_test_event, events, dead_letters, demo):
     main.add_command(command)
 
 __all__ = ["main"]
