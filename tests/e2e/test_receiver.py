@@ -85,3 +85,21 @@ def test_an_invalid_delivery_over_http_has_no_traceback_in_body_or_log(redis_url
     assert "Traceback" not in log
     assert kwargs["headers"]["circleci-signature"][3:] not in log
     assert json.loads(response.text)["request_id"] == response.headers["x-request-id"]
+
+
+def test_the_rate_limit_keys_on_the_forwarded_address_only_behind_a_trusted_proxy(redis_url, web_factory) -> None:
+    """With TRUSTED_PROXIES, each X-Forwarded-For client has its own bucket; without, the proxy's."""
+    payload = load_fixture("workflow-completed.github-oauth.docs.json")
+
+    def deliver(base: str, event_id: str, client_address: str) -> int:
+        kwargs = signed(dict(payload, id=event_id))
+        kwargs["headers"]["x-forwarded-for"] = client_address
+        return httpx.post(base + URL, **kwargs).status_code
+
+    limits = {"RATE_LIMIT_BURST": "1", "RATE_LIMIT_PER_SECOND": "0.01"}
+    _, trusting = web_factory(redis_url, TRUSTED_PROXIES="127.0.0.1", **limits)
+    assert [deliver(trusting, f"t-{i}", f"203.0.113.{i}") for i in range(3)] == [202, 202, 202]
+    assert deliver(trusting, "t-9", "203.0.113.1") == 429
+
+    _, direct = web_factory(redis_url, **limits)
+    assert [deliver(direct, f"d-{i}", f"198.51.100.{i}") for i in range(2)] == [202, 429]
