@@ -39,6 +39,7 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     dedupe_ttl_seconds: int = 7 * 24 * 3600
     events_queue: str = "events"
+    event_job_timeout_seconds: int = 300
     port: int = 8000
     host: str = "0.0.0.0"
     worker_count: int = 2
@@ -60,6 +61,9 @@ class Settings:
     delivery_backoff_max_seconds: float = 600.0
     enriched_event_ttl_seconds: int = 7 * 24 * 3600
     worker_metrics_port: int = 0
+    # how soon a job whose worker died (SIGKILL, OOM, lost host) runs again (workers/worker.py)
+    worker_maintenance_interval_seconds: int = 600
+    worker_abandoned_grace_seconds: int = 60
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -102,6 +106,11 @@ class Settings:
                 delivery_backoff_max_seconds=config("DELIVERY_BACKOFF_MAX_SECONDS", cast=float, default=600.0),
                 enriched_event_ttl_seconds=config("ENRICHED_EVENT_TTL_SECONDS", cast=int, default=7 * 24 * 3600),
                 worker_metrics_port=config("WORKER_METRICS_PORT", cast=int, default=0),
+                event_job_timeout_seconds=config("EVENT_JOB_TIMEOUT_SECONDS", cast=int, default=300),
+                worker_maintenance_interval_seconds=config(
+                    "WORKER_MAINTENANCE_INTERVAL_SECONDS", cast=int, default=600
+                ),
+                worker_abandoned_grace_seconds=config("WORKER_ABANDONED_GRACE_SECONDS", cast=int, default=60),
             )
         except ValueError as exc:
             # starlette's Config says which variable and value it could not cast
@@ -129,6 +138,14 @@ class Settings:
         if self.enriched_event_ttl_seconds <= 0:
             raise ConfigurationError(
                 f"ENRICHED_EVENT_TTL_SECONDS must be positive, got {self.enriched_event_ttl_seconds}"
+            )
+        if min(self.event_job_timeout_seconds, self.worker_maintenance_interval_seconds) <= 0:
+            raise ConfigurationError(
+                "EVENT_JOB_TIMEOUT_SECONDS and WORKER_MAINTENANCE_INTERVAL_SECONDS must be positive"
+            )
+        if self.worker_abandoned_grace_seconds < 0:
+            raise ConfigurationError(
+                f"WORKER_ABANDONED_GRACE_SECONDS must be >= 0, got {self.worker_abandoned_grace_seconds}"
             )
         if not self.circleci_api_url.startswith(("http://", "https://")):
             raise ConfigurationError(

@@ -88,7 +88,7 @@ def _defer(envelope: dict[str, Any], exc: CircleCIAPIError, remaining: float) ->
         PROCESS_EVENT,
         {**envelope, "attempt": attempt},
         description="process_event",
-        job_timeout=300,
+        job_timeout=runtime().settings.event_job_timeout_seconds,
         retry=Retry(max=5, interval=[10, 30, 60, 300, 900]),
         failure_ttl=30 * 24 * 3600,
     )
