@@ -2,20 +2,20 @@
 
 A workflow-completed event usually arrives after the job-completed events of its jobs; the
 cache makes sure a job's details, tests and artifacts are fetched once whichever comes first.
-Only answers are cached, never errors.
+Only answers are cached, never errors. Reads and writes go in one round trip each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
 import orjson
 from redis import Redis
 
 PREFIX = "cie:api:"
-T = TypeVar("T")
+Facet = tuple[int, str]  # (job number, "details" | "tests" | "artifacts")
 
 
 class ApiCache:
@@ -27,12 +27,17 @@ class ApiCache:
     def key(slug: str, job_number: int, facet: str) -> str:
         return f"{PREFIX}{facet}:{quote(slug, safe='')}:{job_number}"
 
-    def fetch(self, slug: str, job_number: int, facet: str, load: Callable[[], Any]) -> Any:
-        """The cached JSON value, or `load()`'s, stored for next time."""
-        key = self.key(slug, job_number, facet)
-        cached = self._redis.get(key)
-        if cached is not None:
-            return orjson.loads(cached)
-        value = load()
-        self._redis.set(key, orjson.dumps(value), ex=self._ttl)
-        return value
+    def get_many(self, slug: str, wanted: Sequence[Facet]) -> dict[Facet, Any]:
+        """The cached answers among `wanted`."""
+        if not wanted:
+            return {}
+        values = self._redis.mget([self.key(slug, n, facet) for n, facet in wanted])
+        return {facet: orjson.loads(v) for facet, v in zip(wanted, values, strict=True) if v is not None}
+
+    def put_many(self, slug: str, answers: Mapping[Facet, Any]) -> None:
+        if not answers:
+            return
+        with self._redis.pipeline(transaction=False) as pipe:
+            for (n, facet), value in answers.items():
+                pipe.set(self.key(slug, n, facet), orjson.dumps(value), ex=self._ttl)
+            pipe.execute()

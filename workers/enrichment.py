@@ -127,13 +127,14 @@ class Enricher:
             and (j["status"] in FAILED or (self.successful_jobs and j["status"] == "success"))
         ]
         slug = event["project"]["slug"]
-        calls: list[Callable[[], Any]] = [partial(self._tests, slug, j["number"]) for j in wanted]
-        calls += [partial(self._artifacts, slug, j["number"]) for j in wanted]
-        facets = self._gather(calls, problems)
-        tests, artifacts = facets[: len(wanted)], facets[len(wanted) :]
+        facets = self._facets(slug, [(j["number"], f) for j in wanted for f in ("tests", "artifacts")], problems)
         event["failed_jobs"] = [
-            {**_subset(j), "tests": t, "artifacts": a}
-            for j, t, a in zip(wanted, tests, artifacts, strict=True)
+            {
+                **_subset(j),
+                "tests": self._digest_tests(facets.get((j["number"], "tests"))),
+                "artifacts": self._artifact_links(facets.get((j["number"], "artifacts"))),
+            }
+            for j in wanted
             if j["status"] in FAILED
         ]
 
@@ -141,10 +142,9 @@ class Enricher:
         job = event["job"]
         slug, number = event["project"]["slug"], job["number"]
         failed = job["status"] in FAILED
-        calls: list[Callable[[], Any]] = [lambda: self._details(slug, number)]
-        if failed or self.successful_jobs:
-            calls += [lambda: self._tests(slug, number), lambda: self._artifacts(slug, number)]
-        details, tests, artifacts = [*self._gather(calls, problems), None, None][:3]
+        wanted = ["details", "tests", "artifacts"] if failed or self.successful_jobs else ["details"]
+        facets = self._facets(slug, [(number, f) for f in wanted], problems)
+        details = facets.get((number, "details"))
         if details:
             job["web_url"] = job["web_url"] or details.get("web_url")
             job["duration_seconds"] = _ms(details.get("duration")) or job["duration_seconds"]
@@ -152,19 +152,33 @@ class Enricher:
             job["parallelism"] = details.get("parallelism")
         event["jobs"] = [{**job, "type": "build"}]
         if failed:
+            tests = self._digest_tests(facets.get((number, "tests")))
+            artifacts = self._artifact_links(facets.get((number, "artifacts")))
             event["failed_jobs"] = [{**_subset(job), "tests": tests, "artifacts": artifacts}]
 
-    # -- one job's facets, cached ------------------------------------------------------------
+    # -- facets of jobs: cached, the missing ones fetched concurrently -----------------------------
 
-    def _details(self, slug: str, number: int) -> dict[str, Any]:
-        assert self.client is not None
+    def _facets(
+        self, slug: str, wanted: list[tuple[int, str]], problems: list[CircleCIAPIError]
+    ) -> dict[tuple[int, str], Any]:
+        """The (job number, facet) answers: one cache read, the misses from the API, one cache write."""
         client = self.client
-        return dict(self.cache.fetch(slug, number, "details", lambda: client.job_details(slug, number).to_dict()))
+        assert client is not None
+        found = self.cache.get_many(slug, wanted)
+        missing = [key for key in wanted if key not in found]
+        fetch = {
+            "details": lambda n: client.job_details(slug, n).to_dict(),
+            "tests": lambda n: [t.to_dict() for t in client.job_tests(slug, n)],
+            "artifacts": lambda n: [a.to_dict() for a in client.job_artifacts(slug, n)],
+        }
+        results = self._gather([partial(fetch[facet], number) for number, facet in missing], problems)
+        fresh = {key: value for key, value in zip(missing, results, strict=True) if value is not None}
+        self.cache.put_many(slug, fresh)
+        return found | fresh
 
-    def _tests(self, slug: str, number: int) -> dict[str, Any]:
-        assert self.client is not None
-        client = self.client
-        items = self.cache.fetch(slug, number, "tests", lambda: [t.to_dict() for t in client.job_tests(slug, number)])
+    def _digest_tests(self, items: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+        if items is None:
+            return None
         failures = [t for t in items if str(t.get("result") or "").lower() in {"failure", "failed", "error"}]
         shown = failures[: self.max_failed_tests]
         return {
@@ -182,15 +196,11 @@ class Enricher:
             ],
         }
 
-    def _artifacts(self, slug: str, number: int) -> list[dict[str, Any]]:
-        assert self.client is not None
-        client = self.client
-        items = self.cache.fetch(
-            slug, number, "artifacts", lambda: [a.to_dict() for a in client.job_artifacts(slug, number)]
-        )
-        return [{"path": a.get("path"), "url": a.get("url"), "node_index": a.get("node_index")} for a in items][
-            : self.max_artifacts
-        ]
+    def _artifact_links(self, items: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        if items is None:
+            return None
+        links = [{"path": a.get("path"), "url": a.get("url"), "node_index": a.get("node_index")} for a in items]
+        return links[: self.max_artifacts]
 
     def _gather(self, calls: list[Callable[[], Any]], problems: list[CircleCIAPIError]) -> list[Any]:
         """Run independent calls on the pool (with this context); a failed one gives None."""
