@@ -78,6 +78,6 @@ def purge(yes: bool) -> None:
     letters = operations.letters_of(redis, settings)
     ids = [x.delivery_id for x in letters.list(limit=operations.ALL)]
     if ids and not yes:
-        click.confirm(f"forget {len(ids)} dead letters?", abort=True)
+        click.confirm(f"forget {len(ids)} dead letters?", abort=True, err=True)
     removed = sum(letters.remove(i) for i in ids)
     click.echo(f"purged {removed} dead letters")

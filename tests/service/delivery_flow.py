@@ -18,6 +18,8 @@ from typing import Any
 
 from redis import Redis
 from rq import Queue, SimpleWorker
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from config.settings import Settings
@@ -72,6 +74,18 @@ class DeliveryFlow:
         self.work()
         return event
 
-    def work(self) -> None:
+    def work(self, *, rounds: int = 10) -> None:
+        """Work until nothing is queued or scheduled, running scheduled retries at once."""
         queue = Queue(self.context.settings.deliveries_queue, connection=self.redis, serializer=JSONSerializer)
-        SimpleWorker([queue], connection=self.redis, serializer=JSONSerializer).work(burst=True, with_scheduler=False)
+        scheduled = ScheduledJobRegistry(queue=queue)
+        for _ in range(rounds):
+            SimpleWorker([queue], connection=self.redis, serializer=JSONSerializer).work(
+                burst=True, with_scheduler=False
+            )
+            due = scheduled.get_job_ids()
+            if not due:
+                return
+            for job_id in due:
+                scheduled.remove(job_id)
+                queue.enqueue_job(Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer))
+        raise AssertionError("deliveries did not settle")

@@ -1,0 +1,111 @@
+"""`circleci-events dead-letters`: read what could not be delivered, replay it once, purge it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.service.cli.conftest import assert_one_clear_line, run_cli
+from tests.service.delivery_flow import DeliveryFlow
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def flow(redis_url: str, tmp_path: Path) -> Iterator[DeliveryFlow]:
+    with DeliveryFlow(redis_url, tmp_path) as flow:
+        yield flow
+
+
+def refused(flow: DeliveryFlow, count: int = 1) -> list[str]:
+    """Deliver `count` events whose Slack post is refused (400): one dead letter each."""
+    flow.sink.add_fault(kind="bad_request", path="/slack/ops", times=count)
+    events = [flow.deliver(flow.event()) for _ in range(count)]
+    flow.sink.clear_faults()
+    return [f"{e['event_id']}:ops" for e in events]
+
+
+def cli(flow: DeliveryFlow, *args: str, input: str | None = None) -> str:
+    result = run_cli("dead-letters", *args, env=flow.env, input=input)
+    assert result.code == 0, result.err
+    return result.out
+
+
+def test_list_and_show_a_refused_delivery(flow: DeliveryFlow) -> None:
+    [delivery_id] = refused(flow)
+    [row] = json.loads(cli(flow, "list", "--json"))
+    assert (row["delivery_id"], row["handler"], row["reason"], row["last_status"]) == (
+        delivery_id,
+        "ops",
+        "rejected",
+        400,
+    )
+    shown = json.loads(cli(flow, "show", delivery_id, "--json"))
+    assert shown["body_excerpt"] == "invalid_payload" and shown["attempts"] == 1
+    assert cli(flow, "list").splitlines()[0].split() == [
+        "DELIVERY_ID",
+        "HANDLER",
+        "REASON",
+        "LAST_STATUS",
+        "ATTEMPTS",
+        "DEAD_AT",
+    ]
+
+
+def test_a_replay_posts_exactly_once(flow: DeliveryFlow) -> None:
+    [delivery_id] = refused(flow)
+    assert cli(flow, "replay", delivery_id) == f"queued {delivery_id}\n"
+    flow.work()
+    assert len(flow.sink.delivered("/slack/ops")) == 1
+    assert json.loads(cli(flow, "list", "--json")) == []
+    result = run_cli("dead-letters", "replay", delivery_id, env=flow.env)  # gone: a second replay posts nothing
+    assert_one_clear_line(result, 1)
+    flow.work()
+    assert len(flow.sink.delivered("/slack/ops")) == 1
+
+
+def test_replay_all_posts_each_once(flow: DeliveryFlow) -> None:
+    ids = refused(flow, 2)
+    queued = json.loads(cli(flow, "replay", "--all", "--json"))
+    assert sorted(q["delivery_id"] for q in queued) == sorted(ids)
+    flow.work()
+    assert len(flow.sink.delivered("/slack/ops")) == 2
+
+
+@pytest.mark.parametrize(("args", "input"), [(("--yes",), None), ((), "y\n")], ids=["yes", "confirmed"])
+def test_purge_forgets_every_dead_letter(flow: DeliveryFlow, args: tuple, input: str | None) -> None:
+    refused(flow, 2)
+    assert cli(flow, "purge", *args, input=input).splitlines()[-1] == "purged 2 dead letters"
+    assert json.loads(cli(flow, "list", "--json")) == []
+
+
+def test_purge_unconfirmed_keeps_them(flow: DeliveryFlow) -> None:
+    refused(flow)
+    result = run_cli("dead-letters", "purge", env=flow.env, input="n\n")
+    assert result.code == 1 and "Traceback" not in result.err
+    assert len(json.loads(cli(flow, "list", "--json"))) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "expected"),
+    [
+        (("show", "nope:ops"), 1, "no dead letter 'nope:ops'"),
+        (("replay", "nope:ops"), 1, "no dead letter 'nope:ops'"),
+        (("replay",), 2, "give a DELIVERY_ID or --all"),
+        (("replay", "x", "--all"), 2, "give a DELIVERY_ID or --all"),
+    ],
+)
+def test_a_bad_request_fails_in_one_line(flow: DeliveryFlow, args: tuple, code: int, expected: str) -> None:
+    result = run_cli("dead-letters", *args, env=flow.env)
+    assert_one_clear_line(result, code)
+    assert expected in result.err
+
+
+@pytest.mark.parametrize("args", [("list",), ("show", "x"), ("replay", "--all"), ("purge", "--yes")])
+def test_unreachable_redis_fails_in_one_line(args: tuple) -> None:
+    result = run_cli("dead-letters", *args, env={"REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert_one_clear_line(result, 1)
+    assert "cannot reach Redis" in result.err

@@ -1,0 +1,100 @@
+"""`circleci-events events`: what happened to an event and who was told, after it really flowed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.service.cli.conftest import assert_one_clear_line, run_cli
+from tests.service.delivery_flow import DeliveryFlow
+from workers.store import EventStore
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def flow(redis_url: str, tmp_path: Path) -> Iterator[DeliveryFlow]:
+    with DeliveryFlow(redis_url, tmp_path) as flow:
+        yield flow
+
+
+def cli_json(flow: DeliveryFlow, *args: str) -> object:
+    result = run_cli(*args, "--json", env=flow.env)
+    assert result.code == 0, result.err
+    return json.loads(result.out)
+
+
+def test_show_tells_what_happened_and_who_was_told(flow: DeliveryFlow) -> None:
+    flow.sink.add_fault(path="/slack/ops", status=500, times=1)
+    event = flow.deliver(flow.event())
+    EventStore(flow.redis).record_duplicate(event["event_id"])
+    record = cli_json(flow, "events", "show", event["event_id"])
+    assert record["received_at"] == event["received_at"]
+    assert record["duplicates"] == 1
+    assert record["enrichment"] == {"complete": True, "reason": None, "api_calls": 4}
+    assert record["transition"]["kind"] == "broken"
+    assert record["handlers"] == ["ops", "audit"]
+    assert {h: (d["outcome"], d["attempts"]) for h, d in record["deliveries"].items()} == {
+        "ops": ("delivered", 2),
+        "audit": ("delivered", 1),
+    }
+    ops = [(a["outcome"], a["status"]) for a in record["attempts"] if a["handler"] == "ops"]
+    assert ops == [("retrying", 500), ("delivered", None)]
+
+
+def test_show_prints_it_for_a_person(flow: DeliveryFlow) -> None:
+    event = flow.deliver(flow.event())
+    result = run_cli("events", "show", event["event_id"], env=flow.env)
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert "enrichment   complete, 4 API calls" in lines
+    assert "transition   broken (was success)" in lines
+    assert "  ops: delivered after 1 attempts" in lines
+
+
+def test_list_shows_the_newest_first_filtered_by_status(flow: DeliveryFlow) -> None:
+    failed = flow.deliver(flow.event())
+    passed = flow.deliver(flow.event(status="success"))
+    rows = cli_json(flow, "events", "list")
+    assert [r["event_id"] for r in rows] == [passed["event_id"], failed["event_id"]]
+    assert rows[1]["deliveries"] == "audit:delivered, ops:delivered"
+    only_failed = cli_json(flow, "events", "list", "--status", "failed")
+    assert [r["event_id"] for r in only_failed] == [failed["event_id"]]
+    assert len(cli_json(flow, "events", "list", "--limit", "1")) == 1
+
+
+def test_a_replay_posts_nothing_twice_unless_forced(flow: DeliveryFlow) -> None:
+    event = flow.deliver(flow.event())
+    replayed = cli_json(flow, "events", "replay", event["event_id"])
+    assert replayed["queued"] == [f"{event['event_id']}:ops", f"{event['event_id']}:audit"]
+    flow.work()
+    assert len(flow.sink.delivered("/slack/ops")) == 1
+    cli_json(flow, "events", "replay", event["event_id"], "--handler", "ops", "--force")
+    flow.work()
+    assert len(flow.sink.delivered("/slack/ops")) == 2
+    assert len(flow.sink.delivered("/hooks/audit")) == 1
+
+
+@pytest.mark.parametrize("command", ["show", "replay"])
+def test_an_unknown_event_fails_in_one_line(flow: DeliveryFlow, command: str) -> None:
+    result = run_cli("events", command, "no-such-event", env=flow.env)
+    assert_one_clear_line(result, 1)
+    assert "no-such-event" in result.err
+
+
+@pytest.mark.parametrize("args", [("list",), ("show", "x"), ("replay", "x")])
+@pytest.mark.parametrize(
+    ("env", "code", "expected"),
+    [
+        ({"REDIS_URL": "redis://127.0.0.1:1/0"}, 1, "cannot reach Redis"),
+        ({}, 2, "REDIS_URL is not set"),
+    ],
+    ids=["unreachable", "unset"],
+)
+def test_without_redis_every_command_fails_in_one_line(args: tuple, env: dict, code: int, expected: str) -> None:
+    result = run_cli("events", *args, env=env)
+    assert_one_clear_line(result, code)
+    assert expected in result.err
