@@ -22,22 +22,13 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import redis
 
+from bench.processes import ROOT, free_port, pinned, redis_command, rss_mb, wait_http
 from service.signature import sign
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret"
 SAMPLE = ROOT / "tests" / "fixtures" / "workflow-completed.failed.github-oauth.derived.json"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_requests(path: Path, count: int) -> int:
@@ -54,34 +45,23 @@ def make_requests(path: Path, count: int) -> int:
     return size
 
 
-def pinned(cpu: int, command: list[str]) -> list[str]:
-    return (
-        ["taskset", "-c", str(cpu), *command]
-        if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1
-        else command
-    )
-
-
-def wait_http(url: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise SystemExit(f"bench: {url} did not come up")
-
-
-def run_wrk(port: int, requests_file: Path, duration: int, connections: int) -> dict:
-    out = subprocess.run(
-        pinned(1, ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
-                   "-s", str(ROOT / "bench" / "wrk_post.lua"), f"http://127.0.0.1:{port}", "--", str(requests_file)]),
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    line = next(x for x in out.stdout.splitlines() if x.startswith("WRK_JSON "))
+def run_wrk(port: int, requests_file: Path, duration: int, connections: int, watch: int | None = None) -> dict:
+    """wrk's figures; with `watch`, also that process's peak RSS while wrk runs (`rss_mb`)."""
+    command = pinned(1, ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
+                         "-s", str(ROOT / "bench" / "wrk_post.lua"), f"http://127.0.0.1:{port}", "--",
+                         str(requests_file)])  # fmt: skip
+    peak = 0.0
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as wrk:
+        while wrk.poll() is None:
+            peak = max(peak, rss_mb(watch)) if watch else 0.0
+            time.sleep(0.2)
+        stdout, stderr = wrk.communicate()
+    if wrk.returncode:
+        raise subprocess.CalledProcessError(wrk.returncode, command, stdout, stderr)
+    line = next(x for x in stdout.splitlines() if x.startswith("WRK_JSON "))
     result = json.loads(line.removeprefix("WRK_JSON "))
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["rss_mb"] = max(peak, rss_mb(watch)) if watch else None
     return result
 
 
@@ -94,10 +74,7 @@ def start_server(command: list[str], env: dict[str, str], port: int, health: str
 
 def one_run(tmp: Path, requests_file: Path, duration: int, connections: int) -> dict:
     redis_port = free_port()
-    redis_proc = subprocess.Popen(
-        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp)], stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    redis_proc = subprocess.Popen(redis_command(redis_port, tmp), stdout=subprocess.DEVNULL)
     time.sleep(0.3)
     client = redis.Redis(port=redis_port)
     try:
@@ -119,7 +96,7 @@ def one_run(tmp: Path, requests_file: Path, duration: int, connections: int) -> 
         }  # fmt: skip
         web = start_server([sys.executable, "-m", "service.cli", "web"], env, web_port, "/healthz")
         try:
-            receiver = run_wrk(web_port, requests_file, duration, connections)
+            receiver = run_wrk(web_port, requests_file, duration, connections, watch=web.pid)
         finally:
             web.terminate()
             web.wait()
@@ -147,7 +124,8 @@ def main() -> None:
         requests_file = tmp / "requests.tsv"
         size = make_requests(requests_file, args.events)
         print(
-            f"ingest: {args.events} unique signed deliveries of {size} bytes; {args.runs} runs of {args.duration} s; c={args.connections}"
+            f"ingest: {args.events} unique signed deliveries of {size} bytes; "
+            f"{args.runs} runs of {args.duration} s; c={args.connections}"
         )
         runs = [one_run(tmp, requests_file, args.duration, args.connections) for _ in range(args.runs)]
     rows = []
@@ -161,7 +139,8 @@ def main() -> None:
                      "p50_ms": rec["p50_us"] / 1000, "p99_ms": rec["p99_us"] / 1000, "durable": durable})  # fmt: skip
         print(f"run {i}: accepted {accepted_rps:,.0f}/s  ceiling {ceil['rps']:,.0f}/s  ratio {ratio:.2f}  "
               f"p50 {rec['p50_us'] / 1000:.1f} ms  p99 {rec['p99_us'] / 1000:.1f} ms  "
-              f"202s {r['accepted']}  queued {r['queued']}  other {other or '-'}  socket errors {rec['errors']}")  # fmt: skip
+              f"202s {r['accepted']}  queued {r['queued']}  other {other or '-'}  "
+              f"socket errors {rec['errors']}  web RSS {rec['rss_mb']:.0f} MB")  # fmt: skip
     summary = {}
     for key in ("accepted_rps", "ceiling_rps", "ratio", "p50_ms", "p99_ms"):
         values = [row[key] for row in rows]

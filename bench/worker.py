@@ -24,22 +24,18 @@ median [min-max] over the runs, each figure next to its target.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import ctypes
 import json
 import math
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,9 +46,18 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from bench.processes import (
+    ROOT,
+    Processes,
+    cpu_seconds,
+    free_port,
+    load_average,
+    redis_command,
+    rss_mb,
+    wait_until,
+)
 from service.signature import sign
 
-ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "fixtures" / "workflow-completed.failed.github-oauth.derived.json"
 SECRET = "bench-secret"
 TOKEN = "bench-token"
@@ -63,89 +68,6 @@ BOUND_FRACTION = 0.8
 ZERO_LATENCY_TARGET = 100.0
 RSS_TARGET_MB = 120.0
 DONE = {"finished", "failed", "stopped", "canceled"}
-
-
-# -- processes ---------------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:
-    """Children get SIGKILL if this process dies without cleaning up (Linux prctl)."""
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-class Processes:
-    """Every process a run starts; `stop_all()` ends them, also after an error."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.running: list[subprocess.Popen[bytes]] = []
-
-    def start(self, name: str, command: list[str], *, cpu: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
-            command = ["taskset", "-c", str(cpu), *command]
-        with (self.logs / f"{name}.log").open("ab") as log:
-            process = subprocess.Popen(
-                command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=_die_with_parent
-            )
-        self.running.append(process)
-        return process
-
-    def stop(self, process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-        if process in self.running:
-            self.running.remove(process)
-
-    def stop_all(self) -> None:
-        for process in list(reversed(self.running)):
-            self.stop(process)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float, step: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (httpx.TransportError, redis.ConnectionError):
-            pass
-        time.sleep(step)
-    raise TimeoutError(f"bench: {what} not within {timeout:.0f} s")
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far (/proc/<pid>/stat)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 # -- the events --------------------------------------------------------------------------------
@@ -262,11 +184,8 @@ class Run:
 
     def start_redis(self) -> None:
         self.redis_proc = self.procs.start(
-            "redis",
-            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.tmp)],
-            cpu=self.last_cpu, env=dict(os.environ),
-        )  # fmt: skip
+            "redis", redis_command(self.redis_port, self.tmp), cpu=self.last_cpu, env=dict(os.environ)
+        )
         wait_until(lambda: bool(self.redis.ping()), "redis-server", 10)
 
     def start_simulator(self, latency_ms: float) -> tuple[subprocess.Popen[bytes], httpx.Client]:

@@ -1,0 +1,160 @@
+"""`make bench`: every performance figure in one table, each next to its target, and the same as JSON.
+
+    python -m bench [--quick] [--runs 3] [--json bench/results/latest.json]
+
+Each run measures, on real processes started for it:
+
+    ingest      bench.ingest: signed deliveries at c=64 against `web`, and a no-op ceiling (same run)
+    workers     bench.worker: enrichment throughput (1 and 2 workers at 20 ms, 1 at 0 ms),
+                webhook to enriched event, API calls per event, worker RSS while working
+    to chat     bench.e2e: webhook POST until the sink holds the Slack message, at 20 ms
+
+and the table gives the median [min-max] over the runs. The machine is shared: the load
+average before and after every run is printed and kept in the JSON. `--quick` is a smoke run
+(one short run of each, seconds) that checks the benchmark works; its figures mean little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench import e2e, ingest, worker
+from bench.processes import ROOT, load_average
+
+RESULTS = ROOT / "bench" / "results"
+INGEST_RATIO, INGEST_P99_MS = 0.30, 50.0
+NAIVE_CALLS = 1 + 3 * worker.JOBS
+# bench.worker's figure names, as this table shows them
+WORKER_NAMES = {
+    "e2e p50": "webhook -> enriched p50",
+    "e2e p99": "webhook -> enriched p99",
+    "worker RSS max": "worker RSS under load",
+}
+
+
+def fig(value: float, unit: str, target: str, ratio: float | None, met: bool | None) -> dict[str, Any]:
+    return {"value": value, "unit": unit, "target": target, "ratio": ratio, "met": met}
+
+
+def ingest_figures(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    rec, ceil = r["receiver"], r["ceiling"]
+    rps = r["accepted"] / (rec["duration_us"] / 1e6)
+    p50, p99, noop_p50 = rec["p50_us"] / 1000, rec["p99_us"] / 1000, ceil["p50_us"] / 1000
+    return {
+        "ingest events/s": fig(rps, "ev/s", f">= {INGEST_RATIO} x noop ceiling {ceil['rps']:,.0f}/s",
+                               rps / ceil["rps"], rps / ceil["rps"] >= INGEST_RATIO and r["queued"] >= r["accepted"]),
+        "ingest p50": fig(p50, "ms", f"noop ceiling's p50 {noop_p50:.1f} ms (ratio p50/noop)", p50 / noop_p50, None),
+        "ingest p99": fig(p99, "ms", f"< {INGEST_P99_MS:.0f} ms", p99 / INGEST_P99_MS, p99 < INGEST_P99_MS),
+        "web RSS under load": fig(rec["rss_mb"], "MB", "none set (reported)", None, None),
+    }  # fmt: skip
+
+
+def sink_figures(r: dict[str, Any], worker_figs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    bound = r["bound_ms"]
+    calls = worker_figs["API calls/event"]["value"]
+    text = f"lower bound {bound:.0f} (2 x {r['latency_ms']:g} ms)"
+    return {
+        "webhook -> sink p50": fig(r["p50_ms"], "ms", text, r["p50_ms"] / bound, None),
+        "webhook -> sink p99": fig(r["p99_ms"], "ms", text, r["p99_ms"] / bound, None),
+        "API calls/event vs naive": fig(calls, "calls", f"< naive 1 + 3 x {worker.JOBS} = {NAIVE_CALLS}",
+                                        calls / NAIVE_CALLS, calls < NAIVE_CALLS),
+    }  # fmt: skip
+
+
+def one_run(args: argparse.Namespace, requests_file: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    raw: dict[str, Any] = {"load_before": load_average()}
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        raw["ingest"] = ingest.one_run(Path(tmp), requests_file, args.duration, args.connections)
+    with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
+        raw["worker"] = worker.Run(args, Path(tmp)).execute()
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        raw["sink"] = e2e.measure(args, Path(tmp))
+    raw["load_after"] = load_average()
+    worker_figs = {WORKER_NAMES.get(k, k): v for k, v in worker.figures(raw["worker"], args).items()}
+    figs = ingest_figures(raw["ingest"]) | worker_figs | sink_figures(raw["sink"], worker_figs)
+    return raw, figs
+
+
+def summarize(table: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    summary = {}
+    for name, first in table[0].items():
+        values = [figs[name]["value"] for figs in table]
+        ratios = [figs[name]["ratio"] for figs in table if figs[name]["ratio"] is not None]
+        mets = [figs[name]["met"] for figs in table if figs[name]["met"] is not None]
+        summary[name] = {
+            "median": statistics.median(values), "min": min(values), "max": max(values), "unit": first["unit"],
+            "target": first["target"], "ratio": statistics.median(ratios) if ratios else None,
+            "met_runs": f"{sum(mets)}/{len(mets)}" if mets else None,
+        }  # fmt: skip
+    return summary
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.1f}"
+
+
+def print_table(summary: dict[str, dict[str, Any]]) -> None:
+    rows = [("figure", "measured median [min-max]", "target", "ratio", "met")]
+    for name, s in summary.items():
+        measured = f"{_number(s['median'])} [{_number(s['min'])}-{_number(s['max'])}] {s['unit']}"
+        ratio = "-" if s["ratio"] is None else f"{s['ratio']:.2f}"
+        rows.append((name, measured, s["target"], ratio, s["met_runs"] or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one tiny run of each part")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="where the JSON goes (default bench/results/latest.json)")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    # what bench.ingest, bench.worker and bench.e2e read, at their own defaults unless --quick
+    args.runs = 1 if quick else args.runs
+    args.duration, args.connections, args.requests = (1, 64, 2_000) if quick else (8, 64, 80_000)
+    args.events, args.e2e_events = (10, 5) if quick else (200, 50)
+    args.latency_ms, args.page_size, args.timeout = 20.0, 20, 180.0
+    args.json = args.json or RESULTS / ("quick.json" if quick else "latest.json")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    for tool, package in (("wrk", "wrk"), ("redis-server", "redis-server"), ("taskset", "util-linux")):
+        if not shutil.which(tool):
+            raise SystemExit(f"bench: {tool} is not installed: apt-get install {package}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so every `finally` stops its processes
+    print(f"bench: {args.runs} run(s){' (quick smoke run)' if args.quick else ''}; {os.cpu_count()} CPUs; "
+          f"load average (1/5/15 min) {load_average()}", flush=True)  # fmt: skip
+    runs, table = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-requests-") as tmp:
+        requests_file = Path(tmp) / "requests.tsv"
+        ingest.make_requests(requests_file, args.requests)
+        for i in range(1, args.runs + 1):
+            raw, figs = one_run(args, requests_file)
+            print(f"run {i}: load average before {raw['load_before']}, after {raw['load_after']}", flush=True)
+            runs.append(raw)
+            table.append(figs)
+    summary = summarize(table)
+    print_table(summary)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    record = {"args": {k: str(v) for k, v in vars(args).items()}, "cpus": os.cpu_count(),
+              "load_average": [[r["load_before"], r["load_after"]] for r in runs],
+              "summary": summary, "figures": table, "runs": runs}  # fmt: skip
+    args.json.write_text(json.dumps(record, indent=2, default=str))
+    print(f"bench: written to {args.json.relative_to(ROOT) if args.json.is_relative_to(ROOT) else args.json}")
+
+
+if __name__ == "__main__":
+    main()
