@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import fakeredis
 import httpx
 import pytest
 from redis import Redis
@@ -35,7 +36,7 @@ from workers.dead_letters import DeadLetters
 from workers.delivery import fan_out, job_id_of, replay_dead_letter, replay_event
 from workers.delivery_context import DeliveryContext, build_context, http_client, use_context
 from workers.store import EventStore
-from workers.worker import QUEUES, serve_metrics
+from workers.worker import QUEUES, build_worker, serve_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -353,8 +354,14 @@ def test_metrics_count_outcomes_attempts_and_time_to_delivery(deliveries: Delive
     assert value("circleci_events_delivery_latency_seconds_count", handler="ops") == 2
 
 
-def test_a_worker_listens_for_events_first_then_deliveries() -> None:
-    assert QUEUES == ("events", "deliveries")
+def test_a_worker_finishes_deliveries_before_it_enriches_the_next_event() -> None:
+    """A burst of events must not hold back the notifications of the ones already enriched."""
+    connection = fakeredis.FakeRedis()
+    for name in ("events", "deliveries"):
+        Queue(name, connection=connection, serializer=JSONSerializer).enqueue("os.getcwd")
+    build_worker(connection, QUEUES).work(burst=True, max_jobs=1)
+    assert Queue("deliveries", connection=connection).count == 0
+    assert Queue("events", connection=connection).count == 1
 
 
 def test_a_worker_serves_its_delivery_metrics(deliveries: Deliveries, event: dict) -> None:
