@@ -5,6 +5,7 @@
     ├── RedisUnavailable           Redis did not answer; the webhook gets 503 so CircleCI retries
     ├── WebhookError               a delivery we refuse; carries the HTTP status we answer with
     │   ├── BodyTooLarge           413
+    │   ├── BodyIncomplete         400: the client hung up before the whole body arrived
     │   ├── UnsupportedMediaType   415
     │   ├── SignatureError         401
     │   ├── InvalidJSON            400
@@ -61,6 +62,11 @@ class WebhookError(CircleCIEventsError):
 class BodyTooLarge(WebhookError):
     code = "body_too_large"
     http_status = 413
+
+
+class BodyIncomplete(WebhookError):
+    code = "body_incomplete"
+    http_status = 400
 
 
 class UnsupportedMediaType(WebhookError):

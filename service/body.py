@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from config.errors import BodyTooLarge, UnsupportedMediaType
+from config.errors import BodyIncomplete, BodyTooLarge, UnsupportedMediaType
 
 
 def require_json(request: Request) -> None:
@@ -19,17 +19,26 @@ def require_json(request: Request) -> None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, or BodyTooLarge as soon as it is known to exceed `limit` bytes."""
+    """The whole body, or BodyTooLarge as soon as it is known to exceed `limit` bytes.
+
+    A client that hangs up mid-body is a refused delivery (BodyIncomplete), not a server error.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
         raise _too_large(limit)
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise BodyIncomplete(
+            f"the client closed the connection after {size} bytes of the body (content-length {declared!r})",
+            details={"received_bytes": size},
+        ) from None
     return b"".join(chunks)
 
 

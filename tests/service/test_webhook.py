@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import fakeredis
@@ -147,6 +148,31 @@ def test_a_streamed_body_over_the_limit_gets_413_without_content_length(fake_ser
         response = client.post(URL, content=chunks(), headers={"content-type": "application/json"})
         assert "content-length" not in response.request.headers
         assert_clean_error(response, 413, "body_too_large")
+
+
+def test_a_client_hanging_up_mid_body_is_a_refused_delivery_not_a_server_error(settings, fake_server) -> None:
+    app = create_app(settings, redis=fakeredis.FakeAsyncRedis(server=fake_server))
+    messages = iter([{"type": "http.request", "body": b'{"id": "x', "more_body": True}, {"type": "http.disconnect"}])
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return next(messages)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": URL, "raw_path": URL.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"500")],
+        "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000),
+    }  # fmt: skip
+    with capture_logs() as logs:
+        asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"])["error_code"] == "body_incomplete"
+    assert [line["event"] for line in logs] == ["webhook_rejected"]
+    assert logs[0]["log_level"] == "warning"
 
 
 def test_rate_limit_answers_429_with_retry_after(fake_server, workflow_payload) -> None:
