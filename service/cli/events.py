@@ -71,7 +71,8 @@ def describe(record: dict[str, Any]) -> list[str]:
     ]
     for handler, d in record["deliveries"].items():
         last = f", last status {d['last_status']}" if d["last_status"] is not None else ""
-        lines.append(f"  {handler}: {d['outcome']} after {d['attempts']} attempts{last}")
+        plural = "" if str(d["attempts"]) == "1" else "s"
+        lines.append(f"  {handler}: {d['outcome']} after {d['attempts']} attempt{plural}{last}")
     for a in record["attempts"]:
         reason = f" ({a['reason']})" if a.get("reason") else ""
         status = a.get("status") if a.get("status") is not None else "-"
