@@ -52,7 +52,7 @@ def test_show_prints_it_for_a_person(flow: DeliveryFlow) -> None:
     lines = result.out.splitlines()
     assert "enrichment   complete, 4 API calls" in lines
     assert "transition   broken (was success)" in lines
-    assert "  ops: delivered after 1 attempts" in lines
+    assert "  ops: delivered after 1 attempt" in lines
 
 
 def test_list_shows_the_newest_first_filtered_by_status(flow: DeliveryFlow) -> None:
