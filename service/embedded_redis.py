@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from config.errors import ConfigurationError
+from service.child_process import die_with_parent
 
 NOT_KEPT = "it keeps nothing across restarts (set REDIS_URL to use your own)"
 
@@ -94,6 +95,7 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches the parent, which stops Redis last
+            preexec_fn=die_with_parent,  # and a parent killed outright does not leave it running
         )
         deadline = time.monotonic() + timeout
         while not self.socket.exists():

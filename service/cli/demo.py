@@ -9,7 +9,6 @@ what arrived. Everything it starts is stopped and its temporary folder removed o
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import secrets
@@ -28,6 +27,7 @@ from typing import Any
 import click
 import httpx
 
+from service.child_process import die_with_parent
 from service.cli.common import EXIT_USAGE, clear_errors, fail
 from service.cli.demo_events import WEBHOOK_SECRET_VAR, Scenario, describe, routes_yaml, scenarios
 from service.embedded_redis import EmbeddedRedis
@@ -58,12 +58,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    """Children get SIGTERM if the demo itself is killed before it can stop them (Linux prctl)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class Stack:
     """The demo's processes and folder; `close()` stops them (newest first) and removes the folder."""
 
@@ -83,7 +77,7 @@ class Stack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the demo, which stops the children in order
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     def log_tail(self, name: str) -> str:
