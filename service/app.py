@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
+from config.errors import ConfigurationError
 from config.settings import Settings
 from service.admin import admin_mount
 from service.errors import EXCEPTION_HANDLERS
@@ -31,8 +32,6 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     settings.require_webhook_secrets()
     if redis is None:
         if not settings.redis_url:
-            from config.errors import ConfigurationError
-
             raise ConfigurationError("REDIS_URL is not set: point it at Redis, e.g. redis://127.0.0.1:6379/0")
         redis = connect_redis(settings.redis_url)
 
