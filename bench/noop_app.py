@@ -5,6 +5,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from service.cli.processes import tune_gc
+
 
 async def noop(request: Request) -> JSONResponse:
     await request.body()
@@ -12,3 +14,4 @@ async def noop(request: Request) -> JSONResponse:
 
 
 app = Starlette(routes=[Route("/webhooks/circleci", noop, methods=["POST"])])
+tune_gc()  # the same process settings as `circleci-events web`

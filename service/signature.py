@@ -67,7 +67,7 @@ class SignatureVerifier:
         matched = False
         # Compare against every key and every candidate, so timing does not reveal which matched.
         for key in self._keys:
-            expected = hmac.new(key, body, hashlib.sha256).hexdigest()
+            expected = hmac.digest(key, body, "sha256").hex()  # OpenSSL's one-shot HMAC
             for candidate in candidates:
                 matched |= hmac.compare_digest(expected, candidate)
         if not matched:
