@@ -14,12 +14,14 @@ import sys
 import orjson
 import structlog
 
+from config.clock import add_timestamp
+
 
 def configure_logging(*, log_format: str = "json", log_level: str = "INFO") -> None:
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_timestamp,
     ]
     renderer: structlog.types.Processor
     own: structlog.types.Processor

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -25,6 +24,7 @@ from rq import Queue, Retry
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+from config.clock import utc_now_text
 from service.ratelimit import RATE_LIMIT_PREFIX, TOKEN_BUCKET_LUA
 from workers.store import RECORD_PREFIX
 
@@ -128,7 +128,7 @@ class Intake:
     async def admit(self, *, client: str, event_id: str, envelope: dict[str, Any], raw_payload: bytes) -> Admission:
         """Admit one delivery; concurrent calls share one Redis round trip."""
         job_id = os.urandom(16).hex()  # uuid4().hex without building a UUID object
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        now = envelope.get("received_at") or utc_now_text()  # RQ reads this format
         item = [client, event_id, job_id, _job_data(envelope, raw_payload), now]
         future: asyncio.Future[Admission] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))

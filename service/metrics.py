@@ -8,6 +8,8 @@ each one label of it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -17,6 +19,7 @@ class WebMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._outcomes: dict[str, Any] = {}
         self.requests = Counter(
             "circleci_events_webhook_requests",
             "Webhook deliveries by outcome",
@@ -40,6 +43,13 @@ class WebMetrics:
             ["queue"],
             registry=self.registry,
         )
+
+    def outcome(self, name: str) -> Any:
+        """The requests counter of one outcome (looked up once: `labels()` costs a lock and a hash)."""
+        child = self._outcomes.get(name)
+        if child is None:
+            child = self._outcomes[name] = self.requests.labels(name)
+        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -7,13 +7,14 @@ service: the request touches Redis once, in the atomic admission (rate limit, de
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
+import orjson
 import structlog
 from redis.exceptions import RedisError
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 
+from config.clock import utc_now_text
 from config.errors import CircleCIEventsError, RateLimited, RedisUnavailable, SignatureError
 from service.body import read_body, require_json
 from service.payload import JOB_COMPLETED, PING, WORKFLOW_COMPLETED, parse_event
@@ -23,12 +24,12 @@ log = structlog.get_logger("service.webhook")
 EVENT_TYPE_HEADER = "circleci-event-type"
 
 
-async def receive_webhook(request: Request) -> JSONResponse:
+async def receive_webhook(request: Request) -> Response:
     app = request.app.state
     try:
         response = await _receive(request)
     except CircleCIEventsError as exc:
-        app.metrics.requests.labels(exc.code).inc()
+        app.metrics.outcome(exc.code).inc()
         if isinstance(exc, SignatureError):
             app.metrics.signature_failures.inc()
         log.warning("webhook_rejected", error_code=exc.code, reason=exc.message)
@@ -36,7 +37,7 @@ async def receive_webhook(request: Request) -> JSONResponse:
     return response
 
 
-async def _receive(request: Request) -> JSONResponse:
+async def _receive(request: Request) -> Response:
     app = request.app.state
     require_json(request)
     body = await read_body(request, app.settings.max_body_bytes)
@@ -57,7 +58,7 @@ async def _receive(request: Request) -> JSONResponse:
         "event_id": event.id,
         "event_type": event.type,
         "request_id": request.state.request_id,
-        "received_at": datetime.now(UTC).isoformat(),
+        "received_at": utc_now_text(),
     }
     client = request.client.host if request.client else "unknown"
     started = time.perf_counter()
@@ -76,10 +77,10 @@ async def _receive(request: Request) -> JSONResponse:
     return _answer(app, "duplicate", 200, event.id, job_id=admission.job_id)
 
 
-def _answer(app: object, status: str, code: int, event_id: str, job_id: str | None = None) -> JSONResponse:
-    app.metrics.requests.labels(status).inc()  # type: ignore[attr-defined]
+def _answer(app: object, status: str, code: int, event_id: str, job_id: str | None = None) -> Response:
+    app.metrics.outcome(status).inc()  # type: ignore[attr-defined]
     log.info(f"event_{status}", job_id=job_id)
-    return JSONResponse({"event_id": event_id, "status": status}, status_code=code)
+    return Response(orjson.dumps({"event_id": event_id, "status": status}), code, media_type="application/json")
 
 
 def _unavailable(exc: RedisError) -> RedisUnavailable:
