@@ -1,7 +1,6 @@
 """R4: CircleCI's API throttles and fails, then recovers; or refuses the token for good.
 
-The issue's outage is 30 s; here it is 12 s (6 s of 429s, then 6 s of 500s) to keep the run
-short: the shape is the same, the deferrals' backoff spans it several times over.
+The outage lasts 30 s, as the issue asks: 15 s of 429s (Retry-After 6), then 15 s of 500s.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from tests.reliability.conftest import PATHS
 pytestmark = pytest.mark.e2e
 
 EVENTS = 20
-PHASE_SECONDS = 6.0
+PHASE_SECONDS = 15.0
 # The API client retries inside the job for up to 15 s before the job defers: give it room.
 LONG_JOBS = {"EVENT_JOB_TIMEOUT_SECONDS": "60"}
 
@@ -40,7 +39,7 @@ def test_429s_then_500s_for_a_while_delay_but_never_drop_an_event(scenario) -> N
     time.sleep(PHASE_SECONDS)
     lift(system.simulator, failing)
 
-    system.wait_delivered(payloads, timeout=90)
+    system.wait_delivered(payloads, timeout=120)
     system.assert_delivered_once(payloads)
     assert throttle.fired > 0 and failing.fired > 0
     enrichment = [r.body["enrichment"] for r in system.sink.delivered(PATHS["audit"])]
