@@ -54,7 +54,6 @@ class Settings:
     api_burst: int = 20
     transition_ttl_seconds: int = 90 * 24 * 3600
     # delivery (workers/delivery.py)
-    deliveries_queue: str = "deliveries"
     delivery_retry_budget_seconds: int = 3600
     delivery_timeout_seconds: float = 10.0
     delivery_backoff_base_seconds: float = 5.0

@@ -1,4 +1,4 @@
-"""Delivery: one RQ job per (event, handler) on the "deliveries" queue, posted once.
+"""Delivery: one RQ job per (event, handler), at the front of the events queue, posted once.
 
     fan_out(redis, event, handler_names)      store the event once; queue one job per handler
     deliver(event_id, handler, force=False)   the job, `workers.delivery.deliver`

@@ -1,4 +1,4 @@
-"""Delivery jobs on the RQ "deliveries" queue: their ids and how they are queued.
+"""Delivery jobs on the events queue, at its front: their ids and how they are queued.
 
 One delivery is one (event, handler): its id is `<event_id>:<handler>`; its first job's RQ id
 is derived from it, so the same delivery cannot be queued twice while that job is known to RQ
@@ -50,7 +50,7 @@ def enqueue_delivery(
     delay: float = 0.0,
 ) -> bool:
     """Queue (or schedule, after `delay` seconds) one delivery job; False when `job_id` exists."""
-    queue = Queue(settings.deliveries_queue, connection=redis, serializer=JSONSerializer)
+    queue = Queue(settings.events_queue, connection=redis, serializer=JSONSerializer)
     kwargs: dict[str, Any] = {}
     if force:
         kwargs["force"] = True
@@ -69,13 +69,14 @@ def enqueue_delivery(
         retry=CRASH_RETRY,
         status=JobStatus.SCHEDULED if delay > 0 else JobStatus.QUEUED,
     )
+    job.enqueue_at_front = True  # before the next events' enrichment, also when the scheduler queues it
     try:
         if delay > 0:
             # RQ's scheduler keeps whole seconds and runs what is due: round up, never early
             when = datetime.fromtimestamp(math.ceil(time.time() + delay), UTC)
             queue.schedule_job(job, when, unique=True)
         else:
-            queue.enqueue_job(job, unique=True)
+            queue.enqueue_job(job, at_front=True, unique=True)
     except DuplicateJobError:
         return False
     return True

@@ -25,10 +25,12 @@ from rq.serializers import JSONSerializer
 from config.settings import Settings
 
 log = structlog.get_logger("workers.worker")
-# Deliveries first: a worker finishes the notifications it has started before it enriches the
-# next event; events first let a burst of 400 events hold back every delivery until the last
-# was enriched.
-QUEUES = ("deliveries", "events")
+# One queue for enrichment and delivery jobs. From a single queue RQ takes a job with LMOVE into
+# an intermediate list its maintenance recovers from, so a worker killed between taking a job
+# and starting it loses nothing; from several queues it pops with BLPOP, and such a job was gone.
+# Delivery jobs go to the front of the queue: a worker finishes the notifications it has started
+# before it enriches the next event (else a burst of events holds back every delivery).
+QUEUES = ("events",)
 METRICS_PORT_TRIES = 16
 
 
@@ -73,7 +75,7 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     get_context()  # a broken routes file stops the worker here, not at the first event
     runtime()
     redis = connect(settings.redis_url or "redis://127.0.0.1:6379/0")
-    worker = build_worker(redis, (settings.deliveries_queue, settings.events_queue), settings=settings)
+    worker = build_worker(redis, (settings.events_queue,), settings=settings)
     if settings.worker_metrics_port:
         serve_metrics(settings.worker_metrics_port, addr=settings.host)
     return worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)

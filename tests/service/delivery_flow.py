@@ -76,7 +76,7 @@ class DeliveryFlow:
 
     def work(self, *, rounds: int = 10) -> None:
         """Work until nothing is queued or scheduled, running scheduled retries at once."""
-        queue = Queue(self.context.settings.deliveries_queue, connection=self.redis, serializer=JSONSerializer)
+        queue = Queue(self.context.settings.events_queue, connection=self.redis, serializer=JSONSerializer)
         scheduled = ScheduledJobRegistry(queue=queue)
         for _ in range(rounds):
             SimpleWorker([queue], connection=self.redis, serializer=JSONSerializer).work(

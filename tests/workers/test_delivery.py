@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import fakeredis
 import httpx
 import pytest
 from redis import Redis
@@ -80,7 +79,7 @@ class Deliveries:
 
     def __init__(self, redis: Redis, sink: Sink, settings: Settings) -> None:
         self.redis, self.sink, self.settings = redis, sink, settings
-        self.queue = Queue(settings.deliveries_queue, connection=redis, serializer=JSONSerializer)
+        self.queue = Queue(settings.events_queue, connection=redis, serializer=JSONSerializer)
         self.scheduled = ScheduledJobRegistry(queue=self.queue)
         self.store = EventStore(redis, ttl=settings.enriched_event_ttl_seconds)
         self.dead = DeadLetters(redis, ttl=settings.enriched_event_ttl_seconds)
@@ -354,14 +353,22 @@ def test_metrics_count_outcomes_attempts_and_time_to_delivery(deliveries: Delive
     assert value("circleci_events_delivery_latency_seconds_count", handler="ops") == 2
 
 
-def test_a_worker_finishes_deliveries_before_it_enriches_the_next_event() -> None:
+def test_a_worker_finishes_deliveries_before_it_enriches_the_next_event(deliveries: Deliveries, event: dict) -> None:
     """A burst of events must not hold back the notifications of the ones already enriched."""
-    connection = fakeredis.FakeRedis()
-    for name in ("events", "deliveries"):
-        Queue(name, connection=connection, serializer=JSONSerializer).enqueue("os.getcwd")
-    build_worker(connection, QUEUES).work(burst=True, max_jobs=1)
-    assert Queue("deliveries", connection=connection).count == 0
-    assert Queue("events", connection=connection).count == 1
+    waiting = Queue("events", connection=deliveries.redis, serializer=JSONSerializer).enqueue("os.getcwd")
+    fan_out(deliveries.redis, event, ["ops"])
+    build_worker(deliveries.redis, QUEUES).work(burst=True, max_jobs=1)
+    assert deliveries.posts() == 1
+    assert waiting.get_status() == "queued"
+
+
+def test_a_taken_job_stays_recoverable_until_it_starts(deliveries: Deliveries, event: dict) -> None:
+    """From one queue RQ moves a job into an intermediate list (LMOVE) that its maintenance
+    recovers from; from several it pops the job (BLPOP), and a worker killed then lost it."""
+    fan_out(deliveries.redis, event, ["ops"])
+    queues = [Queue(name, connection=deliveries.redis, serializer=JSONSerializer) for name in QUEUES]
+    job, queue = Queue.dequeue_any(queues, timeout=None, connection=deliveries.redis)  # then the worker dies
+    assert job.id in [i.decode() for i in deliveries.redis.lrange(queue.intermediate_queue_key, 0, -1)]
 
 
 def test_a_worker_serves_its_delivery_metrics(deliveries: Deliveries, event: dict) -> None:
