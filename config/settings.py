@@ -43,6 +43,8 @@ class Settings:
     port: int = 8000
     host: str = "0.0.0.0"
     worker_count: int = 2
+    # jobs one worker process runs at once, one RQ worker per thread (workers/worker.py)
+    worker_concurrency: int = 4
     # enrichment (workers/enrichment.py)
     enrich_deadline_seconds: float = 120.0
     enrich_concurrency: int = 8
@@ -90,6 +92,7 @@ class Settings:
                 port=config("PORT", cast=int, default=8000),
                 host=config("HOST", default="0.0.0.0"),
                 worker_count=config("WORKERS", cast=int, default=2),
+                worker_concurrency=config("WORKER_CONCURRENCY", cast=int, default=4),
                 enrich_deadline_seconds=config("ENRICH_DEADLINE_SECONDS", cast=float, default=120.0),
                 enrich_concurrency=config("ENRICH_CONCURRENCY", cast=int, default=8),
                 enrich_max_failed_tests=config("ENRICH_MAX_FAILED_TESTS", cast=int, default=10),
@@ -128,6 +131,8 @@ class Settings:
             raise ConfigurationError("RATE_LIMIT_BURST and RATE_LIMIT_PER_SECOND must be positive")
         if self.api_burst <= 0 or self.api_rate_per_second <= 0:
             raise ConfigurationError("CIRCLECI_API_BURST and CIRCLECI_API_RATE_PER_SECOND must be positive")
+        if self.worker_concurrency <= 0:
+            raise ConfigurationError(f"WORKER_CONCURRENCY must be positive, got {self.worker_concurrency}")
         if self.enrich_concurrency <= 0:
             raise ConfigurationError(f"ENRICH_CONCURRENCY must be positive, got {self.enrich_concurrency}")
         if self.delivery_retry_budget_seconds <= 0 or self.delivery_timeout_seconds <= 0:

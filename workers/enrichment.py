@@ -39,14 +39,15 @@ FAILED = frozenset({"failed", "error", "infrastructure_fail", "timedout", "termi
 MESSAGE_LINES = 5
 MESSAGE_CHARS = 500
 
-# Counts API requests of the current enrichment; the http client's request hook adds to it.
-api_calls: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("api_calls", default=None)
+# The API requests of the current enrichment, one item each; the http client's request hook adds
+# them from the pool's threads (list.append is atomic, `n += 1` is not).
+api_calls: contextvars.ContextVar[list[None] | None] = contextvars.ContextVar("api_calls", default=None)
 
 
 def count_api_call() -> None:
-    counter = api_calls.get()
-    if counter is not None:
-        counter[0] += 1  # list.__iadd__ on one slot: atomic enough under the GIL for a count
+    calls = api_calls.get()
+    if calls is not None:
+        calls.append(None)
 
 
 class Enricher:
@@ -74,8 +75,8 @@ class Enricher:
         payload = envelope["payload"]
         facts = vcs_facts(payload)
         event = from_webhook(envelope, facts)
-        counter = [0]
-        token = api_calls.set(counter)
+        calls: list[None] = []
+        token = api_calls.set(calls)
         problems: list[CircleCIAPIError] = []
         try:
             if self.client is None:
@@ -94,7 +95,7 @@ class Enricher:
         if problems:
             event["enrichment"]["reason"] = f"{problems[0].code}: {problems[0].message}"
         event["enrichment"]["complete"] = not problems and self.client is not None
-        event["enrichment"]["api_calls"] = counter[0]
+        event["enrichment"]["api_calls"] = len(calls)
         if event["event_type"] == WORKFLOW_COMPLETED:
             event["transition"] = self._transition(event, facts)
         return event

@@ -52,12 +52,13 @@ def web() -> None:
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @clear_errors
 def worker(burst: bool) -> None:
-    """Run one RQ worker (non-forking, with the scheduler) on the events queue."""
+    """Run WORKER_CONCURRENCY RQ workers (threads, with the scheduler) on the events queue."""
     from workers.worker import run_worker
 
     settings = load_settings()
     require_redis(settings)
-    run_worker(settings, burst=burst)
+    if not run_worker(settings, burst=burst):
+        raise SystemExit(1)
 
 
 @click.command()

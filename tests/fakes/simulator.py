@@ -114,6 +114,10 @@ class Simulator:
             self.faults.append(fault)
         return fault
 
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
     def reset(self) -> None:
         with self.lock:
             self.faults.clear()

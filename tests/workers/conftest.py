@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from redis import Redis
 
 from workers.circleci import CircleCIClient
 
@@ -84,3 +85,11 @@ def live_simulator(clock: FakeClock):
         )
         with client:
             yield app.state.simulator, base_url, client
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    """A client of the session's real Redis (emptied before each test)."""
+    client = Redis.from_url(redis_url)
+    yield client
+    client.close()

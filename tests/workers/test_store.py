@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from redis import Redis
@@ -13,13 +12,6 @@ from workers.dead_letters import DeadLetter, DeadLetters, excerpt
 from workers.store import EVENT_PREFIX, EVENTS_INDEX, RECORD_PREFIX, EventStore
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture
