@@ -5,8 +5,9 @@
 Each run measures, on real processes started for it:
 
     ingest      bench.ingest: signed deliveries at c=64 against `web`, and a no-op ceiling (same run)
-    workers     bench.worker: enrichment throughput (1 and 2 workers at 20 ms, 1 at 0 ms),
-                webhook to enriched event, API calls per event, worker RSS while working
+    workers     bench.worker: enrichment throughput (1 and 2 workers at 20 ms, 1 at 0 ms, and at
+                0 ms with a delivery per event), webhook to enriched event, API calls per
+                event, worker RSS while working, RQ's own no-op job rate on this machine
     to chat     bench.e2e: webhook POST until the sink holds the Slack message, at 20 ms
 
 and the table gives the median [min-max] over the runs. The machine is shared: the load
@@ -125,6 +126,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args.duration, args.connections, args.requests = (1, 64, 2_000) if quick else (8, 64, 80_000)
     args.events, args.e2e_events = (10, 5) if quick else (200, 50)
     args.latency_ms, args.page_size, args.timeout = 20.0, 20, 180.0
+    args.concurrency, args.noop_jobs = 4, (50 if quick else 500)
     args.json = args.json or RESULTS / ("quick.json" if quick else "latest.json")
     return args
 

@@ -1,16 +1,24 @@
 """Enrichment benchmark: workflow-completed events through real worker processes and the simulator.
 
-    python -m bench.worker [--runs 3] [--events 200] [--latency-ms 20] [--json PATH]
+    python -m bench.worker [--runs 3] [--events 200] [--latency-ms 20] [--concurrency 4] [--json PATH]
 
 Every run starts its own redis-server and, per phase, the CircleCI simulator
-(`python -m tests.fakes.simulator`) and `python -m service.cli worker` processes. Worker i is
-pinned to CPU i; redis, the simulator and the web process share the last CPU. Each event is a
-12-job workflow (10 successful jobs, 2 failed ones with 5 tests, 3 of them failing, and an
-artifact), with its own workflow id and job numbers so the API cache never helps.
+(`python -m tests.fakes.simulator`) and `python -m service.cli worker` processes (each running
+WORKER_CONCURRENCY jobs at once). Worker i is pinned to CPU i; redis, the simulator and the web
+process share the last CPU. Each event is a 12-job workflow (10 successful jobs, 2 failed ones
+with 5 tests, 3 of them failing, and an artifact), with its own workflow id and job numbers so
+the API cache never helps.
+
+The figures are the enrichment stage's, as the issue defines them (webhook to enriched event):
+the workers run with a routes file that subscribes nothing, so no delivery job follows. One more
+phase, at zero latency with the default routes (a log line per event: one delivery job each),
+shows what delivery adds.
 
     throughput  N events queued with RQ, then one (and two) workers; events/s from the job
                 records (first started_at to last ended_at), against the I/O bound
                 1 / (critical-path API calls x latency), and at zero latency
+    RQ no-op    the same machine's rate for RQ's SimpleWorker running a no-op job (the issue
+                measured 156-196/s on its machine): what the zero-latency figure is bounded by
     end to end  signed POSTs one at a time to `service.cli web`; webhook POST to the job's
                 ended_at, p50/p99, against the bound of 2 sequential calls x latency
     API calls   per event from the simulator's counts, next to the naive 1 + 3 x jobs and the
@@ -161,10 +169,14 @@ class Run:
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.redis = redis.Redis(port=self.redis_port, socket_timeout=10)
         self.queue = Queue("events", connection=self.redis, serializer=JSONSerializer)
+        self.no_routes = tmp / "no-routes.yaml"
+        self.no_routes.write_text("handlers: {}\nsubscriptions: []\n")
 
     def env(self, sim_port: int, **extra: str) -> dict[str, str]:
         return {
             **os.environ,
+            "ROUTES_FILE": str(self.no_routes),
+            "WORKER_CONCURRENCY": str(self.args.concurrency),
             "REDIS_URL": self.redis_url,
             "CIRCLE_TOKEN": TOKEN,
             "CIRCLECI_API_URL": f"http://127.0.0.1:{sim_port}/api/v2",
@@ -200,8 +212,8 @@ class Run:
         wait_until(lambda: client.get("/_sim/calls").status_code == 200, "simulator", 20)
         return process, client
 
-    def start_workers(self, count: int, sim_port: int) -> list[subprocess.Popen[bytes]]:
-        env = self.env(sim_port)
+    def start_workers(self, count: int, sim_port: int, **extra: str) -> list[subprocess.Popen[bytes]]:
+        env = self.env(sim_port, **extra)
         return [
             self.procs.start(f"worker-{i}", [sys.executable, "-m", "service.cli", "worker"], cpu=i, env=env)
             for i in range(count)
@@ -226,6 +238,38 @@ class Run:
             time.sleep(0.1)
         return [max(p, rss_mb(w.pid)) for p, w in zip(peaks, workers, strict=True)]
 
+    def wait_queue_empty(self, workers: list[subprocess.Popen[bytes]], rss: list[float]) -> list[float]:
+        """Wait until no job is queued or running (the deliveries that followed the events)."""
+        started = self.queue.started_job_registry
+
+        def idle() -> bool:
+            return self.queue.count == 0 and started.count == 0
+
+        wait_until(idle, "the delivery jobs", self.args.timeout)
+        return [max(p, rss_mb(w.pid)) for p, w in zip(rss, workers, strict=True)]
+
+    def last_ended(self) -> datetime:
+        ids = self.queue.finished_job_registry.get_job_ids()
+        jobs = Job.fetch_many(ids, connection=self.redis, serializer=JSONSerializer)
+        return max(j.ended_at for j in jobs if j is not None and j.ended_at)
+
+    def rq_noop(self, count: int) -> dict[str, Any]:
+        """RQ's own SimpleWorker on no-op jobs, on the CPU the workers use: this machine's scale."""
+        self.redis.flushall()
+        self.queue.enqueue_many([Queue.prepare_data("builtins.len", [[]]) for _ in range(count)])
+        code = (
+            "import sys, time, redis, logging; from rq import Queue, SimpleWorker;"
+            "from rq.serializers import JSONSerializer; r = redis.Redis.from_url(sys.argv[1]);"
+            "q = Queue('events', connection=r, serializer=JSONSerializer); t = time.perf_counter();"
+            "SimpleWorker([q], connection=r, serializer=JSONSerializer).work(burst=True, logging_level='WARNING');"
+            "print(time.perf_counter() - t)"
+        )
+        out = subprocess.run(
+            ["taskset", "-c", "0", sys.executable, "-c", code, self.redis_url],
+            capture_output=True, text=True, check=True, env=dict(os.environ),
+        )  # fmt: skip
+        return {"jobs": count, "jobs_per_s": count / float(out.stdout.split()[-1])}
+
     def outcomes(self, jobs: list[Job]) -> dict[str, int]:
         counts: dict[str, int] = {}
         for job in jobs:
@@ -238,14 +282,16 @@ class Run:
             counts[key] = counts.get(key, 0) + 1
         return counts
 
-    def throughput(self, latency_ms: float, workers: int) -> dict[str, Any]:
+    def throughput(self, latency_ms: float, workers: int, *, routes: str | None = None) -> dict[str, Any]:
+        """Events/s through `workers` processes; `routes` (a routes file) adds the deliveries."""
         self.redis.flushall()
         sim_proc, sim = self.start_simulator(latency_ms)
         procs: list[subprocess.Popen[bytes]] = []
         try:
             warm = self.events.load(sim, workers)
             payloads = self.events.load(sim, self.args.events)
-            procs += self.start_workers(workers, sim.base_url.port or 0)
+            extra = {"ROUTES_FILE": routes} if routes else {}
+            procs += self.start_workers(workers, sim.base_url.port or 0, **extra)
             # Warm-up: each worker builds its Runtime (httpx client, pool) on its first job.
             warm_ids = [self.queue.enqueue(PROCESS_EVENT, envelope(p), description="process_event").id for p in warm]
             self.wait_jobs(warm_ids, procs, 30)
@@ -255,6 +301,8 @@ class Run:
             cpu_before = [cpu_seconds(p.pid) for p in watched]
             ids = [job.id for job in self.queue.enqueue_many(datas)]
             rss = self.wait_jobs(ids, procs, self.args.timeout)
+            if routes:  # and the delivery jobs they queued
+                rss = self.wait_queue_empty(procs, rss)
             cpu = [cpu_seconds(p.pid) - before for p, before in zip(watched, cpu_before, strict=True)]
             calls = sim.get("/_sim/calls").json()
         finally:
@@ -264,6 +312,8 @@ class Run:
         jobs = [j for j in Job.fetch_many(ids, connection=self.redis, serializer=JSONSerializer) if j is not None]
         started = min(j.started_at for j in jobs if j.started_at)
         ended = max(j.ended_at for j in jobs if j.ended_at)
+        if routes:
+            ended = max(ended, self.last_ended())
         elapsed = (ended - started).total_seconds()
         per_job = sorted(
             (j.ended_at - j.started_at).total_seconds() * 1000 for j in jobs if j.started_at and j.ended_at
@@ -347,6 +397,8 @@ class Run:
             result["io_1w"] = self.throughput(a.latency_ms, 1)
             result["io_2w"] = self.throughput(a.latency_ms, 2)
             result["cpu_1w"] = self.throughput(0, 1)
+            result["cpu_1w_delivery"] = self.throughput(0, 1, routes=str(ROOT / "config" / "routes.yaml"))
+            result["rq_noop"] = self.rq_noop(a.noop_jobs)
             result["e2e"] = self.end_to_end(a.latency_ms, a.e2e_events)
         finally:
             self.redis.close()
@@ -365,6 +417,7 @@ def figures(run: dict[str, Any], args: argparse.Namespace) -> dict[str, dict[str
     minimum = pages(JOBS, ps) + FAILED_JOBS * (pages(TESTS, ps) + pages(ARTIFACTS, ps))
     naive = 1 + 3 * JOBS
     io1, io2, cpu, e2e = run["io_1w"], run["io_2w"], run["cpu_1w"], run["e2e"]
+    delivery, noop = run["cpu_1w_delivery"], run["rq_noop"]
     e2e_bound = critical * args.latency_ms
     rss = max(io1["rss_mb"] + io2["rss_mb"] + cpu["rss_mb"] + e2e["rss_mb"])
     calls = io1["api_calls_per_event"]
@@ -383,6 +436,10 @@ def figures(run: dict[str, Any], args: argparse.Namespace) -> dict[str, dict[str
             io2["events_per_s"] / io1["events_per_s"] / 2, None),
         "events/s, 1 worker, 0 ms": fig(cpu["events_per_s"], "ev/s", f">= {ZERO_LATENCY_TARGET:.0f}",
             cpu["events_per_s"] / ZERO_LATENCY_TARGET, cpu["events_per_s"] >= ZERO_LATENCY_TARGET),
+        "events/s, 0 ms, + log delivery": fig(delivery["events_per_s"], "ev/s", "(context: 2 RQ jobs per event)",
+            delivery["events_per_s"] / ZERO_LATENCY_TARGET, None),
+        "RQ no-op jobs/s (machine)": fig(noop["jobs_per_s"], "jobs/s", "(context: the issue measured 156-196)",
+            noop["jobs_per_s"] / 176, None),
         "e2e p50": fig(e2e["p50_ms"], "ms", f"bound {e2e_bound:.0f} (ratio p50/bound)",
             e2e["p50_ms"] / e2e_bound, None),
         "e2e p99": fig(e2e["p99_ms"], "ms", f"bound {e2e_bound:.0f} (ratio p99/bound)",
@@ -407,6 +464,8 @@ def main() -> None:
     parser.add_argument("--e2e-events", type=int, default=50)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--page-size", type=int, default=20, help="the simulator's page size")
+    parser.add_argument("--concurrency", type=int, default=4, help="WORKER_CONCURRENCY of each worker process")
+    parser.add_argument("--noop-jobs", type=int, default=500, help="no-op jobs for the RQ calibration")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds a throughput phase may take")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -418,7 +477,7 @@ def main() -> None:
     print(
         f"worker: {args.runs} runs; {args.events} events per phase, {JOBS} jobs each ({FAILED_JOBS} failed, "
         f"{TESTS} tests, {ARTIFACTS} artifact); latency {args.latency_ms:g} ms; page size {args.page_size}; "
-        f"{os.cpu_count()} CPUs"
+        f"{args.concurrency} jobs at once per worker process; {os.cpu_count()} CPUs"
     )
     runs, table = [], []
     for i in range(1, args.runs + 1):
@@ -429,11 +488,11 @@ def main() -> None:
         runs.append(run)
         table.append(figs)
         print_table(figs)
-        for key in ("io_1w", "io_2w", "cpu_1w"):
+        for key in ("io_1w", "io_2w", "cpu_1w", "cpu_1w_delivery"):
             ph, c = run[key], run[key]["cpu_ms_per_event"]
             busy = c["workers"] * ph["events_per_s"] / 1000 / ph["workers"]
             print(
-                f"  {ph['latency_ms']:g} ms x {ph['workers']} worker(s): job p50 {ph['job_ms_p50']:.1f} ms; "
+                f"  {key}, {ph['latency_ms']:g} ms x {ph['workers']} worker(s): job p50 {ph['job_ms_p50']:.1f} ms; "
                 f"CPU ms/event worker {c['workers']:.1f} ({busy:.0%} busy), simulator {c['simulator']:.1f}, "
                 f"redis {c['redis']:.1f}; {ph['outcomes']}"
             )

@@ -13,12 +13,16 @@ the thread runs Python again, so a job blocked in a call waits for the call's ow
 
 The worker in the main thread takes the signals and runs the scheduler. On SIGTERM or Ctrl-C
 every worker finishes the job it has and stops; a second signal stops the process at once,
-and jobs it was running come back as abandoned ones do.
+and jobs it was running come back as abandoned ones do. RQ forks its scheduler process before
+the other threads start; only if the process holding the scheduler lock dies does a later
+maintenance pass fork one while they run (the child opens its own Redis connection and logs
+through the standard library, whose locks are reset in a forked child).
 
 A worker that dies mid-job (SIGKILL, OOM) leaves the job in RQ's started registry; another
 worker's maintenance finds it once the job's timeout plus a grace has passed and retries it
 (the job's `Retry`). RQ's defaults make that 60 s after the timeout, found within 10 minutes;
-WORKER_ABANDONED_GRACE_SECONDS and WORKER_MAINTENANCE_INTERVAL_SECONDS shorten both.
+WORKER_ABANDONED_GRACE_SECONDS and WORKER_MAINTENANCE_INTERVAL_SECONDS shorten both. A job it
+had taken but not started yet comes back from RQ's intermediate list after one minute.
 """
 
 from __future__ import annotations
