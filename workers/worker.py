@@ -77,10 +77,11 @@ class JobQueue(Queue):
 
 
 class Worker(SimpleWorker):
-    """One RQ worker running jobs in its own thread.
+    """One RQ worker, running its jobs in the thread that calls `work()`.
 
-    Its jobs count as abandoned `abandoned_grace` seconds after their timeout; the worker in the
-    main thread passes a stop request on to the `crew` running in the other threads.
+    Its jobs count as abandoned `abandoned_grace` seconds after their timeout. The one in the
+    main thread passes a stop request on to its `crew` (the workers in the other threads) and
+    calls `ready` after its first maintenance pass.
     """
 
     abandoned_grace = 60  # RQ's SimpleWorker adds 60 s
