@@ -19,7 +19,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 
 from config.settings import Settings
-from workers.worker import QUEUES, ThreadWorker, Worker, WorkerProcess, build_worker
+from workers.worker import MAINTENANCE_LOCK_SECONDS, QUEUES, ThreadWorker, Worker, WorkerProcess, build_worker
 
 pytestmark = pytest.mark.integration
 
@@ -182,3 +182,18 @@ def _wait(check, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-u
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout} s: {what}")
         time.sleep(0.05)
+
+
+def test_a_killed_worker_holds_the_registry_cleaning_lock_a_minute_at_most(redis: Redis, redis_url: str) -> None:
+    """RQ's own lock lasts 899 s: a worker killed mid-clean-up stopped all recovery for 15 minutes."""
+    worker = build_worker(redis, settings=settings_for(redis_url))
+    queue = worker.queues[0]
+    assert queue.acquire_maintenance_lock()  # and then the worker is killed
+    assert not queue.acquire_maintenance_lock()
+    assert 0 < redis.ttl(queue.registry_cleaning_key) <= MAINTENANCE_LOCK_SECONDS == 60
+
+
+def test_only_the_main_threads_worker_runs_maintenance(redis: Redis, redis_url: str) -> None:
+    process = WorkerProcess(redis, QUEUES, settings_for(redis_url), concurrency=2)
+    assert process.lead.should_run_maintenance_tasks  # never run yet
+    assert not process.lead.crew[0].should_run_maintenance_tasks
