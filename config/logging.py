@@ -4,24 +4,37 @@ Every log line carries what is bound with `structlog.contextvars.bind_contextvar
 (request_id in the web process, event_id and job_id in the workers). Our own lines go
 straight to stderr through structlog (the standard library's path cost a sixth of a webhook
 request's CPU); records of other libraries (uvicorn, rq) get the same processors and renderer.
+
+Whatever logger wrote a line, the process's `REDACTOR` removes every configured secret from it
+as the last step before rendering: the settings' secrets are given here, the worker adds each
+handler's (URLs, routing keys, signing secrets) when it loads the routes. httpx and httpcore
+log each request's URL at INFO and DEBUG (a chat webhook's URL is its credential), so they are
+kept at WARNING whatever LOG_LEVEL says.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 
 import orjson
 import structlog
 
 from config.clock import add_timestamp
+from config.redaction import Redactor
+
+REDACTOR = Redactor()
+QUIET_LIBRARIES = ("httpx", "httpcore")
 
 
-def configure_logging(*, log_format: str = "json", log_level: str = "INFO") -> None:
+def configure_logging(*, log_format: str = "json", log_level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+    REDACTOR.add(secrets)
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         add_timestamp,
+        structlog.processors.format_exc_info,
     ]
     renderer: structlog.types.Processor
     own: structlog.types.Processor
@@ -30,20 +43,19 @@ def configure_logging(*, log_format: str = "json", log_level: str = "INFO") -> N
         renderer = own = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
         factory = structlog.WriteLoggerFactory(file=sys.stderr)
     else:
-        shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer()
         own = structlog.processors.JSONRenderer(serializer=orjson.dumps)
         factory = structlog.BytesLoggerFactory(file=sys.stderr.buffer)
 
     structlog.configure(
-        processors=[*shared, own],
+        processors=[*shared, REDACTOR, own],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(log_level)),
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, REDACTOR, renderer],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
@@ -55,3 +67,5 @@ def configure_logging(*, log_format: str = "json", log_level: str = "INFO") -> N
     for name in ("uvicorn", "uvicorn.error", "rq.worker"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(log_level)))

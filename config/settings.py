@@ -2,33 +2,51 @@
 
 Everything else takes a `Settings` (or the values it needs) through its constructor, so tests
 build one from a plain dict: `Settings.from_environ({"CIRCLECI_WEBHOOK_SECRETS": "s"})`.
+
+Every variable is listed once, in `VARIABLES`, with its type and its range. A wrong value stops
+the process with one line that names the variable and what is wrong; the value itself is shown
+only for variables that hold no secret. Lists are split on `,` alone and each entry stripped of
+surrounding whitespace: no shell rules, so `#`, `\\`, quotes and `=` are ordinary characters of a
+secret, and an empty entry is an error rather than something dropped without a word.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-from starlette.config import Config
-from starlette.datastructures import CommaSeparatedStrings, Secret
+from starlette.datastructures import Secret
 
 from config.errors import ConfigurationError
 
 DEFAULT_API_URL = "https://circleci.com/api/v2"
 DEFAULT_ROUTES_FILE = str(Path(__file__).parent / "routes.yaml")
+# Where CircleCI serves artifacts (`https://<n>-<id>-gh.circle-artifacts.com/0/<path>`); the API's
+# own host is always allowed. The token goes to no other host.
+DEFAULT_ARTIFACT_HOSTS = ("circleci.com", "*.circleci.com", "circle-artifacts.com", "*.circle-artifacts.com")
 LOG_FORMATS = ("json", "console")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DAY = 24 * 3600
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None = None
+    redis_allow_eviction: bool = False
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 1000
     webhook_secrets: tuple[Secret, ...] = ()
     allow_unsigned_webhooks: bool = False
     circle_token: Secret | None = None
     circleci_api_url: str = DEFAULT_API_URL
+    artifact_hosts: tuple[str, ...] = DEFAULT_ARTIFACT_HOSTS
     routes_file: str = DEFAULT_ROUTES_FILE
     log_format: str = "json"
     log_level: str = "INFO"
@@ -37,7 +55,7 @@ class Settings:
     rate_limit_burst: int = 200
     rate_limit_per_second: float = 100.0
     trusted_proxies: tuple[str, ...] = ()
-    dedupe_ttl_seconds: int = 7 * 24 * 3600
+    dedupe_ttl_seconds: int = 7 * DAY
     events_queue: str = "events"
     event_job_timeout_seconds: int = 300
     port: int = 8000
@@ -54,13 +72,13 @@ class Settings:
     api_cache_ttl_seconds: int = 3600
     api_rate_per_second: float = 10.0
     api_burst: int = 20
-    transition_ttl_seconds: int = 90 * 24 * 3600
+    transition_ttl_seconds: int = 90 * DAY
     # delivery (workers/delivery.py)
     delivery_retry_budget_seconds: int = 3600
     delivery_timeout_seconds: float = 10.0
     delivery_backoff_base_seconds: float = 5.0
     delivery_backoff_max_seconds: float = 600.0
-    enriched_event_ttl_seconds: int = 7 * 24 * 3600
+    enriched_event_ttl_seconds: int = 7 * DAY
     worker_metrics_port: int = 0
     # how soon a job whose worker died (SIGKILL, OOM, lost host) runs again (workers/worker.py)
     worker_maintenance_interval_seconds: int = 600
@@ -69,92 +87,35 @@ class Settings:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read and check every setting; a wrong one raises ConfigurationError naming it."""
-        env = dict(os.environ if environ is None else environ)
-        config = Config(environ=env)
-        try:
-            settings = cls(
-                redis_url=config("REDIS_URL", default=None) or None,
-                webhook_secrets=tuple(
-                    Secret(s) for s in config("CIRCLECI_WEBHOOK_SECRETS", cast=CommaSeparatedStrings, default="") if s
-                ),
-                allow_unsigned_webhooks=config("INSECURE_ALLOW_UNSIGNED_WEBHOOKS", cast=bool, default=False),
-                circle_token=_secret(config("CIRCLE_TOKEN", default="")),
-                circleci_api_url=config("CIRCLECI_API_URL", default=DEFAULT_API_URL).rstrip("/"),
-                routes_file=config("ROUTES_FILE", default=DEFAULT_ROUTES_FILE),
-                log_format=config("LOG_FORMAT", default="json").lower(),
-                log_level=config("LOG_LEVEL", default="INFO").upper(),
-                admin_token=_secret(config("ADMIN_TOKEN", default="")),
-                max_body_bytes=config("MAX_BODY_BYTES", cast=int, default=1024 * 1024),
-                rate_limit_burst=config("RATE_LIMIT_BURST", cast=int, default=200),
-                rate_limit_per_second=config("RATE_LIMIT_PER_SECOND", cast=float, default=100.0),
-                trusted_proxies=tuple(config("TRUSTED_PROXIES", cast=CommaSeparatedStrings, default="")),
-                dedupe_ttl_seconds=config("DEDUPE_TTL_SECONDS", cast=int, default=7 * 24 * 3600),
-                port=config("PORT", cast=int, default=8000),
-                host=config("HOST", default="0.0.0.0"),
-                worker_count=config("WORKERS", cast=int, default=2),
-                worker_concurrency=config("WORKER_CONCURRENCY", cast=int, default=4),
-                enrich_deadline_seconds=config("ENRICH_DEADLINE_SECONDS", cast=float, default=120.0),
-                enrich_concurrency=config("ENRICH_CONCURRENCY", cast=int, default=8),
-                enrich_max_failed_tests=config("ENRICH_MAX_FAILED_TESTS", cast=int, default=10),
-                enrich_max_artifacts=config("ENRICH_MAX_ARTIFACTS", cast=int, default=20),
-                enrich_successful_jobs=config("ENRICH_SUCCESSFUL_JOBS", cast=bool, default=False),
-                api_cache_ttl_seconds=config("API_CACHE_TTL_SECONDS", cast=int, default=3600),
-                api_rate_per_second=config("CIRCLECI_API_RATE_PER_SECOND", cast=float, default=10.0),
-                api_burst=config("CIRCLECI_API_BURST", cast=int, default=20),
-                transition_ttl_seconds=config("TRANSITION_TTL_SECONDS", cast=int, default=90 * 24 * 3600),
-                delivery_retry_budget_seconds=config("DELIVERY_RETRY_BUDGET_SECONDS", cast=int, default=3600),
-                delivery_timeout_seconds=config("DELIVERY_TIMEOUT_SECONDS", cast=float, default=10.0),
-                delivery_backoff_base_seconds=config("DELIVERY_BACKOFF_BASE_SECONDS", cast=float, default=5.0),
-                delivery_backoff_max_seconds=config("DELIVERY_BACKOFF_MAX_SECONDS", cast=float, default=600.0),
-                enriched_event_ttl_seconds=config("ENRICHED_EVENT_TTL_SECONDS", cast=int, default=7 * 24 * 3600),
-                worker_metrics_port=config("WORKER_METRICS_PORT", cast=int, default=0),
-                event_job_timeout_seconds=config("EVENT_JOB_TIMEOUT_SECONDS", cast=int, default=300),
-                worker_maintenance_interval_seconds=config(
-                    "WORKER_MAINTENANCE_INTERVAL_SECONDS", cast=int, default=600
-                ),
-                worker_abandoned_grace_seconds=config("WORKER_ABANDONED_GRACE_SECONDS", cast=int, default=60),
-            )
-        except ValueError as exc:
-            # starlette's Config says which variable and value it could not cast
-            raise ConfigurationError(f"{exc}; fix the environment variable and start again") from None
+        env = os.environ if environ is None else environ
+        values = {v.field: v.read(env[v.name]) for v in VARIABLES if v.name in env}
+        settings = cls(**values)
         settings.check()
         return settings
 
     def check(self) -> None:
+        """Settings that must agree with each other, and URLs that must be safe to send a token to."""
         if self.log_format not in LOG_FORMATS:
             raise ConfigurationError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigurationError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
-        if self.max_body_bytes <= 0:
-            raise ConfigurationError(f"MAX_BODY_BYTES must be positive, got {self.max_body_bytes}")
-        if self.rate_limit_burst <= 0 or self.rate_limit_per_second <= 0:
-            raise ConfigurationError("RATE_LIMIT_BURST and RATE_LIMIT_PER_SECOND must be positive")
-        if self.api_burst <= 0 or self.api_rate_per_second <= 0:
-            raise ConfigurationError("CIRCLECI_API_BURST and CIRCLECI_API_RATE_PER_SECOND must be positive")
-        if self.worker_concurrency <= 0:
-            raise ConfigurationError(f"WORKER_CONCURRENCY must be positive, got {self.worker_concurrency}")
-        if self.enrich_concurrency <= 0:
-            raise ConfigurationError(f"ENRICH_CONCURRENCY must be positive, got {self.enrich_concurrency}")
-        if self.delivery_retry_budget_seconds <= 0 or self.delivery_timeout_seconds <= 0:
-            raise ConfigurationError("DELIVERY_RETRY_BUDGET_SECONDS and DELIVERY_TIMEOUT_SECONDS must be positive")
-        if self.delivery_backoff_base_seconds < 0 or self.delivery_backoff_max_seconds < 0:
-            raise ConfigurationError("DELIVERY_BACKOFF_BASE_SECONDS and DELIVERY_BACKOFF_MAX_SECONDS must be >= 0")
-        if self.enriched_event_ttl_seconds <= 0:
+        if self.delivery_backoff_base_seconds > self.delivery_backoff_max_seconds:
             raise ConfigurationError(
-                f"ENRICHED_EVENT_TTL_SECONDS must be positive, got {self.enriched_event_ttl_seconds}"
+                f"DELIVERY_BACKOFF_BASE_SECONDS ({self.delivery_backoff_base_seconds:g}) must not exceed "
+                f"DELIVERY_BACKOFF_MAX_SECONDS ({self.delivery_backoff_max_seconds:g})"
             )
-        if min(self.event_job_timeout_seconds, self.worker_maintenance_interval_seconds) <= 0:
+        if self.enriched_event_ttl_seconds < self.delivery_retry_budget_seconds:
             raise ConfigurationError(
-                "EVENT_JOB_TIMEOUT_SECONDS and WORKER_MAINTENANCE_INTERVAL_SECONDS must be positive"
+                f"ENRICHED_EVENT_TTL_SECONDS ({self.enriched_event_ttl_seconds}) must be at least "
+                f"DELIVERY_RETRY_BUDGET_SECONDS ({self.delivery_retry_budget_seconds}): a delivery still "
+                "retrying needs its stored event"
             )
-        if self.worker_abandoned_grace_seconds < 0:
+        if self.event_job_timeout_seconds < self.delivery_timeout_seconds:
             raise ConfigurationError(
-                f"WORKER_ABANDONED_GRACE_SECONDS must be >= 0, got {self.worker_abandoned_grace_seconds}"
+                f"EVENT_JOB_TIMEOUT_SECONDS ({self.event_job_timeout_seconds}) must be at least "
+                f"DELIVERY_TIMEOUT_SECONDS ({self.delivery_timeout_seconds:g})"
             )
-        if not self.circleci_api_url.startswith(("http://", "https://")):
-            raise ConfigurationError(
-                f"CIRCLECI_API_URL must start with http:// or https://, got {self.circleci_api_url!r}"
-            )
+        check_api_url(self.circleci_api_url)
 
     def require_webhook_secrets(self) -> None:
         """The receiver refuses to start without a secret unless insecure mode is asked for."""
@@ -164,6 +125,179 @@ class Settings:
                 "(comma-separate several to rotate), or set INSECURE_ALLOW_UNSIGNED_WEBHOOKS=1 for local development"
             )
 
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold, for the log redaction (config/logging.py)."""
+        values = [str(s) for s in self.webhook_secrets]
+        values += [str(s) for s in (self.circle_token, self.admin_token) if s is not None]
+        password = urlsplit(self.redis_url).password if self.redis_url else None
+        return values + ([password] if password else [])
 
-def _secret(value: str) -> Secret | None:
-    return Secret(value) if value else None
+
+def check_api_url(url: str) -> None:
+    """The token goes to CIRCLECI_API_URL: https, or plain http on loopback (the local simulator)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        parts, host = None, ""
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        raise ConfigurationError(f"CIRCLECI_API_URL must be an http(s) URL with a host, got {url!r}")
+    if parts.scheme == "http" and not is_loopback(host):
+        raise ConfigurationError(
+            f"CIRCLECI_API_URL must use https (plain http only on loopback, for a local simulator), got {url!r}: "
+            "CIRCLE_TOKEN would cross the network in clear"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -- reading one variable ---------------------------------------------------------------------
+
+
+def _entries(name: str, raw: str) -> tuple[str, ...]:
+    """`a, b,c` → ('a', 'b', 'c'); split on `,` only; blank as a whole is no entries at all."""
+    if not raw.strip():
+        return ()
+    entries = tuple(part.strip() for part in raw.split(","))
+    for position, entry in enumerate(entries, start=1):
+        if not entry:
+            raise ConfigurationError(
+                f"{name}: entry {position} of {len(entries)} is empty; remove the stray comma "
+                "(entries are split on ',' and stripped of surrounding spaces)"
+            )
+    return entries
+
+
+def _network(name: str, entry: str) -> str:
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        raise ConfigurationError(
+            f"{name}: {entry!r} is not an IP address or CIDR network; list your proxies explicitly "
+            "(e.g. 10.0.0.5,10.1.0.0/16), '*' is not accepted"
+        ) from None
+    return entry
+
+
+def _host_pattern(name: str, entry: str) -> str:
+    host = entry.lower()
+    label = host.removeprefix("*.")
+    if not label or "*" in label or "/" in label or ":" in label:
+        raise ConfigurationError(f"{name}: {entry!r} must be a host name, or '*.' and a domain")
+    return host
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: the Settings field it fills, its type and its accepted range."""
+
+    name: str
+    field: str
+    kind: str  # text | optional | secret | secrets | int | float | bool | networks | hosts
+    low: float | None = None
+    high: float | None = None
+    normalise: Callable[[str], str] | None = None
+
+    @property
+    def secret(self) -> bool:
+        return self.kind in ("secret", "secrets") or self.name == "REDIS_URL"
+
+    def read(self, raw: str) -> Any:
+        shown = "" if self.secret else f", got {raw!r}"
+        if self.kind == "text":
+            return self.normalise(raw.strip()) if self.normalise else raw.strip()
+        if self.kind == "optional":
+            return raw.strip() or None
+        if self.kind == "secret":
+            return Secret(raw.strip()) if raw.strip() else None
+        if self.kind == "secrets":
+            return tuple(Secret(s) for s in _entries(self.name, raw))
+        if self.kind == "networks":
+            return tuple(_network(self.name, e) for e in _entries(self.name, raw))
+        if self.kind == "hosts":
+            return tuple(_host_pattern(self.name, e) for e in _entries(self.name, raw))
+        if self.kind == "bool":
+            value = raw.strip().lower()
+            if value not in _TRUE + _FALSE:
+                raise ConfigurationError(f"{self.name} must be true or false (1/0, yes/no, on/off){shown}")
+            return value in _TRUE
+        number: float
+        try:
+            number = int(raw.strip()) if self.kind == "int" else float(raw.strip())
+        except ValueError:
+            kind = "a whole number" if self.kind == "int" else "a number"
+            raise ConfigurationError(f"{self.name} must be {kind}{shown}") from None
+        if not math.isfinite(number):
+            raise ConfigurationError(f"{self.name} must be a finite number{shown}")
+        self.check_range(number)
+        return number
+
+    def check_range(self, number: float) -> None:
+        low, high = self.low, self.high
+        if (low is not None and number < low) or (high is not None and number > high):
+            if low == 1 and high is None:
+                raise ConfigurationError(f"{self.name} must be positive, got {_num(number)}")
+            if high is None:
+                raise ConfigurationError(f"{self.name} must be at least {_num(low)}, got {_num(number)}")
+            raise ConfigurationError(f"{self.name} must be between {_num(low)} and {_num(high)}, got {_num(number)}")
+
+
+def _num(value: float | None) -> str:
+    return str(int(value)) if value is not None and float(value).is_integer() else f"{value}"
+
+
+def _vars(*rows: tuple[Any, ...] | Variable) -> tuple[Variable, ...]:
+    return tuple(row if isinstance(row, Variable) else Variable(*row) for row in rows)
+
+
+VARIABLES: tuple[Variable, ...] = _vars(
+    ("REDIS_URL", "redis_url", "optional"),
+    ("CIRCLECI_WEBHOOK_SECRETS", "webhook_secrets", "secrets"),
+    ("INSECURE_ALLOW_UNSIGNED_WEBHOOKS", "allow_unsigned_webhooks", "bool"),
+    ("CIRCLE_TOKEN", "circle_token", "secret"),
+    Variable("CIRCLECI_API_URL", "circleci_api_url", "text", normalise=lambda url: url.rstrip("/")),
+    ("ROUTES_FILE", "routes_file", "text"),
+    Variable("LOG_FORMAT", "log_format", "text", normalise=str.lower),
+    Variable("LOG_LEVEL", "log_level", "text", normalise=str.upper),
+    ("ADMIN_TOKEN", "admin_token", "secret"),
+    ("MAX_BODY_BYTES", "max_body_bytes", "int", 1, 64 * 1024 * 1024),
+    ("RATE_LIMIT_BURST", "rate_limit_burst", "int", 1, 10_000_000),
+    ("RATE_LIMIT_PER_SECOND", "rate_limit_per_second", "float", 0.001, 10_000_000),
+    ("TRUSTED_PROXIES", "trusted_proxies", "networks"),
+    ("DEDUPE_TTL_SECONDS", "dedupe_ttl_seconds", "int", 3600, 365 * DAY),
+    ("PORT", "port", "int", 1, 65535),
+    ("HOST", "host", "text"),
+    ("WORKERS", "worker_count", "int", 1, 64),
+    ("WORKER_CONCURRENCY", "worker_concurrency", "int", 1, None),
+    ("ENRICH_DEADLINE_SECONDS", "enrich_deadline_seconds", "float", 0, DAY),
+    ("ENRICH_CONCURRENCY", "enrich_concurrency", "int", 1, None),
+    ("ENRICH_MAX_FAILED_TESTS", "enrich_max_failed_tests", "int", 0, 1000),
+    ("ENRICH_MAX_ARTIFACTS", "enrich_max_artifacts", "int", 0, 1000),
+    ("ENRICH_SUCCESSFUL_JOBS", "enrich_successful_jobs", "bool"),
+    ("API_CACHE_TTL_SECONDS", "api_cache_ttl_seconds", "int", 1, 30 * DAY),
+    ("CIRCLECI_API_RATE_PER_SECOND", "api_rate_per_second", "float", 0.001, 10_000_000),
+    ("CIRCLECI_API_BURST", "api_burst", "int", 1, 10_000_000),
+    ("TRANSITION_TTL_SECONDS", "transition_ttl_seconds", "int", 3600, 10 * 365 * DAY),
+    ("DELIVERY_RETRY_BUDGET_SECONDS", "delivery_retry_budget_seconds", "int", 1, None),
+    ("DELIVERY_TIMEOUT_SECONDS", "delivery_timeout_seconds", "float", 0.1, 300),
+    ("DELIVERY_BACKOFF_BASE_SECONDS", "delivery_backoff_base_seconds", "float", 0, 3600),
+    ("DELIVERY_BACKOFF_MAX_SECONDS", "delivery_backoff_max_seconds", "float", 0, DAY),
+    ("ENRICHED_EVENT_TTL_SECONDS", "enriched_event_ttl_seconds", "int", 60, 365 * DAY),
+    ("WORKER_METRICS_PORT", "worker_metrics_port", "int", 0, 65535),
+    ("EVENT_JOB_TIMEOUT_SECONDS", "event_job_timeout_seconds", "int", 1, DAY),
+    ("WORKER_MAINTENANCE_INTERVAL_SECONDS", "worker_maintenance_interval_seconds", "int", 1, 3600),
+    ("WORKER_ABANDONED_GRACE_SECONDS", "worker_abandoned_grace_seconds", "int", 0, 3600),
+)
+_FIELDS = {f.name for f in fields(Settings)}
+assert all(v.field in _FIELDS for v in VARIABLES), "every variable fills a Settings field"

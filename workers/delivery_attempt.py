@@ -20,6 +20,7 @@ from redis import Redis
 from rq.job import Job
 
 from config.errors import DeliveryRejected, HandlerError
+from config.logging import REDACTOR
 from config.settings import Settings
 from workers.dead_letters import DeadLetter, DeadLetters
 from workers.delivery_context import DeliveryContext
@@ -150,7 +151,7 @@ class DeliveryAttempt:
             handler=self.handler,
             reason=reason,
             last_status=status,
-            body_excerpt=body,
+            body_excerpt=REDACTOR.redact(body),  # against every configured secret, not the handler's alone
             attempts=attempts,
             first_attempt_at=state["first_attempt_at"],
             last_attempt_at=state["last_attempt_at"],

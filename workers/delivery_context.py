@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from config.logging import REDACTOR
 from config.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ class Handler(Protocol):
     """A destination: renders the event for its platform and sends it, or raises HandlerError."""
 
     def send(self, event: dict[str, Any], *, delivery_id: str, http: httpx.Client) -> None: ...
+
+    def secrets(self) -> list[str]: ...
 
 
 class DeliveryMetrics:
@@ -89,6 +92,8 @@ def build_context(settings: Settings, environ: Mapping[str, str]) -> DeliveryCon
 
     routes = load_routes(settings.routes_file, environ)
     handlers = {name: build_handler(name, config) for name, config in routes.handlers.items()}
+    # from here on no log line of this process shows a handler's URL, key or signing secret
+    REDACTOR.add(secret for handler in handlers.values() for secret in handler.secrets())
     return DeliveryContext(settings=settings, handlers=handlers, http=http_client(settings), routes=routes)
 
 

@@ -23,7 +23,11 @@ EXIT_USAGE = 2
 def load_settings(*, quiet: bool = False) -> Settings:
     """Settings from the environment, logging configured (to WARNING for `quiet` commands)."""
     settings = Settings.from_environ()
-    configure_logging(log_format=settings.log_format, log_level="WARNING" if quiet else settings.log_level)
+    configure_logging(
+        log_format=settings.log_format,
+        log_level="WARNING" if quiet else settings.log_level,
+        secrets=settings.secret_values(),
+    )
     return settings
 
 

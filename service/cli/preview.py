@@ -16,8 +16,9 @@ import click
 import orjson
 
 from config.errors import WebhookError
+from config.redaction import option_secrets
 from service.cli.common import EXIT_USAGE, clear_errors, fail, load_settings
-from service.cli.routes_view import option_secrets, read_routes, redact_text
+from service.cli.routes_view import read_routes, redact_text
 from service.payload import JOB_COMPLETED, WORKFLOW_COMPLETED, parse_event
 from workers.enrichment import from_webhook
 from workers.handlers import build_handler

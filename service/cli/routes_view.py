@@ -8,16 +8,16 @@ host only, a key or secret as `[redacted]`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from config.redaction import REDACTED, SECRET_OPTIONS, Redactor
 from config.routes import HandlerConfig, Routes, Subscription, load_routes
 from config.settings import Settings
 
-REDACTED = "[redacted]"
-SECRET_KEYS = ("secret", "routing_key")
+SECRET_KEYS = tuple(k for k in SECRET_OPTIONS if k != "url")
 
 
 def read_routes(path: str | None, settings: Settings) -> tuple[Path, Routes]:
@@ -65,14 +65,5 @@ def subscription_row(subscription: Subscription) -> dict[str, Any]:
 
 
 def redact_text(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret (and every URL secret's path) replaced by `[redacted]`."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-        path = urlsplit(secret).path if secret.startswith(("http://", "https://")) else ""
-        if len(path) > 1:
-            text = text.replace(path, REDACTED)
-    return text
-
-
-def option_secrets(options: Mapping[str, str | None]) -> list[str]:
-    return [v for k, v in options.items() if k in ("url", *SECRET_KEYS) and v]
+    """`text` with every secret (URLs in their credential parts too) replaced by `[redacted]`."""
+    return Redactor(secrets).redact(text)

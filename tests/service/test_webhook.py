@@ -267,3 +267,25 @@ def test_signature_is_checked_over_the_exact_bytes(client, workflow_payload) -> 
     headers = {"content-type": "application/json", "circleci-signature": sign(body, SECRET)}
     reformatted = json.dumps(workflow_payload, indent=1).encode()
     assert client.post(URL, content=reformatted, headers=headers).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "secrets, accepted, refused",
+    [
+        # A '#' once started a shell comment: only 's3' was kept, and 's3' signed a forged body.
+        ("s3#Xq9vLongRandomSecretValue,new-rotated", ["s3#Xq9vLongRandomSecretValue", "new-rotated"], ["s3"]),
+        (r"a\b,'quoted',\"dq\"", [r"a\b", "'quoted'", r"\"dq\""], ["ab", "quoted", "dq", '"dq"']),
+        ("key=val ue", ["key=val ue"], ["key", "key=val"]),
+    ],
+)
+def test_only_the_configured_secrets_sign_whatever_characters_they_hold(
+    workflow_payload, secrets: str, accepted: list[str], refused: list[str]
+) -> None:
+    settings = Settings.from_environ({"CIRCLECI_WEBHOOK_SECRETS": secrets})
+    with TestClient(create_app(settings, redis=fakeredis.FakeAsyncRedis())) as client:
+        for i, secret in enumerate(accepted):
+            answer = client.post(URL, **signed(dict(workflow_payload, id=f"ok-{i}"), secret=secret))
+            assert answer.status_code == 202, secret
+        for i, secret in enumerate(refused):
+            answer = client.post(URL, **signed(dict(workflow_payload, id=f"forged-{i}"), secret=secret))
+            assert answer.status_code == 401, secret

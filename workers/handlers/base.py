@@ -8,8 +8,9 @@
     any other status        DeliveryRejected
 
 Errors carry the handler name, the status and a body excerpt of at most 200 characters with
-the handler's secrets removed. Webhook URLs of Slack, Teams and Discord are secrets: no
-message, log line or repr here ever contains one.
+the handler's secrets removed (its URL whole and in parts: a server may echo a token segment).
+Webhook URLs of Slack, Teams and Discord are secrets: no message, log line or repr here ever
+contains one.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ import structlog
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
+from config.redaction import Redactor, option_secrets, url_secrets
 from workers.circleci_transport import parse_retry_after
 from workers.message import Message, sample_event
 
 EXCERPT_CHARS = 200
-REDACTED = "[redacted]"
 log = structlog.get_logger(__name__)
 
 
@@ -52,8 +53,8 @@ class Handler:
         return f"<{type(self).__name__} name={self.name!r}>"
 
     def secrets(self) -> list[str]:
-        """Option values that must never appear in an error or a log line."""
-        return [v for k, v in self.options.items() if k in ("url", "secret", "routing_key") and v]
+        """Option values (and parts of them) that must never appear in an error or a log line."""
+        return option_secrets(self.options)
 
     def render(self, event: dict[str, Any]) -> dict[str, Any] | bytes:
         raise NotImplementedError
@@ -135,7 +136,7 @@ def post_json(
     status = response.status_code
     if 200 <= status < 300:
         return response
-    excerpt = redact(response.text, [url, *secrets])[:EXCERPT_CHARS]
+    excerpt = redact(response.text, [*url_secrets(url), *secrets])[:EXCERPT_CHARS]
     message = f"handler {handler!r}: destination answered {status}" + (f": {excerpt}" if excerpt else "")
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
@@ -145,10 +146,5 @@ def post_json(
 
 
 def redact(text: str, secrets: list[str]) -> str:
-    """The text without any of the secrets, nor a webhook URL's path (its token)."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-        path = httpx.URL(secret).path if secret.startswith(("http://", "https://")) else ""
-        if len(path) > 1:
-            text = text.replace(path, REDACTED)
-    return re.sub(r"\s+", " ", text).strip()
+    """The text on one line, without any of the secrets."""
+    return re.sub(r"\s+", " ", Redactor(secrets).redact(text)).strip()

@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import structlog
 
+from config.redaction import REDACTED
 from config.routes import PAGERDUTY_URL, slug_forms
-from workers.handlers.base import REDACTED, Handler, post_json
+from workers.handlers.base import Handler, post_json
 from workers.handlers.slack import safe_url
 from workers.message import Message
 from workers.timestamps import parse_time

@@ -1,0 +1,113 @@
+"""Secrets out of every log line, whatever wrote it, and out of error excerpts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from config.redaction import REDACTED, Redactor, option_secrets, url_secrets
+
+SLACK = "https://hooks.slack.com/services/T0AAA1111/B0BBB2222/xoxTOKENvalue1234567890ab"
+TEAMS = (
+    "https://prod-42.westus.logic.azure.com:443/workflows/0123456789abcdef0123456789abcdef/triggers/manual/paths/"
+    "invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdEFG"
+)
+DISCORD = "https://discord.com/api/webhooks/123456789012345678/DiScOrDtOkEn-abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+@pytest.mark.parametrize(
+    "url, echoed",
+    [
+        (SLACK, "xoxTOKENvalue1234567890ab"),  # a bare token segment
+        (SLACK, "/services/T0AAA1111/B0BBB2222/xoxTOKENvalue1234567890ab"),
+        (TEAMS, "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdEFG"),  # the sig= value alone
+        (TEAMS, "0123456789abcdef0123456789abcdef"),
+        (DISCORD, "DiScOrDtOkEn-abcdefghijklmnopqrstuvwxyz0123456789"),
+    ],
+)
+def test_every_credential_part_of_a_chat_url_is_redacted(url: str, echoed: str) -> None:
+    text = f"server said: invalid token {echoed} (request {url})"
+    redacted = Redactor(url_secrets(url)).redact(text)
+    assert echoed not in redacted
+    assert url not in redacted
+    assert REDACTED in redacted
+
+
+def test_ordinary_words_of_a_url_stay_readable() -> None:
+    redactor = Redactor(url_secrets(TEAMS))
+    assert redactor.redact("triggers manual invoke api-version 2016-06-01 sv 1.0") == (
+        "triggers manual invoke api-version 2016-06-01 sv 1.0"
+    )
+
+
+def test_a_secret_containing_another_is_removed_whole() -> None:
+    redactor = Redactor(["abc", "abcdef"])
+    assert redactor.redact("xx abcdef yy abc") == f"xx {REDACTED} yy {REDACTED}"
+
+
+def test_secrets_with_regex_characters_are_literal() -> None:
+    redactor = Redactor(["a.b*c", "(x|y)"])
+    assert redactor.redact("a.b*c aXbc (x|y) x") == f"{REDACTED} aXbc {REDACTED} x"
+
+
+def test_option_secrets_covers_urls_keys_and_signing_secrets() -> None:
+    found = option_secrets({"url": SLACK, "secret": "sign-me", "routing_key": "R0UT1NGKEY", "template": "x"})
+    assert {"sign-me", "R0UT1NGKEY", SLACK, "xoxTOKENvalue1234567890ab"} <= set(found)
+    assert "x" not in found
+
+
+def test_structured_values_are_walked() -> None:
+    redactor = Redactor(["hunter2"])
+    assert redactor.redact_value({"a": ["x hunter2", ("hunter2",)], "n": 3}) == {
+        "a": [f"x {REDACTED}", [REDACTED]],
+        "n": 3,
+    }
+
+
+LOGGING_SCRIPT = """
+import logging, sys
+import httpx, structlog
+from config.logging import REDACTOR, configure_logging
+configure_logging(log_format=sys.argv[1], log_level="DEBUG", secrets=["ADMIN-s3cr3t"])
+REDACTOR.add(["xoxTOKENvalue1234567890ab"])
+url = "https://hooks.slack.com/services/T0/B0/xoxTOKENvalue1234567890ab"
+logging.getLogger("httpx").info("HTTP Request: POST %s", url)
+logging.getLogger("httpcore.connection").debug("connect_tcp.started host=%s", url)
+logging.getLogger("rq.worker").info("job for %s", url)
+logging.getLogger("some.library").warning("token ADMIN-s3cr3t in %s", url)
+structlog.get_logger("ours").info("delivery_rejected", body_excerpt="no such hook xoxTOKENvalue1234567890ab",
+                                  nested={"k": ["ADMIN-s3cr3t"]})
+try:
+    raise RuntimeError("failed posting to " + url)
+except RuntimeError:
+    structlog.get_logger("ours").exception("send_failed")
+"""
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_no_logger_writes_a_configured_secret(log_format: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LOGGING_SCRIPT, log_format], capture_output=True, text=True, timeout=30, check=True
+    )
+    output = done.stderr
+    assert "xoxTOKENvalue1234567890ab" not in output
+    assert "ADMIN-s3cr3t" not in output
+    assert "HTTP Request" not in output, "httpx's request lines stay below WARNING"
+    assert "connect_tcp" not in output
+    for kept in ("job for", "token [redacted]", "delivery_rejected", "send_failed", "RuntimeError"):
+        assert kept in output, kept
+    if log_format == "json":
+        lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        assert {line["event"] for line in lines} >= {"delivery_rejected", "send_failed"}
+
+
+def test_httpx_is_quiet_even_at_debug() -> None:
+    from config.logging import configure_logging
+
+    configure_logging(log_format="json", log_level="DEBUG")
+    assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
+    assert logging.getLogger("httpcore").getEffectiveLevel() == logging.WARNING

@@ -1,0 +1,157 @@
+"""Settings from the environment: lists split on ',' only, ranges checked, secrets never echoed."""
+
+from __future__ import annotations
+
+import pytest
+
+from config.errors import ConfigurationError
+from config.settings import VARIABLES, Settings
+
+
+@pytest.mark.parametrize(
+    "raw, secrets",
+    [
+        ("s3#Xq9vLongRandomSecretValue,new-rotated", ["s3#Xq9vLongRandomSecretValue", "new-rotated"]),
+        (r"back\slash\,x", ["back\\slash\\", "x"]),
+        ("\"double\" quoted,'single' quoted", ['"double" quoted', "'single' quoted"]),
+        ("a=b==,key=value", ["a=b==", "key=value"]),
+        ("  with inner spaces  , tab\tinside ", ["with inner spaces", "tab\tinside"]),
+        ("$HOME;rm -rf /,`x`", ["$HOME;rm -rf /", "`x`"]),
+        ("only-one", ["only-one"]),
+    ],
+)
+def test_webhook_secrets_split_on_commas_only_and_keep_every_other_character(raw: str, secrets: list[str]) -> None:
+    settings = Settings.from_environ({"CIRCLECI_WEBHOOK_SECRETS": raw})
+    assert [str(s) for s in settings.webhook_secrets] == secrets
+
+
+@pytest.mark.parametrize("raw", ["s3cr3t,,b", "s3cr3t,", ",s3cr3t", "s3cr3t, ,b"])
+def test_an_empty_secret_entry_is_an_error_not_dropped(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="CIRCLECI_WEBHOOK_SECRETS: entry .* is empty") as info:
+        Settings.from_environ({"CIRCLECI_WEBHOOK_SECRETS": raw})
+    assert "s3cr3t" not in info.value.message
+
+
+def test_unset_or_blank_secrets_mean_none_configured() -> None:
+    assert Settings.from_environ({}).webhook_secrets == ()
+    assert Settings.from_environ({"CIRCLECI_WEBHOOK_SECRETS": "  "}).webhook_secrets == ()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"CIRCLECI_WEBHOOK_SECRETS": "s3cr3t-value,,x"},
+        {"CIRCLE_TOKEN": "CCIPAT_s3cr3t-value", "CIRCLECI_API_URL": "http://example.com/api/v2"},
+        {"ADMIN_TOKEN": "s3cr3t-value", "PORT": "0"},
+        {"REDIS_URL": "redis://:s3cr3t-value@127.0.0.1:6379/0", "DEDUPE_TTL_SECONDS": "0"},
+    ],
+)
+def test_configuration_errors_never_show_a_secret(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_environ(env)
+    assert "s3cr3t-value" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("DEDUPE_TTL_SECONDS", "0", "DEDUPE_TTL_SECONDS must be between 3600 and 31536000, got 0"),
+        ("PORT", "70000", "PORT must be between 1 and 65535, got 70000"),
+        ("PORT", "0", "PORT must be between 1 and 65535, got 0"),
+        ("WORKER_CONCURRENCY", "0", "WORKER_CONCURRENCY must be positive, got 0"),
+        ("MAX_BODY_BYTES", "-5", "MAX_BODY_BYTES must be between 1 and 67108864, got -5"),
+        ("RATE_LIMIT_PER_SECOND", "nan", "RATE_LIMIT_PER_SECOND must be a finite number, got 'nan'"),
+        ("RATE_LIMIT_BURST", "ten", "RATE_LIMIT_BURST must be a whole number, got 'ten'"),
+        ("DELIVERY_TIMEOUT_SECONDS", "0", "DELIVERY_TIMEOUT_SECONDS must be between 0.1 and 300, got 0"),
+        ("ENRICH_SUCCESSFUL_JOBS", "maybe", "ENRICH_SUCCESSFUL_JOBS must be true or false"),
+        ("LOG_LEVEL", "loud", "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'"),
+    ],
+)
+def test_every_numeric_setting_has_a_range_named_in_one_line(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_environ({name: value})
+    assert info.value.message.startswith(message)
+    assert "\n" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        (
+            {"ENRICHED_EVENT_TTL_SECONDS": "600", "DELIVERY_RETRY_BUDGET_SECONDS": "3600"},
+            "ENRICHED_EVENT_TTL_SECONDS (600) must be at least DELIVERY_RETRY_BUDGET_SECONDS (3600)",
+        ),
+        (
+            {"DELIVERY_BACKOFF_BASE_SECONDS": "60", "DELIVERY_BACKOFF_MAX_SECONDS": "10"},
+            "DELIVERY_BACKOFF_BASE_SECONDS (60) must not exceed DELIVERY_BACKOFF_MAX_SECONDS (10)",
+        ),
+        (
+            {"EVENT_JOB_TIMEOUT_SECONDS": "5", "DELIVERY_TIMEOUT_SECONDS": "10"},
+            "EVENT_JOB_TIMEOUT_SECONDS (5) must be at least DELIVERY_TIMEOUT_SECONDS (10)",
+        ),
+    ],
+)
+def test_related_settings_must_agree(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_environ(env)
+    assert info.value.message.startswith(message)
+
+
+@pytest.mark.parametrize(
+    "raw, proxies",
+    [
+        ("10.0.0.5", ("10.0.0.5",)),
+        ("10.0.0.5, 10.1.0.0/16 ,::1", ("10.0.0.5", "10.1.0.0/16", "::1")),
+        ("", ()),
+    ],
+)
+def test_trusted_proxies_are_explicit_addresses_or_networks(raw: str, proxies: tuple[str, ...]) -> None:
+    assert Settings.from_environ({"TRUSTED_PROXIES": raw}).trusted_proxies == proxies
+
+
+@pytest.mark.parametrize("raw", ["*", "10.0.0.5,*", "proxy.internal", "10.0.0.5#comment", "10.0.0.5,,10.0.0.6"])
+def test_trusted_proxies_refuse_wildcards_names_and_empty_entries(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="TRUSTED_PROXIES"):
+        Settings.from_environ({"TRUSTED_PROXIES": raw})
+
+
+@pytest.mark.parametrize(
+    "url, ok",
+    [
+        ("https://circleci.com/api/v2", True),
+        ("https://circleci.internal.example/api/v2", True),
+        ("http://127.0.0.1:8765/api/v2", True),
+        ("http://localhost:8765/api/v2", True),
+        ("http://[::1]:8765/api/v2", True),
+        ("http://circleci.com/api/v2", False),
+        ("http://10.0.0.7/api/v2", False),
+        ("ftp://circleci.com/api/v2", False),
+        ("https:///api/v2", False),
+    ],
+)
+def test_the_api_url_is_https_unless_it_is_loopback(url: str, ok: bool) -> None:
+    if ok:
+        assert Settings.from_environ({"CIRCLECI_API_URL": url}).circleci_api_url == url
+    else:
+        with pytest.raises(ConfigurationError, match="CIRCLECI_API_URL"):
+            Settings.from_environ({"CIRCLECI_API_URL": url})
+
+
+def test_secret_values_lists_every_configured_secret() -> None:
+    settings = Settings.from_environ(
+        {
+            "CIRCLECI_WEBHOOK_SECRETS": "one,two",
+            "CIRCLE_TOKEN": "tok",
+            "ADMIN_TOKEN": "adm",
+            "REDIS_URL": "redis://user:pw@127.0.0.1:6379/0",
+        }
+    )
+    assert sorted(settings.secret_values()) == sorted(["one", "two", "tok", "adm", "pw"])
+
+
+def test_every_variable_is_documented_in_the_readme() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    missing = [v.name for v in VARIABLES if f"`{v.name}`" not in readme]
+    assert not missing, f"README.md does not document {missing}"
