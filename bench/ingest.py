@@ -25,6 +25,7 @@ from pathlib import Path
 import redis
 
 from bench.processes import ROOT, free_port, pinned, redis_command, rss_mb, wait_http
+from config.clock import utc_now_text
 from service.signature import sign
 
 SECRET = "bench-secret"
@@ -35,6 +36,7 @@ def make_requests(path: Path, count: int) -> int:
     """Unique, signed deliveries padded to about 5 KB, as wrk's script reads them."""
     payload = json.loads(SAMPLE.read_text())
     payload["pipeline"]["vcs"]["commit"]["body"] = "x" * 4000
+    payload["happened_at"] = utc_now_text()  # older than DEDUPE_TTL_SECONDS would be answered `expired`
     size = 0
     with path.open("w") as out:
         for _ in range(count):

@@ -64,6 +64,7 @@ from bench.processes import (
     rss_mb,
     wait_until,
 )
+from config.clock import utc_now_text
 from service.signature import sign
 
 SAMPLE = ROOT / "tests" / "fixtures" / "workflow-completed.failed.github-oauth.derived.json"
@@ -96,6 +97,7 @@ class Events:
         self.serial += 1
         payload = copy.deepcopy(self.template)
         payload["id"] = str(uuid.uuid4())
+        payload["happened_at"] = utc_now_text()  # older than DEDUPE_TTL_SECONDS would be answered `expired`
         payload["workflow"]["id"] = str(uuid.uuid4())
         payload["pipeline"]["id"] = str(uuid.uuid4())
         payload["pipeline"]["number"] = 1000 + self.serial

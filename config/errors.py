@@ -3,6 +3,7 @@
     CircleCIEventsError            code: a machine reason, also the HTTP `error_code` and a metric label
     ├── ConfigurationError         a setting or the routes file is wrong; the process must not start
     ├── RedisUnavailable           Redis did not answer; the webhook gets 503 so CircleCI retries
+    ├── EventUndecodable           a queued job or its payload cannot be read: dead-lettered, never retried
     ├── WebhookError               a delivery we refuse; carries the HTTP status we answer with
     │   ├── BodyTooLarge           413
     │   ├── BodyIncomplete         400: the client hung up before the whole body arrived
@@ -53,6 +54,12 @@ class ConfigurationError(CircleCIEventsError):
 class RedisUnavailable(CircleCIEventsError):
     code = "redis_unavailable"
     http_status = 503
+
+
+class EventUndecodable(CircleCIEventsError):
+    """A job's data or its webhook payload cannot be read; retrying would fail the same way."""
+
+    code = "event_undecodable"
 
 
 class WebhookError(CircleCIEventsError):

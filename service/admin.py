@@ -74,6 +74,8 @@ class Guarded:
                 response = await self.endpoint(request)
             except operations.NotFound as exc:
                 response = error_response(request, 404, exc.code, exc.message)
+            except operations.NotReplayable as exc:
+                response = error_response(request, 409, exc.code, exc.message)
             except BadRequest as exc:
                 response = error_response(request, 400, "bad_request", str(exc))
         await response(scope, receive, send)

@@ -18,7 +18,7 @@ from redis import Redis
 from config.errors import CircleCIEventsError
 from config.settings import Settings
 from workers import delivery
-from workers.dead_letters import DeadLetter, DeadLetters
+from workers.dead_letters import UNDECODABLE, DeadLetter, DeadLetters
 from workers.store import EventStore
 
 # With a status filter, at most this many recent events are read to find `limit` matches.
@@ -30,6 +30,12 @@ class NotFound(CircleCIEventsError):
     """An event or dead letter that is not (or no longer) stored."""
 
     code = "not_found"
+
+
+class NotReplayable(CircleCIEventsError):
+    """A dead letter whose job could not be read: there is nothing to send again."""
+
+    code = "not_replayable"
 
 
 def store_of(redis: Redis, settings: Settings) -> EventStore:
@@ -108,6 +114,12 @@ def dead_letter(redis: Redis, settings: Settings, delivery_id: str) -> DeadLette
 
 def replay_dead_letter(redis: Redis, settings: Settings, delivery_id: str) -> str:
     """Queue a dead letter's delivery again; returns the job id; NotFound when there is none."""
+    letter = letters_of(redis, settings).get(delivery_id)
+    if letter is not None and letter.reason == UNDECODABLE:
+        raise NotReplayable(
+            f"dead letter {delivery_id!r} is a job the worker could not read ({letter.body_excerpt}); "
+            "there is nothing to send again: inspect it with `rq info` / the failed job registry, then purge it"
+        )
     job_id = delivery.replay_dead_letter(redis, delivery_id, settings=settings)
     if job_id is None:
         raise NotFound(f"no dead letter {delivery_id!r} (replayed, purged or expired)")

@@ -3,16 +3,25 @@
 Payloads are open maps (CircleCI adds fields without notice), so unknown fields are kept as
 they are and never rejected; only the fields the rest of the system relies on are required,
 with their types. https://circleci.com/docs/reference/outbound-webhooks-reference/
+
+What the workers later put into Redis keys, API paths and chat messages is checked here, at
+the edge: ids are short ASCII tokens (CircleCI's are UUIDs), the project slug is two to four
+plain path segments, `happened_at` is a time we can read, and nesting stops at
+`MAX_DEPTH` levels (CircleCI's payloads use about five; the worker's JSON decoder, unlike
+orjson here, would give up near a thousand).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from config.errors import InvalidJSON, PayloadInvalid
+from workers.timestamps import parse_time
 
 WORKFLOW_COMPLETED = "workflow-completed"
 JOB_COMPLETED = "job-completed"
@@ -60,6 +69,10 @@ SPECS: dict[str, _Spec] = {
     },
 }
 _TYPE_NAMES = {str: "a string", int: "an integer", dict: "an object"}
+MAX_DEPTH = 32
+MAX_ID_CHARS = 128
+_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_ID_CHARS - 1}}}", re.ASCII)
+_SLUG_SEGMENT = re.compile(r"[A-Za-z0-9_.-]{1,200}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,10 @@ class WebhookEvent:
         value = self.payload.get("type")
         return value if isinstance(value, str) else None
 
+    @property
+    def happened_at(self) -> datetime | None:
+        return parse_time(self.payload.get("happened_at"))
+
 
 def parse_event(body: bytes, header_type: str | None) -> WebhookEvent:
     """Parse and check a delivery. The `circleci-event-type` header wins over the body's `type`.
@@ -89,6 +106,7 @@ def parse_event(body: bytes, header_type: str | None) -> WebhookEvent:
         raise PayloadInvalid(
             f"expected a JSON object at the top level, got {type(payload).__name__}", details={"field": ""}
         )
+    _check_depth(payload)
     body_type = payload.get("type")
     event_type = (header_type or "").strip() or (body_type if isinstance(body_type, str) else "")
     if not event_type:
@@ -140,6 +158,57 @@ def _check(obj: dict[str, Any], rules: list[_Rule]) -> None:
                 )
             if name == "id" and isinstance(value, str) and not value.strip():
                 raise PayloadInvalid(f"field '{path}' must not be empty", details={"field": path})
+            check = _VALUE_CHECKS.get(name if name == "id" else path)
+            if check is not None and isinstance(value, str):
+                check(path, value)
+
+
+def _check_id(path: str, value: str) -> None:
+    if not _ID.fullmatch(value):
+        raise PayloadInvalid(
+            f"field '{path}' must be 1 to {MAX_ID_CHARS} ASCII letters, digits, '.', '_' or '-' "
+            f"(starting with a letter or digit), got {_shown(value)}",
+            details={"field": path},
+        )
+
+
+def _check_slug(path: str, value: str) -> None:
+    segments = value.split("/")
+    if not 2 <= len(segments) <= 4 or not all(_SLUG_SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments):
+        raise PayloadInvalid(
+            f"field '{path}' must be 2 to 4 '/'-separated segments of ASCII letters, digits, '.', '_' "
+            f"or '-' (e.g. gh/org/repo), got {_shown(value)}",
+            details={"field": path},
+        )
+
+
+def _check_time(path: str, value: str) -> None:
+    if parse_time(value) is None:
+        raise PayloadInvalid(
+            f"field '{path}' must be an ISO 8601 time (e.g. 2026-11-30T12:00:00.000Z), got {_shown(value)}",
+            details={"field": path},
+        )
+
+
+_VALUE_CHECKS = {"id": _check_id, "project.slug": _check_slug, "happened_at": _check_time}
+
+
+def _shown(value: str) -> str:
+    """A value fit for a one-line message: at most 40 characters, control characters escaped."""
+    return repr(value if len(value) <= 40 else value[:40] + "…")
+
+
+def _check_depth(payload: dict[str, Any]) -> None:
+    """Refuse documents nested deeper than MAX_DEPTH (an explicit stack: no recursion to exhaust)."""
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise PayloadInvalid(
+                f"the JSON document is nested more than {MAX_DEPTH} levels deep", details={"field": ""}
+            )
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 def _json_type(value: object) -> str:

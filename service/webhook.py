@@ -53,6 +53,10 @@ async def _receive(request: Request) -> Response:
     if event.type not in (WORKFLOW_COMPLETED, JOB_COMPLETED):
         # Valid but not ours to act on: a 2xx stops CircleCI retrying it.
         return _answer(app, "ignored", 200, event.id)
+    happened = event.happened_at
+    if happened is not None and time.time() - happened.timestamp() > app.settings.dedupe_ttl_seconds:
+        # Its dedupe key may be gone: a captured body replayed now would be queued again.
+        return _answer(app, "expired", 200, event.id)
 
     envelope = {
         "event_id": event.id,

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,13 @@ def settings() -> Settings:
 
 def load_fixture(name: str) -> dict:
     return json.loads((FIXTURES / name).read_text())
+
+
+def fresh(payload: dict, *, seconds_ago: float = 0.0) -> dict:
+    """`payload` as CircleCI would send it now: `happened_at` is the current time.
+
+    The receiver answers `expired` to a delivery older than DEDUPE_TTL_SECONDS (a replayed
+    capture), and the samples in fixtures/ date from 2021 to 2024.
+    """
+    moment = datetime.now(UTC) - timedelta(seconds=seconds_ago)
+    return {**payload, "happened_at": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")}

@@ -6,7 +6,10 @@
     cie:dead                 zset  delivery ids scored by dead_at (epoch seconds), for listing
 
 Reasons: `retry_budget_exhausted`, `rejected` (a 4xx other than 408 and 429: fix the
-configuration, then replay), `unknown_handler`, `event_expired`.
+configuration, then replay), `unknown_handler`, `event_expired`, and `undecodable`: an
+enrichment job whose data or payload the worker cannot read (its delivery id is
+`job:<RQ job id>`, its handler `-`); it cannot be replayed, and RQ's failed registry keeps the
+job with its traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from workers.store import text
 DEAD_PREFIX = "cie:dead:"
 DEAD_INDEX = "cie:dead"
 EXCERPT_CHARS = 200
+UNDECODABLE = "undecodable"
 
 
 @dataclass(frozen=True)

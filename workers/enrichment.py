@@ -24,6 +24,7 @@ from config.errors import (
     CircleCIServerError,
     CircleCITimeout,
     CircleCIUnreachable,
+    EventUndecodable,
 )
 from workers.api_cache import ApiCache
 from workers.circleci import CircleCIClient
@@ -72,9 +73,13 @@ class Enricher:
 
     def enrich(self, envelope: dict[str, Any], *, may_defer: bool) -> dict[str, Any]:
         """The enriched event. Raises a retryable CircleCIAPIError only when `may_defer`."""
-        payload = envelope["payload"]
-        facts = vcs_facts(payload)
-        event = from_webhook(envelope, facts)
+        try:
+            payload: dict[str, Any] = envelope["payload"]
+            facts = vcs_facts(payload)
+            event = from_webhook(envelope, facts)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            # the receiver checked these fields; a job that still lacks them will never enrich
+            raise EventUndecodable(f"the queued webhook payload cannot be read ({type(exc).__name__}: {exc})") from exc
         calls: list[None] = []
         token = api_calls.set(calls)
         problems: list[CircleCIAPIError] = []

@@ -17,7 +17,7 @@ import structlog
 from rq import Queue, Retry, get_current_job
 from rq.serializers import JSONSerializer
 
-from config.errors import CircleCIAPIError
+from config.errors import CircleCIAPIError, EventUndecodable
 from workers.delivery import fan_out
 from workers.delivery_context import get_context
 from workers.enrichment import RETRYABLE
@@ -43,6 +43,8 @@ def bind_job_context(envelope: dict[str, Any]) -> None:
 
 def process_event(envelope: dict[str, Any]) -> dict[str, Any]:
     """Enrich one delivery, route it and queue one delivery per subscribed handler."""
+    if not isinstance(envelope, dict):
+        raise EventUndecodable(f"expected the receiver's envelope (a JSON object), got {type(envelope).__name__}")
     bind_job_context(envelope)
     rt = runtime()
     received = parse_time(envelope.get("received_at")) or datetime.now(UTC)

@@ -30,8 +30,10 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from functools import partial
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -40,12 +42,15 @@ from redis import Redis
 from redis.client import Pipeline
 from rq import Queue, SimpleWorker
 from rq.defaults import DEFAULT_WORKER_TTL
+from rq.exceptions import DeserializationError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 from rq.utils import now
 
+from config.errors import EventUndecodable
 from config.settings import Settings
+from workers.dead_letters import UNDECODABLE, DeadLetter, DeadLetters
 
 log = structlog.get_logger("workers.worker")
 # One queue for enrichment and delivery jobs. From a single queue RQ takes a job with LMOVE into
@@ -67,6 +72,40 @@ MAINTENANCE_LOCK_SECONDS = 60
 
 def connect(url: str) -> Redis:
     return Redis.from_url(url, socket_timeout=10, socket_connect_timeout=2, health_check_interval=30)
+
+
+def dead_letter_undecodable(job: Job, exc_type: type[BaseException], exc: BaseException, tb: Any, *, ttl: int) -> bool:
+    """RQ exception handler: a job whose data or payload cannot be read is dead-lettered, not retried.
+
+    Decoding fails the same way every time (a RecursionError in the JSON decoder, a payload
+    without its fields), so RQ's retries would only hide it; the job goes to RQ's failed
+    registry with its traceback, and a dead letter says so where operators look.
+    """
+    if not isinstance(exc, DeserializationError | EventUndecodable):
+        return True  # not ours: the next handler (RQ's default) decides
+    job.retries_left = 0
+    cause = exc.__cause__ or exc
+    excerpt = f"{type(cause).__name__}: {cause}"[:200]
+    letter = DeadLetter(
+        delivery_id=f"job:{job.id}",
+        event_id=_event_id_of(job),
+        handler="-",
+        reason=UNDECODABLE,
+        body_excerpt=excerpt,
+        attempts=1,
+        dead_at=time.time(),
+    )
+    DeadLetters(job.connection, ttl=ttl).put(letter)
+    log.error("job_undecodable", job_id=job.id, event_id=letter.event_id, error=excerpt)
+    return True
+
+
+def _event_id_of(job: Job) -> str:
+    try:
+        envelope = job.args[0]
+        return str(envelope["event_id"]) if isinstance(envelope, dict) else "-"
+    except Exception:  # the data itself is what could not be read
+        return "-"
 
 
 class JobQueue(Queue):
@@ -169,6 +208,7 @@ def build_worker(
         [JobQueue(q, connection=redis, serializer=JSONSerializer) for q in queues],
         connection=redis,
         serializer=JSONSerializer,
+        exception_handlers=[partial(dead_letter_undecodable, ttl=settings.enriched_event_ttl_seconds)],
         name=name,
         maintenance_interval=interval,
         # an idle worker waits worker_ttl - 15 s for a job before it runs maintenance again

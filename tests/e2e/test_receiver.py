@@ -10,14 +10,14 @@ import httpx
 import redis
 from rq import Queue
 
-from tests.conftest import RedisServer, load_fixture
+from tests.conftest import RedisServer, fresh, load_fixture
 from tests.service.conftest import signed
 
 URL = "/webhooks/circleci"
 
 
 def test_a_signed_event_reaches_a_worker_with_the_same_request_id(redis_url, web_factory, worker_factory) -> None:
-    payload = load_fixture("workflow-completed.failed.github-oauth.derived.json")
+    payload = fresh(load_fixture("workflow-completed.failed.github-oauth.derived.json"))
     web, base = web_factory(redis_url)
     worker = worker_factory(redis_url)
     kwargs = signed(payload)
@@ -35,7 +35,7 @@ def test_a_signed_event_reaches_a_worker_with_the_same_request_id(redis_url, web
 
 
 def test_concurrent_duplicates_through_the_real_server_queue_one_job(redis_url, web_factory) -> None:
-    payload = load_fixture("job-completed.failed.github-oauth.derived.json")
+    payload = fresh(load_fixture("job-completed.failed.github-oauth.derived.json"))
     _, base = web_factory(redis_url)
     with httpx.Client() as client, ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(lambda _: client.post(base + URL, **signed(payload)).status_code, range(6)))
@@ -46,7 +46,7 @@ def test_concurrent_duplicates_through_the_real_server_queue_one_job(redis_url, 
 def test_redis_stopped_mid_stream_gives_503_and_never_a_false_acceptance(tmp_path: Path, web_factory) -> None:
     server = RedisServer(tmp_path / "redis").start()
     _, base = web_factory(server.url)
-    payload = load_fixture("workflow-completed.github-oauth.docs.json")
+    payload = fresh(load_fixture("workflow-completed.github-oauth.docs.json"))
     accepted, refused = [], []
     with httpx.Client(timeout=10) as client:
         for i in range(30):
@@ -89,7 +89,7 @@ def test_an_invalid_delivery_over_http_has_no_traceback_in_body_or_log(redis_url
 
 def test_the_rate_limit_keys_on_the_forwarded_address_only_behind_a_trusted_proxy(redis_url, web_factory) -> None:
     """With TRUSTED_PROXIES, each X-Forwarded-For client has its own bucket; without, the proxy's."""
-    payload = load_fixture("workflow-completed.github-oauth.docs.json")
+    payload = fresh(load_fixture("workflow-completed.github-oauth.docs.json"))
 
     def deliver(base: str, event_id: str, client_address: str) -> int:
         kwargs = signed(dict(payload, id=event_id))

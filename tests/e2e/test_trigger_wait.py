@@ -13,13 +13,13 @@ import uuid
 import httpx
 import redis
 
-from tests.conftest import load_fixture
+from tests.conftest import fresh, load_fixture
 from tests.fakes.server import running
 from tests.fakes.simulator import create_simulator
 from tests.fakes.simulator_data import Dataset
 from tests.service.conftest import signed
 
-PAYLOAD = load_fixture("workflow-completed.failed.github-oauth.derived.json")
+PAYLOAD = fresh(load_fixture("workflow-completed.failed.github-oauth.derived.json"))
 SLUG = PAYLOAD["project"]["slug"]
 WORKFLOWS_OF_PIPELINE = ("GET", "/pipeline/{pipeline-id}/workflow")
 

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import SECRET, RedisServer, free_port, load_fixture
+from tests.conftest import SECRET, RedisServer, free_port, fresh, load_fixture
 from tests.e2e.processes import Service, cli
 from tests.fakes.server import running
 from tests.fakes.simulator import create_simulator
@@ -175,7 +175,7 @@ class Scenario:
         payloads = []
         for _ in range(count):
             self.serial += 1
-            payload = copy.deepcopy(template)
+            payload = fresh(copy.deepcopy(template))
             payload["id"] = str(uuid.uuid4())
             payload["workflow"]["id"] = str(uuid.uuid4())
             payload["workflow"]["status"] = "failed" if self.serial % failed_every == 0 else "success"

@@ -27,13 +27,13 @@ from structlog.testing import capture_logs
 from config.settings import Settings
 from service.app import create_app
 from service.signature import sign
-from tests.conftest import SECRET, load_fixture
+from tests.conftest import SECRET, fresh, load_fixture
 
 pytestmark = pytest.mark.e2e
 
 URL = "/webhooks/circleci"
 EVENT_TYPES = ["workflow-completed", "job-completed", "ping", "", "WORKFLOW-COMPLETED", "x" * 300]
-PAYLOAD = load_fixture("workflow-completed.failed.github-oauth.derived.json")
+PAYLOAD = fresh(load_fixture("workflow-completed.failed.github-oauth.derived.json"))
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),

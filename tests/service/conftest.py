@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 from config.settings import Settings
 from service.app import create_app
 from service.signature import sign
-from tests.conftest import SECRET, load_fixture
+from tests.conftest import SECRET, fresh, load_fixture
 
 
 @pytest.fixture
@@ -38,4 +38,4 @@ def signed(payload: dict | bytes, *, secret: str = SECRET, event_type: str | Non
 
 @pytest.fixture
 def workflow_payload() -> dict:
-    return load_fixture("workflow-completed.failed.github-oauth.derived.json")
+    return fresh(load_fixture("workflow-completed.failed.github-oauth.derived.json"))

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from config.errors import InvalidJSON, PayloadInvalid
-from service.payload import JOB_COMPLETED, PING, WORKFLOW_COMPLETED, parse_event
+from service.payload import JOB_COMPLETED, MAX_DEPTH, PING, WORKFLOW_COMPLETED, parse_event
 from tests.conftest import FIXTURES, load_fixture
 
 SAMPLES = sorted(p.name for p in FIXTURES.glob("*-completed.*.json"))
@@ -150,3 +150,68 @@ def test_no_event_type_anywhere_is_invalid_payload() -> None:
     with pytest.raises(PayloadInvalid) as caught:
         parse_event(b'{"id": "x"}', None)
     assert caught.value.details["field"] == "type"
+
+
+@pytest.mark.parametrize("levels, ok", [(MAX_DEPTH, True), (MAX_DEPTH + 1, False), (1015, False)])
+def test_nesting_is_capped_where_the_worker_could_still_decode_it(levels: int, ok: bool) -> None:
+    # 1,015 levels once got 202 here (orjson reads 1,024) and a RecursionError in the worker,
+    # retried without end. The top-level object is the first level; a field adds the rest.
+    text = json.dumps(load_fixture("workflow-completed.github-oauth.docs.json"))
+    body = (text[:-1] + ', "deep": ' + "[" * (levels - 1) + "]" * (levels - 1) + "}").encode()
+    if ok:
+        parse_event(body, None)
+    else:
+        with pytest.raises(PayloadInvalid, match=f"nested more than {MAX_DEPTH} levels"):
+            parse_event(body, None)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("id", "a\r\nb"),
+        ("id", "évènement"),
+        ("id", "../../x"),
+        ("id", "a/b"),
+        ("id", ".."),
+        ("id", "x" * 129),
+        ("id", "has space"),
+        ("workflow.id", "../../x"),
+        ("pipeline.id", "p\nq"),
+        ("project.id", "%2e%2e"),
+        ("organization.id", "o:rg"),
+        ("webhook.id", "\u202ehidden"),
+        ("project.slug", "gh/../../x"),
+        ("project.slug", "gh/acme/repo\r\n"),
+        ("project.slug", "justone"),
+        ("project.slug", "gh//repo"),
+        ("project.slug", "gh/acme/ré"),
+        ("happened_at", "yesterday"),
+        ("happened_at", "2026-13-45T99:00:00Z"),
+    ],
+)
+def test_ids_slugs_and_times_that_would_travel_into_keys_paths_and_messages_are_refused(field: str, value: str) -> None:
+    payload = _with(load_fixture("workflow-completed.github-oauth.docs.json"), field, value)
+    with pytest.raises(PayloadInvalid) as caught:
+        parse_event(json.dumps(payload).encode(), None)
+    assert caught.value.details == {"field": field}
+    assert "\n" not in caught.value.message and "\r" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("id", "5c1b2e7e-8a51-3b0e-9d7c-2f4b6a1c9e01"),
+        ("id", "evt_1.2-3"),
+        ("project.slug", "circleci/9z8PamRuKaKWrW91o7Kqvn/AHWysFUuUfBgs6VeUqm6tg"),
+        ("project.slug", "bb/acme/payments.api_v2"),
+        ("happened_at", "2024-12-18T18:44:38.000100Z"),
+    ],
+)
+def test_ordinary_ids_slugs_and_times_pass(field: str, value: str) -> None:
+    payload = _with(load_fixture("workflow-completed.github-oauth.docs.json"), field, value)
+    parse_event(json.dumps(payload).encode(), None)
+
+
+def test_the_id_of_an_unknown_event_type_is_checked_too() -> None:
+    with pytest.raises(PayloadInvalid):
+        parse_event(b'{"id": "../x", "type": "pipeline-started"}', None)

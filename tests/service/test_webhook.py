@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 from config.settings import Settings
 from service.app import create_app
 from service.signature import sign
-from tests.conftest import FIXTURES, SECRET
+from tests.conftest import FIXTURES, SECRET, fresh
 from tests.service.conftest import signed
 from workers.runtime import Runtime, use_runtime
 
@@ -289,3 +289,32 @@ def test_only_the_configured_secrets_sign_whatever_characters_they_hold(
         for i, secret in enumerate(refused):
             answer = client.post(URL, **signed(dict(workflow_payload, id=f"forged-{i}"), secret=secret))
             assert answer.status_code == 401, secret
+
+
+def test_a_capture_older_than_the_dedupe_window_is_answered_expired_and_not_queued(
+    client, workflow_payload, fake_server, settings
+) -> None:
+    old = fresh(workflow_payload, seconds_ago=settings.dedupe_ttl_seconds + 60)
+    with capture_logs() as logs:
+        response = client.post(URL, **signed(old))
+    assert response.status_code == 200
+    assert response.json() == {"event_id": old["id"], "status": "expired"}
+    assert Queue("events", connection=fakeredis.FakeRedis(server=fake_server), serializer=JSONSerializer).count == 0
+    assert [line["event"] for line in logs] == ["event_expired"]
+    assert 'circleci_events_webhook_requests_total{outcome="expired"} 1.0' in client.get("/metrics").text
+    recent = fresh(workflow_payload, seconds_ago=settings.dedupe_ttl_seconds - 60)
+    assert client.post(URL, **signed(recent)).status_code == 202
+
+
+@pytest.mark.parametrize("field, value", [("id", "evt\r\nX-Injected: 1"), ("workflow.id", "../../x")])
+def test_ids_that_could_travel_into_paths_or_headers_get_422_naming_the_field(
+    client, workflow_payload, field: str, value: str
+) -> None:
+    payload = json.loads(json.dumps(workflow_payload))
+    *parents, last = field.split(".")
+    node = payload
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    body = assert_clean_error(client.post(URL, **signed(payload)), 422, "payload_invalid")
+    assert body["details"] == {"field": field}

@@ -13,12 +13,13 @@ from datetime import timedelta
 
 import pytest
 from redis import Redis
-from rq import Queue
+from rq import Queue, Retry
 from rq import Worker as RQWorker
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
 from config.settings import Settings
+from workers.dead_letters import DeadLetters
 from workers.worker import MAINTENANCE_LOCK_SECONDS, QUEUES, ThreadWorker, Worker, WorkerProcess, build_worker
 
 pytestmark = pytest.mark.integration
@@ -197,3 +198,38 @@ def test_only_the_main_threads_worker_runs_maintenance(redis: Redis, redis_url: 
     process = WorkerProcess(redis, QUEUES, settings_for(redis_url), concurrency=2)
     assert process.lead.should_run_maintenance_tasks  # never run yet
     assert not process.lead.crew[0].should_run_maintenance_tasks
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # JSON the receiver's orjson would read (1,015 levels) but the worker's decoder cannot
+        b'["workers.events.process_event", null, [{"event_id": "deep", "payload": '
+        + b"[" * 1015
+        + b"]" * 1015
+        + b"}], {}]",
+        b"not json at all",
+    ],
+    ids=["too-deep", "garbage"],
+)
+def test_a_job_the_worker_cannot_decode_is_dead_lettered_at_once_not_retried(
+    redis: Redis, redis_url: str, queue: Queue, data: bytes, restore_signals: None
+) -> None:
+    job = queue.enqueue("workers.events.process_event", {"event_id": "placeholder"}, retry=Retry(max=5))
+    redis.hset(job.key, "data", data)  # what a receiver could have written before the nesting cap
+    build_worker(redis, settings=settings_for(redis_url)).work(burst=True)
+    letter = DeadLetters(redis, ttl=60).get(f"job:{job.id}")
+    assert letter is not None and letter.reason == "undecodable"
+    assert letter.body_excerpt
+    assert job.id in queue.failed_job_registry.get_job_ids()
+    assert queue.count == 0 and queue.scheduled_job_registry.count == 0, "no retry was scheduled"
+
+
+def test_an_envelope_that_is_not_an_object_is_dead_lettered_not_retried(
+    redis: Redis, redis_url: str, queue: Queue, restore_signals: None
+) -> None:
+    job = queue.enqueue("workers.events.process_event", ["not", "an", "envelope"], retry=Retry(max=5))
+    build_worker(redis, settings=settings_for(redis_url)).work(burst=True)
+    letter = DeadLetters(redis, ttl=60).get(f"job:{job.id}")
+    assert letter is not None and "EventUndecodable" in letter.body_excerpt
+    assert queue.count == 0 and queue.scheduled_job_registry.count == 0

@@ -109,3 +109,17 @@ def test_unreachable_redis_fails_in_one_line(args: tuple) -> None:
     result = run_cli("dead-letters", *args, env={"REDIS_URL": "redis://127.0.0.1:1/0"})
     assert_one_clear_line(result, 1)
     assert "cannot reach Redis" in result.err
+
+
+def test_an_undecodable_job_is_listed_and_its_replay_refused_in_one_line(flow: DeliveryFlow) -> None:
+    import time
+
+    from workers.dead_letters import UNDECODABLE, DeadLetter, DeadLetters
+
+    letter = DeadLetter("job:abc", "-", "-", UNDECODABLE, body_excerpt="RecursionError: too deep", dead_at=time.time())
+    DeadLetters(flow.redis, ttl=600).put(letter)
+    [row] = json.loads(cli(flow, "list", "--json"))
+    assert (row["delivery_id"], row["reason"]) == ("job:abc", "undecodable")
+    result = run_cli("dead-letters", "replay", "job:abc", env=flow.env)
+    assert_one_clear_line(result, 1)
+    assert "could not read" in result.err and "RecursionError" in result.err
