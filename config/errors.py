@@ -3,6 +3,7 @@
     CircleCIEventsError            code: a machine reason, also the HTTP `error_code` and a metric label
     ├── ConfigurationError         a setting or the routes file is wrong; the process must not start
     ├── RedisUnavailable           Redis did not answer; the webhook gets 503 so CircleCI retries
+    │   └── RedisNotReplicated     fewer replicas than REDIS_WAIT_REPLICAS confirmed the write: 503
     ├── EventUndecodable           a queued job or its payload cannot be read: dead-lettered, never retried
     ├── WebhookError               a delivery we refuse; carries the HTTP status we answer with
     │   ├── BodyTooLarge           413
@@ -54,6 +55,10 @@ class ConfigurationError(CircleCIEventsError):
 class RedisUnavailable(CircleCIEventsError):
     code = "redis_unavailable"
     http_status = 503
+
+
+class RedisNotReplicated(RedisUnavailable):
+    code = "redis_not_replicated"
 
 
 class EventUndecodable(CircleCIEventsError):

@@ -263,6 +263,9 @@ def _vars(*rows: tuple[Any, ...] | Variable) -> tuple[Variable, ...]:
 
 VARIABLES: tuple[Variable, ...] = _vars(
     ("REDIS_URL", "redis_url", "optional"),
+    ("REDIS_ALLOW_EVICTION", "redis_allow_eviction", "bool"),
+    ("REDIS_WAIT_REPLICAS", "redis_wait_replicas", "int", 0, 16),
+    ("REDIS_WAIT_TIMEOUT_MS", "redis_wait_timeout_ms", "int", 10, 5000),
     ("CIRCLECI_WEBHOOK_SECRETS", "webhook_secrets", "secrets"),
     ("INSECURE_ALLOW_UNSIGNED_WEBHOOKS", "allow_unsigned_webhooks", "bool"),
     ("CIRCLE_TOKEN", "circle_token", "secret"),

@@ -67,5 +67,7 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
         rate_limit_burst=settings.rate_limit_burst,
         rate_limit_per_second=settings.rate_limit_per_second,
         job_timeout=settings.event_job_timeout_seconds,
+        wait_replicas=settings.redis_wait_replicas,
+        wait_timeout_ms=settings.redis_wait_timeout_ms,
     )
     return app

@@ -88,6 +88,8 @@ class EmbeddedRedis:
                 "",
                 "--appendonly",
                 "no",
+                "--maxmemory-policy",
+                "noeviction",
                 "--dir",
                 str(self._dir),
                 "--loglevel",

@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service.errors import REDIS_RETRY_AFTER, error_response
+from workers.durability import read_durability_async
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -14,12 +15,15 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
+    """Ready when Redis answers and will keep what we give it (no eviction, unless allowed)."""
+    retry = {"Retry-After": str(REDIS_RETRY_AFTER)}
     try:
         await request.app.state.redis.ping()
+        durability = await read_durability_async(request.app.state.redis)
     except RedisError:
-        return error_response(
-            request, 503, "redis_unavailable", "Redis does not answer", headers={"Retry-After": str(REDIS_RETRY_AFTER)}
-        )
+        return error_response(request, 503, "redis_unavailable", "Redis does not answer", headers=retry)
+    if durability.evicts and not request.app.state.settings.redis_allow_eviction:
+        return error_response(request, 503, "redis_evicts", durability.eviction_problem(), headers=retry)
     return JSONResponse({"status": "ready"})
 
 

@@ -8,6 +8,13 @@ RQ workers see them like any job enqueued through `Queue.enqueue`.
 Concurrent requests are admitted together: while one script call is in flight, the next
 deliveries wait and then go in a single call. Most of a request's cost was redis-py's per-call
 work (two calls per delivery before); batching pays it once per batch.
+
+With `wait_replicas` (REDIS_WAIT_REPLICAS), the batch's script and a `WAIT <replicas>
+<timeout>` go down one connection in one pipeline (WAIT counts the acknowledgements of that
+connection's writes, and replication keeps their order): when fewer replicas confirm in time,
+the batch's new events and duplicates are answered `unreplicated` (the web's 503), so CircleCI
+retries; the retry is a duplicate, answered 200 once a replica has confirmed it (or queued
+afresh by a promoted replica that never saw it).
 """
 
 from __future__ import annotations
@@ -76,7 +83,7 @@ return table.concat(results, ',')
 
 @dataclass(frozen=True)
 class Admission:
-    outcome: str  # queued | duplicate | limited
+    outcome: str  # queued | duplicate | limited | unreplicated
     job_id: str | None = None
     retry_after: float = 0.0
 
@@ -94,7 +101,11 @@ class Intake:
         rate_limit_per_second: float = 100.0,
         job_timeout: int = 300,
         retry: Retry | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
+        self._redis = redis
+        self._wait = (wait_replicas, wait_timeout_ms)
         self._script = redis.register_script(ADMIT_LUA)
         prefixes = [RATE_LIMIT_PREFIX, DEDUPE_PREFIX, Job.redis_job_namespace_prefix, RECORD_PREFIX]
         self._head = [rate_limit_per_second, rate_limit_burst, dedupe_ttl, *prefixes]
@@ -145,7 +156,7 @@ class Intake:
                 for item, _ in batch:
                     args += item
                 try:
-                    results = await self._script(keys=self._keys, args=args)
+                    results, replicated = await self._admit_batch(args)
                 except Exception as exc:  # every caller of the batch sees Redis's error
                     for _, future in batch:
                         if not future.done():
@@ -153,9 +164,23 @@ class Intake:
                     continue
                 for (_, future), entry in zip(batch, results.decode().split(","), strict=True):
                     if not future.done():
-                        future.set_result(_admission(entry))
+                        admission = _admission(entry)
+                        if admission.outcome in ("queued", "duplicate") and not replicated:
+                            admission = Admission("unreplicated", job_id=admission.job_id)
+                        future.set_result(admission)
         finally:
             self._flushing = False
+
+    async def _admit_batch(self, args: list[Any]) -> tuple[bytes, bool]:
+        """The script's answer, and whether enough replicas confirmed its writes (always, without WAIT)."""
+        replicas, timeout_ms = self._wait
+        if not replicas:
+            return await self._script(keys=self._keys, args=args), True
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await self._script(keys=self._keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            results, confirmed = await pipe.execute()
+        return results, int(confirmed) >= replicas
 
 
 _OUTCOMES = {"q": "queued", "d": "duplicate", "l": "limited"}

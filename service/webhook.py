@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from config.clock import utc_now_text
-from config.errors import CircleCIEventsError, RateLimited, RedisUnavailable, SignatureError
+from config.errors import CircleCIEventsError, RateLimited, RedisNotReplicated, RedisUnavailable, SignatureError
 from service.body import read_body, require_json
 from service.payload import JOB_COMPLETED, PING, WORKFLOW_COMPLETED, parse_event
 from service.signature import HEADER as SIGNATURE_HEADER
@@ -75,6 +75,12 @@ async def _receive(request: Request) -> Response:
         raise RateLimited(
             f"more than {app.settings.rate_limit_burst} deliveries at once from {client}; retry later",
             retry_after=admission.retry_after,
+        )
+    if admission.outcome == "unreplicated":
+        log.error("redis_not_replicated", job_id=admission.job_id, replicas=app.settings.redis_wait_replicas)
+        raise RedisNotReplicated(
+            f"the event was not confirmed by {app.settings.redis_wait_replicas} Redis replica(s) within "
+            f"{app.settings.redis_wait_timeout_ms} ms (REDIS_WAIT_REPLICAS); retry later"
         )
     if admission.outcome == "queued":
         return _answer(app, "queued", 202, event.id, job_id=admission.job_id)

@@ -51,6 +51,7 @@ from rq.utils import now
 from config.errors import EventUndecodable
 from config.settings import Settings
 from workers.dead_letters import UNDECODABLE, DeadLetter, DeadLetters
+from workers.durability import ensure_durable
 
 log = structlog.get_logger("workers.worker")
 # One queue for enrichment and delivery jobs. From a single queue RQ takes a job with LMOVE into
@@ -271,6 +272,7 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     get_context()  # a broken routes file stops the worker here, not at the first event
     runtime()
     redis = connect(settings.redis_url or "redis://127.0.0.1:6379/0")
+    ensure_durable(redis, allow_eviction=settings.redis_allow_eviction, log=log)
     process = WorkerProcess(redis, (settings.events_queue,), settings, settings.worker_concurrency)
     if settings.worker_metrics_port:
         serve_metrics(settings.worker_metrics_port, addr=settings.host)

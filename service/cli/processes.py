@@ -11,8 +11,12 @@ import time
 from typing import Any
 
 import click
+import structlog
 
 from service.cli.common import EXIT_FAILURE, clear_errors, load_settings, require_redis
+from workers.durability import ensure_durable
+
+log = structlog.get_logger("service.cli")
 
 
 def tune_gc() -> None:
@@ -32,6 +36,7 @@ def web() -> None:
     from service.app import create_app
 
     settings = load_settings()
+    ensure_durable(require_redis(settings), allow_eviction=settings.redis_allow_eviction, log=log)
     app = create_app(settings)
     tune_gc()
     uvicorn.run(

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 import redis
 from redis.asyncio import Redis
 from rq import Queue
@@ -12,6 +16,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from service.intake import DEDUPE_PREFIX, PROCESS_EVENT, Intake, _job_data
+from tests.conftest import RedisServer
 from workers.store import RECORD_PREFIX
 
 
@@ -119,3 +124,34 @@ def test_duplicates_are_counted_on_the_event_record(redis_url: str) -> None:
     admit_all(redis_url, [("ci", "evt-dup")] * 3)
     record = redis.Redis.from_url(redis_url).hgetall(RECORD_PREFIX + "evt-dup")
     assert record == {b"duplicates": b"2"}
+
+
+@pytest.fixture
+def primary_and_replica(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer]]:
+    primary = RedisServer(tmp_path / "primary").start()
+    replica = RedisServer(tmp_path / "replica", args=("--replicaof", "127.0.0.1", str(primary.port))).start()
+    deadline = time.monotonic() + 10
+    while redis.Redis(port=replica.port).info("replication").get("master_link_status") != "up":
+        assert time.monotonic() < deadline, "the replica did not connect"
+        time.sleep(0.05)
+    yield primary, replica
+    replica.stop()
+    primary.stop()
+
+
+def test_with_wait_replicas_a_confirmed_write_is_queued(primary_and_replica) -> None:
+    primary, replica = primary_and_replica
+    [admission] = admit_all(primary.url, [("ci", "evt-r1")], wait_replicas=1, wait_timeout_ms=2000)
+    assert admission.outcome == "queued"
+    assert redis.Redis(port=replica.port).exists(DEDUPE_PREFIX + "evt-r1")  # already on the replica
+
+
+def test_without_enough_replicas_in_time_the_new_events_are_unreplicated(primary_and_replica) -> None:
+    primary, _ = primary_and_replica
+    admissions = admit_all(primary.url, [("ci", "evt-r2"), ("ci", "evt-r3")], wait_replicas=2, wait_timeout_ms=50)
+    assert [a.outcome for a in admissions] == ["unreplicated", "unreplicated"]
+    # the primary has them: CircleCI's retry is a duplicate, unconfirmed as long as the replicas lag
+    assert [a.outcome for a in admit_all(primary.url, [("ci", "evt-r2")], wait_replicas=2, wait_timeout_ms=50)] == [
+        "unreplicated"
+    ]
+    assert [a.outcome for a in admit_all(primary.url, [("ci", "evt-r2")], wait_replicas=1)] == ["duplicate"]

@@ -318,3 +318,18 @@ def test_ids_that_could_travel_into_paths_or_headers_get_422_naming_the_field(
     node[last] = value
     body = assert_clean_error(client.post(URL, **signed(payload)), 422, "payload_invalid")
     assert body["details"] == {"field": field}
+
+
+def test_an_event_no_replica_confirmed_is_answered_503_for_circleci_to_retry(redis_url, workflow_payload) -> None:
+    from redis.asyncio import Redis as AsyncRedis
+
+    settings = Settings.from_environ(
+        {"CIRCLECI_WEBHOOK_SECRETS": SECRET, "REDIS_WAIT_REPLICAS": "1", "REDIS_WAIT_TIMEOUT_MS": "20"}
+    )
+    with TestClient(create_app(settings, redis=AsyncRedis.from_url(redis_url))) as client:
+        response = client.post(URL, **signed(workflow_payload))
+        body = assert_clean_error(response, 503, "redis_not_replicated")
+        assert "1 Redis replica(s)" in body["message"]
+        assert response.headers["retry-after"].isdigit()
+        # the retry is a duplicate, and still not confirmed by any replica
+        assert_clean_error(client.post(URL, **signed(workflow_payload)), 503, "redis_not_replicated")
