@@ -15,10 +15,13 @@ $(STAMP): pyproject.toml
 # `make run` is for a laptop: it listens on 127.0.0.1 and, unless you set your own, accepts
 # webhooks signed with the development secret below. Production uses the Procfile.
 run: export HOST ?= 127.0.0.1
-run: export CIRCLECI_WEBHOOK_SECRETS ?= local-development-secret
+DEV_SECRET := local-development-secret
+run: export CIRCLECI_WEBHOOK_SECRETS ?= $(DEV_SECRET)
 run: export LOG_FORMAT ?= console
 run: $(STAMP)
-	@echo "make run: webhook secret is '$$CIRCLECI_WEBHOOK_SECRETS' (set CIRCLECI_WEBHOOK_SECRETS to change it)"
+	@if [ "$$CIRCLECI_WEBHOOK_SECRETS" = "$(DEV_SECRET)" ]; then \
+	  echo "make run: webhooks signed with the development secret '$(DEV_SECRET)' are accepted (set CIRCLECI_WEBHOOK_SECRETS to change it)"; \
+	else echo "make run: webhooks signed with your CIRCLECI_WEBHOOK_SECRETS are accepted"; fi
 	$(BIN)/circleci-events run
 
 test: $(STAMP)

@@ -34,6 +34,7 @@ LOG_FORMATS = ("json", "console")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DAY = 24 * 3600
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+MIN_ADMIN_TOKEN_CHARS = 32
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,11 @@ class Settings:
             raise ConfigurationError(
                 f"EVENT_JOB_TIMEOUT_SECONDS ({self.event_job_timeout_seconds}) must be at least "
                 f"DELIVERY_TIMEOUT_SECONDS ({self.delivery_timeout_seconds:g})"
+            )
+        if self.admin_token is not None and len(str(self.admin_token)) < MIN_ADMIN_TOKEN_CHARS:
+            raise ConfigurationError(
+                f"ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters (it guards replays of every event): "
+                "make one with `openssl rand -hex 32`"
             )
         check_api_url(self.circleci_api_url)
 

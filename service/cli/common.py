@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import wraps
 from typing import Any, NoReturn
@@ -32,8 +33,33 @@ def load_settings(*, quiet: bool = False) -> Settings:
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
-    click.echo(f"circleci-events: {message}", err=True)
+    click.echo(f"circleci-events: {printable(message, newlines=False)}", err=True)
     sys.exit(code)
+
+
+# Bidirectional overrides reorder what a terminal shows (a "Trojan source" branch name).
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: str, *, newlines: bool = True) -> str:
+    """`text` safe for a terminal: control characters (an escape sequence in a branch name could
+    retitle the window or rewrite the screen) and bidi overrides shown as `\\x1b`-style escapes."""
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if (char == "\n" and newlines) or char == "\t":
+            out.append(char)
+        elif not char.isprintable() and (unicodedata.category(char) == "Cc" or char in _BIDI or char == "\n"):
+            out.append(char.encode("unicode_escape").decode())
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def echo(text: str = "") -> None:
+    """Print a line made of stored or fetched data (event fields, API answers)."""
+    click.echo(printable(text))
 
 
 def clear_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -92,4 +118,4 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, dict | list):
         return json.dumps(value, default=str)
-    return str(value)
+    return printable(str(value), newlines=False)

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from service import operations
-from service.cli.common import clear_errors, emit, load_settings, require_redis
+from service.cli.common import clear_errors, echo, emit, load_settings, require_redis
 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 LIST_COLUMNS = ["event_id", "received_at", "event_type", "project", "branch", "name", "status", "transition"]
@@ -49,7 +49,7 @@ def show(event_id: str, as_json: bool) -> None:
         click.echo(json.dumps(record, indent=2, default=str))
         return
     for line in describe(record):
-        click.echo(line)
+        echo(line)
 
 
 def describe(record: dict[str, Any]) -> list[str]:

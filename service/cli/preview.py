@@ -17,7 +17,7 @@ import orjson
 
 from config.errors import WebhookError
 from config.redaction import option_secrets
-from service.cli.common import EXIT_USAGE, clear_errors, fail, load_settings
+from service.cli.common import EXIT_USAGE, clear_errors, echo, fail, load_settings
 from service.cli.routes_view import read_routes, redact_text
 from service.payload import JOB_COMPLETED, WORKFLOW_COMPLETED, parse_event
 from workers.enrichment import from_webhook
@@ -83,12 +83,12 @@ def preview(event_file: Path, routes_file: str | None, as_json: bool) -> None:
         }
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
-    click.echo(f"event {event.get('event_id')}: {event.get('event_type')} {event.get('status')}")
+    echo(f"event {event.get('event_id')}: {event.get('event_type')} {event.get('status')}")
     if not matched:
-        click.echo("no subscription matches: nothing would be sent")
+        echo("no subscription matches: nothing would be sent")
         return
     for s in matched:
-        click.echo(f"matches subscription {s.name!r} (line {s.line}) -> {', '.join(s.handlers)}")
+        echo(f"matches subscription {s.name!r} (line {s.line}) -> {', '.join(s.handlers)}")
     for out in outputs:
-        click.echo(f"\n--- {out['handler']} ({out['type']}) would send:")
-        click.echo(json.dumps(out["body"], indent=2, ensure_ascii=False))
+        echo(f"\n--- {out['handler']} ({out['type']}) would send:")
+        echo(json.dumps(out["body"], indent=2, ensure_ascii=False))

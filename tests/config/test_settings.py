@@ -142,11 +142,11 @@ def test_secret_values_lists_every_configured_secret() -> None:
         {
             "CIRCLECI_WEBHOOK_SECRETS": "one,two",
             "CIRCLE_TOKEN": "tok",
-            "ADMIN_TOKEN": "adm",
+            "ADMIN_TOKEN": "adm" * 11,
             "REDIS_URL": "redis://user:pw@127.0.0.1:6379/0",
         }
     )
-    assert sorted(settings.secret_values()) == sorted(["one", "two", "tok", "adm", "pw"])
+    assert sorted(settings.secret_values()) == sorted(["one", "two", "tok", "adm" * 11, "pw"])
 
 
 def test_every_variable_is_documented_in_the_readme() -> None:
@@ -155,3 +155,10 @@ def test_every_variable_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     missing = [v.name for v in VARIABLES if f"`{v.name}`" not in readme]
     assert not missing, f"README.md does not document {missing}"
+
+
+def test_the_admin_token_must_be_long_enough_to_guard_replays() -> None:
+    with pytest.raises(ConfigurationError, match="ADMIN_TOKEN must be at least 32 characters") as info:
+        Settings.from_environ({"ADMIN_TOKEN": "short-admin-token"})
+    assert "short-admin-token" not in info.value.message
+    assert Settings.from_environ({"ADMIN_TOKEN": "x" * 32}).admin_token is not None

@@ -15,7 +15,7 @@ from tests.service.delivery_flow import DeliveryFlow
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "admin-token-value"
+TOKEN = "admin-token-value-of-at-least-32-characters"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 ROUTES = [
     ("GET", "/admin/events"),

@@ -98,3 +98,20 @@ def test_without_redis_every_command_fails_in_one_line(args: tuple, env: dict, c
     result = run_cli("events", *args, env=env)
     assert_one_clear_line(result, code)
     assert expected in result.err
+
+
+HOSTILE_BRANCH = "main\x1b]0;pwned\x07\x1b[2J\u202egnp.exe\x9b31m"
+
+
+@pytest.mark.parametrize("args", [("events", "list"), ("events", "show")])
+def test_event_data_cannot_drive_the_terminal(flow: DeliveryFlow, args: tuple[str, ...]) -> None:
+    event = flow.event()
+    event["vcs"] = {**event["vcs"], "branch": HOSTILE_BRANCH}
+    event["workflow"] = {**event["workflow"], "name": "wf\x1b[31mred"}
+    flow.deliver(event)
+    extra = (event["event_id"],) if args[-1] == "show" else ()
+    result = run_cli(*args, *extra, env=flow.env)
+    assert result.code == 0, result.err
+    for raw in ("\x1b", "\x07", "\u202e", "\x9b"):
+        assert raw not in result.out
+    assert "main\\x1b]0;pwned\\x07" in result.out  # shown, escaped, not dropped
