@@ -44,6 +44,7 @@ SECRETS = {
     "ADMIN_TOKEN": ADMIN_TOKEN,
     "CIRCLECI_WEBHOOK_SECRETS": WEBHOOK_SECRET,
 }
+TEAMS_QUERY = f"api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={TEAMS_SIG}"
 ROUTES = f"""\
 handlers:
   slack:
@@ -51,7 +52,7 @@ handlers:
     url: "${{SINK_URL}}/slack/services/T0AAA1111/B0BBB2222/{SLACK_TOKEN}"
   teams:
     type: teams
-    url: "${{SINK_URL}}/teams/workflows/{TEAMS_WORKFLOW}/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={TEAMS_SIG}"
+    url: "${{SINK_URL}}/teams/workflows/{TEAMS_WORKFLOW}/triggers/manual/paths/invoke?{TEAMS_QUERY}"
   discord:
     type: discord
     url: "${{SINK_URL}}/discord/api/webhooks/123456789012345678/{DISCORD_TOKEN}"
