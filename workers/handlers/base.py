@@ -41,12 +41,18 @@ class Handler:
     def __init__(self, name: str, options: Mapping[str, str | None]) -> None:
         self.name = name
         self.options = dict(options)
-        self.template = compile_template(name, options.get("template"), type(self).escape)
+        cls = type(self)
+        self.template = compile_template(name, options.get("template"), escape=cls.escape, mention=cls.mention)
 
     @staticmethod
     def escape(text: str) -> str:
-        """The platform's escaping of a CircleCI value (the templates' `esc` filter)."""
+        """The platform's escaping of a CircleCI value (what templates apply to every printed value)."""
         return text
+
+    @staticmethod
+    def mention(id: str) -> str:
+        """The platform's mention of an id already checked to be letters, digits, `_`, `-`."""
+        return "@" + id
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
