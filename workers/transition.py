@@ -34,6 +34,7 @@ from workers.timestamps import parse_time
 
 KEY_PREFIX = "cie:transition:"
 DEFAULT_TTL_SECONDS = 90 * 24 * 3600
+SUCCESS = "success"
 CANCELED = "canceled"
 UNCHANGED_KINDS = (CANCELED, "stale")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -94,6 +95,11 @@ class Transition:
             previous_status=data.get("previous_status"),
             previous_pipeline_number=None if number is None else int(number),
         )
+
+
+def is_failure(status: str) -> bool:
+    """True for any status but `success` and `canceled`: what `record` counts as broken."""
+    return status.strip().lower() not in (SUCCESS, CANCELED)
 
 
 def transition_key(project: str, ref: str, workflow: str) -> str:

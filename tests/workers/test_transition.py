@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from config.errors import ConfigurationError, RedisUnavailable
-from workers.transition import DEFAULT_TTL_SECONDS, Transition, TransitionStore, transition_key
+from workers.transition import DEFAULT_TTL_SECONDS, Transition, TransitionStore, is_failure, transition_key
 
 PROJECT = "gh/acme/api"
 
@@ -54,6 +54,14 @@ def test_kind_compares_with_the_previous_terminal_status(
 ) -> None:
     record(store, previous, 1)
     assert record(store, now, 2) == Transition(kind, previous.lower(), 1)
+
+
+@pytest.mark.parametrize(
+    "status", ["failed", "error", "unauthorized", "infrastructure_fail", "success", " Success ", "canceled"]
+)
+def test_is_failure_says_what_record_counts_as_broken(store: TransitionStore, status: str) -> None:
+    record(store, "success", 1)
+    assert is_failure(status) == (record(store, status, 2).kind == "broken")
 
 
 def test_canceled_changes_nothing(store: TransitionStore) -> None:

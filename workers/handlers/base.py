@@ -1,4 +1,4 @@
-"""The Handler base class, the shared `post_json` status mapping, and per-handler templates.
+"""The Handler base class and the shared `post_json` status mapping.
 
     post_json outcome       error raised
     2xx                     none
@@ -20,15 +20,14 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import httpx
-import jinja2
 import orjson
 import structlog
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
+from config.errors import DeliveryRejected, DeliveryRetryable
 from config.redaction import Redactor, option_secrets, url_secrets
 from workers.circleci_transport import parse_retry_after
-from workers.message import Message, sample_event
+from workers.handlers.template import compile_template
+from workers.message import Message
 
 EXCERPT_CHARS = 200
 log = structlog.get_logger(__name__)
@@ -42,12 +41,18 @@ class Handler:
     def __init__(self, name: str, options: Mapping[str, str | None]) -> None:
         self.name = name
         self.options = dict(options)
-        self.template = compile_template(name, options.get("template"), type(self).escape)
+        cls = type(self)
+        self.template = compile_template(name, options.get("template"), escape=cls.escape, mention=cls.mention)
 
     @staticmethod
     def escape(text: str) -> str:
-        """The platform's escaping of a CircleCI value (the templates' `esc` filter)."""
+        """The platform's escaping of a CircleCI value (what templates apply to every printed value)."""
         return text
+
+    @staticmethod
+    def mention(id: str) -> str:
+        """The platform's mention of an id already checked to be letters, digits, `_`, `-`."""
+        return "@" + id
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
@@ -89,27 +94,6 @@ def failed_test_lines(m: Message, escape: Callable[[str], str], *, bullet: str =
         f"{bullet} {escape(t.name)}" + (f": {escape(t.message[:200])}" if t.message else "") for t in m.failed_tests
     ]
     return lines + ([f"…and {m.more_failed_tests} more"] if m.more_failed_tests else [])
-
-
-def compile_template(name: str, source: str | None, escape: Callable[[str], str]) -> jinja2.Template | None:
-    """Compile a handler's template in a sandbox and render it once against the sample event."""
-    if source is None:
-        return None
-    env = ImmutableSandboxedEnvironment(autoescape=False, undefined=jinja2.ChainableUndefined)
-    env.filters["esc"] = lambda value: escape("" if value is None else str(value))
-    try:
-        template = env.from_string(source)
-        event = sample_event()
-        template.render(event=event, message=Message.from_event(event))
-    except jinja2.TemplateSyntaxError as exc:
-        raise ConfigurationError(
-            f"handler {name!r}, key 'template': does not compile (template line {exc.lineno}: {exc.message})"
-        ) from None
-    except Exception as exc:
-        raise ConfigurationError(
-            f"handler {name!r}, key 'template': fails on the sample event ({type(exc).__name__}: {exc})"
-        ) from None
-    return template
 
 
 def post_json(

@@ -5,7 +5,8 @@ title 256, description 4096, 25 fields, field name 256, field value 1024, footer
 6000 characters over the whole embed. CircleCI values have markdown backslash-escaped and
 `@` followed by a zero-width space.
 
-A `template` replaces the embed `description`; escape values with `|esc`.
+A `template` replaces the embed `description`; every value it prints is escaped like the rest,
+and `mention()` gives `<@id>` (workers/handlers/template.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ _MARKDOWN = re.compile(r"([\\`*_~|>#\-\[\]()<:])")
 def escape(text: str) -> str:
     """Neutralise markdown, masked links and mentions in a Discord value."""
     return _MARKDOWN.sub(r"\\\1", text).replace("@", "@\u200b")
+
+
+def mention(id: str) -> str:
+    """`<@id>`; it shows as a mention and, with `allowed_mentions` empty, pings no one."""
+    return f"<@{id}>"
 
 
 def clip(text: str, limit: int) -> str:
@@ -112,6 +118,7 @@ def _fit(e: dict[str, Any]) -> dict[str, Any]:
 class DiscordHandler(Handler):
     type = "discord"
     escape = staticmethod(escape)
+    mention = staticmethod(mention)
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
         m = Message.from_event(event)

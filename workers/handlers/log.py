@@ -1,6 +1,7 @@
 """Log handler: one structured `notification_logged` line with the message's essentials.
 
-A `template` replaces the line's `text` field (the plain-text fallback by default).
+A `template` replaces the line's `text` field (the plain-text fallback by default); values are
+printed as they are and `mention()` gives `@id`.
 """
 
 from __future__ import annotations

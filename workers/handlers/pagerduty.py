@@ -1,9 +1,32 @@
-"""PagerDuty Events API v2: trigger on broken or failed/error, resolve on fixed or success.
+"""PagerDuty Events API v2: the action follows the transition, or the status when there is none.
 
 https://developer.pagerduty.com/docs/events-api-v2/trigger-events/
+
+    event                        transition      action   why
+    workflow-completed           broken          trigger
+                                 still_failing   trigger  same dedup_key: folds into the open incident
+                                 fixed           resolve
+                                 first_seen      trigger on a failure (any status but success and
+                                                 canceled, as transitions count), resolve on
+                                                 success: the state may have expired while an
+                                                 incident was open, and resolving an unknown
+                                                 dedup_key is a no-op for PagerDuty
+                                 passing         none     the previous status was success, so our last
+                                                          action on this key was a resolve; an incident
+                                                          can only still be open if that resolve was
+                                                          dead-lettered, and the dead letter is the
+                                                          visible, replayable record
+                                 stale           none     an older run than the stored one: a trigger
+                                                          would reopen an incident on a green branch
+                                                          (issue 11 finding 6)
+                                 canceled        none     says nothing about the code
+                                 any other kind  none
+    workflow-completed           none (no ref)   status: failed/error trigger, success resolve,
+    job-completed                (ignored)       anything else none
+
 The dedup_key is stable per (project slug in its long form, branch or tag, workflow name), and
 for job events also the job name, so a job that passes never resolves its workflow's incident.
-Other statuses (canceled, unauthorized) send nothing: `render` returns `{}`.
+When there is no action, `render` returns `{}` and `send` posts nothing.
 `render` shows the routing key as `[redacted]`; only `send` puts the real one in the body.
 """
 
@@ -17,10 +40,12 @@ import structlog
 
 from config.redaction import REDACTED
 from config.routes import PAGERDUTY_URL, slug_forms
+from workers.enrichment import WORKFLOW_COMPLETED
 from workers.handlers.base import Handler, post_json
 from workers.handlers.slack import safe_url
 from workers.message import Message
 from workers.timestamps import parse_time
+from workers.transition import SUCCESS, is_failure
 
 MAX_SUMMARY = 1024
 log = structlog.get_logger(__name__)
@@ -28,9 +53,19 @@ log = structlog.get_logger(__name__)
 
 def action(m: Message) -> str | None:
     """`trigger`, `resolve`, or None when the event says nothing PagerDuty should hear."""
-    if m.transition == "broken" or m.status in ("failed", "error"):
+    if m.event_type == WORKFLOW_COMPLETED and m.transition is not None:
+        match m.transition:
+            case "broken" | "still_failing":
+                return "trigger"
+            case "fixed":
+                return "resolve"
+            case "first_seen":
+                return "trigger" if is_failure(m.status) else "resolve" if m.status == SUCCESS else None
+            case _:  # passing, stale, canceled, and kinds this module does not know
+                return None
+    if m.status in ("failed", "error"):
         return "trigger"
-    if m.transition == "fixed" or m.status == "success":
+    if m.status == SUCCESS:
         return "resolve"
     return None
 
@@ -97,7 +132,14 @@ class PagerDutyHandler(Handler):
         """Post the event to PagerDuty, or do nothing when it neither triggers nor resolves."""
         data = body(event, str(self.options["routing_key"]))
         if not data:
-            log.info("pagerduty_skipped", handler=self.name, delivery_id=delivery_id, status=event.get("status"))
+            m = Message.from_event(event)
+            log.info(
+                "pagerduty_skipped",
+                handler=self.name,
+                delivery_id=delivery_id,
+                status=m.status,
+                transition=m.transition,
+            )
             return
         url = str(self.options.get("url") or PAGERDUTY_URL)
         post_json(http, url, data, handler=self.name, secrets=self.secrets())

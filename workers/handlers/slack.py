@@ -6,7 +6,9 @@ arrives as text. Links are `<url|label>` with the label escaped and only http(s)
 3000 characters of section text, 150 of header text, 10 context elements, 10 section fields.
 
 A `template` replaces the summary section (the first section under the header) and the
-top-level `text`; its output is mrkdwn, so escape CircleCI values with `|esc`.
+top-level `text`; its output is mrkdwn, every value it prints is escaped like the rest, and
+`mention()` gives `<@U…>`, `<!subteam^S…>`, `<!here>`, `<!channel>` or `<!everyone>`
+(workers/handlers/template.py).
 """
 
 from __future__ import annotations
@@ -23,11 +25,19 @@ MAX_FIELD = 2000
 MAX_HEADER = 150
 MAX_CONTEXT = 10
 MAX_FIELDS = 10
+SPECIAL_MENTIONS = ("here", "channel", "everyone")
 
 
 def escape(text: str) -> str:
     """Escape a value for Slack mrkdwn: only `&`, `<` and `>` are control characters."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mention(id: str) -> str:
+    """`<!here>`, `<!channel>`, `<!everyone>`; `<!subteam^S…>` for a user group; else `<@id>`."""
+    if id in SPECIAL_MENTIONS:
+        return f"<!{id}>"
+    return f"<!subteam^{id}>" if id.startswith("S") else f"<@{id}>"
 
 
 def safe_url(url: str | None) -> str | None:
@@ -120,6 +130,7 @@ def blocks(m: Message, summary_text: str) -> list[dict[str, Any]]:
 class SlackHandler(Handler):
     type = "slack"
     escape = staticmethod(escape)
+    mention = staticmethod(mention)
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
         m = Message.from_event(event)

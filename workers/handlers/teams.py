@@ -5,7 +5,8 @@ attachment (https://learn.microsoft.com/microsoftteams/platform/task-modules-and
 TextBlocks render a markdown subset, so CircleCI values have markdown characters
 backslash-escaped and `<` `>` replaced, which also keeps `<at>` mentions from forming.
 
-A `template` replaces the summary TextBlock (the one under the title); escape values with `|esc`.
+A `template` replaces the summary TextBlock (the one under the title); every value it prints
+is escaped like the rest, and `mention()` is plain text `@id` for now (workers/handlers/template.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ def escape(text: str) -> str:
     """Neutralise markdown and mentions in a TextBlock value."""
     text = _MARKDOWN.sub(r"\\\1", text)
     return text.replace("<", "\u2039").replace(">", "\u203a")
+
+
+def mention(id: str) -> str:
+    """Plain text `@id` for now: a Teams mention needs an `msteams.entities` entry in the card."""
+    return escape("@" + id)
 
 
 def _clip(text: str, limit: int = MAX_TEXT) -> str:
@@ -82,6 +88,7 @@ def card(m: Message, summary_text: str) -> dict[str, Any]:
 class TeamsHandler(Handler):
     type = "teams"
     escape = staticmethod(escape)
+    mention = staticmethod(mention)
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
         m = Message.from_event(event)

@@ -1,4 +1,4 @@
-"""post_json's status mapping, the registry, templates, and what every handler renders."""
+"""post_json's status mapping, the registry, templates (escaped for the platform), and what every handler renders."""
 
 from __future__ import annotations
 
@@ -12,8 +12,17 @@ import pytest
 
 from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
 from config.routes import HANDLER_KEYS, HandlerConfig
-from tests.workers.handlers.conftest import CHAT_TYPES, OPTIONS, SECRET_URL, hostile_event, incomplete_event, make
+from tests.workers.handlers.conftest import (
+    CHAT_TYPES,
+    OPTIONS,
+    SECRET_URL,
+    hostile_event,
+    incomplete_event,
+    load_event,
+    make,
+)
 from workers.handlers import HANDLER_TYPES, build_handler
+from workers.message import Message
 
 POSTING = ("slack", "teams", "discord", "pagerduty", "webhook")
 
@@ -129,3 +138,119 @@ def test_a_template_that_breaks_on_one_event_falls_back_to_the_default(event: di
     handler = make("log", template="{{ 10 // event.pipeline.number }}")
     event["pipeline"]["number"] = 0
     assert handler.render(event)["text"].startswith("❌ build-test-deploy failed")
+
+
+# Templates escape every printed value for the platform (issue 11 finding 8).
+
+ESCAPING = ("slack", "teams", "discord")
+SUBJECT = "<!channel> & <@U1>"
+
+
+def summary(kind: str, template: str, **vcs: str) -> str:
+    """What the template printed for a handler of `kind`, on the fixture event changed by `vcs`."""
+    handler = make(kind, template=template)
+    event = load_event()
+    event["vcs"].update(vcs)
+    return handler.summary(Message.from_event(event), event, "DEFAULT")
+
+
+@pytest.mark.parametrize("kind", ESCAPING)
+def test_a_printed_value_is_escaped_for_the_platform(kind: str) -> None:
+    out = summary(kind, "{{ event.vcs.commit_subject }}", commit_subject=SUBJECT)
+    assert out == HANDLER_TYPES[kind].escape(SUBJECT) != SUBJECT
+
+
+@pytest.mark.parametrize("kind", ESCAPING)
+@pytest.mark.parametrize("filter_", ["esc", "e", "escape"])
+def test_esc_escapes_once(kind: str, filter_: str) -> None:
+    out = summary(kind, f"{{{{ event.vcs.commit_subject | {filter_} }}}}", commit_subject=SUBJECT)
+    assert out == HANDLER_TYPES[kind].escape(SUBJECT)
+
+
+@pytest.mark.parametrize("kind", CHAT_TYPES)
+def test_template_text_and_safe_values_are_printed_as_written(kind: str) -> None:
+    template = "<!here> build broke: {{ event.vcs.commit_subject | safe }} {{ '<!channel>' | safe }}"
+    assert summary(kind, template, commit_subject="*b* <@U1>") == "<!here> build broke: *b* <@U1> <!channel>"
+
+
+@pytest.mark.parametrize(
+    ("kind", "id_", "expected"),
+    [("slack", "U0123ABCD", "<@U0123ABCD>"), ("slack", "W0123", "<@W0123>"), ("slack", "here", "<!here>"),
+     ("slack", "channel", "<!channel>"), ("slack", "everyone", "<!everyone>"),
+     ("slack", "S0GROUP", "<!subteam^S0GROUP>"),
+     ("discord", "123456789012345678", "<@123456789012345678>"), ("teams", "U1", "@U1"), ("teams", "a_b", "@a\\_b"),
+     ("log", "oncall-1", "@oncall-1")],
+)  # fmt: skip
+def test_mention_prints_the_platforms_syntax(kind: str, id_: str, expected: str) -> None:
+    assert summary(kind, f"{{{{ mention('{id_}') }}}}") == expected
+
+
+@pytest.mark.parametrize(
+    "call",
+    ["mention('U1> <!channel')", "mention(id='U1> <!channel')", "mention('')", "mention('U 1')", "mention('Ü1')"],
+)
+def test_a_literal_mention_that_is_not_an_id_is_refused_at_load_time(call: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"handler 'ops', key 'template': mention\(.*\) is not an id"):
+        make("slack", name="ops", template=f"hi {{{{ {call} }}}}")
+
+
+def test_a_mention_of_a_value_that_is_not_an_id_prints_it_escaped() -> None:
+    out = summary("slack", "{{ mention(event.vcs.author_name) }}", author_name="U1> <!channel")
+    assert out == "U1&gt; &lt;!channel"
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{% filter upper %}{{ event.vcs.commit_subject }}{% endfilter %}",
+     "{% call mention('U1') %}{{ event.vcs.commit_subject }}{% endcall %}",
+     "{% set x | striptags %}{{ event.vcs.commit_subject }}{% endset %}{{ x | safe }}"],
+    ids=["filter", "call", "set-filter"],
+)  # fmt: skip
+def test_blocks_whose_output_skips_the_escaping_are_refused(template: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"handler 'ops', key 'template': .* blocks are not allowed"):
+        make("slack", name="ops", template=template)
+
+
+def test_set_blocks_and_macros_print_escaped_once_with_safe() -> None:
+    template = (
+        "{% set x %}{{ event.vcs.commit_subject }}{% endset %}{% macro m(v) %}[{{ v }}]{% endmacro %}"
+        "{{ x | safe }} {{ m(event.vcs.commit_subject) | safe }}"
+    )
+    out = summary("slack", template, commit_subject=SUBJECT)
+    assert out == "&lt;!channel&gt; &amp; &lt;@U1&gt; [&lt;!channel&gt; &amp; &lt;@U1&gt;]"
+
+
+def test_a_null_value_prints_nothing() -> None:
+    assert summary("slack", "[{{ event.vcs.tag }}] [{{ event.vcs.tag | esc }}] [{{ event.no.such.key }}]") == "[] [] []"
+
+
+HOSTILE_SUBJECT = "<!channel> <@UEVIL> @everyone [x](https://evil.test) <at>Boss</at> **b**"
+# What must not survive on each platform: a Slack mention, a Discord ping or masked link, a Teams mention or link.
+RAW = {
+    "slack": ["<!channel", "<@UEVIL"],
+    "discord": ["<@UEVIL", " @everyone", "[x](https", "**b**"],
+    "teams": ["<at>", "<@UEVIL", "[x](https", "**b**"],
+}
+CONSTRUCTS = [
+    "{{ v }}", "{{ v ~ '!' }}", "{{ mention('U1') ~ v }}", "{{ mention('U1') + v }}", "{{ v + mention('U1') }}",
+    "{{ mention('U1') ~ ' ' ~ v | upper }}", "{{ '{} {}'.format(mention('U1'), v) }}",
+    "{{ mention('U1').replace('U1', v) }}", "{{ mention('U1').join([v, v]) }}",
+    "{{ mention('U1').translate({85: v}) }}", "{{ v | esc | striptags }}", "{{ v | striptags }}",
+    "{{ v | tojson }}", "{{ v | urlize }}", "{{ [v, v] | join(', ') }}", "{{ '%s' % v }}", "{{ v | truncate(30) }}",
+    "{{ v | replace('x', 'y') }}", "{{ v | forceescape }}", "{{ v | default(mention('U1')) }}",
+    "{% for c in v | list %}{{ c }}{% endfor %}", "{% set x = v %}{{ x }}",
+    "{% set x %}{{ v }}{% endset %}{{ x }}{{ x | safe }}",
+    "{% macro m(a) %}{{ a }}{% endmacro %}{{ m(v) }}{{ m(v) | safe }}",
+    "{% autoescape true %}{{ v }}{{ mention('U1') ~ v }}{{ v | e }}{% endautoescape %}",
+    "{% with w = v %}{{ w }}{% endwith %}", "{% if v %}{{ v }}{% else %}{% endif %}",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("construct", CONSTRUCTS)
+@pytest.mark.parametrize("kind", ESCAPING)
+def test_no_template_construct_prints_a_circleci_value_raw(kind: str, construct: str) -> None:
+    template = "{% set v = event.vcs.commit_subject %}" + construct
+    out = summary(kind, template, commit_subject=HOSTILE_SUBJECT)
+    assert out != "DEFAULT"
+    for raw in RAW[kind]:
+        assert raw not in out, (raw, out)

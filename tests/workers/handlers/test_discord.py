@@ -62,3 +62,13 @@ def test_escape(raw: str, expected: str) -> None:
 def test_template_replaces_the_description(event: dict[str, Any]) -> None:
     (embed,) = make("discord", template="by {{ event.vcs.author_name | esc }}").render(event)["embeds"]
     assert embed["description"] == "by Author Name"
+
+
+def test_a_commit_subject_printed_by_a_template_cannot_ping_or_link(event: dict[str, Any]) -> None:
+    event["vcs"]["commit_subject"] = "<!channel> & <@U1> @everyone [x](https://evil.test)"
+    payload = make("discord", template='{{ mention("123456789") }} {{ event.vcs.commit_subject }}').render(event)
+    (embed,) = payload["embeds"]
+    assert embed["description"] == (
+        "<@123456789> \\<!channel\\> & \\<@\u200bU1\\> @\u200beveryone \\[x\\]\\(https\\://evil.test\\)"
+    )
+    assert payload["allowed_mentions"] == {"parse": []}

@@ -22,3 +22,9 @@ def test_one_line_with_the_essentials(event: dict[str, Any], http: Any, requests
 
 def test_template_replaces_the_text_field(event: dict[str, Any]) -> None:
     assert make("log", template="{{ message.project }}!").render(event)["text"] == "webhook-service!"
+
+
+def test_a_template_prints_values_and_mentions_as_plain_text(event: dict[str, Any]) -> None:
+    event["vcs"]["commit_subject"] = "<!channel> & <@U1>"
+    text = make("log", template='{{ mention("oncall") }} {{ event.vcs.commit_subject }}').render(event)["text"]
+    assert text == "@oncall <!channel> & <@U1>"

@@ -126,3 +126,18 @@ def test_template_replaces_the_summary_and_the_fallback(event: dict[str, Any]) -
     expected = "*failed* Make &lt;!channel&gt; &amp; `code` go faster"
     assert payload["blocks"][1]["text"]["text"] == expected
     assert payload["text"] == expected
+
+
+def test_a_commit_subject_printed_by_a_template_arrives_escaped(event: dict[str, Any]) -> None:
+    event["vcs"]["commit_subject"] = "<!channel> & <@U1>"
+    payload = make("slack", template="{{ event.vcs.commit_subject }}").render(event)
+    assert payload["blocks"][1]["text"]["text"] == payload["text"] == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
+
+
+def test_mentions_and_template_text_reach_slack_intact(event: dict[str, Any]) -> None:
+    event["vcs"]["commit_subject"] = "<!channel> & <@U1>"
+    template = '<!here> build broke, {{ mention("U0123ABCD") }}: {{ event.vcs.commit_subject }}'
+    payload = make("slack", template=template).render(event)
+    expected = "<!here> build broke, <@U0123ABCD>: &lt;!channel&gt; &amp; &lt;@U1&gt;"
+    assert payload["blocks"][1]["text"]["text"] == payload["text"] == expected
+    Block.parse(payload["blocks"][1]).validate_json()

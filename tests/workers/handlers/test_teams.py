@@ -66,3 +66,12 @@ def test_escape(raw: str, expected: str) -> None:
 def test_template_replaces_the_summary_block(event: dict[str, Any]) -> None:
     content = make("teams", template="{{ event.vcs.author_name | esc }} did it").render(event)
     assert content["attachments"][0]["content"]["body"][1]["text"] == "Author Name did it"
+
+
+def test_a_commit_subject_printed_by_a_template_is_neutralised(event: dict[str, Any]) -> None:
+    subject = "<!channel> & <@U1> <at>Boss</at> [x](https://evil.test)"
+    event["vcs"]["commit_subject"] = subject
+    content = make("teams", template='{{ mention("U1") }}: {{ event.vcs.commit_subject }}').render(event)
+    text = content["attachments"][0]["content"]["body"][1]["text"]
+    assert text == "@U1: " + escape(subject)
+    assert "<at>" not in text and "](https" not in text
