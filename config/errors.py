@@ -22,6 +22,7 @@
     │   ├── CircleCIUnreachable    connection or protocol failure (status None)
     │   ├── CircleCIInvalidResponse  a 2xx whose body is not the JSON we expect
     │   ├── CircleCIPaginationError  a page token repeats, or the page cap is reached
+    │   ├── CircleCIRedirectRefused  a download redirects too often, or to no http(s) URL
     │   └── CircleCIJobNumberMissing a job endpoint called without a job number (approval jobs)
     └── HandlerError               a notification could not be delivered
         ├── DeliveryRetryable      429, 408, 5xx, timeouts: try again later
@@ -213,6 +214,10 @@ class CircleCIInvalidResponse(CircleCIAPIError):
 
 class CircleCIPaginationError(CircleCIAPIError):
     code = "circleci_pagination_error"
+
+
+class CircleCIRedirectRefused(CircleCIAPIError):
+    code = "circleci_redirect_refused"
 
 
 class CircleCIJobNumberMissing(CircleCIAPIError):

@@ -59,7 +59,12 @@ class CircleCIClient(CircleCITransport):
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> CircleCIClient:
-        return cls(base_url=settings.circleci_api_url, token=settings.circle_token, **kwargs)
+        return cls(
+            base_url=settings.circleci_api_url,
+            token=settings.circle_token,
+            artifact_hosts=settings.artifact_hosts,
+            **kwargs,
+        )
 
     # -- user -----------------------------------------------------------------------------
 
@@ -191,10 +196,12 @@ class CircleCIClient(CircleCITransport):
         return [Artifact.from_dict(i) for i in self.paginate(path)]
 
     def download_artifact(self, artifact: Artifact | str, destination: str | os.PathLike[str]) -> Path:
-        """Stream an artifact to a file, with the token and following redirects.
+        """Stream an artifact to a file, following redirects; the file appears only once complete.
 
-        Artifact URLs are not public and may redirect (pitfalls B4; circleci-docs PR 4222);
-        the file appears only once complete.
+        Artifact URLs are not public and may redirect (pitfalls B4; circleci-docs PR 4222). The
+        token goes with the request only to the API host and CIRCLECI_ARTIFACT_HOSTS, over https,
+        and stops at the first redirect to another host (workers.token_scope); a URL elsewhere is
+        still tried, without it.
         """
         url = artifact.url if isinstance(artifact, Artifact) else artifact
         if not url:
