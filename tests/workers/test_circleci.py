@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from config.errors import (
     CircleCIJobNumberMissing,
     CircleCINotFound,
     CircleCIPaginationError,
+    CircleCIPathInvalid,
     CircleCIRateLimited,
     CircleCIRedirectRefused,
     CircleCIServerError,
@@ -473,6 +475,152 @@ def test_run_pipeline_refuses_a_slug_that_is_not_three_segments(make_client):
 
     with pytest.raises(ValueError, match="three segments"):
         client.run_pipeline("gh/only-two")
+
+
+# -- ids, names and slugs in paths (issue 11, finding 12) ---------------------------------
+
+V = object()  # where the value under test goes in a call's arguments
+
+# (method, its arguments, the argument V stands for, the path with the encoded value at {v})
+ID_ARGUMENTS = [
+    ("pipeline", (V,), "pipeline_id", "/pipeline/{v}"),
+    ("pipeline_workflows", (V,), "pipeline_id", "/pipeline/{v}/workflow"),
+    ("workflow", (V,), "workflow_id", "/workflow/{v}"),
+    ("workflow_jobs", (V,), "workflow_id", "/workflow/{v}/job"),
+    ("cancel_workflow", (V,), "workflow_id", "/workflow/{v}/cancel"),
+    ("rerun_workflow", (V,), "workflow_id", "/workflow/{v}/rerun"),
+    ("approve_job", (V, "ap-1"), "workflow_id", "/workflow/{v}/approve/ap-1"),
+    ("approve_job", ("wf-1", V), "approval_request_id", "/workflow/wf-1/approve/{v}"),
+    ("delete_context", (V,), "context_id", "/context/{v}"),
+    ("context_env_vars", (V,), "context_id", "/context/{v}/environment-variable"),
+    ("set_context_env_var", (V, "K", "x"), "context_id", "/context/{v}/environment-variable/K"),
+    ("set_context_env_var", ("ctx-1", V, "x"), "name", "/context/ctx-1/environment-variable/{v}"),
+    ("delete_context_env_var", ("ctx-1", V), "name", "/context/ctx-1/environment-variable/{v}"),
+    ("delete_project_env_var", (SLUG, V), "name", f"/project/{SLUG}/envvar/{{v}}"),
+]
+# (method, its arguments): V is the slug
+SLUG_ARGUMENTS = [
+    ("trigger_pipeline", (V,)),
+    ("run_pipeline", (V,)),
+    ("pipelines", (V,)),
+    ("job_details", (V, 7)),
+    ("job_tests", (V, 7)),
+    ("job_artifacts", (V, 7)),
+    ("project_env_vars", (V,)),
+    ("create_project_env_var", (V, "K", "x")),
+    ("delete_project_env_var", (V, "K")),
+    ("checkout_keys", (V,)),
+    ("flaky_tests", (V,)),
+]
+ANY_ANSWER = {"items": [], "next_page_token": None, "message": "ok"}
+
+
+def call_with(client: CircleCIClient, method: str, arguments: tuple[object, ...], value: str) -> None:
+    result = getattr(client, method)(*(value if a is V else a for a in arguments))
+    if isinstance(result, Iterator):  # pipelines() is lazy
+        list(result)
+
+
+def id_rows():
+    return [pytest.param(*row, id=f"{row[0]}-{row[2]}") for row in ID_ARGUMENTS]
+
+
+def slug_rows():
+    return [pytest.param(*row, id=row[0]) for row in SLUG_ARGUMENTS]
+
+
+@pytest.mark.parametrize(
+    ("value", "encoded"),
+    [
+        ("../../x", "..%2F..%2Fx"),
+        ("a/b", "a%2Fb"),
+        ("%2e%2e", "%252e%252e"),
+        ("é?x=1#y", "%C3%A9%3Fx%3D1%23y"),  # non-ASCII letters are encoded, not refused
+        ("a b;c", "a%20b%3Bc"),
+    ],
+)
+@pytest.mark.parametrize(("method", "arguments", "argument", "path"), id_rows())
+def test_ids_and_names_go_into_paths_as_one_encoded_segment(
+    make_client, method, arguments, argument, path, value, encoded
+):
+    seen: list[httpx.Request] = []
+    client = make_client(sequence(httpx.Response(200, json=ANY_ANSWER), seen=seen))
+
+    call_with(client, method, arguments, value)
+
+    assert seen[0].url.raw_path.decode() == "/api/v2" + path.format(v=encoded)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("", "an empty segment"),
+        (".", "a '.' segment"),
+        ("..", "a '..' segment"),
+        ("x\r\nHost: evil", "control character '\\r'"),
+        ("nul\x00", "control character '\\x00'"),
+        ("del\x7f", "control character '\\x7f'"),
+    ],
+)
+@pytest.mark.parametrize(("method", "arguments", "argument", "path"), id_rows())
+def test_an_id_that_cannot_be_a_segment_is_refused_before_any_request(
+    make_client, method, arguments, argument, path, value, says
+):
+    seen: list[httpx.Request] = []
+    client = make_client(sequence(httpx.Response(200, json=ANY_ANSWER), seen=seen))
+
+    with pytest.raises(CircleCIPathInvalid) as caught:
+        call_with(client, method, arguments, value)
+
+    assert caught.value.message.startswith(f"{argument} {value!r} cannot go into ")
+    assert says in caught.value.message
+    assert (caught.value.code, caught.value.details) == ("circleci_path_invalid", {"argument": argument})
+    assert seen == []
+
+
+@pytest.mark.parametrize(
+    ("slug", "encoded"),
+    [
+        ("gh/my org/é%20x", "gh/my%20org/%C3%A9%2520x"),
+        ("gh/org/a%2Fb", "gh/org/a%252Fb"),
+        ("gh/org/repo?x=1", "gh/org/repo%3Fx%3D1"),
+        ("gh/org/repo#frag", "gh/org/repo%23frag"),
+    ],
+)
+@pytest.mark.parametrize(("method", "arguments"), slug_rows())
+def test_each_part_of_a_slug_is_encoded_and_its_slashes_stay_separators(make_client, method, arguments, slug, encoded):
+    seen: list[httpx.Request] = []
+    client = make_client(sequence(httpx.Response(200, json=ANY_ANSWER), seen=seen))
+
+    call_with(client, method, arguments, slug)
+
+    assert f"/{encoded}/" in seen[0].url.raw_path.decode()
+
+
+@pytest.mark.parametrize("slug", ["gh/org/..", "gh/../x", "gh//repo", "./org/repo", "gh/org/re\npo"])
+@pytest.mark.parametrize(("method", "arguments"), slug_rows())
+def test_a_slug_with_an_empty_dot_or_control_part_is_refused_before_any_request(make_client, method, arguments, slug):
+    seen: list[httpx.Request] = []
+    client = make_client(sequence(httpx.Response(200, json=ANY_ANSWER), seen=seen))
+
+    with pytest.raises(CircleCIPathInvalid, match=r"^slug '"):
+        call_with(client, method, arguments, slug)
+
+    assert seen == []
+
+
+def test_a_refused_value_is_cut_in_the_message(make_client):
+    seen: list[httpx.Request] = []
+    client = make_client(sequence(httpx.Response(200, json=ANY_ANSWER), seen=seen))
+    huge = "A" * 10_000 + "\n"
+
+    with pytest.raises(CircleCIPathInvalid) as caught:
+        client.workflow(huge)
+
+    assert caught.value.message == (
+        f"workflow_id {'A' * 40!r}… cannot go into /workflow/{{workflow_id}}: it holds the control character '\\n'"
+    )
+    assert seen == []
 
 
 # -- where the token goes (issue 11, finding 7) -------------------------------------------
