@@ -24,6 +24,8 @@
     │   ├── CircleCIUnreachable    connection or protocol failure (status None)
     │   ├── CircleCIInvalidResponse  a 2xx whose body is not the JSON we expect
     │   ├── CircleCIPaginationError  a page token repeats, or the page cap is reached
+    │   ├── CircleCIRedirectRefused  a download redirects too often, or to no http(s) URL
+    │   ├── CircleCIPathInvalid      an id, name or slug that cannot be a path segment; nothing sent
     │   └── CircleCIJobNumberMissing a job endpoint called without a job number (approval jobs)
     └── HandlerError               a notification could not be delivered
         ├── DeliveryRetryable      429, 408, 5xx, timeouts: try again later
@@ -225,6 +227,14 @@ class CircleCIInvalidResponse(CircleCIAPIError):
 
 class CircleCIPaginationError(CircleCIAPIError):
     code = "circleci_pagination_error"
+
+
+class CircleCIRedirectRefused(CircleCIAPIError):
+    code = "circleci_redirect_refused"
+
+
+class CircleCIPathInvalid(CircleCIAPIError):
+    code = "circleci_path_invalid"
 
 
 class CircleCIJobNumberMissing(CircleCIAPIError):

@@ -197,6 +197,8 @@ def _host_pattern(name: str, entry: str) -> str:
     label = host.removeprefix("*.")
     if not label or "*" in label or "/" in label or ":" in label:
         raise ConfigurationError(f"{name}: {entry!r} must be a host name, or '*.' and a domain")
+    if host.startswith("*.") and "." not in label:
+        raise ConfigurationError(f"{name}: {entry!r} would match a whole top-level domain; name the domain")
     return host
 
 
@@ -276,6 +278,7 @@ VARIABLES: tuple[Variable, ...] = _vars(
     ("INSECURE_ALLOW_UNSIGNED_WEBHOOKS", "allow_unsigned_webhooks", "bool"),
     ("CIRCLE_TOKEN", "circle_token", "secret"),
     Variable("CIRCLECI_API_URL", "circleci_api_url", "text", normalise=lambda url: url.rstrip("/")),
+    ("CIRCLECI_ARTIFACT_HOSTS", "artifact_hosts", "hosts"),
     ("ROUTES_FILE", "routes_file", "text"),
     Variable("LOG_FORMAT", "log_format", "text", normalise=str.lower),
     Variable("LOG_LEVEL", "log_level", "text", normalise=str.upper),

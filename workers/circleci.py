@@ -4,7 +4,8 @@ The transport (retries, errors, pagination) is workers.circleci_transport.
 
 Slugs are used exactly as given (gh/, github/, bb/, bitbucket/, circleci/<org>/<project>):
 "A project slug must be treated as an opaque string" (API developer's guide, "Getting
-started"), and its `/` stay path separators.
+started"), and its `/` stay path separators. Every path is built by workers.api_path: each id,
+name and slug part one percent-encoded segment, so payload data cannot walk or split a path.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from config.errors import CircleCIJobNumberMissing
 from config.settings import Settings
 
+from .api_path import api_path
 from .circleci_models import (
     Artifact,
     CheckoutKey,
@@ -46,7 +48,7 @@ def _job_path(slug: str, job_number: int | None, template: str) -> str:
             "have none, so filter them out with Job.is_approval",
             path=template.format(slug=slug, n="{job-number}"),
         )
-    return template.format(slug=slug, n=int(job_number))
+    return api_path(template, slug=slug, n=int(job_number))
 
 
 def _message(body: Any) -> str:
@@ -59,7 +61,12 @@ class CircleCIClient(CircleCITransport):
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> CircleCIClient:
-        return cls(base_url=settings.circleci_api_url, token=settings.circle_token, **kwargs)
+        return cls(
+            base_url=settings.circleci_api_url,
+            token=settings.circle_token,
+            artifact_hosts=settings.artifact_hosts,
+            **kwargs,
+        )
 
     # -- user -----------------------------------------------------------------------------
 
@@ -87,7 +94,8 @@ class CircleCIClient(CircleCITransport):
             body["tag"] = tag
         if parameters:
             body["parameters"] = dict(parameters)
-        return PipelineCreated.from_dict(self.json("POST", f"/project/{slug}/pipeline", json=body))
+        path = api_path("/project/{slug}/pipeline", slug=slug)
+        return PipelineCreated.from_dict(self.json("POST", path, json=body))
 
     def run_pipeline(
         self,
@@ -114,7 +122,7 @@ class CircleCIClient(CircleCITransport):
         ):
             if value:
                 body[key] = dict(value) if isinstance(value, Mapping) else value
-        path = f"/project/{slug}/pipeline/run"
+        path = api_path("/project/{slug}/pipeline/run", slug=slug)
         response = self.request("POST", path, json=body)
         data = self.decode(response, "POST", path)
         created = PipelineCreated.from_dict(data)
@@ -123,30 +131,32 @@ class CircleCIClient(CircleCITransport):
         return created
 
     def pipeline(self, pipeline_id: str) -> Pipeline:
-        return Pipeline.from_dict(self.json("GET", f"/pipeline/{pipeline_id}"))
+        return Pipeline.from_dict(self.json("GET", api_path("/pipeline/{pipeline_id}", pipeline_id=pipeline_id)))
 
     def pipelines(self, slug: str, *, branch: str | None = None, max_pages: int | None = None) -> Iterator[Pipeline]:
         """A project's pipelines, newest first, lazily across pages."""
         params = {"branch": branch} if branch else None
-        path = f"/project/{slug}/pipeline"
+        path = api_path("/project/{slug}/pipeline", slug=slug)
         for item in self.paginate(path, params=params, max_pages=max_pages):
             yield Pipeline.from_dict(item)
 
     def pipeline_workflows(self, pipeline_id: str) -> list[Workflow]:
-        items = self.paginate(f"/pipeline/{pipeline_id}/workflow")
+        items = self.paginate(api_path("/pipeline/{pipeline_id}/workflow", pipeline_id=pipeline_id))
         return [Workflow.from_dict(i) for i in items]
 
     # -- workflows ------------------------------------------------------------------------
 
     def workflow(self, workflow_id: str) -> Workflow:
-        return Workflow.from_dict(self.json("GET", f"/workflow/{workflow_id}"))
+        return Workflow.from_dict(self.json("GET", api_path("/workflow/{workflow_id}", workflow_id=workflow_id)))
 
     def workflow_jobs(self, workflow_id: str) -> list[Job]:
         """All jobs of a workflow, every page; approval jobs included (see Job.is_approval)."""
-        return [Job.from_dict(i) for i in self.paginate(f"/workflow/{workflow_id}/job")]
+        path = api_path("/workflow/{workflow_id}/job", workflow_id=workflow_id)
+        return [Job.from_dict(i) for i in self.paginate(path)]
 
     def cancel_workflow(self, workflow_id: str) -> str:
-        body = self.json("POST", f"/workflow/{workflow_id}/cancel", idempotent=True)
+        path = api_path("/workflow/{workflow_id}/cancel", workflow_id=workflow_id)
+        body = self.json("POST", path, idempotent=True)
         return _message(body)
 
     def rerun_workflow(
@@ -161,6 +171,7 @@ class CircleCIClient(CircleCITransport):
         """Rerun; returns the new workflow's id. `from_failed` excludes `jobs` (SPEC-2025)."""
         if from_failed and jobs:
             raise ValueError("from_failed and jobs are mutually exclusive")
+        path = api_path("/workflow/{workflow_id}/rerun", workflow_id=workflow_id)
         body: dict[str, Any] = {"from_failed": True} if from_failed else {}
         if jobs:
             body["jobs"] = list(jobs)
@@ -168,11 +179,15 @@ class CircleCIClient(CircleCITransport):
             body["enable_ssh"] = enable_ssh
         if sparse_tree is not None:
             body["sparse_tree"] = sparse_tree
-        data = self.json("POST", f"/workflow/{workflow_id}/rerun", json=body)
+        data = self.json("POST", path, json=body)
         return str(data.get("workflow_id", "")) if isinstance(data, dict) else ""
 
     def approve_job(self, workflow_id: str, approval_request_id: str) -> str:
-        path = f"/workflow/{workflow_id}/approve/{approval_request_id}"
+        path = api_path(
+            "/workflow/{workflow_id}/approve/{approval_request_id}",
+            workflow_id=workflow_id,
+            approval_request_id=approval_request_id,
+        )
         return _message(self.json("POST", path, idempotent=True))
 
     # -- jobs -----------------------------------------------------------------------------
@@ -191,10 +206,12 @@ class CircleCIClient(CircleCITransport):
         return [Artifact.from_dict(i) for i in self.paginate(path)]
 
     def download_artifact(self, artifact: Artifact | str, destination: str | os.PathLike[str]) -> Path:
-        """Stream an artifact to a file, with the token and following redirects.
+        """Stream an artifact to a file, following redirects; the file appears only once complete.
 
-        Artifact URLs are not public and may redirect (pitfalls B4; circleci-docs PR 4222);
-        the file appears only once complete.
+        Artifact URLs are not public and may redirect (pitfalls B4; circleci-docs PR 4222). The
+        token goes with the request only to the API host and CIRCLECI_ARTIFACT_HOSTS, over https,
+        and stops at the first redirect to another host (workers.token_scope); a URL elsewhere is
+        still tried, without it.
         """
         url = artifact.url if isinstance(artifact, Artifact) else artifact
         if not url:
@@ -246,42 +263,44 @@ class CircleCIClient(CircleCITransport):
         return Context.from_dict(self.json("POST", "/context", json=body))
 
     def delete_context(self, context_id: str) -> str:
-        return _message(self.json("DELETE", f"/context/{context_id}"))
+        return _message(self.json("DELETE", api_path("/context/{context_id}", context_id=context_id)))
 
     def context_env_vars(self, context_id: str) -> list[ContextEnvVar]:
-        items = self.paginate(f"/context/{context_id}/environment-variable")
+        items = self.paginate(api_path("/context/{context_id}/environment-variable", context_id=context_id))
         return [ContextEnvVar.from_dict(i) for i in items]
 
     def set_context_env_var(self, context_id: str, name: str, value: str) -> ContextEnvVar:
         """Add or update (PUT is an upsert); the answer never includes the value."""
-        path = f"/context/{context_id}/environment-variable/{name}"
+        path = api_path("/context/{context_id}/environment-variable/{name}", context_id=context_id, name=name)
         return ContextEnvVar.from_dict(self.json("PUT", path, json={"value": value}))
 
     def delete_context_env_var(self, context_id: str, name: str) -> str:
-        path = f"/context/{context_id}/environment-variable/{name}"
+        path = api_path("/context/{context_id}/environment-variable/{name}", context_id=context_id, name=name)
         return _message(self.json("DELETE", path))
 
     # -- project environment variables and checkout keys ----------------------------------
 
     def project_env_vars(self, slug: str) -> list[ProjectEnvVar]:
-        return [ProjectEnvVar.from_dict(i) for i in self.paginate(f"/project/{slug}/envvar")]
+        path = api_path("/project/{slug}/envvar", slug=slug)
+        return [ProjectEnvVar.from_dict(i) for i in self.paginate(path)]
 
     def create_project_env_var(self, slug: str, name: str, value: str) -> ProjectEnvVar:
         body = {"name": name, "value": value}
-        return ProjectEnvVar.from_dict(self.json("POST", f"/project/{slug}/envvar", json=body))
+        path = api_path("/project/{slug}/envvar", slug=slug)
+        return ProjectEnvVar.from_dict(self.json("POST", path, json=body))
 
     def delete_project_env_var(self, slug: str, name: str) -> str:
-        return _message(self.json("DELETE", f"/project/{slug}/envvar/{name}"))
+        return _message(self.json("DELETE", api_path("/project/{slug}/envvar/{name}", slug=slug, name=name)))
 
     def checkout_keys(self, slug: str, *, digest: str | None = None) -> list[CheckoutKey]:
         params = {"digest": digest} if digest else None
-        items = self.paginate(f"/project/{slug}/checkout-key", params=params)
+        items = self.paginate(api_path("/project/{slug}/checkout-key", slug=slug), params=params)
         return [CheckoutKey.from_dict(i) for i in items]
 
     # -- insights -------------------------------------------------------------------------
 
     def flaky_tests(self, slug: str) -> list[FlakyTest]:
         """Not supported for circleci/<org> slugs (GitLab, GitHub App) per the insights docs."""
-        data = self.json("GET", f"/insights/{slug}/flaky-tests")
+        data = self.json("GET", api_path("/insights/{slug}/flaky-tests", slug=slug))
         items = data.get("flaky-tests", []) if isinstance(data, dict) else []
         return [FlakyTest.from_dict(i) for i in items]

@@ -4,6 +4,10 @@
     CircleCITransport.json()      the same, decoding the JSON body
     CircleCITransport.paginate()  follow `next_page_token` as `page-token` until it is null
 
+The token is set on each request, not on the httpx client: an API path always gets it, an
+absolute URL (an artifact) only where workers.token_scope allows, and a download's redirects are
+followed here, by hand, so the token stops at the first hop to another host.
+
 Facts: /work/shared/reference/circleci-api-v2.md and circleci-pitfalls.md (section B).
 """
 
@@ -12,7 +16,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Self
@@ -29,25 +33,34 @@ from config.errors import (
     CircleCINotFound,
     CircleCIPaginationError,
     CircleCIRateLimited,
+    CircleCIRedirectRefused,
     CircleCIServerError,
     CircleCITimeout,
     CircleCIUnauthorized,
     CircleCIUnreachable,
 )
-from config.settings import DEFAULT_API_URL
+from config.settings import DEFAULT_API_URL, DEFAULT_ARTIFACT_HOSTS
 
-__all__ = ["DEFAULT_TIMEOUT", "CircleCITransport", "parse_retry_after"]
+from .token_scope import TokenScope
+
+__all__ = ["DEFAULT_TIMEOUT", "MAX_REDIRECTS", "CircleCITransport", "parse_retry_after"]
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+MAX_REDIRECTS = 5  # a download's hops after the first request
+TOKEN_HEADER = "Circle-Token"
 # The request never reached CircleCI, so even a non-idempotent POST may be sent again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _HINTS = {
     401: "check CIRCLE_TOKEN is a personal API token; project tokens are not supported by v2",
     404: "an invalid token on a private project also gives 404",
 }
+_WITHHELD_HINT = (
+    "CIRCLE_TOKEN was withheld from {host}: it goes only to the API host and the hosts in "
+    "CIRCLECI_ARTIFACT_HOSTS, over https"
+)
 _ERRORS: dict[int, type[CircleCIAPIError]] = {
     401: CircleCIUnauthorized,
     403: CircleCIForbidden,
@@ -83,6 +96,22 @@ def _label(target: str) -> str:
     return httpx.URL(target).path if "://" in target else target.split("?", 1)[0]
 
 
+def _redirect_target(response: httpx.Response, method: str, path: str) -> httpx.URL:
+    """The absolute http(s) URL a redirect points to; never shown whole (it may be signed)."""
+    try:
+        location = response.url.join(response.headers["Location"])
+    except httpx.InvalidURL:
+        location = httpx.URL()
+    if location.scheme not in ("http", "https") or not location.host:
+        raise CircleCIRedirectRefused(
+            f"{method} {path} was redirected ({response.status_code}) to something that is not an http(s) URL",
+            status=response.status_code,
+            method=method,
+            path=path,
+        )
+    return location
+
+
 def _error_text(response: httpx.Response) -> str:
     """The human part of an error body: {"message"}, {"error"}, or plain text ("Rate limited.")."""
     text = response.text.strip()
@@ -108,6 +137,7 @@ class CircleCITransport:
         *,
         base_url: str = DEFAULT_API_URL,
         token: str | Secret | None = None,
+        artifact_hosts: Iterable[str] = DEFAULT_ARTIFACT_HOSTS,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
         http_client: httpx.Client | None = None,
@@ -122,8 +152,6 @@ class CircleCITransport:
         rng: random.Random | None = None,
     ) -> None:
         headers = {"Accept": "application/json"}
-        if token is not None:
-            headers["Circle-Token"] = str(token)
         if http_client is None:
             http_client = httpx.Client(
                 base_url=base_url.rstrip("/"),
@@ -136,6 +164,8 @@ class CircleCITransport:
             http_client.headers.update(headers)
         self._http = http_client
         self.base_url = str(http_client.base_url)
+        self._token = None if token is None else str(token)
+        self._scope = TokenScope(http_client.base_url, artifact_hosts)
         self.max_retries = max_retries
         self.deadline = deadline
         self.max_wait = max_wait
@@ -223,9 +253,8 @@ class CircleCITransport:
         stream: bool,
     ) -> tuple[httpx.Response | None, CircleCIAPIError | None, bool]:
         """One try: (response, None, _) or (None, error, retryable)."""
-        request = self._http.build_request(method, target, params=params, json=json)
         try:
-            response = self._http.send(request, stream=stream, follow_redirects=stream)
+            response, withheld_from = self._send(method, target, path, params, json, stream)
         except httpx.TimeoutException as exc:
             message = f"CircleCI API did not answer {method} {path} in time ({type(exc).__name__})"
             error: CircleCIAPIError = CircleCITimeout(message, method=method, path=path)
@@ -240,14 +269,58 @@ class CircleCITransport:
         if stream:
             response.read()
             response.close()
-        error = self._map_error(response, method, path)
+        error = self._map_error(response, method, path, withheld_from)
         retryable = response.status_code == 429 or (response.status_code >= 500 and idempotent)
         return None, error, retryable
 
-    def _map_error(self, response: httpx.Response, method: str, path: str) -> CircleCIAPIError:
+    def _send(
+        self,
+        method: str,
+        target: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        stream: bool,
+    ) -> tuple[httpx.Response, str | None]:
+        """Send `target`; for a download (`stream`) follow at most MAX_REDIRECTS redirects.
+
+        Returns the last response and the host the token was withheld from (None when it went,
+        or there is none). An API path carries the token; an absolute URL only when the scope
+        allows it; a redirect keeps it only while the host stays the same allowed host, and once
+        dropped it never comes back.
+        """
+        request = self._http.build_request(method, target, params=params, json=json)
+        relative = not httpx.URL(target).is_absolute_url
+        token = self._token if relative or self._scope.allows(request.url) else None
+        for _ in range(MAX_REDIRECTS + 1):
+            if token is None:
+                request.headers.pop(TOKEN_HEADER, None)
+            else:
+                request.headers[TOKEN_HEADER] = token
+            response = self._http.send(request, stream=stream, follow_redirects=False)
+            if not (stream and response.has_redirect_location):
+                withheld = self._token is not None and token is None
+                return response, request.url.host if withheld else None
+            response.close()
+            location = _redirect_target(response, method, path)
+            if location.host != request.url.host or not self._scope.allows(location):
+                token = None
+            request = self._http.build_request("GET", location)
+        raise CircleCIRedirectRefused(
+            f"{method} {path} was redirected more than {MAX_REDIRECTS} times (last to {request.url.host})",
+            status=response.status_code,
+            method=method,
+            path=path,
+        )
+
+    def _map_error(
+        self, response: httpx.Response, method: str, path: str, withheld_from: str | None = None
+    ) -> CircleCIAPIError:
         status = response.status_code
         text = _error_text(response)
         hint = _HINTS.get(status)
+        if withheld_from is not None and status in (401, 403, 404):
+            hint = _WITHHELD_HINT.format(host=withheld_from)
         message = f"CircleCI API answered {status} to {method} {path}: {text or '(empty body)'}"
         if hint:
             message += f" ({hint})"

@@ -47,6 +47,7 @@ class Runtime:
             )
             self.client = CircleCIClient(
                 token=settings.circle_token,
+                artifact_hosts=settings.artifact_hosts,
                 http_client=http,
                 deadline=API_CALL_DEADLINE_SECONDS,
                 max_wait=API_MAX_WAIT_SECONDS,

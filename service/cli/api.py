@@ -157,7 +157,7 @@ def tests(slug: str, job_number: int, failed: bool, as_json: bool) -> None:
 @JSON
 @clear_errors
 def artifacts(slug: str, job_number: int, download: Path | None, as_json: bool) -> None:
-    """Artifacts of a job; --download DIR saves them (with the token, following redirects)."""
+    """Artifacts of a job; --download DIR saves them (the token only to the API and CIRCLECI_ARTIFACT_HOSTS)."""
     client = _client()
     found = client.job_artifacts(slug, job_number)
     rows = [a.to_dict() for a in found]

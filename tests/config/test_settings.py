@@ -116,6 +116,26 @@ def test_trusted_proxies_refuse_wildcards_names_and_empty_entries(raw: str) -> N
 
 
 @pytest.mark.parametrize(
+    "raw, hosts",
+    [
+        ("artifacts.example.com", ("artifacts.example.com",)),
+        (" *.Example.COM , files.internal ", ("*.example.com", "files.internal")),
+        ("", ()),
+    ],
+)
+def test_artifact_hosts_are_host_names_or_subdomain_wildcards(raw: str, hosts: tuple[str, ...]) -> None:
+    assert Settings.from_environ({"CIRCLECI_ARTIFACT_HOSTS": raw}).artifact_hosts == hosts
+
+
+@pytest.mark.parametrize(
+    "raw", ["*", "a/b", "circleci.com,,x.com", "circleci.com,", "*.", "*.com", "host:443", "a*.b.com"]
+)
+def test_artifact_hosts_refuse_wildcards_paths_ports_and_empty_entries(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"^CIRCLECI_ARTIFACT_HOSTS: "):
+        Settings.from_environ({"CIRCLECI_ARTIFACT_HOSTS": raw})
+
+
+@pytest.mark.parametrize(
     "url, ok",
     [
         ("https://circleci.com/api/v2", True),

@@ -100,7 +100,9 @@ def exchanges(tmp_path_factory: pytest.TempPathFactory) -> list[Exchange]:
             )
         )
 
-    with TestClient(app, base_url="http://sim.test/api/v2") as http:
+    # https: the artifact URLs the simulator hands out are absolute, on its own host, and the
+    # token goes to an absolute URL only over https (or http on loopback).
+    with TestClient(app, base_url="https://sim.test/api/v2") as http:
         http.event_hooks = {"request": [], "response": [record]}
         client = CircleCIClient(http_client=http, token="t", max_retries=0)
         _exercise(client, tmp_path_factory.mktemp("artifacts"))

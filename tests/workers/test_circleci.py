@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -19,7 +20,9 @@ from config.errors import (
     CircleCIJobNumberMissing,
     CircleCINotFound,
     CircleCIPaginationError,
+    CircleCIPathInvalid,
     CircleCIRateLimited,
+    CircleCIRedirectRefused,
     CircleCIServerError,
     CircleCITimeout,
     CircleCIUnauthorized,
@@ -474,23 +477,315 @@ def test_run_pipeline_refuses_a_slug_that_is_not_three_segments(make_client):
         client.run_pipeline("gh/only-two")
 
 
-def test_download_artifact_follows_redirects_with_the_token(make_client, tmp_path: Path):
+# -- ids, names and slugs in paths (issue 11, finding 12) ---------------------------------
+
+V = object()  # where the value under test goes in a call's arguments
+
+# (method, its arguments, the argument V stands for, the path with the encoded value at {v})
+ID_ARGUMENTS = [
+    ("pipeline", (V,), "pipeline_id", "/pipeline/{v}"),
+    ("pipeline_workflows", (V,), "pipeline_id", "/pipeline/{v}/workflow"),
+    ("workflow", (V,), "workflow_id", "/workflow/{v}"),
+    ("workflow_jobs", (V,), "workflow_id", "/workflow/{v}/job"),
+    ("cancel_workflow", (V,), "workflow_id", "/workflow/{v}/cancel"),
+    ("rerun_workflow", (V,), "workflow_id", "/workflow/{v}/rerun"),
+    ("approve_job", (V, "ap-1"), "workflow_id", "/workflow/{v}/approve/ap-1"),
+    ("approve_job", ("wf-1", V), "approval_request_id", "/workflow/wf-1/approve/{v}"),
+    ("delete_context", (V,), "context_id", "/context/{v}"),
+    ("context_env_vars", (V,), "context_id", "/context/{v}/environment-variable"),
+    ("set_context_env_var", (V, "K", "x"), "context_id", "/context/{v}/environment-variable/K"),
+    ("set_context_env_var", ("ctx-1", V, "x"), "name", "/context/ctx-1/environment-variable/{v}"),
+    ("delete_context_env_var", ("ctx-1", V), "name", "/context/ctx-1/environment-variable/{v}"),
+    ("delete_project_env_var", (SLUG, V), "name", f"/project/{SLUG}/envvar/{{v}}"),
+]
+# (method, its arguments): V is the slug
+SLUG_ARGUMENTS = [
+    ("trigger_pipeline", (V,)),
+    ("run_pipeline", (V,)),
+    ("pipelines", (V,)),
+    ("job_details", (V, 7)),
+    ("job_tests", (V, 7)),
+    ("job_artifacts", (V, 7)),
+    ("project_env_vars", (V,)),
+    ("create_project_env_var", (V, "K", "x")),
+    ("delete_project_env_var", (V, "K")),
+    ("checkout_keys", (V,)),
+    ("flaky_tests", (V,)),
+]
+ANY_ANSWER = {"items": [], "next_page_token": None, "message": "ok"}
+
+
+def call_with(client: CircleCIClient, method: str, arguments: tuple[object, ...], value: str) -> None:
+    result = getattr(client, method)(*(value if a is V else a for a in arguments))
+    if isinstance(result, Iterator):  # pipelines() is lazy
+        list(result)
+
+
+def id_rows():
+    return [pytest.param(*row, id=f"{row[0]}-{row[2]}") for row in ID_ARGUMENTS]
+
+
+def slug_rows():
+    return [pytest.param(*row, id=row[0]) for row in SLUG_ARGUMENTS]
+
+
+@pytest.mark.parametrize(
+    ("value", "encoded"),
+    [
+        ("../../x", "..%2F..%2Fx"),
+        ("a/b", "a%2Fb"),
+        ("%2e%2e", "%252e%252e"),
+        ("é?x=1#y", "%C3%A9%3Fx%3D1%23y"),  # non-ASCII letters are encoded, not refused
+        ("a b;c", "a%20b%3Bc"),
+    ],
+)
+@pytest.mark.parametrize(("method", "arguments", "argument", "path"), id_rows())
+def test_ids_and_names_go_into_paths_as_one_encoded_segment(
+    make_client, method, arguments, argument, path, value, encoded
+):
     seen: list[httpx.Request] = []
+    client = make_client(sequence(httpx.Response(200, json=ANY_ANSWER), seen=seen))
+
+    call_with(client, method, arguments, value)
+
+    assert seen[0].url.raw_path.decode() == "/api/v2" + path.format(v=encoded)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("", "an empty segment"),
+        (".", "a '.' segment"),
+        ("..", "a '..' segment"),
+        ("x\r\nHost: evil", "control character '\\r'"),
+        ("nul\x00", "control character '\\x00'"),
+        ("del\x7f", "control character '\\x7f'"),
+    ],
+)
+@pytest.mark.parametrize(("method", "arguments", "argument", "path"), id_rows())
+def test_an_id_that_cannot_be_a_segment_is_refused_before_any_request(
+    make_client, method, arguments, argument, path, value, says
+):
+    seen: list[httpx.Request] = []
+    client = make_client(sequence(httpx.Response(200, json=ANY_ANSWER), seen=seen))
+
+    with pytest.raises(CircleCIPathInvalid) as caught:
+        call_with(client, method, arguments, value)
+
+    assert caught.value.message.startswith(f"{argument} {value!r} cannot go into ")
+    assert says in caught.value.message
+    assert (caught.value.code, caught.value.details) == ("circleci_path_invalid", {"argument": argument})
+    assert seen == []
+
+
+@pytest.mark.parametrize(
+    ("slug", "encoded"),
+    [
+        ("gh/my org/é%20x", "gh/my%20org/%C3%A9%2520x"),
+        ("gh/org/a%2Fb", "gh/org/a%252Fb"),
+        ("gh/org/repo?x=1", "gh/org/repo%3Fx%3D1"),
+        ("gh/org/repo#frag", "gh/org/repo%23frag"),
+    ],
+)
+@pytest.mark.parametrize(("method", "arguments"), slug_rows())
+def test_each_part_of_a_slug_is_encoded_and_its_slashes_stay_separators(make_client, method, arguments, slug, encoded):
+    seen: list[httpx.Request] = []
+    client = make_client(sequence(httpx.Response(200, json=ANY_ANSWER), seen=seen))
+
+    call_with(client, method, arguments, slug)
+
+    assert f"/{encoded}/" in seen[0].url.raw_path.decode()
+
+
+@pytest.mark.parametrize("slug", ["gh/org/..", "gh/../x", "gh//repo", "./org/repo", "gh/org/re\npo"])
+@pytest.mark.parametrize(("method", "arguments"), slug_rows())
+def test_a_slug_with_an_empty_dot_or_control_part_is_refused_before_any_request(make_client, method, arguments, slug):
+    seen: list[httpx.Request] = []
+    client = make_client(sequence(httpx.Response(200, json=ANY_ANSWER), seen=seen))
+
+    with pytest.raises(CircleCIPathInvalid, match=r"^slug '"):
+        call_with(client, method, arguments, slug)
+
+    assert seen == []
+
+
+def test_a_refused_value_is_cut_in_the_message(make_client):
+    seen: list[httpx.Request] = []
+    client = make_client(sequence(httpx.Response(200, json=ANY_ANSWER), seen=seen))
+    huge = "A" * 10_000 + "\n"
+
+    with pytest.raises(CircleCIPathInvalid) as caught:
+        client.workflow(huge)
+
+    assert caught.value.message == (
+        f"workflow_id {'A' * 40!r}… cannot go into /workflow/{{workflow_id}}: it holds the control character '\\n'"
+    )
+    assert seen == []
+
+
+# -- where the token goes (issue 11, finding 7) -------------------------------------------
+
+
+def tokens_sent(client: CircleCIClient, urls: list[str], seen: list[httpx.Request], tmp_path: Path) -> list[str | None]:
+    """Download each URL and say which Circle-Token each request carried."""
+    for number, url in enumerate(urls):
+        client.download_artifact(url, tmp_path / str(number))
+    return [request.headers.get("Circle-Token") for request in seen]
+
+
+def recording(seen: list[httpx.Request]):
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=b"artifact")
+
+    return handler
+
+
+# The client under test talks to https://circleci.test/api/v2 with the default allow-list.
+TOKEN_SCOPE = [
+    ("https://136-84996744-gh.circle-artifacts.com/0/coverage/index.html", TOKEN),
+    ("https://circle-artifacts.com/0/x", TOKEN),
+    ("https://output.circleci.com/output/job/1/artifacts/0/x", TOKEN),
+    ("https://circleci.com/api/v1.1/project/gh/o/r/1/artifacts/0/x", TOKEN),
+    ("https://circleci.test/api/v2/artifact/x", TOKEN),  # the API's own host
+    ("https://1-2-GH.Circle-Artifacts.COM/0/x", TOKEN),  # host names compare case-insensitively
+    ("https://evil.test/0/x", None),
+    ("https://circle-artifacts.com.evil.test/0/x", None),
+    ("https://evilcircle-artifacts.com/0/x", None),
+    ("https://circleci.com@evil.test/0/x", None),  # userinfo, not the host
+    ("https://circleci.test.evil.test/api/v2/x", None),
+    ("http://1-2-gh.circle-artifacts.com/0/x", None),  # plain http off loopback
+    ("http://circleci.test/api/v2/artifact/x", None),
+    ("http://127.0.0.1:8765/0/x", None),  # loopback, but neither the API's host nor listed
+]
+
+
+def test_the_token_goes_only_to_the_api_host_and_the_artifact_hosts_over_https(make_client, tmp_path: Path):
+    seen: list[httpx.Request] = []
+    client = make_client(recording(seen))
+
+    sent = tokens_sent(client, [url for url, _ in TOKEN_SCOPE], seen, tmp_path)
+
+    assert list(zip([url for url, _ in TOKEN_SCOPE], sent, strict=True)) == TOKEN_SCOPE
+
+
+def test_the_simulator_on_loopback_gets_the_token_over_plain_http(make_client, tmp_path: Path):
+    seen: list[httpx.Request] = []
+    client = make_client(recording(seen), base_url="http://127.0.0.1:8765/api/v2")
+    urls = [
+        "http://127.0.0.1:8765/_sim/artifacts/gh/o/r/1/0/junit.xml",
+        "http://localhost:8765/_sim/artifacts/gh/o/r/1/0/junit.xml",
+        "http://1-2-gh.circle-artifacts.com/0/junit.xml",
+    ]
+
+    assert tokens_sent(client, urls, seen, tmp_path) == [TOKEN, None, None]
+
+
+def test_circleci_artifact_hosts_replaces_the_default_allow_list(tmp_path: Path):
+    settings = Settings.from_environ({"CIRCLE_TOKEN": TOKEN, "CIRCLECI_ARTIFACT_HOSTS": "*.artifacts.example"})
+    seen: list[httpx.Request] = []
+    urls = [
+        "https://eu.artifacts.example/0/x",
+        "https://artifacts.example/0/x",
+        "https://1-2-gh.circle-artifacts.com/0/x",
+        "https://circleci.com/api/v2/x",  # the API's host
+    ]
+
+    with CircleCIClient.from_settings(settings, transport=httpx.MockTransport(recording(seen))) as client:
+        sent = tokens_sent(client, urls, seen, tmp_path)
+
+    assert sent == [TOKEN, None, None, TOKEN]
+
+
+def redirects(chain: list[str], seen: list[httpx.Request]):
+    """A handler sending each URL of `chain` on to the next one; the last answers 200."""
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        if request.url.host == "136-84996744-gh.circle-artifacts.com":
-            return httpx.Response(302, headers={"Location": "https://storage.test/blob?sig=abc"})
+        position = chain.index(str(request.url))
+        if position + 1 < len(chain):
+            return httpx.Response(302, headers={"Location": chain[position + 1]})
         return httpx.Response(200, content=b"<html>coverage</html>")
 
-    client = make_client(handler)
-    url = "https://136-84996744-gh.circle-artifacts.com/0/coverage/index.html"
+    return handler
 
-    written = client.download_artifact(url, tmp_path / "out" / "index.html")
 
+@pytest.mark.parametrize(
+    "hops",
+    [
+        pytest.param(
+            [
+                ("https://136-84996744-gh.circle-artifacts.com/0/coverage/index.html", TOKEN),
+                ("https://136-84996744-gh.circle-artifacts.com/blob/index.html", TOKEN),  # same host: kept
+                ("https://bucket.s3.amazonaws.com/index.html?X-Amz-Signature=abc", None),  # another host
+                ("https://136-84996744-gh.circle-artifacts.com/0/again.html", None),  # never comes back
+            ],
+            id="to-s3-and-back",
+        ),
+        pytest.param(
+            [
+                ("https://circleci.com/api/v1.1/project/gh/o/r/1/artifacts/0/x", TOKEN),
+                ("https://1-2-gh.circle-artifacts.com/0/x", None),  # also allowed, but another host
+            ],
+            id="between-allowed-hosts",
+        ),
+        pytest.param(
+            [
+                ("https://1-2-gh.circle-artifacts.com/0/x", TOKEN),
+                ("http://1-2-gh.circle-artifacts.com/0/x", None),  # down to plain http
+            ],
+            id="to-plain-http",
+        ),
+    ],
+)
+def test_a_redirect_to_another_host_drops_the_token_for_that_hop_and_every_later_one(make_client, tmp_path: Path, hops):
+    seen: list[httpx.Request] = []
+    chain = [url for url, _ in hops]
+    client = make_client(redirects(chain, seen))
+
+    written = client.download_artifact(chain[0], tmp_path / "out" / "index.html")
+
+    assert [(str(r.url), r.headers.get("Circle-Token")) for r in seen] == hops
     assert written.read_bytes() == b"<html>coverage</html>"
-    assert [r.headers.get("Circle-Token") for r in seen] == [TOKEN, TOKEN]
     assert list(written.parent.iterdir()) == [written]
+
+
+@pytest.mark.parametrize(
+    ("location", "says", "requests"),
+    [
+        ("https://1-2-gh.circle-artifacts.com/0/x", "redirected more than 5 times", 6),
+        ("ftp://files.test/x", "is not an http", 1),
+        ("file:///etc/passwd", "is not an http", 1),
+    ],
+)
+def test_a_redirect_loop_or_a_redirect_off_http_is_refused(make_client, tmp_path: Path, location, says, requests):
+    seen: list[httpx.Request] = []
+    client = make_client(sequence(httpx.Response(302, headers={"Location": location}), seen=seen))
+
+    with pytest.raises(CircleCIRedirectRefused, match=says) as caught:
+        client.download_artifact("https://1-2-gh.circle-artifacts.com/0/x", tmp_path / "x")
+
+    assert (caught.value.code, caught.value.status, caught.value.path) == ("circleci_redirect_refused", 302, "/0/x")
+    assert len(seen) == requests
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("status", "error_class"),
+    [(401, CircleCIUnauthorized), (403, CircleCIForbidden), (404, CircleCINotFound)],
+)
+def test_a_download_refused_without_the_token_says_the_token_was_withheld(make_client, tmp_path, status, error_class):
+    seen: list[httpx.Request] = []
+    client = make_client(sequence(httpx.Response(status, json={"message": "Access Denied"}), seen=seen))
+
+    with pytest.raises(error_class) as caught:
+        client.download_artifact("https://files.evil.test/0/report.xml", tmp_path / "report.xml")
+
+    message = str(caught.value)
+    assert "CIRCLE_TOKEN was withheld from files.evil.test" in message
+    assert "CIRCLECI_ARTIFACT_HOSTS" in message
+    assert TOKEN not in message
+    assert "Circle-Token" not in seen[0].headers
 
 
 def test_a_failed_download_leaves_no_file_and_names_only_the_path(make_client, tmp_path: Path):
