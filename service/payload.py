@@ -5,8 +5,8 @@ they are and never rejected; only the fields the rest of the system relies on ar
 with their types. https://circleci.com/docs/reference/outbound-webhooks-reference/
 
 What the workers later put into Redis keys, API paths and chat messages is checked here, at
-the edge: ids are short ASCII tokens (CircleCI's are UUIDs), the project slug is two to four
-plain path segments, `happened_at` is a time we can read, and nesting stops at
+the edge: ids are short ASCII tokens (CircleCI's are UUIDs), the project slug is three plain
+path segments (vcs/org/project), `happened_at` is a time we can read, and nesting stops at
 `MAX_DEPTH` levels (CircleCI's payloads use about five; the worker's JSON decoder, unlike
 orjson here, would give up near a thousand).
 """
@@ -174,10 +174,10 @@ def _check_id(path: str, value: str) -> None:
 
 def _check_slug(path: str, value: str) -> None:
     segments = value.split("/")
-    if not 2 <= len(segments) <= 4 or not all(_SLUG_SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments):
+    if len(segments) != 3 or not all(_SLUG_SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments):
         raise PayloadInvalid(
-            f"field '{path}' must be 2 to 4 '/'-separated segments of ASCII letters, digits, '.', '_' "
-            f"or '-' (e.g. gh/org/repo), got {_shown(value)}",
+            f"field '{path}' must be 3 '/'-separated segments of ASCII letters, digits, '.', '_' "
+            f"or '-' (vcs/org/project, e.g. gh/org/repo), got {_shown(value)}",
             details={"field": path},
         )
 

@@ -6,7 +6,8 @@ Ids, names and slugs come from webhook payloads and API answers; formatted raw i
     api_path("/workflow/{workflow_id}/job", workflow_id=wid)      -> "/workflow/<wid, quoted>/job"
     api_path("/project/{slug}/envvar/{name}", slug=s, name=n)     -> each part of the slug quoted
 
-A value (each `/`-separated part of a value named `slug`, whose `/` stay separators) must be a
+A value (each of the three `/`-separated parts of a value named `slug`, whose `/` stay
+separators) must be a
 string or an int, not empty, not `.` or `..`, with no control character; anything else is kept
 and encoded with `quote(value, safe="")`: `a/b` is `a%2Fb`, `%2e` is `%252e`, `é` is `%C3%A9`.
 A refused value raises CircleCIPathInvalid before any request is made.
@@ -22,6 +23,7 @@ from config.errors import CircleCIPathInvalid
 __all__ = ["api_path"]
 
 _SHOWN = 40  # characters of a refused value a message shows
+SLUG_PARTS = 3  # gh/org/repo, bb/workspace/repo, circleci/<org id>/<project id>
 
 
 def api_path(template: str, /, **values: object) -> str:
@@ -36,7 +38,10 @@ def _encode(template: str, name: str, value: object) -> str:
         raise _refused(template, name, value, f"must be a string, got {type(value).__name__}")
     if name != "slug":
         return _segment(template, name, value, value)
-    return "/".join(_segment(template, name, value, part) for part in value.split("/"))
+    parts = value.split("/")
+    if len(parts) != SLUG_PARTS:
+        raise _refused(template, name, value, f"a project slug is {SLUG_PARTS} segments, vcs/org/project")
+    return "/".join(_segment(template, name, value, part) for part in parts)
 
 
 def _segment(template: str, name: str, value: str, part: str) -> str:

@@ -215,3 +215,10 @@ def test_ordinary_ids_slugs_and_times_pass(field: str, value: str) -> None:
 def test_the_id_of_an_unknown_event_type_is_checked_too() -> None:
     with pytest.raises(PayloadInvalid):
         parse_event(b'{"id": "../x", "type": "pipeline-started"}', None)
+
+
+@pytest.mark.parametrize("slug", ["gh/acme", "gh/acme/repo/envvar", "gh/acme/repo/"])
+def test_a_slug_is_three_segments(slug: str) -> None:
+    payload = _with(load_fixture("workflow-completed.github-oauth.docs.json"), "project.slug", slug)
+    with pytest.raises(PayloadInvalid, match="must be 3 '/'-separated segments"):
+        parse_event(json.dumps(payload).encode(), None)

@@ -597,7 +597,9 @@ def test_each_part_of_a_slug_is_encoded_and_its_slashes_stay_separators(make_cli
     assert f"/{encoded}/" in seen[0].url.raw_path.decode()
 
 
-@pytest.mark.parametrize("slug", ["gh/org/..", "gh/../x", "gh//repo", "./org/repo", "gh/org/re\npo"])
+@pytest.mark.parametrize(
+    "slug", ["gh/org/..", "gh/../x", "gh//repo", "./org/repo", "gh/org/re\npo", "gh/org/repo/envvar", "gh/org"]
+)
 @pytest.mark.parametrize(("method", "arguments"), slug_rows())
 def test_a_slug_with_an_empty_dot_or_control_part_is_refused_before_any_request(make_client, method, arguments, slug):
     seen: list[httpx.Request] = []
