@@ -111,8 +111,6 @@ class CircleCIClient(CircleCITransport):
         The slug must be three real path segments: one %2F-escaped segment gives 404
         (circleci-cli internal/apiclient pipeline_definition.go).
         """
-        if len(slug.split("/")) != 3:
-            raise ValueError(f"expected a slug of three segments provider/org/project, got {slug!r}")
         body: dict[str, Any] = {}
         for key, value in (
             ("definition_id", definition_id),

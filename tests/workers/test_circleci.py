@@ -473,7 +473,7 @@ def test_run_pipeline_uses_three_segments_and_reports_a_skip(make_client, status
 def test_run_pipeline_refuses_a_slug_that_is_not_three_segments(make_client):
     client = make_client(answer(201, {}))
 
-    with pytest.raises(ValueError, match="three segments"):
+    with pytest.raises(CircleCIPathInvalid, match="a project slug is 3 segments"):
         client.run_pipeline("gh/only-two")
 
 
