@@ -27,7 +27,7 @@ def test_webhook_secrets_split_on_commas_only_and_keep_every_other_character(raw
 
 @pytest.mark.parametrize("raw", ["s3cr3t,,b", "s3cr3t,", ",s3cr3t", "s3cr3t, ,b"])
 def test_an_empty_secret_entry_is_an_error_not_dropped(raw: str) -> None:
-    with pytest.raises(ConfigurationError, match="CIRCLECI_WEBHOOK_SECRETS: entry .* is empty") as info:
+    with pytest.raises(ConfigurationError, match=r"CIRCLECI_WEBHOOK_SECRETS: entry .* is empty") as info:
         Settings.from_environ({"CIRCLECI_WEBHOOK_SECRETS": raw})
     assert "s3cr3t" not in info.value.message
 
