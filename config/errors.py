@@ -3,7 +3,9 @@
     CircleCIEventsError            code: a machine reason, also the HTTP `error_code` and a metric label
     ├── ConfigurationError         a setting or the routes file is wrong; the process must not start
     ├── RedisUnavailable           Redis did not answer; the webhook gets 503 so CircleCI retries
-    ├── WebhookError               a delivery we refuse; carries the HTTP status we answer with
+    ├── WebhookError               a request we refuse; carries the HTTP status we answer with
+    │   ├── HeadersTooLarge        431: request line and headers over WEB_MAX_HEADER_BYTES (then closed)
+    │   ├── HeaderTimeout          408: headers not complete within WEB_HEADER_TIMEOUT_SECONDS (then closed)
     │   ├── BodyTooLarge           413
     │   ├── BodyIncomplete         400: the client hung up before the whole body arrived
     │   ├── UnsupportedMediaType   415
@@ -57,6 +59,16 @@ class RedisUnavailable(CircleCIEventsError):
 
 class WebhookError(CircleCIEventsError):
     http_status = 400
+
+
+class HeadersTooLarge(WebhookError):
+    code = "headers_too_large"
+    http_status = 431
+
+
+class HeaderTimeout(WebhookError):
+    code = "header_timeout"
+    http_status = 408
 
 
 class BodyTooLarge(WebhookError):
