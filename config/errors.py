@@ -8,6 +8,7 @@
     │   ├── HeaderTimeout          408: headers not complete within WEB_HEADER_TIMEOUT_SECONDS (then closed)
     │   ├── BodyTooLarge           413
     │   ├── BodyIncomplete         400: the client hung up before the whole body arrived
+    │   ├── BodyTimeout            408: the body not complete within WEB_BODY_TIMEOUT_SECONDS
     │   ├── UnsupportedMediaType   415
     │   ├── SignatureError         401
     │   ├── InvalidJSON            400
@@ -79,6 +80,11 @@ class BodyTooLarge(WebhookError):
 class BodyIncomplete(WebhookError):
     code = "body_incomplete"
     http_status = 400
+
+
+class BodyTimeout(WebhookError):
+    code = "body_timeout"
+    http_status = 408
 
 
 class UnsupportedMediaType(WebhookError):

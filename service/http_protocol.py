@@ -14,8 +14,8 @@ headers got an answer, and a client sending a byte every few seconds kept its co
   or after the first byte that follows the previous request on a kept-alive connection
   (uvicorn's keep-alive timer covers the idle time before it): else 408 `header_timeout`,
   and the connection is closed.
-- A response that completes before its request's body has arrived (any early refusal)
-  closes the connection: uvicorn's keep-alive timer restarts
+- A response that completes before its request's body has arrived (any early refusal, the
+  body timeout of service/body.py) closes the connection: uvicorn's keep-alive timer restarts
   on every byte, so a client could otherwise keep sending that body a byte at a time.
 
 Refusals use the error format of service/errors.py and carry a request id; their log lines go

@@ -40,7 +40,7 @@ async def receive_webhook(request: Request) -> Response:
 async def _receive(request: Request) -> Response:
     app = request.app.state
     require_json(request)
-    body = await read_body(request, app.settings.max_body_bytes)
+    body = await read_body(request, app.settings.max_body_bytes, app.settings.web_body_timeout_seconds)
     if app.verifier is not None:
         app.verifier.verify(body, request.headers.get(SIGNATURE_HEADER))
     else:

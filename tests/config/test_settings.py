@@ -65,6 +65,7 @@ def test_configuration_errors_never_show_a_secret(env: dict[str, str]) -> None:
         ("DELIVERY_TIMEOUT_SECONDS", "0", "DELIVERY_TIMEOUT_SECONDS must be between 0.1 and 300, got 0"),
         ("WEB_MAX_HEADER_BYTES", "100", "WEB_MAX_HEADER_BYTES must be between 1024 and 1048576, got 100"),
         ("WEB_HEADER_TIMEOUT_SECONDS", "0", "WEB_HEADER_TIMEOUT_SECONDS must be between 0.1 and 300, got 0"),
+        ("WEB_BODY_TIMEOUT_SECONDS", "301", "WEB_BODY_TIMEOUT_SECONDS must be between 0.1 and 300, got 301"),
         ("WEB_MAX_CONNECTIONS", "0", "WEB_MAX_CONNECTIONS must be between 1 and 1000000, got 0"),
         ("ENRICH_SUCCESSFUL_JOBS", "maybe", "ENRICH_SUCCESSFUL_JOBS must be true or false"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'"),

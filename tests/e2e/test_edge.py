@@ -91,3 +91,33 @@ def test_a_client_trickling_its_headers_is_disconnected_within_the_deadline(redi
     assert b'"error_code":"header_timeout"' in answer
     assert elapsed < 4
     assert deliver(base, "after-408").status_code == 202
+
+
+def test_a_client_trickling_its_body_gets_408_and_is_disconnected(redis_url, web_factory) -> None:
+    _, base = web_factory(redis_url, WEB_BODY_TIMEOUT_SECONDS="1")
+    sock = socket.create_connection(address(base))
+    sock.sendall(
+        b"POST /webhooks/circleci HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n"
+    )
+    started = time.monotonic()
+    sock.settimeout(0.05)
+    answer = b""
+    closed = False
+    while time.monotonic() - started < 6:
+        try:
+            sock.send(b" ")
+            chunk = sock.recv(4096)
+            if not chunk:
+                closed = True
+                break
+            answer += chunk
+        except TimeoutError:
+            pass
+        except OSError:
+            closed = True
+            break
+        time.sleep(0.3)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 408 ") and b'"error_code":"body_timeout"' in answer
+    assert closed, "the connection stayed open while the client kept sending its body"
+

@@ -289,3 +289,38 @@ def test_only_the_configured_secrets_sign_whatever_characters_they_hold(
         for i, secret in enumerate(refused):
             answer = client.post(URL, **signed(dict(workflow_payload, id=f"forged-{i}"), secret=secret))
             assert answer.status_code == 401, secret
+
+
+def asgi_post(app, receive, headers: list[tuple[bytes, bytes]], client: str = "203.0.113.7") -> list[dict]:
+    """One POST straight through the ASGI app with our own `receive`; the messages it sent back."""
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": URL, "raw_path": URL.encode(), "query_string": b"", "root_path": "", "headers": headers,
+        "client": (client, 5000), "server": ("127.0.0.1", 8000),
+    }  # fmt: skip
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
+    return sent
+
+
+def test_a_body_that_does_not_arrive_in_time_gets_408(fake_server) -> None:
+    slow = Settings.from_environ({"CIRCLECI_WEBHOOK_SECRETS": SECRET, "WEB_BODY_TIMEOUT_SECONDS": "0.2"})
+    app = create_app(slow, redis=fakeredis.FakeAsyncRedis(server=fake_server))
+    chunks = iter([{"type": "http.request", "body": b'{"id": "x', "more_body": True}])
+
+    async def receive() -> dict:
+        message = next(chunks, None)
+        if message is None:
+            await asyncio.Event().wait()  # the rest never comes
+        return message
+
+    sent = asgi_post(app, receive, [(b"content-type", b"application/json"), (b"content-length", b"500")])
+    assert sent[0]["status"] == 408
+    body = json.loads(sent[1]["body"])
+    assert body["error_code"] == "body_timeout"
+    assert "WEB_BODY_TIMEOUT_SECONDS=0.2" in body["message"] and body["details"]["received_bytes"] == 9
+
