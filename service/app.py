@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from config.errors import ConfigurationError
 from config.settings import Settings
 from service.admin import admin_mount
+from service.client_limit import ClientLimit
 from service.errors import EXCEPTION_HANDLERS
 from service.health import healthz, metrics, readyz
 from service.intake import Intake
@@ -63,7 +64,8 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     app.state.settings = settings
     app.state.redis = redis
     app.state.metrics = WebMetrics()
-    app.state.rejection_log = LogSampler()  # given to the HTTP protocol by `circleci-events web`
+    app.state.client_limit = ClientLimit(burst=settings.rate_limit_burst, per_second=settings.rate_limit_per_second)
+    app.state.rejection_log = LogSampler()  # also given to the HTTP protocol by `circleci-events web`
     app.state.verifier = (
         SignatureVerifier([str(s) for s in settings.webhook_secrets]) if settings.webhook_secrets else None
     )

@@ -10,6 +10,7 @@ import threading
 import time
 
 import httpx
+import redis
 
 from tests.conftest import SECRET, load_fixture
 from tests.service.conftest import signed
@@ -121,3 +122,13 @@ def test_a_client_trickling_its_body_gets_408_and_is_disconnected(redis_url, web
     assert answer.startswith(b"HTTP/1.1 408 ") and b'"error_code":"body_timeout"' in answer
     assert closed, "the connection stayed open while the client kept sending its body"
 
+
+def test_clients_without_the_secret_are_limited_per_address_before_redis(redis_url, web_factory) -> None:
+    _, base = web_factory(redis_url, RATE_LIMIT_BURST="22", RATE_LIMIT_PER_SECOND="0.01")
+    forged = [deliver(base, f"forged-{i}", secret="guess") for i in range(4)]
+    assert [r.status_code for r in forged] == [401, 401, 429, 429]  # 1 + 10 tokens a guess out of 22
+    assert int(forged[2].headers["retry-after"]) >= 1
+    assert forged[2].json()["error_code"] == "rate_limited"
+    assert deliver(base, "from-the-guesser").status_code == 429  # the same address, now out of tokens
+    assert redis.Redis.from_url(redis_url).keys("cie:ratelimit:*") == []  # refused without asking Redis
+    assert deliver(base, "from-another-client", local_address="127.0.0.2").status_code == 202
