@@ -5,9 +5,12 @@
     ├── RedisUnavailable           Redis did not answer; the webhook gets 503 so CircleCI retries
     │   └── RedisNotReplicated     fewer replicas than REDIS_WAIT_REPLICAS confirmed the write: 503
     ├── EventUndecodable           a queued job or its payload cannot be read: dead-lettered, never retried
-    ├── WebhookError               a delivery we refuse; carries the HTTP status we answer with
+    ├── WebhookError               a request we refuse; carries the HTTP status we answer with
+    │   ├── HeadersTooLarge        431: request line and headers over WEB_MAX_HEADER_BYTES (then closed)
+    │   ├── HeaderTimeout          408: headers not complete within WEB_HEADER_TIMEOUT_SECONDS (then closed)
     │   ├── BodyTooLarge           413
     │   ├── BodyIncomplete         400: the client hung up before the whole body arrived
+    │   ├── BodyTimeout            408: the body not complete within WEB_BODY_TIMEOUT_SECONDS
     │   ├── UnsupportedMediaType   415
     │   ├── SignatureError         401
     │   ├── InvalidJSON            400
@@ -73,6 +76,16 @@ class WebhookError(CircleCIEventsError):
     http_status = 400
 
 
+class HeadersTooLarge(WebhookError):
+    code = "headers_too_large"
+    http_status = 431
+
+
+class HeaderTimeout(WebhookError):
+    code = "header_timeout"
+    http_status = 408
+
+
 class BodyTooLarge(WebhookError):
     code = "body_too_large"
     http_status = 413
@@ -81,6 +94,11 @@ class BodyTooLarge(WebhookError):
 class BodyIncomplete(WebhookError):
     code = "body_incomplete"
     http_status = 400
+
+
+class BodyTimeout(WebhookError):
+    code = "body_timeout"
+    http_status = 408
 
 
 class UnsupportedMediaType(WebhookError):

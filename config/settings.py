@@ -53,6 +53,11 @@ class Settings:
     log_level: str = "INFO"
     admin_token: Secret | None = None
     max_body_bytes: int = 1024 * 1024
+    # what one web process takes from a client before it is authenticated (service/http_protocol.py)
+    web_max_header_bytes: int = 32 * 1024
+    web_header_timeout_seconds: float = 10.0
+    web_body_timeout_seconds: float = 10.0
+    web_max_connections: int = 1000
     rate_limit_burst: int = 200
     rate_limit_per_second: float = 100.0
     trusted_proxies: tuple[str, ...] = ()
@@ -284,6 +289,10 @@ VARIABLES: tuple[Variable, ...] = _vars(
     Variable("LOG_LEVEL", "log_level", "text", normalise=str.upper),
     ("ADMIN_TOKEN", "admin_token", "secret"),
     ("MAX_BODY_BYTES", "max_body_bytes", "int", 1, 64 * 1024 * 1024),
+    ("WEB_MAX_HEADER_BYTES", "web_max_header_bytes", "int", 1024, 1024 * 1024),
+    ("WEB_HEADER_TIMEOUT_SECONDS", "web_header_timeout_seconds", "float", 0.1, 300),
+    ("WEB_BODY_TIMEOUT_SECONDS", "web_body_timeout_seconds", "float", 0.1, 300),
+    ("WEB_MAX_CONNECTIONS", "web_max_connections", "int", 1, 1_000_000),
     ("RATE_LIMIT_BURST", "rate_limit_burst", "int", 1, 10_000_000),
     ("RATE_LIMIT_PER_SECOND", "rate_limit_per_second", "float", 0.001, 10_000_000),
     ("TRUSTED_PROXIES", "trusted_proxies", "networks"),

@@ -1,4 +1,9 @@
-"""The web receiver's app factory: `uvicorn service.app:create_app --factory`."""
+"""The web receiver's app factory.
+
+Serve it with `circleci-events web` (service/cli/processes.py): a bare `uvicorn
+service.app:create_app --factory` runs without the header limits of service/http_protocol.py
+and without WEB_MAX_CONNECTIONS.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,11 @@ from starlette.routing import BaseRoute, Route
 from config.errors import ConfigurationError
 from config.settings import Settings
 from service.admin import admin_mount
+from service.client_limit import ClientLimit
 from service.errors import EXCEPTION_HANDLERS
 from service.health import healthz, metrics, readyz
 from service.intake import Intake
+from service.log_sampler import LogSampler
 from service.metrics import WebMetrics
 from service.request_id import RequestIdMiddleware
 from service.signature import SignatureVerifier
@@ -57,6 +64,8 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     app.state.settings = settings
     app.state.redis = redis
     app.state.metrics = WebMetrics()
+    app.state.client_limit = ClientLimit(burst=settings.rate_limit_burst, per_second=settings.rate_limit_per_second)
+    app.state.rejection_log = LogSampler()  # also given to the HTTP protocol by `circleci-events web`
     app.state.verifier = (
         SignatureVerifier([str(s) for s in settings.webhook_secrets]) if settings.webhook_secrets else None
     )

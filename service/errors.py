@@ -40,13 +40,13 @@ def error_response(
     details: dict[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    body = {
-        "error_code": code,
-        "message": message,
-        "details": details or {},
-        "request_id": getattr(request.state, "request_id", None),
-    }
+    body = error_body(code, message, details, getattr(request.state, "request_id", None))
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None, request_id: str | None) -> dict[str, Any]:
+    """The one error format; also written by service/http_protocol.py before any app runs."""
+    return {"error_code": code, "message": message, "details": details or {}, "request_id": request_id}
 
 
 async def project_error(request: Request, exc: Exception) -> JSONResponse:

@@ -1,7 +1,12 @@
-"""POST /webhooks/circleci: verify, limit, validate, dedupe and queue, then answer at once.
+"""POST /webhooks/circleci: limit, verify, validate, dedupe and queue, then answer at once.
 
 CircleCI waits 10 s and retries any non-2xx answer, so nothing here calls CircleCI or a chat
 service: the request touches Redis once, in the atomic admission (rate limit, dedupe, enqueue).
+
+Before that, every client pays a token from this process's own bucket (service/client_limit.py),
+before its body is read; a wrong signature costs SIGNATURE_FAILURE_TOKENS more. Refusals of a
+client that has not shown it holds the secret are logged through a LogSampler: one line per
+client and error code per interval, with the count left out. Metrics count every refusal.
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ import time
 import orjson
 import structlog
 from redis.exceptions import RedisError
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import Response
 
 from config.clock import utc_now_text
 from config.errors import CircleCIEventsError, RateLimited, RedisNotReplicated, RedisUnavailable, SignatureError
 from service.body import read_body, require_json
+from service.client_limit import SIGNATURE_FAILURE_TOKENS
 from service.payload import JOB_COMPLETED, PING, WORKFLOW_COMPLETED, parse_event
 from service.signature import HEADER as SIGNATURE_HEADER
 
@@ -26,26 +33,54 @@ EVENT_TYPE_HEADER = "circleci-event-type"
 
 async def receive_webhook(request: Request) -> Response:
     app = request.app.state
+    client = request.client.host if request.client else "unknown"
+    verified = False
     try:
-        response = await _receive(request)
+        _limit(app, client)
+        body = await _verified_body(request)
+        verified = True
+        return await _receive(request, body, client)
     except CircleCIEventsError as exc:
         app.metrics.outcome(exc.code).inc()
         if isinstance(exc, SignatureError):
             app.metrics.signature_failures.inc()
-        log.warning("webhook_rejected", error_code=exc.code, reason=exc.message)
+            app.client_limit.charge(client, SIGNATURE_FAILURE_TOKENS)
+        if verified:
+            log.warning("webhook_rejected", error_code=exc.code, reason=exc.message)
+        else:
+            suppressed = app.rejection_log.admit(f"{client} {exc.code}")
+            if suppressed is not None:
+                log.warning(
+                    "webhook_rejected", error_code=exc.code, reason=exc.message, client=client, suppressed=suppressed
+                )
         raise
-    return response
 
 
-async def _receive(request: Request) -> Response:
+def _limit(app: State, client: str) -> None:
+    wait = app.client_limit.take(client)
+    if wait:
+        settings = app.settings
+        raise RateLimited(
+            f"too many requests from {client}: RATE_LIMIT_BURST={settings.rate_limit_burst} at once, then "
+            f"RATE_LIMIT_PER_SECOND={settings.rate_limit_per_second:g}, and a wrong signature costs "
+            f"{SIGNATURE_FAILURE_TOKENS} more; retry later",
+            retry_after=wait,
+        )
+
+
+async def _verified_body(request: Request) -> bytes:
     app = request.app.state
     require_json(request)
-    body = await read_body(request, app.settings.max_body_bytes)
+    body = await read_body(request, app.settings.max_body_bytes, app.settings.web_body_timeout_seconds)
     if app.verifier is not None:
         app.verifier.verify(body, request.headers.get(SIGNATURE_HEADER))
     else:
         log.warning("webhook_signature_unchecked", reason="INSECURE_ALLOW_UNSIGNED_WEBHOOKS is on")
+    return body
 
+
+async def _receive(request: Request, body: bytes, client: str) -> Response:
+    app = request.app.state
     event = parse_event(body, request.headers.get(EVENT_TYPE_HEADER))
     structlog.contextvars.bind_contextvars(event_id=event.id, event_type=event.type)
     if event.type == PING:
@@ -64,7 +99,6 @@ async def _receive(request: Request) -> Response:
         "request_id": request.state.request_id,
         "received_at": utc_now_text(),
     }
-    client = request.client.host if request.client else "unknown"
     started = time.perf_counter()
     try:
         admission = await app.intake.admit(client=client, event_id=event.id, envelope=envelope, raw_payload=body)

@@ -30,21 +30,29 @@ def tune_gc() -> None:
 @click.command()
 @clear_errors
 def web() -> None:
-    """Serve the webhook receiver (uvicorn, httptools, uvloop) on $PORT."""
+    """Serve the webhook receiver (uvicorn, httptools with header limits, uvloop) on $PORT."""
     import uvicorn
 
     from service.app import create_app
+    from service.http_protocol import guarded_http_protocol
 
     settings = load_settings()
     ensure_durable(require_redis(settings), allow_eviction=settings.redis_allow_eviction, log=log)
     app = create_app(settings)
+    protocol = guarded_http_protocol(
+        max_header_bytes=settings.web_max_header_bytes,
+        header_timeout=settings.web_header_timeout_seconds,
+        log_sampler=app.state.rejection_log,
+    )
     tune_gc()
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=protocol,
+        # past it uvicorn answers 503 (plain text, connection closed) to each new request
+        limit_concurrency=settings.web_max_connections,
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
         log_config=None,

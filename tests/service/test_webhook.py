@@ -333,3 +333,102 @@ def test_an_event_no_replica_confirmed_is_answered_503_for_circleci_to_retry(red
         assert response.headers["retry-after"].isdigit()
         # the retry is a duplicate, and still not confirmed by any replica
         assert_clean_error(client.post(URL, **signed(workflow_payload)), 503, "redis_not_replicated")
+
+
+def asgi_post(app, receive, headers: list[tuple[bytes, bytes]], client: str = "203.0.113.7") -> list[dict]:
+    """One POST straight through the ASGI app with our own `receive`; the messages it sent back."""
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": URL, "raw_path": URL.encode(), "query_string": b"", "root_path": "", "headers": headers,
+        "client": (client, 5000), "server": ("127.0.0.1", 8000),
+    }  # fmt: skip
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
+    return sent
+
+
+def test_a_body_that_does_not_arrive_in_time_gets_408(fake_server) -> None:
+    slow = Settings.from_environ({"CIRCLECI_WEBHOOK_SECRETS": SECRET, "WEB_BODY_TIMEOUT_SECONDS": "0.2"})
+    app = create_app(slow, redis=fakeredis.FakeAsyncRedis(server=fake_server))
+    chunks = iter([{"type": "http.request", "body": b'{"id": "x', "more_body": True}])
+
+    async def receive() -> dict:
+        message = next(chunks, None)
+        if message is None:
+            await asyncio.Event().wait()  # the rest never comes
+        return message
+
+    sent = asgi_post(app, receive, [(b"content-type", b"application/json"), (b"content-length", b"500")])
+    assert sent[0]["status"] == 408
+    body = json.loads(sent[1]["body"])
+    assert body["error_code"] == "body_timeout"
+    assert "WEB_BODY_TIMEOUT_SECONDS=0.2" in body["message"] and body["details"]["received_bytes"] == 9
+
+
+def test_a_client_over_its_limit_is_refused_before_its_body_is_read(fake_server) -> None:
+    tight = Settings.from_environ(
+        {"CIRCLECI_WEBHOOK_SECRETS": SECRET, "RATE_LIMIT_BURST": "3", "RATE_LIMIT_PER_SECOND": "0.01"}
+    )
+    app = create_app(tight, redis=fakeredis.FakeAsyncRedis(server=fake_server))
+    headers = [(b"content-type", b"text/plain")]
+
+    async def unread() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    answers = [asgi_post(app, unread, headers)[0]["status"] for _ in range(3)]
+    assert answers == [415, 415, 415]  # no signature, no JSON: each still costs a token
+
+    async def never_read() -> dict:
+        raise AssertionError("the body of a limited client was read")
+
+    sent = asgi_post(app, never_read, headers)
+    assert sent[0]["status"] == 429
+    assert json.loads(sent[1]["body"])["error_code"] == "rate_limited"
+    assert int(dict(sent[0]["headers"])[b"retry-after"]) >= 1
+    assert asgi_post(app, unread, headers, client="203.0.113.8")[0]["status"] == 415  # another client
+
+
+def test_a_wrong_signature_costs_the_client_more_tokens_than_a_delivery(fake_server, workflow_payload) -> None:
+    env = {"CIRCLECI_WEBHOOK_SECRETS": SECRET, "RATE_LIMIT_BURST": "22", "RATE_LIMIT_PER_SECOND": "0.01"}
+    app = create_app(Settings.from_environ(env), redis=fakeredis.FakeAsyncRedis(server=fake_server))
+    with TestClient(app) as client:
+        signed_answers = [
+            client.post(URL, **signed(dict(workflow_payload, id=f"ok-{i}"))).status_code for i in range(2)
+        ]
+        forged = [client.post(URL, **signed(workflow_payload, secret="guess")).status_code for _ in range(2)]
+        after = client.post(URL, **signed(dict(workflow_payload, id="ok-late")))
+    assert signed_answers == [202, 202]
+    assert forged == [401, 401]  # 2 + 2 * (1 + SIGNATURE_FAILURE_TOKENS) = 24 > 22
+    assert_clean_error(after, 429, "rate_limited")
+    assert "wrong signature costs 10 more" in after.json()["message"]
+
+
+def test_refusals_before_the_signature_is_verified_are_logged_once_per_client_and_code(
+    client, workflow_payload
+) -> None:
+    with capture_logs() as logs:
+        for _ in range(5):
+            assert client.post(URL, **signed(workflow_payload, secret="guess")).status_code == 401
+        for _ in range(3):
+            assert client.post(URL, content=b"{}", headers={"content-type": "text/plain"}).status_code == 415
+    rejected = [line for line in logs if line["event"] == "webhook_rejected"]
+    assert [(line["error_code"], line["client"], line["suppressed"]) for line in rejected] == [
+        ("signature_invalid", "testclient", 0),
+        ("unsupported_media_type", "testclient", 0),
+    ]
+    metrics = client.get("/metrics").text
+    assert 'circleci_events_webhook_requests_total{outcome="signature_invalid"} 5.0' in metrics
+    assert "circleci_events_signature_failures_total 5.0" in metrics
+    assert 'circleci_events_webhook_requests_total{outcome="unsupported_media_type"} 3.0' in metrics
+
+
+def test_refusals_of_signed_requests_are_logged_each_time(client) -> None:
+    with capture_logs() as logs:
+        for _ in range(3):
+            response = client.post(URL, **signed(b"[]", event_type="workflow-completed"))
+            assert response.status_code == 422
+    assert [line["error_code"] for line in logs if line["event"] == "webhook_rejected"] == ["payload_invalid"] * 3

@@ -1,0 +1,187 @@
+"""uvicorn's httptools protocol, with limits on what a client sends before any app code runs.
+
+uvicorn (0.54) takes request headers of any size and waits for them without end: 16 MB of
+headers got an answer, and a client sending a byte every few seconds kept its connection
+(issue 11, finding 9). Per connection, this protocol adds:
+
+- WEB_MAX_HEADER_BYTES. The head (request line and headers) is counted as it arrives, before
+  httptools has a whole header line, so one endless header is stopped too; past the limit the
+  client gets 431 `headers_too_large` and the connection is closed. Where a read mixes the end
+  of one pipelined request with the head of the next, that read is not counted, so a head can
+  grow one read (at most 256 KiB) past the limit before it is refused; the app never sees a
+  head over the limit, which is checked again, exactly, when it is complete.
+- WEB_HEADER_TIMEOUT_SECONDS. The head must be complete this long after the connection opens,
+  or after the first byte that follows the previous request on a kept-alive connection
+  (uvicorn's keep-alive timer covers the idle time before it): else 408 `header_timeout`,
+  and the connection is closed.
+- A response that completes before its request's body has arrived (any early refusal, the
+  body timeout of service/body.py) closes the connection: uvicorn's keep-alive timer restarts
+  on every byte, so a client could otherwise keep sending that body a byte at a time.
+
+Refusals use the error format of service/errors.py and carry a request id; their log lines go
+through the process's LogSampler. `limit_concurrency` (WEB_MAX_CONNECTIONS) is uvicorn's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, cast
+
+import orjson
+import structlog
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from config.errors import HeadersTooLarge, HeaderTimeout, WebhookError
+from service.errors import error_body
+from service.log_sampler import LogSampler
+
+log = structlog.get_logger("service.http_protocol")
+
+# Where the connection is in its current request: waiting for its first byte, in the head, or
+# past the head (the body, or waiting for the answer).
+IDLE, HEAD, BODY = "idle", "head", "body"
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol with a head size limit and a head deadline; see the module docstring."""
+
+    max_header_bytes: int = 32 * 1024
+    header_timeout: float = 10.0
+    log_sampler: LogSampler | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._state = IDLE
+        self._messages = 0  # requests begun on this connection
+        self._head_bytes = 0
+        self._head_deadline: asyncio.TimerHandle | None = None
+        self._refused = False
+
+    # -- connection ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        state, messages = self._state, self._messages
+        if state == IDLE:
+            self._start_head_deadline()
+        super().data_received(data)
+        # Count the whole read only when all of it belongs to the head still in progress.
+        expected = messages + (1 if state == IDLE else 0)
+        if state != BODY and self._state == HEAD and self._messages == expected and not self._refused:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_header_bytes:
+                self._refuse(self._too_large())
+
+    # -- parser callbacks ----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._state = HEAD
+        self._messages += 1
+        self._head_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        self._state = BODY
+        self._stop_head_deadline()
+        if self._refused:
+            return
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.max_header_bytes:
+            self._refuse(self._too_large())
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._state = IDLE
+        if not self._refused:
+            super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        # With no pipelined request waiting, self.cycle is the one that just answered.
+        if not self.pipeline and self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
+            self.transport.close()  # the rest of its body would be read for nothing, at the client's pace
+        super().on_response_complete()
+
+    # -- refusals ------------------------------------------------------------------------
+
+    def _start_head_deadline(self) -> None:
+        if self._head_deadline is None:
+            self._head_deadline = self.loop.call_later(self.header_timeout, self._head_timed_out)
+
+    def _stop_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_timed_out(self) -> None:
+        self._head_deadline = None
+        if self._state != BODY and not self._refused and not self.transport.is_closing():
+            self._refuse(
+                HeaderTimeout(
+                    f"request line and headers not complete within WEB_HEADER_TIMEOUT_SECONDS={self.header_timeout:g}",
+                    details={"timeout_seconds": self.header_timeout},
+                )
+            )
+
+    def _too_large(self) -> HeadersTooLarge:
+        return HeadersTooLarge(
+            f"request line and headers exceed WEB_MAX_HEADER_BYTES={self.max_header_bytes}",
+            details={"limit": self.max_header_bytes},
+        )
+
+    def _refuse(self, exc: WebhookError) -> None:
+        """Answer `exc` and close; a response still being written for an earlier request goes first."""
+        self._refused = True
+        self._stop_head_deadline()
+        request_id = os.urandom(16).hex()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False  # uvicorn closes the connection once that response is out
+        else:
+            self.transport.write(self._answer(exc, request_id))
+            self.transport.close()
+        client = self.client[0] if self.client else "unknown"
+        suppressed = self.log_sampler.admit(f"{client} {exc.code}") if self.log_sampler is not None else 0
+        if suppressed is not None:
+            log.warning(
+                "request_refused",
+                error_code=exc.code,
+                reason=exc.message,
+                client=client,
+                request_id=request_id,
+                suppressed=suppressed,
+            )
+
+    def _answer(self, exc: WebhookError, request_id: str) -> bytes:
+        body = orjson.dumps(error_body(exc.code, exc.message, exc.details, request_id))
+        head = [STATUS_LINE[exc.http_status]]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n",
+            b"x-request-id: " + request_id.encode() + b"\r\n\r\n",
+        ]
+        return b"".join(head) + body
+
+
+def guarded_http_protocol(
+    *, max_header_bytes: int, header_timeout: float, log_sampler: LogSampler
+) -> type[GuardedHttpProtocol]:
+    """The protocol class with these limits, for `uvicorn.run(http=...)` (it builds one per connection)."""
+    limits = {"max_header_bytes": max_header_bytes, "header_timeout": header_timeout, "log_sampler": log_sampler}
+    return cast(type[GuardedHttpProtocol], type("GuardedHttpProtocol", (GuardedHttpProtocol,), limits))
