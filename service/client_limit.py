@@ -1,6 +1,6 @@
 """Token buckets per client address, held in this process: every webhook request pays first.
 
-The shared bucket (service/ratelimit.py) runs in Redis inside the admission, after the
+The shared bucket (workers/token_bucket.py) runs in Redis inside the admission, after the
 signature check, so it counts valid deliveries across all web processes. This one costs no
 round trip and runs before the body is read, so a client without the secret is throttled too;
 a wrong signature costs it SIGNATURE_FAILURE_TOKENS more, so guessing is throttled quickly.

@@ -32,8 +32,8 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from config.clock import utc_now_text
-from service.ratelimit import RATE_LIMIT_PREFIX, TOKEN_BUCKET_LUA
 from workers.store import RECORD_PREFIX
+from workers.token_bucket import RATE_LIMIT_PREFIX, TOKEN_BUCKET_LUA
 
 PROCESS_EVENT = "workers.events.process_event"
 DEDUPE_PREFIX = "cie:seen:"

@@ -26,8 +26,8 @@ from config.errors import (
     CircleCIUnreachable,
     EventUndecodable,
 )
-from workers.api_cache import ApiCache
-from workers.circleci import CircleCIClient
+from workers.circleci.cache import ApiCache
+from workers.circleci.client import CircleCIClient
 from workers.timestamps import duration_seconds
 from workers.transition import TransitionStore
 from workers.vcs import VcsFacts, vcs_facts

@@ -12,10 +12,10 @@ import httpx
 from redis import Redis
 
 from config.settings import Settings
-from workers.api_budget import ApiBudget
-from workers.api_cache import ApiCache
-from workers.circleci import CircleCIClient
-from workers.circleci_transport import DEFAULT_TIMEOUT
+from workers.circleci.budget import ApiBudget
+from workers.circleci.cache import ApiCache
+from workers.circleci.client import CircleCIClient
+from workers.circleci.transport import DEFAULT_TIMEOUT
 from workers.enrichment import Enricher, count_api_call
 from workers.transition import TransitionStore
 

@@ -12,7 +12,7 @@ from config.errors import ConfigurationError
 from config.settings import Settings
 from service.cli.common import EXIT_FAILURE, clear_errors, emit, emit_one, fail, load_settings, require_redis
 from service.cli.pipeline_wait import TERMINAL, PipelineOutcome, wait_for_pipeline
-from workers.circleci import CircleCIClient
+from workers.circleci.client import CircleCIClient
 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 SECRET_VALUE = click.option(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from workers.circleci import CircleCIClient
+from workers.circleci.client import CircleCIClient
 from workers.events import PIPELINE_CHANNEL
 
 POLL_SECONDS = 15.0

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from config.errors import CircleCINotFound
 from tests.fakes.simulator import create_simulator
-from workers.circleci import CircleCIClient
+from workers.circleci.client import CircleCIClient
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 SLUG = "gh/circleci/webhook-service"

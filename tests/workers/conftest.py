@@ -12,7 +12,7 @@ import httpx
 import pytest
 from redis import Redis
 
-from workers.circleci import CircleCIClient
+from workers.circleci.client import CircleCIClient
 
 TOKEN = "CCIPAT_do-not-leak-this-token-0123456789"
 API_URL = "https://circleci.test/api/v2"

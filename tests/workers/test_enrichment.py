@@ -171,7 +171,7 @@ def test_a_long_429_is_raised_so_the_job_can_reschedule(world, failed_workflow) 
 def test_5xx_past_the_deadline_delivers_the_webhook_facts_marked_incomplete(world, failed_workflow) -> None:
     world.load(failed_workflow, twelve_jobs())
     world.sim.add_fault(path="/workflow/*/job", status=500, times=None)
-    world.runtime.client.max_retries = 1  # the in-call retry is covered in test_circleci.py
+    world.runtime.client.transport.max_retries = 1  # the in-call retry is covered in test_circleci.py
     with pytest.raises(CircleCIServerError):
         world.enrich(failed_workflow, may_defer=True)
     event = world.enrich(failed_workflow, may_defer=False)
@@ -194,7 +194,7 @@ def test_a_401_is_not_retried_and_the_event_goes_on_incomplete(world, failed_wor
 def test_process_event_defers_through_the_scheduler_then_gives_up_at_the_deadline(world, failed_workflow) -> None:
     world.load(failed_workflow, twelve_jobs())
     world.sim.add_fault(path="/workflow/*/job", status=503, times=None)
-    world.runtime.client.max_retries = 0
+    world.runtime.client.transport.max_retries = 0
     use_runtime(world.runtime)
     try:
         deferred = process_event(envelope(failed_workflow))

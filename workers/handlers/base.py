@@ -25,7 +25,7 @@ import structlog
 
 from config.errors import DeliveryRejected, DeliveryRetryable
 from config.redaction import Redactor, option_secrets, url_secrets
-from workers.circleci_transport import parse_retry_after
+from workers.circleci.transport import parse_retry_after
 from workers.handlers.template import compile_template
 from workers.message import Message
 

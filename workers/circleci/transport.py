@@ -5,7 +5,7 @@
     CircleCITransport.paginate()  follow `next_page_token` as `page-token` until it is null
 
 The token is set on each request, not on the httpx client: an API path always gets it, an
-absolute URL (an artifact) only where workers.token_scope allows, and a download's redirects are
+absolute URL (an artifact) only where workers.circleci.token_scope allows, and a download's redirects are
 followed here, by hand, so the token stops at the first hop to another host.
 
 Facts: /work/shared/reference/circleci-api-v2.md and circleci-pitfalls.md (section B).
@@ -40,8 +40,7 @@ from config.errors import (
     CircleCIUnreachable,
 )
 from config.settings import DEFAULT_API_URL, DEFAULT_ARTIFACT_HOSTS
-
-from .token_scope import TokenScope
+from workers.circleci.token_scope import TokenScope
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_REDIRECTS", "CircleCITransport", "parse_retry_after"]
 
@@ -150,7 +149,10 @@ class CircleCITransport:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        before_request: Callable[[], None] | None = None,
     ) -> None:
+        """`before_request` runs before each request is sent (the shared API budget, the count of
+        an enrichment's calls); what it raises ends the call."""
         headers = {"Accept": "application/json"}
         if http_client is None:
             http_client = httpx.Client(
@@ -177,6 +179,7 @@ class CircleCITransport:
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
         self._deprecations_seen: set[tuple[str, str]] = set()
+        self._before_request = before_request
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
@@ -297,6 +300,8 @@ class CircleCITransport:
                 request.headers.pop(TOKEN_HEADER, None)
             else:
                 request.headers[TOKEN_HEADER] = token
+            if self._before_request is not None:
+                self._before_request()
             response = self._http.send(request, stream=stream, follow_redirects=False)
             if not (stream and response.has_redirect_location):
                 withheld = self._token is not None and token is None

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from config.errors import CircleCIRateLimited
-from workers.api_budget import ApiBudget
+from workers.circleci.budget import ApiBudget
 
 
 def test_a_burst_is_allowed_then_short_waits_are_slept(redis_url: str) -> None:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from config.errors import CircleCINotFound, CircleCIServerError, CircleCITimeout, CircleCIUnauthorized
-from workers.circleci import CircleCIClient
+from workers.circleci.client import CircleCIClient
 
 from .conftest import FIXTURES
 

@@ -29,8 +29,8 @@ from config.errors import (
     CircleCIUnreachable,
 )
 from config.settings import Settings
-from workers.circleci import CircleCIClient, parse_retry_after
-from workers.circleci_models import Job, TestResult
+from workers.circleci.client import CircleCIClient, parse_retry_after
+from workers.circleci.models import Job, TestResult
 
 from .conftest import TOKEN, api_fixture
 
@@ -171,8 +171,8 @@ def test_a_429_then_a_500_then_success_returns_the_answer_after_backing_off(make
 
     assert user.login == "octo"
     assert len(seen) == 3
-    assert 2.0 <= clock.sleeps[0] <= 2.0 + client.backoff
-    assert client.backoff <= clock.sleeps[1] <= 2 * client.backoff  # second try: ceiling 2x
+    assert 2.0 <= clock.sleeps[0] <= 2.0 + client.transport.backoff
+    assert client.transport.backoff <= clock.sleeps[1] <= 2 * client.transport.backoff  # second try: ceiling 2x
 
 
 def test_a_429_without_retry_after_backs_off_exponentially(make_client, clock):
@@ -182,7 +182,7 @@ def test_a_429_without_retry_after_backs_off_exponentially(make_client, clock):
     client.me()
 
     assert len(clock.sleeps) == 3
-    ceilings = [client.backoff * 2**n for n in range(3)]
+    ceilings = [client.transport.backoff * 2**n for n in range(3)]
     for slept, ceiling in zip(clock.sleeps, ceilings, strict=True):
         assert ceiling / 2 <= slept <= ceiling
 

@@ -1,10 +1,12 @@
 """The CircleCI API v2 client: one method per operation, returning typed results.
 
-The transport (retries, errors, pagination) is workers.circleci_transport.
+It holds a `CircleCITransport` (retries, errors, pagination, where the token may go:
+workers/circleci/transport.py) and builds it from the keyword arguments it is given, or from
+the settings (`from_settings`): one way to build either.
 
 Slugs are used exactly as given (gh/, github/, bb/, bitbucket/, circleci/<org>/<project>):
 "A project slug must be treated as an opaque string" (API developer's guide, "Getting
-started"), and its `/` stay path separators. Every path is built by workers.api_path: each id,
+started"), and its `/` stay path separators. Every path is built by workers/circleci/path.py: each id,
 name and slug part one percent-encoded segment, so payload data cannot walk or split a path.
 """
 
@@ -14,13 +16,13 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+
+import httpx
 
 from config.errors import CircleCIJobNumberMissing
 from config.settings import Settings
-
-from .api_path import api_path
-from .circleci_models import (
+from workers.circleci.models import (
     Artifact,
     CheckoutKey,
     Context,
@@ -35,7 +37,8 @@ from .circleci_models import (
     User,
     Workflow,
 )
-from .circleci_transport import DEFAULT_TIMEOUT, CircleCITransport, parse_retry_after
+from workers.circleci.path import api_path
+from workers.circleci.transport import DEFAULT_TIMEOUT, CircleCITransport, parse_retry_after
 
 __all__ = ["DEFAULT_TIMEOUT", "CircleCIClient", "parse_retry_after"]
 
@@ -55,18 +58,43 @@ def _message(body: Any) -> str:
     return str(body.get("message", "")) if isinstance(body, dict) else ""
 
 
-class CircleCIClient(CircleCITransport):
+class CircleCIClient:
     """The API v2 client. Build one per process (an httpx client costs ~27 ms of CPU) and share
-    it between threads; construct it with the keyword arguments of CircleCITransport."""
+    it between threads; the keyword arguments are CircleCITransport's."""
+
+    def __init__(self, **transport_options: Any) -> None:
+        self.transport = CircleCITransport(**transport_options)
 
     @classmethod
-    def from_settings(cls, settings: Settings, **kwargs: Any) -> CircleCIClient:
+    def from_settings(cls, settings: Settings, **transport_options: Any) -> CircleCIClient:
         return cls(
             base_url=settings.circleci_api_url,
             token=settings.circle_token,
             artifact_hosts=settings.artifact_hosts,
-            **kwargs,
+            **transport_options,
         )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.transport.base_url!r})"
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # The transport's calls, for the operations this client has no method for.
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self.transport.request(method, path, **kwargs)
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.transport.json(method, path, **kwargs)
+
+    def paginate(self, path: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self.transport.paginate(path, **kwargs)
 
     # -- user -----------------------------------------------------------------------------
 
@@ -122,7 +150,7 @@ class CircleCIClient(CircleCITransport):
                 body[key] = dict(value) if isinstance(value, Mapping) else value
         path = api_path("/project/{slug}/pipeline/run", slug=slug)
         response = self.request("POST", path, json=body)
-        data = self.decode(response, "POST", path)
+        data = self.transport.decode(response, "POST", path)
         created = PipelineCreated.from_dict(data)
         if response.status_code != 201:
             return PipelineCreated(message=_message(data), skipped=True, raw=data)
@@ -208,7 +236,7 @@ class CircleCIClient(CircleCITransport):
 
         Artifact URLs are not public and may redirect (pitfalls B4; circleci-docs PR 4222). The
         token goes with the request only to the API host and CIRCLECI_ARTIFACT_HOSTS, over https,
-        and stops at the first redirect to another host (workers.token_scope); a URL elsewhere is
+        and stops at the first redirect to another host (workers.circleci.token_scope); a URL elsewhere is
         still tried, without it.
         """
         url = artifact.url if isinstance(artifact, Artifact) else artifact

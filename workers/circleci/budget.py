@@ -18,7 +18,7 @@ from collections.abc import Callable
 from redis import Redis
 
 from config.errors import CircleCIRateLimited
-from service.ratelimit import TOKEN_BUCKET_LUA
+from workers.token_bucket import TOKEN_BUCKET_LUA
 
 KEY = "cie:ratelimit:circleci-api"
 _TAKE = (
