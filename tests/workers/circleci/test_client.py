@@ -32,7 +32,7 @@ from config.settings import Settings
 from workers.circleci.client import CircleCIClient, parse_retry_after
 from workers.circleci.models import Job, TestResult
 
-from .conftest import TOKEN, api_fixture
+from tests.workers.conftest import TOKEN, api_fixture
 
 SLUG = "gh/circleci/webhook-service"
 

@@ -11,7 +11,7 @@ import pytest
 from config.errors import CircleCINotFound, CircleCIServerError, CircleCITimeout, CircleCIUnauthorized
 from workers.circleci.client import CircleCIClient
 
-from .conftest import FIXTURES
+from tests.workers.conftest import FIXTURES
 
 # The example dataset serves this payload (tests.fakes.simulator_data.Dataset.example).
 PAYLOAD = json.loads((FIXTURES / "workflow-completed.failed.github-oauth.derived.json").read_text())
