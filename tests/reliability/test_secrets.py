@@ -122,7 +122,9 @@ def test_no_secret_reaches_a_log_line_redis_or_an_operator(scenario) -> None:
         timeout=60,
     )
     assert sorted(i.rsplit(b":", 1)[1] for i in letters) == [b"slack", b"slack", b"teams", b"teams"]
-    wait_until(lambda: len(system.sink.delivered("/pagerduty/v2/enqueue")) == 2, "pagerduty posts", timeout=30)
+    # two failures of one workflow: a trigger each, unless the later pipeline is enriched first (then the
+    # earlier one is stale and sends nothing)
+    wait_until(lambda: system.sink.delivered("/pagerduty/v2/enqueue"), "a pagerduty post", timeout=30)
     admin = system.http.get(system.base + "/admin/dead-letters", headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
     assert admin.status_code == 200
 
