@@ -66,11 +66,12 @@ from bench.processes import (
 )
 from config.clock import utc_now_text
 from service.signature import sign
+from workers.jobs import EVENT_DESCRIPTION, PROCESS_EVENT, WORKFLOW_COMPLETED, Envelope
+from workers.jobs import envelope as make_envelope
 
 SAMPLE = ROOT / "tests" / "fixtures" / "workflow-completed.failed.github-oauth.derived.json"
 SECRET = "bench-secret"
 TOKEN = "bench-token"
-PROCESS_EVENT = "workers.events.process_event"
 SUCCESSFUL_JOBS, FAILED_JOBS, TESTS, FAILING_TESTS, ARTIFACTS = 10, 2, 5, 3, 1
 JOBS = SUCCESSFUL_JOBS + FAILED_JOBS
 BOUND_FRACTION = 0.8
@@ -147,14 +148,15 @@ class Events:
         return payloads
 
 
-def envelope(payload: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "event_id": payload["id"],
-        "event_type": "workflow-completed",
-        "request_id": uuid.uuid4().hex,
-        "received_at": datetime.now(UTC).isoformat(),
-        "payload": payload,
-    }
+def envelope(payload: dict[str, Any]) -> Envelope:
+    """What the receiver would queue for `payload`."""
+    made = make_envelope(
+        event_id=payload["id"],
+        event_type=WORKFLOW_COMPLETED,
+        request_id=uuid.uuid4().hex,
+        received_at=datetime.now(UTC).isoformat(),
+    )
+    return {**made, "payload": payload}
 
 
 # -- one run -----------------------------------------------------------------------------------
@@ -295,10 +297,10 @@ class Run:
             extra = {"ROUTES_FILE": routes} if routes else {}
             procs += self.start_workers(workers, sim.base_url.port or 0, **extra)
             # Warm-up: each worker builds its Runtime (httpx client, pool) on its first job.
-            warm_ids = [self.queue.enqueue(PROCESS_EVENT, envelope(p), description="process_event").id for p in warm]
+            warm_ids = [self.queue.enqueue(PROCESS_EVENT, envelope(p), description=EVENT_DESCRIPTION).id for p in warm]
             self.wait_jobs(warm_ids, procs, 30)
             sim.post("/_sim/reset").raise_for_status()
-            datas = [Queue.prepare_data(PROCESS_EVENT, [envelope(p)], description="process_event") for p in payloads]
+            datas = [Queue.prepare_data(PROCESS_EVENT, [envelope(p)], description=EVENT_DESCRIPTION) for p in payloads]
             watched = [*procs, sim_proc, self.redis_proc]
             cpu_before = [cpu_seconds(p.pid) for p in watched]
             ids = [job.id for job in self.queue.enqueue_many(datas)]

@@ -1,7 +1,8 @@
 """Settings, read from the environment here and nowhere else (twelve-factor).
 
 Everything else takes a `Settings` (or the values it needs) through its constructor, so tests
-build one from a plain dict: `Settings.from_environ({"CIRCLECI_WEBHOOK_SECRETS": "s"})`.
+build one from a plain dict: `Settings.from_environ({"CIRCLECI_WEBHOOK_SECRETS": "s"})`. The
+routes file's `${VAR}` are taken from `Settings.environ`, the mapping the settings were read from.
 
 Every variable is listed once, in `VARIABLES`, with its type and its range. A wrong value stops
 the process with one line that names the variable and what is wrong; the value itself is shown
@@ -16,7 +17,7 @@ import ipaddress
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -89,13 +90,15 @@ class Settings:
     # how soon a job whose worker died (SIGKILL, OOM, lost host) runs again (workers/worker.py)
     worker_maintenance_interval_seconds: int = 600
     worker_abandoned_grace_seconds: int = 60
+    # the mapping these settings were read from: the routes file's ${VAR} come from it
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read and check every setting; a wrong one raises ConfigurationError naming it."""
         env = os.environ if environ is None else environ
         values = {v.field: v.read(env[v.name]) for v in VARIABLES if v.name in env}
-        settings = cls(**values)
+        settings = cls(**values, environ=dict(env))
         settings.check()
         return settings
 

@@ -26,8 +26,9 @@ from starlette.routing import Mount, Route
 
 from config.errors import ConfigurationError, RedisUnavailable
 from config.settings import Settings
-from service import operations
 from service.errors import error_response
+from workers import operations
+from workers.connection import connect
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 MAX_LIMIT = 1000
@@ -90,7 +91,7 @@ async def _call(request: Request, func: Callable[..., Any], *args: Any, **kwargs
     settings: Settings = request.app.state.settings
 
     def run() -> Any:
-        with redis.Redis.from_url(str(settings.redis_url), socket_timeout=5, socket_connect_timeout=2) as client:
+        with connect(str(settings.redis_url)) as client:
             return func(client, settings, *args, **kwargs)
 
     try:

@@ -27,10 +27,7 @@ from service.metrics import WebMetrics
 from service.request_id import RequestIdMiddleware
 from service.signature import SignatureVerifier
 from service.webhook import receive_webhook
-
-
-def connect_redis(url: str) -> Redis:
-    return Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1, health_check_interval=30)
+from workers.connection import connect_async
 
 
 def create_app(settings: Settings | None = None, *, redis: Redis | None = None) -> Starlette:
@@ -40,7 +37,7 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     if redis is None:
         if not settings.redis_url:
             raise ConfigurationError("REDIS_URL is not set: point it at Redis, e.g. redis://127.0.0.1:6379/0")
-        redis = connect_redis(settings.redis_url)
+        redis = connect_async(settings.redis_url)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

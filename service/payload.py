@@ -21,11 +21,9 @@ from typing import Any
 import orjson
 
 from config.errors import InvalidJSON, PayloadInvalid
+from workers.jobs import JOB_COMPLETED, PING, WORKFLOW_COMPLETED
 from workers.timestamps import parse_time
 
-WORKFLOW_COMPLETED = "workflow-completed"
-JOB_COMPLETED = "job-completed"
-PING = "ping"
 EVENT_TYPES = (WORKFLOW_COMPLETED, JOB_COMPLETED, PING)
 
 # field -> type, or a nested spec; a trailing "?" marks an optional field.

@@ -24,8 +24,10 @@ from config.clock import utc_now_text
 from config.errors import CircleCIEventsError, RateLimited, RedisNotReplicated, RedisUnavailable, SignatureError
 from service.body import read_body, require_json
 from service.client_limit import SIGNATURE_FAILURE_TOKENS
-from service.payload import JOB_COMPLETED, PING, WORKFLOW_COMPLETED, parse_event
+from service.payload import parse_event
 from service.signature import HEADER as SIGNATURE_HEADER
+from workers.jobs import JOB_COMPLETED, PING, WORKFLOW_COMPLETED
+from workers.jobs import envelope as make_envelope
 
 log = structlog.get_logger("service.webhook")
 EVENT_TYPE_HEADER = "circleci-event-type"
@@ -93,12 +95,9 @@ async def _receive(request: Request, body: bytes, client: str) -> Response:
         # Its dedupe key may be gone: a captured body replayed now would be queued again.
         return _answer(app, "expired", 200, event.id)
 
-    envelope = {
-        "event_id": event.id,
-        "event_type": event.type,
-        "request_id": request.state.request_id,
-        "received_at": utc_now_text(),
-    }
+    envelope = make_envelope(
+        event_id=event.id, event_type=event.type, request_id=request.state.request_id, received_at=utc_now_text()
+    )
     started = time.perf_counter()
     try:
         admission = await app.intake.admit(client=client, event_id=event.id, envelope=envelope, raw_payload=body)

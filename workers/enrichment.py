@@ -28,12 +28,12 @@ from config.errors import (
 )
 from workers.circleci.cache import ApiCache
 from workers.circleci.client import CircleCIClient
+from workers.jobs import WORKFLOW_COMPLETED
 from workers.timestamps import duration_seconds
 from workers.transition import TransitionStore
 from workers.vcs import VcsFacts, vcs_facts
 
 SCHEMA_VERSION = 1
-WORKFLOW_COMPLETED = "workflow-completed"
 RETRYABLE = (CircleCIRateLimited, CircleCIServerError, CircleCITimeout, CircleCIUnreachable)
 # Job statuses that mean "this job broke"; the API knows more than webhooks document (pitfalls A9).
 FAILED = frozenset({"failed", "error", "infrastructure_fail", "timedout", "terminated-unknown", "unauthorized"})

@@ -8,29 +8,31 @@ is never dropped because enrichment failed.
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import structlog
-from rq import Queue, Retry, get_current_job
+from rq import Queue, get_current_job
 from rq.serializers import JSONSerializer
 
 from config.errors import CircleCIAPIError, EventUndecodable
-from workers.delivery import fan_out
-from workers.delivery_context import get_context
+from workers.backoff import backoff
+from workers.context import WorkerContext, current
+from workers.delivery.fan_out import fan_out
 from workers.enrichment import RETRYABLE
-from workers.runtime import runtime
+from workers.jobs import PROCESS_EVENT, WORKFLOW_COMPLETED, Envelope, event_job_options
 from workers.timestamps import parse_time
 
 log = structlog.get_logger("workers.events")
-PROCESS_EVENT = "workers.events.process_event"
+# Deferrals wait at least this long, and at most DEFER_CAP_SECONDS unless CircleCI asks for more.
+DEFER_BASE_SECONDS = 1.0
+DEFER_CAP_SECONDS = 30.0
 # `circleci-events api trigger --wait` listens here instead of polling CircleCI.
 PIPELINE_CHANNEL = "cie:pipeline:{}"
 
 
-def bind_job_context(envelope: dict[str, Any]) -> None:
+def bind_job_context(envelope: Envelope) -> None:
     """Continue the receiver's trace: every log line of this job carries its ids."""
     job = get_current_job()
     structlog.contextvars.clear_contextvars()
@@ -41,22 +43,21 @@ def bind_job_context(envelope: dict[str, Any]) -> None:
     )
 
 
-def process_event(envelope: dict[str, Any]) -> dict[str, Any]:
+def process_event(envelope: Envelope) -> dict[str, Any]:
     """Enrich one delivery, route it and queue one delivery per subscribed handler."""
     if not isinstance(envelope, dict):
         raise EventUndecodable(f"expected the receiver's envelope (a JSON object), got {type(envelope).__name__}")
     bind_job_context(envelope)
-    rt = runtime()
+    context = current()
     received = parse_time(envelope.get("received_at")) or datetime.now(UTC)
-    remaining = rt.settings.enrich_deadline_seconds - (datetime.now(UTC) - received).total_seconds()
+    remaining = context.settings.enrich_deadline_seconds - (datetime.now(UTC) - received).total_seconds()
     try:
-        event = rt.enricher.enrich(envelope, may_defer=remaining > 0)
+        event = context.enricher.enrich(dict(envelope), may_defer=remaining > 0)
     except RETRYABLE as exc:
-        return _defer(envelope, exc, remaining)
+        return _defer(context, envelope, exc, remaining)
     enrichment = event["enrichment"]
-    routes = get_context().routes
-    handlers = routes.match(event) if routes is not None else []
-    fan_out(rt.redis, event, handlers, settings=rt.settings)
+    handlers = context.routes.match(event) if context.routes is not None else []
+    fan_out(context.redis, event, handlers, settings=context.settings)
     log.info(
         "event_enriched",
         event_type=event["event_type"],
@@ -69,30 +70,26 @@ def process_event(envelope: dict[str, Any]) -> dict[str, Any]:
         failed_jobs=len(event["failed_jobs"]),
         handlers=handlers,
     )
-    if event["event_type"] == "workflow-completed":
+    if event["event_type"] == WORKFLOW_COMPLETED:
         workflow = event["workflow"]
         notice = {"workflow_id": workflow["id"], "name": workflow["name"], "status": workflow["status"]}
-        rt.redis.publish(PIPELINE_CHANNEL.format(event["pipeline"]["id"]), orjson.dumps(notice))
+        context.redis.publish(PIPELINE_CHANNEL.format(event["pipeline"]["id"]), orjson.dumps(notice))
     return {"event_id": event["event_id"], "status": "enriched", "complete": enrichment["complete"]}
 
 
-def _defer(envelope: dict[str, Any], exc: CircleCIAPIError, remaining: float) -> dict[str, Any]:
+def _defer(context: WorkerContext, envelope: Envelope, exc: CircleCIAPIError, remaining: float) -> dict[str, Any]:
     """Run this event again later: after Retry-After for a 429, else backoff; within the deadline."""
     attempt = int(envelope.get("attempt", 0)) + 1
     wait = getattr(exc, "retry_after", None)
     if wait is None:
-        wait = min(30.0, 2.0**attempt) * random.uniform(0.5, 1.0)
+        wait = backoff(attempt, base=DEFER_BASE_SECONDS, cap=DEFER_CAP_SECONDS, rng=context.rng)
     wait = max(1.0, min(wait, remaining + 1.0))
     job = get_current_job()
-    queue = Queue(job.origin if job else "events", connection=runtime().redis, serializer=JSONSerializer)
+    queue = Queue(
+        job.origin if job else context.settings.events_queue, connection=context.redis, serializer=JSONSerializer
+    )
     queue.enqueue_in(
-        timedelta(seconds=wait),
-        PROCESS_EVENT,
-        {**envelope, "attempt": attempt},
-        description="process_event",
-        job_timeout=runtime().settings.event_job_timeout_seconds,
-        retry=Retry(max=5, interval=[10, 30, 60, 300, 900]),
-        failure_ttl=30 * 24 * 3600,
+        timedelta(seconds=wait), PROCESS_EVENT, {**envelope, "attempt": attempt}, **event_job_options(context.settings)
     )
     log.info("enrichment_deferred", error_code=exc.code, reason=exc.message, attempt=attempt, delay=round(wait, 2))
     return {"event_id": envelope["event_id"], "status": "deferred", "attempt": attempt}

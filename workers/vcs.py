@@ -27,6 +27,17 @@ _PROVIDER_NAMES = {
 }
 
 
+# The two spellings of a project slug's VCS part: `github/acme/api` and `gh/acme/api` are one project.
+_SLUG_FORMS = {"github": "gh", "gh": "github", "bitbucket": "bb", "bb": "bitbucket"}
+
+
+def slug_forms(slug: str) -> tuple[str, ...]:
+    """The slug as sent and its other form: `github/acme/api` ↔ `gh/acme/api`, `bitbucket/` ↔ `bb/`."""
+    vcs, sep, rest = slug.partition("/")
+    other = _SLUG_FORMS.get(vcs)
+    return (slug, f"{other}/{rest}") if other and sep else (slug,)
+
+
 @dataclass(frozen=True)
 class VcsFacts:
     """Where a pipeline's code came from. Every fact but `provider` may be unknown (None)."""

@@ -38,6 +38,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import structlog
+from prometheus_client import CollectorRegistry, start_http_server
 from redis import Redis
 from redis.client import Pipeline
 from rq import Queue, SimpleWorker
@@ -50,7 +51,9 @@ from rq.utils import now
 
 from config.errors import EventUndecodable
 from config.settings import Settings
-from workers.dead_letters import UNDECODABLE, DeadLetter, DeadLetters
+from workers.connection import connect
+from workers.context import WorkerContext, install
+from workers.delivery.dead_letters import UNDECODABLE, DeadLetter, DeadLetters
 from workers.durability import ensure_durable
 
 log = structlog.get_logger("workers.worker")
@@ -69,10 +72,6 @@ THREAD_IDLE_SECONDS = 1
 # killer does not wait) stopped every recovery of abandoned jobs for 15 minutes. A pass takes
 # milliseconds to seconds.
 MAINTENANCE_LOCK_SECONDS = 60
-
-
-def connect(url: str) -> Redis:
-    return Redis.from_url(url, socket_timeout=10, socket_connect_timeout=2, health_check_interval=30)
 
 
 def dead_letter_undecodable(job: Job, exc_type: type[BaseException], exc: BaseException, tb: Any, *, ttl: int) -> bool:
@@ -266,29 +265,28 @@ class WorkerProcess:
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> bool:
-    from workers.delivery_context import get_context
-    from workers.runtime import runtime
-
-    get_context()  # a broken routes file stops the worker here, not at the first event
-    runtime()
-    redis = connect(settings.redis_url or "redis://127.0.0.1:6379/0")
+    """Build the process's context from `settings` (a broken routes file stops here, not at the
+    first event), install it, and run WORKER_CONCURRENCY workers until stopped."""
+    context = WorkerContext.build(settings)
+    install(context)
+    # RQ's own client: RQ raises its socket timeout to wait for jobs, the jobs' client keeps 5 s
+    redis = connect(str(settings.redis_url))
     ensure_durable(redis, allow_eviction=settings.redis_allow_eviction, log=log)
     process = WorkerProcess(redis, (settings.events_queue,), settings, settings.worker_concurrency)
     if settings.worker_metrics_port:
-        serve_metrics(settings.worker_metrics_port, addr=settings.host)
-    return process.work(burst=burst)
+        serve_metrics(context.metrics.registry, settings.worker_metrics_port, addr=settings.host)
+    try:
+        return process.work(burst=burst)
+    finally:
+        install(None)
+        context.close()
 
 
-def serve_metrics(port: int, *, addr: str = "127.0.0.1") -> WSGIServer | None:
+def serve_metrics(registry: CollectorRegistry, port: int, *, addr: str = "127.0.0.1") -> WSGIServer | None:
     """Serve the delivery metrics at GET /metrics on the first free port from `port`.
 
     Several workers on one host take `port`, `port + 1`, ... (one each); None when all are taken.
     """
-    from prometheus_client import start_http_server
-
-    from workers.delivery_context import get_context
-
-    registry = get_context().metrics.registry
     for candidate in range(port, port + METRICS_PORT_TRIES):
         try:
             server, _ = start_http_server(candidate, addr=addr, registry=registry)

@@ -15,6 +15,7 @@ import redis
 from config.errors import CircleCIAPIError, CircleCIEventsError, ConfigurationError, RedisUnavailable
 from config.logging import configure_logging
 from config.settings import Settings
+from workers.connection import connect
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -84,7 +85,7 @@ def clear_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 def require_redis(settings: Settings) -> redis.Redis:
     if not settings.redis_url:
         raise ConfigurationError("REDIS_URL is not set: point it at Redis, e.g. redis://127.0.0.1:6379/0")
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10)
+    client = connect(settings.redis_url)
     client.ping()
     return client
 

@@ -6,9 +6,9 @@ import json
 
 import click
 
-from service import operations
 from service.cli.common import EXIT_USAGE, clear_errors, emit, emit_one, fail, load_settings, require_redis
 from service.cli.events import when
+from workers import operations
 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 

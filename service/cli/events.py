@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from service import operations
 from service.cli.common import clear_errors, echo, emit, load_settings, require_redis
+from workers import operations
 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 LIST_COLUMNS = ["event_id", "received_at", "event_type", "project", "branch", "name", "status", "transition"]

@@ -19,9 +19,10 @@ from config.errors import WebhookError
 from config.redaction import option_secrets
 from service.cli.common import EXIT_USAGE, clear_errors, echo, fail, load_settings
 from service.cli.routes_view import read_routes, redact_text
-from service.payload import JOB_COMPLETED, WORKFLOW_COMPLETED, parse_event
+from service.payload import parse_event
 from workers.enrichment import from_webhook
 from workers.handlers import build_handler
+from workers.jobs import JOB_COMPLETED, WORKFLOW_COMPLETED
 from workers.vcs import vcs_facts
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 import signal
 import subprocess
 import sys
@@ -82,7 +81,7 @@ def run() -> None:
 
     settings = load_settings()
     settings.require_webhook_secrets()
-    env = dict(os.environ)
+    env = dict(settings.environ)  # the children read the same environment, with the Redis to use
     embedded = None
     if not settings.redis_url:
         embedded = EmbeddedRedis()

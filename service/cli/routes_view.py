@@ -7,24 +7,23 @@ host only, a key or secret as `[redacted]`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from config.redaction import REDACTED, SECRET_OPTIONS, Redactor
-from config.routes import HandlerConfig, Routes, Subscription, load_routes
 from config.settings import Settings
+from workers.handlers.base import HandlerConfig
+from workers.routes import Routes, Subscription, load_routes
 
 SECRET_KEYS = tuple(k for k in SECRET_OPTIONS if k != "url")
 
 
 def read_routes(path: str | None, settings: Settings) -> tuple[Path, Routes]:
-    """Load and check the routes file (default: ROUTES_FILE), `${VAR}` from the process environment."""
+    """Load and check the routes file (default: ROUTES_FILE), `${VAR}` from the settings' environment."""
     chosen = Path(path or settings.routes_file)
-    # config/ read the settings; this only hands the process's mapping over, as the workers do
-    return chosen, load_routes(chosen, os.environ)
+    return chosen, load_routes(chosen, settings.environ)
 
 
 def redacted_url(url: str) -> str:

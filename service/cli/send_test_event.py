@@ -16,9 +16,10 @@ import click
 import httpx
 
 from service.cli.common import EXIT_USAGE, clear_errors, fail, load_settings
-from service.payload import EVENT_TYPES, PING, WORKFLOW_COMPLETED
+from service.payload import EVENT_TYPES
 from service.signature import HEADER as SIGNATURE_HEADER
 from service.signature import sign
+from workers.jobs import PING, WORKFLOW_COMPLETED
 
 STATUSES = ("success", "failed", "error", "canceled", "unauthorized")
 WEBHOOK_PATH = "/webhooks/circleci"

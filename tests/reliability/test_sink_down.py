@@ -14,8 +14,8 @@ import redis
 
 from config.settings import Settings
 from tests.reliability.conftest import wait_until
-from workers.dead_letters import DeadLetters
-from workers.delivery import replay_dead_letter
+from workers.delivery.dead_letters import DeadLetters
+from workers.delivery.replay import replay_dead_letter
 
 pytestmark = pytest.mark.e2e
 

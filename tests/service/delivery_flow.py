@@ -26,8 +26,8 @@ from config.settings import Settings
 from tests.conftest import load_fixture
 from tests.fakes.server import running
 from tests.fakes.sink import Sink, create_sink
-from workers.delivery import fan_out
-from workers.delivery_context import build_context, use_context
+from workers.context import WorkerContext, installed
+from workers.delivery.fan_out import fan_out
 
 ROUTES = """\
 handlers:
@@ -52,9 +52,9 @@ class DeliveryFlow:
         self.env = {"REDIS_URL": self.redis_url, "ROUTES_FILE": str(self.routes_file), "SINK": base}
         self.redis = Redis.from_url(self.redis_url)
         self.stack.callback(self.redis.close)
-        context = build_context(Settings.from_environ(self.env), self.env)
+        context = WorkerContext.build(Settings.from_environ(self.env), redis=self.redis)
         self.stack.callback(context.close)
-        self.stack.enter_context(use_context(context))
+        self.stack.enter_context(installed(context))
         self.context = context
         return self
 

@@ -20,7 +20,7 @@ from service.app import create_app
 from service.signature import sign
 from tests.conftest import FIXTURES, SECRET, fresh
 from tests.service.conftest import signed
-from workers.runtime import Runtime, use_runtime
+from workers.context import WorkerContext, installed
 
 URL = "/webhooks/circleci"
 ERROR_KEYS = {"error_code", "message", "details", "request_id"}
@@ -66,11 +66,8 @@ def test_the_queued_job_runs_on_a_real_rq_worker(client, workflow_payload, fake_
     sync = fakeredis.FakeRedis(server=fake_server)
     queue = Queue("events", connection=sync, serializer=JSONSerializer)
     job_id = queue.job_ids[0]
-    use_runtime(Runtime(settings, redis=sync))  # no CIRCLE_TOKEN: the webhook's facts only
-    try:
+    with installed(WorkerContext.build(settings, redis=sync)):  # no CIRCLE_TOKEN: the webhook's facts only
         SimpleWorker([queue], connection=sync, serializer=JSONSerializer).work(burst=True)
-    finally:
-        use_runtime(None)
     job = Job.fetch(job_id, connection=sync, serializer=JSONSerializer)
     assert job.get_status() == "finished"
     assert job.return_value() == {"event_id": workflow_payload["id"], "status": "enriched", "complete": False}

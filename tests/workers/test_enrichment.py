@@ -19,8 +19,8 @@ from tests.conftest import load_fixture
 from tests.fakes.server import running
 from tests.fakes.simulator import create_simulator
 from tests.fakes.simulator_data import Dataset
+from workers.context import WorkerContext, install
 from workers.events import process_event
-from workers.runtime import Runtime, use_runtime
 
 PAGE = 5
 JOBS = "GET /workflow/{id}/job"
@@ -41,7 +41,7 @@ def twelve_jobs() -> list[dict]:
 
 
 class World:
-    """A simulator with one workflow loaded, served over HTTP, and a Runtime pointed at it."""
+    """A simulator with one workflow loaded, served over HTTP, and a worker context pointed at it."""
 
     def __init__(self, base: str, app, redis_url: str) -> None:
         self.sim = app.state.simulator
@@ -50,7 +50,7 @@ class World:
             {"CIRCLE_TOKEN": "sim-token", "CIRCLECI_API_URL": base, "REDIS_URL": redis_url,
              "CIRCLECI_API_RATE_PER_SECOND": "1000", "CIRCLECI_API_BURST": "1000"}
         )  # fmt: skip
-        self.runtime = Runtime(self.settings, redis=self.redis)
+        self.context = WorkerContext.build(self.settings, redis=self.redis)
 
     def load(self, payload: dict, jobs: list[dict]) -> list[dict]:
         return self.sim.dataset.add_workflow_from_webhook(payload, jobs)["jobs"]
@@ -59,7 +59,7 @@ class World:
         return self.sim.call_count(*key.split(" ", 1))
 
     def enrich(self, payload: dict, *, may_defer: bool = True, received_at: str | None = None) -> dict:
-        return self.runtime.enricher.enrich(envelope(payload, received_at), may_defer=may_defer)
+        return self.context.enricher.enrich(envelope(payload, received_at), may_defer=may_defer)
 
 
 def envelope(payload: dict, received_at: str | None = None) -> dict:
@@ -78,7 +78,7 @@ def world(redis_url: str) -> Iterator[World]:
     with running(app) as base:
         w = World(base, app, redis_url)
         yield w
-        w.runtime.close()
+        w.context.close()
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ def test_a_failed_workflow_gets_every_job_and_the_failed_jobs_tests_and_artifact
 
 
 def test_failed_tests_are_cut_at_the_configured_number(world, failed_workflow) -> None:
-    world.runtime.enricher.max_failed_tests = 2
+    world.context.enricher.max_failed_tests = 2
     world.load(failed_workflow, twelve_jobs())
     tests = world.enrich(failed_workflow)["failed_jobs"][0]["tests"]
     assert len(tests["failures"]) == 2 and tests["more"] == 1 and tests["failed"] == 3
@@ -171,7 +171,7 @@ def test_a_long_429_is_raised_so_the_job_can_reschedule(world, failed_workflow) 
 def test_5xx_past_the_deadline_delivers_the_webhook_facts_marked_incomplete(world, failed_workflow) -> None:
     world.load(failed_workflow, twelve_jobs())
     world.sim.add_fault(path="/workflow/*/job", status=500, times=None)
-    world.runtime.client.transport.max_retries = 1  # the in-call retry is covered in test_circleci.py
+    world.context.client.transport.max_retries = 1  # the in-call retry is covered in test_circleci.py
     with pytest.raises(CircleCIServerError):
         world.enrich(failed_workflow, may_defer=True)
     event = world.enrich(failed_workflow, may_defer=False)
@@ -194,8 +194,8 @@ def test_a_401_is_not_retried_and_the_event_goes_on_incomplete(world, failed_wor
 def test_process_event_defers_through_the_scheduler_then_gives_up_at_the_deadline(world, failed_workflow) -> None:
     world.load(failed_workflow, twelve_jobs())
     world.sim.add_fault(path="/workflow/*/job", status=503, times=None)
-    world.runtime.client.transport.max_retries = 0
-    use_runtime(world.runtime)
+    world.context.client.transport.max_retries = 0
+    install(world.context)
     try:
         deferred = process_event(envelope(failed_workflow))
         assert deferred["status"] == "deferred" and deferred["attempt"] == 1
@@ -208,7 +208,7 @@ def test_process_event_defers_through_the_scheduler_then_gives_up_at_the_deadlin
         done = process_event(envelope(failed_workflow, received_at=long_ago))
         assert done == {"event_id": failed_workflow["id"], "status": "enriched", "complete": False}
     finally:
-        use_runtime(None)
+        install(None)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 from redis import Redis
 
 from tests.conftest import load_fixture
-from workers.dead_letters import DeadLetter, DeadLetters, excerpt
+from workers.delivery.dead_letters import DeadLetter, DeadLetters, excerpt
 from workers.store import EVENT_PREFIX, EVENTS_INDEX, RECORD_PREFIX, EventStore
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 
 from config.settings import Settings
-from workers.dead_letters import DeadLetters
+from workers.delivery.dead_letters import DeadLetters
 from workers.worker import MAINTENANCE_LOCK_SECONDS, QUEUES, ThreadWorker, Worker, WorkerProcess, build_worker
 
 pytestmark = pytest.mark.integration

@@ -40,6 +40,7 @@ from config.errors import (
     CircleCIUnreachable,
 )
 from config.settings import DEFAULT_API_URL, DEFAULT_ARTIFACT_HOSTS
+from workers.backoff import backoff
 from workers.circleci.token_scope import TokenScope
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_REDIRECTS", "CircleCITransport", "parse_retry_after"]
@@ -341,9 +342,7 @@ class CircleCITransport:
         return cls(message, status=status, method=method, path=path, details=details)
 
     def _delay(self, attempt: int) -> float:
-        """Exponential backoff with equal jitter: half fixed, half random."""
-        ceiling = min(self.max_backoff, self.backoff * 2.0**attempt)
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+        return backoff(attempt, base=self.backoff, cap=self.max_backoff, rng=self._rng)
 
     def _note_deprecation(self, response: httpx.Response, method: str, path: str) -> None:
         """Log Deprecation/Sunset headers once each, as the official CLI warns about them."""

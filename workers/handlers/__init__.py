@@ -1,10 +1,15 @@
-"""Handlers: one module per platform, and the registry that builds them from the routes file."""
+"""Handlers: one module per platform, each declaring its routes-file keys, and the registry.
+
+Adding a platform is one module here and one line in `HANDLER_TYPES`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 from config.errors import ConfigurationError
-from config.routes import HandlerConfig
-from workers.handlers.base import Handler
+from workers.handlers.base import Handler, HandlerConfig
 from workers.handlers.discord import DiscordHandler
 from workers.handlers.log import LogHandler
 from workers.handlers.pagerduty import PagerDutyHandler
@@ -13,16 +18,22 @@ from workers.handlers.slack import SlackHandler
 from workers.handlers.teams import TeamsHandler
 from workers.handlers.webhook import WebhookHandler
 
-__all__ = ["HANDLER_TYPES", "Handler", "build_handler"]
+if TYPE_CHECKING:
+    from workers.routes import Routes
 
-HANDLER_TYPES: dict[str, type[Handler]] = {
-    "slack": SlackHandler,
-    "teams": TeamsHandler,
-    "discord": DiscordHandler,
-    "pagerduty": PagerDutyHandler,
-    "webhook": WebhookHandler,
-    "python": PythonHandler,
-    "log": LogHandler,
+__all__ = ["HANDLER_TYPES", "Handler", "HandlerConfig", "build_handler", "build_handlers"]
+
+HANDLER_TYPES: Mapping[str, type[Handler]] = {
+    cls.type: cls
+    for cls in (
+        SlackHandler,
+        TeamsHandler,
+        DiscordHandler,
+        PagerDutyHandler,
+        WebhookHandler,
+        PythonHandler,
+        LogHandler,
+    )
 }
 
 
@@ -32,3 +43,8 @@ def build_handler(name: str, config: HandlerConfig) -> Handler:
     if cls is None:
         raise ConfigurationError(f"handler {name!r}, key 'type': unknown type {config.type!r}")
     return cls(name, config.options)
+
+
+def build_handlers(routes: Routes) -> dict[str, Handler]:
+    """Every handler the routes file names."""
+    return {name: build_handler(name, config) for name, config in routes.handlers.items()}

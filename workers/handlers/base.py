@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -33,10 +35,25 @@ EXCERPT_CHARS = 200
 log = structlog.get_logger(__name__)
 
 
+@dataclass(frozen=True)
+class HandlerConfig:
+    """One routes-file handler: its type and options, variables substituted; options stay out of repr (secrets)."""
+
+    name: str
+    type: str
+    options: Mapping[str, str | None] = field(repr=False)
+    line: int = 0
+
+
 class Handler:
-    """One configured destination. `render` shows what `send` would post; `send` posts it."""
+    """One configured destination. `render` shows what `send` would post; `send` posts it.
+
+    Each platform declares its routes-file keys: `required`, and `optional` with their defaults.
+    """
 
     type: ClassVar[str] = ""
+    required: ClassVar[tuple[str, ...]] = ()
+    optional: ClassVar[Mapping[str, str | None]] = {}
 
     def __init__(self, name: str, options: Mapping[str, str | None]) -> None:
         self.name = name
@@ -132,3 +149,15 @@ def post_json(
 def redact(text: str, secrets: list[str]) -> str:
     """The text on one line, without any of the secrets."""
     return re.sub(r"\s+", " ", Redactor(secrets).redact(text)).strip()
+
+
+def safe_url(url: str | None) -> str | None:
+    """The url when it is http(s) and cannot break out of a link's markup (`<url|label>`,
+    `[label](url)`): no `|`, `<`, `>` or whitespace; else None."""
+    if not url or any(c in url for c in "|<> \n\t"):
+        return None
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        return None
+    return url if scheme in ("http", "https") else None

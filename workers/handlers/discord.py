@@ -12,10 +12,10 @@ and `mention()` gives `<@id>` (workers/handlers/template.py).
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from workers.handlers.base import Handler, failed_test_lines, summary_lines
-from workers.handlers.slack import safe_url
+from workers.handlers.base import Handler, failed_test_lines, safe_url, summary_lines
 from workers.message import Message
 from workers.timestamps import parse_time
 
@@ -117,6 +117,8 @@ def _fit(e: dict[str, Any]) -> dict[str, Any]:
 
 class DiscordHandler(Handler):
     type = "discord"
+    required = ("url",)
+    optional: ClassVar[Mapping[str, str | None]] = {"template": None}
     escape = staticmethod(escape)
     mention = staticmethod(mention)
 

@@ -6,7 +6,8 @@ printed as they are and `mention()` gives `@id`.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import httpx
 import structlog
@@ -19,6 +20,7 @@ log = structlog.get_logger(__name__)
 
 class LogHandler(Handler):
     type = "log"
+    optional: ClassVar[Mapping[str, str | None]] = {"template": None}
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
         m = Message.from_event(event)

@@ -33,20 +33,21 @@ When there is no action, `render` returns `{}` and `send` posts nothing.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import httpx
 import structlog
 
 from config.redaction import REDACTED
-from config.routes import PAGERDUTY_URL, slug_forms
-from workers.enrichment import WORKFLOW_COMPLETED
-from workers.handlers.base import Handler, post_json
-from workers.handlers.slack import safe_url
+from workers.handlers.base import Handler, post_json, safe_url
+from workers.jobs import WORKFLOW_COMPLETED
 from workers.message import Message
 from workers.timestamps import parse_time
 from workers.transition import SUCCESS, is_failure
+from workers.vcs import slug_forms
 
+PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 MAX_SUMMARY = 1024
 log = structlog.get_logger(__name__)
 
@@ -124,6 +125,8 @@ def body(event: dict[str, Any], routing_key: str) -> dict[str, Any]:
 
 class PagerDutyHandler(Handler):
     type = "pagerduty"
+    required = ("routing_key",)
+    optional: ClassVar[Mapping[str, str | None]] = {"url": PAGERDUTY_URL}
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
         return body(event, REDACTED)

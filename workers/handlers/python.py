@@ -38,6 +38,7 @@ def load_callable(name: str, spec: str) -> Callable[..., Any]:
 
 class PythonHandler(Handler):
     type = "python"
+    required = ("callable",)
 
     def __init__(self, name: str, options: Mapping[str, str | None]) -> None:
         super().__init__(name, options)

@@ -13,10 +13,10 @@ top-level `text`; its output is mrkdwn, every value it prints is escaped like th
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from workers.handlers.base import Handler, failed_test_lines, summary_lines
+from workers.handlers.base import Handler, failed_test_lines, safe_url, summary_lines
 from workers.message import Message
 
 MAX_BLOCKS = 50
@@ -38,17 +38,6 @@ def mention(id: str) -> str:
     if id in SPECIAL_MENTIONS:
         return f"<!{id}>"
     return f"<!subteam^{id}>" if id.startswith("S") else f"<@{id}>"
-
-
-def safe_url(url: str | None) -> str | None:
-    """The url when it is http(s) and cannot break out of `<url|label>`, else None."""
-    if not url or any(c in url for c in "|<> \n\t"):
-        return None
-    try:
-        scheme = urlsplit(url).scheme
-    except ValueError:
-        return None
-    return url if scheme in ("http", "https") else None
 
 
 def link(label: str, url: str | None) -> str:
@@ -129,6 +118,8 @@ def blocks(m: Message, summary_text: str) -> list[dict[str, Any]]:
 
 class SlackHandler(Handler):
     type = "slack"
+    required = ("url",)
+    optional: ClassVar[Mapping[str, str | None]] = {"template": None}
     escape = staticmethod(escape)
     mention = staticmethod(mention)
 

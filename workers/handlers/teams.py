@@ -12,10 +12,10 @@ is escaped like the rest, and `mention()` is plain text `@id` for now (workers/h
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from workers.handlers.base import Handler, failed_test_lines, summary_lines
-from workers.handlers.slack import safe_url
+from workers.handlers.base import Handler, failed_test_lines, safe_url, summary_lines
 from workers.message import Link, Message
 
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -87,6 +87,8 @@ def card(m: Message, summary_text: str) -> dict[str, Any]:
 
 class TeamsHandler(Handler):
     type = "teams"
+    required = ("url",)
+    optional: ClassVar[Mapping[str, str | None]] = {"template": None}
     escape = staticmethod(escape)
     mention = staticmethod(mention)
 

@@ -22,6 +22,7 @@ EVENT_TYPE_HEADER = "circleci-events-event-type"
 
 class WebhookHandler(Handler):
     type = "webhook"
+    required = ("url", "secret")
 
     def render(self, event: dict[str, Any]) -> bytes:
         return orjson.dumps(event)

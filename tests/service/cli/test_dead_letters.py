@@ -114,7 +114,7 @@ def test_unreachable_redis_fails_in_one_line(args: tuple) -> None:
 def test_an_undecodable_job_is_listed_and_its_replay_refused_in_one_line(flow: DeliveryFlow) -> None:
     import time
 
-    from workers.dead_letters import UNDECODABLE, DeadLetter, DeadLetters
+    from workers.delivery.dead_letters import UNDECODABLE, DeadLetter, DeadLetters
 
     letter = DeadLetter("job:abc", "-", "-", UNDECODABLE, body_excerpt="RecursionError: too deep", dead_at=time.time())
     DeadLetters(flow.redis, ttl=600).put(letter)

@@ -29,10 +29,9 @@ from config.errors import (
     CircleCIUnreachable,
 )
 from config.settings import Settings
+from tests.workers.conftest import TOKEN, api_fixture
 from workers.circleci.client import CircleCIClient, parse_retry_after
 from workers.circleci.models import Job, TestResult
-
-from tests.workers.conftest import TOKEN, api_fixture
 
 SLUG = "gh/circleci/webhook-service"
 

@@ -9,9 +9,8 @@ import httpx
 import pytest
 
 from config.errors import CircleCINotFound, CircleCIServerError, CircleCITimeout, CircleCIUnauthorized
-from workers.circleci.client import CircleCIClient
-
 from tests.workers.conftest import FIXTURES
+from workers.circleci.client import CircleCIClient
 
 # The example dataset serves this payload (tests.fakes.simulator_data.Dataset.example).
 PAYLOAD = json.loads((FIXTURES / "workflow-completed.failed.github-oauth.derived.json").read_text())

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from config.routes import HandlerConfig
 from workers.handlers import Handler, build_handler
+from workers.handlers.base import HandlerConfig
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "enriched" / "workflow-completed.failed.json"
 SECRET_URL = "https://hooks.example.test/services/T000/B000/sEcReTtOkEn123"

@@ -156,7 +156,7 @@ def test_send_posts_the_real_routing_key_to_the_configured_url(
 
 
 def test_default_url_is_the_events_api(event: dict[str, Any], http: Any, requests: list) -> None:
-    from config.routes import PAGERDUTY_URL
+    from workers.handlers.pagerduty import PAGERDUTY_URL
 
     make("pagerduty", url=PAGERDUTY_URL).send(event, delivery_id="d", http=http())
     assert str(requests[0].url) == "https://events.pagerduty.com/v2/enqueue"

@@ -10,7 +10,8 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from tests.workers.handlers.conftest import hostile_event, incomplete_event, load_event, make
-from workers.handlers.slack import clip, escape, link, safe_url
+from workers.handlers.base import safe_url
+from workers.handlers.slack import clip, escape, link
 
 EVENTS = {"complete": load_event, "hostile": hostile_event, "incomplete": incomplete_event}
 

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from config.errors import ConfigurationError
-from config.routes import PAGERDUTY_URL, load_routes, slug_forms
+from workers.handlers.pagerduty import PAGERDUTY_URL
+from workers.routes import load_routes
+from workers.vcs import slug_forms
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "enriched" / "workflow-completed.failed.json"
 CONFIG = Path(__file__).parents[2] / "config"

@@ -17,8 +17,9 @@ from redis import Redis
 
 from config.errors import CircleCIEventsError
 from config.settings import Settings
-from workers import delivery
-from workers.dead_letters import UNDECODABLE, DeadLetter, DeadLetters
+from workers.delivery.dead_letters import UNDECODABLE, DeadLetter, DeadLetters
+from workers.delivery.replay import replay_dead_letter as replay_letter
+from workers.delivery.replay import replay_event
 from workers.store import EventStore
 
 # With a status filter, at most this many recent events are read to find `limit` matches.
@@ -95,7 +96,7 @@ def replay(
     """Queue the event's deliveries again; raises NotFound when the enriched event has expired."""
     if store_of(redis, settings).load(event_id) is None:
         raise NotFound(f"no enriched event {event_id!r} is stored (never received, or expired); nothing to replay")
-    queued = delivery.replay_event(redis, event_id, handler, force, settings=settings)
+    queued = replay_event(redis, event_id, handler, force, settings=settings)
     if not queued:
         raise NotFound(f"event {event_id!r} has no handlers on record; name one with a handler to replay to")
     return queued
@@ -120,7 +121,7 @@ def replay_dead_letter(redis: Redis, settings: Settings, delivery_id: str) -> st
             f"dead letter {delivery_id!r} is a job the worker could not read ({letter.body_excerpt}); "
             "there is nothing to send again: inspect it with `rq info` / the failed job registry, then purge it"
         )
-    job_id = delivery.replay_dead_letter(redis, delivery_id, settings=settings)
+    job_id = replay_letter(redis, delivery_id, settings=settings)
     if job_id is None:
         raise NotFound(f"no dead letter {delivery_id!r} (replayed, purged or expired)")
     return job_id

@@ -13,35 +13,36 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 
 import structlog
 from redis import Redis
+from rq import get_current_job
 from rq.job import Job
 
 from config.errors import DeliveryRejected, HandlerError
 from config.logging import REDACTOR
 from config.settings import Settings
-from workers.dead_letters import DeadLetter, DeadLetters
-from workers.delivery_context import DeliveryContext
-from workers.delivery_jobs import delivery_id_of, enqueue_delivery, job_id_of
-from workers.delivery_lock import DeliveryLock
+from workers.backoff import Uniform, backoff
+from workers.context import WorkerContext, current
+from workers.delivery.dead_letters import DeadLetter, DeadLetters
+from workers.delivery.jobs import delivery_id_of, enqueue_delivery, job_id_of
+from workers.delivery.lock import DeliveryLock
 from workers.store import EventStore, received_epoch
 
 log = structlog.get_logger("workers.delivery")
 
 
-def backoff_seconds(attempt: int, settings: Settings, rng: Any) -> float:
-    """Exponential backoff with jitter: base * 2^(attempt-1), capped, times a draw in [0.5, 1]."""
-    ceiling = min(settings.delivery_backoff_max_seconds, settings.delivery_backoff_base_seconds * 2 ** (attempt - 1))
-    return float(ceiling * rng.uniform(0.5, 1.0))
+def backoff_seconds(attempt: int, settings: Settings, rng: Uniform) -> float:
+    """The wait before retry number `attempt` (from 1): DELIVERY_BACKOFF_BASE_SECONDS doubling up to the max."""
+    base, cap = settings.delivery_backoff_base_seconds, settings.delivery_backoff_max_seconds
+    return backoff(attempt - 1, base=base, cap=cap, rng=rng)
 
 
 class DeliveryAttempt:
     """One run of a delivery job: check, lock, send, and record what happened."""
 
     def __init__(
-        self, context: DeliveryContext, job: Job, event_id: str, handler: str, *, force: bool, replayed_at: float | None
+        self, context: WorkerContext, job: Job, event_id: str, handler: str, *, force: bool, replayed_at: float | None
     ) -> None:
         self.context, self.settings, self.metrics = context, context.settings, context.metrics
         self.redis: Redis = job.connection
@@ -171,3 +172,13 @@ class DeliveryAttempt:
             replayed_at=self.replayed_at,
             delay=max(delay, 0.001),
         )
+
+
+def deliver(event_id: str, handler: str, *, force: bool = False, replayed_at: float | None = None) -> str:
+    """Send one event to one handler, at most once with effect; returns the outcome."""
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("deliver runs as an RQ job: queue it with fan_out or a replay")
+    context = current()
+    attempt = DeliveryAttempt(context, job, event_id, handler, force=force, replayed_at=replayed_at)
+    return attempt.run()

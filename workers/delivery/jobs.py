@@ -16,16 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
-from rq import Queue, Retry
+from rq import Queue
 from rq.exceptions import DuplicateJobError
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from config.settings import Settings
-
-DELIVER = "workers.delivery.deliver"
-# A worker killed mid-send leaves its job started; RQ's registry clean-up retries it this way.
-CRASH_RETRY = Retry(max=3, interval=[5, 30, 120])
+from workers.jobs import DELIVER, crash_retry
 
 
 def delivery_id_of(event_id: str, handler: str) -> str:
@@ -66,7 +63,7 @@ def enqueue_delivery(
         timeout=int(settings.delivery_timeout_seconds * 4 + 20),
         result_ttl=ttl,
         failure_ttl=ttl,
-        retry=CRASH_RETRY,
+        retry=crash_retry(),
         status=JobStatus.SCHEDULED if delay > 0 else JobStatus.QUEUED,
     )
     job.enqueue_at_front = True  # before the next events' enrichment, also when the scheduler queues it

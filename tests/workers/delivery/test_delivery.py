@@ -31,9 +31,11 @@ from config.settings import Settings
 from tests.conftest import load_fixture
 from tests.fakes.server import running
 from tests.fakes.sink import Sink, create_sink
-from workers.dead_letters import DeadLetters
-from workers.delivery import fan_out, job_id_of, replay_dead_letter, replay_event
-from workers.delivery_context import DeliveryContext, build_context, http_client, use_context
+from workers.context import WorkerContext, current, installed
+from workers.delivery.dead_letters import DeadLetters
+from workers.delivery.fan_out import fan_out
+from workers.delivery.jobs import job_id_of
+from workers.delivery.replay import replay_dead_letter, replay_event
 from workers.store import EventStore
 from workers.worker import QUEUES, build_worker, serve_metrics
 
@@ -138,8 +140,8 @@ def deliveries(redis_url: str) -> Iterator[Deliveries]:
     redis = Redis.from_url(redis_url)
     with running(app) as base_url:
         handlers = {name: SinkHandler(name, base_url + path) for name, path in PATHS.items()}
-        context = DeliveryContext(settings, handlers, http_client(settings), rng=random.Random(7))
-        with use_context(context):
+        context = WorkerContext.build(settings, redis=redis, handlers=handlers, rng=random.Random(7))
+        with installed(context):
             yield Deliveries(redis, app.state.sink, settings)
         context.close()
     redis.close()
@@ -281,9 +283,7 @@ def test_a_replay_renders_with_the_handlers_of_the_time_of_sending(deliveries: D
     deliveries.sink.add_fault(kind="bad_request", path=PATHS["ops"], times=None)
     fan_out(deliveries.redis, event, ["ops"])
     deliveries.run()
-    from workers.delivery_context import get_context
-
-    get_context().handlers["ops"].url = get_context().handlers["audit"].url  # type: ignore[attr-defined]  # the fix
+    current().handlers["ops"].url = current().handlers["audit"].url  # type: ignore[attr-defined]  # the fix
     replay_dead_letter(deliveries.redis, f"{event['event_id']}:ops")
     deliveries.run()
     assert deliveries.posts("audit") == 1
@@ -333,15 +333,13 @@ def test_the_job_logs_carry_the_delivery_ids(deliveries: Deliveries, event: dict
 
 
 def test_metrics_count_outcomes_attempts_and_time_to_delivery(deliveries: Deliveries, event: dict) -> None:
-    from workers.delivery_context import get_context
-
     deliveries.sink.add_fault(path=PATHS["ops"], status=500)
     fan_out(deliveries.redis, event, ["ops"])
     deliveries.run()
     fan_out(deliveries.redis, make_event(event_id="other"), ["ops"])
     replay_event(deliveries.redis, event["event_id"], "ops")
     deliveries.run()
-    registry = get_context().metrics.registry
+    registry = current().metrics.registry
 
     def value(name: str, **labels: str) -> float | None:
         return registry.get_sample_value(name, labels)
@@ -377,7 +375,7 @@ def test_a_worker_serves_its_delivery_metrics(deliveries: Deliveries, event: dic
     with socket.socket() as taken:  # another worker on this host holds the first port
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        server = serve_metrics(taken.getsockname()[1])
+        server = serve_metrics(current().metrics.registry, taken.getsockname()[1])
         assert server is not None
         try:
             assert server.server_port != taken.getsockname()[1]
@@ -401,8 +399,8 @@ def test_the_handlers_of_a_routes_file_deliver_through_the_shared_client(redis_u
     redis = Redis.from_url(redis_url)
     with running(app) as base_url:
         environ = {"REDIS_URL": redis_url, "ROUTES_FILE": str(routes), "SINK": base_url, "AUDIT_SECRET": "s3cret"}
-        context = build_context(Settings.from_environ(environ), environ)
-        with use_context(context):
+        context = WorkerContext.build(Settings.from_environ(environ), redis=redis)
+        with installed(context):
             deliveries = Deliveries(redis, app.state.sink, context.settings)
             event = make_event()
             fan_out(redis, event, ["ops", "audit"])

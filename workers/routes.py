@@ -10,9 +10,10 @@ subscriptions:
 ```
 
 `${VAR}` and `${VAR:-default}` are taken from the `environ` mapping the caller passes (the
-environment, read by `config.settings`). Every mistake is a ConfigurationError naming the
-file, the handler or subscription, the key and the line. Match values are globs (fnmatch,
-case-sensitive) unless written `/like this/` (a regex that must match the whole value).
+environment, as `Settings.environ` holds it). Every mistake is a ConfigurationError naming the
+file, the handler or subscription, the key and the line. A handler's keys are the ones its
+class declares (workers/handlers/). Match values are globs (fnmatch, case-sensitive) unless
+written `/like this/` (a regex that must match the whole value).
 """
 
 from __future__ import annotations
@@ -27,38 +28,12 @@ from typing import Any
 import yaml
 
 from config.errors import ConfigurationError
+from workers.handlers import HANDLER_TYPES, build_handler
+from workers.handlers.base import HandlerConfig
+from workers.vcs import slug_forms
 
-PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
-# type -> (required keys, optional keys with defaults)
-HANDLER_KEYS: dict[str, tuple[frozenset[str], dict[str, str | None]]] = {
-    "slack": (frozenset({"url"}), {"template": None}),
-    "teams": (frozenset({"url"}), {"template": None}),
-    "discord": (frozenset({"url"}), {"template": None}),
-    "webhook": (frozenset({"url", "secret"}), {}),
-    "pagerduty": (frozenset({"routing_key"}), {"url": PAGERDUTY_URL}),
-    "python": (frozenset({"callable"}), {}),
-    "log": (frozenset(), {"template": None}),
-}
 MATCH_KEYS = ("events", "projects", "branches", "tags", "workflows", "jobs", "statuses", "transitions")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SLUG_FORMS = {"github": "gh", "gh": "github", "bitbucket": "bb", "bb": "bitbucket"}
-
-
-def slug_forms(slug: str) -> tuple[str, ...]:
-    """The slug as sent and its other form: `github/acme/api` ↔ `gh/acme/api`, `bitbucket/` ↔ `bb/`."""
-    vcs, sep, rest = slug.partition("/")
-    other = _SLUG_FORMS.get(vcs)
-    return (slug, f"{other}/{rest}") if other and sep else (slug,)
-
-
-@dataclass(frozen=True)
-class HandlerConfig:
-    """One handler's type and options, variables substituted; the options stay out of repr (secrets)."""
-
-    name: str
-    type: str
-    options: Mapping[str, str | None] = field(repr=False)
-    line: int = 0
 
 
 @dataclass(frozen=True)
@@ -198,7 +173,6 @@ class _Reader:
             name: self.handler(name, k, v) for name, (k, v) in self.mapping(top["handlers"][1], "handlers").items()
         }
         if check is None:
-            from workers.handlers import build_handler
 
             def check(config: HandlerConfig) -> object:
                 return build_handler(config.name, config)
@@ -224,10 +198,10 @@ class _Reader:
         if "type" not in items:
             raise self.error(key_node, where, "missing key 'type'")
         kind = self.scalar(items["type"][1], f"{where}, key 'type'")
-        if kind not in HANDLER_KEYS:
-            known = ", ".join(HANDLER_KEYS)
+        if kind not in HANDLER_TYPES:
+            known = ", ".join(HANDLER_TYPES)
             raise self.error(items["type"][1], f"{where}, key 'type'", f"unknown type {kind!r} (expected {known})")
-        required, optional = HANDLER_KEYS[kind]
+        required, optional = frozenset(HANDLER_TYPES[kind].required), HANDLER_TYPES[kind].optional
         options: dict[str, str | None] = dict(optional)
         for key, (k, v) in items.items():
             if key == "type":

@@ -1,0 +1,162 @@
+"""The worker process's one context: everything its jobs share, built once from the settings.
+
+    context = WorkerContext.build(settings)   Redis, the routes and their handlers, the API client
+                                              and its shared budget, the enricher, the handlers'
+                                              HTTP client, the delivery metrics
+    install(context)                          what `current()` returns from now on, in every thread
+    current()                                 the installed context (jobs call this)
+
+RQ jobs take JSON arguments, so a job cannot be handed the context: `run_worker` builds it from
+the Settings it is given and installs it before the first job; tests install their own with
+`installed(context)`. Nothing here reads the environment; the routes file's `${VAR}` come from
+`settings.environ`. Building an httpx client costs ~27 ms of CPU (it loads the certificate
+bundle), more than a job's calls, so each is built once here and shared by every worker thread.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import httpx
+from redis import Redis
+
+from config.errors import ConfigurationError
+from config.logging import REDACTOR
+from config.settings import Settings
+from workers.circleci.budget import ApiBudget
+from workers.circleci.cache import ApiCache
+from workers.circleci.client import CircleCIClient
+from workers.connection import connect
+from workers.enrichment import Enricher, count_api_call
+from workers.handlers import Handler, build_handlers
+from workers.metrics import DeliveryMetrics
+from workers.routes import Routes, load_routes
+from workers.transition import TransitionStore
+
+# A job may sleep this long for CircleCI before it reschedules itself instead.
+API_MAX_WAIT_SECONDS = 5.0
+API_CALL_DEADLINE_SECONDS = 15.0
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    redis: Redis
+    routes: Routes | None  # None: a context built by hand around some handlers (tests), routing nothing
+    handlers: Mapping[str, Handler]
+    http: httpx.Client  # every handler sends through it
+    enricher: Enricher
+    client: CircleCIClient | None = None  # None without CIRCLE_TOKEN: events go on with the webhook's facts
+    pool: ThreadPoolExecutor | None = None
+    metrics: DeliveryMetrics = field(default_factory=DeliveryMetrics)
+    rng: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        redis: Redis | None = None,
+        api_transport: httpx.BaseTransport | None = None,
+        handlers: Mapping[str, Handler] | None = None,
+        rng: random.Random | None = None,
+    ) -> WorkerContext:
+        """Everything a worker's jobs need; a broken routes file raises ConfigurationError here.
+
+        `handlers` replaces the routes file (then nothing is routed); `api_transport` is the
+        httpx transport under the API client (tests).
+        """
+        routes = None
+        if handlers is None:
+            routes = load_routes(settings.routes_file, settings.environ)
+            handlers = build_handlers(routes)
+            # from here on no log line of this process shows a handler's URL, key or signing secret
+            REDACTOR.add(secret for handler in handlers.values() for secret in handler.secrets())
+        if redis is None:
+            if not settings.redis_url:
+                raise ConfigurationError("REDIS_URL is not set: point it at Redis, e.g. redis://127.0.0.1:6379/0")
+            redis = connect(settings.redis_url)
+        budget = ApiBudget(redis, per_second=settings.api_rate_per_second, burst=settings.api_burst)
+
+        def before_api_request() -> None:
+            budget.take()
+            count_api_call()
+
+        client = None
+        if settings.circle_token is not None:
+            client = CircleCIClient.from_settings(
+                settings,
+                transport=api_transport,
+                before_request=before_api_request,
+                deadline=API_CALL_DEADLINE_SECONDS,
+                max_wait=API_MAX_WAIT_SECONDS,
+            )
+        pool = ThreadPoolExecutor(settings.enrich_concurrency, thread_name_prefix="enrich")
+        enricher = Enricher(
+            client,
+            cache=ApiCache(redis, ttl_seconds=settings.api_cache_ttl_seconds),
+            transitions=TransitionStore(redis, ttl_seconds=settings.transition_ttl_seconds),
+            pool=pool,
+            max_failed_tests=settings.enrich_max_failed_tests,
+            max_artifacts=settings.enrich_max_artifacts,
+            successful_jobs=settings.enrich_successful_jobs,
+        )
+        return cls(
+            settings=settings,
+            redis=redis,
+            routes=routes,
+            handlers=handlers,
+            http=http_client(settings),
+            enricher=enricher,
+            client=client,
+            pool=pool,
+            rng=rng or random.Random(),
+        )
+
+    def close(self) -> None:
+        self.http.close()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False)
+        if self.client is not None:
+            self.client.close()
+
+
+def http_client(settings: Settings) -> httpx.Client:
+    """The one client every handler sends through: explicit timeouts, no redirects followed."""
+    timeout = settings.delivery_timeout_seconds
+    return httpx.Client(
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+        follow_redirects=False,
+        headers={"user-agent": "circleci-events"},
+    )
+
+
+_current: WorkerContext | None = None
+
+
+def current() -> WorkerContext:
+    """The installed context; jobs run only inside a worker that installed one."""
+    if _current is None:
+        raise RuntimeError("no worker context is installed: jobs run inside `circleci-events worker`")
+    return _current
+
+
+def install(context: WorkerContext | None) -> WorkerContext | None:
+    """Make `context` the process's (None: none); returns the one it replaces."""
+    global _current
+    previous, _current = _current, context
+    return previous
+
+
+@contextmanager
+def installed(context: WorkerContext) -> Iterator[WorkerContext]:
+    """`context` is current inside the block; the previous one after."""
+    previous = install(context)
+    try:
+        yield context
+    finally:
+        install(previous)
