@@ -27,10 +27,10 @@ from typing import Any
 import click
 import httpx
 
-from service.child_process import die_with_parent
+from service.cli.child_process import die_with_parent
 from service.cli.common import EXIT_USAGE, clear_errors, fail
 from service.cli.demo_events import WEBHOOK_SECRET_VAR, Scenario, describe, routes_yaml, scenarios
-from service.embedded_redis import EmbeddedRedis
+from service.cli.embedded_redis import EmbeddedRedis
 from service.signature import sign
 
 SCRUBBED = ("REDIS_URL", "CIRCLE", "ROUTES_FILE", "ADMIN_TOKEN", "WORKER_METRICS_PORT", "PORT", "HOST")

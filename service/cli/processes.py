@@ -77,7 +77,7 @@ def worker(burst: bool) -> None:
 @clear_errors
 def run() -> None:
     """Web, workers and the scheduler in one command; an embedded Redis when REDIS_URL is unset."""
-    from service.embedded_redis import EmbeddedRedis
+    from service.cli.embedded_redis import EmbeddedRedis
 
     settings = load_settings()
     settings.require_webhook_secrets()

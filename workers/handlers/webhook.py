@@ -2,22 +2,29 @@
 
 Headers: `circleci-events-signature: v1=<hex HMAC-SHA256 of the exact body bytes>` keyed with
 the handler's `secret`, `circleci-events-delivery-id`, `circleci-events-event-type`. Receivers
-verify it like CircleCI's own signature (see service/signature.py).
+verify it like CircleCI's own signature: the same scheme as the `circleci-signature` our
+receiver checks (service/signature.py, which a test runs against `sign` here).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 import httpx
 import orjson
 
-from service.signature import sign
 from workers.handlers.base import Handler, post_json
 
 SIGNATURE_HEADER = "circleci-events-signature"
 DELIVERY_HEADER = "circleci-events-delivery-id"
 EVENT_TYPE_HEADER = "circleci-events-event-type"
+
+
+def sign(body: bytes, secret: str) -> str:
+    """`v1=<lowercase hex HMAC-SHA256 of body>`, keyed with the secret's UTF-8 bytes."""
+    return "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 class WebhookHandler(Handler):

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from config.errors import ConfigurationError
-from service.embedded_redis import EmbeddedRedis, bundled_redis_server
+from service.cli.embedded_redis import EmbeddedRedis, bundled_redis_server
 
 
 def no_redis_on_path(name: str) -> str | None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from config.errors import ConfigurationError
-from service.child_process import die_with_parent
+from service.cli.child_process import die_with_parent
 
 NOT_KEPT = "it keeps nothing across restarts (set REDIS_URL to use your own)"
 
