@@ -3,7 +3,7 @@
     python -m bench.e2e [--events 50] [--latency-ms 20]
 
 One worker, the simulator answering every call after `latency-ms`, and the local sink
-(`python -m tests.fakes.sink`) as the only handler's Slack URL. Events go one at a time; the
+(`circleci-events sink`) as the only handler's Slack URL. Events go one at a time; the
 time is the sink's arrival clock minus the POST's start (both on this machine's clock). The
 lower bound is the enrichment's critical path: 2 sequential API calls x latency (page size 20).
 """
@@ -65,7 +65,7 @@ def webhook_to_sink(run: Run, latency_ms: float, count: int) -> dict[str, Any]:
     sim_proc, sim = run.start_simulator(latency_ms)
     sink_port, web_port = free_port(), free_port()
     sink_proc = run.procs.start(
-        "sink", [sys.executable, "-m", "tests.fakes.sink", "--port", str(sink_port)], cpu=run.last_cpu,
+        "sink", [sys.executable, "-m", "service.cli", "sink", "--port", str(sink_port)], cpu=run.last_cpu,
         env=run.env(0),
     )  # fmt: skip
     env = run.env(sim.base_url.port or 0, PORT=str(web_port), ROUTES_FILE=str(routes_file(run.tmp, sink_port)))

@@ -3,7 +3,7 @@
     python -m bench.worker [--runs 3] [--events 200] [--latency-ms 20] [--concurrency 4] [--json PATH]
 
 Every run starts its own redis-server and, per phase, the CircleCI simulator
-(`python -m tests.fakes.simulator`) and `python -m service.cli worker` processes (each running
+(`circleci-events simulator`) and `python -m service.cli worker` processes (each running
 WORKER_CONCURRENCY jobs at once). Worker i is pinned to CPU i; redis, the simulator and the web
 process share the last CPU. Each event is a 12-job workflow (10 successful jobs, 2 failed ones
 with 5 tests, 3 of them failing, and an artifact), with its own workflow id and job numbers so
@@ -208,7 +208,7 @@ class Run:
         port = free_port()
         process = self.procs.start(
             "simulator",
-            [sys.executable, "-m", "tests.fakes.simulator", "--port", str(port), "--latency-ms", str(latency_ms),
+            [sys.executable, "-m", "service.cli", "simulator", "--port", str(port), "--latency-ms", str(latency_ms),
              "--page-size", str(self.args.page_size), "--token", TOKEN, "--empty"],
             cpu=self.last_cpu, env=dict(os.environ),
         )  # fmt: skip

@@ -12,6 +12,7 @@ from service.cli.events import events
 from service.cli.preview import preview
 from service.cli.processes import run, web, worker
 from service.cli.send_test_event import send_test_event
+from service.cli.simulators import simulator, sink
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,7 +20,20 @@ def main() -> None:
     """Receive CircleCI webhooks, enrich them and route them to the teams that act on them."""
 
 
-for command in (web, worker, run, api, check_config, preview, send_test_event, events, dead_letters, demo):
+for command in (
+    web,
+    worker,
+    run,
+    api,
+    check_config,
+    preview,
+    send_test_event,
+    events,
+    dead_letters,
+    demo,
+    simulator,
+    sink,
+):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -1,7 +1,7 @@
 """`circleci-events demo`: from a signed webhook to a rendered chat message, on this machine only.
 
-It starts an embedded Redis, the local CircleCI simulator and a chat sink (both from the
-repository's tests/fakes), `web` and one `worker`, posts three signed workflow events (a
+It starts an embedded Redis, the local CircleCI simulator and a chat sink (`circleci-events
+simulator` and `sink`), `web` and one `worker`, posts three signed workflow events (a
 success, a failure with failed tests, the fix), waits for each to reach the sink and prints
 what arrived. Everything it starts is stopped and its temporary folder removed on the way out.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import shutil
 import signal
@@ -19,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,29 +26,19 @@ from typing import Any
 import click
 import httpx
 
+from config.settings import Settings
 from service.cli.child_process import die_with_parent
-from service.cli.common import EXIT_USAGE, clear_errors, fail
+from service.cli.common import clear_errors, fail
 from service.cli.demo_events import WEBHOOK_SECRET_VAR, Scenario, describe, routes_yaml, scenarios
 from service.cli.embedded_redis import EmbeddedRedis
 from service.signature import sign
+from service.simulators.circleci_data import SAMPLES
 
 SCRUBBED = ("REDIS_URL", "CIRCLE", "ROUTES_FILE", "ADMIN_TOKEN", "WORKER_METRICS_PORT", "PORT", "HOST")
 
 
 class DemoError(Exception):
     """Something did not start or did not arrive in time; the message says what."""
-
-
-def repository_root(module: Path) -> Path:
-    """The checkout this module runs from; the demo needs its tests/fakes and tests/fixtures."""
-    root = module.resolve().parents[2]
-    if not (root / "tests" / "fakes" / "simulator.py").is_file():
-        fail(
-            f"demo needs a clone of the repository (no tests/fakes under {root}): "
-            "git clone the project and run `make run` / `circleci-events demo` there",
-            EXIT_USAGE,
-        )
-    return root
 
 
 def free_port() -> int:
@@ -61,8 +50,8 @@ def free_port() -> int:
 class Stack:
     """The demo's processes and folder; `close()` stops them (newest first) and removes the folder."""
 
-    def __init__(self, root: Path, deadline: float) -> None:
-        self.root, self.deadline = root, deadline
+    def __init__(self, environ: Mapping[str, str], deadline: float) -> None:
+        self.environ, self.deadline = environ, deadline
         self.tmp = Path(tempfile.mkdtemp(prefix="circleci-events-demo-"))
         self.redis = EmbeddedRedis()
         self.children: dict[str, subprocess.Popen[bytes]] = {}
@@ -72,7 +61,7 @@ class Stack:
         with (self.tmp / f"{name}.log").open("ab") as log:
             self.children[name] = subprocess.Popen(
                 [sys.executable, "-m", module, *args],
-                cwd=self.root,
+                cwd=self.tmp,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -144,9 +133,9 @@ def run_demo(stack: Stack) -> None:
     routes.write_text(routes_yaml(sink))
     redis_url = stack.redis.start()
     click.echo(f"demo: started {stack.redis.describe()}", err=True)
-    stack.start("simulator", "tests.fakes.simulator", "--port", str(sim_port), "--token", token, "--empty")
-    stack.start("sink", "tests.fakes.sink", "--port", str(sink_port), "--print")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED)}
+    stack.start("simulator", "service.cli", "simulator", "--port", str(sim_port), "--token", token, "--empty")
+    stack.start("sink", "service.cli", "sink", "--port", str(sink_port), "--print")
+    env = {k: v for k, v in stack.environ.items() if not k.startswith(SCRUBBED)}
     env |= {
         "REDIS_URL": redis_url, "CIRCLE_TOKEN": token, "CIRCLECI_API_URL": f"{sim}/api/v2",
         "ROUTES_FILE": str(routes), "CIRCLECI_WEBHOOK_SECRETS": webhook_secret, WEBHOOK_SECRET_VAR: handler_secret,
@@ -160,7 +149,7 @@ def run_demo(stack: Stack) -> None:
     stack.wait(lambda: stack.http.get(f"{web}/healthz").status_code == 200, "the web process starting")
     click.echo(f"demo: processes (pid): {stack.pids()}", err=True)
     click.echo(f"demo: receiving on {web}/webhooks/circleci; CircleCI simulator {sim}; chat sink {sink}\n", err=True)
-    for number, scenario in enumerate(scenarios(stack.root / "tests" / "fixtures"), 1):
+    for number, scenario in enumerate(scenarios(SAMPLES), 1):
         _deliver(stack, sim, web, webhook_secret, scenario)
         stack.wait(partial(_arrived, stack, sink, "/slack/demo", number), f"Slack message {number}")
         stack.wait(partial(_arrived, stack, sink, "/webhook/demo", number), f"webhook post {number}")
@@ -191,8 +180,7 @@ def _deliver(stack: Stack, sim: str, web: str, secret: str, scenario: Scenario) 
 @clear_errors
 def demo(timeout: float) -> None:
     """Post a success, a failure and its fix to a local stack and print the notifications; no accounts needed."""
-    root = repository_root(Path(__file__))
-    stack = Stack(root, time.monotonic() + timeout)
+    stack = Stack(Settings.from_environ().environ, time.monotonic() + timeout)
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the children
     error = None
     try:

@@ -1,7 +1,7 @@
 """What `circleci-events demo` sends and shows: three workflows on main, the routes, the printout.
 
-The events come from the repository's webhook fixtures (tests/fixtures): a success, a
-failure with failed tests and artifacts, then the fix on a newer pipeline, so the
+The events come from the webhook samples shipped with the package (service/simulators/samples):
+a success, a failure with failed tests and artifacts, then the fix on a newer pipeline, so the
 transitions read first_seen, broken, fixed. Each workflow is loaded into the simulator with
 its jobs first, so enrichment finds them.
 """

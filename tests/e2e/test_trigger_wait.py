@@ -13,10 +13,10 @@ import uuid
 import httpx
 import redis
 
+from service.simulators.circleci import create_simulator
+from service.simulators.circleci_data import Dataset
 from tests.conftest import fresh, load_fixture
-from tests.fakes.server import running
-from tests.fakes.simulator import create_simulator
-from tests.fakes.simulator_data import Dataset
+from tests.server import running
 from tests.service.conftest import signed
 
 PAYLOAD = fresh(load_fixture("workflow-completed.failed.github-oauth.derived.json"))

@@ -32,12 +32,12 @@ from typing import Any
 import httpx
 import pytest
 
+from service.simulators.circleci import create_simulator
+from service.simulators.circleci_data import Dataset
+from service.simulators.sink import create_sink
 from tests.conftest import SECRET, RedisServer, free_port, fresh, load_fixture
 from tests.e2e.processes import Service, cli
-from tests.fakes.server import running
-from tests.fakes.simulator import create_simulator
-from tests.fakes.simulator_data import Dataset
-from tests.fakes.sink import create_sink
+from tests.server import running
 from tests.service.conftest import signed
 
 TOKEN = "reliability-circle-token"

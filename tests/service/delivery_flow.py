@@ -23,9 +23,9 @@ from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from config.settings import Settings
+from service.simulators.sink import Sink, create_sink
 from tests.conftest import load_fixture
-from tests.fakes.server import running
-from tests.fakes.sink import Sink, create_sink
+from tests.server import running
 from workers.context import WorkerContext, installed
 from workers.delivery.fan_out import fan_out
 

@@ -71,8 +71,8 @@ def live_simulator(clock: FakeClock):
 
     Yields (simulator control object, base URL, client); the client sleeps on the fake clock.
     """
-    from tests.fakes.server import running
-    from tests.fakes.simulator import create_simulator
+    from service.simulators.circleci import create_simulator
+    from tests.server import running
 
     app = create_simulator(page_size=2, token=SIM_TOKEN)
     with running(app) as base_url:

@@ -15,10 +15,10 @@ from rq.serializers import JSONSerializer
 
 from config.errors import CircleCIRateLimited, CircleCIServerError
 from config.settings import Settings
+from service.simulators.circleci import create_simulator
+from service.simulators.circleci_data import Dataset
 from tests.conftest import load_fixture
-from tests.fakes.server import running
-from tests.fakes.simulator import create_simulator
-from tests.fakes.simulator_data import Dataset
+from tests.server import running
 from workers.context import WorkerContext, install
 from workers.events import process_event
 

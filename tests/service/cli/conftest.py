@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.fakes.server import running
-from tests.fakes.simulator import create_simulator
-from tests.fakes.simulator_data import Dataset
+from service.simulators.circleci import create_simulator
+from service.simulators.circleci_data import Dataset
+from tests.server import running
 
 SIM_TOKEN = "sim-token"
 

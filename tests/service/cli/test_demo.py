@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from service.cli.demo import repository_root
-
 ENTRY_POINT = Path(sys.executable).with_name("circleci-events")
 
 
@@ -47,11 +45,3 @@ def test_demo_prints_the_three_notifications_and_stops_every_process() -> None:
     pids = [int(p) for p in re.findall(r" (\d+)(?:,|$)", pids_line)]
     assert len(pids) == 5, pids_line  # redis-server, simulator, sink, web, worker
     assert [pid for pid in pids if alive(pid)] == []
-
-
-def test_demo_outside_a_clone_says_so_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        repository_root(tmp_path / "site-packages" / "service" / "cli" / "demo.py")
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "demo needs a clone of the repository" in err[0]

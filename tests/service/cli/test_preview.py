@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from service.simulators.sink import Sink, create_sink
 from tests.conftest import FIXTURES, load_fixture
-from tests.fakes.server import running
-from tests.fakes.sink import Sink, create_sink
+from tests.server import running
 from tests.service.cli.conftest import assert_one_clear_line, run_cli
 
 ENRICHED = FIXTURES / "enriched" / "workflow-completed.failed.json"

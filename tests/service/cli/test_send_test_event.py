@@ -10,7 +10,7 @@ import pytest
 from config.settings import Settings
 from service.app import create_app
 from tests.conftest import SECRET
-from tests.fakes.server import running
+from tests.server import running
 from tests.service.cli.conftest import assert_one_clear_line, run_cli
 
 pytestmark = pytest.mark.integration

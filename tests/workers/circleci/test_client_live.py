@@ -12,7 +12,7 @@ from config.errors import CircleCINotFound, CircleCIServerError, CircleCITimeout
 from tests.workers.conftest import FIXTURES
 from workers.circleci.client import CircleCIClient
 
-# The example dataset serves this payload (tests.fakes.simulator_data.Dataset.example).
+# The example dataset serves this payload (service.simulators.circleci_data.Dataset.example).
 PAYLOAD = json.loads((FIXTURES / "workflow-completed.failed.github-oauth.derived.json").read_text())
 WEBHOOK_SLUG = PAYLOAD["project"]["slug"]
 API_SLUG = "gh/circleci/webhook-service"

@@ -28,9 +28,9 @@ from structlog.testing import capture_logs
 
 from config.errors import DeliveryRejected, DeliveryRetryable
 from config.settings import Settings
+from service.simulators.sink import Sink, create_sink
 from tests.conftest import load_fixture
-from tests.fakes.server import running
-from tests.fakes.sink import Sink, create_sink
+from tests.server import running
 from workers.context import WorkerContext, current, installed
 from workers.delivery.dead_letters import DeadLetters
 from workers.delivery.fan_out import fan_out

@@ -15,15 +15,14 @@ import json
 import re
 from datetime import datetime
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
 from jsonschema import Draft4Validator, FormatChecker
 
-from tests.fakes.simulator_api import OPERATIONS
+from service.simulators.circleci_api import OPERATIONS
+from tests.conftest import FIXTURES
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
 SPEC = json.loads((FIXTURES / "openapi-v2.json").read_text())
 _DROPPED = {"description", "example", "examples", "title", "x-codeSamples", "xml"}
 

@@ -1,6 +1,6 @@
 """A local chat sink: records every message posted to it and fails on demand, per path.
 
-    python -m tests.fakes.sink --port 8766 [--print]
+    circleci-events sink --port 8766 [--print]
 
 Any POST or PUT outside /_sink is a message: it is recorded on arrival (path, headers, JSON or
 text body, and the status answered, 0 until then) and answered 200 "ok" the way Slack's
@@ -19,7 +19,6 @@ incoming webhooks answer, unless a fault matches. Control endpoints:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import fnmatch
 import json
@@ -214,19 +213,3 @@ def describe(received: Received) -> str:
     elif body is not None:
         lines.append(str(body)[:2000])
     return "\n".join([head, *("    " + line for text in lines for line in text.splitlines())])
-
-
-def main(argv: list[str] | None = None) -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser(description="A local chat sink that records and fails on demand.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8766)
-    parser.add_argument("--print", action="store_true", help="print each message received, readably")
-    args = parser.parse_args(argv)
-    on_receive = (lambda r: print(describe(r), flush=True)) if args.print else None
-    uvicorn.run(create_sink(on_receive=on_receive), host=args.host, port=args.port, log_level="warning")
-
-
-if __name__ == "__main__":
-    main()

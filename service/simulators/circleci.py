@@ -1,7 +1,7 @@
 """A local CircleCI API v2: the operations workers/circleci.py calls, with pagination,
 latency, fault injection and call counts. Start it with one command:
 
-    python -m tests.fakes.simulator --port 8765 [--latency-ms 20] [--page-size N] [--token T]
+    circleci-events simulator --port 8765 [--latency-ms 20] [--page-size N] [--token T] [--empty]
 
 The API answers at / and at /api/v2 (so CIRCLECI_API_URL=http://127.0.0.1:8765/api/v2 works).
 Control endpoints (no token needed):
@@ -17,7 +17,6 @@ Control endpoints (no token needed):
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import fnmatch
@@ -34,8 +33,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from tests.fakes import simulator_api
-from tests.fakes.simulator_data import Dataset
+from service.simulators import circleci_api as simulator_api
+from service.simulators.circleci_data import Dataset
 
 __all__ = ["Fault", "Simulator", "create_simulator"]
 
@@ -253,27 +252,3 @@ def create_simulator(
     app = Starlette(routes=[*control, Mount("/api/v2", routes=api), *api])
     app.state.simulator = sim
     return app
-
-
-def main(argv: list[str] | None = None) -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser(prog="python -m tests.fakes.simulator", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--page-size", type=int, default=20)
-    parser.add_argument("--token", default="sim-token", help="expected Circle-Token; '' accepts any")
-    parser.add_argument("--empty", action="store_true", help="start without the example dataset")
-    args = parser.parse_args(argv)
-    app = create_simulator(
-        Dataset() if args.empty else None,
-        page_size=args.page_size,
-        latency=args.latency_ms / 1000,
-        token=args.token or None,
-    )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
-
-
-if __name__ == "__main__":
-    main()

@@ -6,8 +6,8 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from tests.fakes.server import running
-from tests.fakes.sink import Received, SinkFault, create_sink, describe
+from service.simulators.sink import Received, SinkFault, create_sink, describe
+from tests.server import running
 
 
 @pytest.fixture

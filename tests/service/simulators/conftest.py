@@ -12,10 +12,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from config.errors import CircleCINotFound
-from tests.fakes.simulator import create_simulator
+from service.simulators.circleci import create_simulator
+from tests.conftest import FIXTURES
 from workers.circleci.client import CircleCIClient
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
 SLUG = "gh/circleci/webhook-service"
 
 

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from tests.fakes.simulator_data import now, short_slug, stable_id
+from service.simulators.circleci_data import now, short_slug, stable_id
 
 if TYPE_CHECKING:
-    from tests.fakes.simulator import Simulator
+    from service.simulators.circleci import Simulator
 
 PROVIDERS = {"github", "gh", "bitbucket", "bb", "circleci"}
 
@@ -43,7 +43,7 @@ def _create_pipeline(sim: Simulator, slug: str, branch: str | None, tag: str | N
     if slug not in data.projects:
         return _not_found("Project not found")
     mine = [p for p in data.pipelines.values() if p["project_slug"] == slug]
-    created = {
+    created: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "state": "created",
         "number": max((p["number"] for p in mine), default=0) + 1,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from tests.fakes.simulator import create_simulator
-from tests.fakes.simulator_data import Dataset
+from service.simulators.circleci import create_simulator
+from service.simulators.circleci_data import Dataset
 
 AUTH = {"Circle-Token": "t"}
 

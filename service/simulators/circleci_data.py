@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
+# webhook samples shipped with the package (copies of tests/fixtures/), for the example dataset and the demo
+SAMPLES = Path(__file__).parent / "samples"
 _IDS = uuid.UUID("9c7d8a3e-3f0e-4c55-9a57-5b1f1e0c2d11")  # namespace for stable ids
 _SHORT = {"github": "gh", "bitbucket": "bb"}
 _TRIGGERS = {"schedule": "scheduled_pipeline", "scheduled_pipeline": "scheduled_pipeline", "api": "api"}
@@ -293,10 +294,10 @@ class Dataset:
 
     @classmethod
     def example(cls) -> Dataset:
-        """A failed workflow from tests/fixtures (build, test with a failure, an approval job),
+        """A failed workflow from the samples (build, test with a failure, an approval job),
         an org context with two variables, project variables, a checkout key and a flaky test."""
         data = cls()
-        payload = json.loads((FIXTURES / "workflow-completed.failed.github-oauth.derived.json").read_text())
+        payload = json.loads((SAMPLES / "workflow-completed.failed.github-oauth.derived.json").read_text())
         data.add_workflow_from_webhook(
             payload,
             jobs=[
