@@ -1,6 +1,8 @@
 """Python handler: calls the configured `module:function(event, log)` with the enriched event.
 
-The function is imported once, when the handler is built (at load time). `log` is a structlog
+The function is imported once, when the handler is built (at load time). Its module cannot be
+named `config`, `service` or `workers` (nor live in a package of those names): in the worker
+those are this project's own packages, so yours would never be the one imported. `log` is a structlog
 logger bound to the delivery id and handler name. Any exception it raises becomes
 DeliveryRetryable, unless it raises DeliveryRejected (or DeliveryRetryable) itself.
 """
@@ -18,11 +20,21 @@ from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryabl
 from workers.handlers.base import EXCERPT_CHARS, Handler
 
 
+OUR_PACKAGES = ("config", "service", "workers")
+
+
 def load_callable(name: str, spec: str) -> Callable[..., Any]:
     """Import `module:function`; a ConfigurationError names the handler when it cannot."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigurationError(f"handler {name!r}, key 'callable': expected 'module:function', got {spec!r}")
+    top = module_name.split(".", 1)[0]
+    if top in OUR_PACKAGES:
+        raise ConfigurationError(
+            f"handler {name!r}, key 'callable': the module {module_name!r} is in a package named {top!r}, "
+            f"one of circleci-events' own ({', '.join(OUR_PACKAGES)}), so yours can never be imported in the "
+            "worker; rename your module or package"
+        )
     try:
         target: Any = importlib.import_module(module_name)
         for part in attr.split("."):

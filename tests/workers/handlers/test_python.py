@@ -9,6 +9,7 @@ import pytest
 from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
 from tests.workers.handlers import callables
 from tests.workers.handlers.conftest import make
+from workers.handlers.python import PythonHandler
 
 
 def test_calls_the_function_with_the_event_and_a_bound_logger(event: dict[str, Any], http: Any) -> None:
@@ -42,3 +43,9 @@ def test_delivery_rejected_passes_through(event: dict[str, Any], http: Any) -> N
 def test_a_bad_callable_is_a_configuration_error(spec: str, reason: str) -> None:
     with pytest.raises(ConfigurationError, match=f"handler 'h', key 'callable': .*{reason}"):
         make("python", callable=spec)
+
+
+@pytest.mark.parametrize("spec", ["config:notify", "workers.notify:send", "service.hooks.slack:post"])
+def test_a_callable_in_a_module_named_like_our_packages_is_refused(spec: str) -> None:
+    with pytest.raises(ConfigurationError, match="one of circleci-events' own .* rename your module or package"):
+        PythonHandler("h", {"callable": spec})
