@@ -19,7 +19,6 @@ import structlog
 from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
 from workers.handlers.base import EXCERPT_CHARS, Handler
 
-
 OUR_PACKAGES = ("config", "service", "workers")
 
 

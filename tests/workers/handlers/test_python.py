@@ -47,5 +47,5 @@ def test_a_bad_callable_is_a_configuration_error(spec: str, reason: str) -> None
 
 @pytest.mark.parametrize("spec", ["config:notify", "workers.notify:send", "service.hooks.slack:post"])
 def test_a_callable_in_a_module_named_like_our_packages_is_refused(spec: str) -> None:
-    with pytest.raises(ConfigurationError, match="one of circleci-events' own .* rename your module or package"):
+    with pytest.raises(ConfigurationError, match=r"one of circleci-events' own .* rename your module or package"):
         PythonHandler("h", {"callable": spec})
