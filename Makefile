@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint clean
+.PHONY: run test test-fast bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,15 @@ run: $(STAMP)
 	else echo "make run: webhooks signed with your CIRCLECI_WEBHOOK_SECRETS are accepted"; fi
 	$(BIN)/circleci-events run
 
+# The whole suite, one pytest worker per core (each with its own redis-server): most of its
+# time is spent waiting for real processes. PYTEST_WORKERS=0 runs it in this process.
+PYTEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+
+# The unit layer: no real Redis, no process of ours (see the markers in pyproject.toml).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m unit -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -13,11 +13,48 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 
 from config.settings import Settings
 
-FIXTURES = Path(__file__).parent / "fixtures"
+TESTS = Path(__file__).parent
+FIXTURES = TESTS / "fixtures"
 SECRET = "test-webhook-secret"
+DOWN = "redis://127.0.0.1:1/0"  # nothing listens on port 1: a Redis that is down
+
+
+def down_async() -> AsyncRedis:
+    """An asyncio client of a Redis that is down, giving up at once (no retries to wait out)."""
+    return AsyncRedis.from_url(DOWN, retry=AsyncRetry(NoBackoff(), 0))
+
+
+# A folder of its own makes a layer; elsewhere, using the real Redis makes a test `integration`.
+FOLDER_LAYERS = ("e2e", "reliability")
+LAYERS = ("unit", "integration", *FOLDER_LAYERS)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test gets exactly one layer: its folder's, the one it (or its module) declares, or
+    `integration` when it uses the real Redis, else `unit`."""
+    layers = {item.nodeid: _layer(item) for item in items}
+    for item in items:
+        for node in item.listchain():  # a module's `pytestmark` sits on the module node
+            node.own_markers[:] = [m for m in node.own_markers if m.name not in LAYERS]
+        item.add_marker(layers[item.nodeid])
+
+
+def _layer(item: pytest.Item) -> str:
+    folder = Path(str(item.path)).relative_to(TESTS).parts[0]
+    declared = {m.name for m in item.iter_markers() if m.name in LAYERS}
+    if folder in FOLDER_LAYERS:
+        return folder
+    if "e2e" in declared:
+        return "e2e"
+    if declared or {"redis_server", "redis_url"} & set(getattr(item, "fixturenames", ())):
+        return "integration"
+    return "unit"
 
 
 def free_port() -> int:

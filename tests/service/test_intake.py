@@ -16,7 +16,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from service.intake import DEDUPE_PREFIX, PROCESS_EVENT, Intake, _job_data
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, down_async
 from workers.store import RECORD_PREFIX
 
 
@@ -103,7 +103,7 @@ def test_a_failed_enqueue_leaves_no_dedupe_key(redis_url: str) -> None:
 
 def test_redis_down_fails_every_caller_of_the_batch() -> None:
     async def go() -> list:
-        client = Redis(port=1, socket_connect_timeout=0.2)
+        client = down_async()
         intake = Intake(client)
         return await asyncio.gather(
             *(intake.admit(client="c", event_id=f"e{i}", envelope={"e": i}, raw_payload=b"{}") for i in range(3)),
@@ -139,6 +139,7 @@ def primary_and_replica(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServ
     primary.stop()
 
 
+@pytest.mark.integration
 def test_with_wait_replicas_a_confirmed_write_is_queued(primary_and_replica) -> None:
     primary, replica = primary_and_replica
     [admission] = admit_all(primary.url, [("ci", "evt-r1")], wait_replicas=1, wait_timeout_ms=2000)
@@ -146,6 +147,7 @@ def test_with_wait_replicas_a_confirmed_write_is_queued(primary_and_replica) -> 
     assert redis.Redis(port=replica.port).exists(DEDUPE_PREFIX + "evt-r1")  # already on the replica
 
 
+@pytest.mark.integration
 def test_without_enough_replicas_in_time_the_new_events_are_unreplicated(primary_and_replica) -> None:
     primary, _ = primary_and_replica
     admissions = admit_all(primary.url, [("ci", "evt-r2"), ("ci", "evt-r3")], wait_replicas=2, wait_timeout_ms=50)

@@ -7,7 +7,6 @@ import json
 
 import fakeredis
 import pytest
-import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -18,7 +17,7 @@ from structlog.testing import capture_logs
 from config.settings import Settings
 from service.app import create_app
 from service.signature import sign
-from tests.conftest import FIXTURES, SECRET, fresh
+from tests.conftest import FIXTURES, SECRET, down_async, fresh
 from tests.service.conftest import signed
 from workers.context import WorkerContext, installed
 
@@ -185,7 +184,7 @@ def test_rate_limit_answers_429_with_retry_after(fake_server, workflow_payload) 
 
 
 def test_redis_down_gives_503_with_retry_after(settings, workflow_payload) -> None:
-    down = redis.asyncio.Redis(port=1, socket_connect_timeout=0.2)  # nothing listens on port 1
+    down = down_async()
     with TestClient(create_app(settings, redis=down)) as client:
         response = client.post(URL, **signed(workflow_payload))
         assert_clean_error(response, 503, "redis_unavailable")

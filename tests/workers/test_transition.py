@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import fakeredis
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from config.errors import ConfigurationError, RedisUnavailable
 from workers.transition import DEFAULT_TTL_SECONDS, Transition, TransitionStore, is_failure, transition_key
@@ -186,7 +188,7 @@ def test_works_with_decoded_responses() -> None:
 
 
 def test_unreachable_redis_raises_redis_unavailable() -> None:
-    store = TransitionStore(redis.Redis(port=1, socket_connect_timeout=0.5))
+    store = TransitionStore(redis.Redis(port=1, retry=Retry(NoBackoff(), 0)))  # down, and no retries
     with pytest.raises(RedisUnavailable):
         record(store, "success", 1)
 
