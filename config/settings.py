@@ -80,7 +80,7 @@ class Settings:
     api_rate_per_second: float = 10.0
     api_burst: int = 20
     transition_ttl_seconds: int = 90 * DAY
-    # delivery (workers/delivery.py)
+    # delivery (workers/delivery/)
     delivery_retry_budget_seconds: int = 3600
     delivery_timeout_seconds: float = 10.0
     delivery_backoff_base_seconds: float = 5.0

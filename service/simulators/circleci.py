@@ -1,4 +1,4 @@
-"""A local CircleCI API v2: the operations workers/circleci.py calls, with pagination,
+"""A local CircleCI API v2: the operations workers/circleci/client.py calls, with pagination,
 latency, fault injection and call counts. Start it with one command:
 
     circleci-events simulator --port 8765 [--latency-ms 20] [--page-size N] [--token T] [--empty]
