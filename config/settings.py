@@ -86,10 +86,15 @@ class Settings:
     delivery_backoff_base_seconds: float = 5.0
     delivery_backoff_max_seconds: float = 600.0
     enriched_event_ttl_seconds: int = 7 * DAY
-    worker_metrics_port: int = 0
-    # how soon a job whose worker died (SIGKILL, OOM, lost host) runs again (workers/worker.py)
+    # the worker process's own HTTP port: /healthz, /readyz, /metrics (workers/health.py); 0 = none
+    worker_http_port: int = 0
+    # a running job's lease: a job whose worker died (SIGKILL, OOM, lost host) runs again once its
+    # lease lapses (workers/lease.py, workers/reaper.py)
+    worker_lease_seconds: int = 10
+    # SIGTERM: running jobs get this long to finish, the rest go back to the queue (workers/supervisor.py)
+    worker_shutdown_grace_seconds: float = 25.0
+    # RQ's own registry clean-up (finished, failed, scheduled jobs past their TTL)
     worker_maintenance_interval_seconds: int = 600
-    worker_abandoned_grace_seconds: int = 60
     # the mapping these settings were read from: the routes file's ${VAR} come from it
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -97,6 +102,9 @@ class Settings:
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read and check every setting; a wrong one raises ConfigurationError naming it."""
         env = os.environ if environ is None else environ
+        for name, what in RETIRED.items():
+            if name in env:
+                raise ConfigurationError(f"{name} {what}: unset it")
         values = {v.field: v.read(env[v.name]) for v in VARIABLES if v.name in env}
         settings = cls(**values, environ=dict(env))
         settings.check()
@@ -318,10 +326,18 @@ VARIABLES: tuple[Variable, ...] = _vars(
     ("DELIVERY_BACKOFF_BASE_SECONDS", "delivery_backoff_base_seconds", "float", 0, 3600),
     ("DELIVERY_BACKOFF_MAX_SECONDS", "delivery_backoff_max_seconds", "float", 0, DAY),
     ("ENRICHED_EVENT_TTL_SECONDS", "enriched_event_ttl_seconds", "int", 60, 365 * DAY),
-    ("WORKER_METRICS_PORT", "worker_metrics_port", "int", 0, 65535),
+    ("WORKER_HTTP_PORT", "worker_http_port", "int", 0, 65535),
+    ("WORKER_LEASE_SECONDS", "worker_lease_seconds", "int", 3, 600),
+    ("WORKER_SHUTDOWN_GRACE_SECONDS", "worker_shutdown_grace_seconds", "float", 0, 3600),
     ("EVENT_JOB_TIMEOUT_SECONDS", "event_job_timeout_seconds", "int", 1, DAY),
     ("WORKER_MAINTENANCE_INTERVAL_SECONDS", "worker_maintenance_interval_seconds", "int", 1, 3600),
-    ("WORKER_ABANDONED_GRACE_SECONDS", "worker_abandoned_grace_seconds", "int", 0, 3600),
 )
+# Variables that once meant something: set, they stop the process instead of being ignored.
+RETIRED = {
+    "WORKER_METRICS_PORT": "is now WORKER_HTTP_PORT (the port serves /metrics, /healthz and /readyz)",
+    "WORKER_ABANDONED_GRACE_SECONDS": (
+        "is gone: a job whose worker died runs again once its lease lapses (WORKER_LEASE_SECONDS, default 10)"
+    ),
+}
 _FIELDS = {f.name for f in fields(Settings)}
 assert all(v.field in _FIELDS for v in VARIABLES), "every variable fills a Settings field"

@@ -33,6 +33,7 @@ from workers.circleci.client import CircleCIClient
 from workers.connection import connect
 from workers.enrichment import Enricher, count_api_call
 from workers.handlers import Handler, build_handlers
+from workers.lease import Leases
 from workers.metrics import DeliveryMetrics
 from workers.routes import Routes, load_routes
 from workers.transition import TransitionStore
@@ -40,6 +41,7 @@ from workers.transition import TransitionStore
 # A job may sleep this long for CircleCI before it reschedules itself instead.
 API_MAX_WAIT_SECONDS = 5.0
 API_CALL_DEADLINE_SECONDS = 15.0
+SEND_THREADS = 16
 
 
 @dataclass
@@ -52,7 +54,11 @@ class WorkerContext:
     enricher: Enricher
     client: CircleCIClient | None = None  # None without CIRCLE_TOKEN: events go on with the webhook's facts
     pool: ThreadPoolExecutor | None = None
+    # first delivery attempts of one event run at once here (workers/delivery/fan_out.py)
+    sends: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(SEND_THREADS, "send"))
     metrics: DeliveryMetrics = field(default_factory=DeliveryMetrics)
+    # the worker process's leases (workers/supervisor.py sets them): delivery locks last one, renewed
+    leases: Leases | None = None
     rng: random.Random = field(default_factory=random.Random)
 
     @classmethod
@@ -118,6 +124,7 @@ class WorkerContext:
         )
 
     def close(self) -> None:
+        self.sends.shutdown(wait=False)
         self.http.close()
         if self.pool is not None:
             self.pool.shutdown(wait=False)

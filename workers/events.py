@@ -1,6 +1,7 @@
 """The job the receiver queues for every accepted delivery: `workers.events.process_event`.
 
-It enriches the event through the API and hands it on. While CircleCI is throttling or
+It enriches the event through the API, routes it and makes every subscribed handler's first
+delivery attempt (workers/delivery/fan_out.py); retries become delivery jobs. While CircleCI is throttling or
 failing and the enrichment deadline has not passed, the job reschedules itself through RQ's
 scheduler instead of sleeping; after it, the event goes on marked incomplete. A notification
 is never dropped because enrichment failed.
@@ -44,7 +45,7 @@ def bind_job_context(envelope: Envelope) -> None:
 
 
 def process_event(envelope: Envelope) -> dict[str, Any]:
-    """Enrich one delivery, route it and queue one delivery per subscribed handler."""
+    """Enrich one delivery, route it and attempt each subscribed handler once."""
     if not isinstance(envelope, dict):
         raise EventUndecodable(f"expected the receiver's envelope (a JSON object), got {type(envelope).__name__}")
     bind_job_context(envelope)
@@ -57,7 +58,6 @@ def process_event(envelope: Envelope) -> dict[str, Any]:
         return _defer(context, envelope, exc, remaining)
     enrichment = event["enrichment"]
     handlers = context.routes.match(event) if context.routes is not None else []
-    fan_out(context.redis, event, handlers, settings=context.settings)
     log.info(
         "event_enriched",
         event_type=event["event_type"],
@@ -74,6 +74,9 @@ def process_event(envelope: Envelope) -> dict[str, Any]:
         workflow = event["workflow"]
         notice = {"workflow_id": workflow["id"], "name": workflow["name"], "status": workflow["status"]}
         context.redis.publish(PIPELINE_CHANNEL.format(event["pipeline"]["id"]), orjson.dumps(notice))
+    job = get_current_job()
+    rerun = job is not None and bool(job.meta.get("abandoned") or job.number_of_retries)
+    fan_out(context.redis, event, handlers, settings=context.settings, job_id=job.id if job else "-", rerun=rerun)
     return {"event_id": event["event_id"], "status": "enriched", "complete": enrichment["complete"]}
 
 

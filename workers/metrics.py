@@ -1,5 +1,5 @@
 """The worker process's Prometheus metrics (its deliveries), in a registry of their own, served on
-WORKER_METRICS_PORT."""
+WORKER_HTTP_PORT."""
 
 from __future__ import annotations
 

@@ -52,13 +52,16 @@ class EventStore:
         if handlers is not None:
             summary["handlers"] = json.dumps(handlers)
         record_key = RECORD_PREFIX + event_id
-        with self.redis.pipeline(transaction=True) as pipe:
+        with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(EVENT_PREFIX + event_id, json.dumps(event, separators=(",", ":")), ex=self.ttl)
             pipe.hset(record_key, mapping=summary)
             pipe.expire(record_key, self.ttl)
             pipe.zadd(EVENTS_INDEX, {event_id: received})
-            pipe.zremrangebyscore(EVENTS_INDEX, 0, time.time() - self.ttl)
             pipe.execute()
+
+    def trim(self) -> int:
+        """Drop index entries of events past their TTL (the worker's maintenance); how many."""
+        return int(self.redis.zremrangebyscore(EVENTS_INDEX, 0, time.time() - self.ttl))
 
     def load(self, event_id: str) -> dict[str, Any] | None:
         """The stored enriched event, or None once it has expired."""

@@ -1,60 +1,52 @@
-"""The worker process: several RQ workers in one process, one per thread, JSON job arguments.
+"""One RQ worker, lean: the thread-run worker a worker process (workers/supervisor.py) runs several of.
 
-An enrichment job spends most of its time waiting for CircleCI, so one process runs
-WORKER_CONCURRENCY jobs at once. Each is a whole RQ worker of its own (non-forking, like
-SimpleWorker): it registers itself, takes a job with LMOVE into RQ's intermediate list and
-keeps it in the started registry, so a process killed mid-job loses nothing that N separate
-worker processes would not. They share the process's API client, HTTP clients and Redis pool,
-which are built once (building an httpx client costs ~27 ms of CPU, more than a job's calls).
+Each is a whole RQ worker (non-forking, like SimpleWorker): it registers itself (`rq info` lists
+it), takes a job with LMOVE into RQ's intermediate list, keeps it in RQ's started registry
+while it runs and records the outcome where RQ's tooling looks. What differs from RQ is how
+much Redis that costs and how long a dead worker's claim lasts; every override is below, named:
 
-A job past its timeout is stopped by RQ's timer, which raises in its thread: that lands once
-the thread runs Python again, so a job blocked in a call waits for the call's own timeout
-(httpx and Redis calls here all have one).
+    prepare_execution       no Execution hash: the started registry entry is the record
+    prepare_job_execution   one round trip: the job marked started, its lease claimed
+                            (workers/lease.py), taken off the intermediate list
+    handle_execution_ended  no extra heartbeat write
+    handle_job_success      one round trip: status, result, finished registry, claim released
+    cleanup_execution       the lease dropped too (RQ's failure paths call it)
+    set_state, heartbeat    in memory; the process writes every worker's state and heartbeat
+                            in one round trip every few seconds (Supervisor.beat)
+    check_for_suspension    `rq suspend` honoured within SUSPENSION_CHECK_SECONDS, not per job
 
-The worker in the main thread takes the signals and runs the scheduler. On SIGTERM or Ctrl-C
-every worker finishes the job it has and stops; a second signal stops the process at once,
-and jobs it was running come back as abandoned ones do. RQ forks its scheduler process before
-the other threads start; only if the process holding the scheduler lock dies does a later
-maintenance pass fork one while they run (the child opens its own Redis connection and logs
-through the standard library, whose locks are reset in a forked child).
-
-A worker that dies mid-job (SIGKILL, OOM) leaves the job in RQ's started registry; another
-worker's maintenance finds it once the job's timeout plus a grace has passed and retries it
-(the job's `Retry`). RQ's defaults make that 60 s after the timeout, found within 10 minutes;
-WORKER_ABANDONED_GRACE_SECONDS and WORKER_MAINTENANCE_INTERVAL_SECONDS shorten both. A job it
-had taken but not started yet comes back from RQ's intermediate list after one minute.
+RQ's defaults spend ~57 commands on a no-op job; this worker ~11. Failures and retries keep
+RQ's own handling. A job past its timeout is stopped by RQ's timer, which raises in its thread:
+that lands once the thread runs Python again, so a job blocked in a call waits for the call's
+own timeout (httpx and Redis calls here all have one).
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
 import time
-from collections.abc import Callable, Sequence
-from datetime import timedelta
+import uuid
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
-from wsgiref.simple_server import WSGIServer
 
 import structlog
-from prometheus_client import CollectorRegistry, start_http_server
 from redis import Redis
 from redis.client import Pipeline
 from rq import Queue, SimpleWorker
-from rq.defaults import DEFAULT_WORKER_TTL
 from rq.exceptions import DeserializationError
-from rq.job import Job
+from rq.executions import Execution
+from rq.intermediate_queue import IntermediateQueue
+from rq.job import Job, JobStatus
+from rq.results import Result
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
-from rq.utils import now
+from rq.utils import now, utcformat
+from rq.worker.base import WorkerStatus
 
 from config.errors import EventUndecodable
 from config.settings import Settings
-from workers.connection import connect
-from workers.context import WorkerContext, install
 from workers.delivery.dead_letters import UNDECODABLE, DeadLetter, DeadLetters
-from workers.durability import ensure_durable
+from workers.lease import Leases
 
 log = structlog.get_logger("workers.worker")
 # One queue for enrichment and delivery jobs. From a single queue RQ takes a job with LMOVE into
@@ -63,15 +55,16 @@ log = structlog.get_logger("workers.worker")
 # Delivery jobs go to the front of the queue: a worker finishes the notifications it has started
 # before it enriches the next event (else a burst of events holds back every delivery).
 QUEUES = ("events",)
-METRICS_PORT_TRIES = 16
-# RQ refreshes the worker's key (TTL worker_ttl + 60 s) three times per job; once a second is plenty.
-HEARTBEAT_EVERY = timedelta(seconds=1)
 # A worker in a thread cannot be interrupted by a signal: idle, it looks for a stop this often.
 THREAD_IDLE_SECONDS = 1
+# `rq suspend` is looked for this often (RQ looks before every job).
+SUSPENSION_CHECK_SECONDS = 5.0
 # RQ holds its registry-cleaning lock for up to 899 s: a worker killed mid-clean-up (the OOM
 # killer does not wait) stopped every recovery of abandoned jobs for 15 minutes. A pass takes
 # milliseconds to seconds.
 MAINTENANCE_LOCK_SECONDS = 60
+# The worker's key in Redis (what `rq info` lists) outlives its last heartbeat by this much.
+WORKER_TTL_SECONDS = 60
 
 
 def dead_letter_undecodable(job: Job, exc_type: type[BaseException], exc: BaseException, tb: Any, *, ttl: int) -> bool:
@@ -116,72 +109,60 @@ class JobQueue(Queue):
 
 
 class Worker(SimpleWorker):
-    """One RQ worker, running its jobs in the thread that calls `work()`.
+    """One RQ worker, run in a thread of a worker process: its jobs' claims are leases in `leases`.
 
-    Its jobs count as abandoned `abandoned_grace` seconds after their timeout. The one in the
-    main thread passes a stop request on to its `crew` (the workers in the other threads) and
-    calls `ready` after its first maintenance pass.
+    The process (workers/supervisor.py) takes the signals, runs maintenance and the scheduler,
+    renews the leases and writes the heartbeats; this worker runs jobs.
     """
 
-    abandoned_grace = 60  # RQ's SimpleWorker adds 60 s
+    death_penalty_class = TimerDeathPenalty  # no SIGALRM outside the main thread
     queue_class = JobQueue
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, leases: Leases, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.crew: list[Worker] = []
-        self.ready: Callable[[], None] | None = None
+        self.leases = leases
+        self.busy_since: float | None = None  # monotonic, while a job runs
+        self.busy_timeout: float | None = None
+        self.written_state: str | None = None
+        self._suspension_checked = 0.0
 
-    def run_maintenance_tasks(self) -> None:
-        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
-        if self.ready is not None:  # the first pass: start-up is over
-            ready, self.ready = self.ready, None
-            ready()
+    # -- the process runs these, not each worker -------------------------------------------
 
-    def execute_job(self, job: Job, queue: Queue) -> None:
-        try:
-            super().execute_job(job, queue)
-        finally:
-            structlog.contextvars.clear_contextvars()  # the worker's own lines are no job's
+    def _install_signal_handlers(self) -> None:
+        """Signals reach the main thread only: the process passes a stop on (stop_after_job)."""
 
-    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
-        if job.timeout is None or job.timeout <= 0:
-            return int(super().get_heartbeat_ttl(job, working_time))
-        # SimpleWorker sends no heartbeat while a job runs; the job's own timeout ends it first.
-        return int(job.timeout) + self.abandoned_grace
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        return False
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
-        """RQ's heartbeat in one round trip (not three), and at most once a second on its own."""
+        """Only as part of RQ's own round trips (birth, death); else the process's `beat` writes it."""
         if pipeline is not None:
             super().heartbeat(timeout, pipeline=pipeline)
-            return
-        if timeout is None and self.last_heartbeat is not None and now() - self.last_heartbeat < HEARTBEAT_EVERY:
-            return
-        with self.connection.pipeline(transaction=False) as pipe:
-            super().heartbeat(timeout, pipeline=pipe)
-            pipe.execute()
 
-    def handle_warm_shutdown_request(self) -> None:
-        super().handle_warm_shutdown_request()  # type: ignore[no-untyped-call]
-        for worker in self.crew:
-            worker.stop_after_job()
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        self._state = state  # written by the process's next beat
+
+    def beat(self, pipe: Pipeline, *, full: bool) -> None:
+        """Queue this worker's heartbeat: its state when it changed, the key's TTL when `full`."""
+        state = getattr(self._state, "value", self._state)  # RQ passes WorkerStatus members and plain strings
+        if not full and state == self.written_state:
+            return
+        self.last_heartbeat = now()
+        pipe.hset(self.key, mapping={"state": state, "last_heartbeat": utcformat(self.last_heartbeat)})
+        if full:
+            pipe.expire(self.key, self.worker_ttl + 60)
+        self.written_state = state
+
+    def check_for_suspension(self, burst: bool) -> None:
+        if time.monotonic() - self._suspension_checked < SUSPENSION_CHECK_SECONDS:
+            return
+        self._suspension_checked = time.monotonic()
+        super().check_for_suspension(burst)
 
     def stop_after_job(self) -> None:
         """Finish the current job, if any, and leave the work loop (RQ's flag for a warm stop)."""
         self._stop_requested = True
-
-
-class ThreadWorker(Worker):
-    """A worker outside the main thread: no signal handlers, a timer for job timeouts."""
-
-    death_penalty_class = TimerDeathPenalty
-
-    def _install_signal_handlers(self) -> None:
-        """Signals reach the main thread only; its worker stops this one."""
-
-    @property
-    def should_run_maintenance_tasks(self) -> bool:
-        """One maintenance pass per process (the main thread's worker): fewer lock holders to kill."""
-        return False
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         """RQ's wait for a job, in waits of a second that end early on a stop request."""
@@ -193,106 +174,88 @@ class ThreadWorker(Worker):
                 return taken
         return None
 
+    # -- one job, in two round trips ---------------------------------------------------------
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        finally:
+            self.busy_since = self.busy_timeout = None
+            structlog.contextvars.clear_contextvars()  # the worker's own lines are no job's
+
+    def prepare_execution(self, job: Job) -> Execution:
+        execution = Execution(uuid.uuid4().hex, job.id, connection=self.connection, worker_name=self.name)
+        self.executions[execution.id] = execution
+        self._state = WorkerStatus.BUSY
+        return execution
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        execution = self.execution
+        assert execution is not None, "prepare_execution comes first"
+        entry = execution.composite_key
+        job.worker_name = self.name
+        job.started_at = job.last_heartbeat = now()
+        job._status = JobStatus.STARTED
+        stamp = utcformat(job.started_at)
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hset(
+                job.key,
+                mapping={"status": JobStatus.STARTED.value, "started_at": stamp, "last_heartbeat": stamp,
+                         "worker_name": self.name},
+            )  # fmt: skip
+            pipe.persist(job.key)  # a retried job may carry its failure's TTL
+            pipe.zadd(job.started_job_registry.key, {entry: self.leases.expiry()})
+            if remove_from_intermediate_queue:
+                queue_key = Queue.redis_queue_namespace_prefix + job.origin
+                intermediate = IntermediateQueue.get_intermediate_queue_key(queue_key)
+                pipe.lrem(intermediate, 1, job.id)
+            pipe.execute()
+        self.leases.hold(entry, job.timeout)
+        self.busy_since, self.busy_timeout = time.monotonic(), job.timeout
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        job.ended_at = now()
+
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any, execution: Execution) -> None:
+        result_ttl = job.get_result_ttl(self.default_result_ttl)
+        assert job.ended_at is not None and job.started_at is not None
+        with self.connection.pipeline(transaction=False) as pipe:
+            if result_ttl == 0:
+                pipe.delete(job.key)
+            else:
+                pipe.hset(job.key, mapping={"status": JobStatus.FINISHED.value, "ended_at": utcformat(job.ended_at)})
+                Result.create(
+                    job, Result.Type.SUCCESSFUL, return_value=job._result, ttl=result_ttl, worker_name=self.name,
+                    pipeline=pipe, execution_id=execution.id, execution_started_at=execution.created_at,
+                    execution_ended_at=job.ended_at,
+                )  # fmt: skip
+                job.finished_job_registry.add(job, result_ttl, pipe)
+                if result_ttl > 0:
+                    pipe.expire(job.key, result_ttl)
+            pipe.zrem(started_job_registry.key, execution.composite_key)
+            pipe.execute()
+        job._status = JobStatus.FINISHED
+        self.leases.drop(execution.composite_key)
+        self.executions.pop(execution.id, None)
+        self.successful_job_count += 1
+        self.total_working_time += (job.ended_at - job.started_at).total_seconds()
+
+    def cleanup_execution(self, job: Job, pipeline: Pipeline, execution: Execution | None = None) -> None:
+        super().cleanup_execution(job, pipeline, execution)
+        if execution is not None:
+            self.leases.drop(execution.composite_key)
+
 
 def build_worker(
-    redis: Redis,
-    queues: Sequence[str] = QUEUES,
-    *,
-    name: str | None = None,
-    settings: Settings | None = None,
-    worker_class: type[Worker] = Worker,
+    redis: Redis, queues: Sequence[str] = QUEUES, *, settings: Settings | None = None, leases: Leases | None = None
 ) -> Worker:
     settings = settings or Settings()
-    interval = settings.worker_maintenance_interval_seconds
-    worker = worker_class(
-        [JobQueue(q, connection=redis, serializer=JSONSerializer) for q in queues],
+    job_queues = [JobQueue(q, connection=redis, serializer=JSONSerializer) for q in queues]
+    return Worker(
+        job_queues,
         connection=redis,
         serializer=JSONSerializer,
         exception_handlers=[partial(dead_letter_undecodable, ttl=settings.enriched_event_ttl_seconds)],
-        name=name,
-        maintenance_interval=interval,
-        # an idle worker waits worker_ttl - 15 s for a job before it runs maintenance again
-        worker_ttl=min(DEFAULT_WORKER_TTL, interval + 15),
+        leases=leases or Leases(redis, job_queues[0].started_job_registry.key, seconds=settings.worker_lease_seconds),
+        worker_ttl=WORKER_TTL_SECONDS,
     )
-    worker.abandoned_grace = settings.worker_abandoned_grace_seconds
-    return worker
-
-
-class WorkerProcess:
-    """`concurrency` workers on the same queues: one in the main thread, the rest in threads."""
-
-    def __init__(self, redis: Redis, queues: Sequence[str], settings: Settings, concurrency: int) -> None:
-        self.settings = settings
-        self.lead = build_worker(redis, queues, settings=settings)
-        self.lead.crew = [
-            build_worker(redis, queues, settings=settings, worker_class=ThreadWorker) for _ in range(concurrency - 1)
-        ]
-        self.failed = False
-
-    def work(self, *, burst: bool = False) -> bool:
-        """Run until stopped (or, in burst mode, until the queues are empty); False if a worker failed.
-
-        The threads start once the main thread's worker has forked its scheduler and made its
-        first maintenance pass: a fork copies no other thread's held locks, and a kill in the
-        first moments does not land in the pass (RQ's cleaning lock would stay held).
-        """
-        threads: list[threading.Thread] = []
-
-        def start_crew() -> None:
-            for i, worker in enumerate(self.lead.crew, start=1):
-                thread = threading.Thread(target=self._crew_work, args=(worker, burst), name=f"rq-worker-{i}")
-                thread.daemon = True  # a cold stop (a second signal) does not wait for them
-                thread.start()
-                threads.append(thread)
-
-        self.lead.ready = start_crew
-        self.lead.work(burst=burst, with_scheduler=True, logging_level=self.settings.log_level)
-        if not burst:  # the lead stopped on a signal or a failure: so does its crew
-            for worker in self.lead.crew:
-                worker.stop_after_job()
-        for thread in threads:
-            thread.join()  # a second signal raises SystemExit here: a cold stop
-        return not self.failed
-
-    def _crew_work(self, worker: Worker, burst: bool) -> None:
-        worker.work(burst=burst, logging_level=self.settings.log_level)
-        if not burst and not worker._stop_requested:
-            # RQ's loop ended on its own (Redis timed out, an unexpected error): the whole
-            # process stops, so its supervisor starts a healthy one instead of a smaller one.
-            log.error("worker_thread_stopped", worker=worker.name)
-            self.failed = True
-            os.kill(os.getpid(), signal.SIGTERM)  # the main thread's worker stops them all
-
-
-def run_worker(settings: Settings, *, burst: bool = False) -> bool:
-    """Build the process's context from `settings` (a broken routes file stops here, not at the
-    first event), install it, and run WORKER_CONCURRENCY workers until stopped."""
-    context = WorkerContext.build(settings)
-    install(context)
-    # RQ's own client: RQ raises its socket timeout to wait for jobs, the jobs' client keeps 5 s
-    redis = connect(str(settings.redis_url))
-    ensure_durable(redis, allow_eviction=settings.redis_allow_eviction, log=log)
-    process = WorkerProcess(redis, (settings.events_queue,), settings, settings.worker_concurrency)
-    if settings.worker_metrics_port:
-        serve_metrics(context.metrics.registry, settings.worker_metrics_port, addr=settings.host)
-    try:
-        return process.work(burst=burst)
-    finally:
-        install(None)
-        context.close()
-
-
-def serve_metrics(registry: CollectorRegistry, port: int, *, addr: str = "127.0.0.1") -> WSGIServer | None:
-    """Serve the delivery metrics at GET /metrics on the first free port from `port`.
-
-    Several workers on one host take `port`, `port + 1`, ... (one each); None when all are taken.
-    """
-    for candidate in range(port, port + METRICS_PORT_TRIES):
-        try:
-            server, _ = start_http_server(candidate, addr=addr, registry=registry)
-        except OSError:
-            continue
-        log.info("worker_metrics_serving", port=server.server_port)
-        return server
-    log.warning("worker_metrics_unavailable", first_port=port, tries=METRICS_PORT_TRIES)
-    return None

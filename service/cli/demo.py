@@ -34,7 +34,7 @@ from service.cli.embedded_redis import EmbeddedRedis
 from service.signature import sign
 from service.simulators.circleci_data import SAMPLES
 
-SCRUBBED = ("REDIS_URL", "CIRCLE", "ROUTES_FILE", "ADMIN_TOKEN", "WORKER_METRICS_PORT", "PORT", "HOST")
+SCRUBBED = ("REDIS_URL", "CIRCLE", "ROUTES_FILE", "ADMIN_TOKEN", "WORKER_HTTP_PORT", "PORT", "HOST")
 
 
 class DemoError(Exception):

@@ -65,7 +65,7 @@ def web() -> None:
 @clear_errors
 def worker(burst: bool) -> None:
     """Run WORKER_CONCURRENCY RQ workers (threads, with the scheduler) on the events queue."""
-    from workers.worker import run_worker
+    from workers.supervisor import run_worker
 
     settings = load_settings()
     require_redis(settings)

@@ -12,7 +12,8 @@ Two handlers, so the counts are per subscribed handler:
     failures   failed workflows only  sink path /hooks/failures
 
 Short settings make the faults fit in seconds: backoff 0.5-2 s, delivery timeout 1 s, event
-job timeout 10 s, and an abandoned job found 2 s after its timeout, with maintenance every 1 s.
+job timeout 10 s, and a 3 s lease on running jobs (a dead worker's job runs again ~3 s later).
+`scenario(defaults=True)` keeps the project's own worker settings instead.
 """
 
 from __future__ import annotations
@@ -66,8 +67,7 @@ FAST = {
     "DELIVERY_BACKOFF_BASE_SECONDS": "0.5",
     "DELIVERY_BACKOFF_MAX_SECONDS": "2",
     "EVENT_JOB_TIMEOUT_SECONDS": "10",
-    "WORKER_MAINTENANCE_INTERVAL_SECONDS": "1",
-    "WORKER_ABANDONED_GRACE_SECONDS": "2",
+    "WORKER_LEASE_SECONDS": "3",
     "RATE_LIMIT_BURST": "100000",
     "RATE_LIMIT_PER_SECOND": "100000",
     "CIRCLECI_API_RATE_PER_SECOND": "100000",
@@ -97,8 +97,11 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float, step: float 
 class Scenario:
     """The system under test and the handles to fault it."""
 
-    def __init__(self, tmp: Path, redis: RedisServer, simulator: Any, sink: Any, sim_url: str, sink_url: str) -> None:
+    def __init__(
+        self, tmp: Path, redis: RedisServer, simulator: Any, sink: Any, sim_url: str, sink_url: str, *, fast: bool
+    ) -> None:
         self.tmp, self.redis = tmp, redis
+        self.settings = FAST if fast else {}
         self.simulator, self.sink = simulator, sink
         self.sim_url, self.sink_url = sim_url, sink_url
         self.routes = tmp / "routes.yaml"
@@ -123,7 +126,7 @@ class Scenario:
             "HOST": "127.0.0.1",
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
-            **FAST,
+            **self.settings,
             **extra,
         }
 
@@ -236,17 +239,20 @@ class Scenario:
 
 @pytest.fixture
 def scenario(tmp_path: Path) -> Iterator[Callable[..., Scenario]]:
-    """`scenario(appendonly=False)` builds and returns a Scenario; everything stops at the end."""
+    """`scenario(appendonly=False, defaults=False)` builds and returns a Scenario; everything stops
+    at the end. `defaults`: the processes run with the project's default settings, not FAST."""
     with contextlib.ExitStack() as stack:
 
-        def build(*, appendonly: bool = False) -> Scenario:
+        def build(*, appendonly: bool = False, defaults: bool = False) -> Scenario:
             redis = RedisServer(tmp_path / "redis", appendonly=appendonly).start()
             stack.callback(redis.stop)
             sim_app = create_simulator(Dataset(), token=TOKEN)
             sink_app = create_sink()
             sim_url = stack.enter_context(running(sim_app))
             sink_url = stack.enter_context(running(sink_app))
-            built = Scenario(tmp_path, redis, sim_app.state.simulator, sink_app.state.sink, sim_url, sink_url)
+            built = Scenario(
+                tmp_path, redis, sim_app.state.simulator, sink_app.state.sink, sim_url, sink_url, fast=not defaults
+            )
             stack.callback(built.close)
             return built
 

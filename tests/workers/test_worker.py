@@ -1,4 +1,4 @@
-"""The worker process: WORKER_CONCURRENCY RQ workers, one per thread, stopped together."""
+"""The worker process: WORKER_CONCURRENCY lean RQ workers, one per thread, kept by the main thread."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from redis import Redis
 from rq import Queue, Retry
 from rq import Worker as RQWorker
 from rq.serializers import JSONSerializer
-from rq.utils import now
 
 from config.settings import Settings
 from workers.delivery.dead_letters import DeadLetters
-from workers.worker import MAINTENANCE_LOCK_SECONDS, QUEUES, ThreadWorker, Worker, WorkerProcess, build_worker
+from workers.supervisor import Supervisor
+from workers.worker import MAINTENANCE_LOCK_SECONDS, QUEUES, build_worker
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def queue(redis: Redis) -> Queue:
 
 @pytest.fixture
 def restore_signals() -> Iterator[None]:
-    """The worker in the main thread installs RQ's handlers; put pytest's back afterwards."""
+    """A supervisor in the main thread takes SIGTERM and SIGINT; put pytest's back afterwards."""
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     yield
     for sig, handler in saved.items():
@@ -44,8 +44,9 @@ def start_process(redis_url: str) -> Iterator[Callable[[int], subprocess.Popen[b
     """`start_process(concurrency)`: `circleci-events worker` as a user runs it; stopped at the end."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(concurrency: int) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "REDIS_URL": redis_url, "LOG_LEVEL": "WARNING", "WORKER_CONCURRENCY": str(concurrency)}
+    def start(concurrency: int, **extra: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "REDIS_URL": redis_url, "LOG_LEVEL": "WARNING", "WORKER_CONCURRENCY": str(concurrency),
+               **extra}  # fmt: skip
         command = [sys.executable, "-m", "service.cli", "worker"]
         started.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
         return started[-1]
@@ -66,7 +67,7 @@ def test_one_process_runs_as_many_jobs_at_once_as_its_concurrency(
 ) -> None:
     # each job waits for the other three: with fewer than four at once none could finish
     jobs = [queue.enqueue("tests.workers.rq_jobs.meet", 4, 20.0) for _ in range(4)]
-    assert WorkerProcess(redis, QUEUES, settings_for(redis_url), concurrency=4).work(burst=True)
+    assert Supervisor(redis, QUEUES[0], settings_for(redis_url), concurrency=4).work(burst=True)
     assert [job.get_status() for job in jobs] == ["finished"] * 4
 
 
@@ -74,7 +75,7 @@ def test_with_a_concurrency_of_one_the_jobs_run_one_after_another(
     redis: Redis, redis_url: str, queue: Queue, restore_signals: None
 ) -> None:
     jobs = [queue.enqueue("tests.workers.rq_jobs.meet", 2, 0.5) for _ in range(2)]
-    WorkerProcess(redis, QUEUES, settings_for(redis_url), concurrency=1).work(burst=True)
+    Supervisor(redis, QUEUES[0], settings_for(redis_url), concurrency=1).work(burst=True)
     assert [job.get_status() for job in jobs] == ["failed", "finished"]
     assert "only 1 of 2 jobs ran at once" in (jobs[0].latest_result().exc_string or "")
 
@@ -113,25 +114,60 @@ def test_sigterm_stops_an_idle_process_at_once(redis: Redis, start_process) -> N
     assert RQWorker.all(connection=redis) == []
 
 
-def test_a_worker_thread_that_dies_stops_the_whole_process_with_a_failure(
-    redis: Redis, redis_url: str, restore_signals: None, monkeypatch: pytest.MonkeyPatch
+def test_sigterm_past_the_grace_puts_the_running_jobs_back_on_the_queue_at_once(
+    redis: Redis, queue: Queue, start_process
 ) -> None:
-    """A smaller process than configured would go unnoticed: it exits, its supervisor restarts it."""
-    process = WorkerProcess(redis, QUEUES, settings_for(redis_url), concurrency=2)
-    broken = process.lead.crew[0]
+    process = start_process(2, WORKER_SHUTDOWN_GRACE_SECONDS="1")
+    _wait(lambda: _idle(redis) == 2, "two workers waiting for jobs")
+    jobs = [queue.enqueue("tests.workers.rq_jobs.sleep", 60.0) for _ in range(2)]
+    _wait(lambda: len(queue.started_job_registry.get_job_ids()) == 2, "two jobs started")
+    stopped = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+    assert time.monotonic() - stopped < 5
+    assert [job.get_status() for job in jobs] == ["queued"] * 2
+    assert sorted(queue.job_ids) == sorted(job.id for job in jobs)
+    assert queue.started_job_registry.get_job_ids() == []
+
+
+def test_a_second_sigterm_ends_the_grace_at_once(redis: Redis, queue: Queue, start_process) -> None:
+    process = start_process(1)  # the default grace: 25 s
+    _wait(lambda: _idle(redis) == 1, "a worker waiting for jobs")
+    job = queue.enqueue("tests.workers.rq_jobs.sleep", 60.0)
+    _wait(lambda: job.get_status() == "started", "the job started")
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=5) == 0
+    assert job.get_status() == "queued" and queue.job_ids == [job.id]
+
+
+def test_a_worker_thread_whose_loop_ended_is_started_again(
+    redis: Redis, redis_url: str, queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis gone for a moment, or a bug: the process keeps its concurrency instead of shrinking."""
+    supervisor = Supervisor(redis, QUEUES[0], settings_for(redis_url), concurrency=1)
 
     def fail(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug in a worker thread")
 
-    monkeypatch.setattr(broken, "dequeue_job_and_maintain_ttl", fail)
-    assert process.work() is False
-    assert RQWorker.all(connection=redis) == []
+    monkeypatch.setattr(supervisor.workers[0], "dequeue_job_and_maintain_ttl", fail)
+    thread = threading.Thread(target=supervisor.work, daemon=True)
+    thread.start()
+    try:
+        job = queue.enqueue("tests.workers.rq_jobs.sleep", 0.0)
+        _wait(lambda: job.get_status() == "finished", "the job run by the new worker thread", timeout=10)
+        assert supervisor.restarts == [1]
+    finally:
+        supervisor.request_stop(signal.SIGTERM)
+        thread.join(timeout=10)
+    assert not thread.is_alive()
 
 
 def test_a_job_in_a_thread_is_stopped_at_its_timeout(redis: Redis, redis_url: str, queue: Queue) -> None:
     """Outside the main thread there is no SIGALRM: RQ's timer-based death penalty ends the job."""
     job = queue.enqueue("tests.workers.rq_jobs.busy", 30.0, job_timeout=1)
-    worker = build_worker(redis, settings=settings_for(redis_url), worker_class=ThreadWorker)
+    worker = build_worker(redis, settings=settings_for(redis_url))
     thread = threading.Thread(target=worker.work, kwargs={"burst": True})
     thread.start()
     thread.join(timeout=20)
@@ -140,28 +176,47 @@ def test_a_job_in_a_thread_is_stopped_at_its_timeout(redis: Redis, redis_url: st
     assert "JobTimeoutException" in (job.latest_result().exc_string or "")
 
 
-def test_a_heartbeat_is_one_round_trip_and_at_most_one_a_second(redis: Redis, redis_url: str) -> None:
-    worker = build_worker(redis, settings=settings_for(redis_url))
-    worker.register_birth()
-    redis.hset(worker.key, "last_heartbeat", "before")
-    worker.heartbeat()  # just born: skipped
-    assert redis.hget(worker.key, "last_heartbeat") == b"before"
-    worker.last_heartbeat = now() - timedelta(seconds=2)
-    worker.heartbeat()
-    assert redis.hget(worker.key, "last_heartbeat") != b"before"
-    redis.hset(worker.key, "last_heartbeat", "before")
-    worker.heartbeat(timeout=300)  # a longer TTL asked for always goes
-    assert redis.hget(worker.key, "last_heartbeat") != b"before"
-    assert 240 < redis.ttl(worker.key) <= 300
-    worker.register_death()
+def test_a_job_costs_a_dozen_redis_commands_not_rqs_sixty(redis: Redis, redis_url: str, queue: Queue) -> None:
+    """Taken, started, finished, result kept: two round trips besides the take (RQ's own: ~57 commands)."""
+    jobs = [queue.enqueue("tests.workers.rq_jobs.sleep", 0.0) for _ in range(50)]
+    before = _commands(redis)
+    Supervisor(redis, QUEUES[0], settings_for(redis_url), concurrency=1).work(burst=True)
+    per_job = (_commands(redis) - before) / len(jobs)
+    assert [job.get_status() for job in jobs] == ["finished"] * 50
+    assert jobs[0].return_value() == 0.0
+    assert queue.finished_job_registry.count == 50
+    assert per_job <= 14, f"{per_job:.1f} Redis commands per job"
 
 
-def test_the_lead_worker_passes_a_warm_stop_to_its_crew(redis: Redis, redis_url: str) -> None:
-    process = WorkerProcess(redis, QUEUES, settings_for(redis_url), concurrency=3)
-    assert all(isinstance(w, ThreadWorker) for w in process.lead.crew)
-    assert type(process.lead) is Worker
-    process.lead.handle_warm_shutdown_request()
-    assert all(w._stop_requested for w in process.lead.crew)
+def test_a_running_job_holds_a_lease_of_seconds_not_its_timeout(
+    redis: Redis, redis_url: str, queue: Queue, start_process
+) -> None:
+    start_process(1)
+    job = queue.enqueue("tests.workers.rq_jobs.sleep", 3.0, job_timeout=600)
+    _wait(lambda: job.get_status() == "started", "the job started")
+    [(entry, expiry)] = redis.zrange(queue.started_job_registry.key, 0, -1, withscores=True)
+    assert entry.decode().startswith(job.id + ":")
+    assert time.time() < expiry <= time.time() + 10  # WORKER_LEASE_SECONDS, not 600 + 60
+    time.sleep(2.5)  # renewed meanwhile
+    assert redis.zscore(queue.started_job_registry.key, entry) > expiry
+
+
+def test_a_stop_request_reaches_every_worker(redis: Redis, redis_url: str) -> None:
+    supervisor = Supervisor(redis, QUEUES[0], settings_for(redis_url), concurrency=3)
+    supervisor.request_stop(signal.SIGTERM)
+    assert all(w._stop_requested for w in supervisor.workers)
+    assert supervisor.stopping_at is not None
+
+
+def test_rq_info_lists_the_queue_and_every_thread_s_worker(redis_url: str, start_process, redis: Redis) -> None:
+    start_process(2)
+    _wait(lambda: _idle(redis) == 2, "two workers waiting for jobs")
+    job = Queue(QUEUES[0], connection=redis, serializer=JSONSerializer).enqueue("tests.workers.rq_jobs.sleep", 0.0)
+    _wait(lambda: job.get_status() == "finished", "a job run")
+    rq = Path(sys.executable).with_name("rq")
+    shown = subprocess.run([str(rq), "info", "--url", redis_url], capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    assert "events" in shown.stdout and "2 workers, 1 queues" in shown.stdout
 
 
 def test_worker_concurrency_is_a_positive_setting() -> None:
@@ -175,6 +230,10 @@ def test_worker_concurrency_is_a_positive_setting() -> None:
 def _idle(redis: Redis) -> int:
     """Workers waiting for a job: past start-up, with the signal handlers in place."""
     return sum(1 for w in RQWorker.all(connection=redis) if w.get_state() == "idle")
+
+
+def _commands(redis: Redis) -> int:
+    return sum(int(stat["calls"]) for stat in redis.info("commandstats").values())
 
 
 def _wait(check, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
@@ -194,10 +253,17 @@ def test_a_killed_worker_holds_the_registry_cleaning_lock_a_minute_at_most(redis
     assert 0 < redis.ttl(queue.registry_cleaning_key) <= MAINTENANCE_LOCK_SECONDS == 60
 
 
-def test_only_the_main_threads_worker_runs_maintenance(redis: Redis, redis_url: str) -> None:
-    process = WorkerProcess(redis, QUEUES, settings_for(redis_url), concurrency=2)
-    assert process.lead.should_run_maintenance_tasks  # never run yet
-    assert not process.lead.crew[0].should_run_maintenance_tasks
+def test_no_worker_thread_runs_maintenance_the_process_does(redis: Redis, redis_url: str) -> None:
+    supervisor = Supervisor(redis, QUEUES[0], settings_for(redis_url), concurrency=2)
+    assert not any(worker.should_run_maintenance_tasks for worker in supervisor.workers)
+
+
+@pytest.mark.parametrize("name", ["WORKER_METRICS_PORT", "WORKER_ABANDONED_GRACE_SECONDS"])
+def test_a_retired_setting_stops_the_process_saying_what_replaced_it(name: str) -> None:
+    from config.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=f"{name} (is now WORKER_HTTP_PORT|is gone).*unset it"):
+        Settings.from_environ({name: "9100"})
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import structlog
 from redis import Redis
 from rq import get_current_job
-from rq.job import Job
 
 from config.errors import DeliveryRejected, HandlerError
 from config.logging import REDACTOR
@@ -42,43 +42,61 @@ class DeliveryAttempt:
     """One run of a delivery job: check, lock, send, and record what happened."""
 
     def __init__(
-        self, context: WorkerContext, job: Job, event_id: str, handler: str, *, force: bool, replayed_at: float | None
+        self,
+        context: WorkerContext,
+        redis: Redis,
+        job_id: str,
+        event_id: str,
+        handler: str,
+        *,
+        force: bool = False,
+        replayed_at: float | None = None,
+        event: dict[str, Any] | None = None,
     ) -> None:
+        """`event`: the enriched event when the caller has it (a first attempt), else it is read back."""
         self.context, self.settings, self.metrics = context, context.settings, context.metrics
-        self.redis: Redis = job.connection
-        self.job_id = job.id
+        self.redis = redis
+        self.job_id = job_id
         self.event_id, self.handler, self.force, self.replayed_at = event_id, handler, force, replayed_at
+        self.first = event is not None
         self.delivery_id = delivery_id_of(event_id, handler)
         self.store = EventStore(self.redis, ttl=self.settings.enriched_event_ttl_seconds)
-        self.event = self.store.load(event_id)
+        self.event = event if event is not None else self.store.load(event_id)
         self.lock = DeliveryLock(self.redis, self.delivery_id, ttl=self.settings.enriched_event_ttl_seconds)
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(
-            event_id=event_id,
-            handler=handler,
-            delivery_id=self.delivery_id,
-            job_id=job.id,
-            request_id=(self.event or {}).get("request_id"),
-        )
 
     def run(self) -> str:
+        """Deliver, with this attempt's ids on every log line (in whichever thread it runs)."""
+        with structlog.contextvars.bound_contextvars(
+            event_id=self.event_id,
+            handler=self.handler,
+            delivery_id=self.delivery_id,
+            job_id=self.job_id,
+            request_id=(self.event or {}).get("request_id"),
+        ):
+            return self._run()
+
+    def _run(self) -> str:
         if self.event is None:
             return self._dead("event_expired", attempts=0)
         target = self.context.handlers.get(self.handler)
         if target is None:
             return self._dead("unknown_handler", attempts=0)
-        if not self.force and self.lock.delivered():
+        if not self.first and not self.force and self.lock.delivered():
             return self._skipped()
-        hold_ms = int((self.settings.delivery_timeout_seconds * 4 + 5) * 1000)
-        token = self.lock.acquire(hold_ms)
+        # the longest one send may take (connect, write, read, each up to the timeout)
+        longest = self.settings.delivery_timeout_seconds * 4 + 5
+        leases = self.context.leases  # in a worker process: the lock lasts a lease, renewed while we send
+        token = self.lock.acquire(int((leases.seconds if leases else longest) * 1000))
         if token is None:
             wait = self.lock.remaining_seconds() + 1.0
             suffix = "wait-" + uuid.uuid4().hex[:8]
             self._reschedule(suffix, wait)
             log.info("delivery_lock_busy", retry_in_seconds=round(wait, 1))
             return "lock_busy"
+        if leases:
+            leases.hold_key(self.lock.lock_key, longest)
         try:
-            if not self.force and self.lock.delivered():  # another worker finished while we waited
+            if not self.force and self.lock.delivered():  # another worker (or an earlier run) finished it
                 return self._skipped()
             self.metrics.attempts.labels(self.handler).inc()
             try:
@@ -91,6 +109,8 @@ class DeliveryAttempt:
                 return self._failed(None, None, "", type(exc).__name__)
             return self._succeeded()
         finally:
+            if leases:
+                leases.drop_key(self.lock.lock_key)
             self.lock.release(token)
 
     def _succeeded(self) -> str:
@@ -175,10 +195,14 @@ class DeliveryAttempt:
 
 
 def deliver(event_id: str, handler: str, *, force: bool = False, replayed_at: float | None = None) -> str:
-    """Send one event to one handler, at most once with effect; returns the outcome."""
+    """The delivery job (a retry, a wait for the lock, a replay): send one event to one handler,
+    at most once with effect; returns the outcome. First attempts run in the enrichment job
+    (workers/delivery/fan_out.py)."""
     job = get_current_job()
     if job is None:
         raise RuntimeError("deliver runs as an RQ job: queue it with fan_out or a replay")
-    context = current()
-    attempt = DeliveryAttempt(context, job, event_id, handler, force=force, replayed_at=replayed_at)
+    structlog.contextvars.clear_contextvars()
+    attempt = DeliveryAttempt(
+        current(), job.connection, job.id, event_id, handler, force=force, replayed_at=replayed_at
+    )
     return attempt.run()

@@ -1,40 +1,66 @@
-"""Fan-out: an enriched event stored once, and one delivery job queued per subscribed handler.
+"""Fan-out: an enriched event stored once, and its first delivery attempt to every subscribed handler.
 
-A delivery whose job is still known to RQ (pending, or finished within the result TTL) is not
-queued again, so a retried enrichment job does not double the deliveries. What a delivery job
-does is workers/delivery/attempt.py; how it is queued, workers/delivery/jobs.py.
+The first attempts run inside the enrichment job, concurrently (one thread each but the last,
+which runs in the job's own), each bounded by DELIVERY_TIMEOUT_SECONDS: a slow destination never
+holds back another's first attempt. Only what that attempt could not finish becomes a delivery
+job (a retry after backoff, a wait for the lock): one hop from webhook to chat, and one RQ job
+per event in the usual case.
+
+An enrichment job that runs again (its worker died, or it raised after the fan-out) does not
+attempt a handler that already has an outcome: that handler's delivery has been made, is
+being retried by its own jobs, or was given up.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from typing import Any
 
 import structlog
 from redis import Redis
 
 from config.settings import Settings
-from workers.context import current
-from workers.delivery.jobs import delivery_id_of, enqueue_delivery, job_id_of
+from workers.context import WorkerContext, current
+from workers.delivery.attempt import DeliveryAttempt
+from workers.delivery.jobs import delivery_id_of
 from workers.store import EventStore
 
 log = structlog.get_logger("workers.delivery")
 
 
 def fan_out(
-    redis: Redis, event: dict[str, Any], handler_names: list[str], *, settings: Settings | None = None
-) -> list[str]:
-    """Store `event` once and queue one delivery per distinct handler; returns the delivery ids."""
-    settings = settings or current().settings
+    redis: Redis,
+    event: dict[str, Any],
+    handler_names: list[str],
+    *,
+    settings: Settings | None = None,
+    job_id: str = "-",
+    rerun: bool = False,
+) -> dict[str, str]:
+    """Store `event` once and attempt each distinct handler once; each delivery id's outcome.
+
+    `rerun`: this enrichment ran before, so handlers with an outcome are left to it.
+    """
+    context = current()
+    settings = settings or context.settings
     event_id = event["event_id"]
     names = list(dict.fromkeys(handler_names))
     store = EventStore(redis, ttl=settings.enriched_event_ttl_seconds)
     store.save(event, handlers=names)
-    queued = [
-        name
-        for name in names
-        if enqueue_delivery(redis, settings, event_id, name, job_id_of(delivery_id_of(event_id, name)))
-    ]
-    for name in queued:
-        store.record_outcome(event_id, name, "queued")
-    log.info("deliveries_queued", event_id=event_id, handlers=names, queued=len(queued))
-    return [delivery_id_of(event_id, name) for name in names]
+    if rerun and names:
+        names = [name for name in names if store.handler_state(event_id, name)["outcome"] is None]
+    attempts = [DeliveryAttempt(context, redis, job_id, event_id, name, event=event) for name in names]
+    outcomes = dict(zip((a.delivery_id for a in attempts), run_all(context, attempts), strict=True))
+    if rerun:
+        skipped = [n for n in dict.fromkeys(handler_names) if delivery_id_of(event_id, n) not in outcomes]
+        log.info("deliveries_left_to_earlier_run", event_id=event_id, handlers=skipped)
+    return outcomes
+
+
+def run_all(context: WorkerContext, attempts: list[DeliveryAttempt]) -> list[str]:
+    """Run the attempts at once: all but the last in the context's send pool, the last here."""
+    if not attempts:
+        return []
+    futures: list[Future[str]] = [context.sends.submit(attempt.run) for attempt in attempts[:-1]]
+    last = attempts[-1].run()
+    return [future.result() for future in futures] + [last]

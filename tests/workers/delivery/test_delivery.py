@@ -8,7 +8,6 @@ once instead of waiting, so no test sleeps for a backoff.
 from __future__ import annotations
 
 import random
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -34,10 +33,10 @@ from tests.server import running
 from workers.context import WorkerContext, current, installed
 from workers.delivery.dead_letters import DeadLetters
 from workers.delivery.fan_out import fan_out
-from workers.delivery.jobs import job_id_of
+from workers.delivery.jobs import delivery_id_of, enqueue_delivery, job_id_of
 from workers.delivery.replay import replay_dead_letter, replay_event
 from workers.store import EventStore
-from workers.worker import QUEUES, build_worker, serve_metrics
+from workers.worker import QUEUES, build_worker
 
 pytestmark = pytest.mark.integration
 
@@ -148,9 +147,9 @@ def deliveries(redis_url: str) -> Iterator[Deliveries]:
 
 
 def test_each_handler_gets_the_event_once(deliveries: Deliveries, event: dict) -> None:
-    ids = fan_out(deliveries.redis, event, ["ops", "audit"])
+    outcomes = fan_out(deliveries.redis, event, ["ops", "audit"])
     deliveries.run()
-    assert ids == [f"{event['event_id']}:ops", f"{event['event_id']}:audit"]
+    assert outcomes == {f"{event['event_id']}:ops": "delivered", f"{event['event_id']}:audit": "delivered"}
     assert (deliveries.posts("ops"), deliveries.posts("audit")) == (1, 1)
     [message] = deliveries.sink.delivered(PATHS["ops"])
     assert message.headers["x-delivery-id"] == f"{event['event_id']}:ops"
@@ -161,26 +160,60 @@ def test_each_handler_gets_the_event_once(deliveries: Deliveries, event: dict) -
 
 
 def test_a_handler_named_twice_gets_one_delivery(deliveries: Deliveries, event: dict) -> None:
-    assert fan_out(deliveries.redis, event, ["ops", "ops"]) == [f"{event['event_id']}:ops"]
+    assert fan_out(deliveries.redis, event, ["ops", "ops"]) == {f"{event['event_id']}:ops": "delivered"}
     deliveries.run()
     assert deliveries.posts() == 1
 
 
-def test_the_same_delivery_is_not_queued_twice_while_pending(deliveries: Deliveries, event: dict) -> None:
-    fan_out(deliveries.redis, event, ["ops"])
-    fan_out(deliveries.redis, event, ["ops"])
-    assert deliveries.queue.job_ids == [job_id_of(f"{event['event_id']}:ops")]
+def test_the_first_attempt_runs_in_the_enrichment_job_and_only_a_retry_is_a_job(
+    deliveries: Deliveries, event: dict
+) -> None:
+    deliveries.sink.add_fault(path=PATHS["ops"], status=500, times=1)
+    assert fan_out(deliveries.redis, event, ["ops", "audit"]) == {
+        f"{event['event_id']}:ops": "retried",
+        f"{event['event_id']}:audit": "delivered",
+    }
+    assert (deliveries.tries("ops"), deliveries.posts("audit")) == (1, 1)
+    assert deliveries.queue.count == 0 and len(deliveries.scheduled.get_job_ids()) == 1
+    deliveries.run()
+    assert (deliveries.posts("ops"), deliveries.posts("audit")) == (1, 1)
+
+
+def test_first_attempts_run_at_once_so_a_slow_destination_holds_back_no_other(
+    deliveries: Deliveries, event: dict
+) -> None:
+    deliveries.sink.add_fault(kind="slow", path=PATHS["ops"], delay=0.8)
+    deliveries.sink.add_fault(kind="slow", path=PATHS["audit"], delay=0.8)
+    started = time.monotonic()
+    outcomes = fan_out(deliveries.redis, event, ["ops", "audit", "teams"])
+    assert time.monotonic() - started < 1.5, "the two slow sends overlapped"
+    assert set(outcomes.values()) == {"delivered"}
+
+
+def test_an_enrichment_that_runs_again_leaves_handlers_with_an_outcome_alone(
+    deliveries: Deliveries, event: dict
+) -> None:
+    """Its worker died after the first attempts: one delivered, one waiting for its retry."""
+    deliveries.sink.add_fault(path=PATHS["ops"], status=500, times=1)
+    fan_out(deliveries.redis, event, ["ops", "audit"])
+    assert fan_out(deliveries.redis, event, ["ops", "audit"], rerun=True) == {}
+    assert (deliveries.tries("ops"), deliveries.tries("audit")) == (1, 1)
+    assert len(deliveries.scheduled.get_job_ids()) == 1, "one retry chain, not two"
+    deliveries.run()
+    assert (deliveries.posts("ops"), deliveries.posts("audit")) == (1, 1)
 
 
 def test_a_duplicate_event_posts_nothing_more(deliveries: Deliveries, event: dict) -> None:
     fan_out(deliveries.redis, event, ["ops"])
     deliveries.run()
-    fan_out(deliveries.redis, event, ["ops"])  # the enrichment job ran again
-    replay_event(deliveries.redis, event["event_id"])  # an operator replays without force
     with capture_logs() as logs:
+        fan_out(deliveries.redis, event, ["ops"])  # the enrichment job ran again, not knowing it had
+        replay_event(deliveries.redis, event["event_id"])  # an operator replays without force
         deliveries.run()
     assert deliveries.posts() == 1
-    assert [line["event"] for line in logs if line["event"].startswith("delivery_")] == ["delivery_skipped_duplicate"]
+    assert [line["event"] for line in logs if line["event"].startswith("delivery_")] == [
+        "delivery_skipped_duplicate"
+    ] * 2
 
 
 def test_a_forced_replay_posts_again(deliveries: Deliveries, event: dict) -> None:
@@ -205,8 +238,8 @@ def test_429_waits_at_least_retry_after_then_delivers(deliveries: Deliveries, ev
 
 def test_500s_are_retried_with_growing_backoff_until_delivered(deliveries: Deliveries, event: dict) -> None:
     deliveries.sink.add_fault(path=PATHS["ops"], status=500, times=3)
-    fan_out(deliveries.redis, event, ["ops"])
     with capture_logs() as logs:
+        fan_out(deliveries.redis, event, ["ops"])
         deliveries.run()
     assert (deliveries.tries(), deliveries.posts()) == (4, 1)
     retries = [line for line in logs if line["event"] == "delivery_retry_scheduled"]
@@ -226,8 +259,8 @@ def test_a_timeout_is_retried(deliveries: Deliveries, event: dict) -> None:
 
 def test_a_400_fails_fast_as_a_configuration_error(deliveries: Deliveries, event: dict) -> None:
     deliveries.sink.add_fault(kind="bad_request", path=PATHS["ops"], times=None)
-    fan_out(deliveries.redis, event, ["ops"])
     with capture_logs() as logs:
+        fan_out(deliveries.redis, event, ["ops"])
         deliveries.run()
     assert deliveries.tries() == 1
     [rejected] = [line for line in logs if line["event"] == "delivery_rejected"]
@@ -290,7 +323,7 @@ def test_a_replay_renders_with_the_handlers_of_the_time_of_sending(deliveries: D
 
 
 def test_an_expired_event_is_dead_lettered(deliveries: Deliveries, event: dict) -> None:
-    fan_out(deliveries.redis, event, ["ops"])
+    queue_delivery_job(deliveries, event)  # a retry, waiting
     deliveries.redis.delete(f"cie:event:{event['event_id']}")
     deliveries.run()
     letter = deliveries.dead.get(f"{event['event_id']}:ops")
@@ -307,7 +340,7 @@ def test_an_unknown_handler_is_dead_lettered(deliveries: Deliveries, event: dict
 
 def test_two_workers_racing_the_same_delivery_post_once(deliveries: Deliveries, event: dict) -> None:
     deliveries.sink.add_fault(kind="slow", path=PATHS["ops"], delay=0.5)  # both start while one sends
-    fan_out(deliveries.redis, event, ["ops"])
+    queue_delivery_job(deliveries, event)
     replay_event(deliveries.redis, event["event_id"], "ops")  # a second job for the same delivery
     assert deliveries.queue.count == 2
     workers = [threading.Thread(target=deliveries.worker().work, kwargs={"burst": True}) for _ in range(2)]
@@ -322,14 +355,18 @@ def test_two_workers_racing_the_same_delivery_post_once(deliveries: Deliveries, 
 def test_the_job_logs_carry_the_delivery_ids(deliveries: Deliveries, event: dict) -> None:
     from structlog.contextvars import merge_contextvars
 
-    fan_out(deliveries.redis, event, ["ops"])
+    deliveries.sink.add_fault(path=PATHS["ops"], status=500, times=1)
     with capture_logs(processors=[merge_contextvars]) as logs:
+        fan_out(deliveries.redis, event, ["ops", "audit"], job_id="enrichment-job")
         deliveries.run()
-    [line] = [line for line in logs if line["event"] == "delivery_succeeded"]
-    assert line["event_id"] == event["event_id"]
-    assert (line["handler"], line["delivery_id"]) == ("ops", f"{event['event_id']}:ops")
-    assert line["request_id"] == event["request_id"]
-    assert line["job_id"] == job_id_of(f"{event['event_id']}:ops")
+    [retried] = [line for line in logs if line["event"] == "delivery_retry_scheduled"]
+    [audit, ops] = sorted((line for line in logs if line["event"] == "delivery_succeeded"), key=lambda x: x["handler"])
+    for line in retried, audit, ops:
+        assert line["event_id"] == event["event_id"]
+        assert line["delivery_id"] == f"{event['event_id']}:{line['handler']}"
+        assert line["request_id"] == event["request_id"]
+    assert retried["handler"] == "ops" and retried["job_id"] == audit["job_id"] == "enrichment-job"
+    assert ops["job_id"] == job_id_of(f"{event['event_id']}:ops", "retry-1")
 
 
 def test_metrics_count_outcomes_attempts_and_time_to_delivery(deliveries: Deliveries, event: dict) -> None:
@@ -351,39 +388,30 @@ def test_metrics_count_outcomes_attempts_and_time_to_delivery(deliveries: Delive
     assert value("circleci_events_delivery_latency_seconds_count", handler="ops") == 2
 
 
+def queue_delivery_job(deliveries: Deliveries, event: dict, handler: str = "ops") -> str:
+    """A delivery job as a retry or a replay makes one, for an event stored without a first attempt."""
+    deliveries.store.save(event, handlers=[handler])
+    job_id = job_id_of(delivery_id_of(event["event_id"], handler), "test")
+    assert enqueue_delivery(deliveries.redis, deliveries.settings, event["event_id"], handler, job_id)
+    return job_id
+
+
 def test_a_worker_finishes_deliveries_before_it_enriches_the_next_event(deliveries: Deliveries, event: dict) -> None:
-    """A burst of events must not hold back the notifications of the ones already enriched."""
+    """A burst of events must not hold back the retries of the ones already enriched."""
     waiting = Queue("events", connection=deliveries.redis, serializer=JSONSerializer).enqueue("os.getcwd")
-    fan_out(deliveries.redis, event, ["ops"])
+    queue_delivery_job(deliveries, event)
     build_worker(deliveries.redis, QUEUES).work(burst=True, max_jobs=1)
     assert deliveries.posts() == 1
     assert waiting.get_status() == "queued"
 
 
 def test_a_taken_job_stays_recoverable_until_it_starts(deliveries: Deliveries, event: dict) -> None:
-    """From one queue RQ moves a job into an intermediate list (LMOVE) that its maintenance
-    recovers from; from several it pops the job (BLPOP), and a worker killed then lost it."""
-    fan_out(deliveries.redis, event, ["ops"])
+    """From one queue RQ moves a job into an intermediate list (LMOVE) that the reaper recovers
+    from; from several it pops the job (BLPOP), and a worker killed then lost it."""
+    queue_delivery_job(deliveries, event)
     queues = [Queue(name, connection=deliveries.redis, serializer=JSONSerializer) for name in QUEUES]
     job, queue = Queue.dequeue_any(queues, timeout=None, connection=deliveries.redis)  # then the worker dies
     assert job.id in [i.decode() for i in deliveries.redis.lrange(queue.intermediate_queue_key, 0, -1)]
-
-
-def test_a_worker_serves_its_delivery_metrics(deliveries: Deliveries, event: dict) -> None:
-    fan_out(deliveries.redis, event, ["ops"])
-    deliveries.run()
-    with socket.socket() as taken:  # another worker on this host holds the first port
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        server = serve_metrics(current().metrics.registry, taken.getsockname()[1])
-        assert server is not None
-        try:
-            assert server.server_port != taken.getsockname()[1]
-            scraped = httpx.get(f"http://127.0.0.1:{server.server_port}/metrics").text
-        finally:
-            server.shutdown()
-            server.server_close()
-    assert 'circleci_events_deliveries_total{handler="ops",outcome="delivered"} 1.0' in scraped
 
 
 def test_the_handlers_of_a_routes_file_deliver_through_the_shared_client(redis_url: str, tmp_path: Path) -> None:

@@ -1,0 +1,260 @@
+"""The worker process: WORKER_CONCURRENCY RQ workers in threads, kept by the main thread.
+
+An enrichment job spends most of its time waiting for CircleCI, so one process runs several jobs
+at once, each in a whole RQ worker of its own (workers/worker.py). They share the process's API
+client, HTTP clients and Redis pool, built once (an httpx client costs ~27 ms of CPU, more than
+a job's calls). The main thread runs no job; it keeps the others, a tick at a time:
+
+    leases       every fifth of WORKER_LEASE_SECONDS: the running jobs' claims renewed, one ZADD
+    heartbeats   every worker's state when it changed, its key's TTL every BEAT_SECONDS
+    scheduler    every second: RQ's scheduled jobs (retries, deferrals) that are due, queued
+                 (RQ's own RQScheduler, run here instead of in a forked process)
+    reaper       every half lease: jobs whose worker died back on the queue (workers/reaper.py)
+    maintenance  every WORKER_MAINTENANCE_INTERVAL_SECONDS: RQ's registry clean-up, the event index trimmed
+    threads      a worker thread whose loop ended (Redis gone, a bug) is started again
+
+SIGTERM or SIGINT: every worker finishes the job it has and takes no other; after
+WORKER_SHUTDOWN_GRACE_SECONDS the jobs still running go back to the front of the queue at once
+and the process exits. A second signal does that at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+
+import structlog
+from redis import Redis
+from rq.scheduler import RQScheduler
+from rq.serializers import JSONSerializer
+
+from config.settings import Settings
+from workers.connection import connect
+from workers.context import WorkerContext, install
+from workers.durability import ensure_durable
+from workers.lease import Leases
+from workers.reaper import Reaper, requeue_running
+from workers.store import EventStore
+from workers.worker import JobQueue, Worker, build_worker
+
+log = structlog.get_logger("workers.supervisor")
+TICK_SECONDS = 0.1
+BEAT_SECONDS = 15.0
+SCHEDULER_SECONDS = 1  # RQ sets its lock to this + 60 s, in whole seconds
+SCHEDULER_LOCK_SECONDS = 10.0  # how often the scheduler's lock is taken or refreshed (RQ's lasts 61 s)
+RESTART_BACKOFF_MAX = 30.0
+# A job running this long past its own timeout means its thread is stuck where RQ's timer cannot
+# reach: /healthz fails, so an orchestrator restarts the process.
+HUNG_GRACE_SECONDS = 30.0
+
+
+@dataclass
+class Health:
+    ok: bool
+    problems: list[str]
+
+
+class Supervisor:
+    """`concurrency` workers on one queue, each in a thread, and the main thread keeping them."""
+
+    def __init__(self, redis: Redis, queue_name: str, settings: Settings, concurrency: int) -> None:
+        self.redis, self.settings = redis, settings
+        self.queue = JobQueue(queue_name, connection=redis, serializer=JSONSerializer)
+        self.leases = Leases(redis, self.queue.started_job_registry.key, seconds=settings.worker_lease_seconds)
+        self.workers = [self._new_worker() for _ in range(concurrency)]
+        self.threads: dict[int, threading.Thread] = {}
+        self.restarts = [0] * concurrency
+        self.reaper = Reaper(self.queue, lease_seconds=settings.worker_lease_seconds, fail=self._fail)
+        self.scheduler = RQScheduler(
+            [self.queue], connection=redis, interval=SCHEDULER_SECONDS, serializer=JSONSerializer,
+            logging_level=settings.log_level,
+        )  # fmt: skip
+        self.stopping_at: float | None = None  # monotonic deadline once a stop was asked for
+        self.ticked = time.monotonic()
+        self._due: dict[str, float] = {}
+
+    def _new_worker(self) -> Worker:
+        return build_worker(self.redis, (self.queue.name,), settings=self.settings, leases=self.leases)
+
+    def _fail(self, job, queue, exc_string: str) -> None:  # type: ignore[no-untyped-def]
+        self.workers[0].handle_job_failure(job, queue, exc_string=exc_string)
+
+    # -- running -------------------------------------------------------------------------------
+
+    def work(self, *, burst: bool = False) -> bool:
+        """Run until stopped (or, in burst mode, until the queue is empty); False if it ended on a failure."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.request_stop)
+            signal.signal(signal.SIGINT, self.request_stop)
+        self._schedule()  # what fell due while no worker ran
+        for index in range(len(self.workers)):
+            self._start(index, burst)
+        try:
+            while self._keep_going(burst):
+                if self.stopping_at is not None and time.monotonic() >= self.stopping_at:
+                    self._abandon_running()
+                    return True
+                self.tick(burst)
+                time.sleep(TICK_SECONDS)
+        finally:
+            self._farewell()
+        return True
+
+    def _keep_going(self, burst: bool) -> bool:
+        """Until every thread ended, in burst mode or once stopping; else threads that end are replaced."""
+        if burst or self.stopping_at is not None:
+            return any(t.is_alive() for t in self.threads.values())
+        return True
+
+    def _start(self, index: int, burst: bool) -> None:
+        worker = self.workers[index]
+        thread = threading.Thread(
+            target=worker.work, kwargs={"burst": burst, "logging_level": self.settings.log_level},
+            name=f"rq-worker-{index + 1}", daemon=True,  # a stop past its grace does not wait for them
+        )  # fmt: skip
+        self.threads[index] = thread
+        thread.start()
+
+    def tick(self, burst: bool = False) -> None:
+        """One pass of the keeping: whatever is due now. Redis errors are logged and tried next tick."""
+        self.ticked = time.monotonic()
+        try:
+            if self._is_due("leases", self.leases.renew_every):
+                self.leases.renew()
+            self._beat(full=self._is_due("beat", BEAT_SECONDS))
+            if self.stopping_at is None:
+                if self._is_due("scheduler", SCHEDULER_SECONDS):
+                    self._schedule()
+                if self._is_due("reaper", self.reaper.interval):
+                    self.reaper.run()
+                if self._is_due("maintenance", self.settings.worker_maintenance_interval_seconds):
+                    self.workers[0].clean_registries()  # type: ignore[no-untyped-call]
+                    EventStore(self.redis, ttl=self.settings.enriched_event_ttl_seconds).trim()
+        except Exception as exc:
+            log.error("worker_upkeep_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        if not burst and self.stopping_at is None:
+            self._restart_stopped_threads()
+
+    def _is_due(self, what: str, every: float) -> bool:
+        now = time.monotonic()
+        if now < self._due.get(what, 0.0):
+            return False
+        self._due[what] = now + every
+        return True
+
+    def _beat(self, *, full: bool) -> None:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for worker in self.workers:
+                worker.beat(pipe, full=full)
+            if len(pipe):
+                pipe.execute()
+
+    def _schedule(self) -> None:
+        if self._is_due("scheduler-lock", SCHEDULER_LOCK_SECONDS):
+            if self.scheduler.acquired_locks:
+                self.scheduler.heartbeat()  # type: ignore[no-untyped-call]
+            else:
+                self.scheduler.acquire_locks()  # type: ignore[no-untyped-call]
+        if self.scheduler.acquired_locks:
+            self.scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+
+    def _restart_stopped_threads(self) -> None:
+        """A worker whose RQ loop ended on its own (Redis gone, a bug) is replaced, after a backoff."""
+        for index, thread in self.threads.items():
+            if thread.is_alive():
+                continue
+            key = f"restart-{index}"
+            if key not in self._due:
+                self.restarts[index] += 1
+                wait = min(RESTART_BACKOFF_MAX, 2.0 ** min(self.restarts[index] - 1, 5))
+                self._due[key] = time.monotonic() + wait
+                log.error("worker_thread_stopped", worker=self.workers[index].name, restart_in_seconds=wait)
+                continue
+            if time.monotonic() >= self._due[key]:
+                del self._due[key]
+                self.workers[index] = self._new_worker()
+                self._start(index, burst=False)
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def request_stop(self, signum: int, frame: FrameType | None = None) -> None:
+        """The first signal starts the grace; a second ends it."""
+        if self.stopping_at is None:
+            grace = self.settings.worker_shutdown_grace_seconds
+            self.stopping_at = time.monotonic() + grace
+            log.info("worker_stopping", signal=signal.Signals(signum).name, running=len(self.leases.held()),
+                     grace_seconds=grace)  # fmt: skip
+            for worker in self.workers:
+                worker.stop_after_job()
+        else:
+            self.stopping_at = time.monotonic()
+
+    def _abandon_running(self) -> None:
+        """Past the grace: the jobs still running go back to the front of the queue now."""
+        entries = self.leases.held()
+        try:
+            requeued = requeue_running(self.queue, entries)
+        except Exception as exc:
+            log.error("worker_requeue_failed", error=f"{type(exc).__name__}: {exc}"[:300], jobs=len(entries))
+            return
+        if requeued:
+            log.warning("jobs_requeued_on_shutdown", job_ids=requeued)
+
+    def _farewell(self) -> None:
+        """Unregister every worker (`rq info` stops listing them) and free the scheduler's lock."""
+        for worker in self.workers:
+            with contextlib.suppress(Exception):
+                worker.register_death()  # type: ignore[no-untyped-call]
+        with contextlib.suppress(Exception):
+            self.scheduler.release_locks()  # type: ignore[no-untyped-call]
+
+    # -- health --------------------------------------------------------------------------------
+
+    def health(self) -> Health:
+        """Alive: the keeping thread ticks, every worker thread runs, none is stuck past its job's timeout."""
+        problems = []
+        now = time.monotonic()
+        if now - self.ticked > 10 * TICK_SECONDS + 5:
+            problems.append(f"the main thread has not ticked for {now - self.ticked:.0f} s")
+        for index, worker in enumerate(self.workers):
+            thread = self.threads.get(index)
+            if self.stopping_at is None and (thread is None or not thread.is_alive()):
+                problems.append(f"worker thread {index + 1} is not running")
+            if worker.busy_since is not None and worker.busy_timeout:
+                over = now - worker.busy_since - worker.busy_timeout
+                if over > HUNG_GRACE_SECONDS:
+                    problems.append(f"worker thread {index + 1} is {over:.0f} s past its job's timeout")
+        return Health(not problems, problems)
+
+
+def run_worker(settings: Settings, *, burst: bool = False) -> bool:
+    """Build the process's context from `settings` (a broken routes file stops here, not at the
+    first event), install it, and run WORKER_CONCURRENCY workers until stopped."""
+    from workers.health import serve_health
+
+    context = WorkerContext.build(settings)
+    install(context)
+    # RQ's own client: RQ raises its socket timeout to wait for jobs, the jobs' client keeps 5 s
+    redis = connect(str(settings.redis_url))
+    ensure_durable(redis, allow_eviction=settings.redis_allow_eviction, log=log)
+    supervisor = Supervisor(redis, settings.events_queue, settings, settings.worker_concurrency)
+    context.leases = supervisor.leases
+    if settings.worker_http_port:
+        serve_health(supervisor, context.metrics.registry, settings.worker_http_port, addr=settings.host)
+    try:
+        ok = supervisor.work(burst=burst)
+    finally:
+        install(None)
+    if supervisor.stopping_at is not None and supervisor.leases.held():
+        # threads past the grace are still in their jobs (now requeued): do not wait for them
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    context.close()
+    return ok
