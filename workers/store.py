@@ -82,11 +82,13 @@ class EventStore:
         now = time.time()
         key = RECORD_PREFIX + event_id
         entry = {"handler": handler, "at": now, "outcome": outcome, "status": status, "reason": reason}
-        with self.redis.pipeline(transaction=True) as pipe:
+        last = {f"{handler}|last_attempt_at": now, f"{handler}|outcome": outcome,
+                f"{handler}|last_status": "" if status is None else status}  # fmt: skip
+        # one handler's attempts are one at a time (the send lock): no transaction needed
+        with self.redis.pipeline(transaction=False) as pipe:
             pipe.hincrby(key, f"{handler}|attempts", 1)
             pipe.hsetnx(key, f"{handler}|first_attempt_at", now)
-            pipe.hset(key, mapping={f"{handler}|last_attempt_at": now, f"{handler}|outcome": outcome})
-            pipe.hset(key, f"{handler}|last_status", "" if status is None else status)
+            pipe.hset(key, mapping=last)
             pipe.rpush(ATTEMPTS_PREFIX + event_id, json.dumps(entry))
             pipe.expire(key, self.ttl)
             pipe.expire(ATTEMPTS_PREFIX + event_id, self.ttl)

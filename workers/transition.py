@@ -61,11 +61,14 @@ if prev[1] then
     kind = (status == 'success') and 'fixed' or 'still_failing'
   end
 end
-redis.call('HSET', KEYS[1], 'status', status, 'pipeline_number', ARGV[2], 'order', ARGV[3],
-           'happened_at', ARGV[4], 'kind', kind)
+local fields = {'status', status, 'pipeline_number', ARGV[2], 'order', ARGV[3], 'happened_at', ARGV[4],
+                'kind', kind}
 if prev[1] then
-  redis.call('HSET', KEYS[1], 'previous_status', prev[1], 'previous_pipeline_number', prev[2])
+  for _, v in ipairs({'previous_status', prev[1], 'previous_pipeline_number', prev[2]}) do
+    fields[#fields + 1] = v
+  end
 end
+redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return {kind, prev[1], prev[2]}
 """
