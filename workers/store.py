@@ -82,7 +82,7 @@ class EventStore:
         now = time.time()
         key = RECORD_PREFIX + event_id
         entry = {"handler": handler, "at": now, "outcome": outcome, "status": status, "reason": reason}
-        last: dict[str, str | float | int] = {f"{handler}|last_attempt_at": now, f"{handler}|outcome": outcome,
+        last: dict[Any, Any] = {f"{handler}|last_attempt_at": now, f"{handler}|outcome": outcome,
                 f"{handler}|last_status": "" if status is None else status}  # fmt: skip
         # one handler's attempts are one at a time (the send lock): no transaction needed
         with self.redis.pipeline(transaction=False) as pipe:
