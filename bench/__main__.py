@@ -33,6 +33,9 @@ from bench.processes import ROOT, load_average
 
 RESULTS = ROOT / "bench" / "results"
 INGEST_RATIO, INGEST_P99_MS = 0.30, 50.0
+SINK_FLOOR_RATIO = 1.15
+REDIS_COMMANDS_PER_EVENT = 60.0
+TOP_COMMANDS = 15
 NAIVE_CALLS = 1 + 3 * worker.JOBS
 # bench.worker's figure names, as this table shows them
 WORKER_NAMES = {
@@ -59,13 +62,23 @@ def ingest_figures(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }  # fmt: skip
 
 
-def sink_figures(r: dict[str, Any], worker_figs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    bound = r["bound_ms"]
-    calls = worker_figs["API calls/event"]["value"]
-    text = f"lower bound {bound:.0f} (2 x {r['latency_ms']:g} ms)"
+def sink_figures(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    floor, p50, p99, commands = r["bound_ms"], r["p50_ms"], r["p99_ms"], r["redis"]
+    per_event = commands["commands_per_event"]
+    text = f"floor {floor:.0f} (2 API round trips x {r['latency_ms']:g} ms)"
     return {
-        "webhook -> sink p50": fig(r["p50_ms"], "ms", text, r["p50_ms"] / bound, None),
-        "webhook -> sink p99": fig(r["p99_ms"], "ms", text, r["p99_ms"] / bound, None),
+        "webhook -> sink p50": fig(p50, "ms", f"p50 <= {SINK_FLOOR_RATIO} x {text}", p50 / floor,
+                                   p50 / floor <= SINK_FLOOR_RATIO),
+        "webhook -> sink p99": fig(p99, "ms", f"{text} (reported)", p99 / floor, None),
+        "Redis commands/event": fig(per_event, "cmds", f"<= {REDIS_COMMANDS_PER_EVENT:.0f} (all processes)",
+                                    per_event / REDIS_COMMANDS_PER_EVENT, per_event <= REDIS_COMMANDS_PER_EVENT),
+        "idle Redis commands/s": fig(commands["idle_per_s"], "cmds/s", "none set (reported)", None, None),
+    }  # fmt: skip
+
+
+def api_calls_figure(worker_figs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    calls = worker_figs["API calls/event"]["value"]
+    return {
         "API calls/event vs naive": fig(calls, "calls", f"< naive 1 + 3 x {worker.JOBS} = {NAIVE_CALLS}",
                                         calls / NAIVE_CALLS, calls < NAIVE_CALLS),
     }  # fmt: skip
@@ -81,7 +94,7 @@ def one_run(args: argparse.Namespace, requests_file: Path) -> tuple[dict[str, An
         raw["sink"] = e2e.measure(args, Path(tmp))
     raw["load_after"] = load_average()
     worker_figs = {WORKER_NAMES.get(k, k): v for k, v in worker.figures(raw["worker"], args).items()}
-    figs = ingest_figures(raw["ingest"]) | worker_figs | sink_figures(raw["sink"], worker_figs)
+    figs = ingest_figures(raw["ingest"]) | worker_figs | sink_figures(raw["sink"]) | api_calls_figure(worker_figs)
     return raw, figs
 
 
@@ -114,6 +127,15 @@ def print_table(summary: dict[str, dict[str, Any]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
+def print_commands(measured: list[dict[str, Any]]) -> None:
+    """Redis's commands per event and per idle second by command, the median over the runs, the most first."""
+    for key, what in (("by_command", "per event"), ("idle_by_command", "per idle second")):
+        names = {name for m in measured for name in m[key]}
+        medians = {name: statistics.median(m[key].get(name, 0.0) for m in measured) for name in names}
+        top = sorted(medians.items(), key=lambda item: -item[1])[:TOP_COMMANDS]
+        print(f"Redis commands {what} (top {TOP_COMMANDS}): " + ", ".join(f"{n} {v:.1f}" for n, v in top))
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: one tiny run of each part")
@@ -124,7 +146,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     # what bench.ingest, bench.worker and bench.e2e read, at their own defaults unless --quick
     args.runs = 1 if quick else args.runs
     args.duration, args.connections, args.requests = (1, 64, 2_000) if quick else (8, 64, 80_000)
-    args.events, args.e2e_events = (10, 5) if quick else (200, 50)
+    args.events, args.e2e_events, args.sink_events = (10, 5, 10) if quick else (200, 50, 100)
+    args.idle_seconds = 5.0
     args.latency_ms, args.page_size, args.timeout = 20.0, 20, 180.0
     args.concurrency, args.noop_jobs = 4, (50 if quick else 500)
     args.json = args.json or RESULTS / ("quick.json" if quick else "latest.json")
@@ -150,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
             table.append(figs)
     summary = summarize(table)
     print_table(summary)
+    print_commands([r["sink"]["redis"] for r in runs])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     record = {"args": {k: str(v) for k, v in vars(args).items()}, "cpus": os.cpu_count(),
               "load_average": [[r["load_before"], r["load_after"]] for r in runs],

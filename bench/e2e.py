@@ -1,11 +1,16 @@
 """End to end, webhook to chat: signed POST to `service.cli web` until the sink holds the Slack message.
 
-    python -m bench.e2e [--events 50] [--latency-ms 20]
+    python -m bench.e2e [--events 100] [--latency-ms 20]
 
 One worker, the simulator answering every call after `latency-ms`, and the local sink
 (`circleci-events sink`) as the only handler's Slack URL. Events go one at a time; the
 time is the sink's arrival clock minus the POST's start (both on this machine's clock). The
-lower bound is the enrichment's critical path: 2 sequential API calls x latency (page size 20).
+floor is the enrichment's critical path: 2 sequential API calls x latency (page size 20).
+
+Redis's INFO commandstats, read around the events, gives the commands per event of every
+process together (web, worker, heartbeats; half a second of idle after the last one too), and
+read around `idle` seconds with web and worker up and no event (after the warm-up one), the
+idle rate.
 """
 
 from __future__ import annotations
@@ -14,20 +19,24 @@ import argparse
 import json
 import math
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench import commandstats
 from bench.processes import free_port, rss_mb, wait_until
 from bench.worker import ARTIFACTS, JOBS, SECRET, TESTS, Run, pages
 from service.signature import sign
 
 SLACK_PATH = "/slack/bench"
+SETTLE_SECONDS = 0.5  # after the last message, for the jobs' own bookkeeping
 
 
 def routes_file(directory: Path, sink_port: int) -> Path:
@@ -45,6 +54,25 @@ def slack_messages(http: httpx.Client, sink: str) -> list[dict[str, Any]]:
     return answer
 
 
+def start_sink(run: Run) -> tuple[subprocess.Popen[bytes], str]:
+    """`circleci-events sink` on the last CPU; its base URL."""
+    port = free_port()
+    process = run.procs.start(
+        "sink", [sys.executable, "-m", "service.cli", "sink", "--port", str(port)], cpu=run.last_cpu, env=run.env(0)
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+def post_event(http: httpx.Client, web: str, payload: dict[str, Any]) -> None:
+    """`payload` as CircleCI sends it, signed; anything but a 202 is an error."""
+    body = json.dumps(payload).encode()
+    headers = {"content-type": "application/json", "circleci-signature": sign(body, SECRET),
+               "circleci-event-type": "workflow-completed"}  # fmt: skip
+    answer = http.post(f"{web}/webhooks/circleci", content=body, headers=headers)
+    if answer.status_code != 202:
+        raise RuntimeError(f"bench: POST answered {answer.status_code}: {answer.text[:200]}")
+
+
 def arrived(http: httpx.Client, sink: str, count: int) -> bool:
     return len(slack_messages(http, sink)) >= count
 
@@ -59,36 +87,37 @@ def critical_calls(page_size: int) -> int:
     return pages(JOBS, page_size) + max(pages(TESTS, page_size), pages(ARTIFACTS, page_size))
 
 
-def webhook_to_sink(run: Run, latency_ms: float, count: int) -> dict[str, Any]:
-    """`count` events (after one warm-up) from POST to the sink's arrival; p50/p99 and the processes' RSS."""
+def to_sink(http: httpx.Client, web: str, sink: str, payload: dict[str, Any], number: int) -> float:
+    """Milliseconds from POSTing `payload` until the sink holds its `number`th Slack message."""
+    start = time.time()
+    post_event(http, web, payload)
+    wait_until(partial(arrived, http, sink, number), f"Slack message {number} at the sink", 30, 0.002)
+    return (slack_messages(http, sink)[number - 1]["at"] - start) * 1000
+
+
+def webhook_to_sink(run: Run, latency_ms: float, count: int, idle: float) -> dict[str, Any]:
+    """`count` events (after one warm-up) from POST to the sink's arrival; p50/p99, the processes' RSS,
+    and Redis's commands per event and per idle second."""
     run.redis.flushall()
     sim_proc, sim = run.start_simulator(latency_ms)
-    sink_port, web_port = free_port(), free_port()
-    sink_proc = run.procs.start(
-        "sink", [sys.executable, "-m", "service.cli", "sink", "--port", str(sink_port)], cpu=run.last_cpu,
-        env=run.env(0),
-    )  # fmt: skip
-    env = run.env(sim.base_url.port or 0, PORT=str(web_port), ROUTES_FILE=str(routes_file(run.tmp, sink_port)))
+    sink_proc, sink = start_sink(run)
+    web_port = free_port()
+    routes = routes_file(run.tmp, httpx.URL(sink).port or 0)
+    env = run.env(sim.base_url.port or 0, PORT=str(web_port), ROUTES_FILE=str(routes))
     web = run.procs.start("web", [sys.executable, "-m", "service.cli", "web"], cpu=run.last_cpu, env=env)
     workers = [run.procs.start("worker-0", [sys.executable, "-m", "service.cli", "worker"], cpu=0, env=env)]
     http = httpx.Client(timeout=10, trust_env=False)
-    sink = f"http://127.0.0.1:{sink_port}"
-    samples: list[float] = []
+    web_url = f"http://127.0.0.1:{web_port}"
     try:
         payloads = run.events.load(sim, count + 1)
-        wait_until(lambda: http.get(f"http://127.0.0.1:{web_port}/healthz").status_code == 200, "web", 20)
+        wait_until(lambda: http.get(f"{web_url}/healthz").status_code == 200, "web", 20)
         wait_until(lambda: http.get(f"{sink}/_sink/requests").status_code == 200, "sink", 20)
-        for i, payload in enumerate(payloads):  # the first one warms the worker up
-            body = json.dumps(payload).encode()
-            headers = {"content-type": "application/json", "circleci-signature": sign(body, SECRET),
-                       "circleci-event-type": "workflow-completed"}  # fmt: skip
-            start = time.time()
-            answer = http.post(f"http://127.0.0.1:{web_port}/webhooks/circleci", content=body, headers=headers)
-            if answer.status_code != 202:
-                raise RuntimeError(f"bench: POST answered {answer.status_code}: {answer.text[:200]}")
-            wait_until(partial(arrived, http, sink, i + 1), f"Slack message {i + 1} at the sink", 30, 0.002)
-            if i:
-                samples.append((slack_messages(http, sink)[i]["at"] - start) * 1000)
+        to_sink(http, web_url, sink, payloads[0], 1)  # warms the worker up
+        idle_calls = idle_commands(run, idle)
+        before = commandstats.calls(run.redis)
+        samples = [to_sink(http, web_url, sink, p, number) for number, p in enumerate(payloads[1:], start=2)]
+        time.sleep(SETTLE_SECONDS)
+        commands = commandstats.since(run.redis, before)
         rss = {"web": rss_mb(web.pid), "worker": rss_mb(workers[0].pid)}
     finally:
         http.close()
@@ -103,14 +132,29 @@ def webhook_to_sink(run: Run, latency_ms: float, count: int) -> dict[str, Any]:
         "max_ms": max(samples),
         "bound_ms": critical_calls(run.args.page_size) * latency_ms,
         "rss_mb": rss,
+        "redis": {
+            "commands_per_event": commands.total() / len(samples),
+            "by_command": commandstats.per(commands, len(samples)),
+            "idle_seconds": idle,
+            "idle_per_s": idle_calls.total() / idle,
+            "idle_by_command": commandstats.per(idle_calls, idle),
+        },
     }
+
+
+def idle_commands(run: Run, seconds: float) -> Counter[str]:
+    """What Redis ran over `seconds` of nothing to do (half a second after the last job, first)."""
+    time.sleep(SETTLE_SECONDS)
+    before = commandstats.calls(run.redis)
+    time.sleep(seconds)
+    return commandstats.since(run.redis, before)
 
 
 def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     run = Run(args, tmp)
     try:
         run.start_redis()
-        return webhook_to_sink(run, args.latency_ms, args.e2e_events)
+        return webhook_to_sink(run, args.latency_ms, args.sink_events, args.idle_seconds)
     finally:
         run.redis.close()
         run.procs.stop_all()
@@ -118,9 +162,11 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", dest="e2e_events", type=int, default=50)
+    parser.add_argument("--events", dest="sink_events", type=int, default=100)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--page-size", type=int, default=20, help="the simulator's page size")
+    parser.add_argument("--concurrency", type=int, default=4, help="WORKER_CONCURRENCY of the worker process")
+    parser.add_argument("--idle-seconds", type=float, default=5.0, help="the window for the idle Redis rate")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         result = measure(args, Path(tmp))
@@ -129,6 +175,9 @@ def main() -> None:
         f"(bound {result['bound_ms']:.0f} ms; p50/bound {result['p50_ms'] / result['bound_ms']:.2f}) "
         f"over {result['events']} events"
     )
+    commands = result["redis"]
+    top = ", ".join(f"{name} {n:.1f}" for name, n in list(commands["by_command"].items())[:15])
+    print(f"Redis commands/event {commands['commands_per_event']:.1f} ({top}); idle {commands['idle_per_s']:.1f}/s")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,22 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def descendants(pid: int) -> list[int]:
+    """Child processes, recursively, whichever thread forked them (RQ's scheduler is a forked child of its worker)."""
+    found: list[int] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            for child in children.read_text().split():
+                found += [int(child), *descendants(int(child))]
+    return found
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
 class Processes:
     """Every process a run starts, each logging to `logs/<name>.log`; `stop_all()` ends them, also after an error."""
 
@@ -60,7 +76,18 @@ class Processes:
         self.running.append(process)
         return process
 
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL, as the OOM killer sends it, and then its children: RQ's forked scheduler outlives its worker."""
+        children = descendants(process.pid)
+        process.kill()
+        process.wait(timeout=5)
+        _kill_all(children)
+        if process in self.running:
+            self.running.remove(process)
+
     def stop(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGTERM (SIGKILL 5 s later), and SIGKILL for any child it leaves behind."""
+        children = descendants(process.pid) if process.poll() is None else []
         if process.poll() is None:
             process.terminate()
             try:
@@ -68,6 +95,7 @@ class Processes:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
+        _kill_all(children)
         if process in self.running:
             self.running.remove(process)
 
