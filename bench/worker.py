@@ -192,7 +192,7 @@ class Run:
             "CIRCLECI_API_BURST": "1000000",
             "RATE_LIMIT_PER_SECOND": "1000000",
             "RATE_LIMIT_BURST": "1000000",
-            "WORKER_METRICS_PORT": "0",
+            "WORKER_HTTP_PORT": "0",
             "HOST": "127.0.0.1",
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
