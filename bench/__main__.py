@@ -1,16 +1,21 @@
 """`make bench`: every performance figure in one table, each next to its target, and the same as JSON.
 
-    python -m bench [--quick] [--runs 3] [--json bench/results/latest.json]
+    python -m bench [--quick] [--runs 3] [--only PART ...] [--skip-recovery]
+                    [--recovery-kills 3] [--recovery-timeout 900] [--json bench/results/latest.json]
 
-Each run measures, on real processes started for it:
+Each run measures, on real processes started for it (PART names the part for --only):
 
     ingest      bench.ingest: signed deliveries at c=64 against `web`, and a no-op ceiling (same run)
     workers     bench.worker: enrichment throughput (1 and 2 workers at 20 ms, 1 at 0 ms, and at
-                0 ms with a delivery per event), webhook to enriched event, API calls per
-                event, worker RSS while working, RQ's own no-op job rate on this machine
-    to chat     bench.e2e: webhook POST until the sink holds the Slack message, at 20 ms
+                0 ms with a delivery per event, against RQ's own no-op job rate on this machine),
+                webhook to enriched event, API calls per event, worker RSS while working
+    sink        bench.e2e: webhook POST until the sink holds the Slack message, at 20 ms, against
+                the floor of 2 API round trips; Redis commands per event (all processes) and idle
+    recovery    bench.recovery: two workers SIGKILLed while they enrich six events (API at 3 s),
+                one fresh worker, until the six messages arrive; default worker settings
 
-and the table gives the median [min-max] over the runs. The machine is shared: the load
+and the table gives the median [min-max] over the runs (for recovery, over every kill of every
+run; a run meets its target when its median and its max do). The machine is shared: the load
 average before and after every run is printed and kept in the JSON. `--quick` is a smoke run
 (one short run of each, seconds) that checks the benchmark works; its figures mean little.
 """
@@ -28,7 +33,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import e2e, ingest, worker
+from bench import e2e, ingest, recovery, worker
 from bench.processes import ROOT, load_average
 
 RESULTS = ROOT / "bench" / "results"
@@ -36,6 +41,8 @@ INGEST_RATIO, INGEST_P99_MS = 0.30, 50.0
 SINK_FLOOR_RATIO = 1.15
 REDIS_COMMANDS_PER_EVENT = 60.0
 TOP_COMMANDS = 15
+RECOVERY_P50_S, RECOVERY_MAX_S = 30.0, 60.0
+PARTS = ("ingest", "workers", "sink", "recovery")
 NAIVE_CALLS = 1 + 3 * worker.JOBS
 # bench.worker's figure names, as this table shows them
 WORKER_NAMES = {
@@ -84,24 +91,43 @@ def api_calls_figure(worker_figs: dict[str, dict[str, Any]]) -> dict[str, dict[s
     }  # fmt: skip
 
 
+def recovery_figures(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    seconds = r["seconds"]
+    p50, worst = statistics.median(seconds), max(seconds)
+    met = p50 <= RECOVERY_P50_S and worst <= RECOVERY_MAX_S and not any(k["capped"] for k in r["kills"])
+    figure = fig(p50, "s", f"p50 <= {RECOVERY_P50_S:.0f} s, max <= {RECOVERY_MAX_S:.0f} s", p50 / RECOVERY_P50_S, met)
+    return {"recovery after SIGKILL": figure | {"samples": seconds}}
+
+
 def one_run(args: argparse.Namespace, requests_file: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     raw: dict[str, Any] = {"load_before": load_average()}
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        raw["ingest"] = ingest.one_run(Path(tmp), requests_file, args.duration, args.connections)
-    with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
-        raw["worker"] = worker.Run(args, Path(tmp)).execute()
-    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
-        raw["sink"] = e2e.measure(args, Path(tmp))
+    figs: dict[str, dict[str, Any]] = {}
+    if "ingest" in args.parts:
+        with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+            raw["ingest"] = ingest.one_run(Path(tmp), requests_file, args.duration, args.connections)
+        figs |= ingest_figures(raw["ingest"])
+    if "workers" in args.parts:
+        with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
+            raw["worker"] = worker.Run(args, Path(tmp)).execute()
+        worker_figs = {WORKER_NAMES.get(k, k): v for k, v in worker.figures(raw["worker"], args).items()}
+        figs |= worker_figs | api_calls_figure(worker_figs)
+    if "sink" in args.parts:
+        with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+            raw["sink"] = e2e.measure(args, Path(tmp))
+        figs |= sink_figures(raw["sink"])
+    if "recovery" in args.parts:
+        with tempfile.TemporaryDirectory(prefix="bench-recovery-") as tmp:
+            raw["recovery"] = recovery.measure(args, Path(tmp))
+        figs |= recovery_figures(raw["recovery"])
     raw["load_after"] = load_average()
-    worker_figs = {WORKER_NAMES.get(k, k): v for k, v in worker.figures(raw["worker"], args).items()}
-    figs = ingest_figures(raw["ingest"]) | worker_figs | sink_figures(raw["sink"]) | api_calls_figure(worker_figs)
     return raw, figs
 
 
 def summarize(table: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     summary = {}
     for name, first in table[0].items():
-        values = [figs[name]["value"] for figs in table]
+        # a figure with `samples` (recovery: one per kill) pools them over the runs
+        values = [v for figs in table for v in figs[name].get("samples", [figs[name]["value"]])]
         ratios = [figs[name]["ratio"] for figs in table if figs[name]["ratio"] is not None]
         mets = [figs[name]["met"] for figs in table if figs[name]["met"] is not None]
         summary[name] = {
@@ -136,13 +162,38 @@ def print_commands(measured: list[dict[str, Any]]) -> None:
         print(f"Redis commands {what} (top {TOP_COMMANDS}): " + ", ".join(f"{n} {v:.1f}" for n, v in top))
 
 
+def print_kills(measured: list[dict[str, Any]]) -> None:
+    kills = [k for m in measured for k in m["kills"]]
+    each = ", ".join(f"{k['seconds']:.1f}{' (capped)' if k['capped'] else ''}" for k in kills)
+    m = measured[0]
+    print(
+        f"recovery after SIGKILL, per kill: {each} s ({m['events']} events; {m['workers_killed']} workers of "
+        f"{m['concurrency']} threads killed; API {m['api_seconds']:g} s a call; floor {m['floor_s']:.0f} s)"
+    )
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: one tiny run of each part")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path, help="where the JSON goes (default bench/results/latest.json)")
+    parser.add_argument(
+        "--only", nargs="+", choices=PARTS, metavar="PART", help=f"run these parts alone ({', '.join(PARTS)})"
+    )
+    parser.add_argument("--skip-recovery", action="store_true", help="all parts but recovery (minutes per kill)")
+    parser.add_argument("--recovery-kills", type=int, help="SIGKILLs per run (default 3; --quick 1)")
+    parser.add_argument(
+        "--recovery-timeout",
+        type=float,
+        default=900.0,
+        help="seconds a kill may take to recover; a slower one counts as this, not met",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
+    args.parts = [p for p in (args.only or PARTS) if not (args.skip_recovery and p == "recovery")]
+    if not args.parts:
+        parser.error("--skip-recovery leaves no part to run")
+    args.recovery_kills = args.recovery_kills or (1 if quick else 3)
     # what bench.ingest, bench.worker and bench.e2e read, at their own defaults unless --quick
     args.runs = 1 if quick else args.runs
     args.duration, args.connections, args.requests = (1, 64, 2_000) if quick else (8, 64, 80_000)
@@ -157,15 +208,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     for tool, package in (("wrk", "wrk"), ("redis-server", "redis-server"), ("taskset", "util-linux")):
-        if not shutil.which(tool):
+        if not shutil.which(tool) and (tool != "wrk" or "ingest" in args.parts):
             raise SystemExit(f"bench: {tool} is not installed: apt-get install {package}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so every `finally` stops its processes
-    print(f"bench: {args.runs} run(s){' (quick smoke run)' if args.quick else ''}; {os.cpu_count()} CPUs; "
+    print(f"bench: {args.runs} run(s) of {', '.join(args.parts)}{' (quick smoke run)' if args.quick else ''}; "
+          f"{os.cpu_count()} CPUs; "
           f"load average (1/5/15 min) {load_average()}", flush=True)  # fmt: skip
     runs, table = [], []
     with tempfile.TemporaryDirectory(prefix="bench-requests-") as tmp:
         requests_file = Path(tmp) / "requests.tsv"
-        ingest.make_requests(requests_file, args.requests)
+        if "ingest" in args.parts:
+            ingest.make_requests(requests_file, args.requests)
         for i in range(1, args.runs + 1):
             raw, figs = one_run(args, requests_file)
             print(f"run {i}: load average before {raw['load_before']}, after {raw['load_after']}", flush=True)
@@ -173,7 +226,10 @@ def main(argv: list[str] | None = None) -> None:
             table.append(figs)
     summary = summarize(table)
     print_table(summary)
-    print_commands([r["sink"]["redis"] for r in runs])
+    if "sink" in args.parts:
+        print_commands([r["sink"]["redis"] for r in runs])
+    if "recovery" in args.parts:
+        print_kills([r["recovery"] for r in runs])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     record = {"args": {k: str(v) for k, v in vars(args).items()}, "cpus": os.cpu_count(),
               "load_average": [[r["load_before"], r["load_after"]] for r in runs],
