@@ -42,13 +42,13 @@ from config.settings import Settings
 
 EVENTS, WORKERS, API_SECONDS = 6, 2, 3.0
 FIRST_CALL = "GET /workflow/{id}/job"
-# the settings a recovery depends on: left at the project's defaults (a port of 0 only avoids a clash)
+# the settings a recovery depends on: left at the project's defaults
 DEFAULTED = ("WORKER_", "EVENT_JOB_", "DELIVERY_")
 WORKER = [sys.executable, "-m", "service.cli", "worker"]
 
 
 def at_defaults(env: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in env.items() if not k.startswith(DEFAULTED) or k.endswith("_PORT")}
+    return {k: v for k, v in env.items() if not k.startswith(DEFAULTED)}
 
 
 class Recovery:
