@@ -92,7 +92,7 @@ def to_sink(http: httpx.Client, web: str, sink: str, payload: dict[str, Any], nu
     start = time.time()
     post_event(http, web, payload)
     wait_until(partial(arrived, http, sink, number), f"Slack message {number} at the sink", 30, 0.002)
-    return (slack_messages(http, sink)[number - 1]["at"] - start) * 1000
+    return (float(slack_messages(http, sink)[number - 1]["at"]) - start) * 1000
 
 
 def webhook_to_sink(run: Run, latency_ms: float, count: int, idle: float) -> dict[str, Any]:
