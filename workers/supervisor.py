@@ -49,6 +49,7 @@ BEAT_SECONDS = 15.0
 SCHEDULER_SECONDS = 1  # RQ sets its lock to this + 60 s, in whole seconds
 SCHEDULER_LOCK_SECONDS = 10.0  # how often the scheduler's lock is taken or refreshed (RQ's lasts 61 s)
 RESTART_BACKOFF_MAX = 30.0
+UPKEEP_LOG_SECONDS = 30.0
 # A job running this long past its own timeout means its thread is stuck where RQ's timer cannot
 # reach: /healthz fails, so an orchestrator restarts the process.
 HUNG_GRACE_SECONDS = 30.0
@@ -77,6 +78,7 @@ class Supervisor:
         )  # fmt: skip
         self.stopping_at: float | None = None  # monotonic deadline once a stop was asked for
         self.ticked = time.monotonic()
+        self.failing_since: float | None = None  # monotonic: since when the keeping fails (Redis away)
         self._due: dict[str, float] = {}
 
     def _new_worker(self) -> Worker:
@@ -136,10 +138,25 @@ class Supervisor:
                 if self._is_due("maintenance", self.settings.worker_maintenance_interval_seconds):
                     self.workers[0].clean_registries()  # type: ignore[no-untyped-call]
                     EventStore(self.redis, ttl=self.settings.enriched_event_ttl_seconds).trim()
-        except Exception as exc:
-            log.error("worker_upkeep_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        except Exception as exc:  # Redis away, or a bug: the next tick tries again
+            self._upkeep_failed(exc)
+        else:
+            if self.failing_since is not None:
+                log.info("worker_upkeep_recovered", after_seconds=round(time.monotonic() - self.failing_since, 1))
+                self.failing_since = None
         if not burst and self.stopping_at is None:
             self._restart_stopped_threads()
+
+    def _upkeep_failed(self, exc: Exception) -> None:
+        """Logged when it starts and then every UPKEEP_LOG_SECONDS while it lasts, not every tick."""
+        now = time.monotonic()
+        if self.failing_since is None:
+            self.failing_since = now
+        elif now < self._due.get("upkeep-log", 0.0):
+            return
+        self._due["upkeep-log"] = now + UPKEEP_LOG_SECONDS
+        log.error("worker_upkeep_failed", error=f"{type(exc).__name__}: {exc}"[:300],
+                  failing_for_seconds=round(now - self.failing_since, 1))  # fmt: skip
 
     def _is_due(self, what: str, every: float) -> bool:
         now = time.monotonic()

@@ -299,3 +299,25 @@ def test_an_envelope_that_is_not_an_object_is_dead_lettered_not_retried(
     letter = DeadLetters(redis, ttl=60).get(f"job:{job.id}")
     assert letter is not None and "EventUndecodable" in letter.body_excerpt
     assert queue.count == 0 and queue.scheduled_job_registry.count == 0
+
+
+def test_while_redis_is_away_the_upkeep_says_so_once_then_every_half_minute(
+    redis: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from structlog.testing import capture_logs
+
+    supervisor = Supervisor(redis, QUEUES[0], settings_for(redis_url), concurrency=1)
+
+    def gone() -> int:
+        raise ConnectionError("Redis away")
+
+    monkeypatch.setattr(supervisor.leases, "renew", gone)
+    with capture_logs() as logs:
+        for _ in range(20):
+            supervisor._due.pop("leases", None)
+            supervisor.tick(burst=True)
+        monkeypatch.undo()
+        supervisor._due.pop("leases", None)
+        supervisor.tick(burst=True)
+    events = [line["event"] for line in logs if line["event"].startswith("worker_upkeep")]
+    assert events == ["worker_upkeep_failed", "worker_upkeep_recovered"]
