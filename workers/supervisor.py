@@ -167,8 +167,12 @@ class Supervisor:
 
     def _beat(self, *, full: bool) -> None:
         with self.redis.pipeline(transaction=False) as pipe:
-            for worker in self.workers:
-                worker.beat(pipe, full=full)
+            for index, worker in enumerate(self.workers):
+                thread = self.threads.get(index)
+                # only a worker registered and running: a write before its birth would make RQ
+                # refuse the birth ("an active worker ... exists already"), one after its death revive it
+                if worker.birth_date is not None and thread is not None and thread.is_alive():
+                    worker.beat(pipe, full=full)
             if len(pipe):
                 pipe.execute()
 

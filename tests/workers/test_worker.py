@@ -321,3 +321,16 @@ def test_while_redis_is_away_the_upkeep_says_so_once_then_every_half_minute(
         supervisor.tick(burst=True)
     events = [line["event"] for line in logs if line["event"].startswith("worker_upkeep")]
     assert events == ["worker_upkeep_failed", "worker_upkeep_recovered"]
+
+
+def test_the_process_never_writes_a_heartbeat_for_a_worker_not_yet_born(redis: Redis, redis_url: str) -> None:
+    """Under load a thread may register after the first beat: RQ refuses a birth when the key exists."""
+    supervisor = Supervisor(redis, QUEUES[0], settings_for(redis_url), concurrency=2)
+    supervisor.threads = {i: threading.Thread(target=time.sleep, args=(0.5,)) for i in range(2)}
+    for thread in supervisor.threads.values():
+        thread.start()
+    supervisor._beat(full=True)
+    assert not any(redis.exists(worker.key) for worker in supervisor.workers)
+    supervisor.workers[0].register_birth()  # the thread's RQ loop starting: no "active worker exists already"
+    supervisor._beat(full=True)
+    assert redis.hget(supervisor.workers[0].key, "last_heartbeat") is not None
