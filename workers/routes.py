@@ -13,11 +13,14 @@ subscriptions:
 environment, as `Settings.environ` holds it). Every mistake is a ConfigurationError naming the
 file, the handler or subscription, the key and the line. A handler's keys are the ones its
 class declares (workers/handlers/). Match values are globs (fnmatch, case-sensitive) unless
-written `/like this/` (a regex that must match the whole value).
+written `/like this/` (a regex that must match the whole value). A value of `events`,
+`statuses` or `transitions` that can match none of the values those keys ever see is an error
+("did you mean"): a typo there would silence a subscription for good.
 """
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -30,9 +33,18 @@ import yaml
 from config.errors import ConfigurationError
 from workers.handlers import HANDLER_TYPES, build_handler
 from workers.handlers.base import HandlerConfig
+from workers.jobs import JOB_COMPLETED, WORKFLOW_COMPLETED
+from workers.transition import KINDS
 from workers.vcs import slug_forms
 
 MATCH_KEYS = ("events", "projects", "branches", "tags", "workflows", "jobs", "statuses", "transitions")
+# CircleCI's workflow and job statuses (API v2's enums, a superset of what webhooks document:
+# ../shared/reference/circleci-api-v2.md), our transition kinds, the event types we route.
+STATUSES = (
+    "success", "running", "not_run", "failed", "error", "failing", "on_hold", "canceled", "unauthorized",
+    "retried", "queued", "not_running", "infrastructure_fail", "timedout", "terminated-unknown", "blocked",
+)  # fmt: skip
+KNOWN_VALUES = {"events": (WORKFLOW_COMPLETED, JOB_COMPLETED), "statuses": STATUSES, "transitions": KINDS}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -238,18 +250,26 @@ class _Reader:
             if key not in MATCH_KEYS:
                 raise self.error(k, f"{where}, key {key!r}", f"unknown match key (expected {', '.join(MATCH_KEYS)})")
             place = f"{where}, key {key!r}"
-            match[key] = tuple(self.pattern(s, item, place) for s, item in self.strings(v, place))
+            match[key] = tuple(
+                self.pattern(s, item, place, KNOWN_VALUES.get(key)) for s, item in self.strings(v, place)
+            )
         return Subscription(
             name=name or f"#{index + 1}", handlers=tuple(names), match=match, line=node.start_mark.line + 1
         )
 
-    def pattern(self, source: str, node: yaml.Node, where: str) -> Pattern:
+    def pattern(self, source: str, node: yaml.Node, where: str, known: tuple[str, ...] | None = None) -> Pattern:
         if len(source) >= 2 and source.startswith("/") and source.endswith("/"):
             try:
-                return Pattern(source, re.compile(source[1:-1]))
+                pattern = Pattern(source, re.compile(source[1:-1]))
             except re.error as exc:
                 raise self.error(node, where, f"invalid regex {source!r} ({exc})") from None
-        return Pattern(source, re.compile(fnmatch.translate(source)))
+        else:
+            pattern = Pattern(source, re.compile(fnmatch.translate(source)))
+        if known is not None and not any(pattern.matches(value) for value in known):
+            close = difflib.get_close_matches(source, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise self.error(node, where, f"{source!r} can never match: the values are {', '.join(known)}{hint}")
+        return pattern
 
 
 def _dicts(value: Any) -> Iterable[Mapping[str, Any]]:

@@ -37,6 +37,8 @@ DEFAULT_TTL_SECONDS = 90 * 24 * 3600
 SUCCESS = "success"
 CANCELED = "canceled"
 UNCHANGED_KINDS = (CANCELED, "stale")
+# Every kind an event's transition can have (a routes file's `transitions:` values are checked against them).
+KINDS = ("first_seen", "passing", "broken", "fixed", "still_failing", *UNCHANGED_KINDS)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # KEYS: the state hash. ARGV: status, pipeline number, happened_at in epoch microseconds

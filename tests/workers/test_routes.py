@@ -189,3 +189,38 @@ def test_a_handler_named_by_two_subscriptions_is_delivered_once_in_stable_order(
 )  # fmt: skip
 def test_slug_forms(slug: str, forms: tuple[str, ...]) -> None:
     assert slug_forms(slug) == forms
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "hint"),
+    [
+        ("statuses", "failure", "did you mean 'failed'?"),
+        ("transitions", "broke", "did you mean 'broken'?"),
+        ("events", "workflow_completed", "did you mean 'workflow-completed'?"),
+        ("statuses", "/fail(ure)?s/", "can never match"),
+    ],
+)
+def test_a_value_that_can_never_match_is_an_error_with_a_suggestion(
+    tmp_path: Path, key: str, value: str, hint: str
+) -> None:
+    """A typo here would silence the subscription for good: the file is refused instead."""
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        f"handlers:\n  ops: {{type: log}}\nsubscriptions:\n  - name: s\n    handlers: [ops]\n    {key}: ['{value}']\n"
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        load_routes(path, {})
+    message = str(caught.value)
+    assert f"subscription 's', key '{key}'" in message and "line 6" in message and hint in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("statuses", "failed"), ("statuses", "*fail*"), ("transitions", "/fixed|broken/"), ("events", "job-*")],
+)
+def test_known_values_globs_and_regexes_that_can_match_load(tmp_path: Path, key: str, value: str) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        f"handlers:\n  ops: {{type: log}}\nsubscriptions:\n  - name: s\n    handlers: [ops]\n    {key}: ['{value}']\n"
+    )
+    assert load_routes(path, {}).subscriptions[0].match[key][0].source == value
