@@ -142,8 +142,8 @@ async def show_event(request: Request) -> Response:
 
 async def replay_event(request: Request) -> Response:
     event_id = request.path_params["event_id"]
-    queued = await _call(request, operations.replay, event_id, **(await _options(request)))
-    return JSONResponse({"event_id": event_id, "queued": queued}, status_code=202)
+    outcome = await _call(request, operations.replay, event_id, **(await _options(request)))
+    return JSONResponse({"event_id": event_id, **outcome}, status_code=202)
 
 
 async def list_dead_letters(request: Request) -> Response:

@@ -2,7 +2,8 @@
 
     list_events(redis, settings, status=, limit=)   newest first, one summary row each
     event_record(redis, settings, event_id)         what happened to one event, or None
-    replay(redis, settings, event_id, handler=, force=)   queue an event's deliveries again
+    replay(redis, settings, event_id, handler=, force=)   queue an event's deliveries again (those
+                                                    not delivered yet, unless forced)
     dead_letters(redis, settings, limit=)           newest first
     replay_dead_letter(redis, settings, delivery_id)
 
@@ -15,11 +16,14 @@ from typing import Any
 
 from redis import Redis
 
-from config.errors import CircleCIEventsError
+from config.errors import CircleCIEventsError, ConfigurationError
 from config.settings import Settings
 from workers.delivery.dead_letters import UNDECODABLE, DeadLetter, DeadLetters
+from workers.delivery.jobs import delivery_id_of
+from workers.delivery.lock import DeliveryLock
 from workers.delivery.replay import replay_dead_letter as replay_letter
 from workers.delivery.replay import replay_event
+from workers.routes import load_routes
 from workers.store import EventStore
 
 # With a status filter, at most this many recent events are read to find `limit` matches.
@@ -31,6 +35,12 @@ class NotFound(CircleCIEventsError):
     """An event or dead letter that is not (or no longer) stored."""
 
     code = "not_found"
+
+
+class UnknownHandler(NotFound):
+    """A replay naming a handler neither the routes file nor the event's record knows."""
+
+    code = "unknown_handler"
 
 
 class NotReplayable(CircleCIEventsError):
@@ -92,14 +102,35 @@ def event_record(redis: Redis, settings: Settings, event_id: str) -> dict[str, A
 
 def replay(
     redis: Redis, settings: Settings, event_id: str, *, handler: str | None = None, force: bool = False
-) -> list[str]:
-    """Queue the event's deliveries again; raises NotFound when the enriched event has expired."""
-    if store_of(redis, settings).load(event_id) is None:
+) -> dict[str, list[str]]:
+    """Queue the event's deliveries again: `queued` and, left alone unless `force`, `already_delivered`
+    (delivery ids). NotFound when the enriched event has expired, UnknownHandler for a handler
+    that neither the routes file nor the event's record names."""
+    store = store_of(redis, settings)
+    if store.load(event_id) is None:
         raise NotFound(f"no enriched event {event_id!r} is stored (never received, or expired); nothing to replay")
-    queued = replay_event(redis, event_id, handler, force, settings=settings)
-    if not queued:
+    on_record = list((store.record(event_id) or {}).get("handlers") or [])
+    if handler is not None:
+        known = sorted({*on_record, *configured_handlers(settings)})
+        if handler not in known:
+            raise UnknownHandler(f"no handler {handler!r}: the handlers are {', '.join(known) or '(none)'}")
+    names = [handler] if handler else on_record
+    if not names:
         raise NotFound(f"event {event_id!r} has no handlers on record; name one with a handler to replay to")
-    return queued
+    delivered = (
+        [] if force else [n for n in names if DeliveryLock(redis, delivery_id_of(event_id, n), ttl=1).delivered()]
+    )
+    pending = [n for n in names if n not in delivered]
+    queued = [q for n in pending for q in replay_event(redis, event_id, n, force, settings=settings)]
+    return {"queued": queued, "already_delivered": [delivery_id_of(event_id, n) for n in delivered]}
+
+
+def configured_handlers(settings: Settings) -> list[str]:
+    """The routes file's handler names; none when it cannot be read here (the web may lack their secrets)."""
+    try:
+        return list(load_routes(settings.routes_file, settings.environ).handlers)
+    except ConfigurationError:
+        return []
 
 
 def dead_letters(redis: Redis, settings: Settings, *, limit: int = 100) -> list[DeadLetter]:

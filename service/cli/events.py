@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from service.cli.common import clear_errors, echo, emit, load_settings, require_redis
+from service.cli.common import EXIT_USAGE, clear_errors, echo, emit, fail, load_settings, require_redis
 from workers import operations
 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
@@ -96,9 +96,14 @@ def _transition(transition: dict[str, Any] | None) -> str:
 def replay(event_id: str, handler: str | None, force: bool, as_json: bool) -> None:
     """Queue the event's deliveries again; a running worker sends them (once, unless --force)."""
     settings = load_settings(quiet=True)
-    queued = operations.replay(require_redis(settings), settings, event_id, handler=handler, force=force)
+    try:
+        outcome = operations.replay(require_redis(settings), settings, event_id, handler=handler, force=force)
+    except operations.UnknownHandler as exc:
+        fail(exc.message, EXIT_USAGE)
     if as_json:
-        click.echo(json.dumps({"event_id": event_id, "queued": queued}))
+        click.echo(json.dumps({"event_id": event_id, **outcome}))
         return
-    for delivery_id in queued:
-        click.echo(f"queued {delivery_id}")
+    for delivery_id in outcome["queued"]:
+        echo(f"queued {delivery_id}")
+    for delivery_id in outcome["already_delivered"]:
+        echo(f"already delivered {delivery_id}: nothing queued (--force posts it again)")

@@ -95,7 +95,11 @@ def test_a_forced_replay_of_one_handler_posts_once_more(admin: TestClient, flow:
     event = flow.deliver(flow.event())
     answer = admin.post(f"/admin/events/{event['event_id']}/replay", headers=AUTH, **request_kwargs)
     assert answer.status_code == 202
-    assert answer.json() == {"event_id": event["event_id"], "queued": [f"{event['event_id']}:ops"]}
+    assert answer.json() == {
+        "event_id": event["event_id"],
+        "queued": [f"{event['event_id']}:ops"],
+        "already_delivered": [],
+    }
     flow.work()
     assert len(flow.sink.delivered("/slack/ops")) == 2
     assert len(flow.sink.delivered("/hooks/audit")) == 1
@@ -137,3 +141,11 @@ def test_redis_down_is_503(admin_client) -> None:
     down = admin_client("redis://127.0.0.1:1/0", ADMIN_TOKEN=TOKEN)
     answer = down.get("/admin/events", headers=AUTH)
     assert (answer.status_code, answer.json()["error_code"]) == (503, "redis_unavailable")
+
+
+def test_a_replay_to_an_unknown_handler_is_a_404_listing_the_handlers(admin: TestClient, flow: DeliveryFlow) -> None:
+    event = flow.deliver(flow.event())
+    answer = admin.post(f"/admin/events/{event['event_id']}/replay", headers=AUTH, params={"handler": "nope"})
+    assert answer.status_code == 404
+    assert answer.json()["error_code"] == "unknown_handler"
+    assert "no handler 'nope': the handlers are audit, " in answer.json()["message"]

@@ -69,7 +69,8 @@ def test_list_shows_the_newest_first_filtered_by_status(flow: DeliveryFlow) -> N
 def test_a_replay_posts_nothing_twice_unless_forced(flow: DeliveryFlow) -> None:
     event = flow.deliver(flow.event())
     replayed = cli_json(flow, "events", "replay", event["event_id"])
-    assert replayed["queued"] == [f"{event['event_id']}:ops", f"{event['event_id']}:audit"]
+    assert replayed["queued"] == []
+    assert replayed["already_delivered"] == [f"{event['event_id']}:ops", f"{event['event_id']}:audit"]
     flow.work()
     assert len(flow.sink.delivered("/slack/ops")) == 1
     cli_json(flow, "events", "replay", event["event_id"], "--handler", "ops", "--force")
@@ -115,3 +116,17 @@ def test_event_data_cannot_drive_the_terminal(flow: DeliveryFlow, args: tuple[st
     for raw in ("\x1b", "\x07", "\u202e", "\x9b"):
         assert raw not in result.out
     assert "main\\x1b]0;pwned\\x07" in result.out  # shown, escaped, not dropped
+
+
+def test_a_replay_of_a_delivered_event_says_so_instead_of_queued(flow: DeliveryFlow) -> None:
+    event = flow.deliver(flow.event())
+    result = run_cli("events", "replay", event["event_id"], "--handler", "ops", env=flow.env)
+    assert result.code == 0, result.err
+    assert result.out.strip() == (f"already delivered {event['event_id']}:ops: nothing queued (--force posts it again)")
+
+
+def test_a_replay_to_a_handler_that_does_not_exist_fails_listing_the_handlers(flow: DeliveryFlow) -> None:
+    event = flow.deliver(flow.event())
+    result = run_cli("events", "replay", event["event_id"], "--handler", "opps", env=flow.env)
+    assert_one_clear_line(result, 2)
+    assert "no handler 'opps'" in result.err and "audit, ops" in result.err
