@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,7 +14,7 @@ from typing import Any
 import click
 import structlog
 
-from service.cli.common import EXIT_FAILURE, clear_errors, load_settings, require_redis
+from service.cli.common import EXIT_FAILURE, clear_errors, fail, load_settings, require_redis
 from workers.durability import ensure_durable
 
 log = structlog.get_logger("service.cli")
@@ -26,6 +28,20 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
+def ensure_port_free(host: str, port: int) -> None:
+    """One line and exit 1 when the web could not listen (uvicorn would log five lines and exit 3)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                fail(f"cannot listen on {host}:{port}: the port is in use (another circleci-events web, or "
+                     "another program); stop it or set PORT to a free port")  # fmt: skip
+            fail(f"cannot listen on {host}:{port}: {exc.strerror}; check HOST and PORT")
+
+
 @click.command()
 @clear_errors
 def web() -> None:
@@ -36,6 +52,7 @@ def web() -> None:
     from service.http_protocol import guarded_http_protocol
 
     settings = load_settings()
+    ensure_port_free(settings.host, settings.port)
     ensure_durable(require_redis(settings), allow_eviction=settings.redis_allow_eviction, log=log)
     app = create_app(settings)
     protocol = guarded_http_protocol(
@@ -81,6 +98,7 @@ def run() -> None:
 
     settings = load_settings()
     settings.require_webhook_secrets()
+    ensure_port_free(settings.host, settings.port)  # before any child starts
     env = dict(settings.environ)  # the children read the same environment, with the Redis to use
     embedded = None
     if not settings.redis_url:
@@ -113,9 +131,9 @@ def run() -> None:
         for p in processes:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        for p in processes:
+        for p in processes:  # a worker may finish its jobs for its shutdown grace
             try:
-                p.wait(timeout=15)
+                p.wait(timeout=settings.worker_shutdown_grace_seconds + 5)
             except subprocess.TimeoutExpired:
                 p.kill()
         if embedded is not None:
