@@ -28,6 +28,14 @@ REDACTOR = Redactor()
 QUIET_LIBRARIES = ("httpx", "httpcore")
 
 
+def chatter_level(log_level: str) -> str:
+    """The level for a library's per-job chatter (RQ's "Job OK", "result is kept", "Listening on"):
+    WARNING and up, unless LOG_LEVEL asks for DEBUG. One event's life reads in our own INFO lines."""
+    return (
+        "DEBUG" if log_level == "DEBUG" else logging.getLevelName(max(logging.WARNING, logging.getLevelName(log_level)))
+    )
+
+
 def configure_logging(*, log_format: str = "json", log_level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     REDACTOR.add(secrets)
     shared: list[structlog.types.Processor] = [

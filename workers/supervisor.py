@@ -34,6 +34,7 @@ from redis import Redis
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
+from config.logging import chatter_level
 from config.settings import Settings
 from workers.connection import connect
 from workers.context import WorkerContext, install
@@ -74,7 +75,7 @@ class Supervisor:
         self.reaper = Reaper(self.queue, lease_seconds=settings.worker_lease_seconds, fail=self._fail)
         self.scheduler = RQScheduler(
             [self.queue], connection=redis, interval=SCHEDULER_SECONDS, serializer=JSONSerializer,
-            logging_level=settings.log_level,
+            logging_level=chatter_level(settings.log_level),
         )  # fmt: skip
         self.stopping_at: float | None = None  # monotonic deadline once a stop was asked for
         self.ticked = time.monotonic()
@@ -117,7 +118,7 @@ class Supervisor:
     def _start(self, index: int, burst: bool) -> None:
         worker = self.workers[index]
         thread = threading.Thread(
-            target=worker.work, kwargs={"burst": burst, "logging_level": self.settings.log_level},
+            target=worker.work, kwargs={"burst": burst, "logging_level": chatter_level(self.settings.log_level)},
             name=f"rq-worker-{index + 1}", daemon=True,  # a stop past its grace does not wait for them
         )  # fmt: skip
         self.threads[index] = thread

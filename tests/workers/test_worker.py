@@ -334,3 +334,16 @@ def test_the_process_never_writes_a_heartbeat_for_a_worker_not_yet_born(redis: R
     supervisor.workers[0].register_birth()  # the thread's RQ loop starting: no "active worker exists already"
     supervisor._beat(full=True)
     assert redis.hget(supervisor.workers[0].key, "last_heartbeat") is not None
+
+
+def test_at_info_rqs_per_job_chatter_stays_out_of_the_log(redis: Redis, redis_url: str, queue: Queue) -> None:
+    """ "Job OK", "result is kept", "Listening on": RQ's per-job lines are below INFO for us."""
+    jobs = [queue.enqueue("tests.workers.rq_jobs.sleep", 0.0) for _ in range(3)]
+    env = {**os.environ, "REDIS_URL": redis_url, "LOG_LEVEL": "INFO", "LOG_FORMAT": "json", "WORKER_CONCURRENCY": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "worker", "--burst"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert [job.get_status() for job in jobs] == ["finished"] * 3
+    rq_lines = [line for line in (done.stdout + done.stderr).splitlines() if '"rq.' in line]
+    assert rq_lines == [], rq_lines[:3]
