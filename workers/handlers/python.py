@@ -10,6 +10,7 @@ DeliveryRetryable, unless it raises DeliveryRejected (or DeliveryRetryable) itse
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -44,7 +45,23 @@ def load_callable(name: str, spec: str) -> Callable[..., Any]:
         raise ConfigurationError(f"handler {name!r}, key 'callable': {module_name!r} has no {attr!r}") from None
     if not callable(target):
         raise ConfigurationError(f"handler {name!r}, key 'callable': {spec!r} is not callable")
+    check_signature(name, spec, target)
     return target  # type: ignore[no-any-return]
+
+
+def check_signature(name: str, spec: str, target: Callable[..., Any]) -> None:
+    """It is called as `function(event, log)`: one that cannot take that fails every event, so it fails here."""
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):  # some builtins publish no signature: nothing to check
+        return
+    try:
+        signature.bind(object(), object())
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"handler {name!r}, key 'callable': {spec}{signature} cannot be called as function(event, log) "
+            f"({exc}); give it two positional parameters"
+        ) from None
 
 
 class PythonHandler(Handler):

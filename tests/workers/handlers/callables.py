@@ -22,3 +22,11 @@ def reject(event: dict[str, Any], log: Any) -> None:
 
 
 not_callable = 42
+
+
+def one_argument(event: dict[str, Any]) -> None:
+    """Forgets the logger: could never be called as function(event, log)."""
+
+
+def flexible(*args: Any, **kwargs: Any) -> None:
+    """Takes whatever it is given."""

@@ -49,3 +49,22 @@ def test_a_bad_callable_is_a_configuration_error(spec: str, reason: str) -> None
 def test_a_callable_in_a_module_named_like_our_packages_is_refused(spec: str) -> None:
     with pytest.raises(ConfigurationError, match=r"one of circleci-events' own .* rename your module or package"):
         PythonHandler("h", {"callable": spec})
+
+
+@pytest.mark.parametrize(
+    ("spec", "shown"),
+    [
+        ("tests.workers.handlers.callables:one_argument", "one_argument(event: 'dict[str, Any]') -> 'None'"),
+        ("json:dumps", "json:dumps(obj, *, skipkeys=False"),  # the example file's old handler, failing every event
+    ],
+)
+def test_a_callable_that_cannot_take_event_and_log_is_refused_at_load(spec: str, shown: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        PythonHandler("custom", {"callable": spec})
+    assert "cannot be called as function(event, log)" in caught.value.message
+    assert shown.split("(")[0] in caught.value.message
+
+
+@pytest.mark.parametrize("spec", ["tests.workers.handlers.callables:flexible", "builtins:print"])
+def test_callables_that_take_two_arguments_load(spec: str) -> None:
+    assert PythonHandler("custom", {"callable": spec}).spec == spec
