@@ -76,12 +76,22 @@ class EventStore:
             return int(pipe.execute()[0])
 
     def record_attempt(
-        self, event_id: str, handler: str, *, outcome: str, status: int | None = None, reason: str = ""
+        self,
+        event_id: str,
+        handler: str,
+        *,
+        outcome: str,
+        status: int | None = None,
+        reason: str = "",
+        error: str = "",
+        seconds: float | None = None,
     ) -> int:
-        """Append one delivery attempt and update the handler's fields; returns its attempt count."""
+        """Append one delivery attempt (what happened: the status or the error, how long the send
+        took) and update the handler's fields; returns its attempt count."""
         now = time.time()
         key = RECORD_PREFIX + event_id
-        entry = {"handler": handler, "at": now, "outcome": outcome, "status": status, "reason": reason}
+        entry = {"handler": handler, "at": now, "outcome": outcome, "status": status, "reason": reason,
+                 "error": error, "seconds": None if seconds is None else round(seconds, 3)}  # fmt: skip
         last: dict[Any, Any] = {f"{handler}|last_attempt_at": now, f"{handler}|outcome": outcome,
                 f"{handler}|last_status": "" if status is None else status}  # fmt: skip
         # one handler's attempts are one at a time (the send lock): no transaction needed

@@ -74,9 +74,10 @@ def describe(record: dict[str, Any]) -> list[str]:
         plural = "" if str(d["attempts"]) == "1" else "s"
         lines.append(f"  {handler}: {d['outcome']} after {d['attempts']} attempt{plural}{last}")
     for a in record["attempts"]:
-        reason = f" ({a['reason']})" if a.get("reason") else ""
-        status = a.get("status") if a.get("status") is not None else "-"
-        lines.append(f"    {when(a['at'])}  {a['handler']}  {a['outcome']}  {status}{reason}")
+        status = f"HTTP {a['status']}" if a.get("status") is not None else "-"
+        took = f"{a['seconds']:.3f} s" if isinstance(a.get("seconds"), int | float) else "-"
+        error = f"  {a['error']}" if a.get("error") else (f"  ({a['reason']})" if a.get("reason") else "")
+        lines.append(f"    {when(a['at'])}  {a['handler']}  {a['outcome']}  {status}  {took}{error}")
     return lines
 
 

@@ -30,6 +30,7 @@ from workers.delivery.lock import DeliveryLock
 from workers.store import EventStore, received_epoch
 
 log = structlog.get_logger("workers.delivery")
+ERROR_CHARS = 300
 
 
 def backoff_seconds(attempt: int, settings: Settings, rng: Uniform) -> float:
@@ -59,6 +60,8 @@ class DeliveryAttempt:
         self.job_id = job_id
         self.event_id, self.handler, self.force, self.replayed_at = event_id, handler, force, replayed_at
         self.first = event is not None
+        self.took: float | None = None  # seconds the send took
+        self.error = ""  # what went wrong, for the record (redacted)
         self.delivery_id = delivery_id_of(event_id, handler)
         self.store = EventStore(self.redis, ttl=self.settings.enriched_event_ttl_seconds)
         self.event = event if event is not None else self.store.load(event_id)
@@ -99,14 +102,20 @@ class DeliveryAttempt:
             if not self.force and self.lock.delivered():  # another worker (or an earlier run) finished it
                 return self._skipped()
             self.metrics.attempts.labels(self.handler).inc()
+            started = time.monotonic()
             try:
                 target.send(self.event, delivery_id=self.delivery_id, http=self.context.http)
             except DeliveryRejected as exc:
+                self.took = time.monotonic() - started
                 return self._rejected(exc)
             except HandlerError as exc:
+                self.took, self.error = time.monotonic() - started, REDACTOR.redact(exc.message)[:ERROR_CHARS]
                 return self._failed(exc.status, exc.retry_after, exc.body_excerpt, exc.code)
             except Exception as exc:  # a handler bug or an unmapped transport error: retried within the budget
-                return self._failed(None, None, "", type(exc).__name__)
+                self.took = time.monotonic() - started
+                self.error = REDACTOR.redact(f"{type(exc).__name__}: {exc}")[:ERROR_CHARS]
+                return self._failed(None, None, self.error, type(exc).__name__)
+            self.took = time.monotonic() - started
             return self._succeeded()
         finally:
             if leases:
@@ -115,7 +124,7 @@ class DeliveryAttempt:
 
     def _succeeded(self) -> str:
         self.lock.mark_delivered(self.job_id, force=self.force)
-        attempts = self.store.record_attempt(self.event_id, self.handler, outcome="delivered")
+        attempts = self.store.record_attempt(self.event_id, self.handler, outcome="delivered", seconds=self.took)
         since_receipt = max(0.0, time.time() - received_epoch(self.event or {}))
         self.metrics.deliveries.labels(self.handler, "delivered").inc()
         self.metrics.latency.labels(self.handler).observe(since_receipt)
@@ -128,7 +137,14 @@ class DeliveryAttempt:
         return "skipped_duplicate"
 
     def _rejected(self, exc: DeliveryRejected) -> str:
-        attempts = self.store.record_attempt(self.event_id, self.handler, outcome="rejected", status=exc.status)
+        attempts = self.store.record_attempt(
+            self.event_id,
+            self.handler,
+            outcome="rejected",
+            status=exc.status,
+            seconds=self.took,
+            error=REDACTOR.redact(exc.message)[:ERROR_CHARS],
+        )
         self._keep_dead_letter("rejected", exc.status, exc.body_excerpt, attempts)
         self.metrics.deliveries.labels(self.handler, "rejected").inc()
         log.error("delivery_rejected", status=exc.status, body_excerpt=exc.body_excerpt[:200], attempts=attempts)
@@ -141,10 +157,18 @@ class DeliveryAttempt:
         delay = max(backoff_seconds(attempt, self.settings, self.context.rng), retry_after or 0.0)
         start = max(received_epoch(self.event or {}), self.replayed_at or 0.0)
         if outcome_at + delay > start + self.settings.delivery_retry_budget_seconds:
-            attempts = self.store.record_attempt(self.event_id, self.handler, outcome="dead_lettered", status=status)
+            attempts = self.store.record_attempt(
+                self.event_id, self.handler, outcome="dead_lettered", status=status, error=self.error, seconds=self.took
+            )
             return self._dead("retry_budget_exhausted", attempts=attempts, status=status, body=body, cause=reason)
         attempts = self.store.record_attempt(
-            self.event_id, self.handler, outcome="retrying", status=status, reason=reason
+            self.event_id,
+            self.handler,
+            outcome="retrying",
+            status=status,
+            reason=reason,
+            error=self.error,
+            seconds=self.took,
         )
         self._reschedule(f"retry-{attempts}", delay)
         self.metrics.deliveries.labels(self.handler, "retried").inc()
@@ -153,6 +177,7 @@ class DeliveryAttempt:
             attempts=attempts,
             status=status,
             reason=reason,
+            error=self.error or None,
             retry_in_seconds=round(delay, 3),
         )
         return "retried"

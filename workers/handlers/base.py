@@ -126,14 +126,9 @@ def post_json(
     content = body if isinstance(body, bytes) else orjson.dumps(body)
     try:
         response = http.post(url, content=content, headers={"content-type": "application/json", **(headers or {})})
-    except httpx.TimeoutException as exc:
-        raise DeliveryRetryable(
-            f"handler {handler!r}: no answer in time ({type(exc).__name__})", handler=handler
-        ) from None
     except httpx.TransportError as exc:
-        raise DeliveryRetryable(
-            f"handler {handler!r}: could not connect ({type(exc).__name__})", handler=handler
-        ) from None
+        what = transport_failure(exc, http, [*url_secrets(url), *secrets])
+        raise DeliveryRetryable(f"handler {handler!r}: {what}", handler=handler, body_excerpt=what) from None
     status = response.status_code
     if 200 <= status < 300:
         return response
@@ -144,6 +139,30 @@ def post_json(
         raise DeliveryRetryable(message, handler=handler, status=status, retry_after=retry_after, body_excerpt=excerpt)
     error = DeliveryRetryable if status == 408 or status >= 500 else DeliveryRejected
     raise error(message, handler=handler, status=status, body_excerpt=excerpt)
+
+
+def transport_failure(exc: httpx.TransportError, http: httpx.Client, secrets: list[str]) -> str:
+    """What went wrong before any answer, as an operator needs it: a timeout and after how long,
+    connection refused, a name that does not resolve, a TLS failure (the reason as the OS or
+    OpenSSL gave it, without secrets)."""
+    # only what the OS or OpenSSL said ("[Errno 111] Connection refused", "[SSL: ...] ..."): the
+    # rest of an exception's text may carry a URL, and a chat webhook's URL is its credential
+    said = re.findall(r"\[(?:Errno -?\d+|SSL[^\]]*)\][^\[\]()'\"]*", str(exc))
+    reason = redact(" ".join(said) if said else type(exc).__name__, secrets)[:EXCERPT_CHARS]
+    if isinstance(exc, httpx.TimeoutException):
+        timeouts = http.timeout
+        phase = {httpx.ConnectTimeout: ("connect", timeouts.connect), httpx.WriteTimeout: ("write", timeouts.write),
+                 httpx.PoolTimeout: ("pool", timeouts.pool)}.get(type(exc), ("read", timeouts.read))  # fmt: skip
+        within = f"within {phase[1]:g} s" if phase[1] else "in time"
+        return f"timeout: no {'answer' if phase[0] == 'read' else phase[0]} {within} ({type(exc).__name__})"
+    lowered = reason.lower()
+    if "ssl" in lowered or "certificate" in lowered or "tls" in lowered:
+        return f"TLS failure: {reason}"
+    if "name or service not known" in lowered or "nodename nor servname" in lowered or "name resolution" in lowered:
+        return f"DNS: the host name does not resolve ({reason})"
+    if "refused" in lowered:
+        return f"connection refused ({reason})"
+    return f"could not connect: {reason}" if said else f"could not connect ({type(exc).__name__})"
 
 
 def redact(text: str, secrets: list[str]) -> str:

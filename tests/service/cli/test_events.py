@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,6 +54,26 @@ def test_show_prints_it_for_a_person(flow: DeliveryFlow) -> None:
     assert "enrichment   complete, 4 API calls" in lines
     assert "transition   broken (was success)" in lines
     assert "  ops: delivered after 1 attempt" in lines
+    [ops] = [line for line in lines if line.startswith("    ") and "  ops  " in line]
+    assert re.search(r"  ops  delivered  -  \d+\.\d{3} s$", ops), ops
+
+
+def test_show_lists_each_attempt_with_its_status_or_error_and_duration() -> None:
+    from service.cli.events import describe
+
+    record = {
+        "event_id": "e", "duplicates": 0, "deliveries": {}, "attempts": [
+            {"handler": "ops", "at": 0, "outcome": "retrying", "status": 503, "reason": "delivery_retryable",
+             "error": "handler 'ops': destination answered 503: upstream down", "seconds": 0.25},
+            {"handler": "ops", "at": 0, "outcome": "dead_lettered", "status": None,
+             "error": "handler 'ops': timeout: no answer within 10 s (ReadTimeout)", "seconds": 10.002},
+        ],
+    }  # fmt: skip
+    attempts = [line.strip().split("  ", 2)[-1] for line in describe(record) if line.startswith("    ")]
+    assert attempts == [
+        "retrying  HTTP 503  0.250 s  handler 'ops': destination answered 503: upstream down",
+        "dead_lettered  -  10.002 s  handler 'ops': timeout: no answer within 10 s (ReadTimeout)",
+    ]
 
 
 def test_list_shows_the_newest_first_filtered_by_status(flow: DeliveryFlow) -> None:

@@ -8,6 +8,7 @@ once instead of waiting, so no test sleeps for a backoff.
 from __future__ import annotations
 
 import random
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -439,4 +440,30 @@ def test_the_handlers_of_a_routes_file_deliver_through_the_shared_client(redis_u
     [audit] = deliveries.sink.delivered("/hooks/audit")
     assert audit.body["event_id"] == event["event_id"]
     assert audit.headers["circleci-events-delivery-id"] == f"{event['event_id']}:audit"
+    redis.close()
+
+
+def test_an_attempt_records_what_went_wrong_and_how_long_it_took(redis_url: str, tmp_path: Path) -> None:
+    """A destination that refuses connections: the record and the dead letter say so, not just 'retrying'."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens once the socket is closed
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        f"handlers:\n  ops: {{type: slack, url: 'http://127.0.0.1:{port}/x'}}\n"
+        "subscriptions:\n  - {handlers: [ops]}\n"
+    )
+    redis = Redis.from_url(redis_url)
+    environ = {"REDIS_URL": redis_url, "ROUTES_FILE": str(routes), "DELIVERY_RETRY_BUDGET_SECONDS": "1"}
+    context = WorkerContext.build(Settings.from_environ(environ), redis=redis)
+    with installed(context):
+        event = make_event(received_at=datetime.fromtimestamp(time.time() - 10, UTC).isoformat())
+        assert fan_out(redis, event, ["ops"]) == {f"{event['event_id']}:ops": "dead_lettered"}
+    context.close()
+    [attempt] = EventStore(redis).record(event["event_id"])["attempts"]  # type: ignore[index]
+    assert attempt["outcome"] == "dead_lettered" and attempt["status"] is None
+    assert "connection refused ([Errno 111] Connection refused)" in attempt["error"]
+    assert 0 <= attempt["seconds"] < 5
+    letter = DeadLetters(redis, ttl=60).get(f"{event['event_id']}:ops")
+    assert letter is not None and letter.body_excerpt == "connection refused ([Errno 111] Connection refused)"
     redis.close()

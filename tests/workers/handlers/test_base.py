@@ -254,3 +254,34 @@ def test_no_template_construct_prints_a_circleci_value_raw(kind: str, construct:
     assert out != "DEFAULT"
     for raw in RAW[kind]:
         assert raw not in out, (raw, out)
+
+
+@pytest.mark.parametrize(
+    ("failure", "said"),
+    [
+        (httpx.ConnectError("[Errno 111] Connection refused"), "connection refused ([Errno 111] Connection refused)"),
+        (
+            httpx.ConnectError("[Errno -2] Name or service not known"),
+            "DNS: the host name does not resolve ([Errno -2] Name or service not known)",
+        ),
+        (
+            httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed (_ssl.c:1006)"),
+            "TLS failure: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed",
+        ),
+        (httpx.ReadTimeout("timed out"), "timeout: no answer within 7 s (ReadTimeout)"),
+        (httpx.ConnectTimeout("timed out"), "timeout: no connect within 2 s (ConnectTimeout)"),
+        (httpx.ConnectError(f"cannot reach {SECRET_URL}"), "could not connect (ConnectError)"),
+    ],
+    ids=["refused", "dns", "tls", "read-timeout", "connect-timeout", "no-os-reason"],
+)
+def test_a_transport_failure_says_what_happened_without_the_url(failure: Exception, said: str, event: Any) -> None:
+    """What a dead letter and `events show` carry: refused, DNS, TLS, a timeout and after how long."""
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        raise failure
+
+    client = httpx.Client(transport=httpx.MockTransport(respond), timeout=httpx.Timeout(7, connect=2))
+    with pytest.raises(DeliveryRetryable) as info:
+        make("slack").send(event, delivery_id="d", http=client)
+    assert info.value.body_excerpt == said.strip()
+    assert "sEcReTtOkEn123" not in str(info.value) + info.value.body_excerpt
