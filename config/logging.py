@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
+from typing import Any
 
 import orjson
 import structlog
@@ -36,9 +37,19 @@ def chatter_level(log_level: str) -> str:
     )
 
 
-def configure_logging(*, log_format: str = "json", log_level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+def configure_logging(
+    *, log_format: str = "json", log_level: str = "INFO", secrets: Iterable[str] = (), role: str | None = None
+) -> None:
+    """`role`: what this process is (web, worker, run, a command), on every line whoever wrote it."""
     REDACTOR.add(secrets)
+
+    def add_role(_: Any, __: str, event_dict: structlog.types.EventDict) -> structlog.types.EventDict:
+        if role:
+            event_dict.setdefault("role", role)
+        return event_dict
+
     shared: list[structlog.types.Processor] = [
+        add_role,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         add_timestamp,

@@ -22,13 +22,25 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
+def command_of(context: click.Context | None) -> str | None:
+    """The command a process runs, without the program's name: `web`, `events show`."""
+    names = []
+    while context is not None and context.parent is not None:
+        names.append(context.info_name or "")
+        context = context.parent
+    return " ".join(reversed(names)) or None
+
+
 def load_settings(*, quiet: bool = False) -> Settings:
     """Settings from the environment, logging configured (to WARNING for `quiet` commands)."""
     settings = Settings.from_environ()
+    context = click.get_current_context(silent=True)
     configure_logging(
         log_format=settings.log_format,
         log_level="WARNING" if quiet else settings.log_level,
         secrets=settings.secret_values(),
+        # the command: web, worker, run, "events show", ... (every line of a process says which it is)
+        role=command_of(context),
     )
     return settings
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -347,3 +348,14 @@ def test_at_info_rqs_per_job_chatter_stays_out_of_the_log(redis: Redis, redis_ur
     assert [job.get_status() for job in jobs] == ["finished"] * 3
     rq_lines = [line for line in (done.stdout + done.stderr).splitlines() if '"rq.' in line]
     assert rq_lines == [], rq_lines[:3]
+
+
+def test_every_line_of_a_worker_process_says_it_is_the_worker(redis_url: str, queue: Queue) -> None:
+    queue.enqueue("tests.workers.rq_jobs.sleep", 0.0)
+    env = {**os.environ, "REDIS_URL": redis_url, "LOG_LEVEL": "DEBUG", "LOG_FORMAT": "json", "WORKER_CONCURRENCY": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "worker", "--burst"], env=env, capture_output=True, text=True, timeout=60
+    )
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert len(lines) > 5 and {line.get("logger", "ours") for line in lines} >= {"ours", "rq.worker"}
+    assert {line.get("role") for line in lines} == {"worker"}
