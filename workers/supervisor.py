@@ -36,6 +36,7 @@ from rq.serializers import JSONSerializer
 
 from config.logging import chatter_level
 from config.settings import Settings
+from config.version import version
 from workers.connection import connect
 from workers.context import WorkerContext, install
 from workers.durability import ensure_durable
@@ -267,6 +268,18 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     ensure_durable(redis, allow_eviction=settings.redis_allow_eviction, log=log)
     supervisor = Supervisor(redis, settings.events_queue, settings, settings.worker_concurrency)
     context.leases = supervisor.leases
+    routes = context.routes
+    log.info(
+        "worker_started",
+        version=version(),
+        routes_file=settings.routes_file,
+        handlers=sorted(context.handlers),
+        subscriptions=len(routes.subscriptions) if routes is not None else 0,
+        queue=settings.events_queue,
+        concurrency=settings.worker_concurrency,
+        lease_seconds=settings.worker_lease_seconds,
+        shutdown_grace_seconds=settings.worker_shutdown_grace_seconds,
+    )
     if settings.worker_http_port:
         serve_health(supervisor, context.metrics.registry, settings.worker_http_port, addr=settings.host)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from config.version import version
 from service.cli.api import api
 from service.cli.check_config import check_config
 from service.cli.dead_letters import dead_letters
@@ -16,6 +17,7 @@ from service.cli.simulators import simulator, sink
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version(), "--version", prog_name="circleci-events", message="%(prog)s %(version)s")
 def main() -> None:
     """Receive CircleCI webhooks, enrich them and route them to the teams that act on them."""
 

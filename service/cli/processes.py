@@ -14,6 +14,7 @@ from typing import Any
 import click
 import structlog
 
+from config.version import version
 from service.cli.common import EXIT_FAILURE, clear_errors, fail, load_settings, require_redis
 from workers.durability import ensure_durable
 
@@ -60,6 +61,8 @@ def web() -> None:
         header_timeout=settings.web_header_timeout_seconds,
         log_sampler=app.state.rejection_log,
     )
+    log.info("web_started", version=version(), host=settings.host, port=settings.port, queue=settings.events_queue,
+             secrets=len(settings.webhook_secrets), max_connections=settings.web_max_connections)  # fmt: skip
     tune_gc()
     uvicorn.run(
         app,

@@ -359,3 +359,7 @@ def test_every_line_of_a_worker_process_says_it_is_the_worker(redis_url: str, qu
     lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert len(lines) > 5 and {line.get("logger", "ours") for line in lines} >= {"ours", "rq.worker"}
     assert {line.get("role") for line in lines} == {"worker"}
+    [started] = [line for line in lines if line["event"] == "worker_started"]
+    assert started["handlers"] == ["log"] and started["subscriptions"] == 1  # the shipped default routes
+    assert (started["queue"], started["concurrency"], started["lease_seconds"]) == ("events", 1, 10)
+    assert started["version"] and started["routes_file"].endswith("routes.yaml")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
 
@@ -28,3 +29,8 @@ def test_a_busy_port_is_one_line_saying_what_to_do(busy_port: int, redis_url: st
     assert_one_clear_line(result, 1)
     assert f"cannot listen on 127.0.0.1:{busy_port}: the port is in use" in result.err
     assert "set PORT to a free port" in result.err
+
+
+def test_version_prints_the_installed_version() -> None:
+    result = run_cli("--version", env={})
+    assert result.code == 0 and re.fullmatch(r"circleci-events \d+\.\d+\.\d+\S*\n", result.out), result.out
