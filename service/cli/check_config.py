@@ -18,7 +18,8 @@ def check_config(routes_file: str | None, as_json: bool) -> None:
     """Validate ROUTES_FILE (default: $ROUTES_FILE) and print its handlers and subscriptions.
 
     Secrets are never printed: URLs show their scheme and host, keys and secrets `[redacted]`.
-    Exits 2 with the file, line and key of the first mistake.
+    Exits 2 listing every mistake in the file, a line each with its file, line, handler or
+    subscription and key.
     """
     path, routes = read_routes(routes_file, load_settings(quiet=True))
     handlers = [handler_row(h) for h in routes.handlers.values()]

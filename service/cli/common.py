@@ -83,7 +83,11 @@ def clear_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except ConfigurationError as exc:
-            fail(f"configuration error: {exc.message}", EXIT_USAGE)
+            problems = exc.details.get("problems") or [exc.message]
+            for problem in problems[:-1]:
+                click.echo(f"circleci-events: configuration error: {printable(problem, newlines=False)}", err=True)
+            more = f" ({len(problems)} mistakes in all)" if len(problems) > 1 else ""
+            fail(f"configuration error: {problems[-1]}{more}", EXIT_USAGE)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, RedisUnavailable) as exc:
             fail(f"cannot reach Redis ({exc}); check REDIS_URL and that Redis runs")
         except CircleCIAPIError as exc:

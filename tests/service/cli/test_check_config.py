@@ -92,3 +92,27 @@ def test_a_missing_file_exits_2(tmp_path: Path) -> None:
     result = run_cli("check-config", str(tmp_path / "absent.yaml"), env={})
     assert_one_clear_line(result, 2)
     assert "absent.yaml: cannot be read (No such file or directory)" in result.err
+
+
+def test_every_mistake_is_reported_in_one_run_a_line_each(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        "handlers:\n"
+        "  ops: {type: slak, url: 'https://hooks.test/x'}\n"
+        "  log: {type: log, template: '{{ event.nope.x }}'}\n"
+        "subscriptions:\n"
+        "  - name: broken-main\n"
+        "    handlers: [ops, logg]\n"
+        "    statuses: [failure]\n"
+        "    transitions: [broke]\n"
+    )
+    result = run_cli("check-config", str(path), env={})
+    assert result.code == 2 and not result.out and "Traceback" not in result.err
+    lines = result.err.splitlines()
+    assert [line.split(", line ")[1].split(":")[0] for line in lines] == ["2", "3", "6", "7", "8"]
+    assert all(line.startswith(f"circleci-events: configuration error: routes file {path}, line ") for line in lines)
+    assert "unknown type 'slak'" in lines[0] and "did you mean 'slack'?" in lines[0]
+    assert "fails on the sample event" in lines[1] and "'nope'" in lines[1]
+    assert "unknown handler 'logg'; did you mean 'log'?" in lines[2]
+    assert "did you mean 'failed'?" in lines[3]
+    assert "did you mean 'broken'?" in lines[4] and lines[4].endswith("(5 mistakes in all)")
