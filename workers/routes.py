@@ -47,6 +47,14 @@ STATUSES = (
     "retried", "queued", "not_running", "infrastructure_fail", "timedout", "terminated-unknown", "blocked",
 )  # fmt: skip
 KNOWN_VALUES = {"events": (WORKFLOW_COMPLETED, JOB_COMPLETED), "statuses": STATUSES, "transitions": KINDS}
+# Dummy values for `load_routes(placeholders=True)`, by the key a `${VAR}` is the whole value of:
+# `.invalid` never resolves (RFC 2606), so nothing checked this way can be sent anywhere.
+PLACEHOLDERS = {
+    "url": "https://{name}.placeholder.invalid/",
+    "routing_key": "0123456789abcdef0123456789abcdef",  # PagerDuty's 32 characters
+    "token": "xoxb-0000000000-placeholder",
+    "": "placeholder-{name}",
+}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -79,6 +87,7 @@ class Subscription:
 class Routes:
     handlers: dict[str, HandlerConfig]
     subscriptions: list[Subscription]
+    placeholders: tuple[str, ...] = ()  # the variables given a dummy value (load_routes(placeholders=True))
 
     def matching_subscriptions(self, event: Mapping[str, Any]) -> list[Subscription]:
         """The subscriptions an event matches, in file order (for previews)."""
@@ -122,12 +131,15 @@ def load_routes(
     environ: Mapping[str, str],
     *,
     check_handler: Callable[[HandlerConfig], object] | None = None,
+    placeholders: bool = False,
 ) -> Routes:
     """Read, substitute and check a routes file.
 
     Raises one ConfigurationError listing every mistake in the file, a line each (also as
     `details["problems"]`), each naming the file, line, handler or subscription and key.
 
+    `placeholders`: a `${VAR}` that is not set and has no default takes a dummy value of the
+    shape its key expects (PLACEHOLDERS), so CI can check a file without the real secrets.
     `check_handler` builds each handler once (imports callables, renders templates); by default
     `workers.handlers.build_handler`.
     """
@@ -142,16 +154,17 @@ def load_routes(
         mark = getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark else ""
         raise ConfigurationError(f"routes file {path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return _Reader(path, environ).routes(root, check_handler)
+    return _Reader(path, environ, placeholders).routes(root, check_handler)
 
 
 class _Reader:
     """Walks the file once, noting every mistake and going on; `routes` raises them all together."""
 
-    def __init__(self, path: Path, environ: Mapping[str, str]) -> None:
+    def __init__(self, path: Path, environ: Mapping[str, str], placeholders: bool) -> None:
         self.path = path
         self.environ = environ
         self.problems: list[str] = []
+        self.placeholders: list[str] | None = [] if placeholders else None
 
     def error(self, node: yaml.Node | None, where: str, message: str) -> ConfigurationError:
         line = f", line {node.start_mark.line + 1}" if node is not None else ""
@@ -173,10 +186,10 @@ class _Reader:
             raise self.error(node, where, "expected a mapping")
         return {str(k.value): (k, v) for k, v in node.value}
 
-    def scalar(self, node: yaml.Node, where: str) -> str:
+    def scalar(self, node: yaml.Node, where: str, key: str = "") -> str:
         if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
             raise self.error(node, where, "expected a string")
-        return self.substitute(str(node.value), node, where)
+        return self.substitute(str(node.value), node, where, key)
 
     def strings(self, node: yaml.Node, where: str) -> list[tuple[str, yaml.Node]]:
         """The strings of a string-or-list value; a bad item is noted and left out."""
@@ -186,13 +199,17 @@ class _Reader:
                 found.append((self.scalar(item, where), item))
         return found
 
-    def substitute(self, value: str, node: yaml.Node, where: str) -> str:
+    def substitute(self, value: str, node: yaml.Node, where: str, key: str = "") -> str:
         def replace(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
             if name in self.environ:
                 return self.environ[name]
             if default is not None:
                 return default
+            if self.placeholders is not None:
+                self.placeholders.append(name)
+                dummy = name.lower().replace("_", "-")
+                return PLACEHOLDERS.get(key, PLACEHOLDERS[""]).format(name=dummy) if m.group(0) == value else dummy
             raise self.error(node, where, f"environment variable {name} is not set and has no default")
 
         return _VAR.sub(replace, value)
@@ -234,7 +251,7 @@ class _Reader:
             first.setdefault(s.name, s.line)
         if self.problems:
             raise ConfigurationError("\n".join(self.problems), details={"problems": list(self.problems)})
-        return Routes(handlers=handlers, subscriptions=subscriptions)
+        return Routes(handlers, subscriptions, tuple(dict.fromkeys(self.placeholders or ())))
 
     def handler(self, name: str, key_node: yaml.Node, node: yaml.Node) -> HandlerConfig | None:
         """One handler's config, or None when it has mistakes (each noted)."""
@@ -268,7 +285,7 @@ class _Reader:
             hint = _did_you_mean(key, allowed)
             raise self.error(key_node, where, f"unknown key for type {kind} (allowed: {listed}){hint}")
         # never echo the value: urls, keys and secrets are secrets
-        value = self.scalar(node, where)
+        value = self.scalar(node, where, key)
         if not value.strip():
             raise self.error(node, where, "is empty")
         if key == "url" and not value.startswith(("https://", "http://")):

@@ -275,3 +275,35 @@ def test_known_values_globs_and_regexes_that_can_match_load(tmp_path: Path, key:
         f"handlers:\n  ops: {{type: log}}\nsubscriptions:\n  - name: s\n    handlers: [ops]\n    {key}: ['{value}']\n"
     )
     assert load_routes(path, {}).subscriptions[0].match[key][0].source == value
+
+
+def test_placeholders_give_unset_variables_a_dummy_of_the_right_shape(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        handlers:
+          s: {type: slack, url: "${SLACK_HOOK}"}
+          p: {type: pagerduty, routing_key: "${PD_KEY}", url: "https://${PD_HOST}/v2/enqueue"}
+          w: {type: webhook, url: "${SET_URL}", secret: "${HOOK_SECRET}"}
+          d: {type: discord, url: "${DISCORD:-https://discord.test/x}"}
+        """,
+    )
+    loaded = load_routes(path, {"SET_URL": "https://real.test/hook"}, placeholders=True)
+    options = {name: h.options for name, h in loaded.handlers.items()}
+    assert options["s"]["url"] == "https://slack-hook.placeholder.invalid/"
+    assert options["p"]["routing_key"] == "0123456789abcdef0123456789abcdef"
+    assert options["p"]["url"] == "https://pd-host/v2/enqueue"
+    assert options["w"] == {"url": "https://real.test/hook", "secret": "placeholder-hook-secret"}
+    assert options["d"]["url"] == "https://discord.test/x"
+    assert loaded.placeholders == ("SLACK_HOOK", "PD_KEY", "PD_HOST", "HOOK_SECRET")
+    with pytest.raises(ConfigurationError, match="SLACK_HOOK is not set"):
+        load_routes(path, {"SET_URL": "https://real.test/hook"})
+
+
+def test_placeholders_still_report_every_other_mistake(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_routes(
+            write(tmp_path, "handlers:\n  s: {type: slack, url: '${HOOK}', colour: red}\n"), {}, placeholders=True
+        )
+    [problem] = info.value.details["problems"]
+    assert "key 'colour': unknown key" in problem

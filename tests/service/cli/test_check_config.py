@@ -116,3 +116,22 @@ def test_every_mistake_is_reported_in_one_run_a_line_each(tmp_path: Path) -> Non
     assert "unknown handler 'logg'; did you mean 'log'?" in lines[2]
     assert "did you mean 'failed'?" in lines[3]
     assert "did you mean 'broken'?" in lines[4] and lines[4].endswith("(5 mistakes in all)")
+
+
+def test_placeholders_check_a_file_without_its_secrets(routes: Path) -> None:
+    assert run_cli("check-config", str(routes), env={}).code == 2
+    result = run_cli("check-config", str(routes), "--placeholders", env={})
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[:2] == [
+        f"{routes}: valid; 3 handlers, 2 subscriptions",
+        "placeholders (not set here): SLACK_URL, PD_KEY",
+    ]
+    shown = json.loads(run_cli("check-config", str(routes), "--placeholders", "--json", env={}).out)
+    assert shown["placeholders"] == ["SLACK_URL", "PD_KEY"]
+    assert shown["handlers"][0]["options"] == {"url": "https://slack-url.placeholder.invalid/…"}
+
+
+def test_the_shipped_example_checks_with_placeholders() -> None:
+    example = Path(__file__).parents[3] / "config" / "routes.example.yaml"
+    result = run_cli("check-config", str(example), "--placeholders", env={})
+    assert result.code == 0, result.err
