@@ -53,6 +53,7 @@ def web() -> None:
     from service.http_protocol import guarded_http_protocol
 
     settings = load_settings()
+    settings.require_webhook_secrets()
     ensure_port_free(settings.host, settings.port)
     ensure_durable(require_redis(settings), allow_eviction=settings.redis_allow_eviction, log=log)
     app = create_app(settings)
@@ -99,9 +100,15 @@ def run() -> None:
     """Web, workers and the scheduler in one command; an embedded Redis when REDIS_URL is unset."""
     from service.cli.embedded_redis import EmbeddedRedis
 
+    from workers.routes import load_routes
+
     settings = load_settings()
+    # every mistake it can catch, before any child starts: one place says what to do
     settings.require_webhook_secrets()
-    ensure_port_free(settings.host, settings.port)  # before any child starts
+    ensure_port_free(settings.host, settings.port)
+    load_routes(settings.routes_file, settings.environ)
+    if settings.redis_url:
+        require_redis(settings).close()
     env = dict(settings.environ)  # the children read the same environment, with the Redis to use
     embedded = None
     if not settings.redis_url:
