@@ -35,7 +35,9 @@ OWN_LOGGER = "circleci-events"
 
 def _one_shape(_: Any, __: str, event_dict: structlog.types.EventDict) -> structlog.types.EventDict:
     event_dict.setdefault("logger", OWN_LOGGER)
-    return {key: event_dict[key] for key in FIRST_KEYS if key in event_dict} | event_dict
+    shaped = {key: event_dict[key] for key in FIRST_KEYS if key in event_dict}
+    shaped.update(event_dict)  # the first keys keep their place, the rest follow in their order
+    return shaped
 
 
 def _json_line(value: Any, **kwargs: Any) -> str:

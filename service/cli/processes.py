@@ -99,7 +99,6 @@ def worker(burst: bool) -> None:
 def run() -> None:
     """Web, workers and the scheduler in one command; an embedded Redis when REDIS_URL is unset."""
     from service.cli.embedded_redis import EmbeddedRedis
-
     from workers.routes import load_routes
 
     settings = load_settings()

@@ -133,4 +133,6 @@ def test_every_json_line_has_one_shape_whoever_wrote_it() -> None:
         ("circleci-events", "info", "worker"), ("rq.worker", "warning", "worker"), ("uvicorn.error", "info", "worker")
     ]  # fmt: skip
     assert parsed[0]["event"] == "event_delivered" and parsed[0]["attempts"] == 1
-    assert all(line == json.dumps(p, separators=(",", ":"), ensure_ascii=False) for line, p in zip(lines, parsed))
+    assert all(
+        line == json.dumps(p, separators=(",", ":"), ensure_ascii=False) for line, p in zip(lines, parsed, strict=True)
+    )

@@ -48,9 +48,11 @@ MISTAKES = [
 ]
 
 
+IDS = ["port-range", "port-text", "no-routes-file", "bad-routes", "redis-down", "no-secret"]
+
+
 @pytest.mark.parametrize("command", ["web", "worker", "run"])
-@pytest.mark.parametrize(("change", "code", "says"), MISTAKES, ids=["port-range", "port-text", "no-routes-file",
-                                                                    "bad-routes", "redis-down", "no-secret"])  # fmt: skip
+@pytest.mark.parametrize(("change", "code", "says"), MISTAKES, ids=IDS)
 def test_a_mistake_at_start_is_one_line_and_nothing_starts(
     tmp_path: Path, redis_url: str, command: str, change: dict[str, str], code: int, says: str
 ) -> None:
