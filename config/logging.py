@@ -104,5 +104,7 @@ def configure_logging(
     for name in ("uvicorn", "uvicorn.error", "rq.worker"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # "Started server process", "Waiting for application startup", ...: web_started says it once
+    logging.getLogger("uvicorn.error").setLevel(chatter_level(log_level))
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(log_level)))

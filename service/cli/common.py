@@ -15,6 +15,7 @@ import redis
 from config.errors import CircleCIAPIError, CircleCIEventsError, ConfigurationError, RedisUnavailable
 from config.logging import configure_logging
 from config.settings import Settings
+from service.cli import instance
 from workers.connection import connect
 
 EXIT_OK = 0
@@ -99,9 +100,18 @@ def clear_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def require_redis(settings: Settings) -> redis.Redis:
-    if not settings.redis_url:
-        raise ConfigurationError("REDIS_URL is not set: point it at Redis, e.g. redis://127.0.0.1:6379/0")
-    client = connect(settings.redis_url)
+    """REDIS_URL's Redis, else the one of a `circleci-events run` on this machine (saying so)."""
+    url = settings.redis_url
+    if not url:
+        running = instance.find(settings)
+        if running is None:
+            raise ConfigurationError(
+                "REDIS_URL is not set and no `circleci-events run` (make run) is running here: point REDIS_URL "
+                "at Redis, e.g. redis://127.0.0.1:6379/0"
+            )
+        click.echo(f"circleci-events: using {running.describe()}", err=True)
+        url = running.redis_url
+    client = connect(url)
     client.ping()
     return client
 

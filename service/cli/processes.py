@@ -15,6 +15,7 @@ import click
 import structlog
 
 from config.version import version
+from service.cli import instance
 from service.cli.common import EXIT_FAILURE, clear_errors, fail, load_settings, require_redis
 from workers.durability import ensure_durable
 
@@ -114,6 +115,15 @@ def run() -> None:
         embedded = EmbeddedRedis()
         env["REDIS_URL"] = embedded.start()
         click.echo(f"circleci-events: started {embedded.describe()}", err=True)
+    # so that `events`, `dead-letters` and `send-test-event` in another shell find this instance
+    local = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    secret = str(settings.webhook_secrets[0]) if settings.webhook_secrets else None
+    instance.record(
+        settings,
+        redis_url=env["REDIS_URL"],
+        webhook_url=f"http://{local}:{settings.port}/webhooks/circleci",
+        secret=secret,
+    )
     command = [sys.executable, "-m", "service.cli"]
     # Own sessions: Ctrl-C reaches only this process, which stops the workers before Redis.
     processes = [subprocess.Popen([*command, "web"], env=env, start_new_session=True)]
@@ -145,6 +155,7 @@ def run() -> None:
                 p.wait(timeout=settings.worker_shutdown_grace_seconds + 5)
             except subprocess.TimeoutExpired:
                 p.kill()
+        instance.forget(settings)
         if embedded is not None:
             embedded.stop()
     failed = [p for p in processes if p.returncode not in (0, -signal.SIGTERM, None)]

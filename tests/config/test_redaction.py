@@ -120,6 +120,7 @@ configure_logging(log_format="json", log_level="INFO", role="worker")
 structlog.get_logger("ours").info("event_delivered", handler="ops", attempts=1)
 logging.getLogger("rq.worker").warning("Worker %s: warm shutdown requested", "w1")
 logging.getLogger("uvicorn.error").info("Started server process [%d]", 7)
+logging.getLogger("uvicorn.error").error("Exception in ASGI application")
 """
 
 
@@ -130,9 +131,10 @@ def test_every_json_line_has_one_shape_whoever_wrote_it() -> None:
     parsed = [json.loads(line) for line in lines]
     assert [list(p)[:5] for p in parsed] == [["timestamp", "level", "role", "logger", "event"]] * 3
     assert [(p["logger"], p["level"], p["role"]) for p in parsed] == [
-        ("circleci-events", "info", "worker"), ("rq.worker", "warning", "worker"), ("uvicorn.error", "info", "worker")
+        ("circleci-events", "info", "worker"), ("rq.worker", "warning", "worker"), ("uvicorn.error", "error", "worker")
     ]  # fmt: skip
     assert parsed[0]["event"] == "event_delivered" and parsed[0]["attempts"] == 1
+    assert "Started server process" not in done.stderr, "uvicorn's start-up chatter is below INFO"
     assert all(
         line == json.dumps(p, separators=(",", ":"), ensure_ascii=False) for line, p in zip(lines, parsed, strict=True)
     )
