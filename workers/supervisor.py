@@ -268,13 +268,11 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     ensure_durable(redis, allow_eviction=settings.redis_allow_eviction, log=log)
     supervisor = Supervisor(redis, settings.events_queue, settings, settings.worker_concurrency)
     context.leases = supervisor.leases
-    routes = context.routes
     log.info(
         "worker_started",
         version=version(),
         routes_file=settings.routes_file,
-        handlers=sorted(context.handlers),
-        subscriptions=len(routes.subscriptions) if routes is not None else 0,
+        **context.routing.summary(),
         queue=settings.events_queue,
         concurrency=settings.worker_concurrency,
         lease_seconds=settings.worker_lease_seconds,
