@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.processes import Service
+from tests.conftest import free_port
+from tests.e2e.processes import Service, cli
 from tests.reliability.conftest import HOOK_SECRET, ROUTES, Scenario, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -79,3 +80,40 @@ def test_a_routes_file_that_does_not_load_is_refused_on_sighup_and_the_old_route
     assert not system.sink.delivered(NEW)
     assert len(lines(worker, "routes_reload_failed")) == 1 and not lines(worker, "routes_reloaded")
     assert worker.process is not None and worker.process.poll() is None
+
+
+def start_run(system: Scenario, workers: int) -> Service:
+    """`circleci-events run` with `workers` worker processes, its output in one log."""
+    port = free_port()
+    run = Service(cli("run"), env=system.env(PORT=str(port), WORKERS=str(workers)), log_path=system.tmp / "run.log")
+    system.processes.append(run.start())
+    system.base = f"http://127.0.0.1:{port}"
+    run.wait_http(system.base + "/healthz")
+    wait_until(lambda: len(lines(run, "worker_started")) == workers, f"{workers} workers started\n{run.output()}", 20)
+    return run
+
+
+def test_run_reloads_its_workers_when_the_routes_file_changes(scenario) -> None:
+    system = scenario()
+    run = start_run(system, workers=2)
+    deliver(system, OLD)
+
+    system.routes.write_text(MOVED)  # no signal: `run` sees the file change
+    wait_until(lambda: len(lines(run, "routes_reloaded")) == 2, f"both workers reloaded\n{run.output()}", 20)
+    assert len(lines(run, "routes_file_changed")) == 1
+    deliver(system, NEW)
+
+    system.routes.write_text(MOVED)  # written again, the same content: no change
+    system.routes.write_text(BROKEN)
+    wait_until(lambda: len(lines(run, "routes_reload_failed")) == 2, f"both workers refused\n{run.output()}", 20)
+    deliver(system, NEW)  # the routes loaded before still deliver
+
+
+def test_run_passes_a_sighup_on_to_its_workers(scenario) -> None:
+    system = scenario()
+    run = start_run(system, workers=2)
+    system.routes.write_text(MOVED)
+    hang_up(run)  # at once, before `run` would see the change by itself: told twice, read twice
+    wait_until(lambda: len(lines(run, "routes_reloaded")) >= 2, f"both workers reloaded\n{run.output()}", 20)
+    deliver(system, NEW)
+    assert run.process is not None and run.process.poll() is None
