@@ -240,7 +240,7 @@ class Supervisor:
             routing = self.reload_routes()
         except ConfigurationError as exc:
             log.error("routes_reload_failed", routes_file=self.settings.routes_file, error=exc.message,
-                      kept="the routes loaded before; fix the file and send SIGHUP again")  # fmt: skip
+                      kept="the routes loaded before; fix the file, then SIGHUP again (run: save it)")  # fmt: skip
         except Exception as exc:  # a bug in building a handler must not end the process
             log.error("routes_reload_failed", routes_file=self.settings.routes_file,
                       error=f"{type(exc).__name__}: {exc}"[:300], kept="the routes loaded before")  # fmt: skip
