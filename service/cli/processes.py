@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import os
 import signal
 import socket
 import subprocess
@@ -95,11 +96,30 @@ def worker(burst: bool) -> None:
         raise SystemExit(1)
 
 
+def has_terminal() -> bool:
+    """Whether this process has a controlling terminal (a terminal that hangs up takes it away)."""
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return False
+    return True
+
+
+def ignore_hangup() -> None:
+    """A worker's `preexec_fn`: SIGHUP ignored until the worker takes it (a reload), not fatal while it starts."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
 @click.command()
 @clear_errors
 def run() -> None:
-    """Web, workers and the scheduler in one command; an embedded Redis when REDIS_URL is unset."""
+    """Web, workers and the scheduler in one command; an embedded Redis when REDIS_URL is unset.
+
+    The workers read the routes file again when it changes (saved, and still for 0.2 s) and
+    when this process gets SIGHUP; a terminal that hangs up stops it, as Ctrl-C does.
+    """
     from service.cli.embedded_redis import EmbeddedRedis
+    from service.cli.routes_watch import RoutesWatch
     from workers.routes import load_routes
 
     settings = load_settings()
@@ -125,27 +145,46 @@ def run() -> None:
         secret=secret,
     )
     command = [sys.executable, "-m", "service.cli"]
-    # Own sessions: Ctrl-C reaches only this process, which stops the workers before Redis.
-    processes = [subprocess.Popen([*command, "web"], env=env, start_new_session=True)]
-    processes += [
-        subprocess.Popen([*command, "worker"], env=env, start_new_session=True) for _ in range(settings.worker_count)
-    ]
-    click.echo(
-        f"circleci-events: receiving on http://{settings.host}:{settings.port}/webhooks/circleci "
-        f"with {settings.worker_count} workers; Ctrl-C stops",
-        err=True,
-    )
-    stopping = False
+    watch = RoutesWatch(settings.routes_file)  # before the workers read it: a change while they start counts
+    terminal = has_terminal()
+    stopping = reload = False
 
     def stop(*_: Any) -> None:
         nonlocal stopping
         stopping = True
 
+    def hangup(*_: Any) -> None:
+        nonlocal stopping, reload
+        if terminal and not has_terminal():
+            stopping = True  # the terminal hung up (closed): stop, as before, rather than run on unseen
+        else:
+            reload = True  # `kill -HUP`: passed on to the workers
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, hangup)
+    # Own sessions: Ctrl-C reaches only this process, which stops the workers before Redis.
+    processes = [subprocess.Popen([*command, "web"], env=env, start_new_session=True)]
+    workers = [
+        subprocess.Popen([*command, "worker"], env=env, start_new_session=True, preexec_fn=ignore_hangup)
+        for _ in range(settings.worker_count)
+    ]
+    processes += workers
+    click.echo(
+        f"circleci-events: receiving on http://{settings.host}:{settings.port}/webhooks/circleci "
+        f"with {settings.worker_count} workers; Ctrl-C stops",
+        err=True,
+    )
     try:
         while not stopping and all(p.poll() is None for p in processes):
             time.sleep(0.2)
+            if watch.changed():
+                log.info("routes_file_changed", routes_file=settings.routes_file, workers=len(workers))
+                reload = True
+            if reload and not stopping:
+                reload = False
+                for p in workers:
+                    p.send_signal(signal.SIGHUP)
     finally:
         for p in processes:
             if p.poll() is None:
