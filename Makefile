@@ -39,6 +39,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy service workers config && $(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
 
 # requirements.lock: the runtime dependencies (pyproject's, no dev extras), pinned with their
 # hashes, which the container installs with --require-hashes. Run after changing a dependency;
