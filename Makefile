@@ -51,6 +51,9 @@ lock: $(STAMP)
 	env PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= CUSTOM_COMPILE_COMMAND="make lock" \
 	  $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
 	  --no-emit-find-links --output-file requirements.lock $(LOCK_ARGS) pyproject.toml
+	{ echo "# Written by 'make lock' from requirements.lock: the same pins without hashes, then this project,"; \
+	  echo "# for platforms that install requirements.txt (Heroku's Python buildpack). The container uses the lock."; \
+	  sed -e '/--hash=/d' -e 's/ \\$$//' requirements.lock; echo "."; } > requirements.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache

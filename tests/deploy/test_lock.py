@@ -104,3 +104,18 @@ def test_the_lock_reader_sees_origins_and_hashes() -> None:
     )
     assert pins["click"].via == [OURS, "rq"] and pins["click"].hashes == ["sha256:" + "a" * 64]
     assert pins["rq"].via == [OURS] and pins["rq"].version == "2.0"
+
+
+def test_requirements_txt_pins_what_the_lock_pins_then_installs_this_project(pins: dict[str, Pin]) -> None:
+    """For Heroku's buildpack, which installs requirements.txt: `make lock` writes both."""
+    lines = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    plain = {canonicalize_name(n): v for n, v in (line.split("==") for line in lines if "==" in line)}
+    assert plain == {name: pin.version for name, pin in pins.items()}
+    assert not [line for line in lines if "--hash" in line]
+    assert [line for line in lines if line and not line.startswith("#")][-1] == "."
+
+
+def test_the_python_version_file_is_the_locks() -> None:
+    """Heroku's buildpack (and pyenv, uv) take the Python version from .python-version."""
+    [locked] = re.findall(r"pip-compile with Python (\d+\.\d+)", LOCK.read_text())
+    assert (ROOT / ".python-version").read_text().strip() == locked
