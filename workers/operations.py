@@ -1,6 +1,7 @@
 """What operators ask of Redis, shared by the CLI and the admin API.
 
     list_events(redis, settings, status=, limit=)   newest first, one summary row each
+    event_id_of(redis, settings, prefix)            the one stored event id starting with prefix
     event_record(redis, settings, event_id)         what happened to one event
     replay(redis, settings, event_id, handler=, force=)   queue an event's deliveries again (those
                                                     not delivered yet, unless forced)
@@ -33,6 +34,7 @@ from workers.timestamps import iso_time
 # With a status filter, at most this many recent events are read to find `limit` matches.
 STATUS_SCAN = 5000
 ALL = 100_000
+CANDIDATES = 10  # ids listed when a prefix is ambiguous
 
 
 class NotFound(CircleCIEventsError):
@@ -45,6 +47,12 @@ class UnknownHandler(NotFound):
     """A replay naming a handler neither the routes file nor the event's record knows."""
 
     code = "unknown_handler"
+
+
+class AmbiguousId(CircleCIEventsError):
+    """An id prefix that more than one stored event starts with; `details["candidates"]` lists them."""
+
+    code = "ambiguous_id"
 
 
 class NotReplayable(CircleCIEventsError):
@@ -96,6 +104,23 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
             {"handler": h, "outcome": d["outcome"], "attempts": d["attempts"]} for h, d in deliveries.items()
         ],
     }
+
+
+def event_id_of(redis: Redis, settings: Settings, prefix: str) -> str:
+    """The stored event whose id is `prefix`, else the one whose id starts with it; NotFound when
+    none does, AmbiguousId (listing them) when several do."""
+    store = store_of(redis, settings)
+    if store.record(prefix) is not None:
+        return prefix
+    found = store.ids_starting(prefix)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise NotFound(f"no event {prefix!r} is stored (never received, or expired after the retention time)")
+    shown = ", ".join(found[:CANDIDATES]) + (f" and {len(found) - CANDIDATES} more" if len(found) > CANDIDATES else "")
+    raise AmbiguousId(
+        f"{len(found)} events start with {prefix!r}: {shown}; give more of the id", details={"candidates": found}
+    )
 
 
 def event_record(redis: Redis, settings: Settings, event_id: str) -> dict[str, Any]:

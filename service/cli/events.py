@@ -38,9 +38,16 @@ def list_(status: str | None, limit: int, as_json: bool) -> None:
 @JSON
 @clear_errors
 def show(event_id: str, as_json: bool) -> None:
-    """Received at, duplicates, enrichment, transition, and each handler's delivery attempts."""
+    """Received at, duplicates, enrichment, transition, and each handler's delivery attempts.
+
+    EVENT_ID may be the start of an id, when only one stored event's id starts so.
+    """
     settings = load_settings(quiet=True)
-    record = operations.event_record(require_redis(settings), settings, event_id)
+    redis = require_redis(settings)
+    try:
+        record = operations.event_record(redis, settings, operations.event_id_of(redis, settings, event_id))
+    except operations.AmbiguousId as exc:
+        fail(exc.message, EXIT_USAGE)
     if as_json:
         click.echo(json.dumps(record, indent=2, default=str))
         return
