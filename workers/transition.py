@@ -154,7 +154,8 @@ class TransitionStore:
                 keys=[transition_key(project, ref, workflow)], args=args
             )
         except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise RedisUnavailable(f"Redis did not answer while recording a transition: {exc}") from exc
+            doing = "reading" if peek else "recording"
+            raise RedisUnavailable(f"Redis did not answer while {doing} a transition: {exc}") from exc
         return Transition(
             kind=str(_text(kind)),
             previous_status=_text(previous_status),

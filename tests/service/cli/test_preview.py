@@ -209,6 +209,12 @@ def test_a_raw_webhook_reads_its_transition_from_the_live_state_and_writes_nothi
     client.close()
 
 
+def test_an_unreachable_redis_fails_in_one_line(env: dict) -> None:
+    result = run_cli("preview", str(RAW), env=env | {"REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert_one_clear_line(result, 1)
+    assert "cannot reach Redis (Redis did not answer while reading a transition" in result.err
+
+
 def test_redaction_leaves_the_events_urls_whole(env: dict, tmp_path: Path) -> None:
     """A handler URL with no credential (`https://ci.example.com:8443/pipelines`) cut `/pipelines`
     out of every CircleCI link in what the preview showed."""
