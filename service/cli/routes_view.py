@@ -20,10 +20,10 @@ from workers.routes import Routes, Subscription, load_routes
 SECRET_KEYS = tuple(k for k in SECRET_OPTIONS if k != "url")
 
 
-def read_routes(path: str | None, settings: Settings) -> tuple[Path, Routes]:
+def read_routes(path: str | None, settings: Settings, *, placeholders: bool = False) -> tuple[Path, Routes]:
     """Load and check the routes file (default: ROUTES_FILE), `${VAR}` from the settings' environment."""
     chosen = Path(path or settings.routes_file)
-    return chosen, load_routes(chosen, settings.environ)
+    return chosen, load_routes(chosen, settings.environ, placeholders=placeholders)
 
 
 def redacted_url(url: str) -> str:

@@ -144,3 +144,30 @@ def test_httpx_is_quiet_even_at_debug() -> None:
     configure_logging(log_format="json", log_level="DEBUG")
     assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
     assert logging.getLogger("httpcore").getEffectiveLevel() == logging.WARNING
+
+
+SHAPE_SCRIPT = """
+import logging, structlog
+from config.logging import configure_logging
+configure_logging(log_format="json", log_level="INFO", role="worker")
+structlog.get_logger("ours").info("event_delivered", handler="ops", attempts=1)
+logging.getLogger("rq.worker").warning("Worker %s: warm shutdown requested", "w1")
+logging.getLogger("uvicorn.error").info("Started server process [%d]", 7)
+logging.getLogger("uvicorn.error").error("Exception in ASGI application")
+"""
+
+
+def test_every_json_line_has_one_shape_whoever_wrote_it() -> None:
+    done = subprocess.run([sys.executable, "-c", SHAPE_SCRIPT], capture_output=True, text=True, timeout=30, check=True)
+    lines = done.stderr.splitlines()
+    assert len(lines) == 3, done.stderr
+    parsed = [json.loads(line) for line in lines]
+    assert [list(p)[:5] for p in parsed] == [["timestamp", "level", "role", "logger", "event"]] * 3
+    assert [(p["logger"], p["level"], p["role"]) for p in parsed] == [
+        ("circleci-events", "info", "worker"), ("rq.worker", "warning", "worker"), ("uvicorn.error", "error", "worker")
+    ]  # fmt: skip
+    assert parsed[0]["event"] == "event_delivered" and parsed[0]["attempts"] == 1
+    assert "Started server process" not in done.stderr, "uvicorn's start-up chatter is below INFO"
+    assert all(
+        line == json.dumps(p, separators=(",", ":"), ensure_ascii=False) for line, p in zip(lines, parsed, strict=True)
+    )

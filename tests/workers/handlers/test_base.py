@@ -224,7 +224,34 @@ def test_set_blocks_and_macros_print_escaped_once_with_safe() -> None:
 
 
 def test_a_null_value_prints_nothing() -> None:
-    assert summary("slack", "[{{ event.vcs.tag }}] [{{ event.vcs.tag | esc }}] [{{ event.no.such.key }}]") == "[] [] []"
+    assert summary("slack", "[{{ event.vcs.tag }}] [{{ event.vcs.tag | esc }}]") == "[] []"
+
+
+@pytest.mark.parametrize(
+    ("template", "sample"),
+    [("{{ event.no.such.key }}", "workflow-completed, transition first_seen"),
+     ("{{ event.vcs.tagg }}", "workflow-completed, transition first_seen"),
+     ("{{ event.job.name }}", "workflow-completed, transition first_seen"),
+     ("{{ event.transition.kind }}", "workflow-completed, no transition"),
+     ("{% if event.transition.kind == 'fixed' %}fixed{% endif %}", "workflow-completed, no transition"),
+     ("{{ event.failed_jobs[0].tests.failures[0].name }}", "workflow-completed, transition passing")],
+)  # fmt: skip
+def test_a_name_some_event_lacks_is_a_load_time_error_naming_the_sample(template: str, sample: str) -> None:
+    with pytest.raises(ConfigurationError, match="fails on the sample event") as info:
+        make("log", template=template)
+    assert f"({sample}: UndefinedError" in info.value.message
+    assert "guard a value" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{% if event.job %}{{ event.job.name }}{% endif %}",
+     "{{ event.transition.kind if event.transition else 'unknown' }}",
+     "{{ (event.transition or {}).kind | default('') }}",
+     "{% for j in event.failed_jobs %}{{ j.name }}{% endfor %}"],
+)  # fmt: skip
+def test_a_guarded_optional_value_loads(template: str) -> None:
+    make("log", template=template)
 
 
 HOSTILE_SUBJECT = "<!channel> <@UEVIL> @everyone [x](https://evil.test) <at>Boss</at> **b**"
