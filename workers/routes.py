@@ -66,6 +66,36 @@ class Pattern:
     def matches(self, value: str) -> bool:
         return self.regex.fullmatch(value) is not None
 
+    @property
+    def literal(self) -> bool:
+        """A plain value: neither a glob nor a /regex/."""
+        return self.regex.pattern == fnmatch.translate(self.source) and not any(c in self.source for c in "*?[")
+
+
+# What an event that has no value for a key is not, in a Mismatch's words.
+ABSENT = {"branches": "no branch known", "tags": "not a tag build", "transitions": "no transition known"}
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """Why an event does not match a subscription: the first key whose values match none of its patterns."""
+
+    key: str
+    values: tuple[str, ...]
+    patterns: tuple[Pattern, ...]
+
+    def __str__(self) -> str:
+        """`branches: 'main' does not match [release/*]`, `statuses: 'success' not in [failed]`,
+        `transitions: none (no transition known)`."""
+        wanted = "[" + ", ".join(p.source for p in self.patterns) + "]"
+        if not self.values:
+            return f"{self.key}: none ({ABSENT.get(self.key, 'the event has none')})"
+        literal = all(p.literal for p in self.patterns)
+        if len(self.values) == 1:
+            return f"{self.key}: {self.values[0]!r} {'not in' if literal else 'does not match'} {wanted}"
+        shown = ", ".join(repr(v) for v in self.values[:5]) + (", …" if len(self.values) > 5 else "")
+        return f"{self.key}: none of {shown} {'is in' if literal else 'matches'} {wanted}"
+
 
 @dataclass(frozen=True)
 class Subscription:
@@ -76,11 +106,16 @@ class Subscription:
     match: Mapping[str, tuple[Pattern, ...]]
     line: int = 0
 
+    def mismatch(self, event: Mapping[str, Any]) -> Mismatch | None:
+        """The first key (in file order) the event fails, with its values; None when it matches."""
+        for key, patterns in self.match.items():
+            values = event_values(event, key)
+            if not any(p.matches(v) for p in patterns for v in values):
+                return Mismatch(key, tuple(values), patterns)
+        return None
+
     def matches(self, event: Mapping[str, Any]) -> bool:
-        return all(
-            any(p.matches(v) for p in patterns for v in event_values(event, key))
-            for key, patterns in self.match.items()
-        )
+        return self.mismatch(event) is None
 
 
 @dataclass(frozen=True)
@@ -89,9 +124,13 @@ class Routes:
     subscriptions: list[Subscription]
     placeholders: tuple[str, ...] = ()  # the variables given a dummy value (load_routes(placeholders=True))
 
+    def explain(self, event: Mapping[str, Any]) -> list[tuple[Subscription, Mismatch | None]]:
+        """Every subscription in file order, with why the event does not match it (None: it does)."""
+        return [(s, s.mismatch(event)) for s in self.subscriptions]
+
     def matching_subscriptions(self, event: Mapping[str, Any]) -> list[Subscription]:
-        """The subscriptions an event matches, in file order (for previews)."""
-        return [s for s in self.subscriptions if s.matches(event)]
+        """The subscriptions an event matches, in file order."""
+        return [s for s, mismatch in self.explain(event) if mismatch is None]
 
     def match(self, event: Mapping[str, Any]) -> list[str]:
         """The handler names an event goes to: each once, in order of first mention."""

@@ -27,9 +27,10 @@ def read_routes(path: str | None, settings: Settings, *, placeholders: bool = Fa
 
 
 def redacted_url(url: str) -> str:
-    """Scheme and host only: `https://hooks.slack.com/…`."""
+    """Scheme, host and port only: `https://hooks.slack.com/…`, `https://ci.example.com:8443/…`."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}/…" if parts.scheme else REDACTED
+    host = parts.netloc.rpartition("@")[2]  # never the user or password
+    return f"{parts.scheme}://{host}/…" if parts.scheme else REDACTED
 
 
 def redacted_options(config: HandlerConfig) -> dict[str, str]:

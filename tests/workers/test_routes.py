@@ -307,3 +307,30 @@ def test_placeholders_still_report_every_other_mistake(tmp_path: Path) -> None:
         )
     [problem] = info.value.details["problems"]
     assert "key 'colour': unknown key" in problem
+
+
+@pytest.mark.parametrize(
+    ("keys", "changes", "why"),
+    [
+        ("branches: 'release/*'", {}, "branches: 'main' does not match [release/*]"),
+        ("statuses: failed", {"status": "success"}, "statuses: 'success' not in [failed]"),
+        ("statuses: [failed, error]\n    branches: main", {"status": "success"},
+         "statuses: 'success' not in [failed, error]"),
+        ("branches: main\n    statuses: [failed]", {"vcs__branch": "dev", "status": "success"},
+         "branches: 'dev' not in [main]"),  # the first key that fails, in file order
+        ("transitions: broken", {"transition": None}, "transitions: none (no transition known)"),
+        ("tags: 'v*'", {}, "tags: none (not a tag build)"),
+        ("jobs: deploy", {}, "jobs: none of 'build', 'test', 'hold' is in [deploy]"),
+        ("workflows: '/nightly-.*/'", {}, "workflows: 'build-test-deploy' does not match [/nightly-.*/]"),
+        ("projects: 'gh/acme/*'", {}, "projects: none of 'github/circleci/webhook-service', "
+         "'gh/circleci/webhook-service' matches [gh/acme/*]"),
+        ("branches: main\n    statuses: failed", {}, None),
+    ],
+)  # fmt: skip
+def test_a_subscription_says_the_first_key_an_event_fails_and_why(
+    tmp_path: Path, keys: str, changes: dict[str, Any], why: str | None
+) -> None:
+    [(subscription, mismatch)] = routes(tmp_path, BASE + f"    {keys}\n").explain(event(**changes))
+    assert subscription.name == "s"
+    assert (None if mismatch is None else str(mismatch)) == why
+    assert subscription.matches(event(**changes)) is (why is None)  # one place decides both

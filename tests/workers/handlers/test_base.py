@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
+from config.redaction import option_secrets
 from tests.workers.handlers.conftest import (
     CHAT_TYPES,
     OPTIONS,
@@ -55,8 +56,10 @@ def test_send_maps_status_onto_the_error_tree(
     kind: str, status: int, error: type[Exception], event: dict[str, Any], http: Any
 ) -> None:
     handler = make(kind, name="dest")
-    secrets = [v for k, v in OPTIONS[kind].items() if k in ("url", "secret", "routing_key")]
-    body = "bad request for " + " and ".join(secrets) + " /services/T000/B000/sEcReTtOkEn123 " + "z" * 500
+    echoed = [v for k, v in OPTIONS[kind].items() if k in ("url", "secret", "routing_key")]
+    body = "bad request for " + " and ".join(echoed) + " /services/T000/B000/sEcReTtOkEn123 " + "z" * 500
+    # a URL's credential parts (PagerDuty's endpoint has none: its routing key is the secret)
+    secrets = option_secrets(OPTIONS[kind])
     with pytest.raises(error) as info:
         handler.send(event, delivery_id="d", http=http(lambda r: httpx.Response(status, text=body)))
     exc = info.value
