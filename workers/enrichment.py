@@ -4,10 +4,16 @@
                         artifacts, concurrently; the fixed/broken transition
     job-completed       the job's details, and its tests and artifacts when it failed
 
-Answers about a job are cached per (project, job number), so a workflow-completed event after
-its job-completed events asks nothing twice. When CircleCI cannot answer, the event goes on
-with what the webhook itself said, marked `enrichment.complete: false` with the reason; a
-retryable failure (429, 5xx, timeouts) is raised instead while the caller may still defer.
+A webhook that names neither branch nor tag (a GitHub OAuth tag build sends `branch: null`, no
+`tag` and null commit fields) costs one more call, `GET /pipeline/{id}`: its `vcs` fills what the
+webhook left blank (the tag, the commit) and its trigger actor is kept, so `tags:` subscriptions
+and transitions see the tag; `enrichment.sources.vcs` says `pipeline` then, else `webhook`.
+
+Answers about a job are cached per (project, job number), and a pipeline's per id, so a
+workflow-completed event after its job-completed events asks nothing twice. When CircleCI
+cannot answer, the event goes on with what the webhook itself said, marked
+`enrichment.complete: false` with the reason; a retryable failure (429, 5xx, timeouts) is
+raised instead while the caller may still defer.
 """
 
 from __future__ import annotations
@@ -86,10 +92,13 @@ class Enricher:
         try:
             if self.client is None:
                 event["enrichment"]["reason"] = "CIRCLE_TOKEN is not set: only the webhook's own facts are shown"
-            elif event["event_type"] == WORKFLOW_COMPLETED:
-                self._workflow(event, payload, problems)
             else:
-                self._job(event, payload, problems)
+                if facts.ref is None:
+                    facts = self._ref_from_pipeline(event, facts, problems)
+                if event["event_type"] == WORKFLOW_COMPLETED:
+                    self._workflow(event, payload, problems)
+                else:
+                    self._job(event, payload, problems)
         except CircleCIAPIError as exc:
             problems.insert(0, exc)
         finally:
@@ -104,6 +113,29 @@ class Enricher:
         if event["event_type"] == WORKFLOW_COMPLETED:
             event["transition"] = self._transition(event, facts)
         return event
+
+    # -- the pipeline, when the webhook names no ref ----------------------------------------
+
+    def _ref_from_pipeline(self, event: dict[str, Any], facts: VcsFacts, problems: list[CircleCIAPIError]) -> VcsFacts:
+        """The webhook's VCS facts completed by `GET /pipeline/{id}` (cached); on failure the
+        webhook's own, with the failure in `problems`."""
+        assert self.client is not None
+        pipeline_id = event["pipeline"]["id"]
+        answer = self.cache.pipeline(pipeline_id)
+        if answer is None:
+            try:
+                answer = self.client.pipeline(pipeline_id).to_dict()
+            except CircleCIAPIError as exc:
+                problems.append(exc)
+                return facts
+            self.cache.put_pipeline(pipeline_id, answer)
+        # the API's pipeline has the webhook's `vcs` and `trigger_parameters` maps
+        completed = facts.filled_from(vcs_facts({"pipeline": answer}))
+        actor = _map(_map(answer, "trigger"), "actor").get("login")
+        event["vcs"] = completed.to_dict()
+        event["pipeline"]["trigger_actor"] = actor if isinstance(actor, str) and actor else None
+        event["enrichment"]["sources"]["vcs"] = "pipeline"
+        return completed
 
     # -- the two event types ---------------------------------------------------------------
 
@@ -272,6 +304,7 @@ def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
             "number": pipeline.get("number"),
             "created_at": pipeline.get("created_at"),
             "trigger_type": (pipeline.get("trigger") or {}).get("type"),
+            "trigger_actor": None,  # who triggered it: only GET /pipeline/{id} says
         },
         "vcs": facts.to_dict(),
         "workflow": workflow,
@@ -279,8 +312,13 @@ def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
         "jobs": [],
         "failed_jobs": [],
         "transition": None,
-        "enrichment": {"complete": False, "reason": None, "api_calls": 0},
+        "enrichment": {"complete": False, "reason": None, "api_calls": 0, "sources": {"vcs": "webhook"}},
     }
+
+
+def _map(data: Any, key: str) -> dict[str, Any]:
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
 def _subset(job: dict[str, Any]) -> dict[str, Any]:

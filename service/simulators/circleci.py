@@ -12,7 +12,8 @@ Control endpoints (no token needed):
     GET    /_sim/faults     DELETE /_sim/faults
     GET    /_sim/calls      {"calls": {"GET /workflow/{id}/job": 3, ...}, "total": n}
     POST   /_sim/reset      forget calls and faults
-    POST   /_sim/workflows  {"payload": <workflow-completed webhook>, "jobs": [<job spec>...]}
+    POST   /_sim/workflows  {"payload": <workflow-completed webhook>, "jobs": [<job spec>...],
+                             "vcs": {<what GET /pipeline/{id} adds, e.g. a tag build's "tag">}}
 """
 
 from __future__ import annotations
@@ -226,7 +227,8 @@ async def _control_reset(request: Request) -> Response:
 async def _control_workflows(request: Request) -> Response:
     data = await request.json()
     payload, jobs = (data["payload"], data.get("jobs")) if "payload" in data else (data, None)
-    made = request.app.state.simulator.dataset.add_workflow_from_webhook(payload, jobs=jobs)
+    vcs = data.get("vcs") if "payload" in data else None
+    made = request.app.state.simulator.dataset.add_workflow_from_webhook(payload, jobs=jobs, vcs=vcs)
     return JSONResponse(made, status_code=201)
 
 

@@ -198,12 +198,19 @@ class Dataset:
         return dict(webhook) | {"signing-secret": mask(webhook["signing-secret"])}
 
     def add_workflow_from_webhook(
-        self, payload: Mapping[str, Any], jobs: Sequence[JobSpec] | None = None
+        self,
+        payload: Mapping[str, Any],
+        jobs: Sequence[JobSpec] | None = None,
+        *,
+        vcs: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Serve the payload's workflow, pipeline and jobs; returns their ids and job numbers.
 
         A job spec is a dict: name, and optionally type (build|approval), status, number, id,
         tests (list of partial test dicts), artifacts (paths or {path, content, node_index}).
+        `vcs` is what the API knows beyond the webhook, merged over the pipeline's `vcs`: a
+        GitHub OAuth tag build's webhook says `branch: null` and no tag or commit, while
+        `GET /pipeline/{id}` answers them, e.g. `{"tag": "v1.4.0", "commit": {"subject": ...}}`.
         """
         wf, pl = payload["workflow"], payload["pipeline"]
         project = self.add_project(
@@ -213,7 +220,7 @@ class Dataset:
             org=payload.get("organization", {}).get("name", ""),
         )
         slug = project["slug"]
-        vcs = pl.get("vcs") or {}
+        sent = pl.get("vcs") or {}  # the webhook's
         pipeline: dict[str, Any] = {
             "id": pl["id"],
             "errors": [],
@@ -230,14 +237,20 @@ class Dataset:
         }
         if isinstance(pl.get("trigger_parameters"), dict):
             pipeline["trigger_parameters"] = pl["trigger_parameters"]
-        if vcs:
+        if sent:
             pipeline["vcs"] = {
-                k: vcs[k] for k in ("provider_name", "origin_repository_url", "target_repository_url") if k in vcs
-            } | {"revision": vcs.get("revision", "")}
-            pipeline["vcs"].update({k: vcs[k] for k in ("branch", "tag") if vcs.get(k)})
-            if isinstance(vcs.get("commit"), dict):
-                commit = vcs["commit"]
+                k: sent[k] for k in ("provider_name", "origin_repository_url", "target_repository_url") if k in sent
+            } | {"revision": sent.get("revision", "")}
+            pipeline["vcs"].update({k: sent[k] for k in ("branch", "tag") if sent.get(k)})
+            if isinstance(sent.get("commit"), dict):
+                commit = sent["commit"]
                 pipeline["vcs"]["commit"] = {"subject": commit.get("subject"), "body": commit.get("body")}
+        if vcs:
+            answered = pipeline.setdefault("vcs", {})
+            commit = {**answered.get("commit", {}), **vcs.get("commit", {})}
+            answered.update(vcs)
+            if commit:
+                answered["commit"] = commit
         workflow = {
             "pipeline_id": pl["id"],
             "id": wf["id"],

@@ -18,6 +18,9 @@ from workers.circleci.client import CircleCIClient
 
 SLUG = "gh/circleci/webhook-service"
 DENIED = "gh/circleci/locked"  # its webhooks answer 403
+# A GitHub OAuth tag build: the webhook names no branch, tag or commit; the API answers them.
+TAG_BUILD = json.loads((FIXTURES / "workflow-completed.tag.github-oauth.derived.json").read_text())
+TAG_BUILD_VCS = {"tag": "v1.4.0", "commit": {"subject": "Release 1.4.0", "body": ""}}
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ def _exercise(client: CircleCIClient, tmp_path: Path) -> None:
     org_id = payload["organization"]["id"]
     client.me()
     client.pipeline(pipeline_id)
+    client.pipeline(TAG_BUILD["pipeline"]["id"])
     list(client.pipelines(SLUG, branch="feature/new-endpoint"))
     client.pipeline_workflows(pipeline_id)
     client.workflow(workflow_id)
@@ -98,6 +102,7 @@ def exchanges(tmp_path_factory: pytest.TempPathFactory) -> list[Exchange]:
     """What the client sent and the simulator answered, for every operation."""
     app = create_simulator(page_size=1, token="t")
     app.state.simulator.dataset.deny_webhooks(DENIED)
+    app.state.simulator.dataset.add_workflow_from_webhook(TAG_BUILD, vcs=TAG_BUILD_VCS)
     recorded: list[Exchange] = []
 
     def record(response: httpx.Response) -> None:

@@ -181,7 +181,8 @@ def test_template_text_and_safe_values_are_printed_as_written(kind: str) -> None
     [("slack", "U0123ABCD", "<@U0123ABCD>"), ("slack", "W0123", "<@W0123>"), ("slack", "here", "<!here>"),
      ("slack", "channel", "<!channel>"), ("slack", "everyone", "<!everyone>"),
      ("slack", "S0GROUP", "<!subteam^S0GROUP>"),
-     ("discord", "123456789012345678", "<@123456789012345678>"), ("teams", "U1", "@U1"), ("teams", "a_b", "@a\\_b"),
+     ("discord", "123456789012345678", "<@123456789012345678>"), ("teams", "U1", "@U1"),
+     ("teams", "a_b", "@a_b"), ("teams", "_b", "@\\_b"),
      ("log", "oncall-1", "@oncall-1")],
 )  # fmt: skip
 def test_mention_prints_the_platforms_syntax(kind: str, id_: str, expected: str) -> None:
