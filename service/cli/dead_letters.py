@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
 from service.cli.common import EXIT_USAGE, clear_errors, emit, emit_one, fail, load_settings, require_redis
 from workers import operations
 
+WHY_CHARS = 60
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 
@@ -25,7 +27,18 @@ def list_(limit: int, as_json: bool) -> None:
     """The newest dead letters first."""
     settings = load_settings(quiet=True)
     letters = operations.dead_letters(require_redis(settings), settings, limit=limit)
-    emit(letters, ["delivery_id", "handler", "reason", "last_status", "attempts", "dead_at"], as_json=as_json)
+    if as_json:
+        emit(letters, [], as_json=True)
+        return
+    rows = [{**letter, "why": why(letter)} for letter in letters]
+    emit(rows, ["delivery_id", "handler", "reason", "why", "attempts", "dead_at"], as_json=False)
+
+
+def why(letter: dict[str, Any]) -> str:
+    """The last answer in a few words: `HTTP 404: no_team`, `connection refused (...)`."""
+    excerpt = " ".join(str(letter.get("body_excerpt") or "").split())
+    text = f"HTTP {letter['last_status']}: {excerpt}" if letter.get("last_status") else excerpt
+    return text if len(text) <= WHY_CHARS else text[: WHY_CHARS - 1] + "…"
 
 
 @dead_letters.command()
