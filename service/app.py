@@ -15,7 +15,6 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
-from config.errors import ConfigurationError
 from config.settings import Settings
 from service.admin import admin_mount
 from service.client_limit import ClientLimit
@@ -35,9 +34,7 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     settings = settings or Settings.from_environ()
     settings.require_webhook_secrets()
     if redis is None:
-        if not settings.redis_url:
-            raise ConfigurationError("REDIS_URL is not set: point it at Redis, e.g. redis://127.0.0.1:6379/0")
-        redis = connect_async(settings.redis_url)
+        redis = connect_async(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import httpx
 from redis import Redis
 
-from config.errors import ConfigurationError
 from config.logging import REDACTOR
 from config.settings import Settings
 from workers.circleci.budget import ApiBudget
@@ -83,9 +82,7 @@ class WorkerContext:
             # from here on no log line of this process shows a handler's URL, key or signing secret
             REDACTOR.add(secret for handler in handlers.values() for secret in handler.secrets())
         if redis is None:
-            if not settings.redis_url:
-                raise ConfigurationError("REDIS_URL is not set: point it at Redis, e.g. redis://127.0.0.1:6379/0")
-            redis = connect(settings.redis_url)
+            redis = connect(settings)
         budget = ApiBudget(redis, per_second=settings.api_rate_per_second, burst=settings.api_burst)
 
         def before_api_request() -> None:

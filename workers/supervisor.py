@@ -37,7 +37,7 @@ from rq.serializers import JSONSerializer
 from config.logging import chatter_level
 from config.settings import Settings
 from config.version import version
-from workers.connection import connect
+from workers.connection import connect, warn_weak_tls
 from workers.context import WorkerContext, install
 from workers.durability import ensure_durable
 from workers.lease import Leases
@@ -264,7 +264,8 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     context = WorkerContext.build(settings)
     install(context)
     # RQ's own client: RQ raises its socket timeout to wait for jobs, the jobs' client keeps 5 s
-    redis = connect(str(settings.redis_url))
+    redis = connect(settings)
+    warn_weak_tls(settings, log=log)
     ensure_durable(redis, allow_eviction=settings.redis_allow_eviction, log=log)
     supervisor = Supervisor(redis, settings.events_queue, settings, settings.worker_concurrency)
     context.leases = supervisor.leases

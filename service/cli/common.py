@@ -15,7 +15,7 @@ import redis
 from config.errors import CircleCIAPIError, CircleCIEventsError, ConfigurationError, RedisUnavailable
 from config.logging import configure_logging
 from config.settings import Settings
-from workers.connection import connect
+from workers.connection import connect, describe_failure
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -85,7 +85,7 @@ def clear_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except ConfigurationError as exc:
             fail(f"configuration error: {exc.message}", EXIT_USAGE)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, RedisUnavailable) as exc:
-            fail(f"cannot reach Redis ({exc}); check REDIS_URL and that Redis runs")
+            fail(f"cannot reach Redis ({describe_failure(exc)}); check REDIS_URL and that Redis runs")
         except CircleCIAPIError as exc:
             fail(exc.message)
         except CircleCIEventsError as exc:
@@ -95,9 +95,7 @@ def clear_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def require_redis(settings: Settings) -> redis.Redis:
-    if not settings.redis_url:
-        raise ConfigurationError("REDIS_URL is not set: point it at Redis, e.g. redis://127.0.0.1:6379/0")
-    client = connect(settings.redis_url)
+    client = connect(settings)
     client.ping()
     return client
 

@@ -16,6 +16,7 @@ import structlog
 
 from config.version import version
 from service.cli.common import EXIT_FAILURE, clear_errors, fail, load_settings, require_redis
+from workers.connection import warn_weak_tls
 from workers.durability import ensure_durable
 
 log = structlog.get_logger("service.cli")
@@ -54,6 +55,7 @@ def web() -> None:
 
     settings = load_settings()
     ensure_port_free(settings.host, settings.port)
+    warn_weak_tls(settings, log=log)
     ensure_durable(require_redis(settings), allow_eviction=settings.redis_allow_eviction, log=log)
     app = create_app(settings)
     protocol = guarded_http_protocol(
