@@ -37,6 +37,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DAY = 24 * 3600
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 MIN_ADMIN_TOKEN_CHARS = 32
+MAX_WEB_PROCESSES = 128
 # How much of the Redis server's certificate is checked: chain and host name, the chain alone
 # (a certificate that does not name the address used), or nothing (encrypted, not authenticated).
 REDIS_TLS_VERIFY_MODES = ("full", "ca", "none")
@@ -77,6 +78,8 @@ class Settings:
     event_job_timeout_seconds: int = 300
     port: int = 8000
     host: str = "0.0.0.0"
+    # web processes sharing the port (service/cli/web_server.py); `web --workers` overrides it
+    web_concurrency: int = 1
     worker_count: int = 2
     # jobs one worker process runs at once, one RQ worker per thread (workers/worker.py)
     worker_concurrency: int = 4
@@ -367,6 +370,7 @@ VARIABLES: tuple[Variable, ...] = _vars(
     ("DEDUPE_TTL_SECONDS", "dedupe_ttl_seconds", "int", 3600, 365 * DAY),
     ("PORT", "port", "int", 1, 65535),
     ("HOST", "host", "text"),
+    ("WEB_CONCURRENCY", "web_concurrency", "int", 1, MAX_WEB_PROCESSES),
     ("WORKERS", "worker_count", "int", 1, 64),
     ("WORKER_CONCURRENCY", "worker_concurrency", "int", 1, None),
     ("ENRICH_DEADLINE_SECONDS", "enrich_deadline_seconds", "float", 0, DAY),

@@ -29,7 +29,9 @@ from service.webhook import receive_webhook
 from workers.connection import connect_async
 
 
-def create_app(settings: Settings | None = None, *, redis: Redis | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, *, redis: Redis | None = None, web_metrics: WebMetrics | None = None
+) -> Starlette:
     """Build the receiver. Raises ConfigurationError when it must not start."""
     settings = settings or Settings.from_environ()
     settings.require_webhook_secrets()
@@ -57,7 +59,7 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     )
     app.state.settings = settings
     app.state.redis = redis
-    app.state.metrics = WebMetrics()
+    app.state.metrics = web_metrics or WebMetrics()
     app.state.client_limit = ClientLimit(burst=settings.rate_limit_burst, per_second=settings.rate_limit_per_second)
     app.state.rejection_log = LogSampler()  # also given to the HTTP protocol by `circleci-events web`
     app.state.verifier = (

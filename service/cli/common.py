@@ -31,8 +31,9 @@ def command_of(context: click.Context | None) -> str | None:
     return " ".join(reversed(names)) or None
 
 
-def load_settings(*, quiet: bool = False) -> Settings:
-    """Settings from the environment, logging configured (to WARNING for `quiet` commands)."""
+def load_settings(*, quiet: bool = False, role: str | None = None) -> Settings:
+    """Settings from the environment, logging configured (to WARNING for `quiet` commands); `role`
+    names the process where no command line does (a process that uvicorn's manager started)."""
     settings = Settings.from_environ()
     context = click.get_current_context(silent=True)
     configure_logging(
@@ -40,7 +41,7 @@ def load_settings(*, quiet: bool = False) -> Settings:
         log_level="WARNING" if quiet else settings.log_level,
         secrets=settings.secret_values(),
         # the command: web, worker, run, "events show", ... (every line of a process says which it is)
-        role=command_of(context),
+        role=role or command_of(context),
     )
     return settings
 
