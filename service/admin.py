@@ -91,7 +91,7 @@ async def _call(request: Request, func: Callable[..., Any], *args: Any, **kwargs
     settings: Settings = request.app.state.settings
 
     def run() -> Any:
-        with connect(str(settings.redis_url)) as client:
+        with connect(settings) as client:
             return func(client, settings, *args, **kwargs)
 
     try:

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 import httpx
 from redis import Redis
 
-from config.errors import ConfigurationError
 from config.settings import Settings
 from workers.circleci.budget import ApiBudget
 from workers.circleci.cache import ApiCache
@@ -80,9 +79,7 @@ class WorkerContext:
         """
         routing = load_routing(settings) if handlers is None else Routing(None, handlers)
         if redis is None:
-            if not settings.redis_url:
-                raise ConfigurationError("REDIS_URL is not set: point it at Redis, e.g. redis://127.0.0.1:6379/0")
-            redis = connect(settings.redis_url)
+            redis = connect(settings)
         budget = ApiBudget(redis, per_second=settings.api_rate_per_second, burst=settings.api_burst)
 
         def before_api_request() -> None:

@@ -44,7 +44,7 @@ from config.errors import ConfigurationError
 from config.logging import chatter_level
 from config.settings import Settings
 from config.version import version
-from workers.connection import connect
+from workers.connection import connect, warn_weak_tls
 from workers.context import WorkerContext, install
 from workers.durability import ensure_durable
 from workers.lease import Leases
@@ -309,7 +309,8 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     context = WorkerContext.build(settings)
     install(context)
     # RQ's own client: RQ raises its socket timeout to wait for jobs, the jobs' client keeps 5 s
-    redis = connect(str(settings.redis_url))
+    redis = connect(settings)
+    warn_weak_tls(settings, log=log)
     ensure_durable(redis, allow_eviction=settings.redis_allow_eviction, log=log)
     supervisor = Supervisor(
         redis, settings.events_queue, settings, settings.worker_concurrency, reload_routes=context.reload_routes

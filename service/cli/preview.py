@@ -95,7 +95,7 @@ def assume_transition(event: dict[str, Any], raw: bool, kind: str | None, settin
     subject = transition_subject(event, VcsFacts.from_dict(event.get("vcs") or {}))
     if subject is None:
         return "the webhook names neither branch nor tag"
-    with connect(settings.redis_url) as redis:
+    with connect(settings) as redis:
         peeked = TransitionStore(redis, ttl_seconds=settings.transition_ttl_seconds).record(**subject, peek=True)
     event["transition"] = peeked.to_dict()
     return "the live state in REDIS_URL; nothing recorded"

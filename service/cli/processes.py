@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import gc
 import os
 import signal
 import socket
@@ -15,20 +14,13 @@ from typing import Any
 import click
 import structlog
 
-from config.version import version
+from config.settings import MAX_WEB_PROCESSES
 from service.cli import instance
 from service.cli.common import EXIT_FAILURE, clear_errors, fail, load_settings, require_redis
+from workers.connection import warn_weak_tls
 from workers.durability import ensure_durable
 
 log = structlog.get_logger("service.cli")
-
-
-def tune_gc() -> None:
-    """Objects built at start live as long as the process: keep them out of every collection,
-    and collect the young generation less often (a webhook request allocates a few thousand
-    objects). Measured with bench/ingest: p99 43 -> 23 ms, 4.2k -> 5.3k events/s."""
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
 
 
 def ensure_port_free(host: str, port: int) -> None:
@@ -46,41 +38,25 @@ def ensure_port_free(host: str, port: int) -> None:
 
 
 @click.command()
+@click.option(
+    "--workers",
+    type=click.IntRange(1, MAX_WEB_PROCESSES),
+    default=None,
+    help="Web processes sharing the port, one per core (default: WEB_CONCURRENCY, else 1).",
+)
 @clear_errors
-def web() -> None:
+def web(workers: int | None) -> None:
     """Serve the webhook receiver (uvicorn, httptools with header limits, uvloop) on $PORT."""
-    import uvicorn
-
-    from service.app import create_app
-    from service.http_protocol import guarded_http_protocol
+    from service.cli.web_server import serve_web
 
     settings = load_settings()
     settings.require_webhook_secrets()
     ensure_port_free(settings.host, settings.port)
-    ensure_durable(require_redis(settings), allow_eviction=settings.redis_allow_eviction, log=log)
-    app = create_app(settings)
-    protocol = guarded_http_protocol(
-        max_header_bytes=settings.web_max_header_bytes,
-        header_timeout=settings.web_header_timeout_seconds,
-        log_sampler=app.state.rejection_log,
-    )
-    log.info("web_started", version=version(), host=settings.host, port=settings.port, queue=settings.events_queue,
-             secrets=len(settings.webhook_secrets), max_connections=settings.web_max_connections)  # fmt: skip
-    tune_gc()
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http=protocol,
-        # past it uvicorn answers 503 (plain text, connection closed) to each new request
-        limit_concurrency=settings.web_max_connections,
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-    )
+    warn_weak_tls(settings, log=log)
+    redis = require_redis(settings)
+    ensure_durable(redis, allow_eviction=settings.redis_allow_eviction, log=log)
+    redis.close()  # each web process opens its own
+    serve_web(settings, processes=workers or settings.web_concurrency)
 
 
 @click.command()
