@@ -16,6 +16,15 @@ class declares (workers/handlers/). Match values are globs (fnmatch, case-sensit
 written `/like this/` (a regex that must match the whole value). A value of `events`,
 `statuses` or `transitions` that can match none of the values those keys ever see is an error
 ("did you mean"): a typo there would silence a subscription for good.
+
+An optional `alerts:` section names handlers told when deliveries are dead-lettered or CircleCI
+refuses the token, at most once per `interval_seconds` each (workers/alerts.py):
+
+```yaml
+alerts:
+  handlers: [ops-slack]
+  interval_seconds: 300
+```
 """
 
 from __future__ import annotations
@@ -45,6 +54,9 @@ STATUSES = (
     "retried", "queued", "not_running", "infrastructure_fail", "timedout", "terminated-unknown", "blocked",
 )  # fmt: skip
 KNOWN_VALUES = {"events": (WORKFLOW_COMPLETED, JOB_COMPLETED), "statuses": STATUSES, "transitions": KINDS}
+ALERT_KEYS = ("handlers", "interval_seconds")
+ALERT_INTERVAL_SECONDS = 300  # the default: at most one alert per handler every 5 minutes
+ALERT_INTERVAL_RANGE = (1, 86400)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -74,9 +86,19 @@ class Subscription:
 
 
 @dataclass(frozen=True)
+class AlertConfig:
+    """The `alerts:` section: who is told when the notifier itself fails, and how often at most."""
+
+    handlers: tuple[str, ...]
+    interval_seconds: int = ALERT_INTERVAL_SECONDS
+    line: int = 0
+
+
+@dataclass(frozen=True)
 class Routes:
     handlers: dict[str, HandlerConfig]
     subscriptions: list[Subscription]
+    alerts: AlertConfig | None = None  # no `alerts:` section: nobody is told
 
     def matching_subscriptions(self, event: Mapping[str, Any]) -> list[Subscription]:
         """The subscriptions an event matches, in file order (for previews)."""
@@ -177,8 +199,8 @@ class _Reader:
     def routes(self, root: yaml.Node | None, check: Callable[[HandlerConfig], object] | None) -> Routes:
         top = self.mapping(root, "top level")
         for key, (k, _) in top.items():
-            if key not in ("handlers", "subscriptions"):
-                raise self.error(k, "top level", f"unknown key {key!r} (expected handlers, subscriptions)")
+            if key not in ("handlers", "subscriptions", "alerts"):
+                raise self.error(k, "top level", f"unknown key {key!r} (expected handlers, subscriptions, alerts)")
         if "handlers" not in top:
             raise self.error(root, "top level", "missing key 'handlers'")
         handlers = {
@@ -202,7 +224,8 @@ class _Reader:
         for s in subscriptions:
             if names.count(s.name) > 1:
                 raise self.error(None, f"subscription {s.name!r}", f"name used twice (line {s.line})")
-        return Routes(handlers=handlers, subscriptions=subscriptions)
+        alerts = self.alerts(*top["alerts"], handlers) if "alerts" in top else None
+        return Routes(handlers=handlers, subscriptions=subscriptions, alerts=alerts)
 
     def handler(self, name: str, key_node: yaml.Node, node: yaml.Node) -> HandlerConfig:
         where = f"handler {name!r}"
@@ -238,11 +261,7 @@ class _Reader:
         where = f"subscription {name!r}" if name else f"subscription #{index + 1}"
         if "handlers" not in items:
             raise self.error(node, f"{where}, key 'handlers'", "missing required key")
-        names: list[str] = []
-        for handler, item in self.strings(items["handlers"][1], f"{where}, key 'handlers'"):
-            if handler not in handlers:
-                raise self.error(item, f"{where}, key 'handlers'", f"unknown handler {handler!r}")
-            names.append(handler)
+        names = self.handler_names(items["handlers"][1], where, handlers)
         match: dict[str, tuple[Pattern, ...]] = {}
         for key, (k, v) in items.items():
             if key in ("name", "handlers"):
@@ -255,6 +274,41 @@ class _Reader:
             )
         return Subscription(
             name=name or f"#{index + 1}", handlers=tuple(names), match=match, line=node.start_mark.line + 1
+        )
+
+    def handler_names(self, node: yaml.Node, where: str, handlers: Mapping[str, HandlerConfig]) -> list[str]:
+        """The handler names a `handlers:` key lists, each one defined under `handlers:`."""
+        names: list[str] = []
+        for handler, item in self.strings(node, f"{where}, key 'handlers'"):
+            if handler not in handlers:
+                raise self.error(item, f"{where}, key 'handlers'", f"unknown handler {handler!r}")
+            names.append(handler)
+        return names
+
+    def alerts(self, key_node: yaml.Node, node: yaml.Node, handlers: Mapping[str, HandlerConfig]) -> AlertConfig:
+        items = self.mapping(node, "alerts")
+        for key, (k, _) in items.items():
+            if key not in ALERT_KEYS:
+                raise self.error(k, f"alerts, key {key!r}", f"unknown key (expected {', '.join(ALERT_KEYS)})")
+        if "handlers" not in items:
+            raise self.error(node, "alerts, key 'handlers'", "missing required key")
+        names = self.handler_names(items["handlers"][1], "alerts", handlers)
+        if not names:
+            raise self.error(items["handlers"][1], "alerts, key 'handlers'", "expected at least one handler")
+        interval = ALERT_INTERVAL_SECONDS
+        if "interval_seconds" in items:
+            value_node = items["interval_seconds"][1]
+            value = self.scalar(value_node, "alerts, key 'interval_seconds'")
+            low, high = ALERT_INTERVAL_RANGE
+            if not value.isdigit() or not low <= int(value) <= high:
+                raise self.error(
+                    value_node,
+                    "alerts, key 'interval_seconds'",
+                    f"expected whole seconds from {low} to {high}, got {value!r}",
+                )
+            interval = int(value)
+        return AlertConfig(
+            handlers=tuple(dict.fromkeys(names)), interval_seconds=interval, line=key_node.start_mark.line + 1
         )
 
     def pattern(self, source: str, node: yaml.Node, where: str, known: tuple[str, ...] | None = None) -> Pattern:
