@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import click
 
@@ -15,7 +16,7 @@ from service.cli.routes_view import handler_row, read_routes, subscription_row
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @clear_errors
 def check_config(routes_file: str | None, as_json: bool) -> None:
-    """Validate ROUTES_FILE (default: $ROUTES_FILE) and print its handlers and subscriptions.
+    """Validate ROUTES_FILE (default: $ROUTES_FILE) and print its handlers, subscriptions and alerts.
 
     Secrets are never printed: URLs show their scheme and host, keys and secrets `[redacted]`.
     Exits 2 with the file, line and key of the first mistake.
@@ -23,8 +24,10 @@ def check_config(routes_file: str | None, as_json: bool) -> None:
     path, routes = read_routes(routes_file, load_settings(quiet=True))
     handlers = [handler_row(h) for h in routes.handlers.values()]
     subscriptions = [subscription_row(s) for s in routes.subscriptions]
+    alerts = asdict(routes.alerts) if routes.alerts is not None else None
     if as_json:
-        click.echo(json.dumps({"file": str(path), "handlers": handlers, "subscriptions": subscriptions}, indent=2))
+        shown = {"file": str(path), "handlers": handlers, "subscriptions": subscriptions, "alerts": alerts}
+        click.echo(json.dumps(shown, indent=2))
         return
     click.echo(f"{path}: valid; {len(handlers)} handlers, {len(subscriptions)} subscriptions")
     click.echo()
@@ -44,3 +47,9 @@ def check_config(routes_file: str | None, as_json: bool) -> None:
         for s in subscriptions
     ]
     emit(rows, ["subscription", "handlers", "match", "line"], as_json=False)
+    click.echo()
+    if alerts is None:
+        click.echo("alerts: none (an alerts: section names handlers told about dead letters and a refused token)")
+    else:
+        every = f"at most one message each every {alerts['interval_seconds']} s"
+        click.echo(f"alerts: {', '.join(alerts['handlers'])} ({every}; line {alerts['line']})")

@@ -58,6 +58,13 @@ def test_the_shipped_example_loads_with_its_variables_set() -> None:
     assert example.handlers["oncall"].options["url"] == PAGERDUTY_URL
 
 
+def test_the_shipped_example_tells_ops_slack_about_the_notifiers_own_failures() -> None:
+    env = {"SLACK_OPS_WEBHOOK": "https://hooks.slack.test/x", "TEAMS_WORKFLOW_WEBHOOK": "https://t.test/x",
+           "PD_ROUTING_KEY": "k", "AUDIT_SECRET": "s"}  # fmt: skip
+    alerts = load_routes(CONFIG / "routes.example.yaml", env).alerts
+    assert alerts is not None and (alerts.handlers, alerts.interval_seconds) == (("ops-slack",), 300)
+
+
 @pytest.mark.parametrize(
     ("value", "environ", "expected"),
     [("${HOOK}", {"HOOK": "https://a.test/1"}, "https://a.test/1"),
