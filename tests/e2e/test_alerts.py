@@ -1,5 +1,5 @@
-"""The notifier watches itself, on real processes: web, two workers, a redis-server, a destination
-that is down (nothing listens on its port) and the chat sink taking the alerts."""
+"""The notifier watches itself, on real processes: web, workers, a redis-server, a destination that
+is down (nothing listens on its port), the CircleCI simulator and the chat sink taking the alerts."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import redis
 
+from service.simulators.circleci import create_simulator
 from service.simulators.sink import create_sink
 from tests.conftest import free_port, fresh, load_fixture
 from tests.server import running
@@ -82,3 +83,29 @@ def test_dead_letters_from_two_workers_make_one_alert_within_the_interval(
         assert len(sent) == 1 and sent[0]["handler"] == "ops"
         assert not any(line.get("event") == "alert_failed" for w in workers for line in w.log_lines())
         client.close()
+
+
+def test_a_token_circleci_refuses_is_told_once_with_what_to_do(
+    tmp_path: Path, redis_url: str, web_factory, worker_factory
+) -> None:
+    sink_app = create_sink()
+    with running(sink_app) as sink_url, running(create_simulator(token="the-valid-token")) as api_url:
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(ROUTES.format(dead_port=free_port(), sink=sink_url).replace("[audit]", "[ops]", 1))
+        env = {"ROUTES_FILE": str(routes), "CIRCLE_TOKEN": "a-revoked-token", "CIRCLECI_API_URL": f"{api_url}/api/v2"}
+        _, base = web_factory(redis_url, **env)
+        worker = worker_factory(redis_url, **env)
+        template = load_fixture("workflow-completed.failed.github-oauth.derived.json")
+        for _ in range(2):
+            payload = fresh({**template, "id": str(uuid.uuid4())})
+            assert httpx.post(base + "/webhooks/circleci", **signed(payload)).status_code == 202
+        sink = sink_app.state.sink
+        messages = wait_for(lambda: len(sink.delivered("/slack/alerts")) == 3 and sink.delivered("/slack/alerts"),
+                            "two events and one alert", 30)  # fmt: skip
+        (alert,) = [m for m in messages if m.body["blocks"][0]["text"]["text"].startswith("⚠️")]
+        title, text = alert.body["blocks"][0]["text"]["text"], alert.body["blocks"][1]["text"]["text"]
+        assert title == "⚠️ circleci-events: CircleCI refused the API token for 2 events"
+        assert "circleci_unauthorized: 2 (project github/circleci/webhook-service, status 401)" in text
+        assert "circleci-events api me" in text
+        refused = [line for line in worker.log_lines() if line.get("event") == "event_enriched"]
+        assert [line["reason"].split(":")[0] for line in refused] == ["circleci_unauthorized"] * 2
