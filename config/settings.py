@@ -147,6 +147,13 @@ class Settings:
                 "(comma-separate several to rotate), or set INSECURE_ALLOW_UNSIGNED_WEBHOOKS=1 for local development"
             )
 
+    @property
+    def runtime_dir(self) -> Path:
+        """A folder of this user's where `run` records how to reach it: $XDG_RUNTIME_DIR/circleci-events,
+        else ~/.cache/circleci-events (service/cli/instance.py)."""
+        base = self.environ.get("XDG_RUNTIME_DIR") or str(Path(self.environ.get("HOME") or Path.home()) / ".cache")
+        return Path(base) / "circleci-events"
+
     def secret_values(self) -> list[str]:
         """Every secret these settings hold, for the log redaction (config/logging.py)."""
         values = [str(s) for s in self.webhook_secrets]

@@ -148,7 +148,7 @@ async def replay_event(request: Request) -> Response:
 
 async def list_dead_letters(request: Request) -> Response:
     letters = await _call(request, operations.dead_letters, limit=_limit(request, 100))
-    return JSONResponse({"dead_letters": [x.to_dict() for x in letters]})
+    return JSONResponse({"dead_letters": letters})
 
 
 async def replay_dead_letter(request: Request) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -23,6 +24,8 @@ TESTS = Path(__file__).parent
 FIXTURES = TESTS / "fixtures"
 SECRET = "test-webhook-secret"
 DOWN = "redis://127.0.0.1:1/0"  # nothing listens on port 1: a Redis that is down
+# how every time an operator sees is written (workers.timestamps.iso_time)
+ISO_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 
 
 def down_async() -> AsyncRedis:

@@ -41,8 +41,10 @@ from config.settings import Settings
 from workers.alert_message import DEAD_LETTER, ENRICHMENT_REFUSED, Alert, AlertCount
 from workers.context import WorkerContext, current
 from workers.delivery.dead_letters import DeadLetter
+from workers.handlers import Handler
 from workers.jobs import FLUSH_ALERTS
 from workers.routes import AlertConfig
+from workers.routing import Routing
 from workers.store import text
 
 log = structlog.get_logger("workers.alerts")
@@ -85,8 +87,12 @@ def enriched(context: WorkerContext, event: Mapping[str, Any]) -> None:
         _record(context, ENRICHMENT_REFUSED, code, project, REFUSED_STATUS[code])
 
 
+def _alerts_of(routing: Routing) -> AlertConfig | None:
+    return routing.routes.alerts if routing.routes is not None else None
+
+
 def _record(context: WorkerContext, kind: str, reason: str, subject: str, status: int | None) -> None:
-    config = context.routes.alerts if context.routes is not None else None
+    config = _alerts_of(context.routing)
     if config is None:
         return
     try:
@@ -138,8 +144,8 @@ class AlertBook:
         queue.schedule_job(job, datetime.fromtimestamp(int(time.time() + delay) + 1, UTC))
         return True
 
-    def flush(self, handler: str, context: WorkerContext) -> str:
-        """Tell `handler` what was counted, if its window allows; the outcome."""
+    def flush(self, handler: str, target: Handler, context: WorkerContext) -> str:
+        """Tell `handler` (`target`) what was counted, if its window allows; the outcome."""
         counts_key, window_key = self.key(handler, "counts"), self.key(handler, "window")
         self.redis.delete(self.key(handler, "flush"))  # from here a new failure schedules its own flush
         if not self.redis.exists(counts_key):
@@ -153,7 +159,6 @@ class AlertBook:
         if not counts:
             return "nothing"
         alert = Alert.new(counts, since=since, until=time.time())
-        target = context.handlers[handler]
         try:
             target.send(alert.to_event(), delivery_id=f"{alert.alert_id}:{handler}", http=context.http)
         except Exception as exc:  # logged, never dead-lettered or alerted on: an alert cannot recurse
@@ -184,8 +189,9 @@ def flush_alerts(handler: str) -> str:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(handler=handler, job_id=job.id if job else None)
     context = current()
-    config = context.routes.alerts if context.routes is not None else None
-    if config is None or handler not in config.handlers or handler not in context.handlers:
+    routing = context.routing  # one version of the routes file for the whole flush
+    config = _alerts_of(routing)
+    if config is None or handler not in config.handlers or handler not in routing.handlers:
         log.info("alert_handler_gone", reason="no longer an alerts handler in the routes file")
         return "not_configured"
-    return AlertBook(context.redis, context.settings, config).flush(handler, context)
+    return AlertBook(context.redis, context.settings, config).flush(handler, routing.handlers[handler], context)

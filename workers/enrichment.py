@@ -227,19 +227,25 @@ class Enricher:
         return results
 
     def _transition(self, event: dict[str, Any], facts: VcsFacts) -> dict[str, Any] | None:
-        workflow = event["workflow"]
-        if facts.ref is None or not workflow.get("status"):
-            return None
-        ref = f"tag:{facts.tag}" if facts.tag is not None else facts.ref
-        transition = self.transitions.record(
-            project=event["project"]["slug"],
-            ref=ref,
-            workflow=workflow["name"],
-            status=workflow["status"],
-            pipeline_number=event["pipeline"]["number"],
-            happened_at=event["happened_at"],
-        )
-        return transition.to_dict()
+        subject = transition_subject(event, facts)
+        return None if subject is None else self.transitions.record(**subject).to_dict()
+
+
+def transition_subject(event: dict[str, Any], facts: VcsFacts) -> dict[str, Any] | None:
+    """What a workflow event's transition is recorded under (TransitionStore.record's arguments):
+    project, ref (`tag:` before a tag), workflow, status, pipeline number, happened_at. None
+    when it has no transition: neither branch nor tag known, or no workflow status."""
+    workflow = event["workflow"]
+    if facts.ref is None or not workflow.get("status"):
+        return None
+    return {
+        "project": event["project"]["slug"],
+        "ref": f"tag:{facts.tag}" if facts.tag is not None else facts.ref,
+        "workflow": workflow["name"],
+        "status": workflow["status"],
+        "pipeline_number": event["pipeline"]["number"],
+        "happened_at": event["happened_at"],
+    }
 
 
 def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:

@@ -51,6 +51,7 @@ def process_event(envelope: Envelope) -> dict[str, Any]:
         raise EventUndecodable(f"expected the receiver's envelope (a JSON object), got {type(envelope).__name__}")
     bind_job_context(envelope)
     context = current()
+    routing = context.routing  # this event is matched and fanned out with this version of the routes
     received = parse_time(envelope.get("received_at")) or datetime.now(UTC)
     remaining = context.settings.enrich_deadline_seconds - (datetime.now(UTC) - received).total_seconds()
     try:
@@ -59,7 +60,7 @@ def process_event(envelope: Envelope) -> dict[str, Any]:
         return _defer(context, envelope, exc, remaining)
     enrichment = event["enrichment"]
     alerts.enriched(context, event)
-    handlers = context.routes.match(event) if context.routes is not None else []
+    handlers = routing.match(event)
     log.info(
         "event_enriched",
         event_type=event["event_type"],
@@ -78,7 +79,10 @@ def process_event(envelope: Envelope) -> dict[str, Any]:
         context.redis.publish(PIPELINE_CHANNEL.format(event["pipeline"]["id"]), orjson.dumps(notice))
     job = get_current_job()
     rerun = job is not None and bool(job.meta.get("abandoned") or job.number_of_retries)
-    fan_out(context.redis, event, handlers, settings=context.settings, job_id=job.id if job else "-", rerun=rerun)
+    fan_out(
+        context.redis, event, handlers, settings=context.settings, job_id=job.id if job else "-", rerun=rerun,
+        routing=routing,
+    )  # fmt: skip
     return {"event_id": event["event_id"], "status": "enriched", "complete": enrichment["complete"]}
 
 

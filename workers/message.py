@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from workers.transition import KINDS
+
 MAX_TESTS = 5
 MAX_ARTIFACTS = 5
 SAMPLE_EVENT_FILE = Path(__file__).parent.parent / "config" / "sample-event.yaml"
@@ -168,6 +170,51 @@ def sample_event() -> dict[str, Any]:
     """The enriched event templates are checked against (a copy of the repository's fixture)."""
     with SAMPLE_EVENT_FILE.open(encoding="utf-8") as f:
         return dict(yaml.safe_load(f))
+
+
+def sample_events() -> list[tuple[str, dict[str, Any]]]:
+    """Every shape a template meets, each with a label: the sample workflow event with each
+    transition kind (green, without failed jobs, for passing and fixed) and with none (the state
+    could not be read), and a job event (no transition)."""
+    workflow = sample_event()
+    passed = {
+        **workflow,
+        "status": "success",
+        "workflow": {**workflow["workflow"], "status": "success"},
+        "jobs": [{**j, "status": "success"} for j in workflow["jobs"]],
+        "failed_jobs": [],
+    }
+    events = [
+        (f"workflow-completed, transition {kind}", _with_transition(passed if kind in PASSED else workflow, kind))
+        for kind in KINDS
+    ]
+    events.append(("workflow-completed, no transition", {**workflow, "transition": None}))
+    failed = next(j for j in workflow["jobs"] if j["status"] == "failed")
+    job = {k: failed[k] for k in ("id", "number", "name", "status", "started_at", "stopped_at", "duration_seconds")}
+    job |= {"web_url": failed["web_url"], "executor": {"resource_class": "medium", "type": "docker"}, "parallelism": 1}
+    events.append(
+        (
+            "job-completed",
+            {
+                **workflow,
+                "event_type": "job-completed",
+                "status": job["status"],
+                "workflow": {**workflow["workflow"], "status": None},
+                "job": job,
+                "jobs": [{**job, "type": "build"}],
+                "failed_jobs": [j for j in workflow["failed_jobs"] if j["name"] == job["name"]],
+                "transition": None,
+            },
+        )
+    )
+    return events
+
+
+PASSED = ("passing", "fixed")  # transitions to a green build: no failed jobs
+
+
+def _with_transition(event: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {**event, "transition": {**event["transition"], "kind": kind}}
 
 
 class _Event:

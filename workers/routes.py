@@ -32,7 +32,8 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ from workers.jobs import JOB_COMPLETED, WORKFLOW_COMPLETED
 from workers.transition import KINDS
 from workers.vcs import slug_forms
 
+TOP_LEVEL_KEYS = ("handlers", "subscriptions", "alerts")
+ALERT_KEYS = ("handlers", "interval_seconds")
+ALERT_INTERVAL_SECONDS = 300  # the default: at most one alert per handler every 5 minutes
+ALERT_INTERVAL_RANGE = (1, 86400)
 MATCH_KEYS = ("events", "projects", "branches", "tags", "workflows", "jobs", "statuses", "transitions")
 # CircleCI's workflow and job statuses (API v2's enums, a superset of what webhooks document:
 # ../shared/reference/circleci-api-v2.md), our transition kinds, the event types we route.
@@ -54,9 +59,14 @@ STATUSES = (
     "retried", "queued", "not_running", "infrastructure_fail", "timedout", "terminated-unknown", "blocked",
 )  # fmt: skip
 KNOWN_VALUES = {"events": (WORKFLOW_COMPLETED, JOB_COMPLETED), "statuses": STATUSES, "transitions": KINDS}
-ALERT_KEYS = ("handlers", "interval_seconds")
-ALERT_INTERVAL_SECONDS = 300  # the default: at most one alert per handler every 5 minutes
-ALERT_INTERVAL_RANGE = (1, 86400)
+# Dummy values for `load_routes(placeholders=True)`, by the key a `${VAR}` is the whole value of:
+# `.invalid` never resolves (RFC 2606), so nothing checked this way can be sent anywhere.
+PLACEHOLDERS = {
+    "url": "https://{name}.placeholder.invalid/",
+    "routing_key": "0123456789abcdef0123456789abcdef",  # PagerDuty's 32 characters
+    "token": "xoxb-0000000000-placeholder",
+    "": "placeholder-{name}",
+}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -68,6 +78,36 @@ class Pattern:
     def matches(self, value: str) -> bool:
         return self.regex.fullmatch(value) is not None
 
+    @property
+    def literal(self) -> bool:
+        """A plain value: neither a glob nor a /regex/."""
+        return self.regex.pattern == fnmatch.translate(self.source) and not any(c in self.source for c in "*?[")
+
+
+# What an event that has no value for a key is not, in a Mismatch's words.
+ABSENT = {"branches": "no branch known", "tags": "not a tag build", "transitions": "no transition known"}
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """Why an event does not match a subscription: the first key whose values match none of its patterns."""
+
+    key: str
+    values: tuple[str, ...]
+    patterns: tuple[Pattern, ...]
+
+    def __str__(self) -> str:
+        """`branches: 'main' does not match [release/*]`, `statuses: 'success' not in [failed]`,
+        `transitions: none (no transition known)`."""
+        wanted = "[" + ", ".join(p.source for p in self.patterns) + "]"
+        if not self.values:
+            return f"{self.key}: none ({ABSENT.get(self.key, 'the event has none')})"
+        literal = all(p.literal for p in self.patterns)
+        if len(self.values) == 1:
+            return f"{self.key}: {self.values[0]!r} {'not in' if literal else 'does not match'} {wanted}"
+        shown = ", ".join(repr(v) for v in self.values[:5]) + (", …" if len(self.values) > 5 else "")
+        return f"{self.key}: none of {shown} {'is in' if literal else 'matches'} {wanted}"
+
 
 @dataclass(frozen=True)
 class Subscription:
@@ -78,11 +118,16 @@ class Subscription:
     match: Mapping[str, tuple[Pattern, ...]]
     line: int = 0
 
+    def mismatch(self, event: Mapping[str, Any]) -> Mismatch | None:
+        """The first key (in file order) the event fails, with its values; None when it matches."""
+        for key, patterns in self.match.items():
+            values = event_values(event, key)
+            if not any(p.matches(v) for p in patterns for v in values):
+                return Mismatch(key, tuple(values), patterns)
+        return None
+
     def matches(self, event: Mapping[str, Any]) -> bool:
-        return all(
-            any(p.matches(v) for p in patterns for v in event_values(event, key))
-            for key, patterns in self.match.items()
-        )
+        return self.mismatch(event) is None
 
 
 @dataclass(frozen=True)
@@ -98,11 +143,16 @@ class AlertConfig:
 class Routes:
     handlers: dict[str, HandlerConfig]
     subscriptions: list[Subscription]
+    placeholders: tuple[str, ...] = ()  # the variables given a dummy value (load_routes(placeholders=True))
     alerts: AlertConfig | None = None  # no `alerts:` section: nobody is told
 
+    def explain(self, event: Mapping[str, Any]) -> list[tuple[Subscription, Mismatch | None]]:
+        """Every subscription in file order, with why the event does not match it (None: it does)."""
+        return [(s, s.mismatch(event)) for s in self.subscriptions]
+
     def matching_subscriptions(self, event: Mapping[str, Any]) -> list[Subscription]:
-        """The subscriptions an event matches, in file order (for previews)."""
-        return [s for s in self.subscriptions if s.matches(event)]
+        """The subscriptions an event matches, in file order."""
+        return [s for s, mismatch in self.explain(event) if mismatch is None]
 
     def match(self, event: Mapping[str, Any]) -> list[str]:
         """The handler names an event goes to: each once, in order of first mention."""
@@ -142,9 +192,15 @@ def load_routes(
     environ: Mapping[str, str],
     *,
     check_handler: Callable[[HandlerConfig], object] | None = None,
+    placeholders: bool = False,
 ) -> Routes:
-    """Read, substitute and check a routes file; raises ConfigurationError naming file, place, key and line.
+    """Read, substitute and check a routes file.
 
+    Raises one ConfigurationError listing every mistake in the file, a line each (also as
+    `details["problems"]`), each naming the file, line, handler or subscription and key.
+
+    `placeholders`: a `${VAR}` that is not set and has no default takes a dummy value of the
+    shape its key expects (PLACEHOLDERS), so CI can check a file without the real secrets.
     `check_handler` builds each handler once (imports callables, renders templates); by default
     `workers.handlers.build_handler`.
     """
@@ -159,39 +215,62 @@ def load_routes(
         mark = getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark else ""
         raise ConfigurationError(f"routes file {path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return _Reader(path, environ).routes(root, check_handler)
+    return _Reader(path, environ, placeholders).routes(root, check_handler)
 
 
 class _Reader:
-    def __init__(self, path: Path, environ: Mapping[str, str]) -> None:
+    """Walks the file once, noting every mistake and going on; `routes` raises them all together."""
+
+    def __init__(self, path: Path, environ: Mapping[str, str], placeholders: bool) -> None:
         self.path = path
         self.environ = environ
+        self.problems: list[str] = []
+        self.placeholders: list[str] | None = [] if placeholders else None
 
     def error(self, node: yaml.Node | None, where: str, message: str) -> ConfigurationError:
         line = f", line {node.start_mark.line + 1}" if node is not None else ""
         return ConfigurationError(f"routes file {self.path}{line}: {where}: {message}")
+
+    def note(self, node: yaml.Node | None, where: str, message: str) -> None:
+        self.problems.append(self.error(node, where, message).message)
+
+    @contextmanager
+    def noting(self) -> Iterator[None]:
+        """A mistake inside is noted and the walk goes on with the next item."""
+        try:
+            yield
+        except ConfigurationError as exc:
+            self.problems.append(exc.message)
 
     def mapping(self, node: yaml.Node | None, where: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
         if not isinstance(node, yaml.MappingNode):
             raise self.error(node, where, "expected a mapping")
         return {str(k.value): (k, v) for k, v in node.value}
 
-    def scalar(self, node: yaml.Node, where: str) -> str:
+    def scalar(self, node: yaml.Node, where: str, key: str = "") -> str:
         if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
             raise self.error(node, where, "expected a string")
-        return self.substitute(str(node.value), node, where)
+        return self.substitute(str(node.value), node, where, key)
 
     def strings(self, node: yaml.Node, where: str) -> list[tuple[str, yaml.Node]]:
-        items = node.value if isinstance(node, yaml.SequenceNode) else [node]
-        return [(self.scalar(item, where), item) for item in items]
+        """The strings of a string-or-list value; a bad item is noted and left out."""
+        found = []
+        for item in node.value if isinstance(node, yaml.SequenceNode) else [node]:
+            with self.noting():
+                found.append((self.scalar(item, where), item))
+        return found
 
-    def substitute(self, value: str, node: yaml.Node, where: str) -> str:
+    def substitute(self, value: str, node: yaml.Node, where: str, key: str = "") -> str:
         def replace(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
             if name in self.environ:
                 return self.environ[name]
             if default is not None:
                 return default
+            if self.placeholders is not None:
+                self.placeholders.append(name)
+                dummy = name.lower().replace("_", "-")
+                return PLACEHOLDERS.get(key, PLACEHOLDERS[""]).format(name=dummy) if m.group(0) == value else dummy
             raise self.error(node, where, f"environment variable {name} is not set and has no default")
 
         return _VAR.sub(replace, value)
@@ -199,117 +278,162 @@ class _Reader:
     def routes(self, root: yaml.Node | None, check: Callable[[HandlerConfig], object] | None) -> Routes:
         top = self.mapping(root, "top level")
         for key, (k, _) in top.items():
-            if key not in ("handlers", "subscriptions", "alerts"):
-                raise self.error(k, "top level", f"unknown key {key!r} (expected handlers, subscriptions, alerts)")
+            if key not in TOP_LEVEL_KEYS:
+                expected = f"(expected {', '.join(TOP_LEVEL_KEYS)}){_did_you_mean(key, TOP_LEVEL_KEYS)}"
+                self.note(k, "top level", f"unknown key {key!r} {expected}")
+        declared: dict[str, HandlerConfig | None] = {}
         if "handlers" not in top:
-            raise self.error(root, "top level", "missing key 'handlers'")
-        handlers = {
-            name: self.handler(name, k, v) for name, (k, v) in self.mapping(top["handlers"][1], "handlers").items()
-        }
-        if check is None:
-
-            def check(config: HandlerConfig) -> object:
-                return build_handler(config.name, config)
-
+            self.note(root, "top level", "missing key 'handlers'")
+        else:
+            with self.noting():
+                for name, (k, v) in self.mapping(top["handlers"][1], "handlers").items():
+                    declared[name] = self.handler(name, k, v)
+        handlers = {name: config for name, config in declared.items() if config is not None}
         for config in handlers.values():
             try:
-                check(config)
+                (check or _build)(config)
             except ConfigurationError as exc:
-                raise ConfigurationError(f"routes file {self.path}, line {config.line}: {exc.message}") from None
+                self.problems.append(f"routes file {self.path}, line {config.line}: {exc.message}")
+        subscriptions = []
         subs_node = top.get("subscriptions", (None, yaml.SequenceNode("tag:yaml.org,2002:seq", [])))[1]
-        if not isinstance(subs_node, yaml.SequenceNode):
-            raise self.error(subs_node, "subscriptions", "expected a list")
-        subscriptions = [self.subscription(i, node, handlers) for i, node in enumerate(subs_node.value)]
-        names = [s.name for s in subscriptions]
+        if isinstance(subs_node, yaml.SequenceNode):
+            for i, node in enumerate(subs_node.value):
+                with self.noting():
+                    subscription = self.subscription(i, node, declared)
+                    if subscription is not None:
+                        subscriptions.append(subscription)
+        else:
+            self.note(subs_node, "subscriptions", "expected a list")
+        first: dict[str, int] = {}
         for s in subscriptions:
-            if names.count(s.name) > 1:
-                raise self.error(None, f"subscription {s.name!r}", f"name used twice (line {s.line})")
-        alerts = self.alerts(*top["alerts"], handlers) if "alerts" in top else None
-        return Routes(handlers=handlers, subscriptions=subscriptions, alerts=alerts)
+            if s.name in first:
+                where = f"routes file {self.path}, line {s.line}: subscription {s.name!r}"
+                self.problems.append(f"{where}: name used twice (first on line {first[s.name]})")
+            first.setdefault(s.name, s.line)
+        alerts = None
+        if "alerts" in top:
+            with self.noting():
+                alerts = self.alerts(*top["alerts"], declared)
+        if self.problems:
+            raise ConfigurationError("\n".join(self.problems), details={"problems": list(self.problems)})
+        return Routes(handlers, subscriptions, tuple(dict.fromkeys(self.placeholders or ())), alerts=alerts)
 
-    def handler(self, name: str, key_node: yaml.Node, node: yaml.Node) -> HandlerConfig:
+    def handler(self, name: str, key_node: yaml.Node, node: yaml.Node) -> HandlerConfig | None:
+        """One handler's config, or None when it has mistakes (each noted)."""
         where = f"handler {name!r}"
-        items = self.mapping(node, where)
-        if "type" not in items:
-            raise self.error(key_node, where, "missing key 'type'")
-        kind = self.scalar(items["type"][1], f"{where}, key 'type'")
-        if kind not in HANDLER_TYPES:
-            known = ", ".join(HANDLER_TYPES)
-            raise self.error(items["type"][1], f"{where}, key 'type'", f"unknown type {kind!r} (expected {known})")
-        required, optional = frozenset(HANDLER_TYPES[kind].required), HANDLER_TYPES[kind].optional
-        options: dict[str, str | None] = dict(optional)
-        for key, (k, v) in items.items():
-            if key == "type":
-                continue
-            if key not in required and key not in optional:
-                allowed = ", ".join(sorted(required | optional.keys())) or "no other keys"
-                raise self.error(k, f"{where}, key {key!r}", f"unknown key for type {kind} (allowed: {allowed})")
-            # never echo the value: urls, keys and secrets are secrets
-            value = self.scalar(v, f"{where}, key {key!r}")
-            if not value.strip():
-                raise self.error(v, f"{where}, key {key!r}", "is empty")
-            if key == "url" and not value.startswith(("https://", "http://")):
-                raise self.error(v, f"{where}, key 'url'", "expected an http:// or https:// URL")
-            options[key] = value
-        for key in sorted(required - items.keys()):
-            raise self.error(key_node, f"{where}, key {key!r}", f"missing required key for type {kind}")
-        return HandlerConfig(name=name, type=kind, options=options, line=key_node.start_mark.line + 1)
+        before = len(self.problems)
+        with self.noting():
+            items = self.mapping(node, where)
+            if "type" not in items:
+                raise self.error(key_node, where, "missing key 'type'")
+            kind = self.scalar(items["type"][1], f"{where}, key 'type'")
+            if kind not in HANDLER_TYPES:
+                known = ", ".join(HANDLER_TYPES)
+                message = f"unknown type {kind!r} (expected {known}){_did_you_mean(kind, HANDLER_TYPES)}"
+                raise self.error(items["type"][1], f"{where}, key 'type'", message)
+            required, optional = frozenset(HANDLER_TYPES[kind].required), HANDLER_TYPES[kind].optional
+            options: dict[str, str | None] = dict(optional)
+            for key, (k, v) in items.items():
+                if key != "type":
+                    with self.noting():
+                        options[key] = self.option(kind, f"{where}, key {key!r}", k, v, required | optional.keys())
+            for key in sorted(required - items.keys()):
+                self.note(key_node, f"{where}, key {key!r}", f"missing required key for type {kind}")
+            if len(self.problems) == before:
+                return HandlerConfig(name=name, type=kind, options=options, line=key_node.start_mark.line + 1)
+        return None
 
-    def subscription(self, index: int, node: yaml.Node, handlers: Mapping[str, HandlerConfig]) -> Subscription:
+    def option(self, kind: str, where: str, key_node: yaml.Node, node: yaml.Node, allowed: Iterable[str]) -> str:
+        key = str(key_node.value)
+        if key not in allowed:
+            listed = ", ".join(sorted(allowed)) or "no other keys"
+            hint = _did_you_mean(key, allowed)
+            raise self.error(key_node, where, f"unknown key for type {kind} (allowed: {listed}){hint}")
+        # never echo the value: urls, keys and secrets are secrets
+        value = self.scalar(node, where, key)
+        if not value.strip():
+            raise self.error(node, where, "is empty")
+        if key == "url" and not value.startswith(("https://", "http://")):
+            raise self.error(node, where, "expected an http:// or https:// URL")
+        return value
+
+    def subscription(self, index: int, node: yaml.Node, declared: Mapping[str, object]) -> Subscription | None:
+        """One subscription, or None when it has mistakes (each noted); a handler with mistakes is still known."""
+        before = len(self.problems)
         items = self.mapping(node, f"subscription #{index + 1}")
-        name = self.scalar(items["name"][1], f"subscription #{index + 1}, key 'name'") if "name" in items else None
+        name = None
+        if "name" in items:
+            with self.noting():
+                name = self.scalar(items["name"][1], f"subscription #{index + 1}, key 'name'")
         where = f"subscription {name!r}" if name else f"subscription #{index + 1}"
-        if "handlers" not in items:
-            raise self.error(node, f"{where}, key 'handlers'", "missing required key")
-        names = self.handler_names(items["handlers"][1], where, handlers)
+        names = self.handler_names(node, items, where, declared)
         match: dict[str, tuple[Pattern, ...]] = {}
         for key, (k, v) in items.items():
+            place = f"{where}, key {key!r}"
             if key in ("name", "handlers"):
                 continue
             if key not in MATCH_KEYS:
-                raise self.error(k, f"{where}, key {key!r}", f"unknown match key (expected {', '.join(MATCH_KEYS)})")
-            place = f"{where}, key {key!r}"
-            match[key] = tuple(
-                self.pattern(s, item, place, KNOWN_VALUES.get(key)) for s, item in self.strings(v, place)
-            )
+                self.note(
+                    k, place, f"unknown match key (expected {', '.join(MATCH_KEYS)}){_did_you_mean(key, MATCH_KEYS)}"
+                )
+                continue
+            patterns = []
+            for s, item in self.strings(v, place):
+                with self.noting():
+                    patterns.append(self.pattern(s, item, place, KNOWN_VALUES.get(key)))
+            match[key] = tuple(patterns)
+        if len(self.problems) > before:
+            return None
         return Subscription(
             name=name or f"#{index + 1}", handlers=tuple(names), match=match, line=node.start_mark.line + 1
         )
 
-    def handler_names(self, node: yaml.Node, where: str, handlers: Mapping[str, HandlerConfig]) -> list[str]:
-        """The handler names a `handlers:` key lists, each one defined under `handlers:`."""
+    def handler_names(
+        self,
+        node: yaml.Node,
+        items: Mapping[str, tuple[yaml.Node, yaml.Node]],
+        where: str,
+        declared: Mapping[str, object],
+    ) -> list[str]:
+        """The names a required `handlers:` key lists that `handlers:` declares; the others noted."""
         names: list[str] = []
-        for handler, item in self.strings(node, f"{where}, key 'handlers'"):
-            if handler not in handlers:
-                raise self.error(item, f"{where}, key 'handlers'", f"unknown handler {handler!r}")
-            names.append(handler)
+        if "handlers" not in items:
+            self.note(node, f"{where}, key 'handlers'", "missing required key")
+        for handler, item in (
+            self.strings(items["handlers"][1], f"{where}, key 'handlers'") if "handlers" in items else ()
+        ):
+            if handler in declared:
+                names.append(handler)
+            else:
+                hint = _did_you_mean(handler, declared)
+                self.note(item, f"{where}, key 'handlers'", f"unknown handler {handler!r}{hint}")
         return names
 
-    def alerts(self, key_node: yaml.Node, node: yaml.Node, handlers: Mapping[str, HandlerConfig]) -> AlertConfig:
+    def alerts(self, key_node: yaml.Node, node: yaml.Node, declared: Mapping[str, object]) -> AlertConfig | None:
+        """The `alerts:` section, or None when it has mistakes (each noted)."""
+        before = len(self.problems)
         items = self.mapping(node, "alerts")
         for key, (k, _) in items.items():
             if key not in ALERT_KEYS:
-                raise self.error(k, f"alerts, key {key!r}", f"unknown key (expected {', '.join(ALERT_KEYS)})")
-        if "handlers" not in items:
-            raise self.error(node, "alerts, key 'handlers'", "missing required key")
-        names = self.handler_names(items["handlers"][1], "alerts", handlers)
-        if not names:
-            raise self.error(items["handlers"][1], "alerts, key 'handlers'", "expected at least one handler")
+                expected = f"(expected {', '.join(ALERT_KEYS)}){_did_you_mean(key, ALERT_KEYS)}"
+                self.note(k, f"alerts, key {key!r}", f"unknown key {expected}")
+        names = self.handler_names(node, items, "alerts", declared)
+        if "handlers" in items and not names and len(self.problems) == before:
+            self.note(items["handlers"][1], "alerts, key 'handlers'", "expected at least one handler")
         interval = ALERT_INTERVAL_SECONDS
         if "interval_seconds" in items:
-            value_node = items["interval_seconds"][1]
-            value = self.scalar(value_node, "alerts, key 'interval_seconds'")
-            low, high = ALERT_INTERVAL_RANGE
-            if not value.isdigit() or not low <= int(value) <= high:
-                raise self.error(
-                    value_node,
-                    "alerts, key 'interval_seconds'",
-                    f"expected whole seconds from {low} to {high}, got {value!r}",
-                )
-            interval = int(value)
-        return AlertConfig(
-            handlers=tuple(dict.fromkeys(names)), interval_seconds=interval, line=key_node.start_mark.line + 1
-        )
+            with self.noting():
+                value_node = items["interval_seconds"][1]
+                value = self.scalar(value_node, "alerts, key 'interval_seconds'")
+                low, high = ALERT_INTERVAL_RANGE
+                if not value.isdigit() or not low <= int(value) <= high:
+                    message = f"expected whole seconds from {low} to {high}, got {value!r}"
+                    raise self.error(value_node, "alerts, key 'interval_seconds'", message)
+                interval = int(value)
+        if len(self.problems) > before:
+            return None
+        line = key_node.start_mark.line + 1
+        return AlertConfig(handlers=tuple(dict.fromkeys(names)), interval_seconds=interval, line=line)
 
     def pattern(self, source: str, node: yaml.Node, where: str, known: tuple[str, ...] | None = None) -> Pattern:
         if len(source) >= 2 and source.startswith("/") and source.endswith("/"):
@@ -320,10 +444,18 @@ class _Reader:
         else:
             pattern = Pattern(source, re.compile(fnmatch.translate(source)))
         if known is not None and not any(pattern.matches(value) for value in known):
-            close = difflib.get_close_matches(source, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = _did_you_mean(source, known)
             raise self.error(node, where, f"{source!r} can never match: the values are {', '.join(known)}{hint}")
         return pattern
+
+
+def _did_you_mean(value: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(value, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _build(config: HandlerConfig) -> object:
+    return build_handler(config.name, config)
 
 
 def _dicts(value: Any) -> Iterable[Mapping[str, Any]]:

@@ -42,7 +42,7 @@ KINDS = ("first_seen", "passing", "broken", "fixed", "still_failing", *UNCHANGED
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # KEYS: the state hash. ARGV: status, pipeline number, happened_at in epoch microseconds
-# (the order within a pipeline), happened_at as sent, TTL seconds.
+# (the order within a pipeline), happened_at as sent, TTL seconds, and "peek" to write nothing.
 # Returns {kind, previous status, previous pipeline number}.
 RECORD_LUA = """
 local prev = redis.call('HMGET', KEYS[1], 'status', 'pipeline_number', 'order',
@@ -62,6 +62,9 @@ if prev[1] then
   else
     kind = (status == 'success') and 'fixed' or 'still_failing'
   end
+end
+if ARGV[6] == 'peek' then
+  return {kind, prev[1], prev[2]}
 end
 local fields = {'status', status, 'pipeline_number', ARGV[2], 'order', ARGV[3], 'happened_at', ARGV[4],
                 'kind', kind}
@@ -123,9 +126,18 @@ class TransitionStore:
         self._ttl = ttl_seconds
 
     def record(
-        self, *, project: str, ref: str, workflow: str, status: str, pipeline_number: int, happened_at: str
+        self,
+        *,
+        project: str,
+        ref: str,
+        workflow: str,
+        status: str,
+        pipeline_number: int,
+        happened_at: str,
+        peek: bool = False,
     ) -> Transition:
-        """Compare `status` with the stored state and store it when this event is the newest.
+        """Compare `status` with the stored state and store it when this event is the newest;
+        with `peek`, only say what the transition would be and write nothing (`preview`).
 
         Any status but `success` and `canceled` is a failure (`failed`, `error`, `unauthorized`,
         and API values such as `infrastructure_fail`; pitfalls A9). An unreadable `happened_at`
@@ -136,13 +148,14 @@ class TransitionStore:
             return Transition(kind=CANCELED)
         moment = parse_time(happened_at)
         order = 0 if moment is None else (moment - EPOCH) // timedelta(microseconds=1)
-        args: list[str | int] = [status, int(pipeline_number), order, happened_at, self._ttl]
+        args: list[str | int] = [status, int(pipeline_number), order, happened_at, self._ttl, "peek" if peek else ""]
         try:
             kind, previous_status, previous_number = self._script(
                 keys=[transition_key(project, ref, workflow)], args=args
             )
         except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise RedisUnavailable(f"Redis did not answer while recording a transition: {exc}") from exc
+            doing = "reading" if peek else "recording"
+            raise RedisUnavailable(f"Redis did not answer while {doing} a transition: {exc}") from exc
         return Transition(
             kind=str(_text(kind)),
             previous_status=_text(previous_status),

@@ -15,6 +15,7 @@ import redis
 from config.errors import CircleCIAPIError, CircleCIEventsError, ConfigurationError, RedisUnavailable
 from config.logging import configure_logging
 from config.settings import Settings
+from service.cli import instance
 from workers.connection import connect
 
 EXIT_OK = 0
@@ -83,7 +84,11 @@ def clear_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except ConfigurationError as exc:
-            fail(f"configuration error: {exc.message}", EXIT_USAGE)
+            problems = exc.details.get("problems") or [exc.message]
+            for problem in problems[:-1]:
+                click.echo(f"circleci-events: configuration error: {printable(problem, newlines=False)}", err=True)
+            more = f" ({len(problems)} mistakes in all)" if len(problems) > 1 else ""
+            fail(f"configuration error: {problems[-1]}{more}", EXIT_USAGE)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, RedisUnavailable) as exc:
             fail(f"cannot reach Redis ({exc}); check REDIS_URL and that Redis runs")
         except CircleCIAPIError as exc:
@@ -95,9 +100,18 @@ def clear_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def require_redis(settings: Settings) -> redis.Redis:
-    if not settings.redis_url:
-        raise ConfigurationError("REDIS_URL is not set: point it at Redis, e.g. redis://127.0.0.1:6379/0")
-    client = connect(settings.redis_url)
+    """REDIS_URL's Redis, else the one of a `circleci-events run` on this machine (saying so)."""
+    url = settings.redis_url
+    if not url:
+        running = instance.find(settings)
+        if running is None:
+            raise ConfigurationError(
+                "REDIS_URL is not set and no `circleci-events run` (make run) is running here: point REDIS_URL "
+                "at Redis, e.g. redis://127.0.0.1:6379/0"
+            )
+        click.echo(f"circleci-events: using {running.describe()}", err=True)
+        url = running.redis_url
+    client = connect(url)
     client.ping()
     return client
 

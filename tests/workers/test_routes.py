@@ -148,6 +148,57 @@ def test_errors_never_echo_a_secret_value(tmp_path: Path) -> None:
     assert "sEcReT" not in str(info.value)
 
 
+MANY_MISTAKES = """
+handlers:
+  ops: {type: slak, url: "https://hooks.test/x"}
+  pd: {type: pagerduty}
+  audit: {type: webhook, url: ftp://x, secret: s, colour: red}
+  log: {type: log, template: "{{ event.nope.x }}"}
+subscriptions:
+  - name: broken-main
+    handlers: [ops, logg]
+    statuses: [failure]
+    transitions: [broke]
+  - name: broken-main
+    handlers: [log]
+    events: [workflow_completed]
+    colours: [red]
+extra: 1
+"""
+
+
+def test_every_mistake_in_the_file_is_reported_in_one_run(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        routes(tmp_path, MANY_MISTAKES)
+    problems = info.value.details["problems"]
+    assert str(info.value) == "\n".join(problems)
+    where = [p.removeprefix(f"routes file {tmp_path / 'routes.yaml'}, ") for p in problems]
+    expected = [
+        "line 15: top level: unknown key 'extra'",
+        "line 2: handler 'ops', key 'type': unknown type 'slak'",
+        "line 3: handler 'pd', key 'routing_key': missing required key for type pagerduty",
+        "line 4: handler 'audit', key 'url': expected an http:// or https:// URL",
+        "line 4: handler 'audit', key 'colour': unknown key for type webhook",
+        "line 5: handler 'log', key 'template': fails on the sample",
+        "line 8: subscription 'broken-main', key 'handlers': unknown handler 'logg'; did you mean 'log'?",
+        "line 9: subscription 'broken-main', key 'statuses': 'failure' can never match",
+        "line 10: subscription 'broken-main', key 'transitions': 'broke' can never match",
+        "line 13: subscription 'broken-main', key 'events': 'workflow_completed' can never match",
+        "line 14: subscription 'broken-main', key 'colours': unknown match key",
+    ]
+    assert len(where) == len(expected), problems
+    for got, want in zip(where, expected, strict=True):
+        assert got.startswith(want), (got, want)
+
+
+def test_a_subscription_naming_a_handler_with_mistakes_is_not_also_an_unknown_handler(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        routes(tmp_path, "handlers:\n  s: {type: slack}\nsubscriptions:\n  - name: a\n    handlers: [s]\n")
+    assert info.value.details["problems"] == [
+        f"routes file {tmp_path / 'routes.yaml'}, line 2: handler 's', key 'url': missing required key for type slack"
+    ]
+
+
 def test_a_missing_file_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="cannot be read"):
         load_routes(tmp_path / "nope.yaml", {})
@@ -253,3 +304,62 @@ def test_known_values_globs_and_regexes_that_can_match_load(tmp_path: Path, key:
         f"handlers:\n  ops: {{type: log}}\nsubscriptions:\n  - name: s\n    handlers: [ops]\n    {key}: ['{value}']\n"
     )
     assert load_routes(path, {}).subscriptions[0].match[key][0].source == value
+
+
+def test_placeholders_give_unset_variables_a_dummy_of_the_right_shape(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        handlers:
+          s: {type: slack, url: "${SLACK_HOOK}"}
+          p: {type: pagerduty, routing_key: "${PD_KEY}", url: "https://${PD_HOST}/v2/enqueue"}
+          w: {type: webhook, url: "${SET_URL}", secret: "${HOOK_SECRET}"}
+          d: {type: discord, url: "${DISCORD:-https://discord.test/x}"}
+        """,
+    )
+    loaded = load_routes(path, {"SET_URL": "https://real.test/hook"}, placeholders=True)
+    options = {name: h.options for name, h in loaded.handlers.items()}
+    assert options["s"]["url"] == "https://slack-hook.placeholder.invalid/"
+    assert options["p"]["routing_key"] == "0123456789abcdef0123456789abcdef"
+    assert options["p"]["url"] == "https://pd-host/v2/enqueue"
+    assert options["w"] == {"url": "https://real.test/hook", "secret": "placeholder-hook-secret"}
+    assert options["d"]["url"] == "https://discord.test/x"
+    assert loaded.placeholders == ("SLACK_HOOK", "PD_KEY", "PD_HOST", "HOOK_SECRET")
+    with pytest.raises(ConfigurationError, match="SLACK_HOOK is not set"):
+        load_routes(path, {"SET_URL": "https://real.test/hook"})
+
+
+def test_placeholders_still_report_every_other_mistake(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_routes(
+            write(tmp_path, "handlers:\n  s: {type: slack, url: '${HOOK}', colour: red}\n"), {}, placeholders=True
+        )
+    [problem] = info.value.details["problems"]
+    assert "key 'colour': unknown key" in problem
+
+
+@pytest.mark.parametrize(
+    ("keys", "changes", "why"),
+    [
+        ("branches: 'release/*'", {}, "branches: 'main' does not match [release/*]"),
+        ("statuses: failed", {"status": "success"}, "statuses: 'success' not in [failed]"),
+        ("statuses: [failed, error]\n    branches: main", {"status": "success"},
+         "statuses: 'success' not in [failed, error]"),
+        ("branches: main\n    statuses: [failed]", {"vcs__branch": "dev", "status": "success"},
+         "branches: 'dev' not in [main]"),  # the first key that fails, in file order
+        ("transitions: broken", {"transition": None}, "transitions: none (no transition known)"),
+        ("tags: 'v*'", {}, "tags: none (not a tag build)"),
+        ("jobs: deploy", {}, "jobs: none of 'build', 'test', 'hold' is in [deploy]"),
+        ("workflows: '/nightly-.*/'", {}, "workflows: 'build-test-deploy' does not match [/nightly-.*/]"),
+        ("projects: 'gh/acme/*'", {}, "projects: none of 'github/circleci/webhook-service', "
+         "'gh/circleci/webhook-service' matches [gh/acme/*]"),
+        ("branches: main\n    statuses: failed", {}, None),
+    ],
+)  # fmt: skip
+def test_a_subscription_says_the_first_key_an_event_fails_and_why(
+    tmp_path: Path, keys: str, changes: dict[str, Any], why: str | None
+) -> None:
+    [(subscription, mismatch)] = routes(tmp_path, BASE + f"    {keys}\n").explain(event(**changes))
+    assert subscription.name == "s"
+    assert (None if mismatch is None else str(mismatch)) == why
+    assert subscription.matches(event(**changes)) is (why is None)  # one place decides both

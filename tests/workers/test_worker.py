@@ -371,7 +371,7 @@ def test_every_line_of_a_worker_process_says_it_is_the_worker(redis_url: str, qu
         [sys.executable, "-m", "service.cli", "worker", "--burst"], env=env, capture_output=True, text=True, timeout=60
     )
     lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
-    assert len(lines) > 5 and {line.get("logger", "ours") for line in lines} >= {"ours", "rq.worker"}
+    assert len(lines) > 5 and {line["logger"] for line in lines} >= {"circleci-events", "rq.worker"}
     assert {line.get("role") for line in lines} == {"worker"}
     [started] = [line for line in lines if line["event"] == "worker_started"]
     assert started["handlers"] == ["log"] and started["subscriptions"] == 1  # the shipped default routes

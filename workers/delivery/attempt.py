@@ -30,6 +30,7 @@ from workers.context import WorkerContext, current
 from workers.delivery.dead_letters import DeadLetter, DeadLetters
 from workers.delivery.jobs import delivery_id_of, enqueue_delivery, job_id_of
 from workers.delivery.lock import DeliveryLock
+from workers.routing import Routing
 from workers.store import EventStore, received_epoch
 
 log = structlog.get_logger("workers.delivery")
@@ -56,9 +57,12 @@ class DeliveryAttempt:
         force: bool = False,
         replayed_at: float | None = None,
         event: dict[str, Any] | None = None,
+        routing: Routing | None = None,
     ) -> None:
-        """`event`: the enriched event when the caller has it (a first attempt), else it is read back."""
+        """`event`: the enriched event when the caller has it (a first attempt), else it is read back.
+        `routing`: the routes version to send with (the event's, in a fan-out), else the context's now."""
         self.context, self.settings, self.metrics = context, context.settings, context.metrics
+        self.routing = routing or context.routing  # taken once: a reload during this attempt does not change it
         self.redis = redis
         self.job_id = job_id
         self.event_id, self.handler, self.force, self.replayed_at = event_id, handler, force, replayed_at
@@ -84,7 +88,7 @@ class DeliveryAttempt:
     def _run(self) -> str:
         if self.event is None:
             return self._dead("event_expired", attempts=0)
-        target = self.context.handlers.get(self.handler)
+        target = self.routing.handlers.get(self.handler)
         if target is None:
             return self._dead("unknown_handler", attempts=0)
         if not self.first and not self.force and self.lock.delivered():

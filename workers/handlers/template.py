@@ -44,9 +44,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 from config.errors import ConfigurationError
-from workers.message import Message, sample_event
+from workers.message import Message, sample_events
 
 MENTION_ID = re.compile(r"[A-Za-z0-9_-]+")
+UNDEFINED_HINT = "; guard a value that may be null or missing with {% if … %} or `| default('')`"
 REFUSED_BLOCKS = {nodes.FilterBlock: "{% filter %}", nodes.CallBlock: "{% call %}"}
 
 
@@ -87,7 +88,10 @@ def trusted_type(escape: Callable[[str], str]) -> type[Trusted]:
 def compile_template(
     name: str, source: str | None, *, escape: Callable[[str], str], mention: Callable[[str], str]
 ) -> jinja2.Template | None:
-    """Compile a handler's template in a sandbox and render it once against the sample event."""
+    """Compile a handler's template in a sandbox and render it against every sample event.
+
+    Undefined is strict: `{{ event.nope }}` or `{{ event.job.name }}` (job is null in workflow
+    events) fails here, at load time, instead of printing nothing for months."""
     if source is None:
         return None
     trusted = trusted_type(escape)
@@ -96,7 +100,7 @@ def compile_template(
         text = "" if value is None else str(value)
         return trusted(mention(text)) if MENTION_ID.fullmatch(text) else text
 
-    env = ImmutableSandboxedEnvironment(autoescape=False, undefined=jinja2.ChainableUndefined, finalize=trusted.escape)
+    env = ImmutableSandboxedEnvironment(autoescape=False, undefined=jinja2.StrictUndefined, finalize=trusted.escape)
     env.filters.update(
         esc=trusted.escape,
         e=trusted.escape,
@@ -107,20 +111,21 @@ def compile_template(
     env.globals["mention"] = mention_of
     try:
         tree = env.parse(source)
-        _refuse_unescaped_output(name, tree)
-        template = env.from_string(tree)
-        event = sample_event()
-        template.render(event=event, message=Message.from_event(event))
     except jinja2.TemplateSyntaxError as exc:
         raise ConfigurationError(
             f"handler {name!r}, key 'template': does not compile (template line {exc.lineno}: {exc.message})"
         ) from None
-    except ConfigurationError:
-        raise
-    except Exception as exc:
-        raise ConfigurationError(
-            f"handler {name!r}, key 'template': fails on the sample event ({type(exc).__name__}: {exc})"
-        ) from None
+    _refuse_unescaped_output(name, tree)
+    template = env.from_string(tree)
+    for label, event in sample_events():
+        try:
+            template.render(event=event, message=Message.from_event(event))
+        except Exception as exc:
+            hint = UNDEFINED_HINT if isinstance(exc, jinja2.UndefinedError) else ""
+            failure = f"{label}: {type(exc).__name__}: {exc}"
+            raise ConfigurationError(
+                f"handler {name!r}, key 'template': fails on the sample event ({failure}){hint}"
+            ) from None
     return template
 
 

@@ -102,3 +102,46 @@ def test_a_missing_file_exits_2(tmp_path: Path) -> None:
     result = run_cli("check-config", str(tmp_path / "absent.yaml"), env={})
     assert_one_clear_line(result, 2)
     assert "absent.yaml: cannot be read (No such file or directory)" in result.err
+
+
+def test_every_mistake_is_reported_in_one_run_a_line_each(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        "handlers:\n"
+        "  ops: {type: slak, url: 'https://hooks.test/x'}\n"
+        "  log: {type: log, template: '{{ event.nope.x }}'}\n"
+        "subscriptions:\n"
+        "  - name: broken-main\n"
+        "    handlers: [ops, logg]\n"
+        "    statuses: [failure]\n"
+        "    transitions: [broke]\n"
+    )
+    result = run_cli("check-config", str(path), env={})
+    assert result.code == 2 and not result.out and "Traceback" not in result.err
+    lines = result.err.splitlines()
+    assert [line.split(", line ")[1].split(":")[0] for line in lines] == ["2", "3", "6", "7", "8"]
+    assert all(line.startswith(f"circleci-events: configuration error: routes file {path}, line ") for line in lines)
+    assert "unknown type 'slak'" in lines[0] and "did you mean 'slack'?" in lines[0]
+    assert "fails on the sample event" in lines[1] and "'nope'" in lines[1]
+    assert "unknown handler 'logg'; did you mean 'log'?" in lines[2]
+    assert "did you mean 'failed'?" in lines[3]
+    assert "did you mean 'broken'?" in lines[4] and lines[4].endswith("(5 mistakes in all)")
+
+
+def test_placeholders_check_a_file_without_its_secrets(routes: Path) -> None:
+    assert run_cli("check-config", str(routes), env={}).code == 2
+    result = run_cli("check-config", str(routes), "--placeholders", env={})
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[:2] == [
+        f"{routes}: valid; 3 handlers, 2 subscriptions",
+        "placeholders (not set here): SLACK_URL, PD_KEY",
+    ]
+    shown = json.loads(run_cli("check-config", str(routes), "--placeholders", "--json", env={}).out)
+    assert shown["placeholders"] == ["SLACK_URL", "PD_KEY"]
+    assert shown["handlers"][0]["options"] == {"url": "https://slack-url.placeholder.invalid/…"}
+
+
+def test_the_shipped_example_checks_with_placeholders() -> None:
+    example = Path(__file__).parents[3] / "config" / "routes.example.yaml"
+    result = run_cli("check-config", str(example), "--placeholders", env={})
+    assert result.code == 0, result.err

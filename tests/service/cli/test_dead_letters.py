@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ISO_UTC
 from tests.service.cli.conftest import assert_one_clear_line, run_cli
 from tests.service.delivery_flow import DeliveryFlow
 
@@ -45,6 +46,9 @@ def test_list_and_show_a_refused_delivery(flow: DeliveryFlow) -> None:
     )
     shown = json.loads(cli(flow, "show", delivery_id, "--json"))
     assert shown["body_excerpt"] == "invalid_payload" and shown["attempts"] == 1
+    for key in ("first_attempt_at", "last_attempt_at", "dead_at"):
+        assert ISO_UTC.fullmatch(shown[key]), (key, shown[key])
+    assert row["dead_at"] == shown["dead_at"]
     assert cli(flow, "list").splitlines()[0].split() == [
         "DELIVERY_ID",
         "HANDLER",

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft4Validator, FormatChecker
 
-from service.simulators.circleci_api import OPERATIONS
+from service.simulators.circleci import OPERATIONS
 from tests.conftest import FIXTURES
 
 SPEC = json.loads((FIXTURES / "openapi-v2.json").read_text())
@@ -185,7 +185,7 @@ def test_every_request_body_validates_against_its_request_schema(exchanges):
         problems += [f"{x.method} {x.path}: {e}" for e in errors_of(schema, x.request_body)]
 
     assert problems == []
-    assert len(checked) == 6  # trigger, run, rerun, create context, context var, project var
+    assert len(checked) == 8  # trigger, run, rerun, create context, context var, project var, webhook create, update
 
 
 @pytest.mark.parametrize(("template", "fixture"), sorted(SYNTH_SHAPES.items()))

@@ -12,6 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
+from config.redaction import option_secrets
 from tests.workers.handlers import callables
 from tests.workers.handlers.conftest import (
     CHAT_TYPES,
@@ -58,8 +59,10 @@ def test_send_maps_status_onto_the_error_tree(
     kind: str, status: int, error: type[Exception], event: dict[str, Any], http: Any
 ) -> None:
     handler = make(kind, name="dest")
-    secrets = [v for k, v in OPTIONS[kind].items() if k in ("url", "secret", "routing_key")]
-    body = "bad request for " + " and ".join(secrets) + " /services/T000/B000/sEcReTtOkEn123 " + "z" * 500
+    echoed = [v for k, v in OPTIONS[kind].items() if k in ("url", "secret", "routing_key")]
+    body = "bad request for " + " and ".join(echoed) + " /services/T000/B000/sEcReTtOkEn123 " + "z" * 500
+    # a URL's credential parts (PagerDuty's endpoint has none: its routing key is the secret)
+    secrets = option_secrets(OPTIONS[kind])
     with pytest.raises(error) as info:
         handler.send(event, delivery_id="d", http=http(lambda r: httpx.Response(status, text=body)))
     exc = info.value
@@ -224,7 +227,34 @@ def test_set_blocks_and_macros_print_escaped_once_with_safe() -> None:
 
 
 def test_a_null_value_prints_nothing() -> None:
-    assert summary("slack", "[{{ event.vcs.tag }}] [{{ event.vcs.tag | esc }}] [{{ event.no.such.key }}]") == "[] [] []"
+    assert summary("slack", "[{{ event.vcs.tag }}] [{{ event.vcs.tag | esc }}]") == "[] []"
+
+
+@pytest.mark.parametrize(
+    ("template", "sample"),
+    [("{{ event.no.such.key }}", "workflow-completed, transition first_seen"),
+     ("{{ event.vcs.tagg }}", "workflow-completed, transition first_seen"),
+     ("{{ event.job.name }}", "workflow-completed, transition first_seen"),
+     ("{{ event.transition.kind }}", "workflow-completed, no transition"),
+     ("{% if event.transition.kind == 'fixed' %}fixed{% endif %}", "workflow-completed, no transition"),
+     ("{{ event.failed_jobs[0].tests.failures[0].name }}", "workflow-completed, transition passing")],
+)  # fmt: skip
+def test_a_name_some_event_lacks_is_a_load_time_error_naming_the_sample(template: str, sample: str) -> None:
+    with pytest.raises(ConfigurationError, match="fails on the sample event") as info:
+        make("log", template=template)
+    assert f"({sample}: UndefinedError" in info.value.message
+    assert "guard a value" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{% if event.job %}{{ event.job.name }}{% endif %}",
+     "{{ event.transition.kind if event.transition else 'unknown' }}",
+     "{{ (event.transition or {}).kind | default('') }}",
+     "{% for j in event.failed_jobs %}{{ j.name }}{% endfor %}"],
+)  # fmt: skip
+def test_a_guarded_optional_value_loads(template: str) -> None:
+    make("log", template=template)
 
 
 HOSTILE_SUBJECT = "<!channel> <@UEVIL> @everyone [x](https://evil.test) <at>Boss</at> **b**"
