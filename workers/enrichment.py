@@ -26,9 +26,11 @@ from typing import Any
 
 from config.errors import (
     CircleCIAPIError,
+    CircleCIForbidden,
     CircleCIRateLimited,
     CircleCIServerError,
     CircleCITimeout,
+    CircleCIUnauthorized,
     CircleCIUnreachable,
     EventUndecodable,
 )
@@ -41,6 +43,8 @@ from workers.vcs import VcsFacts, vcs_facts
 
 SCHEMA_VERSION = 1
 RETRYABLE = (CircleCIRateLimited, CircleCIServerError, CircleCITimeout, CircleCIUnreachable)
+# CircleCI refused the token (revoked, mistyped, a project token): what an operator must fix first.
+REFUSED = (CircleCIUnauthorized, CircleCIForbidden)
 # Job statuses that mean "this job broke"; the API knows more than webhooks document (pitfalls A9).
 FAILED = frozenset({"failed", "error", "infrastructure_fail", "timedout", "terminated-unknown", "unauthorized"})
 MESSAGE_LINES = 5
@@ -107,7 +111,9 @@ class Enricher:
         if retryable and may_defer:
             raise retryable[0]
         if problems:
+            problems.sort(key=lambda p: not isinstance(p, REFUSED))  # stable: else the first problem
             event["enrichment"]["reason"] = f"{problems[0].code}: {problems[0].message}"
+        event["enrichment"]["error_code"] = problems[0].code if problems else None
         event["enrichment"]["complete"] = not problems and self.client is not None
         event["enrichment"]["api_calls"] = len(calls)
         if event["event_type"] == WORKFLOW_COMPLETED:
@@ -312,7 +318,13 @@ def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
         "jobs": [],
         "failed_jobs": [],
         "transition": None,
-        "enrichment": {"complete": False, "reason": None, "api_calls": 0, "sources": {"vcs": "webhook"}},
+        "enrichment": {
+            "complete": False,
+            "reason": None,
+            "error_code": None,
+            "api_calls": 0,
+            "sources": {"vcs": "webhook"},
+        },
     }
 
 

@@ -18,6 +18,7 @@ from rq import Queue, get_current_job
 from rq.serializers import JSONSerializer
 
 from config.errors import CircleCIAPIError, EventUndecodable
+from workers import alerts
 from workers.backoff import backoff
 from workers.context import WorkerContext, current
 from workers.delivery.fan_out import fan_out
@@ -58,6 +59,7 @@ def process_event(envelope: Envelope) -> dict[str, Any]:
     except RETRYABLE as exc:
         return _defer(context, envelope, exc, remaining)
     enrichment = event["enrichment"]
+    alerts.enriched(context, event)
     handlers = routing.match(event)
     log.info(
         "event_enriched",

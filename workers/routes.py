@@ -16,6 +16,15 @@ class declares (workers/handlers/). Match values are globs (fnmatch, case-sensit
 written `/like this/` (a regex that must match the whole value). A value of `events`,
 `statuses` or `transitions` that can match none of the values those keys ever see is an error
 ("did you mean"): a typo there would silence a subscription for good.
+
+An optional `alerts:` section names handlers told when deliveries are dead-lettered or CircleCI
+refuses the token, at most once per `interval_seconds` each (workers/alerts.py):
+
+```yaml
+alerts:
+  handlers: [ops-slack]
+  interval_seconds: 300
+```
 """
 
 from __future__ import annotations
@@ -38,7 +47,10 @@ from workers.jobs import JOB_COMPLETED, WORKFLOW_COMPLETED
 from workers.transition import KINDS
 from workers.vcs import slug_forms
 
-TOP_LEVEL_KEYS = ("handlers", "subscriptions")
+TOP_LEVEL_KEYS = ("handlers", "subscriptions", "alerts")
+ALERT_KEYS = ("handlers", "interval_seconds")
+ALERT_INTERVAL_SECONDS = 300  # the default: at most one alert per handler every 5 minutes
+ALERT_INTERVAL_RANGE = (1, 86400)
 MATCH_KEYS = ("events", "projects", "branches", "tags", "workflows", "jobs", "statuses", "transitions")
 # CircleCI's workflow and job statuses (API v2's enums, a superset of what webhooks document:
 # ../shared/reference/circleci-api-v2.md), our transition kinds, the event types we route.
@@ -119,10 +131,20 @@ class Subscription:
 
 
 @dataclass(frozen=True)
+class AlertConfig:
+    """The `alerts:` section: who is told when the notifier itself fails, and how often at most."""
+
+    handlers: tuple[str, ...]
+    interval_seconds: int = ALERT_INTERVAL_SECONDS
+    line: int = 0
+
+
+@dataclass(frozen=True)
 class Routes:
     handlers: dict[str, HandlerConfig]
     subscriptions: list[Subscription]
     placeholders: tuple[str, ...] = ()  # the variables given a dummy value (load_routes(placeholders=True))
+    alerts: AlertConfig | None = None  # no `alerts:` section: nobody is told
 
     def explain(self, event: Mapping[str, Any]) -> list[tuple[Subscription, Mismatch | None]]:
         """Every subscription in file order, with why the event does not match it (None: it does)."""
@@ -288,9 +310,13 @@ class _Reader:
                 where = f"routes file {self.path}, line {s.line}: subscription {s.name!r}"
                 self.problems.append(f"{where}: name used twice (first on line {first[s.name]})")
             first.setdefault(s.name, s.line)
+        alerts = None
+        if "alerts" in top:
+            with self.noting():
+                alerts = self.alerts(*top["alerts"], declared)
         if self.problems:
             raise ConfigurationError("\n".join(self.problems), details={"problems": list(self.problems)})
-        return Routes(handlers, subscriptions, tuple(dict.fromkeys(self.placeholders or ())))
+        return Routes(handlers, subscriptions, tuple(dict.fromkeys(self.placeholders or ())), alerts=alerts)
 
     def handler(self, name: str, key_node: yaml.Node, node: yaml.Node) -> HandlerConfig | None:
         """One handler's config, or None when it has mistakes (each noted)."""
@@ -340,17 +366,7 @@ class _Reader:
             with self.noting():
                 name = self.scalar(items["name"][1], f"subscription #{index + 1}, key 'name'")
         where = f"subscription {name!r}" if name else f"subscription #{index + 1}"
-        names: list[str] = []
-        if "handlers" not in items:
-            self.note(node, f"{where}, key 'handlers'", "missing required key")
-        for handler, item in (
-            self.strings(items["handlers"][1], f"{where}, key 'handlers'") if "handlers" in items else ()
-        ):
-            if handler in declared:
-                names.append(handler)
-            else:
-                hint = _did_you_mean(handler, declared)
-                self.note(item, f"{where}, key 'handlers'", f"unknown handler {handler!r}{hint}")
+        names = self.handler_names(node, items, where, declared)
         match: dict[str, tuple[Pattern, ...]] = {}
         for key, (k, v) in items.items():
             place = f"{where}, key {key!r}"
@@ -371,6 +387,53 @@ class _Reader:
         return Subscription(
             name=name or f"#{index + 1}", handlers=tuple(names), match=match, line=node.start_mark.line + 1
         )
+
+    def handler_names(
+        self,
+        node: yaml.Node,
+        items: Mapping[str, tuple[yaml.Node, yaml.Node]],
+        where: str,
+        declared: Mapping[str, object],
+    ) -> list[str]:
+        """The names a required `handlers:` key lists that `handlers:` declares; the others noted."""
+        names: list[str] = []
+        if "handlers" not in items:
+            self.note(node, f"{where}, key 'handlers'", "missing required key")
+        for handler, item in (
+            self.strings(items["handlers"][1], f"{where}, key 'handlers'") if "handlers" in items else ()
+        ):
+            if handler in declared:
+                names.append(handler)
+            else:
+                hint = _did_you_mean(handler, declared)
+                self.note(item, f"{where}, key 'handlers'", f"unknown handler {handler!r}{hint}")
+        return names
+
+    def alerts(self, key_node: yaml.Node, node: yaml.Node, declared: Mapping[str, object]) -> AlertConfig | None:
+        """The `alerts:` section, or None when it has mistakes (each noted)."""
+        before = len(self.problems)
+        items = self.mapping(node, "alerts")
+        for key, (k, _) in items.items():
+            if key not in ALERT_KEYS:
+                expected = f"(expected {', '.join(ALERT_KEYS)}){_did_you_mean(key, ALERT_KEYS)}"
+                self.note(k, f"alerts, key {key!r}", f"unknown key {expected}")
+        names = self.handler_names(node, items, "alerts", declared)
+        if "handlers" in items and not names and len(self.problems) == before:
+            self.note(items["handlers"][1], "alerts, key 'handlers'", "expected at least one handler")
+        interval = ALERT_INTERVAL_SECONDS
+        if "interval_seconds" in items:
+            with self.noting():
+                value_node = items["interval_seconds"][1]
+                value = self.scalar(value_node, "alerts, key 'interval_seconds'")
+                low, high = ALERT_INTERVAL_RANGE
+                if not value.isdigit() or not low <= int(value) <= high:
+                    message = f"expected whole seconds from {low} to {high}, got {value!r}"
+                    raise self.error(value_node, "alerts, key 'interval_seconds'", message)
+                interval = int(value)
+        if len(self.problems) > before:
+            return None
+        line = key_node.start_mark.line + 1
+        return AlertConfig(handlers=tuple(dict.fromkeys(names)), interval_seconds=interval, line=line)
 
     def pattern(self, source: str, node: yaml.Node, where: str, known: tuple[str, ...] | None = None) -> Pattern:
         if len(source) >= 2 and source.startswith("/") and source.endswith("/"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
+from typing import Any
 
 import click
 
@@ -20,7 +22,7 @@ from service.cli.routes_view import handler_row, read_routes, subscription_row
 )
 @clear_errors
 def check_config(routes_file: str | None, as_json: bool, placeholders: bool) -> None:
-    """Validate ROUTES_FILE (default: $ROUTES_FILE) and print its handlers and subscriptions.
+    """Validate ROUTES_FILE (default: $ROUTES_FILE) and print its handlers, subscriptions and alerts.
 
     With --placeholders, a `${VAR}` that is not set takes a dummy value (a URL under
     `.invalid`, a 32-character routing key, ...), so CI checks the file without the secrets.
@@ -31,8 +33,10 @@ def check_config(routes_file: str | None, as_json: bool, placeholders: bool) -> 
     path, routes = read_routes(routes_file, load_settings(quiet=True), placeholders=placeholders)
     handlers = [handler_row(h) for h in routes.handlers.values()]
     subscriptions = [subscription_row(s) for s in routes.subscriptions]
+    alerts = asdict(routes.alerts) if routes.alerts is not None else None
     if as_json:
-        shown = {"file": str(path), "handlers": handlers, "subscriptions": subscriptions}
+        shown: dict[str, Any] = {"file": str(path), "handlers": handlers, "subscriptions": subscriptions}
+        shown["alerts"] = alerts
         if placeholders:
             shown["placeholders"] = list(routes.placeholders)
         click.echo(json.dumps(shown, indent=2))
@@ -57,3 +61,9 @@ def check_config(routes_file: str | None, as_json: bool, placeholders: bool) -> 
         for s in subscriptions
     ]
     emit(rows, ["subscription", "handlers", "match", "line"], as_json=False)
+    click.echo()
+    if alerts is None:
+        click.echo("alerts: none (an alerts: section names handlers told about dead letters and a refused token)")
+    else:
+        every = f"at most one message each every {alerts['interval_seconds']} s"
+        click.echo(f"alerts: {', '.join(alerts['handlers'])} ({every}; line {alerts['line']})")

@@ -122,7 +122,13 @@ def test_a_failed_workflow_gets_every_job_and_the_failed_jobs_tests_and_artifact
         assert job["tests"]["failures"][0]["message"] == "boom 0\nline 2"
         assert [a["path"] for a in job["artifacts"]] == ["report.html", "log.txt"]
         assert job["web_url"].endswith(f"/jobs/{job['number']}")
-    assert event["enrichment"] == {"complete": True, "reason": None, "api_calls": 11, "sources": {"vcs": "webhook"}}
+    assert event["enrichment"] == {
+        "complete": True,
+        "reason": None,
+        "error_code": None,
+        "api_calls": 11,
+        "sources": {"vcs": "webhook"},
+    }
 
     # the minimum: job pages + each failed job's test pages and artifact pages; no job details
     job_pages, test_pages = math.ceil(12 / PAGE), math.ceil(12 / PAGE)
@@ -210,7 +216,17 @@ def test_a_401_is_not_retried_and_the_event_goes_on_incomplete(world, failed_wor
     event = world.enrich(failed_workflow, may_defer=True)
     assert event["enrichment"]["complete"] is False
     assert "circleci_unauthorized" in event["enrichment"]["reason"]
+    assert event["enrichment"]["error_code"] == "circleci_unauthorized"
     assert world.calls(JOBS) == 1
+
+
+def test_a_refused_token_is_the_reason_given_whatever_else_failed(world, failed_workflow) -> None:
+    world.load(failed_workflow, twelve_jobs())
+    world.sim.add_fault(path="/project/*/tests", status=404, times=None)
+    world.sim.add_fault(path="/project/*/artifacts", status=403, times=None)
+    event = world.enrich(failed_workflow, may_defer=False)
+    assert event["enrichment"]["error_code"] == "circleci_forbidden"
+    assert event["enrichment"]["reason"].startswith("circleci_forbidden: ")
 
 
 def test_process_event_defers_through_the_scheduler_then_gives_up_at_the_deadline(world, failed_workflow) -> None:
@@ -286,7 +302,13 @@ def test_a_tag_build_whose_webhook_names_no_ref_gets_its_tag_commit_and_actor_fr
     assert event["vcs"]["commit_subject"] == "Release 1.4.0" and event["vcs"]["commit_body"] == "Changelog: ..."
     assert event["vcs"]["revision"] == payload["pipeline"]["vcs"]["revision"]
     assert event["pipeline"]["trigger_actor"] == world.sim.dataset.user["login"]
-    assert event["enrichment"] == {"complete": True, "reason": None, "api_calls": 2, "sources": {"vcs": "pipeline"}}
+    assert event["enrichment"] == {
+        "complete": True,
+        "reason": None,
+        "error_code": None,
+        "api_calls": 2,
+        "sources": {"vcs": "pipeline"},
+    }
     assert world.calls(PIPELINE) == 1
     assert event["transition"]["kind"] == "first_seen"
     assert world.redis.exists("cie:transition:github%2Facme%2Fpayments-api:tag%3Av1.4.0:release")

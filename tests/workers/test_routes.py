@@ -11,7 +11,7 @@ import pytest
 
 from config.errors import ConfigurationError
 from workers.handlers.pagerduty import PAGERDUTY_URL
-from workers.routes import load_routes
+from workers.routes import AlertConfig, load_routes
 from workers.vcs import slug_forms
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "enriched" / "workflow-completed.failed.json"
@@ -58,6 +58,13 @@ def test_the_shipped_example_loads_with_its_variables_set() -> None:
     assert example.handlers["oncall"].options["url"] == PAGERDUTY_URL
 
 
+def test_the_shipped_example_tells_ops_slack_about_the_notifiers_own_failures() -> None:
+    env = {"SLACK_OPS_WEBHOOK": "https://hooks.slack.test/x", "TEAMS_WORKFLOW_WEBHOOK": "https://t.test/x",
+           "PD_ROUTING_KEY": "k", "AUDIT_SECRET": "s"}  # fmt: skip
+    alerts = load_routes(CONFIG / "routes.example.yaml", env).alerts
+    assert alerts is not None and (alerts.handlers, alerts.interval_seconds) == (("ops-slack",), 300)
+
+
 @pytest.mark.parametrize(
     ("value", "environ", "expected"),
     [("${HOOK}", {"HOOK": "https://a.test/1"}, "https://a.test/1"),
@@ -100,6 +107,28 @@ ERRORS = [
     ("handlers: [1, 2]\n", 1, "handlers", "expected a mapping"),
     ("handlers:\n  l: {type: log\n", 3, "", "not valid YAML"),
 ]  # fmt: skip
+
+ALERTS = "handlers:\n  l: {type: log}\n  ops: {type: slack, url: 'https://hooks.test/x'}\nalerts:\n"
+
+
+def test_an_alerts_section_names_handlers_and_an_interval_of_five_minutes_by_default(tmp_path: Path) -> None:
+    assert routes(tmp_path, "handlers:\n  l: {type: log}\n").alerts is None
+    loaded = routes(tmp_path, ALERTS + "  handlers: [ops, l, ops]\n")
+    assert loaded.alerts == AlertConfig(handlers=("ops", "l"), interval_seconds=300, line=4)
+    assert routes(tmp_path, ALERTS + "  handlers: ops\n  interval_seconds: 60\n").alerts.interval_seconds == 60
+
+
+ERRORS += [(ALERTS + text, line, where, reason) for text, line, where, reason in [
+    ("  handlers: [ghost]\n", 5, "alerts, key 'handlers'", "unknown handler 'ghost'"),
+    ("  handlers: []\n", 5, "alerts, key 'handlers'", "expected at least one handler"),
+    ("  interval_seconds: 60\n", 5, "alerts, key 'handlers'", "missing required key"),
+    ("  handlers: [l]\n  every: 5m\n", 6, "alerts, key 'every'", "unknown key (expected handlers, interval_seconds)"),
+    ("  handlers: [l]\n  interval_seconds: 5m\n", 6, "alerts, key 'interval_seconds'",
+     "expected whole seconds from 1 to 86400, got '5m'"),
+    ("  handlers: [l]\n  interval_seconds: 0\n", 6, "alerts, key 'interval_seconds'", "got '0'"),
+    ("  handlers: [l]\n  interval_seconds: 86401\n", 6, "alerts, key 'interval_seconds'", "got '86401'"),
+    ("  - l\n", 5, "alerts", "expected a mapping"),
+]]  # fmt: skip
 
 
 @pytest.mark.parametrize(("text", "line", "where", "reason"), ERRORS, ids=[e[3] for e in ERRORS])

@@ -7,6 +7,8 @@ DeliveryRetryable, other     schedule the next attempt after max(backoff with ji
                              Retry-After), log `delivery_retry_scheduled`; past the retry
                              budget: dead letter, log `delivery_dead_lettered`
 DeliveryRejected             dead letter `rejected` at once, log `delivery_rejected` (error)
+
+Every dead letter is counted and told to the routes file's `alerts:` handlers (workers/alerts.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rq import get_current_job
 from config.errors import DeliveryRejected, HandlerError
 from config.logging import REDACTOR
 from config.settings import Settings
+from workers import alerts
 from workers.backoff import Uniform, backoff
 from workers.context import WorkerContext, current
 from workers.delivery.dead_letters import DeadLetter, DeadLetters
@@ -208,6 +211,7 @@ class DeliveryAttempt:
             dead_at=time.time(),
         )
         DeadLetters(self.redis, ttl=self.settings.enriched_event_ttl_seconds).put(letter)
+        alerts.dead_lettered(self.context, letter)
 
     def _reschedule(self, suffix: str, delay: float) -> None:
         job_id = job_id_of(self.delivery_id, suffix)

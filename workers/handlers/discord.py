@@ -7,6 +7,8 @@ title 256, description 4096, 25 fields, field name 256, field value 1024, footer
 
 A `template` replaces the embed `description`; every value it prints is escaped like the rest,
 and `mention()` gives `<@id>` (workers/handlers/template.py).
+
+An alert (workers/alert_message.py) is one embed with its title and text; no template.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from workers.alert_message import Alert, alert_of, is_alert
 from workers.handlers.base import Handler, failed_test_lines, safe_url, summary_lines
 from workers.message import Message
 from workers.timestamps import parse_time
@@ -115,6 +118,13 @@ def _fit(e: dict[str, Any]) -> dict[str, Any]:
     return e
 
 
+def alert_embed(alert: Alert) -> dict[str, Any]:
+    """The embed of an alert: its title and text, red."""
+    footer = {"text": clip(f"circleci-events · {alert.alert_id}", MAX_FOOTER)}
+    return {"title": clip(alert.title, MAX_TITLE), "description": clip(escape(alert.text), MAX_DESCRIPTION),
+            "color": 0xE01E5A, "fields": [], "footer": footer}  # fmt: skip
+
+
 class DiscordHandler(Handler):
     type = "discord"
     required = ("url",)
@@ -123,5 +133,7 @@ class DiscordHandler(Handler):
     mention = staticmethod(mention)
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
+        if is_alert(event):
+            return {"embeds": [alert_embed(alert_of(event))], "allowed_mentions": {"parse": []}}
         m = Message.from_event(event)
         return {"embeds": [embed(m, self.summary(m, event, description(m)))], "allowed_mentions": {"parse": []}}

@@ -24,6 +24,8 @@ A value's edges count as unknown neighbours: templates put values side by side.
 
 A `template` replaces the summary TextBlock (the one under the title); every value it prints
 is escaped like the rest, and `mention()` is plain text `@id` for now (workers/handlers/template.py).
+
+An alert (workers/alert_message.py) is a card with its title and its lines; no template.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from workers.alert_message import Alert, alert_of, is_alert
 from workers.handlers.base import Handler, failed_test_lines, safe_url, summary_lines
 from workers.message import Link, Message
 
@@ -143,6 +146,14 @@ def card(m: Message, summary_text: str) -> dict[str, Any]:
     }
 
 
+def alert_card(alert: Alert) -> dict[str, Any]:
+    """The Adaptive Card of an alert: the title, then its lines."""
+    title = _text(escape(alert.title), size="Large", weight="Bolder", color="Attention")
+    lines = _text("\n\n".join(escape(line) for line in alert.text.splitlines()))
+    return {"$schema": SCHEMA, "type": "AdaptiveCard", "version": VERSION, "msteams": {"width": "Full"},
+            "body": [title, lines], "actions": []}  # fmt: skip
+
+
 class TeamsHandler(Handler):
     type = "teams"
     required = ("url",)
@@ -151,8 +162,11 @@ class TeamsHandler(Handler):
     mention = staticmethod(mention)
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
-        m = Message.from_event(event)
-        content = card(m, self.summary(m, event, summary(m)))
+        if is_alert(event):
+            content = alert_card(alert_of(event))
+        else:
+            m = Message.from_event(event)
+            content = card(m, self.summary(m, event, summary(m)))
         return {
             "type": "message",
             "attachments": [

@@ -61,6 +61,16 @@ def test_the_table_names_each_handler_and_subscription(routes: Path) -> None:
     assert ["everything", "audit", "every", "event", "7"] in rows
 
 
+def test_shows_who_is_told_about_the_notifiers_own_failures(routes: Path) -> None:
+    assert run_cli("check-config", str(routes), env=ENV).out.splitlines()[-1].startswith("alerts: none")
+    routes.write_text(ROUTES + "alerts:\n  handlers: [ops, pager]\n")
+    assert run_cli("check-config", str(routes), env=ENV).out.splitlines()[-1] == (
+        "alerts: ops, pager (at most one message each every 300 s; line 8)"
+    )
+    shown = json.loads(run_cli("check-config", str(routes), "--json", env=ENV).out)
+    assert shown["alerts"] == {"handlers": ["ops", "pager"], "interval_seconds": 300, "line": 8}
+
+
 def test_reads_routes_file_by_default(routes: Path) -> None:
     result = run_cli("check-config", "--json", env={**ENV, "ROUTES_FILE": str(routes)})
     assert json.loads(result.out)["file"] == str(routes)

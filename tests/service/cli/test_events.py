@@ -38,7 +38,13 @@ def test_show_tells_what_happened_and_who_was_told(flow: DeliveryFlow) -> None:
     record = cli_json(flow, "events", "show", event["event_id"])
     assert record["received_at"] == event["received_at"]
     assert record["duplicates"] == 1
-    assert record["enrichment"] == {"complete": True, "reason": None, "api_calls": 4, "sources": {"vcs": "webhook"}}
+    assert record["enrichment"] == {
+        "complete": True,
+        "reason": None,
+        "error_code": None,
+        "api_calls": 4,
+        "sources": {"vcs": "webhook"},
+    }
     assert record["transition"]["kind"] == "broken"
     assert record["handlers"] == ["ops", "audit"]
     assert [(d["handler"], d["outcome"], d["attempts"]) for d in record["deliveries"]] == [

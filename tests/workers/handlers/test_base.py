@@ -9,13 +9,16 @@ from typing import Any
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
 from config.redaction import option_secrets
+from tests.workers.handlers import callables
 from tests.workers.handlers.conftest import (
     CHAT_TYPES,
     OPTIONS,
     SECRET_URL,
+    alert_event,
     hostile_event,
     incomplete_event,
     load_event,
@@ -316,3 +319,15 @@ def test_a_transport_failure_says_what_happened_without_the_url(failure: Excepti
         make("slack").send(event, delivery_id="d", http=client)
     assert info.value.body_excerpt == said.strip()
     assert "sEcReTtOkEn123" not in str(info.value) + info.value.body_excerpt
+
+
+@pytest.mark.parametrize("kind", [*POSTING, "python", "log"])
+def test_every_handler_sends_an_alert_through_its_ordinary_send(kind: str, http: Any, requests: list) -> None:
+    callables.calls.clear()
+    with capture_logs() as logs:
+        make(kind).send(alert_event(), delivery_id="alert-1:h", http=http())
+    shown = [r.content.decode() for r in requests] + [json.dumps(call[0]) for call in callables.calls]
+    shown += [json.dumps(line) for line in logs if line["event"] == "notification_logged"]
+    (sent,) = [text.replace("\\", "") for text in shown]  # the platform's markdown escapes aside
+    assert "2 deliveries dead" in sent and "retry_budget_exhausted" in sent
+    assert "dead-letters list" in sent or kind == "pagerduty"  # PagerDuty: the text is in custom_details

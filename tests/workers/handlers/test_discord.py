@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from tests.workers.handlers.conftest import hostile_event, incomplete_event, load_event, make
+from tests.workers.handlers.conftest import alert_event, hostile_event, incomplete_event, load_event, make
 from workers.handlers.discord import MAX_TOTAL, escape, size
 
-EVENTS = {"complete": load_event, "hostile": hostile_event, "incomplete": incomplete_event}
+EVENTS = {"complete": load_event, "hostile": hostile_event, "incomplete": incomplete_event, "alert": alert_event}
 
 
 @pytest.mark.parametrize("name", list(EVENTS))

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from tests.workers.handlers.conftest import hostile_event, incomplete_event, load_event, make
+from tests.workers.handlers.conftest import alert_event, hostile_event, incomplete_event, load_event, make
 from workers.handlers.teams import ZW, escape
 
 PARSERS = [MarkdownIt("commonmark"), MarkdownIt("js-default")]
@@ -25,7 +25,7 @@ PARSERS = [MarkdownIt("commonmark"), MarkdownIt("js-default")]
 MOBILE_LINK = "]("
 MOBILE_LIST = re.compile(r"(?:^|[\r\n\[\])])(?:-[ \t]|\d+\.[ \t])")
 
-EVENTS = {"complete": load_event, "hostile": hostile_event, "incomplete": incomplete_event}
+EVENTS = {"complete": load_event, "hostile": hostile_event, "incomplete": incomplete_event, "alert": alert_event}
 
 
 def card(event: dict[str, Any]) -> dict[str, Any]:
