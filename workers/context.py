@@ -32,7 +32,7 @@ from workers.circleci.cache import ApiCache
 from workers.circleci.client import CircleCIClient
 from workers.connection import connect
 from workers.enrichment import Enricher, count_api_call
-from workers.handlers import Handler, build_handlers
+from workers.handlers import Handler, HandlerContext, build_handlers
 from workers.lease import Leases
 from workers.metrics import DeliveryMetrics
 from workers.routes import Routes, load_routes
@@ -76,16 +76,16 @@ class WorkerContext:
         `handlers` replaces the routes file (then nothing is routed); `api_transport` is the
         httpx transport under the API client (tests).
         """
-        routes = None
-        if handlers is None:
-            routes = load_routes(settings.routes_file, settings.environ)
-            handlers = build_handlers(routes)
-            # from here on no log line of this process shows a handler's URL, key or signing secret
-            REDACTOR.add(secret for handler in handlers.values() for secret in handler.secrets())
+        routes = load_routes(settings.routes_file, settings.environ) if handlers is None else None
         if redis is None:
             if not settings.redis_url:
                 raise ConfigurationError("REDIS_URL is not set: point it at Redis, e.g. redis://127.0.0.1:6379/0")
             redis = connect(settings.redis_url)
+        if routes is not None:
+            handlers = build_handlers(routes, handler_context(settings, redis, routes))
+            # from here on no log line of this process shows a handler's URL, key or signing secret
+            REDACTOR.add(secret for handler in handlers.values() for secret in handler.secrets())
+        assert handlers is not None
         budget = ApiBudget(redis, per_second=settings.api_rate_per_second, burst=settings.api_burst)
 
         def before_api_request() -> None:
@@ -130,6 +130,16 @@ class WorkerContext:
             self.pool.shutdown(wait=False)
         if self.client is not None:
             self.client.close()
+
+
+def handler_context(settings: Settings, redis: Redis, routes: Routes | None = None) -> HandlerContext:
+    """What the process's handlers share: its Redis, the routes, the state TTL and the timeout."""
+    return HandlerContext(
+        redis=redis,
+        routes=routes,
+        state_ttl_seconds=settings.transition_ttl_seconds,
+        timeout_seconds=settings.delivery_timeout_seconds,
+    )
 
 
 def http_client(settings: Settings) -> httpx.Client:

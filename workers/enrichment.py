@@ -30,7 +30,7 @@ from workers.circleci.cache import ApiCache
 from workers.circleci.client import CircleCIClient
 from workers.jobs import WORKFLOW_COMPLETED
 from workers.timestamps import duration_seconds
-from workers.transition import TransitionStore
+from workers.transition import TransitionStore, ref_name
 from workers.vcs import VcsFacts, vcs_facts
 
 SCHEMA_VERSION = 1
@@ -224,10 +224,9 @@ class Enricher:
         workflow = event["workflow"]
         if facts.ref is None or not workflow.get("status"):
             return None
-        ref = f"tag:{facts.tag}" if facts.tag is not None else facts.ref
         transition = self.transitions.record(
             project=event["project"]["slug"],
-            ref=ref,
+            ref=ref_name(facts.branch, facts.tag) or facts.ref,
             workflow=workflow["name"],
             status=workflow["status"],
             pipeline_number=event["pipeline"]["number"],

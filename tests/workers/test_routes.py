@@ -48,10 +48,10 @@ def test_the_shipped_default_logs_everything() -> None:
 
 def test_the_shipped_example_loads_with_its_variables_set() -> None:
     env = {"SLACK_OPS_WEBHOOK": "https://hooks.slack.test/x", "TEAMS_WORKFLOW_WEBHOOK": "https://t.test/x",
-           "PD_ROUTING_KEY": "k", "AUDIT_SECRET": "s"}  # fmt: skip
+           "PD_ROUTING_KEY": "k", "AUDIT_SECRET": "s", "SLACK_BOT_TOKEN": "xoxb-1"}  # fmt: skip
     example = load_routes(CONFIG / "routes.example.yaml", env)
     assert {h.type for h in example.handlers.values()} == {
-        "slack", "teams", "discord", "pagerduty", "webhook", "python", "log"
+        "slack", "slack_app", "teams", "discord", "pagerduty", "webhook", "python", "log"
     }  # fmt: skip
     keys = {key for s in example.subscriptions for key in s.match}
     assert keys == {"events", "projects", "branches", "tags", "workflows", "jobs", "statuses", "transitions"}

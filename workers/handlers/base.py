@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -30,6 +30,11 @@ from config.redaction import Redactor, option_secrets, url_secrets
 from workers.circleci.transport import parse_retry_after
 from workers.handlers.template import compile_template
 from workers.message import Message
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from workers.routes import Routes
 
 EXCERPT_CHARS = 200
 log = structlog.get_logger(__name__)
@@ -45,6 +50,20 @@ class HandlerConfig:
     line: int = 0
 
 
+@dataclass(frozen=True)
+class HandlerContext:
+    """What a handler may use beyond its options, built once per worker process
+    (workers/context.py): Redis, for handlers that keep state (chat threads, user look-ups); the
+    routes file, for its `people:` and its subscriptions' options; how long state kept per ref
+    lives (TRANSITION_TTL_SECONDS) and the outbound timeout. Previews and load-time checks get
+    the empty one: no Redis, no routes."""
+
+    redis: Redis | None = None
+    routes: Routes | None = None
+    state_ttl_seconds: int = 90 * 24 * 3600
+    timeout_seconds: float = 10.0
+
+
 class Handler:
     """One configured destination. `render` shows what `send` would post; `send` posts it.
 
@@ -55,9 +74,10 @@ class Handler:
     required: ClassVar[tuple[str, ...]] = ()
     optional: ClassVar[Mapping[str, str | None]] = {}
 
-    def __init__(self, name: str, options: Mapping[str, str | None]) -> None:
+    def __init__(self, name: str, options: Mapping[str, str | None], context: HandlerContext | None = None) -> None:
         self.name = name
         self.options = dict(options)
+        self.context = context or HandlerContext()
         cls = type(self)
         self.template = compile_template(name, options.get("template"), escape=cls.escape, mention=cls.mention)
 

@@ -125,6 +125,11 @@ class SlackHandler(Handler):
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
         m = Message.from_event(event)
-        text = self.summary(m, event, summary(m))
-        fallback = text if self.template else escape(m.text)
-        return {"text": clip(fallback, MAX_SECTION), "blocks": blocks(m, text)}
+        return message_body(m, self.summary(m, event, summary(m)), templated=self.template is not None)
+
+
+def message_body(m: Message, summary_text: str, *, templated: bool) -> dict[str, Any]:
+    """`text` and `blocks` of a message whose summary section is `summary_text` (a template's
+    output is also the `text`; else the plain-text fallback)."""
+    fallback = summary_text if templated else escape(m.text)
+    return {"text": clip(fallback, MAX_SECTION), "blocks": blocks(m, summary_text)}

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from service.simulators.slack import create_slack_simulator
 from service.simulators.slack_workspace import Workspace, validate_blocks
-from tests.server import running
 
 TOKEN = "xoxb-sim-token"
 SECTION = {"type": "section", "text": {"type": "mrkdwn", "text": "hi <@U0ADA>"}}
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[str, Workspace]]:
-    app = create_slack_simulator()
-    with running(app) as base:
-        yield base, app.state.workspace
+@pytest.fixture
+def served(slack_served: tuple[str, Workspace]) -> tuple[str, Workspace]:
+    return slack_served
 
 
 @pytest.fixture
