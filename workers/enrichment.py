@@ -103,7 +103,25 @@ class Enricher:
         event["enrichment"]["api_calls"] = len(calls)
         if event["event_type"] == WORKFLOW_COMPLETED:
             event["transition"] = self._transition(event, facts)
+            if self.client is not None and (event["transition"] or {}).get("kind") == "broken":
+                event["pipeline"]["trigger_actor"] = self._trigger_actor(event)
         return event
+
+    def _trigger_actor(self, event: dict[str, Any]) -> str | None:
+        """Who triggered the pipeline that broke the ref (one call, on a break only: it is mentioned
+        there); None when CircleCI does not say or cannot answer now, which is not worth a delay."""
+        assert self.client is not None
+        calls: list[None] = []
+        token = api_calls.set(calls)
+        try:
+            actor = (self.client.pipeline(event["pipeline"]["id"]).trigger or {}).get("actor")
+        except CircleCIAPIError:
+            actor = None
+        finally:
+            api_calls.reset(token)
+            event["enrichment"]["api_calls"] += len(calls)
+        login = actor.get("login") if isinstance(actor, dict) else None
+        return login if isinstance(login, str) and login else None
 
     # -- the two event types ---------------------------------------------------------------
 
@@ -265,6 +283,7 @@ def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
             "number": pipeline.get("number"),
             "created_at": pipeline.get("created_at"),
             "trigger_type": (pipeline.get("trigger") or {}).get("type"),
+            "trigger_actor": None,  # the login, asked of the API on a break (Enricher._trigger_actor)
         },
         "vcs": facts.to_dict(),
         "workflow": workflow,

@@ -35,11 +35,16 @@ from config.errors import ConfigurationError
 from workers.handlers import HANDLER_TYPES, build_handler
 from workers.handlers.base import HandlerConfig
 from workers.jobs import JOB_COMPLETED, WORKFLOW_COMPLETED
+from workers.people import ID_HINTS, ID_PATTERNS, PLATFORMS, People, Person
+from workers.people import KEYS as PERSON_KEYS
 from workers.transition import KINDS
 from workers.vcs import slug_forms
 
-TOP_LEVEL_KEYS = ("handlers", "subscriptions")
+TOP_LEVEL_KEYS = ("handlers", "subscriptions", "people")
 MATCH_KEYS = ("events", "projects", "branches", "tags", "workflows", "jobs", "statuses", "transitions")
+# what a subscription asks of its handlers besides matching: mentions on a break (on unless
+# `mentions: false`) and `notify: committer` (a direct message to whoever broke it, slack_app)
+OPTION_KEYS = {"mentions": ("true", "false"), "notify": ("committer",)}
 # CircleCI's workflow and job statuses (API v2's enums, a superset of what webhooks document:
 # ../shared/reference/circleci-api-v2.md), our transition kinds, the event types we route.
 STATUSES = (
@@ -67,6 +72,8 @@ class Subscription:
     handlers: tuple[str, ...]
     match: Mapping[str, tuple[Pattern, ...]]
     line: int = 0
+    mentions: bool = True
+    notify: tuple[str, ...] = ()
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         return all(
@@ -79,6 +86,7 @@ class Subscription:
 class Routes:
     handlers: dict[str, HandlerConfig]
     subscriptions: list[Subscription]
+    people: People = field(default_factory=People)
 
     def matching_subscriptions(self, event: Mapping[str, Any]) -> list[Subscription]:
         """The subscriptions an event matches, in file order (for previews)."""
@@ -87,6 +95,15 @@ class Routes:
     def match(self, event: Mapping[str, Any]) -> list[str]:
         """The handler names an event goes to: each once, in order of first mention."""
         return list(dict.fromkeys(name for s in self.matching_subscriptions(event) for name in s.handlers))
+
+    def mentions_on(self, event: Mapping[str, Any], handler: str) -> bool:
+        """Whether `handler` mentions people for this event: unless a matching subscription that
+        names it says `mentions: false`."""
+        return all(s.mentions for s in self.matching_subscriptions(event) if handler in s.handlers)
+
+    def notifies(self, event: Mapping[str, Any], handler: str) -> frozenset[str]:
+        """Whom `handler` also tells directly for this event (`notify:` of the matching subscriptions)."""
+        return frozenset(n for s in self.matching_subscriptions(event) if handler in s.handlers for n in s.notify)
 
 
 def event_values(event: Mapping[str, Any], key: str) -> list[str]:
@@ -232,9 +249,40 @@ class _Reader:
                 where = f"routes file {self.path}, line {s.line}: subscription {s.name!r}"
                 self.problems.append(f"{where}: name used twice (first on line {first[s.name]})")
             first.setdefault(s.name, s.line)
+        people = People()
+        if "people" in top:
+            with self.noting():
+                people = self.people(top["people"][1])
         if self.problems:
             raise ConfigurationError("\n".join(self.problems), details={"problems": list(self.problems)})
-        return Routes(handlers=handlers, subscriptions=subscriptions)
+        return Routes(handlers=handlers, subscriptions=subscriptions, people=people)
+
+    def people(self, node: yaml.Node) -> People:
+        """`people:`: a commit e-mail or VCS login -> {slack, discord, teams, name}; mistakes noted."""
+        found: dict[str, Person] = {}
+        for who, (k, v) in self.mapping(node, "people").items():
+            where = f"people {who!r}"
+            with self.noting():
+                ids: dict[str, str] = {}
+                name = None
+                for key, (key_node, value_node) in self.mapping(v, where).items():
+                    place = f"{where}, key {key!r}"
+                    if key not in PERSON_KEYS:
+                        hint = _did_you_mean(key, PERSON_KEYS)
+                        self.note(key_node, place, f"unknown key (expected {', '.join(PERSON_KEYS)}){hint}")
+                        continue
+                    with self.noting():
+                        value = self.scalar(value_node, place).strip()
+                        if key == "name":
+                            name = value
+                        elif not ID_PATTERNS[key].fullmatch(value):
+                            self.note(value_node, place, f"{value!r} is not a {ID_HINTS[key]}")
+                        else:
+                            ids[key] = value
+                found[who] = Person(ids=ids, name=name)
+                if not ids:
+                    self.note(k, where, f"names no chat identity (expected one of {', '.join(PLATFORMS)})")
+        return People.of(found)
 
     def handler(self, name: str, key_node: yaml.Node, node: yaml.Node) -> HandlerConfig | None:
         """One handler's config, or None when it has mistakes (each noted)."""
@@ -296,14 +344,24 @@ class _Reader:
                 hint = _did_you_mean(handler, declared)
                 self.note(item, f"{where}, key 'handlers'", f"unknown handler {handler!r}{hint}")
         match: dict[str, tuple[Pattern, ...]] = {}
+        options: dict[str, tuple[str, ...]] = {}
         for key, (k, v) in items.items():
             place = f"{where}, key {key!r}"
             if key in ("name", "handlers"):
                 continue
+            if key in OPTION_KEYS:
+                allowed = OPTION_KEYS[key]
+                values = [value.lower() for value, _ in self.strings(v, place)]
+                for value in values:
+                    if value not in allowed:
+                        self.note(
+                            v, place, f"{value!r} is not one of {', '.join(allowed)}{_did_you_mean(value, allowed)}"
+                        )
+                options[key] = tuple(values)
+                continue
             if key not in MATCH_KEYS:
-                self.note(
-                    k, place, f"unknown match key (expected {', '.join(MATCH_KEYS)}){_did_you_mean(key, MATCH_KEYS)}"
-                )
+                known = (*MATCH_KEYS, *OPTION_KEYS)
+                self.note(k, place, f"unknown match key (expected {', '.join(known)}){_did_you_mean(key, known)}")
                 continue
             patterns = []
             for s, item in self.strings(v, place):
@@ -313,7 +371,12 @@ class _Reader:
         if len(self.problems) > before:
             return None
         return Subscription(
-            name=name or f"#{index + 1}", handlers=tuple(names), match=match, line=node.start_mark.line + 1
+            name=name or f"#{index + 1}",
+            handlers=tuple(names),
+            match=match,
+            line=node.start_mark.line + 1,
+            mentions=options.get("mentions", ("true",)) != ("false",),
+            notify=options.get("notify", ()),
         )
 
     def pattern(self, source: str, node: yaml.Node, where: str, known: tuple[str, ...] | None = None) -> Pattern:

@@ -12,7 +12,10 @@ it has added to it since. Kept beside the transition state, keyed like it, with 
         latest           the newest pipeline number the root shows; `fixed` is "1" once it shows the fix
         reply:<event>    the ts of the reply posted for that event
         dm               the ts of the direct message to whoever broke it
-    cie:lock:thread:<handler>:…   held (workers/delivery/lock.py) while one delivery changes the thread
+    cie:thread-lock:<handler>:…   "<delivery id>|<random>", held (SET NX PX) while one delivery
+                                  changes the thread, renewed before each call; a run of the same
+                                  delivery takes it over (the delivery's own lock says the earlier
+                                  run is dead), so a killed worker's thread is not held until it lapses
 
 Each write is one MULTI, made the moment the chat service answered, before anything else is
 sent: a retried delivery finds what was posted and does not post it again. What stays open is
@@ -23,19 +26,33 @@ post (README, Reliability).
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from redis import Redis
 
-if TYPE_CHECKING:
-    from workers.delivery.lock import DeliveryLock
-
 from workers.transition import ref_of
 
 PREFIX = "cie:thread:"
+LOCK_PREFIX = "cie:thread-lock:"
+
+# KEYS: the lock. ARGV: the delivery id, a random token, hold ms. Free, or held by an earlier run
+# of the same delivery: take it.
+_ACQUIRE_LUA = """
+local held = redis.call('GET', KEYS[1])
+if held and string.sub(held, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+# KEYS: the lock. ARGV: its value, hold ms (0: release). Only while it is still ours.
+_KEEP_LUA = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[2]) == 0 then return redis.call('DEL', KEYS[1]) end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
 
 
 @dataclass(frozen=True)
@@ -123,12 +140,32 @@ class ThreadStore:
             pipe.expire(key, self.ttl)
             pipe.execute()
 
-    def lock(self, key: str) -> DeliveryLock:
-        """The lock one delivery holds while it changes this thread."""
-        # imported here: workers.delivery's package imports the worker context, which builds handlers
-        from workers.delivery.lock import DeliveryLock
+    def lock(self, key: str, delivery_id: str) -> ThreadLock:
+        """The lock `delivery_id` holds while it changes this thread."""
+        return ThreadLock(self.redis, LOCK_PREFIX + key.removeprefix(PREFIX), delivery_id)
 
-        return DeliveryLock(self.redis, "thread:" + key.removeprefix(PREFIX), ttl=self.ttl)
+
+class ThreadLock:
+    """One delivery at a time changes a thread; see the keys above."""
+
+    def __init__(self, redis: Redis, key: str, delivery_id: str) -> None:
+        self.redis, self.key = redis, key
+        self.delivery_id = delivery_id
+        self.value = f"{delivery_id}|{uuid.uuid4().hex}"
+
+    def acquire(self, hold_ms: int) -> bool:
+        token = self.value.rpartition("|")[2]
+        return bool(self.redis.eval(_ACQUIRE_LUA, 1, self.key, self.delivery_id, token, hold_ms))
+
+    def extend(self, hold_ms: int) -> bool:
+        """Hold it `hold_ms` from now; False when it is no longer ours."""
+        return bool(self.redis.eval(_KEEP_LUA, 1, self.key, self.value, hold_ms))
+
+    def release(self) -> None:
+        self.redis.eval(_KEEP_LUA, 1, self.key, self.value, 0)
+
+    def remaining_seconds(self) -> float:
+        return max(0.0, int(self.redis.pttl(self.key)) / 1000)
 
 
 def _s(value: bytes | str) -> str:

@@ -3,8 +3,8 @@
     circleci-events slack-simulator --port 8767 [--token xoxb-sim-token] [--print]
 
 The API answers at /api/<method> (point a handler's `api_url` at http://127.0.0.1:8767/api/):
-`chat.postMessage`, `chat.update`, `users.lookupByEmail`, `conversations.open`, and
-`auth.test`. Arguments come as JSON, a form or the query string; the bot token as
+`chat.postMessage`, `chat.update`, `chat.getPermalink`, `users.lookupByEmail`,
+`conversations.open`, and `auth.test`. Arguments come as JSON, a form or the query string; the bot token as
 `Authorization: Bearer xoxb-…` (or a `token` argument). Errors are Slack's: HTTP 200
 `{"ok": false, "error": "invalid_auth"}` (also `not_authed`, `missing_scope`,
 `channel_not_found`, `not_in_channel`, `message_not_found`, `users_not_found`,
@@ -45,6 +45,7 @@ Method = Callable[[Workspace, dict[str, Any]], dict[str, Any]]
 METHODS: dict[str, Method] = {
     "chat.postMessage": Workspace.post_message,
     "chat.update": Workspace.update,
+    "chat.getPermalink": Workspace.permalink,
     "users.lookupByEmail": Workspace.lookup_by_email,
     "conversations.open": Workspace.open_conversation,
     "auth.test": lambda workspace, args: {"user_id": BOT_USER, "team": "simulated", "bot_id": "B0BOT"},
@@ -76,6 +77,10 @@ def _token(request: Request, args: dict[str, Any]) -> str | None:
 async def _api(request: Request) -> Response:
     workspace: Workspace = request.app.state.workspace
     method = request.path_params["method"]
+    try:
+        args = await _arguments(request)
+    except SlackError as exc:
+        return JSONResponse({"ok": False, "error": exc.code})
     fault = workspace.take_fault(method)
     if fault is not None:
         if fault.delay:
@@ -91,13 +96,12 @@ async def _api(request: Request) -> Response:
     if handler is None:
         return JSONResponse({"ok": False, "error": "unknown_method"}, status_code=404)
     try:
-        args = await _arguments(request)
         workspace.authorise(_token(request, args), method)
         answer = handler(workspace, args)
     except SlackError as exc:
         return JSONResponse({"ok": False, "error": exc.code, **exc.extra})
     on_change = request.app.state.on_change
-    if on_change is not None and method.startswith("chat."):
+    if on_change is not None and method in ("chat.postMessage", "chat.update"):
         on_change(method, workspace.find(answer["channel"], answer["ts"]))
     return JSONResponse({"ok": True, **answer})
 

@@ -209,6 +209,15 @@ class Workspace:
             message.text, message.blocks, message.edits = text, blocks, message.edits + 1
         return {"channel": channel_id, "ts": ts, "text": text, "message": _as_slack(message)}
 
+    def permalink(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = str(args.get("channel") or ""), str(args.get("message_ts") or "")
+        if self.find(channel, ts) is None:
+            raise SlackError("message_not_found")
+        return {
+            "channel": channel,
+            "permalink": f"https://simulated.slack.com/archives/{channel}/p{ts.replace('.', '')}",
+        }
+
     def lookup_by_email(self, args: dict[str, Any]) -> dict[str, Any]:
         email = str(args.get("email") or "").strip().lower()
         if not email:

@@ -22,6 +22,7 @@ from tests.conftest import load_fixture
 from tests.reliability.conftest import Scenario, wait_until
 from tests.server import running
 from workers.delivery.dead_letters import DeadLetters
+from workers.transition import transition_key
 
 pytestmark = pytest.mark.e2e
 
@@ -33,6 +34,8 @@ handlers:
     token: "${SLACK_BOT_TOKEN}"
     channel: "${SLACK_CHANNEL:-#ci}"
     api_url: "${SLACK_API_URL}"
+people:
+  octocat: {slack: U0GRACE}           # the CircleCI simulator's trigger actor
 subscriptions:
   - name: breakages
     handlers: [ci-app]
@@ -46,6 +49,8 @@ class SlackScenario:
     def __init__(self, system: Scenario, workspace: Workspace, api: str) -> None:
         self.system, self.workspace, self.api = system, workspace, api
         system.routes.write_text(ROUTES)
+        workspace.add_user("U0AUTHOR", "author", "author.email@example.com")  # the fixture commit's author
+        self.redis = Redis.from_url(system.redis.url)
         self.number = 100
         self.started = datetime.now(UTC) - timedelta(hours=3)
 
@@ -68,9 +73,17 @@ class SlackScenario:
         return payload
 
     def post(self, status: str) -> dict[str, Any]:
+        """Post the next pipeline and wait until its transition is recorded: events posted at once
+        may be enriched in any order (a failure first would be `first_seen`, the success `stale`)."""
         payload = self.pipeline(status)
         assert self.system.post(payload).status_code == 202
+        key = transition_key(payload["project"]["slug"], "main", payload["workflow"]["name"])
+        recorded = lambda: self.redis.hget(key, "pipeline_number") == str(self.number).encode()  # noqa: E731
+        self.until(recorded, f"pipeline #{self.number}'s transition")
         return payload
+
+    def notify_committer(self) -> None:
+        self.system.routes.write_text(ROUTES + "    notify: committer\n")
 
     def roots(self) -> list[Any]:
         return self.workspace.channel_messages("ci")
@@ -136,9 +149,46 @@ def test_permanent_slack_errors_are_dead_letters_at_once_with_what_to_do(
     s.system.start_workers(1, **s.env(SLACK_CHANNEL=channel))
     s.post("success")
     payload = s.post("failed")
-    letters = DeadLetters(Redis.from_url(s.system.redis.url), ttl=60)
+    letters = DeadLetters(s.redis, ttl=60)
     [letter] = s.until(lambda: letters.list(), "a dead letter")
     assert (letter.event_id, letter.reason, letter.attempts) == (payload["id"], "rejected", 1)
     assert advice in letter.body_excerpt
     assert BOT_TOKEN not in letter.body_excerpt
     assert s.workspace.calls["chat.postMessage"] == 1 and s.roots() == []
+
+
+def test_the_break_mentions_its_author_by_email_lookup_and_its_trigger_actor_through_people(slack_scenario) -> None:
+    s = slack_scenario()
+    s.system.start_web()
+    s.system.start_workers(1, **s.env())
+    s.post("success")
+    s.post("failed")
+    [root] = s.until(lambda: s.roots(), "the break's root message")
+    assert root.mentions == ["U0AUTHOR", "U0GRACE"]
+    assert "<@U0AUTHOR> (commit) · <@U0GRACE> (triggered the pipeline)" in str(root.blocks)
+    s.post("failed")
+    s.until(lambda: len(s.workspace.replies(root)) == 1, "the reply")
+    assert s.workspace.replies(root)[0].mentions == []
+    assert s.workspace.calls["users.lookupByEmail"] == 1
+
+
+def test_a_worker_killed_after_the_root_was_posted_does_not_post_a_second_one(slack_scenario) -> None:
+    """The kill point is chosen: the root is posted and recorded, the worker is waiting for Slack
+    to open the direct message to the committer. The job runs again on a live worker, finds the
+    root and sends only the direct message."""
+    s = slack_scenario()
+    s.notify_committer()
+    s.system.start_web()
+    [worker] = s.system.start_workers(1, **s.env())
+    s.post("success")
+    slow = s.workspace.add_fault(method="conversations.open", delay=30, times=None)
+    s.post("failed")
+    s.until(lambda: slow.fired >= 1, "the direct message being opened after the root")
+    [root] = s.roots()
+    s.system.kill(worker)
+    s.workspace.faults.clear()
+    s.system.start_workers(1, **s.env())
+    [dm] = s.until(lambda: s.workspace.channel_messages("U0AUTHOR"), "the direct message, from the job run again")
+    assert s.roots() == [root], s.workspace.view("ci")
+    assert "broke on main" in dm.text and "/archives/C0CI/p" in dm.text
+    assert s.workspace.calls["chat.postMessage"] == 2  # the root once, the direct message once

@@ -58,9 +58,18 @@ def test_nothing_stored_is_no_thread(store: ThreadStore) -> None:
     assert store.get("cie:thread:h:none") is None
 
 
-def test_the_lock_is_one_holder_at_a_time(store: ThreadStore) -> None:
-    lock = store.lock("cie:thread:h:k")
-    token = lock.acquire(5000)
-    assert token is not None and store.lock("cie:thread:h:k").acquire(5000) is None
-    lock.release(token)
-    assert store.lock("cie:thread:h:k").acquire(5000) is not None
+def test_the_lock_is_one_delivery_at_a_time(store: ThreadStore) -> None:
+    lock = store.lock("cie:thread:h:k", "e1:h")
+    assert lock.acquire(5000)
+    assert not store.lock("cie:thread:h:k", "e2:h").acquire(5000)
+    assert lock.extend(5000)
+    lock.release()
+    assert store.lock("cie:thread:h:k", "e2:h").acquire(5000)
+
+
+def test_a_run_of_the_same_delivery_takes_the_lock_over_and_the_earlier_run_loses_it(store: ThreadStore) -> None:
+    earlier, again = store.lock("cie:thread:h:k", "e1:h"), store.lock("cie:thread:h:k", "e1:h")
+    assert earlier.acquire(60_000) and again.acquire(60_000)
+    assert not earlier.extend(5000)
+    earlier.release()  # not its own any more: nothing happens
+    assert not store.lock("cie:thread:h:k", "e2:h").acquire(5000)

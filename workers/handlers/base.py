@@ -30,6 +30,7 @@ from config.redaction import Redactor, option_secrets, url_secrets
 from workers.circleci.transport import parse_retry_after
 from workers.handlers.template import compile_template
 from workers.message import Message
+from workers.people import Mention, People, is_break
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -73,6 +74,8 @@ class Handler:
     type: ClassVar[str] = ""
     required: ClassVar[tuple[str, ...]] = ()
     optional: ClassVar[Mapping[str, str | None]] = {}
+    # the chat platform whose user ids `people:` maps (slack, discord, teams); None: no mentions
+    platform: ClassVar[str | None] = None
 
     def __init__(self, name: str, options: Mapping[str, str | None], context: HandlerContext | None = None) -> None:
         self.name = name
@@ -105,6 +108,17 @@ class Handler:
         """Post `render(event)` as JSON to the handler's url."""
         body = self.render(event)
         post_json(http, str(self.options["url"]), body, handler=self.name, secrets=self.secrets())
+
+    def mentions(self, event: Mapping[str, Any], lookup: Callable[[str], str | None] | None = None) -> list[Mention]:
+        """Whom to mention for an event on this platform: on a break, unless a subscription
+        turned mentions off; `people:` first, then `lookup` by e-mail when given."""
+        routes = self.context.routes
+        if self.platform is None or not is_break(event):
+            return []
+        if routes is not None and not routes.mentions_on(event, self.name):
+            return []
+        people = routes.people if routes is not None else People()
+        return people.mentions(event, self.platform, lookup)
 
     def summary(self, message: Message, event: Mapping[str, Any], default: str) -> str:
         """The template's output when there is one, else `default`; a template failing at send falls back."""

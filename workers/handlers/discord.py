@@ -1,4 +1,8 @@
-"""Discord webhook: one embed, and `allowed_mentions: {"parse": []}` so nothing can ping.
+"""Discord webhook: one embed, and `allowed_mentions` listing exactly whom it may ping.
+
+Nothing pings (`allowed_mentions: {"parse": []}`) but, on a break, the people who broke it
+(workers/people.py: the routes file's `people:` with a `discord` id): they are mentioned in
+`content` and listed in `allowed_mentions.users`, unless the subscription says `mentions: false`.
 
 Limits (https://discord.com/developers/docs/resources/message#embed-object-embed-limits):
 title 256, description 4096, 25 fields, field name 256, field value 1024, footer 2048, and
@@ -122,6 +126,13 @@ class DiscordHandler(Handler):
     escape = staticmethod(escape)
     mention = staticmethod(mention)
 
+    platform = "discord"
+
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
         m = Message.from_event(event)
-        return {"embeds": [embed(m, self.summary(m, event, description(m)))], "allowed_mentions": {"parse": []}}
+        body: dict[str, Any] = {"embeds": [embed(m, self.summary(m, event, description(m)))]}
+        mentions = self.mentions(event)
+        if mentions:  # only in `content` do mentions ping; allowed_mentions lets exactly these users
+            body["content"] = "👋 " + " · ".join(f"{mention(x.id)} ({x.why})" for x in mentions)
+        body["allowed_mentions"] = {"parse": [], "users": [x.id for x in mentions]} if mentions else {"parse": []}
+        return body

@@ -19,6 +19,7 @@ and end in a dead letter, for every handler alike. The bot token never appears i
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import math
 import socket
@@ -26,6 +27,8 @@ import ssl
 from typing import Any
 from urllib.error import URLError
 
+import structlog
+from redis import Redis
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
@@ -33,7 +36,17 @@ from config.errors import DeliveryRejected, DeliveryRetryable, HandlerError
 from workers.circleci.transport import parse_retry_after
 from workers.handlers.base import EXCERPT_CHARS, redact
 
+log = structlog.get_logger("workers.handlers.slack_app")
+LOOKUP_PREFIX = "cie:slack-user:"
+LOOKUP_TTL_SECONDS = 24 * 3600
 RETRYABLE = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+# the bot token scope each method needs (https://api.slack.com/methods), for missing_scope's advice
+SCOPES = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "users.lookupByEmail": "users:read.email",
+    "conversations.open": "im:write",
+}
 REINSTALL = "then reinstall the app to the workspace and update the token"
 ADVICE = {
     "invalid_auth": "the bot token is not valid: check the handler's token (xoxb-…) and that the app is installed",
@@ -81,10 +94,6 @@ class SlackApi:
         user = answer.get("user")
         return str(user["id"]) if isinstance(user, dict) and user.get("id") else None
 
-    def open_dm(self, user: str) -> str:
-        """conversations.open with one user: the direct message channel's id."""
-        return str(self.call("conversations.open", users=user)["channel"]["id"])
-
     def call(self, method: str, **args: Any) -> dict[str, Any]:
         """One Web API call (JSON body); its answer, or the mapped error."""
         channel = str(args.get("channel") or "")
@@ -102,7 +111,8 @@ class SlackApi:
         status = int(response.status_code)
         data = response.data if isinstance(response.data, dict) else {}
         code = str(data.get("error") or f"HTTP {status}")
-        advice = ADVICE.get(code, "").format(channel=channel or "the channel", needed=data.get("needed") or "?")
+        needed = data.get("needed") or SCOPES.get(method, "the method needs")
+        advice = ADVICE.get(code, "").format(channel=channel or "the channel", needed=needed)
         said = f"{method}: Slack answered {code}" + (f" ({advice})" if advice else "")
         message = redact(f"handler {self.handler!r}: {said}", self.secrets)
         excerpt = redact(said, self.secrets)[:EXCERPT_CHARS]
@@ -137,3 +147,33 @@ def _header(headers: Any, name: str) -> str | None:
         if str(key).lower() == name:
             return str(value[0] if isinstance(value, list) and value else value)
     return None
+
+
+class SlackUsers:
+    """users.lookupByEmail, cached in Redis, misses too, so a break asks Slack once a day per person.
+
+        cie:slack-user:<token digest>:<e-mail digest>   string  the user id, or "" when Slack knows
+                                                        no one with that e-mail; TTL 1 day
+
+    Digests (SHA-256): no token and no e-mail address in a key name. A retryable failure is
+    raised (the delivery is retried before anything is posted); a refusal other than "no such
+    user" (missing_scope: users:read.email, …) is logged with what to do, and the person is not
+    mentioned.
+    """
+
+    def __init__(self, api: SlackApi, redis: Redis, *, token: str, ttl: int = LOOKUP_TTL_SECONDS) -> None:
+        self.api, self.redis, self.ttl = api, redis, ttl
+        self.prefix = LOOKUP_PREFIX + hashlib.sha256(token.encode()).hexdigest()[:16] + ":"
+
+    def by_email(self, email: str) -> str | None:
+        key = self.prefix + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+        cached = self.redis.get(key)
+        if cached is not None:
+            return (cached.decode() if isinstance(cached, bytes) else str(cached)) or None
+        try:
+            user = self.api.user_by_email(email)
+        except DeliveryRejected as exc:
+            log.warning("slack_lookup_refused", handler=self.api.handler, error=exc.body_excerpt)
+            return None
+        self.redis.set(key, user or "", ex=self.ttl)
+        return user

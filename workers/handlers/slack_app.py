@@ -4,8 +4,11 @@ A breakage is a (project, branch or tag, workflow) from the pipeline that broke 
 that fixed it (workers/transition.py's streak); its thread lives in workers/threads.py.
 
     transition                     what is sent
-    broken (or a failing           the full failure message as the thread's root (chat.postMessage)
-      first_seen)
+    broken (or a failing           the full failure message as the thread's root (chat.postMessage),
+      first_seen)                  mentioning the commit's authors and the pipeline's trigger
+                                   actor (workers/people.py: `people:`, else users.lookupByEmail,
+                                   cached); with `notify: committer`, a direct message to the
+                                   commit's author linking the thread (conversations.open)
     still_failing                  a short reply in the thread ("still failing · pipeline #13 ·
                                    3 failed tests"), and the root updated with the streak
                                    ("failing since #11 · 3 pipelines · 2 h") (chat.update);
@@ -23,7 +26,7 @@ One delivery at a time changes a thread (its lock); another waits for a retry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -32,16 +35,18 @@ import httpx
 from config.errors import ConfigurationError, DeliveryRetryable
 from workers.handlers import slack
 from workers.handlers.base import Handler, HandlerContext
-from workers.handlers.slack import MAX_HEADER, MAX_SECTION, clip, escape, link, message_body, summary
-from workers.handlers.slack_api import SlackApi
+from workers.handlers.slack import MAX_HEADER, MAX_SECTION, clip, message_body, summary, with_mentions
+from workers.handlers.slack_api import SlackApi, SlackUsers
+from workers.handlers.slack_thread import context, dm_text, fixed_line, reply_text, section, streak_line
 from workers.jobs import WORKFLOW_COMPLETED
 from workers.message import Message
+from workers.people import Mention, is_break
 from workers.threads import Thread, ThreadStore, thread_key
-from workers.timestamps import duration_seconds
 from workers.transition import is_failure
 
 DEFAULT_API_URL = "https://slack.com/api/"
 ROOT = "root"
+DM = "dm"
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class Call:
 
 class SlackAppHandler(Handler):
     type = "slack_app"
+    platform = "slack"
     required = ("token", "channel")
     optional: ClassVar[Mapping[str, str | None]] = {"api_url": DEFAULT_API_URL, "template": None}
     escape = staticmethod(slack.escape)
@@ -83,14 +89,23 @@ class SlackAppHandler(Handler):
         )
         redis = self.context.redis
         self.threads = ThreadStore(redis, ttl=self.context.state_ttl_seconds) if redis is not None else None
+        self.users = SlackUsers(self.api, redis, token=str(options["token"])) if redis is not None else None
 
     def render(self, event: dict[str, Any], thread: Thread | None = None) -> dict[str, Any]:
-        """The Web API calls `send` would make, given the breakage's thread as it stands (None: none yet)."""
-        return {"calls": [call.to_dict() for call in self.plan(event, thread)]}
+        """The Web API calls `send` would make, given the breakage's thread as it stands (None: none
+        yet); mentions through `people:` only (no look-ups), a direct message's channel unknown."""
+        mentions = self.mentions(event)
+        calls = self.plan(event, thread, mentions)
+        if self._dm_due(event, thread) and (committer := _committer(mentions)):
+            ts = thread.ts if thread is not None else "<the root's ts>"
+            calls += self._dm_calls(
+                event, committer, "<the direct message>", thread.channel if thread else self.channel, ts
+            )
+        return {"calls": [call.to_dict() for call in calls]}
 
-    def plan(self, event: Mapping[str, Any], thread: Thread | None) -> list[Call]:
-        """The calls for an event, given its breakage's thread (or None); `thread` of another
-        breakage is ignored."""
+    def plan(self, event: Mapping[str, Any], thread: Thread | None, mentions: Sequence[Mention] = ()) -> list[Call]:
+        """The calls for an event, given its breakage's thread (or None) and, for a break's root,
+        whom to mention; `thread` of another breakage is ignored. A direct message is not planned."""
         m = Message.from_event(event)
         since = breakage_of(event)
         if since is None:
@@ -101,7 +116,7 @@ class SlackAppHandler(Handler):
         if thread is None:
             if kind == "fixed":
                 return [self._post_message(event, m, record=None)]
-            return [self._post_message(event, m, record=ROOT, state=streak_line(m, event))]
+            return [self._post_message(event, m, record=ROOT, state=streak_line(m, event), mentions=mentions)]
         if kind not in ("still_failing", "fixed"):
             return []  # the root of this breakage is posted: this is a retry or a duplicate
         number = m.pipeline_number or 0
@@ -109,7 +124,7 @@ class SlackAppHandler(Handler):
         reply = None
         if f"reply:{m.event_id}" not in thread.notes:
             text = reply_text(m, event)
-            args = {"channel": thread.channel, "thread_ts": thread.ts, "text": text, "blocks": [_section(text)]}
+            args = {"channel": thread.channel, "thread_ts": thread.ts, "text": text, "blocks": [section(text)]}
             reply = Call("chat.postMessage", args, record=f"reply:{m.event_id}")
         # still failing: tell the thread, then the root; fixed: show the fix on the root first
         steps = [reply, update] if kind == "still_failing" else [update, reply]
@@ -122,9 +137,10 @@ class SlackAppHandler(Handler):
             for call in self.plan(event, None):
                 self.api.call(call.method, **call.args)
             return
-        lock = self.threads.lock(key)
-        token = lock.acquire(int((self.context.timeout_seconds * 10 + 5) * 1000))
-        if token is None:
+        lock = self.threads.lock(key, delivery_id)
+        # held for one call at a time and renewed before each
+        hold_ms = int((self.context.timeout_seconds * 4 + 5) * 1000)
+        if not lock.acquire(hold_ms):
             wait = lock.remaining_seconds() + 1.0
             raise DeliveryRetryable(
                 f"handler {self.name!r}: another delivery is changing this breakage's thread; retrying",
@@ -132,13 +148,65 @@ class SlackAppHandler(Handler):
                 retry_after=min(wait, 30.0),
                 body_excerpt="thread busy",
             )
+
+        def api_call(method: str, **args: Any) -> dict[str, Any]:
+            if not lock.extend(hold_ms):
+                raise DeliveryRetryable(f"handler {self.name!r}: lost this thread's lock; retrying", handler=self.name)
+            return self.api.call(method, **args)
+
         try:
             thread = self.threads.get(key)
-            for call in self.plan(event, thread):
-                answer = self.api.call(call.method, **call.args)
-                self._record(key, event, call, answer)
+            if thread is not None and thread.since != breakage_of(event):
+                thread = None
+            dm_due = self._dm_due(event, thread)
+            wanted = is_break(event) and (thread is None or dm_due)
+            lookup = self.users.by_email if self.users is not None else None
+            mentions = self.mentions(event, lookup) if wanted else []
+            for step in self.plan(event, thread, mentions):
+                self._record(key, event, step, api_call(step.method, **step.args))
+            if dm_due and (committer := _committer(mentions)):
+                thread = self.threads.get(key)
+                assert thread is not None
+                self._direct_message(key, event, committer, thread, api_call)
         finally:
-            lock.release(token)
+            lock.release()
+
+    def _dm_due(self, event: Mapping[str, Any], thread: Thread | None) -> bool:
+        """`notify: committer` on a break whose direct message has not been sent."""
+        routes = self.context.routes
+        wanted = routes is not None and "committer" in routes.notifies(event, self.name)
+        return wanted and is_break(event) and (thread is None or DM not in thread.notes)
+
+    def _direct_message(
+        self,
+        key: str,
+        event: Mapping[str, Any],
+        committer: Mention,
+        thread: Thread,
+        call: Callable[..., dict[str, Any]],
+    ) -> None:
+        """conversations.open with the commit's author, and the message linking the thread."""
+        assert self.threads is not None
+        permalink = call("chat.getPermalink", channel=thread.channel, message_ts=thread.ts).get("permalink")
+        opened, post = self._dm_calls(event, committer, "", thread.channel, thread.ts, permalink)
+        channel = str(call(opened.method, **opened.args)["channel"]["id"])
+        answer = call(post.method, **{**post.args, "channel": channel})
+        self.threads.note(key, **{DM: str(answer.get("ts") or "")})
+
+    def _dm_calls(
+        self,
+        event: Mapping[str, Any],
+        committer: Mention,
+        dm_channel: str,
+        channel: str,
+        ts: str,
+        permalink: str | None = None,
+    ) -> list[Call]:
+        text = dm_text(Message.from_event(event), channel, permalink)
+        return [
+            Call("conversations.open", {"users": committer.id}),
+            Call("chat.postMessage", {"channel": dm_channel, "text": text, "blocks": [section(text)]}, record=DM),
+        ]
 
     def _record(self, key: str, event: Mapping[str, Any], call: Call, answer: Mapping[str, Any]) -> None:
         assert self.threads is not None
@@ -162,14 +230,20 @@ class SlackAppHandler(Handler):
             self.threads.note(key, **call.notes)
 
     def _post_message(
-        self, event: Mapping[str, Any], m: Message, *, record: str | None, state: str | None = None
+        self,
+        event: Mapping[str, Any],
+        m: Message,
+        *,
+        record: str | None,
+        state: str | None = None,
+        mentions: Sequence[Mention] = (),
     ) -> Call:
-        """The full message (the `slack` handler's), with the streak under the header when given."""
+        """The full message (the `slack` handler's), with the streak or the mentions under the header."""
         body = message_body(m, self.summary(m, event, summary(m)), templated=self.template is not None)
-        blocks = list(body["blocks"])
         if state:
-            blocks.insert(1, _context(state))
-        return Call("chat.postMessage", {"channel": self.channel, "text": body["text"], "blocks": blocks}, record)
+            body["blocks"].insert(1, context(state))
+        body = with_mentions(body, mentions)
+        return Call("chat.postMessage", {"channel": self.channel, **body}, record)
 
     def _update_root(self, event: Mapping[str, Any], m: Message, thread: Thread) -> Call:
         """The root as first posted, with the breakage's state: the streak, or the fix."""
@@ -180,16 +254,21 @@ class SlackAppHandler(Handler):
             header += f" on {m.ref}" if m.ref else ""
             top = [
                 {"type": "header", "text": {"type": "plain_text", "text": clip(header, MAX_HEADER), "emoji": True}},
-                _section(fixed_line(m, event)),
+                section(fixed_line(m, event)),
             ]
             blocks = top + original[1:]
             text = clip(f"{header} — {thread.root.get('text', '')}", MAX_SECTION)
             notes["fixed"] = "1"
         else:
-            blocks = [*original[:1], _context(streak_line(m, event) or ""), *original[1:]]
+            blocks = [*original[:1], context(streak_line(m, event) or ""), *original[1:]]
             text = str(thread.root.get("text") or m.title)
         args = {"channel": thread.channel, "ts": thread.ts, "text": text, "blocks": blocks}
         return Call("chat.update", args, notes=notes)
+
+
+def _committer(mentions: Sequence[Mention]) -> Mention | None:
+    """Who a direct message goes to: the first author of the breaking commit."""
+    return next((m for m in mentions if m.role == "commit"), None)
 
 
 def breakage_of(event: Mapping[str, Any]) -> int | None:
@@ -201,68 +280,3 @@ def breakage_of(event: Mapping[str, Any]) -> int | None:
     kind, since = transition.get("kind"), transition.get("failing_since_pipeline_number")
     failing = kind in ("broken", "still_failing") or (kind == "first_seen" and is_failure(str(event.get("status"))))
     return since if isinstance(since, int) and (failing or kind == "fixed") else None
-
-
-def elapsed(seconds: float | None) -> str | None:
-    """`45 s`, `12 min`, `2 h 5 min`, `3 d 4 h`."""
-    if seconds is None:
-        return None
-    s = int(seconds)
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min"
-    if s < 86400:
-        return f"{s // 3600} h" + (f" {s % 3600 // 60} min" if s % 3600 >= 60 else "")
-    return f"{s // 86400} d" + (f" {s % 86400 // 3600} h" if s % 86400 >= 3600 else "")
-
-
-def _streak(m: Message, event: Mapping[str, Any]) -> tuple[Any, int, str | None]:
-    transition = event.get("transition") or {}
-    count = transition.get("failed_pipelines") or 1
-    took = elapsed(duration_seconds(transition.get("failing_since"), event.get("happened_at")))
-    return transition.get("failing_since_pipeline_number"), int(count), took
-
-
-def streak_line(m: Message, event: Mapping[str, Any]) -> str | None:
-    """`🔴 failing since #11 · 3 pipelines · 2 h · latest #13` (mrkdwn); None for a first failure."""
-    since, count, took = _streak(m, event)
-    if count < 2:
-        return None
-    parts = [f"🔴 *failing since #{since}*", f"{count} pipelines", took]
-    latest = link(f"#{m.pipeline_number}", m.url) if m.pipeline_number is not None else None
-    return " · ".join(p for p in [*parts, f"latest {latest}" if latest else None] if p)
-
-
-def fixed_line(m: Message, event: Mapping[str, Any]) -> str:
-    """`✅ *fixed* in #14 by Ada after 3 failed pipelines · 2 h (failing since #11)` (mrkdwn)."""
-    since, count, took = _streak(m, event)
-    where = link(f"#{m.pipeline_number}", m.url) if m.pipeline_number is not None else "the latest pipeline"
-    who = f" by {escape(m.commit_author)}" if m.commit_author else ""
-    after = f" after {count} failed pipeline{'s' if count != 1 else ''}" + (f" · {took}" if took else "")
-    return f"✅ *fixed* in {where}{who}{after} (failing since #{since})"
-
-
-def reply_text(m: Message, event: Mapping[str, Any]) -> str:
-    """The short reply of a thread: still failing with the pipeline and its failures, or the fix."""
-    if m.transition == "fixed":
-        return fixed_line(m, event)
-    pipeline = link(f"pipeline #{m.pipeline_number}", m.url) if m.pipeline_number is not None else None
-    failed_tests = len(m.failed_tests) + m.more_failed_tests
-    failures = (
-        f"{failed_tests} failed test{'s' if failed_tests != 1 else ''}"
-        if failed_tests
-        else ("failed: " + ", ".join(escape(j.name) for j in m.failed_jobs) if m.failed_jobs else None)
-    )
-    line = " · ".join(p for p in (f"{m.emoji} still failing", pipeline, failures) if p)
-    if m.commit_subject:
-        line += "\n" + escape(m.commit_subject) + (f" — {escape(m.commit_author)}" if m.commit_author else "")
-    return line
-
-
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, MAX_SECTION)}}
-
-
-def _context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, MAX_SECTION)}]}

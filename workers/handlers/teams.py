@@ -5,6 +5,11 @@ attachment (https://learn.microsoft.com/microsoftteams/platform/task-modules-and
 TextBlocks render a markdown subset, so CircleCI values have markdown characters
 backslash-escaped and `<` `>` replaced, which also keeps `<at>` mentions from forming.
 
+On a break, the people who broke it (workers/people.py: `people:` with a `teams` user) are
+mentioned under the title: `<at>name</at>` and an `msteams.entities` entry each, unless the
+subscription says `mentions: false`. Workflows webhooks post a new message each time: none can
+be updated or threaded.
+
 A `template` replaces the summary TextBlock (the one under the title); every value it prints
 is escaped like the rest, and `mention()` is plain text `@id` for now (workers/handlers/template.py).
 """
@@ -12,11 +17,12 @@ is escaped like the rest, and `mention()` is plain text `@id` for now (workers/h
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from workers.handlers.base import Handler, failed_test_lines, safe_url, summary_lines
 from workers.message import Link, Message
+from workers.people import Mention
 
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 VERSION = "1.4"
@@ -85,6 +91,21 @@ def card(m: Message, summary_text: str) -> dict[str, Any]:
     }
 
 
+def with_mentions(content: dict[str, Any], mentions: Sequence[Mention]) -> dict[str, Any]:
+    """The card with a line of `<at>name</at>` mentions under the title, each with its
+    `msteams.entities` entry (the user's UPN or Entra object id), which makes it a mention."""
+    if not mentions:
+        return content
+    tags = [f"<at>{escape(x.name)}</at>" for x in mentions]
+    line = _text("👋 " + " · ".join(f"{tag} ({x.why})" for tag, x in zip(tags, mentions, strict=True)))
+    entities = [
+        {"type": "mention", "text": tag, "mentioned": {"id": x.id, "name": x.name}}
+        for tag, x in zip(tags, mentions, strict=True)
+    ]
+    body = [*content["body"][:1], line, *content["body"][1:]]
+    return {**content, "body": body, "msteams": {**content["msteams"], "entities": entities}}
+
+
 class TeamsHandler(Handler):
     type = "teams"
     required = ("url",)
@@ -92,9 +113,11 @@ class TeamsHandler(Handler):
     escape = staticmethod(escape)
     mention = staticmethod(mention)
 
+    platform = "teams"
+
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
         m = Message.from_event(event)
-        content = card(m, self.summary(m, event, summary(m)))
+        content = with_mentions(card(m, self.summary(m, event, summary(m))), self.mentions(event))
         return {
             "type": "message",
             "attachments": [

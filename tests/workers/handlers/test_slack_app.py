@@ -14,7 +14,8 @@ from service.simulators.slack_workspace import Workspace
 from tests.workers.handlers.conftest import load_event
 from workers.handlers import build_handler
 from workers.handlers.base import HandlerConfig, HandlerContext
-from workers.handlers.slack_app import SlackAppHandler, elapsed
+from workers.handlers.slack_app import SlackAppHandler
+from workers.handlers.slack_thread import elapsed
 from workers.threads import Thread, ThreadStore, thread_key
 
 TOKEN = "xoxb-sim-token"
@@ -164,7 +165,7 @@ def test_another_delivery_changing_the_thread_makes_this_one_wait(
     event = at("broken", 131)
     key = thread_key("ci-app", event)
     assert key is not None
-    assert ThreadStore(redis, ttl=60).lock(key).acquire(5000) is not None
+    assert ThreadStore(redis, ttl=60).lock(key, "another-event:ci-app").acquire(5000)
     with pytest.raises(DeliveryRetryable, match="another delivery is changing this breakage's thread") as info:
         send(handler, event)
     assert info.value.retry_after is not None and 0 < info.value.retry_after <= 7
@@ -214,7 +215,7 @@ def test_slack_server_errors_are_retryable(handler: SlackAppHandler, slack: Work
 def test_no_answer_is_retryable_and_says_why() -> None:
     handler = make("http://127.0.0.1:1", fakeredis.FakeRedis())
     with pytest.raises(DeliveryRetryable, match=r"chat\.postMessage: connection refused") as info:
-        send(handler, at("broken", 131))
+        send(handler, at("still_failing", 132, failed=2))
     assert info.value.status is None
 
 
