@@ -43,8 +43,9 @@ from workers.vcs import slug_forms
 TOP_LEVEL_KEYS = ("handlers", "subscriptions", "people")
 MATCH_KEYS = ("events", "projects", "branches", "tags", "workflows", "jobs", "statuses", "transitions")
 # what a subscription asks of its handlers besides matching: mentions on a break (on unless
-# `mentions: false`) and `notify: committer` (a direct message to whoever broke it, slack_app)
-OPTION_KEYS = {"mentions": ("true", "false"), "notify": ("committer",)}
+# `mentions: false`), `notify: committer` (a direct message to whoever broke it) and
+# `job_replies: true` (job events reply in their breakage's thread), the last two for slack_app
+OPTION_KEYS = {"mentions": ("true", "false"), "notify": ("committer",), "job_replies": ("true", "false")}
 # CircleCI's workflow and job statuses (API v2's enums, a superset of what webhooks document:
 # ../shared/reference/circleci-api-v2.md), our transition kinds, the event types we route.
 STATUSES = (
@@ -74,6 +75,7 @@ class Subscription:
     line: int = 0
     mentions: bool = True
     notify: tuple[str, ...] = ()
+    job_replies: bool = False
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         return all(
@@ -104,6 +106,10 @@ class Routes:
     def notifies(self, event: Mapping[str, Any], handler: str) -> frozenset[str]:
         """Whom `handler` also tells directly for this event (`notify:` of the matching subscriptions)."""
         return frozenset(n for s in self.matching_subscriptions(event) if handler in s.handlers for n in s.notify)
+
+    def job_replies(self, event: Mapping[str, Any], handler: str) -> bool:
+        """Whether a job event goes to `handler` as a reply in its breakage's thread (`job_replies: true`)."""
+        return any(s.job_replies for s in self.matching_subscriptions(event) if handler in s.handlers)
 
 
 def event_values(event: Mapping[str, Any], key: str) -> list[str]:
@@ -377,6 +383,7 @@ class _Reader:
             line=node.start_mark.line + 1,
             mentions=options.get("mentions", ("true",)) != ("false",),
             notify=options.get("notify", ()),
+            job_replies=options.get("job_replies") == ("true",),
         )
 
     def pattern(self, source: str, node: yaml.Node, where: str, known: tuple[str, ...] | None = None) -> Pattern:

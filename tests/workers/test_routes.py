@@ -304,11 +304,12 @@ def test_a_bad_person_is_a_configuration_error_with_its_line(tmp_path: Path, ent
 
 def test_subscription_options_mentions_and_notify(tmp_path: Path) -> None:
     text = ("handlers:\n  l: {type: log}\n  m: {type: log}\nsubscriptions:\n"
-            "  - {name: quiet, handlers: [l], mentions: false, notify: committer}\n"
+            "  - {name: quiet, handlers: [l], mentions: false, notify: committer, job_replies: true}\n"
             "  - {name: loud, handlers: [l, m]}\n")  # fmt: skip
     loaded = routes(tmp_path, text)
     assert (loaded.mentions_on(event(), "l"), loaded.mentions_on(event(), "m")) == (False, True)
     assert (loaded.notifies(event(), "l"), loaded.notifies(event(), "m")) == ({"committer"}, frozenset())
+    assert (loaded.job_replies(event(), "l"), loaded.job_replies(event(), "m")) == (True, False)
 
 
 @pytest.mark.parametrize(

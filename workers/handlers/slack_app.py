@@ -16,6 +16,8 @@ that fixed it (workers/transition.py's streak); its thread lives in workers/thre
     fixed                          the root updated to show the fix (who, after how long and how
                                    many pipelines), and a reply in the thread; without a known
                                    thread, the message as a new top-level post
+    a job event, with              a reply in the thread of its workflow's breakage, while one is
+      `job_replies: true`          open (not yet fixed); else a top-level post
     anything else, job events      the message as a top-level post, as the `slack` handler's
 
 Each step is recorded in Redis the moment Slack answers (the root, each reply), so a retried
@@ -37,8 +39,16 @@ from workers.handlers import slack
 from workers.handlers.base import Handler, HandlerContext
 from workers.handlers.slack import MAX_HEADER, MAX_SECTION, clip, message_body, summary, with_mentions
 from workers.handlers.slack_api import SlackApi, SlackUsers
-from workers.handlers.slack_thread import context, dm_text, fixed_line, reply_text, section, streak_line
-from workers.jobs import WORKFLOW_COMPLETED
+from workers.handlers.slack_thread import (
+    context,
+    dm_text,
+    fixed_line,
+    job_reply_text,
+    reply_text,
+    section,
+    streak_line,
+)
+from workers.jobs import JOB_COMPLETED, WORKFLOW_COMPLETED
 from workers.message import Message
 from workers.people import Mention, is_break
 from workers.threads import Thread, ThreadStore, thread_key
@@ -108,6 +118,8 @@ class SlackAppHandler(Handler):
         whom to mention; `thread` of another breakage is ignored. A direct message is not planned."""
         m = Message.from_event(event)
         since = breakage_of(event)
+        if since is None and thread is not None and self._job_reply(event) and not thread.fixed:
+            return [self._reply(m, thread, job_reply_text(m))] if f"reply:{m.event_id}" not in thread.notes else []
         if since is None:
             return [self._post_message(event, m, record=None)]
         if thread is not None and thread.since != since:
@@ -121,18 +133,15 @@ class SlackAppHandler(Handler):
             return []  # the root of this breakage is posted: this is a retry or a duplicate
         number = m.pipeline_number or 0
         update = self._update_root(event, m, thread) if number >= thread.latest and not thread.fixed else None
-        reply = None
-        if f"reply:{m.event_id}" not in thread.notes:
-            text = reply_text(m, event)
-            args = {"channel": thread.channel, "thread_ts": thread.ts, "text": text, "blocks": [section(text)]}
-            reply = Call("chat.postMessage", args, record=f"reply:{m.event_id}")
+        reply = self._reply(m, thread, reply_text(m, event)) if f"reply:{m.event_id}" not in thread.notes else None
         # still failing: tell the thread, then the root; fixed: show the fix on the root first
         steps = [reply, update] if kind == "still_failing" else [update, reply]
         return [call for call in steps if call is not None]
 
     def send(self, event: dict[str, Any], *, delivery_id: str, http: httpx.Client) -> None:
         """Make the planned calls, recording each in the thread as Slack answers it."""
-        key = thread_key(self.name, event) if breakage_of(event) is not None else None
+        threaded = breakage_of(event) is not None or self._job_reply(event)
+        key = thread_key(self.name, event) if threaded else None
         if key is None or self.threads is None:  # no thread to keep (or no Redis to keep it in)
             for call in self.plan(event, None):
                 self.api.call(call.method, **call.args)
@@ -156,7 +165,7 @@ class SlackAppHandler(Handler):
 
         try:
             thread = self.threads.get(key)
-            if thread is not None and thread.since != breakage_of(event):
+            if thread is not None and breakage_of(event) not in (None, thread.since):
                 thread = None
             dm_due = self._dm_due(event, thread)
             wanted = is_break(event) and (thread is None or dm_due)
@@ -170,6 +179,15 @@ class SlackAppHandler(Handler):
                 self._direct_message(key, event, committer, thread, api_call)
         finally:
             lock.release()
+
+    def _job_reply(self, event: Mapping[str, Any]) -> bool:
+        """A job event that a subscription sends as a reply in its breakage's thread (`job_replies: true`)."""
+        routes = self.context.routes
+        return event.get("event_type") == JOB_COMPLETED and routes is not None and routes.job_replies(event, self.name)
+
+    def _reply(self, m: Message, thread: Thread, text: str) -> Call:
+        args = {"channel": thread.channel, "thread_ts": thread.ts, "text": text, "blocks": [section(text)]}
+        return Call("chat.postMessage", args, record=f"reply:{m.event_id}")
 
     def _dm_due(self, event: Mapping[str, Any], thread: Thread | None) -> bool:
         """`notify: committer` on a break whose direct message has not been sent."""

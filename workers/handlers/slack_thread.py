@@ -69,6 +69,15 @@ def reply_text(m: Message, event: Mapping[str, Any]) -> str:
     return line
 
 
+def job_reply_text(m: Message) -> str:
+    """`❌ job test failed · pipeline #13 · 3 failed tests` (mrkdwn): a job event in the thread."""
+    job = link(m.job.label, m.job.url) if m.job else "a job"
+    pipeline = f"pipeline #{m.pipeline_number}" if m.pipeline_number is not None else None
+    tests = len(m.failed_tests) + m.more_failed_tests
+    failures = f"{tests} failed test{'s' if tests != 1 else ''}" if tests else None
+    return " · ".join(p for p in (f"{m.emoji} job {job} {escape(m.status_verb)}", pipeline, failures) if p)
+
+
 def section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, MAX_SECTION)}}
 

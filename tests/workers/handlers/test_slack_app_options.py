@@ -1,5 +1,6 @@
-"""slack_app mentions on a break's root: `people:` first, else users.lookupByEmail (cached in
-Redis, misses too); never on replies; off per subscription; a direct message with `notify: committer`."""
+"""slack_app and what the routes file asks of it: mentions on a break's root (`people:` first,
+else users.lookupByEmail, cached in Redis, misses too; never on replies; off per subscription), a
+direct message with `notify: committer`, job events in the thread with `job_replies: true`."""
 
 from __future__ import annotations
 
@@ -142,3 +143,30 @@ def test_preview_shows_the_mentions_and_the_direct_message(build) -> None:
     calls = build("    notify: committer").render(broken())["calls"]
     assert [c["method"] for c in calls] == ["chat.postMessage", "conversations.open", "chat.postMessage"]
     assert calls[0]["text"].startswith("<@U0ADA> <@U0GRACE>") and calls[1]["users"] == "U0ADA"
+
+
+def job_event(number: int = 133) -> dict[str, Any]:
+    event = at("still_failing", number)
+    event |= {"event_id": f"job-{number}", "event_type": "job-completed", "transition": None}
+    event["job"] = {"name": "test", "status": "failed", "web_url": "https://app.circleci.test/jobs/7"}
+    return event
+
+
+def test_job_events_reply_in_the_open_thread_with_job_replies(build, slack: Workspace) -> None:
+    handler = build("    job_replies: true")
+    send(handler, broken())
+    send(handler, job_event())
+    send(handler, job_event())  # retried: replied once
+    [root] = slack.channel_messages("ci")
+    [reply] = slack.replies(root)
+    assert reply.text.startswith("❌ job <https://app.circleci.test/jobs/7|test> failed · pipeline #133")
+    send(handler, at("fixed", 134))
+    send(handler, job_event(135))  # the breakage is over: a post of its own
+    assert len(slack.channel_messages("ci")) == 2
+
+
+def test_without_job_replies_a_job_event_is_a_post_of_its_own(build, slack: Workspace) -> None:
+    handler = build()
+    send(handler, broken())
+    send(handler, job_event())
+    assert len(slack.channel_messages("ci")) == 2
