@@ -34,7 +34,8 @@ from urllib.parse import quote
 
 from redis import Redis
 
-from workers.transition import ref_of
+from workers.jobs import WORKFLOW_COMPLETED
+from workers.transition import is_failure, ref_of
 
 PREFIX = "cie:thread:"
 LOCK_PREFIX = "cie:thread-lock:"
@@ -95,6 +96,17 @@ class Thread:
             fixed=data.get("fixed") == "1",
             notes={k: v for k, v in data.items() if k not in known},
         )
+
+
+def breakage_of(event: Mapping[str, Any]) -> int | None:
+    """The pipeline number that broke the event's ref, when the event is part of a breakage
+    (a failing workflow, or the fix); None otherwise."""
+    transition = event.get("transition")
+    if event.get("event_type") != WORKFLOW_COMPLETED or not isinstance(transition, Mapping):
+        return None
+    kind, since = transition.get("kind"), transition.get("failing_since_pipeline_number")
+    failing = kind in ("broken", "still_failing") or (kind == "first_seen" and is_failure(str(event.get("status"))))
+    return since if isinstance(since, int) and (failing or kind == "fixed") else None
 
 
 def thread_key(handler: str, event: Mapping[str, Any]) -> str | None:

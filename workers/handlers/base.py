@@ -155,11 +155,13 @@ def post_json(
     handler: str,
     secrets: list[str],
     headers: Mapping[str, str] | None = None,
+    method: str = "POST",
 ) -> httpx.Response:
-    """POST JSON and map the answer onto DeliveryRetryable / DeliveryRejected."""
+    """POST (or `method`) JSON and map the answer onto DeliveryRetryable / DeliveryRejected."""
     content = body if isinstance(body, bytes) else orjson.dumps(body)
     try:
-        response = http.post(url, content=content, headers={"content-type": "application/json", **(headers or {})})
+        all_headers = {"content-type": "application/json", **(headers or {})}
+        response = http.request(method, url, content=content, headers=all_headers)
     except httpx.TransportError as exc:
         what = transport_failure(exc, http, [*url_secrets(url), *secrets])
         raise DeliveryRetryable(f"handler {handler!r}: {what}", handler=handler, body_excerpt=what) from None

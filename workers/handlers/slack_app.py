@@ -48,11 +48,10 @@ from workers.handlers.slack_thread import (
     section,
     streak_line,
 )
-from workers.jobs import JOB_COMPLETED, WORKFLOW_COMPLETED
+from workers.jobs import JOB_COMPLETED
 from workers.message import Message
 from workers.people import Mention, is_break
-from workers.threads import Thread, ThreadStore, thread_key
-from workers.transition import is_failure
+from workers.threads import Thread, ThreadStore, breakage_of, thread_key
 
 DEFAULT_API_URL = "https://slack.com/api/"
 ROOT = "root"
@@ -128,12 +127,12 @@ class SlackAppHandler(Handler):
         if thread is None:
             if kind == "fixed":
                 return [self._post_message(event, m, record=None)]
-            return [self._post_message(event, m, record=ROOT, state=streak_line(m, event), mentions=mentions)]
+            return [self._post_message(event, m, record=ROOT, state=streak_line(m), mentions=mentions)]
         if kind not in ("still_failing", "fixed"):
             return []  # the root of this breakage is posted: this is a retry or a duplicate
         number = m.pipeline_number or 0
         update = self._update_root(event, m, thread) if number >= thread.latest and not thread.fixed else None
-        reply = self._reply(m, thread, reply_text(m, event)) if f"reply:{m.event_id}" not in thread.notes else None
+        reply = self._reply(m, thread, reply_text(m)) if f"reply:{m.event_id}" not in thread.notes else None
         # still failing: tell the thread, then the root; fixed: show the fix on the root first
         steps = [reply, update] if kind == "still_failing" else [update, reply]
         return [call for call in steps if call is not None]
@@ -272,13 +271,13 @@ class SlackAppHandler(Handler):
             header += f" on {m.ref}" if m.ref else ""
             top = [
                 {"type": "header", "text": {"type": "plain_text", "text": clip(header, MAX_HEADER), "emoji": True}},
-                section(fixed_line(m, event)),
+                section(fixed_line(m)),
             ]
             blocks = top + original[1:]
             text = clip(f"{header} — {thread.root.get('text', '')}", MAX_SECTION)
             notes["fixed"] = "1"
         else:
-            blocks = [*original[:1], context(streak_line(m, event) or ""), *original[1:]]
+            blocks = [*original[:1], context(streak_line(m) or ""), *original[1:]]
             text = str(thread.root.get("text") or m.title)
         args = {"channel": thread.channel, "ts": thread.ts, "text": text, "blocks": blocks}
         return Call("chat.update", args, notes=notes)
@@ -287,14 +286,3 @@ class SlackAppHandler(Handler):
 def _committer(mentions: Sequence[Mention]) -> Mention | None:
     """Who a direct message goes to: the first author of the breaking commit."""
     return next((m for m in mentions if m.role == "commit"), None)
-
-
-def breakage_of(event: Mapping[str, Any]) -> int | None:
-    """The pipeline number that broke the event's ref, when the event is part of a breakage
-    (a failing workflow, or the fix); None otherwise."""
-    transition = event.get("transition")
-    if event.get("event_type") != WORKFLOW_COMPLETED or not isinstance(transition, Mapping):
-        return None
-    kind, since = transition.get("kind"), transition.get("failing_since_pipeline_number")
-    failing = kind in ("broken", "still_failing") or (kind == "first_seen" and is_failure(str(event.get("status"))))
-    return since if isinstance(since, int) and (failing or kind == "fixed") else None

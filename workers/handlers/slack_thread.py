@@ -4,38 +4,15 @@ the direct message to whoever broke it. mrkdwn; every CircleCI value escaped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from workers.handlers.slack import MAX_SECTION, clip, escape, link
 from workers.message import Message
-from workers.timestamps import duration_seconds
 
 
-def elapsed(seconds: float | None) -> str | None:
-    """`45 s`, `12 min`, `2 h 5 min`, `3 d 4 h`."""
-    if seconds is None:
-        return None
-    s = int(seconds)
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min"
-    if s < 86400:
-        return f"{s // 3600} h" + (f" {s % 3600 // 60} min" if s % 3600 >= 60 else "")
-    return f"{s // 86400} d" + (f" {s % 86400 // 3600} h" if s % 86400 >= 3600 else "")
-
-
-def _streak(m: Message, event: Mapping[str, Any]) -> tuple[Any, int, str | None]:
-    transition = event.get("transition") or {}
-    count = transition.get("failed_pipelines") or 1
-    took = elapsed(duration_seconds(transition.get("failing_since"), event.get("happened_at")))
-    return transition.get("failing_since_pipeline_number"), int(count), took
-
-
-def streak_line(m: Message, event: Mapping[str, Any]) -> str | None:
+def streak_line(m: Message) -> str | None:
     """`🔴 failing since #11 · 3 pipelines · 2 h · latest #13` (mrkdwn); None for a first failure."""
-    since, count, took = _streak(m, event)
+    since, count, took = m.failing_since_pipeline_number, m.failed_pipelines or 1, m.failing_for
     if count < 2:
         return None
     parts = [f"🔴 *failing since #{since}*", f"{count} pipelines", took]
@@ -43,19 +20,19 @@ def streak_line(m: Message, event: Mapping[str, Any]) -> str | None:
     return " · ".join(p for p in [*parts, f"latest {latest}" if latest else None] if p)
 
 
-def fixed_line(m: Message, event: Mapping[str, Any]) -> str:
+def fixed_line(m: Message) -> str:
     """`✅ *fixed* in #14 by Ada after 3 failed pipelines · 2 h (failing since #11)` (mrkdwn)."""
-    since, count, took = _streak(m, event)
+    since, count, took = m.failing_since_pipeline_number, m.failed_pipelines or 1, m.failing_for
     where = link(f"#{m.pipeline_number}", m.url) if m.pipeline_number is not None else "the latest pipeline"
     who = f" by {escape(m.commit_author)}" if m.commit_author else ""
     after = f" after {count} failed pipeline{'s' if count != 1 else ''}" + (f" · {took}" if took else "")
     return f"✅ *fixed* in {where}{who}{after} (failing since #{since})"
 
 
-def reply_text(m: Message, event: Mapping[str, Any]) -> str:
+def reply_text(m: Message) -> str:
     """The short reply of a thread: still failing with the pipeline and its failures, or the fix."""
     if m.transition == "fixed":
-        return fixed_line(m, event)
+        return fixed_line(m)
     pipeline = link(f"pipeline #{m.pipeline_number}", m.url) if m.pipeline_number is not None else None
     failed_tests = len(m.failed_tests) + m.more_failed_tests
     failures = (

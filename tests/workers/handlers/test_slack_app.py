@@ -15,7 +15,7 @@ from tests.workers.handlers.conftest import load_event
 from workers.handlers import build_handler
 from workers.handlers.base import HandlerConfig, HandlerContext
 from workers.handlers.slack_app import SlackAppHandler
-from workers.handlers.slack_thread import elapsed
+from workers.message import elapsed
 from workers.threads import Thread, ThreadStore, thread_key
 
 TOKEN = "xoxb-sim-token"
