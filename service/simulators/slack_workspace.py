@@ -364,8 +364,12 @@ def _show(m: Message, workspace: Workspace, indent: str) -> list[str]:
     lines = [f"{indent}{clock} circleci-events{edited}"]
     parts = []
     for block in m.blocks or []:
-        items = [block.get("text"), *block.get("fields", []), *block.get("elements", [])]
-        parts += [item["text"] for item in items if isinstance(item, dict) and isinstance(item.get("text"), str)]
+        if isinstance(block.get("text"), dict):
+            parts.append(str(block["text"].get("text", "")))
+        for row in ("fields", "elements"):  # a block's fields or context on one line
+            items = [i["text"] for i in block.get(row, []) if isinstance(i, dict) and isinstance(i.get("text"), str)]
+            if items:
+                parts.append(" · ".join(item.replace("\n", ": ", 1) for item in items))
     for part in parts or [m.text]:
         lines += [f"{indent}  {line}" for line in readable(part, workspace).splitlines()]
     return lines
