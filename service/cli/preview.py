@@ -21,8 +21,10 @@ from service.cli.common import EXIT_USAGE, clear_errors, echo, fail, load_settin
 from service.cli.routes_view import read_routes, redact_text
 from service.payload import parse_event
 from workers.enrichment import from_webhook
-from workers.handlers import build_handler
+from workers.handlers import Handler, HandlerContext, build_handler
+from workers.handlers.slack_app import SlackAppHandler
 from workers.jobs import JOB_COMPLETED, WORKFLOW_COMPLETED
+from workers.threads import Thread, breakage_of
 from workers.vcs import vcs_facts
 
 
@@ -56,15 +58,34 @@ def read_event(path: Path) -> dict[str, Any]:
     return built
 
 
+def render(handler: Handler, event: dict[str, Any], thread_ts: str | None) -> dict[str, Any] | bytes:
+    """What `handler` would send; a slack_app given `thread_ts` renders for its breakage's thread
+    rooted there (the root as this event would post it stands in for the break's)."""
+    if thread_ts is None or not isinstance(handler, SlackAppHandler):
+        return handler.render(event)
+    [root, *_] = handler.render(event)["calls"] or [{"text": "", "blocks": []}]
+    since = breakage_of(event) or 0
+    thread = Thread(since, handler.channel, thread_ts, {"text": root.get("text"), "blocks": root.get("blocks")})
+    return handler.render(event, thread)
+
+
 @click.command()
 @click.argument("event_file", metavar="EVENT.json", type=click.Path(path_type=Path))
 @click.option("--routes", "routes_file", help="The routes file (default: $ROUTES_FILE).")
+@click.option(
+    "--thread",
+    "thread_ts",
+    metavar="TS",
+    help="slack_app: the event's breakage already has its thread, rooted at message TS (default: none yet).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @clear_errors
-def preview(event_file: Path, routes_file: str | None, as_json: bool) -> None:
+def preview(event_file: Path, routes_file: str | None, thread_ts: str | None, as_json: bool) -> None:
     """Show which subscriptions EVENT.json matches and exactly what each handler would send.
 
-    Sends nothing. Secrets in what would be sent are printed as `[redacted]`.
+    Sends nothing. Secrets in what would be sent are printed as `[redacted]`. A slack_app
+    handler shows its Web API calls: for a break with no thread yet the root, with --thread TS
+    the replies and root updates that event makes in that thread.
     """
     _, routes = read_routes(routes_file, load_settings(quiet=True))
     event = read_event(event_file)
@@ -72,7 +93,7 @@ def preview(event_file: Path, routes_file: str | None, as_json: bool) -> None:
     outputs = []
     for name in routes.match(event):
         config = routes.handlers[name]
-        rendered = build_handler(name, config).render(event)
+        rendered = render(build_handler(name, config, HandlerContext(routes=routes)), event, thread_ts)
         text = rendered.decode() if isinstance(rendered, bytes) else json.dumps(rendered, ensure_ascii=False)
         body = json.loads(redact_text(text, option_secrets(config.options)))
         outputs.append({"handler": name, "type": config.type, "body": body})
