@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httpx
+import structlog
 
-from config.errors import ConfigurationError, DeliveryRetryable
+from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
 from workers.handlers import slack
 from workers.handlers.base import Handler, HandlerContext
 from workers.handlers.slack import MAX_HEADER, MAX_SECTION, clip, message_body, summary, with_mentions
@@ -53,6 +54,7 @@ from workers.message import Message
 from workers.people import Mention, is_break
 from workers.threads import Thread, ThreadStore, breakage_of, thread_key
 
+log = structlog.get_logger("workers.handlers.slack_app")
 DEFAULT_API_URL = "https://slack.com/api/"
 ROOT = "root"
 DM = "dm"
@@ -171,7 +173,15 @@ class SlackAppHandler(Handler):
             lookup = self.users.by_email if self.users is not None else None
             mentions = self.mentions(event, lookup) if wanted else []
             for step in self.plan(event, thread, mentions):
-                self._record(key, event, step, api_call(step.method, **step.args))
+                try:
+                    answer = api_call(step.method, **step.args)
+                except DeliveryRejected as exc:
+                    if step.method != "chat.update" or exc.details.get("slack_error") != "message_not_found":
+                        raise
+                    # someone deleted the root: Slack keeps its thread, so replies still show
+                    log.warning("slack_root_missing", handler=self.name, channel=step.args["channel"])
+                    answer = {}
+                self._record(key, event, step, answer)
             if dm_due and (committer := _committer(mentions)):
                 thread = self.threads.get(key)
                 assert thread is not None

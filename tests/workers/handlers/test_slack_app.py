@@ -252,3 +252,10 @@ def test_bad_options_are_configuration_errors(options: dict[str, str], message: 
 )
 def test_elapsed_reads_like_a_person_says_it(seconds: int, said: str) -> None:
     assert elapsed(seconds) == said
+
+
+def test_a_deleted_root_is_not_an_error_and_the_replies_go_on(handler: SlackAppHandler, slack: Workspace) -> None:
+    send(handler, at("broken", 131))
+    slack.messages.clear()  # someone deleted the root
+    send(handler, at("still_failing", 132, failed=2))
+    assert [m.text.split(" · ")[0] for m in slack.messages] == ["❌ still failing"]
