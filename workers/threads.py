@@ -176,9 +176,6 @@ class ThreadLock:
     def release(self) -> None:
         self.redis.eval(_KEEP_LUA, 1, self.key, self.value, 0)
 
-    def remaining_seconds(self) -> float:
-        return max(0.0, int(self.redis.pttl(self.key)) / 1000)
-
 
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value

@@ -138,7 +138,10 @@ def test_no_secret_reaches_a_log_line_redis_or_an_operator(scenario, slack) -> N
 
     store = redis.Redis.from_url(system.redis.url)
     letters = wait_until(
-        lambda: (lambda ids: ids if len(ids) == 4 else None)(store.zrange("cie:dead", 0, -1)),
+        # (slack_app's two deliveries of one breakage may wait for each other past the 3 s budget too)
+        lambda: (lambda ids: ids if len(ids) == 4 else None)(
+            [i for i in store.zrange("cie:dead", 0, -1) if i.rsplit(b":", 1)[1] in (b"slack", b"teams")]
+        ),
         "two dead letters per event (teams rejected, slack out of retries)",
         timeout=60,
     )

@@ -151,11 +151,12 @@ class SlackAppHandler(Handler):
         # held for one call at a time and renewed before each
         hold_ms = int((self.context.timeout_seconds * 4 + 5) * 1000)
         if not lock.acquire(hold_ms):
-            wait = lock.remaining_seconds() + 1.0
+            # its holder is usually done within a second (the lock's hold is the worst case): the
+            # delivery backoff decides when to look again
             raise DeliveryRetryable(
                 f"handler {self.name!r}: another delivery is changing this breakage's thread; retrying",
                 handler=self.name,
-                retry_after=min(wait, 30.0),
+                retry_after=1.0,
                 body_excerpt="thread busy",
             )
 
