@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast bench lint clean
+.PHONY: run test test-fast bench lint lock clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,21 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy service workers config && $(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
+
+# requirements.lock: the runtime dependencies (pyproject's, no dev extras), pinned with their
+# hashes, which the container installs with --require-hashes. Run after changing a dependency;
+# `make lock LOCK_ARGS=--upgrade` takes the newest versions. It resolves against the package
+# index alone (PIP_CONFIG_FILE=/dev/null: no machine-wide find-links or extra index), for the
+# Python that runs it: keep it the Dockerfile's (tests/deploy/test_lock.py checks both).
+LOCK_ARGS ?=
+lock: $(STAMP)
+	env PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= CUSTOM_COMPILE_COMMAND="make lock" \
+	  $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	  --no-emit-find-links --output-file requirements.lock $(LOCK_ARGS) pyproject.toml
+	{ echo "# Written by 'make lock' from requirements.lock: the same pins without hashes, then this project,"; \
+	  echo "# for platforms that install requirements.txt (Heroku's Python buildpack). The container uses the lock."; \
+	  sed -e '/--hash=/d' -e 's/ \\$$//' requirements.lock; echo "."; } > requirements.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache

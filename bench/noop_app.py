@@ -5,7 +5,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from service.cli.processes import tune_gc
+from service.cli.web_server import tune_gc
 
 
 async def noop(request: Request) -> JSONResponse:

@@ -27,6 +27,22 @@ from config.redaction import Redactor
 
 REDACTOR = Redactor()
 QUIET_LIBRARIES = ("httpx", "httpcore")
+# Every JSON line starts with these keys, in this order, whichever library wrote it; `logger`
+# is the standard library logger's name for other libraries' lines, OWN_LOGGER for ours.
+FIRST_KEYS = ("timestamp", "level", "role", "logger", "event")
+OWN_LOGGER = "circleci-events"
+
+
+def _one_shape(_: Any, __: str, event_dict: structlog.types.EventDict) -> structlog.types.EventDict:
+    event_dict.setdefault("logger", OWN_LOGGER)
+    shaped = {key: event_dict[key] for key in FIRST_KEYS if key in event_dict}
+    shaped.update(event_dict)  # the first keys keep their place, the rest follow in their order
+    return shaped
+
+
+def _json_line(value: Any, **kwargs: Any) -> str:
+    """orjson for the standard library's records too: the same separators and encoding as ours."""
+    return orjson.dumps(value, **kwargs).decode()
 
 
 def chatter_level(log_level: str) -> str:
@@ -58,23 +74,25 @@ def configure_logging(
     renderer: structlog.types.Processor
     own: structlog.types.Processor
     factory: structlog.WriteLoggerFactory | structlog.BytesLoggerFactory
+    shape: list[structlog.types.Processor] = []
     if log_format == "console":
         renderer = own = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
         factory = structlog.WriteLoggerFactory(file=sys.stderr)
     else:
-        renderer = structlog.processors.JSONRenderer()
+        renderer = structlog.processors.JSONRenderer(serializer=_json_line)
         own = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        shape = [_one_shape]
         factory = structlog.BytesLoggerFactory(file=sys.stderr.buffer)
 
     structlog.configure(
-        processors=[*shared, REDACTOR, own],
+        processors=[*shared, REDACTOR, *shape, own],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(log_level)),
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, REDACTOR, renderer],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, REDACTOR, *shape, renderer],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
@@ -86,5 +104,7 @@ def configure_logging(
     for name in ("uvicorn", "uvicorn.error", "rq.worker"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # "Started server process", "Waiting for application startup", ...: web_started says it once
+    logging.getLogger("uvicorn.error").setLevel(chatter_level(log_level))
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(log_level)))

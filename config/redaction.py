@@ -3,8 +3,12 @@
 A `Redactor` knows a set of secret strings and replaces each occurrence with `[redacted]` in
 one pass (longest first, so a secret containing another is removed whole). Chat webhook URLs
 carry their credential in the path or the query, and a server may echo any part of it, so
-`url_secrets` lists the URL, its path, its query and every segment or value long enough to be
-a token (`sig=` of a Teams Workflows URL, the last segment of a Slack or Discord URL).
+`url_secrets` lists the path, the query and every segment or value that can be a credential:
+one that looks like a token (`sig=` of a Teams Workflows URL, the last segment of a Slack or
+Discord URL) or a query value named like one (`?key=`, `?token=`). Scheme, host and port are
+no credential and stay, so `https://hooks.slack.com/services/T…/B…/x…` reads
+`https://hooks.slack.com/[redacted]`; a path or query with nothing of the kind (`/ci`, `/x`) is
+no secret either, so it cannot cut pieces out of unrelated URLs (`https://ci.example.com`).
 """
 
 from __future__ import annotations
@@ -23,23 +27,40 @@ def looks_like_token(part: str) -> bool:
     return len(part) >= 16 or (len(part) >= 8 and any(c.isdigit() for c in part) and any(c.isalpha() for c in part))
 
 
+# A query value under a key ending in one of these is a credential whatever it looks like
+# (`?key=hunter`, `?access_token=…`, `?api-key=…`).
+CREDENTIAL_KEYS = ("sig", "signature", "token", "key", "secret", "password", "auth", "code")
+
+
+def _credential(value: str) -> bool:
+    """A value that may be a credential: a token among its `/` pieces (a base64 token may hold
+    `/`; Teams' `sp=/triggers/manual/run` is words)."""
+    return any(looks_like_token(piece) for piece in value.split("/"))
+
+
+def _credential_key(key: str) -> bool:
+    return key.lower().replace("_", "").replace("-", "").endswith(CREDENTIAL_KEYS)
+
+
 def url_secrets(url: str) -> list[str]:
-    """The parts of `url` that may be a credential, raw and percent-decoded."""
+    """The parts of `url` that may be a credential, raw and percent-decoded; never its scheme,
+    host or port. A URL that cannot be parsed is a secret whole."""
     try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:
         return [url]
-    found = [url]
-    if parts.password:
-        found.append(parts.password)
-    if len(parts.path) > 1:
-        found.append(parts.path)
-    if parts.query:
+    found = [parts.password] if parts.password else []
+    if parts.username and looks_like_token(parts.username):
+        found.append(parts.username)
+    segments = [s for s in parts.path.split("/") if _credential(s)]
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    values = [v for k, v in pairs if v and (_credential(v) or _credential_key(k))]
+    if segments:
+        found.append(parts.path.lstrip("/"))
+    if values:
         found.append(parts.query)
-    pieces = [s for s in parts.path.split("/") if s]
-    pieces += [v for _, v in parse_qsl(parts.query, keep_blank_values=True)]
-    pieces += [v for v in parts.query.split("&") if v]
-    found += [p for p in pieces if looks_like_token(p)]
+    found += segments + values
     found += [unquote(p) for p in found if "%" in p]
     return list(dict.fromkeys(found))
 

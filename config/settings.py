@@ -20,11 +20,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from starlette.datastructures import Secret
 
 from config.errors import ConfigurationError
+from config.redis_target import RedisTarget, parse_redis_url
 
 DEFAULT_API_URL = "https://circleci.com/api/v2"
 DEFAULT_ROUTES_FILE = str(Path(__file__).parent / "routes.yaml")
@@ -36,6 +37,10 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DAY = 24 * 3600
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 MIN_ADMIN_TOKEN_CHARS = 32
+MAX_WEB_PROCESSES = 128
+# How much of the Redis server's certificate is checked: chain and host name, the chain alone
+# (a certificate that does not name the address used), or nothing (encrypted, not authenticated).
+REDIS_TLS_VERIFY_MODES = ("full", "ca", "none")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,12 @@ class Settings:
     redis_allow_eviction: bool = False
     redis_wait_replicas: int = 0
     redis_wait_timeout_ms: int = 1000
+    # TLS for rediss:// and rediss+sentinel:// (workers/connection.py); the system's CAs by default
+    redis_tls_ca_file: str | None = None
+    redis_tls_cert_file: str | None = None
+    redis_tls_key_file: str | None = None
+    redis_tls_verify: str = "full"
+    redis_sentinel_password: Secret | None = None
     webhook_secrets: tuple[Secret, ...] = ()
     allow_unsigned_webhooks: bool = False
     circle_token: Secret | None = None
@@ -67,6 +78,8 @@ class Settings:
     event_job_timeout_seconds: int = 300
     port: int = 8000
     host: str = "0.0.0.0"
+    # web processes sharing the port (service/cli/web_server.py); `web --workers` overrides it
+    web_concurrency: int = 1
     worker_count: int = 2
     # jobs one worker process runs at once, one RQ worker per thread (workers/worker.py)
     worker_concurrency: int = 4
@@ -138,6 +151,45 @@ class Settings:
                 "make one with `openssl rand -hex 32`"
             )
         check_api_url(self.circleci_api_url)
+        self.check_redis()
+
+    def check_redis(self) -> None:
+        """REDIS_URL parses, and the TLS and Sentinel settings apply to it: a CA file next to a plain
+        redis:// URL would let an operator believe the traffic is encrypted."""
+        if self.redis_tls_verify not in REDIS_TLS_VERIFY_MODES:
+            raise ConfigurationError(
+                f"REDIS_TLS_VERIFY must be one of {', '.join(REDIS_TLS_VERIFY_MODES)}, got {self.redis_tls_verify!r}"
+            )
+        tls_settings = [name for name, value in self._redis_tls_settings() if value]
+        target = self.redis_target
+        if tls_settings and (target is None or not target.tls):
+            raise ConfigurationError(
+                f"{', '.join(tls_settings)} set, but REDIS_URL does not use TLS: use rediss:// "
+                "(or rediss+sentinel://), or unset them"
+            )
+        if bool(self.redis_tls_cert_file) != bool(self.redis_tls_key_file):
+            raise ConfigurationError("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together: set both or neither")
+        for name, value in self._redis_tls_settings()[:3]:
+            if value and not Path(value).is_file():
+                raise ConfigurationError(f"{name}: no such file {value!r}")
+        if self.redis_sentinel_password is not None and (target is None or not target.sentinels):
+            raise ConfigurationError(
+                "REDIS_SENTINEL_PASSWORD is set, but REDIS_URL names no sentinels: use redis+sentinel:// or unset it"
+            )
+
+    def _redis_tls_settings(self) -> list[tuple[str, str | None]]:
+        verify = None if self.redis_tls_verify == "full" else self.redis_tls_verify
+        return [
+            ("REDIS_TLS_CA_FILE", self.redis_tls_ca_file),
+            ("REDIS_TLS_CERT_FILE", self.redis_tls_cert_file),
+            ("REDIS_TLS_KEY_FILE", self.redis_tls_key_file),
+            ("REDIS_TLS_VERIFY", verify),
+        ]
+
+    @property
+    def redis_target(self) -> RedisTarget | None:
+        """REDIS_URL taken apart (config/redis_target.py); None when it is unset."""
+        return parse_redis_url(self.redis_url) if self.redis_url else None
 
     def require_webhook_secrets(self) -> None:
         """The receiver refuses to start without a secret unless insecure mode is asked for."""
@@ -147,12 +199,22 @@ class Settings:
                 "(comma-separate several to rotate), or set INSECURE_ALLOW_UNSIGNED_WEBHOOKS=1 for local development"
             )
 
+    @property
+    def runtime_dir(self) -> Path:
+        """A folder of this user's where `run` records how to reach it: $XDG_RUNTIME_DIR/circleci-events,
+        else ~/.cache/circleci-events (service/cli/instance.py)."""
+        base = self.environ.get("XDG_RUNTIME_DIR") or str(Path(self.environ.get("HOME") or Path.home()) / ".cache")
+        return Path(base) / "circleci-events"
+
     def secret_values(self) -> list[str]:
         """Every secret these settings hold, for the log redaction (config/logging.py)."""
         values = [str(s) for s in self.webhook_secrets]
         values += [str(s) for s in (self.circle_token, self.admin_token) if s is not None]
-        password = urlsplit(self.redis_url).password if self.redis_url else None
-        return values + ([password] if password else [])
+        raw = urlsplit(self.redis_url).password if self.redis_url else None
+        passwords = {raw, unquote(raw)} if raw else set()  # as written in the URL, and as sent
+        if self.redis_sentinel_password is not None:
+            passwords.add(str(self.redis_sentinel_password))
+        return values + sorted(passwords)
 
 
 def check_api_url(url: str) -> None:
@@ -290,6 +352,11 @@ VARIABLES: tuple[Variable, ...] = _vars(
     ("REDIS_ALLOW_EVICTION", "redis_allow_eviction", "bool"),
     ("REDIS_WAIT_REPLICAS", "redis_wait_replicas", "int", 0, 16),
     ("REDIS_WAIT_TIMEOUT_MS", "redis_wait_timeout_ms", "int", 10, 5000),
+    ("REDIS_TLS_CA_FILE", "redis_tls_ca_file", "optional"),
+    ("REDIS_TLS_CERT_FILE", "redis_tls_cert_file", "optional"),
+    ("REDIS_TLS_KEY_FILE", "redis_tls_key_file", "optional"),
+    Variable("REDIS_TLS_VERIFY", "redis_tls_verify", "text", normalise=str.lower),
+    ("REDIS_SENTINEL_PASSWORD", "redis_sentinel_password", "secret"),
     ("CIRCLECI_WEBHOOK_SECRETS", "webhook_secrets", "secrets"),
     ("INSECURE_ALLOW_UNSIGNED_WEBHOOKS", "allow_unsigned_webhooks", "bool"),
     ("CIRCLE_TOKEN", "circle_token", "secret"),
@@ -310,6 +377,7 @@ VARIABLES: tuple[Variable, ...] = _vars(
     ("DEDUPE_TTL_SECONDS", "dedupe_ttl_seconds", "int", 3600, 365 * DAY),
     ("PORT", "port", "int", 1, 65535),
     ("HOST", "host", "text"),
+    ("WEB_CONCURRENCY", "web_concurrency", "int", 1, MAX_WEB_PROCESSES),
     ("WORKERS", "worker_count", "int", 1, 64),
     ("WORKER_CONCURRENCY", "worker_concurrency", "int", 1, None),
     ("ENRICH_DEADLINE_SECONDS", "enrich_deadline_seconds", "float", 0, DAY),

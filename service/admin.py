@@ -91,7 +91,7 @@ async def _call(request: Request, func: Callable[..., Any], *args: Any, **kwargs
     settings: Settings = request.app.state.settings
 
     def run() -> Any:
-        with connect(str(settings.redis_url)) as client:
+        with connect(settings) as client:
             return func(client, settings, *args, **kwargs)
 
     try:
@@ -148,7 +148,7 @@ async def replay_event(request: Request) -> Response:
 
 async def list_dead_letters(request: Request) -> Response:
     letters = await _call(request, operations.dead_letters, limit=_limit(request, 100))
-    return JSONResponse({"dead_letters": [x.to_dict() for x in letters]})
+    return JSONResponse({"dead_letters": letters})
 
 
 async def replay_dead_letter(request: Request) -> Response:

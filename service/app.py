@@ -15,7 +15,6 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
-from config.errors import ConfigurationError
 from config.settings import Settings
 from service.admin import admin_mount
 from service.client_limit import ClientLimit
@@ -30,14 +29,14 @@ from service.webhook import receive_webhook
 from workers.connection import connect_async
 
 
-def create_app(settings: Settings | None = None, *, redis: Redis | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, *, redis: Redis | None = None, web_metrics: WebMetrics | None = None
+) -> Starlette:
     """Build the receiver. Raises ConfigurationError when it must not start."""
     settings = settings or Settings.from_environ()
     settings.require_webhook_secrets()
     if redis is None:
-        if not settings.redis_url:
-            raise ConfigurationError("REDIS_URL is not set: point it at Redis, e.g. redis://127.0.0.1:6379/0")
-        redis = connect_async(settings.redis_url)
+        redis = connect_async(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -60,7 +59,7 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     )
     app.state.settings = settings
     app.state.redis = redis
-    app.state.metrics = WebMetrics()
+    app.state.metrics = web_metrics or WebMetrics()
     app.state.client_limit = ClientLimit(burst=settings.rate_limit_burst, per_second=settings.rate_limit_per_second)
     app.state.rejection_log = LogSampler()  # also given to the HTTP protocol by `circleci-events web`
     app.state.verifier = (

@@ -4,6 +4,11 @@
 `duplicate`, `ping`, `ignored`, or the error code (`signature_invalid`, `rate_limited`,
 `redis_unavailable`, ...), so signature failures, duplicates and rate-limited deliveries are
 each one label of it.
+
+With several web processes (`web --workers N`) each counts what it serves into prometheus_client's
+multiprocess files in `shared_dir`, and render() adds them up: a scrape that reaches any one
+process answers for all of them. The queue depth, read from Redis at scrape time, is the same
+whichever process reads it (the most recent reading is served).
 """
 
 from __future__ import annotations
@@ -12,12 +17,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 
 class WebMetrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, *, shared_dir: str | None = None) -> None:
         self.registry = CollectorRegistry()
         self._outcomes: dict[str, Any] = {}
         self.requests = Counter(
@@ -42,7 +48,12 @@ class WebMetrics:
             "Jobs waiting in each RQ queue, read at scrape time",
             ["queue"],
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
+        self.scraped = self.registry
+        if shared_dir is not None:
+            self.scraped = CollectorRegistry()
+            MultiProcessCollector(self.scraped, path=shared_dir)  # type: ignore[no-untyped-call]
 
     def outcome(self, name: str) -> Any:
         """The requests counter of one outcome (looked up once: `labels()` costs a lock and a hash)."""
@@ -52,4 +63,4 @@ class WebMetrics:
         return child
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.scraped)

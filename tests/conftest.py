@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,15 @@ from redis.backoff import NoBackoff
 
 from config.settings import Settings
 from service.simulators.slack import create_slack_simulator
+from tests.certificates import ServerTLS
 from tests.server import running
 
 TESTS = Path(__file__).parent
 FIXTURES = TESTS / "fixtures"
 SECRET = "test-webhook-secret"
 DOWN = "redis://127.0.0.1:1/0"  # nothing listens on port 1: a Redis that is down
+# how every time an operator sees is written (workers.timestamps.iso_time)
+ISO_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 
 
 def down_async() -> AsyncRedis:
@@ -66,19 +70,54 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_for_server(answers: Callable[[], object], process: subprocess.Popen[bytes], what: str, log: Path) -> None:
+    """Until `answers()` is true without a connection error; a failed test if `process` exits or 10 s pass."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if answers():
+                return
+        except redis.ConnectionError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            pytest.fail(f"{what} did not start; see {log}")
+        time.sleep(0.02)
+
+
 class RedisServer:
     """A redis-server process of our own, on 127.0.0.1 and a free port."""
 
-    def __init__(self, directory: Path, *, appendonly: bool = False, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        appendonly: bool = False,
+        args: tuple[str, ...] = (),
+        tls: ServerTLS | None = None,
+        password: str | None = None,
+    ) -> None:
         self.port = free_port()
         self.directory = directory
         self.appendonly = appendonly
         self.args = args  # more redis-server options, e.g. ("--replicaof", "127.0.0.1", "6379")
+        self.tls = tls  # TLS only (no plain port): `port` is the TLS port
+        self.password = password  # requirepass, and masterauth as a replica
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        """A client of this server for the test itself (over TLS, verified, when the server has it)."""
+        options = self.tls.client_options() if self.tls is not None else {}
+        return redis.Redis(port=self.port, password=self.password, **options)  # type: ignore[arg-type]
+
+    def listen_args(self) -> list[str]:
+        auth = ["--requirepass", self.password, "--masterauth", self.password] if self.password else []
+        if self.tls is None:
+            return ["--port", str(self.port), *auth]
+        return ["--port", "0", "--tls-port", str(self.port), "--tls-replication", "yes", *self.tls.server_args(), *auth]
 
     def start(self) -> RedisServer:
         binary = shutil.which("redis-server")
@@ -86,21 +125,13 @@ class RedisServer:
             pytest.fail("redis-server is not installed: apt-get install redis-server (.ci/run does it)")
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+            [binary, "--bind", "127.0.0.1", *self.listen_args(), "--save", "",
              "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
              "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log"), *self.args],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    pytest.fail(f"redis-server on port {self.port} did not start; see {self.directory}/redis.log")
-                time.sleep(0.02)
+        client = self.client()
+        wait_for_server(client.ping, self.process, f"redis-server on port {self.port}", self.directory / "redis.log")
         client.close()
         return self
 

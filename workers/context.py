@@ -5,12 +5,16 @@
                                               HTTP client, the delivery metrics
     install(context)                          what `current()` returns from now on, in every thread
     current()                                 the installed context (jobs call this)
+    context.reload_routes()                   the routes file read again and swapped in whole
+                                              (SIGHUP); a bad file raises and the old routes stay
 
 RQ jobs take JSON arguments, so a job cannot be handed the context: `run_worker` builds it from
 the Settings it is given and installs it before the first job; tests install their own with
 `installed(context)`. Nothing here reads the environment; the routes file's `${VAR}` come from
-`settings.environ`. Building an httpx client costs ~27 ms of CPU (it loads the certificate
-bundle), more than a job's calls, so each is built once here and shared by every worker thread.
+`settings.environ`. A job takes `context.routing` once, when it starts (workers/routing.py), so a
+reload never mixes two versions of the routes in one event's fan-out. Building an httpx client
+costs ~27 ms of CPU (it loads the certificate bundle), more than a job's calls, so each is built
+once here and shared by every worker thread.
 """
 
 from __future__ import annotations
@@ -24,18 +28,16 @@ from dataclasses import dataclass, field
 import httpx
 from redis import Redis
 
-from config.errors import ConfigurationError
-from config.logging import REDACTOR
 from config.settings import Settings
 from workers.circleci.budget import ApiBudget
 from workers.circleci.cache import ApiCache
 from workers.circleci.client import CircleCIClient
 from workers.connection import connect
 from workers.enrichment import Enricher, count_api_call
-from workers.handlers import Handler, HandlerContext, build_handlers
+from workers.handlers import Handler
 from workers.lease import Leases
 from workers.metrics import DeliveryMetrics
-from workers.routes import Routes, load_routes
+from workers.routing import Routing, load_routing
 from workers.transition import TransitionStore
 
 # A job may sleep this long for CircleCI before it reschedules itself instead.
@@ -48,8 +50,7 @@ SEND_THREADS = 16
 class WorkerContext:
     settings: Settings
     redis: Redis
-    routes: Routes | None  # None: a context built by hand around some handlers (tests), routing nothing
-    handlers: Mapping[str, Handler]
+    routing: Routing  # replaced whole by reload_routes; a job reads it once, at its start
     http: httpx.Client  # every handler sends through it
     enricher: Enricher
     client: CircleCIClient | None = None  # None without CIRCLE_TOKEN: events go on with the webhook's facts
@@ -76,16 +77,10 @@ class WorkerContext:
         `handlers` replaces the routes file (then nothing is routed); `api_transport` is the
         httpx transport under the API client (tests).
         """
-        routes = load_routes(settings.routes_file, settings.environ) if handlers is None else None
         if redis is None:
-            if not settings.redis_url:
-                raise ConfigurationError("REDIS_URL is not set: point it at Redis, e.g. redis://127.0.0.1:6379/0")
-            redis = connect(settings.redis_url)
-        if routes is not None:
-            handlers = build_handlers(routes, handler_context(settings, redis, routes))
-            # from here on no log line of this process shows a handler's URL, key or signing secret
-            REDACTOR.add(secret for handler in handlers.values() for secret in handler.secrets())
-        assert handlers is not None
+            redis = connect(settings)
+        # handlers keep state in Redis (slack_app's threads, Discord's message ids)
+        routing = load_routing(settings, redis) if handlers is None else Routing(None, handlers)
         budget = ApiBudget(redis, per_second=settings.api_rate_per_second, burst=settings.api_burst)
 
         def before_api_request() -> None:
@@ -114,14 +109,20 @@ class WorkerContext:
         return cls(
             settings=settings,
             redis=redis,
-            routes=routes,
-            handlers=handlers,
+            routing=routing,
             http=http_client(settings),
             enricher=enricher,
             client=client,
             pool=pool,
             rng=rng or random.Random(),
         )
+
+    def reload_routes(self) -> Routing:
+        """Read the routes file again and make it current in every worker thread at once; jobs
+        already running finish with the version they took. A bad file raises ConfigurationError
+        and the current routes stay."""
+        self.routing = load_routing(self.settings, self.redis)
+        return self.routing
 
     def close(self) -> None:
         self.sends.shutdown(wait=False)
@@ -130,16 +131,6 @@ class WorkerContext:
             self.pool.shutdown(wait=False)
         if self.client is not None:
             self.client.close()
-
-
-def handler_context(settings: Settings, redis: Redis, routes: Routes | None = None) -> HandlerContext:
-    """What the process's handlers share: its Redis, the routes, the state TTL and the timeout."""
-    return HandlerContext(
-        redis=redis,
-        routes=routes,
-        state_ttl_seconds=settings.transition_ttl_seconds,
-        timeout_seconds=settings.delivery_timeout_seconds,
-    )
 
 
 def http_client(settings: Settings) -> httpx.Client:

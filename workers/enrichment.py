@@ -4,10 +4,16 @@
                         artifacts, concurrently; the fixed/broken transition
     job-completed       the job's details, and its tests and artifacts when it failed
 
-Answers about a job are cached per (project, job number), so a workflow-completed event after
-its job-completed events asks nothing twice. When CircleCI cannot answer, the event goes on
-with what the webhook itself said, marked `enrichment.complete: false` with the reason; a
-retryable failure (429, 5xx, timeouts) is raised instead while the caller may still defer.
+A webhook that names neither branch nor tag (a GitHub OAuth tag build sends `branch: null`, no
+`tag` and null commit fields) costs one more call, `GET /pipeline/{id}`: its `vcs` fills what the
+webhook left blank (the tag, the commit) and its trigger actor is kept, so `tags:` subscriptions
+and transitions see the tag; `enrichment.sources.vcs` says `pipeline` then, else `webhook`.
+
+Answers about a job are cached per (project, job number), and a pipeline's per id, so a
+workflow-completed event after its job-completed events asks nothing twice. When CircleCI
+cannot answer, the event goes on with what the webhook itself said, marked
+`enrichment.complete: false` with the reason; a retryable failure (429, 5xx, timeouts) is
+raised instead while the caller may still defer.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ from typing import Any
 
 from config.errors import (
     CircleCIAPIError,
+    CircleCIForbidden,
     CircleCIRateLimited,
     CircleCIServerError,
     CircleCITimeout,
+    CircleCIUnauthorized,
     CircleCIUnreachable,
     EventUndecodable,
 )
@@ -35,6 +43,8 @@ from workers.vcs import VcsFacts, vcs_facts
 
 SCHEMA_VERSION = 1
 RETRYABLE = (CircleCIRateLimited, CircleCIServerError, CircleCITimeout, CircleCIUnreachable)
+# CircleCI refused the token (revoked, mistyped, a project token): what an operator must fix first.
+REFUSED = (CircleCIUnauthorized, CircleCIForbidden)
 # Job statuses that mean "this job broke"; the API knows more than webhooks document (pitfalls A9).
 FAILED = frozenset({"failed", "error", "infrastructure_fail", "timedout", "terminated-unknown", "unauthorized"})
 MESSAGE_LINES = 5
@@ -86,10 +96,13 @@ class Enricher:
         try:
             if self.client is None:
                 event["enrichment"]["reason"] = "CIRCLE_TOKEN is not set: only the webhook's own facts are shown"
-            elif event["event_type"] == WORKFLOW_COMPLETED:
-                self._workflow(event, payload, problems)
             else:
-                self._job(event, payload, problems)
+                if facts.ref is None:
+                    facts = self._ref_from_pipeline(event, facts, problems)
+                if event["event_type"] == WORKFLOW_COMPLETED:
+                    self._workflow(event, payload, problems)
+                else:
+                    self._job(event, payload, problems)
         except CircleCIAPIError as exc:
             problems.insert(0, exc)
         finally:
@@ -98,7 +111,9 @@ class Enricher:
         if retryable and may_defer:
             raise retryable[0]
         if problems:
+            problems.sort(key=lambda p: not isinstance(p, REFUSED))  # stable: else the first problem
             event["enrichment"]["reason"] = f"{problems[0].code}: {problems[0].message}"
+        event["enrichment"]["error_code"] = problems[0].code if problems else None
         event["enrichment"]["complete"] = not problems and self.client is not None
         event["enrichment"]["api_calls"] = len(calls)
         if event["event_type"] == WORKFLOW_COMPLETED:
@@ -108,20 +123,46 @@ class Enricher:
         return event
 
     def _trigger_actor(self, event: dict[str, Any]) -> str | None:
-        """Who triggered the pipeline that broke the ref (one call, on a break only: it is mentioned
-        there); None when CircleCI does not say or cannot answer now, which is not worth a delay."""
-        assert self.client is not None
+        """Who triggered the pipeline that broke the ref (mentioned there): one call, cached per
+        pipeline, on a break only; None when CircleCI does not say or cannot answer now, which is
+        not worth a delay."""
+        if event["pipeline"].get("trigger_actor"):  # the pipeline was asked already (a ref-less webhook)
+            return str(event["pipeline"]["trigger_actor"])
         calls: list[None] = []
         token = api_calls.set(calls)
         try:
-            actor = (self.client.pipeline(event["pipeline"]["id"]).trigger or {}).get("actor")
+            return _actor(self._pipeline(event["pipeline"]["id"]))
         except CircleCIAPIError:
-            actor = None
+            return None
         finally:
             api_calls.reset(token)
             event["enrichment"]["api_calls"] += len(calls)
-        login = actor.get("login") if isinstance(actor, dict) else None
-        return login if isinstance(login, str) and login else None
+
+    # -- the pipeline, when the webhook names no ref ----------------------------------------
+
+    def _pipeline(self, pipeline_id: str) -> dict[str, Any]:
+        """`GET /pipeline/{id}`, cached per pipeline; raises CircleCIAPIError."""
+        assert self.client is not None
+        answer = self.cache.pipeline(pipeline_id)
+        if answer is None:
+            answer = self.client.pipeline(pipeline_id).to_dict()
+            self.cache.put_pipeline(pipeline_id, answer)
+        return answer
+
+    def _ref_from_pipeline(self, event: dict[str, Any], facts: VcsFacts, problems: list[CircleCIAPIError]) -> VcsFacts:
+        """The webhook's VCS facts completed by `GET /pipeline/{id}` (cached); on failure the
+        webhook's own, with the failure in `problems`."""
+        try:
+            answer = self._pipeline(event["pipeline"]["id"])
+        except CircleCIAPIError as exc:
+            problems.append(exc)
+            return facts
+        # the API's pipeline has the webhook's `vcs` and `trigger_parameters` maps
+        completed = facts.filled_from(vcs_facts({"pipeline": answer}))
+        event["vcs"] = completed.to_dict()
+        event["pipeline"]["trigger_actor"] = _actor(answer)
+        event["enrichment"]["sources"]["vcs"] = "pipeline"
+        return completed
 
     # -- the two event types ---------------------------------------------------------------
 
@@ -239,18 +280,25 @@ class Enricher:
         return results
 
     def _transition(self, event: dict[str, Any], facts: VcsFacts) -> dict[str, Any] | None:
-        workflow = event["workflow"]
-        if facts.ref is None or not workflow.get("status"):
-            return None
-        transition = self.transitions.record(
-            project=event["project"]["slug"],
-            ref=ref_name(facts.branch, facts.tag) or facts.ref,
-            workflow=workflow["name"],
-            status=workflow["status"],
-            pipeline_number=event["pipeline"]["number"],
-            happened_at=event["happened_at"],
-        )
-        return transition.to_dict()
+        subject = transition_subject(event, facts)
+        return None if subject is None else self.transitions.record(**subject).to_dict()
+
+
+def transition_subject(event: dict[str, Any], facts: VcsFacts) -> dict[str, Any] | None:
+    """What a workflow event's transition is recorded under (TransitionStore.record's arguments):
+    project, ref (`tag:` before a tag), workflow, status, pipeline number, happened_at. None
+    when it has no transition: neither branch nor tag known, or no workflow status."""
+    workflow = event["workflow"]
+    if facts.ref is None or not workflow.get("status"):
+        return None
+    return {
+        "project": event["project"]["slug"],
+        "ref": ref_name(facts.branch, facts.tag) or facts.ref,
+        "workflow": workflow["name"],
+        "status": workflow["status"],
+        "pipeline_number": event["pipeline"]["number"],
+        "happened_at": event["happened_at"],
+    }
 
 
 def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
@@ -283,7 +331,7 @@ def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
             "number": pipeline.get("number"),
             "created_at": pipeline.get("created_at"),
             "trigger_type": (pipeline.get("trigger") or {}).get("type"),
-            "trigger_actor": None,  # the login, asked of the API on a break (Enricher._trigger_actor)
+            "trigger_actor": None,  # who triggered it: only GET /pipeline/{id} says
         },
         "vcs": facts.to_dict(),
         "workflow": workflow,
@@ -291,8 +339,25 @@ def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
         "jobs": [],
         "failed_jobs": [],
         "transition": None,
-        "enrichment": {"complete": False, "reason": None, "api_calls": 0},
+        "enrichment": {
+            "complete": False,
+            "reason": None,
+            "error_code": None,
+            "api_calls": 0,
+            "sources": {"vcs": "webhook"},
+        },
     }
+
+
+def _actor(pipeline: dict[str, Any]) -> str | None:
+    """The login of whoever triggered a pipeline (API v2's `trigger.actor.login`)."""
+    login = _map(_map(pipeline, "trigger"), "actor").get("login")
+    return login if isinstance(login, str) and login else None
+
+
+def _map(data: Any, key: str) -> dict[str, Any]:
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
 def _subset(job: dict[str, Any]) -> dict[str, Any]:

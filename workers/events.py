@@ -18,6 +18,7 @@ from rq import Queue, get_current_job
 from rq.serializers import JSONSerializer
 
 from config.errors import CircleCIAPIError, EventUndecodable
+from workers import alerts
 from workers.backoff import backoff
 from workers.context import WorkerContext, current
 from workers.delivery.fan_out import fan_out
@@ -50,6 +51,7 @@ def process_event(envelope: Envelope) -> dict[str, Any]:
         raise EventUndecodable(f"expected the receiver's envelope (a JSON object), got {type(envelope).__name__}")
     bind_job_context(envelope)
     context = current()
+    routing = context.routing  # this event is matched and fanned out with this version of the routes
     received = parse_time(envelope.get("received_at")) or datetime.now(UTC)
     remaining = context.settings.enrich_deadline_seconds - (datetime.now(UTC) - received).total_seconds()
     try:
@@ -57,7 +59,8 @@ def process_event(envelope: Envelope) -> dict[str, Any]:
     except RETRYABLE as exc:
         return _defer(context, envelope, exc, remaining)
     enrichment = event["enrichment"]
-    handlers = context.routes.match(event) if context.routes is not None else []
+    alerts.enriched(context, event)
+    handlers = routing.match(event)
     log.info(
         "event_enriched",
         event_type=event["event_type"],
@@ -76,7 +79,10 @@ def process_event(envelope: Envelope) -> dict[str, Any]:
         context.redis.publish(PIPELINE_CHANNEL.format(event["pipeline"]["id"]), orjson.dumps(notice))
     job = get_current_job()
     rerun = job is not None and bool(job.meta.get("abandoned") or job.number_of_retries)
-    fan_out(context.redis, event, handlers, settings=context.settings, job_id=job.id if job else "-", rerun=rerun)
+    fan_out(
+        context.redis, event, handlers, settings=context.settings, job_id=job.id if job else "-", rerun=rerun,
+        routing=routing,
+    )  # fmt: skip
     return {"event_id": event["event_id"], "status": "enriched", "complete": enrichment["complete"]}
 
 

@@ -1,11 +1,12 @@
 """The job contract between the receiver and the workers: names, retry policies, TTLs, envelope.
 
-Two kinds of RQ job run on the one `events` queue, both with JSON arguments:
+Three kinds of RQ job run on the one `events` queue, all with JSON arguments:
 
     workers.events.process_event(envelope)          one per accepted delivery, queued by the web
     workers.delivery.deliver(event_id, handler)     one per (event, handler), at the queue's front
+    workers.alerts.flush_alerts(handler)            one alert to one `alerts:` handler, at the front
 
-Their dotted names are stored in Redis with every queued job, so both stay importable there
+Their dotted names are stored in Redis with every queued job, so they stay importable there
 whatever moves behind them. The envelope is what the receiver knows of a delivery; the raw
 webhook payload travels in it as `payload`, spliced in as the bytes CircleCI sent.
 """
@@ -20,6 +21,7 @@ from config.settings import Settings
 
 PROCESS_EVENT = "workers.events.process_event"
 DELIVER = "workers.delivery.deliver"
+FLUSH_ALERTS = "workers.alerts.flush_alerts"
 
 # Webhook event types (https://circleci.com/docs/reference/outbound-webhooks-reference/).
 WORKFLOW_COMPLETED = "workflow-completed"

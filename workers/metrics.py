@@ -1,11 +1,14 @@
-"""The worker process's Prometheus metrics (its deliveries), in a registry of their own, served on
-WORKER_HTTP_PORT."""
+"""The worker process's Prometheus metrics (its enrichments, deliveries, dead letters and alerts), in a
+registry of their own, served on WORKER_HTTP_PORT. config/prometheus-alerts.yaml alerts on them."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 OUTCOMES = ("delivered", "retried", "rejected", "dead_lettered", "skipped_duplicate")
+# an enrichment's outcome is `complete`, `no_token`, or the error code of what failed (config/errors.py)
+ENRICHMENT_OUTCOMES = ("complete", "no_token")
+ALERT_OUTCOMES = ("sent", "failed")
 
 
 class DeliveryMetrics:
@@ -14,6 +17,24 @@ class DeliveryMetrics:
         self.deliveries = Counter(
             "circleci_events_deliveries",
             "Delivery jobs by handler and outcome: " + ", ".join(OUTCOMES),
+            ["handler", "outcome"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "circleci_events_dead_letters",
+            "Dead letters kept, by reason (retry_budget_exhausted, rejected, undecodable, ...)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.enrichments = Counter(
+            "circleci_events_enrichments",
+            "Events enriched, by outcome: complete, no_token, or the error code of the API call that failed",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.alerts = Counter(
+            "circleci_events_alerts",
+            "Alerts to the routes file's `alerts:` handlers, by handler and outcome: " + ", ".join(ALERT_OUTCOMES),
             ["handler", "outcome"],
             registry=self.registry,
         )

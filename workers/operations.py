@@ -1,13 +1,17 @@
 """What operators ask of Redis, shared by the CLI and the admin API.
 
     list_events(redis, settings, status=, limit=)   newest first, one summary row each
-    event_record(redis, settings, event_id)         what happened to one event, or None
+    event_id_of(redis, settings, prefix)            the one stored event id starting with prefix
+    event_record(redis, settings, event_id)         what happened to one event
     replay(redis, settings, event_id, handler=, force=)   queue an event's deliveries again (those
                                                     not delivered yet, unless forced)
     dead_letters(redis, settings, limit=)           newest first
     replay_dead_letter(redis, settings, delivery_id)
 
-All calls are synchronous redis-py; the web process runs them in its thread pool.
+What they return is what the CLI's `--json` and the admin API show, one shape for both:
+deliveries are objects (`handler`, `outcome`, `attempts`, ...) and every time is ISO 8601 text
+(`iso_time`), though Redis keeps epoch seconds. All calls are synchronous redis-py; the web
+process runs them in its thread pool.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from workers.delivery.replay import replay_dead_letter as replay_letter
 from workers.delivery.replay import replay_event
 from workers.routes import load_routes
 from workers.store import EventStore
+from workers.timestamps import iso_time
 
 # With a status filter, at most this many recent events are read to find `limit` matches.
 STATUS_SCAN = 5000
 ALL = 100_000
+CANDIDATES = 10  # ids listed when a prefix is ambiguous
 
 
 class NotFound(CircleCIEventsError):
@@ -41,6 +47,12 @@ class UnknownHandler(NotFound):
     """A replay naming a handler neither the routes file nor the event's record knows."""
 
     code = "unknown_handler"
+
+
+class AmbiguousId(CircleCIEventsError):
+    """An id prefix that more than one stored event starts with; `details["candidates"]` lists them."""
+
+    code = "ambiguous_id"
 
 
 class NotReplayable(CircleCIEventsError):
@@ -88,8 +100,27 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "status": record.get("status"),
         "transition": transition.get("kind"),
         "complete": enrichment.get("complete"),
-        "deliveries": ", ".join(f"{h}:{d['outcome']}" for h, d in deliveries.items()) or None,
+        "deliveries": [
+            {"handler": h, "outcome": d["outcome"], "attempts": d["attempts"]} for h, d in deliveries.items()
+        ],
     }
+
+
+def event_id_of(redis: Redis, settings: Settings, prefix: str) -> str:
+    """The stored event whose id is `prefix`, else the one whose id starts with it; NotFound when
+    none does, AmbiguousId (listing them) when several do."""
+    store = store_of(redis, settings)
+    if store.record(prefix) is not None:
+        return prefix
+    found = store.ids_starting(prefix)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise NotFound(f"no event {prefix!r} is stored (never received, or expired after the retention time)")
+    shown = ", ".join(found[:CANDIDATES]) + (f" and {len(found) - CANDIDATES} more" if len(found) > CANDIDATES else "")
+    raise AmbiguousId(
+        f"{len(found)} events start with {prefix!r}: {shown}; give more of the id", details={"candidates": found}
+    )
 
 
 def event_record(redis: Redis, settings: Settings, event_id: str) -> dict[str, Any]:
@@ -97,7 +128,12 @@ def event_record(redis: Redis, settings: Settings, event_id: str) -> dict[str, A
     record = store_of(redis, settings).record(event_id)
     if record is None:
         raise NotFound(f"no event {event_id!r} is stored (never received, or expired after the retention time)")
-    return record
+    deliveries = [
+        {"handler": handler, **d} | {k: iso_time(d[k]) for k in ("first_attempt_at", "last_attempt_at")}
+        for handler, d in record["deliveries"].items()
+    ]
+    attempts = [a | {"at": iso_time(a.get("at"))} for a in record["attempts"]]
+    return record | {"deliveries": deliveries, "attempts": attempts}
 
 
 def replay(
@@ -133,15 +169,22 @@ def configured_handlers(settings: Settings) -> list[str]:
         return []
 
 
-def dead_letters(redis: Redis, settings: Settings, *, limit: int = 100) -> list[DeadLetter]:
-    return letters_of(redis, settings).list(limit=limit)
+def dead_letters(redis: Redis, settings: Settings, *, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest dead letters first, as `dead_letter` shows each."""
+    return [letter_document(x) for x in letters_of(redis, settings).list(limit=limit)]
 
 
-def dead_letter(redis: Redis, settings: Settings, delivery_id: str) -> DeadLetter:
+def dead_letter(redis: Redis, settings: Settings, delivery_id: str) -> dict[str, Any]:
     letter = letters_of(redis, settings).get(delivery_id)
     if letter is None:
         raise NotFound(f"no dead letter {delivery_id!r} (replayed, purged or expired)")
-    return letter
+    return letter_document(letter)
+
+
+def letter_document(letter: DeadLetter) -> dict[str, Any]:
+    """A dead letter with its times as ISO 8601."""
+    data = letter.to_dict()
+    return data | {k: iso_time(data[k]) for k in ("first_attempt_at", "last_attempt_at", "dead_at")}
 
 
 def replay_dead_letter(redis: Redis, settings: Settings, delivery_id: str) -> str:

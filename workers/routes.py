@@ -16,6 +16,15 @@ class declares (workers/handlers/). Match values are globs (fnmatch, case-sensit
 written `/like this/` (a regex that must match the whole value). A value of `events`,
 `statuses` or `transitions` that can match none of the values those keys ever see is an error
 ("did you mean"): a typo there would silence a subscription for good.
+
+An optional `alerts:` section names handlers told when deliveries are dead-lettered or CircleCI
+refuses the token, at most once per `interval_seconds` each (workers/alerts.py):
+
+```yaml
+alerts:
+  handlers: [ops-slack]
+  interval_seconds: 300
+```
 """
 
 from __future__ import annotations
@@ -40,7 +49,10 @@ from workers.people import KEYS as PERSON_KEYS
 from workers.transition import KINDS
 from workers.vcs import slug_forms
 
-TOP_LEVEL_KEYS = ("handlers", "subscriptions", "people")
+TOP_LEVEL_KEYS = ("handlers", "subscriptions", "alerts", "people")
+ALERT_KEYS = ("handlers", "interval_seconds")
+ALERT_INTERVAL_SECONDS = 300  # the default: at most one alert per handler every 5 minutes
+ALERT_INTERVAL_RANGE = (1, 86400)
 MATCH_KEYS = ("events", "projects", "branches", "tags", "workflows", "jobs", "statuses", "transitions")
 # what a subscription asks of its handlers besides matching: mentions on a break (on unless
 # `mentions: false`), `notify: committer` (a direct message to whoever broke it) and
@@ -53,6 +65,14 @@ STATUSES = (
     "retried", "queued", "not_running", "infrastructure_fail", "timedout", "terminated-unknown", "blocked",
 )  # fmt: skip
 KNOWN_VALUES = {"events": (WORKFLOW_COMPLETED, JOB_COMPLETED), "statuses": STATUSES, "transitions": KINDS}
+# Dummy values for `load_routes(placeholders=True)`, by the key a `${VAR}` is the whole value of:
+# `.invalid` never resolves (RFC 2606), so nothing checked this way can be sent anywhere.
+PLACEHOLDERS = {
+    "url": "https://{name}.placeholder.invalid/",
+    "routing_key": "0123456789abcdef0123456789abcdef",  # PagerDuty's 32 characters
+    "token": "xoxb-0000000000-placeholder",
+    "": "placeholder-{name}",
+}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -63,6 +83,36 @@ class Pattern:
 
     def matches(self, value: str) -> bool:
         return self.regex.fullmatch(value) is not None
+
+    @property
+    def literal(self) -> bool:
+        """A plain value: neither a glob nor a /regex/."""
+        return self.regex.pattern == fnmatch.translate(self.source) and not any(c in self.source for c in "*?[")
+
+
+# What an event that has no value for a key is not, in a Mismatch's words.
+ABSENT = {"branches": "no branch known", "tags": "not a tag build", "transitions": "no transition known"}
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """Why an event does not match a subscription: the first key whose values match none of its patterns."""
+
+    key: str
+    values: tuple[str, ...]
+    patterns: tuple[Pattern, ...]
+
+    def __str__(self) -> str:
+        """`branches: 'main' does not match [release/*]`, `statuses: 'success' not in [failed]`,
+        `transitions: none (no transition known)`."""
+        wanted = "[" + ", ".join(p.source for p in self.patterns) + "]"
+        if not self.values:
+            return f"{self.key}: none ({ABSENT.get(self.key, 'the event has none')})"
+        literal = all(p.literal for p in self.patterns)
+        if len(self.values) == 1:
+            return f"{self.key}: {self.values[0]!r} {'not in' if literal else 'does not match'} {wanted}"
+        shown = ", ".join(repr(v) for v in self.values[:5]) + (", …" if len(self.values) > 5 else "")
+        return f"{self.key}: none of {shown} {'is in' if literal else 'matches'} {wanted}"
 
 
 @dataclass(frozen=True)
@@ -77,22 +127,42 @@ class Subscription:
     notify: tuple[str, ...] = ()
     job_replies: bool = False
 
+    def mismatch(self, event: Mapping[str, Any]) -> Mismatch | None:
+        """The first key (in file order) the event fails, with its values; None when it matches."""
+        for key, patterns in self.match.items():
+            values = event_values(event, key)
+            if not any(p.matches(v) for p in patterns for v in values):
+                return Mismatch(key, tuple(values), patterns)
+        return None
+
     def matches(self, event: Mapping[str, Any]) -> bool:
-        return all(
-            any(p.matches(v) for p in patterns for v in event_values(event, key))
-            for key, patterns in self.match.items()
-        )
+        return self.mismatch(event) is None
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    """The `alerts:` section: who is told when the notifier itself fails, and how often at most."""
+
+    handlers: tuple[str, ...]
+    interval_seconds: int = ALERT_INTERVAL_SECONDS
+    line: int = 0
 
 
 @dataclass(frozen=True)
 class Routes:
     handlers: dict[str, HandlerConfig]
     subscriptions: list[Subscription]
+    placeholders: tuple[str, ...] = ()  # the variables given a dummy value (load_routes(placeholders=True))
+    alerts: AlertConfig | None = None  # no `alerts:` section: nobody is told
     people: People = field(default_factory=People)
 
+    def explain(self, event: Mapping[str, Any]) -> list[tuple[Subscription, Mismatch | None]]:
+        """Every subscription in file order, with why the event does not match it (None: it does)."""
+        return [(s, s.mismatch(event)) for s in self.subscriptions]
+
     def matching_subscriptions(self, event: Mapping[str, Any]) -> list[Subscription]:
-        """The subscriptions an event matches, in file order (for previews)."""
-        return [s for s in self.subscriptions if s.matches(event)]
+        """The subscriptions an event matches, in file order."""
+        return [s for s, mismatch in self.explain(event) if mismatch is None]
 
     def match(self, event: Mapping[str, Any]) -> list[str]:
         """The handler names an event goes to: each once, in order of first mention."""
@@ -145,12 +215,15 @@ def load_routes(
     environ: Mapping[str, str],
     *,
     check_handler: Callable[[HandlerConfig], object] | None = None,
+    placeholders: bool = False,
 ) -> Routes:
     """Read, substitute and check a routes file.
 
     Raises one ConfigurationError listing every mistake in the file, a line each (also as
     `details["problems"]`), each naming the file, line, handler or subscription and key.
 
+    `placeholders`: a `${VAR}` that is not set and has no default takes a dummy value of the
+    shape its key expects (PLACEHOLDERS), so CI can check a file without the real secrets.
     `check_handler` builds each handler once (imports callables, renders templates); by default
     `workers.handlers.build_handler`.
     """
@@ -165,16 +238,17 @@ def load_routes(
         mark = getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark else ""
         raise ConfigurationError(f"routes file {path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return _Reader(path, environ).routes(root, check_handler)
+    return _Reader(path, environ, placeholders).routes(root, check_handler)
 
 
 class _Reader:
     """Walks the file once, noting every mistake and going on; `routes` raises them all together."""
 
-    def __init__(self, path: Path, environ: Mapping[str, str]) -> None:
+    def __init__(self, path: Path, environ: Mapping[str, str], placeholders: bool) -> None:
         self.path = path
         self.environ = environ
         self.problems: list[str] = []
+        self.placeholders: list[str] | None = [] if placeholders else None
 
     def error(self, node: yaml.Node | None, where: str, message: str) -> ConfigurationError:
         line = f", line {node.start_mark.line + 1}" if node is not None else ""
@@ -196,10 +270,10 @@ class _Reader:
             raise self.error(node, where, "expected a mapping")
         return {str(k.value): (k, v) for k, v in node.value}
 
-    def scalar(self, node: yaml.Node, where: str) -> str:
+    def scalar(self, node: yaml.Node, where: str, key: str = "") -> str:
         if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
             raise self.error(node, where, "expected a string")
-        return self.substitute(str(node.value), node, where)
+        return self.substitute(str(node.value), node, where, key)
 
     def strings(self, node: yaml.Node, where: str) -> list[tuple[str, yaml.Node]]:
         """The strings of a string-or-list value; a bad item is noted and left out."""
@@ -209,13 +283,17 @@ class _Reader:
                 found.append((self.scalar(item, where), item))
         return found
 
-    def substitute(self, value: str, node: yaml.Node, where: str) -> str:
+    def substitute(self, value: str, node: yaml.Node, where: str, key: str = "") -> str:
         def replace(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
             if name in self.environ:
                 return self.environ[name]
             if default is not None:
                 return default
+            if self.placeholders is not None:
+                self.placeholders.append(name)
+                dummy = name.lower().replace("_", "-")
+                return PLACEHOLDERS.get(key, PLACEHOLDERS[""]).format(name=dummy) if m.group(0) == value else dummy
             raise self.error(node, where, f"environment variable {name} is not set and has no default")
 
         return _VAR.sub(replace, value)
@@ -255,13 +333,18 @@ class _Reader:
                 where = f"routes file {self.path}, line {s.line}: subscription {s.name!r}"
                 self.problems.append(f"{where}: name used twice (first on line {first[s.name]})")
             first.setdefault(s.name, s.line)
+        alerts = None
+        if "alerts" in top:
+            with self.noting():
+                alerts = self.alerts(*top["alerts"], declared)
         people = People()
         if "people" in top:
             with self.noting():
                 people = self.people(top["people"][1])
         if self.problems:
             raise ConfigurationError("\n".join(self.problems), details={"problems": list(self.problems)})
-        return Routes(handlers=handlers, subscriptions=subscriptions, people=people)
+        placeholders = tuple(dict.fromkeys(self.placeholders or ()))
+        return Routes(handlers, subscriptions, placeholders, alerts=alerts, people=people)
 
     def people(self, node: yaml.Node) -> People:
         """`people:`: a commit e-mail or VCS login -> {slack, discord, teams, name}; mistakes noted."""
@@ -322,7 +405,7 @@ class _Reader:
             hint = _did_you_mean(key, allowed)
             raise self.error(key_node, where, f"unknown key for type {kind} (allowed: {listed}){hint}")
         # never echo the value: urls, keys and secrets are secrets
-        value = self.scalar(node, where)
+        value = self.scalar(node, where, key)
         if not value.strip():
             raise self.error(node, where, "is empty")
         if key == "url" and not value.startswith(("https://", "http://")):
@@ -338,17 +421,7 @@ class _Reader:
             with self.noting():
                 name = self.scalar(items["name"][1], f"subscription #{index + 1}, key 'name'")
         where = f"subscription {name!r}" if name else f"subscription #{index + 1}"
-        names: list[str] = []
-        if "handlers" not in items:
-            self.note(node, f"{where}, key 'handlers'", "missing required key")
-        for handler, item in (
-            self.strings(items["handlers"][1], f"{where}, key 'handlers'") if "handlers" in items else ()
-        ):
-            if handler in declared:
-                names.append(handler)
-            else:
-                hint = _did_you_mean(handler, declared)
-                self.note(item, f"{where}, key 'handlers'", f"unknown handler {handler!r}{hint}")
+        names = self.handler_names(node, items, where, declared)
         match: dict[str, tuple[Pattern, ...]] = {}
         options: dict[str, tuple[str, ...]] = {}
         for key, (k, v) in items.items():
@@ -385,6 +458,53 @@ class _Reader:
             notify=options.get("notify", ()),
             job_replies=options.get("job_replies") == ("true",),
         )
+
+    def handler_names(
+        self,
+        node: yaml.Node,
+        items: Mapping[str, tuple[yaml.Node, yaml.Node]],
+        where: str,
+        declared: Mapping[str, object],
+    ) -> list[str]:
+        """The names a required `handlers:` key lists that `handlers:` declares; the others noted."""
+        names: list[str] = []
+        if "handlers" not in items:
+            self.note(node, f"{where}, key 'handlers'", "missing required key")
+        for handler, item in (
+            self.strings(items["handlers"][1], f"{where}, key 'handlers'") if "handlers" in items else ()
+        ):
+            if handler in declared:
+                names.append(handler)
+            else:
+                hint = _did_you_mean(handler, declared)
+                self.note(item, f"{where}, key 'handlers'", f"unknown handler {handler!r}{hint}")
+        return names
+
+    def alerts(self, key_node: yaml.Node, node: yaml.Node, declared: Mapping[str, object]) -> AlertConfig | None:
+        """The `alerts:` section, or None when it has mistakes (each noted)."""
+        before = len(self.problems)
+        items = self.mapping(node, "alerts")
+        for key, (k, _) in items.items():
+            if key not in ALERT_KEYS:
+                expected = f"(expected {', '.join(ALERT_KEYS)}){_did_you_mean(key, ALERT_KEYS)}"
+                self.note(k, f"alerts, key {key!r}", f"unknown key {expected}")
+        names = self.handler_names(node, items, "alerts", declared)
+        if "handlers" in items and not names and len(self.problems) == before:
+            self.note(items["handlers"][1], "alerts, key 'handlers'", "expected at least one handler")
+        interval = ALERT_INTERVAL_SECONDS
+        if "interval_seconds" in items:
+            with self.noting():
+                value_node = items["interval_seconds"][1]
+                value = self.scalar(value_node, "alerts, key 'interval_seconds'")
+                low, high = ALERT_INTERVAL_RANGE
+                if not value.isdigit() or not low <= int(value) <= high:
+                    message = f"expected whole seconds from {low} to {high}, got {value!r}"
+                    raise self.error(value_node, "alerts, key 'interval_seconds'", message)
+                interval = int(value)
+        if len(self.problems) > before:
+            return None
+        line = key_node.start_mark.line + 1
+        return AlertConfig(handlers=tuple(dict.fromkeys(names)), interval_seconds=interval, line=line)
 
     def pattern(self, source: str, node: yaml.Node, where: str, known: tuple[str, ...] | None = None) -> Pattern:
         if len(source) >= 2 and source.startswith("/") and source.endswith("/"):

@@ -16,6 +16,7 @@ Keys (all expire `ttl` seconds after the event was stored):
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -135,6 +136,20 @@ class EventStore:
         attempts = self.redis.lrange(ATTEMPTS_PREFIX + event_id, 0, -1)
         summary["attempts"] = [json.loads(a) for a in attempts]
         return summary
+
+    def ids_starting(self, prefix: str) -> list[str]:
+        """Stored event ids that start with `prefix`, newest first (a walk of the index: for
+        operators typing a short id, not for the event path)."""
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
+        found = sorted(self.redis.zscan_iter(EVENTS_INDEX, match=pattern, count=1000), key=lambda m: -m[1])
+        ids = [text(member) for member, _ in found]
+        return [i for i, alive in zip(ids, self._exist(ids), strict=True) if alive]
+
+    def _exist(self, event_ids: list[str]) -> list[bool]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for event_id in event_ids:
+                pipe.exists(RECORD_PREFIX + event_id)
+            return [bool(n) for n in pipe.execute()]
 
     def recent(self, *, limit: int = 50, since: float | None = None) -> list[str]:
         """Event ids received since `since` (epoch seconds), newest first."""

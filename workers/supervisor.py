@@ -16,6 +16,11 @@ a job's calls). The main thread runs no job; it keeps the others, a tick at a ti
 SIGTERM or SIGINT: every worker finishes the job it has and takes no other; after
 WORKER_SHUTDOWN_GRACE_SECONDS the jobs still running go back to the front of the queue at once
 and the process exits. A second signal does that at once.
+
+SIGHUP: the next tick reads the routes file again and swaps it in for every worker thread at
+once (`routes_reloaded`); jobs already running finish with the routes they started with. A file
+that does not load is refused with one `routes_reload_failed` line saying why, and the routes
+loaded before stay.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
@@ -34,14 +40,16 @@ from redis import Redis
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
+from config.errors import ConfigurationError
 from config.logging import chatter_level
 from config.settings import Settings
 from config.version import version
-from workers.connection import connect
+from workers.connection import connect, warn_weak_tls
 from workers.context import WorkerContext, install
 from workers.durability import ensure_durable
 from workers.lease import Leases
 from workers.reaper import Reaper, requeue_running
+from workers.routing import Routing
 from workers.store import EventStore
 from workers.worker import JobQueue, Worker, build_worker
 
@@ -66,8 +74,19 @@ class Health:
 class Supervisor:
     """`concurrency` workers on one queue, each in a thread, and the main thread keeping them."""
 
-    def __init__(self, redis: Redis, queue_name: str, settings: Settings, concurrency: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        queue_name: str,
+        settings: Settings,
+        concurrency: int,
+        *,
+        reload_routes: Callable[[], Routing] | None = None,
+    ) -> None:
+        """`reload_routes` swaps in the routes file read again, on SIGHUP (without it SIGHUP is not taken)."""
         self.redis, self.settings = redis, settings
+        self.reload_routes = reload_routes
+        self.reload_requested = False
         self.queue = JobQueue(queue_name, connection=redis, serializer=JSONSerializer)
         self.leases = Leases(redis, self.queue.started_job_registry.key, seconds=settings.worker_lease_seconds)
         self.workers = [self._new_worker() for _ in range(concurrency)]
@@ -96,6 +115,8 @@ class Supervisor:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
+            if self.reload_routes is not None:
+                signal.signal(signal.SIGHUP, self.request_reload)
         self._schedule()  # what fell due while no worker ran
         for index in range(len(self.workers)):
             self._start(index, burst)
@@ -128,6 +149,9 @@ class Supervisor:
     def tick(self, burst: bool = False) -> None:
         """One pass of the keeping: whatever is due now. Redis errors are logged and tried next tick."""
         self.ticked = time.monotonic()
+        if self.reload_requested:
+            self.reload_requested = False
+            self._reload()
         try:
             if self._is_due("leases", self.leases.renew_every):
                 self.leases.renew()
@@ -204,6 +228,25 @@ class Supervisor:
                 self.workers[index] = self._new_worker()
                 self._start(index, burst=False)
 
+    # -- reloading -----------------------------------------------------------------------------
+
+    def request_reload(self, signum: int, frame: FrameType | None = None) -> None:
+        """SIGHUP: the routes are read again at the next tick (not inside the signal handler)."""
+        self.reload_requested = True
+
+    def _reload(self) -> None:
+        assert self.reload_routes is not None, "SIGHUP is taken only with a reload_routes"
+        try:
+            routing = self.reload_routes()
+        except ConfigurationError as exc:
+            log.error("routes_reload_failed", routes_file=self.settings.routes_file, error=exc.message,
+                      kept="the routes loaded before; fix the file, then SIGHUP again (run: save it)")  # fmt: skip
+        except Exception as exc:  # a bug in building a handler must not end the process
+            log.error("routes_reload_failed", routes_file=self.settings.routes_file,
+                      error=f"{type(exc).__name__}: {exc}"[:300], kept="the routes loaded before")  # fmt: skip
+        else:
+            log.info("routes_reloaded", routes_file=self.settings.routes_file, **routing.summary())
+
     # -- stopping ------------------------------------------------------------------------------
 
     def request_stop(self, signum: int, frame: FrameType | None = None) -> None:
@@ -261,20 +304,26 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     first event), install it, and run WORKER_CONCURRENCY workers until stopped."""
     from workers.health import serve_health
 
+    hangups: list[int] = []  # a SIGHUP while starting: the routes are read again at the first tick
+    signal.signal(signal.SIGHUP, lambda signum, frame: hangups.append(signum))
     context = WorkerContext.build(settings)
     install(context)
     # RQ's own client: RQ raises its socket timeout to wait for jobs, the jobs' client keeps 5 s
-    redis = connect(str(settings.redis_url))
+    redis = connect(settings)
+    warn_weak_tls(settings, log=log)
     ensure_durable(redis, allow_eviction=settings.redis_allow_eviction, log=log)
-    supervisor = Supervisor(redis, settings.events_queue, settings, settings.worker_concurrency)
+    supervisor = Supervisor(
+        redis, settings.events_queue, settings, settings.worker_concurrency, reload_routes=context.reload_routes
+    )
+    signal.signal(signal.SIGHUP, supervisor.request_reload)
+    if hangups:
+        supervisor.reload_requested = True
     context.leases = supervisor.leases
-    routes = context.routes
     log.info(
         "worker_started",
         version=version(),
         routes_file=settings.routes_file,
-        handlers=sorted(context.handlers),
-        subscriptions=len(routes.subscriptions) if routes is not None else 0,
+        **context.routing.summary(),
         queue=settings.events_queue,
         concurrency=settings.worker_concurrency,
         lease_seconds=settings.worker_lease_seconds,

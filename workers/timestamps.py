@@ -1,4 +1,5 @@
-"""Lenient parsing of the timestamps CircleCI payloads carry, always into UTC-aware datetimes.
+"""Lenient parsing of the timestamps CircleCI payloads carry, always into UTC-aware datetimes;
+and our own epoch times as ISO 8601 text, the one form operators see them in.
 
 Formats seen (circleci-pitfalls.md A9, circleci-webhooks.md 5.1 and 5.7):
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+
+from config.clock import utc_now_text
 
 # Go's default layout "2006-01-02 15:04:05.999999999 -0700 MST", optionally followed by the
 # monotonic clock reading (" m=+0.000000001") that time.Time.String() appends.
@@ -46,6 +49,12 @@ def duration_seconds(start: object, stop: object) -> float | None:
     if started is None or stopped is None or stopped < started:
         return None
     return (stopped - started).total_seconds()
+
+
+def iso_time(epoch: float | None) -> str | None:
+    """An epoch time (Redis keeps them so) as ISO 8601 UTC, `2026-11-27T23:40:00.123456Z`: the
+    form of `received_at` and of every log line's timestamp."""
+    return None if epoch is None else utc_now_text(epoch)
 
 
 def _read(value: object) -> datetime | None:

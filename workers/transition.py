@@ -50,7 +50,7 @@ KINDS = ("first_seen", "passing", "broken", "fixed", "still_failing", *UNCHANGED
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # KEYS: the state hash. ARGV: status, pipeline number, happened_at in epoch microseconds
-# (the order within a pipeline), happened_at as sent, TTL seconds.
+# (the order within a pipeline), happened_at as sent, TTL seconds, and "peek" to write nothing.
 # Returns {kind, previous status, previous pipeline number, failing since pipeline number,
 # failing since (happened_at), failed pipelines}; a missing value is false (nil in Python).
 RECORD_LUA = """
@@ -83,6 +83,9 @@ if kind == 'still_failing' or kind == 'fixed' then
   if kind == 'still_failing' then failed = failed + 1 end
 elseif status ~= 'success' then
   since_number, since_at, failed = ARGV[2], ARGV[4], 1
+end
+if ARGV[6] == 'peek' then
+  return {kind, prev[1], prev[2], since_number, since_at, failed}
 end
 local fields = {'status', status, 'pipeline_number', ARGV[2], 'order', ARGV[3], 'happened_at', ARGV[4],
                 'kind', kind}
@@ -175,9 +178,18 @@ class TransitionStore:
         self._ttl = ttl_seconds
 
     def record(
-        self, *, project: str, ref: str, workflow: str, status: str, pipeline_number: int, happened_at: str
+        self,
+        *,
+        project: str,
+        ref: str,
+        workflow: str,
+        status: str,
+        pipeline_number: int,
+        happened_at: str,
+        peek: bool = False,
     ) -> Transition:
-        """Compare `status` with the stored state and store it when this event is the newest.
+        """Compare `status` with the stored state and store it when this event is the newest;
+        with `peek`, only say what the transition would be and write nothing (`preview`).
 
         Any status but `success` and `canceled` is a failure (`failed`, `error`, `unauthorized`,
         and API values such as `infrastructure_fail`; pitfalls A9). An unreadable `happened_at`
@@ -188,11 +200,12 @@ class TransitionStore:
             return Transition(kind=CANCELED)
         moment = parse_time(happened_at)
         order = 0 if moment is None else (moment - EPOCH) // timedelta(microseconds=1)
-        args: list[str | int] = [status, int(pipeline_number), order, happened_at, self._ttl]
+        args: list[str | int] = [status, int(pipeline_number), order, happened_at, self._ttl, "peek" if peek else ""]
         try:
             answer = self._script(keys=[transition_key(project, ref, workflow)], args=args)
         except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise RedisUnavailable(f"Redis did not answer while recording a transition: {exc}") from exc
+            doing = "reading" if peek else "recording"
+            raise RedisUnavailable(f"Redis did not answer while {doing} a transition: {exc}") from exc
         kind, previous_status, previous_number, since_number, since_at, failed = [*answer, None, None, None][:6]
         return Transition(
             kind=str(_text(kind)),

@@ -10,7 +10,7 @@ open maps with blank strings and odd types (pitfalls A9): nothing here raises on
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 PROVIDERS = ("github", "bitbucket", "gitlab", "github_app", "unknown")
@@ -66,6 +66,12 @@ class VcsFacts:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ref_kind": self.ref_kind}
+
+    def filled_from(self, other: VcsFacts) -> VcsFacts:
+        """These facts, each unknown one taken from `other` (the API's answer about the pipeline)."""
+        known = asdict(self)
+        unknown = {k for k, v in known.items() if v is None or (k == "provider" and v == "unknown")}
+        return replace(self, **{k: v for k, v in asdict(other).items() if k in unknown})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> VcsFacts:

@@ -45,6 +45,8 @@ from rq.worker.base import WorkerStatus
 
 from config.errors import EventUndecodable
 from config.settings import Settings
+from workers import alerts
+from workers.context import current
 from workers.delivery.dead_letters import UNDECODABLE, DeadLetter, DeadLetters
 from workers.lease import Leases
 
@@ -90,6 +92,11 @@ def dead_letter_undecodable(job: Job, exc_type: type[BaseException], exc: BaseEx
     )
     DeadLetters(job.connection, ttl=ttl).put(letter)
     log.error("job_undecodable", job_id=job.id, event_id=letter.event_id, error=excerpt)
+    try:
+        context = current()
+    except RuntimeError:  # RQ's tooling or a test running jobs without a worker context: no one to tell
+        return True
+    alerts.dead_lettered(context, letter)
     return True
 
 

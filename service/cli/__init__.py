@@ -14,6 +14,7 @@ from service.cli.preview import preview
 from service.cli.processes import run, web, worker
 from service.cli.send_test_event import send_test_event
 from service.cli.simulators import simulator, sink, slack_simulator
+from service.cli.webhooks import webhooks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,6 +28,7 @@ for command in (
     worker,
     run,
     api,
+    webhooks,
     check_config,
     preview,
     send_test_event,

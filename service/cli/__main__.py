@@ -1,3 +1,4 @@
 from service.cli import main
 
-main()
+if __name__ == "__main__":  # not when multiprocessing's spawn imports it in a web process (web --workers)
+    main()

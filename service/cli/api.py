@@ -24,12 +24,12 @@ SECRET_VALUE = click.option(
 )
 
 
-def client_from(settings: Settings) -> CircleCIClient:
+def client_from(settings: Settings, **transport_options: Any) -> CircleCIClient:
     if settings.circle_token is None:
         raise ConfigurationError(
             "CIRCLE_TOKEN is not set: create a personal API token in CircleCI (User Settings → Personal API Tokens)"
         )
-    return CircleCIClient.from_settings(settings)
+    return CircleCIClient.from_settings(settings, **transport_options)
 
 
 def _client() -> CircleCIClient:

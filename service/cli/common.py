@@ -6,6 +6,7 @@ import json
 import sys
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from functools import wraps
 from typing import Any, NoReturn
 
@@ -15,7 +16,8 @@ import redis
 from config.errors import CircleCIAPIError, CircleCIEventsError, ConfigurationError, RedisUnavailable
 from config.logging import configure_logging
 from config.settings import Settings
-from workers.connection import connect
+from service.cli import instance
+from workers.connection import connect, describe_failure
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -31,8 +33,9 @@ def command_of(context: click.Context | None) -> str | None:
     return " ".join(reversed(names)) or None
 
 
-def load_settings(*, quiet: bool = False) -> Settings:
-    """Settings from the environment, logging configured (to WARNING for `quiet` commands)."""
+def load_settings(*, quiet: bool = False, role: str | None = None) -> Settings:
+    """Settings from the environment, logging configured (to WARNING for `quiet` commands); `role`
+    names the process where no command line does (a process that uvicorn's manager started)."""
     settings = Settings.from_environ()
     context = click.get_current_context(silent=True)
     configure_logging(
@@ -40,7 +43,7 @@ def load_settings(*, quiet: bool = False) -> Settings:
         log_level="WARNING" if quiet else settings.log_level,
         secrets=settings.secret_values(),
         # the command: web, worker, run, "events show", ... (every line of a process says which it is)
-        role=command_of(context),
+        role=role or command_of(context),
     )
     return settings
 
@@ -89,7 +92,7 @@ def clear_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             more = f" ({len(problems)} mistakes in all)" if len(problems) > 1 else ""
             fail(f"configuration error: {problems[-1]}{more}", EXIT_USAGE)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, RedisUnavailable) as exc:
-            fail(f"cannot reach Redis ({exc}); check REDIS_URL and that Redis runs")
+            fail(f"cannot reach Redis ({describe_failure(exc)}); check REDIS_URL and that Redis runs")
         except CircleCIAPIError as exc:
             fail(exc.message)
         except CircleCIEventsError as exc:
@@ -99,9 +102,18 @@ def clear_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def require_redis(settings: Settings) -> redis.Redis:
-    if not settings.redis_url:
-        raise ConfigurationError("REDIS_URL is not set: point it at Redis, e.g. redis://127.0.0.1:6379/0")
-    client = connect(settings.redis_url)
+    """REDIS_URL's Redis, else the one of a `circleci-events run` on this machine (saying so)."""
+    url = settings.redis_url
+    if not url:
+        running = instance.find(settings)
+        if running is None:
+            raise ConfigurationError(
+                "REDIS_URL is not set and no `circleci-events run` (make run) is running here: point REDIS_URL "
+                "at Redis, e.g. redis://127.0.0.1:6379/0"
+            )
+        click.echo(f"circleci-events: using {running.describe()}", err=True)
+        url = running.redis_url
+    client = connect(replace(settings, redis_url=url))
     client.ping()
     return client
 

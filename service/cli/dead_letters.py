@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
 from service.cli.common import EXIT_USAGE, clear_errors, emit, emit_one, fail, load_settings, require_redis
-from service.cli.events import when
 from workers import operations
 
+WHY_CHARS = 60
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 
@@ -26,8 +27,18 @@ def list_(limit: int, as_json: bool) -> None:
     """The newest dead letters first."""
     settings = load_settings(quiet=True)
     letters = operations.dead_letters(require_redis(settings), settings, limit=limit)
-    rows = [{**x.to_dict(), "dead_at": x.dead_at if as_json else when(x.dead_at)} for x in letters]
-    emit(rows, ["delivery_id", "handler", "reason", "last_status", "attempts", "dead_at"], as_json=as_json)
+    if as_json:
+        emit(letters, [], as_json=True)
+        return
+    rows = [{**letter, "why": why(letter)} for letter in letters]
+    emit(rows, ["delivery_id", "handler", "reason", "why", "attempts", "dead_at"], as_json=False)
+
+
+def why(letter: dict[str, Any]) -> str:
+    """The last answer in a few words: `HTTP 404: no_team`, `connection refused (...)`."""
+    excerpt = " ".join(str(letter.get("body_excerpt") or "").split())
+    text = f"HTTP {letter['last_status']}: {excerpt}" if letter.get("last_status") else excerpt
+    return text if len(text) <= WHY_CHARS else text[: WHY_CHARS - 1] + "…"
 
 
 @dead_letters.command()
@@ -37,10 +48,7 @@ def list_(limit: int, as_json: bool) -> None:
 def show(delivery_id: str, as_json: bool) -> None:
     """One dead letter: its event, handler, reason, last status and answer, attempts."""
     settings = load_settings(quiet=True)
-    letter = operations.dead_letter(require_redis(settings), settings, delivery_id).to_dict()
-    if not as_json:
-        letter |= {k: when(letter[k]) for k in ("first_attempt_at", "last_attempt_at", "dead_at")}
-    emit_one(letter, as_json=as_json)
+    emit_one(operations.dead_letter(require_redis(settings), settings, delivery_id), as_json=as_json)
 
 
 @dead_letters.command()
@@ -57,7 +65,7 @@ def replay(delivery_id: str | None, every: bool, as_json: bool) -> None:
     if delivery_id:
         ids = [delivery_id]
     else:
-        ids = [x.delivery_id for x in operations.dead_letters(redis, settings, limit=operations.ALL)]
+        ids = [x["delivery_id"] for x in operations.dead_letters(redis, settings, limit=operations.ALL)]
     queued = [{"delivery_id": i, "job_id": operations.replay_dead_letter(redis, settings, i)} for i in ids]
     if as_json:
         click.echo(json.dumps(queued))

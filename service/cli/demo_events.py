@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from service.cli.message_view import slack_lines
 
 SUCCESS_FIXTURE = "workflow-completed.github-oauth.docs.json"
 FAILED_FIXTURE = "workflow-completed.failed.github-oauth.derived.json"
@@ -30,7 +31,6 @@ SLACK_TOKEN_VAR = "DEMO_SLACK_BOT_TOKEN"
 TRIGGER_ACTOR = "octocat"  # who the CircleCI simulator says triggered every pipeline
 # the failure sample's commit author, a member of the simulated Slack workspace: found by e-mail
 AUTHOR = {"id": "U0AUTHOR", "name": "author", "email": "author.email@example.com"}
-_LINK = re.compile(r"<(?:https?://[^|>]+)\|([^>]*)>")
 
 
 @dataclass(frozen=True)
@@ -127,25 +127,6 @@ def routes_yaml(sink_url: str, slack_api_url: str) -> str:
     )
 
 
-def _readable(text: str) -> str:
-    """Slack mrkdwn as a terminal shows it: `<url|label>` as its label, entities decoded."""
-    return _LINK.sub(r"\1", text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-
-
-def _block_lines(block: dict[str, Any]) -> list[str]:
-    kind = block.get("type")
-    if kind == "header":
-        return [f"[header]  {block['text']['text']}"]
-    if kind == "section" and "fields" in block:
-        return ["[fields]  " + " · ".join(_readable(f["text"]).replace("\n", ": ", 1) for f in block["fields"])]
-    if kind == "section":
-        first, *rest = _readable(block["text"]["text"]).splitlines() or [""]
-        return [f"[section] {first}", *(f"          {line}" for line in rest)]
-    if kind == "context":
-        return ["[context] " + " · ".join(_readable(e.get("text", "")) for e in block.get("elements", []))]
-    return [f"[{kind}]"]
-
-
 def describe(number: int, scenario: Scenario, slack: dict[str, Any], webhook: dict[str, Any]) -> list[str]:
     """What the sink received for one event, as lines to print."""
     transition = webhook.get("transition") or {}
@@ -157,7 +138,5 @@ def describe(number: int, scenario: Scenario, slack: dict[str, Any], webhook: di
         f"transition   {transition.get('kind')}{since}",
         f"webhook      status {webhook.get('status')} · enrichment "
         f"{'complete' if enrichment.get('complete') else 'incomplete'}, {enrichment.get('api_calls')} API call(s)",
-        "slack text   " + "\n             ".join(_readable(slack.get("text", "")).splitlines()),
-        "slack blocks",
     ]
-    return lines + ["  " + line for block in slack.get("blocks", []) for line in _block_lines(block)]
+    return lines + slack_lines(slack)

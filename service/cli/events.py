@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -13,11 +12,6 @@ from workers import operations
 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 LIST_COLUMNS = ["event_id", "received_at", "event_type", "project", "branch", "name", "status", "transition"]
-
-
-def when(epoch: float | None) -> str | None:
-    """An epoch time as ISO 8601 UTC."""
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 @click.group()
@@ -34,6 +28,8 @@ def list_(status: str | None, limit: int, as_json: bool) -> None:
     """The newest events first, with the outcome of each handler's delivery."""
     settings = load_settings(quiet=True)
     rows = operations.list_events(require_redis(settings), settings, status=status, limit=limit)
+    if not as_json:
+        rows = [r | {"deliveries": ", ".join(f"{d['handler']}:{d['outcome']}" for d in r["deliveries"])} for r in rows]
     emit(rows, [*LIST_COLUMNS, "deliveries"], as_json=as_json)
 
 
@@ -42,9 +38,16 @@ def list_(status: str | None, limit: int, as_json: bool) -> None:
 @JSON
 @clear_errors
 def show(event_id: str, as_json: bool) -> None:
-    """Received at, duplicates, enrichment, transition, and each handler's delivery attempts."""
+    """Received at, duplicates, enrichment, transition, and each handler's delivery attempts.
+
+    EVENT_ID may be the start of an id, when only one stored event's id starts so.
+    """
     settings = load_settings(quiet=True)
-    record = operations.event_record(require_redis(settings), settings, event_id)
+    redis = require_redis(settings)
+    try:
+        record = operations.event_record(redis, settings, operations.event_id_of(redis, settings, event_id))
+    except operations.AmbiguousId as exc:
+        fail(exc.message, EXIT_USAGE)
     if as_json:
         click.echo(json.dumps(record, indent=2, default=str))
         return
@@ -69,15 +72,15 @@ def describe(record: dict[str, Any]) -> list[str]:
         f"transition   {_transition(transition)}",
         f"routed to    {', '.join(record.get('handlers') or []) or 'no handler'}",
     ]
-    for handler, d in record["deliveries"].items():
+    for d in record["deliveries"]:
         last = f", last status {d['last_status']}" if d["last_status"] is not None else ""
         plural = "" if str(d["attempts"]) == "1" else "s"
-        lines.append(f"  {handler}: {d['outcome']} after {d['attempts']} attempt{plural}{last}")
+        lines.append(f"  {d['handler']}: {d['outcome']} after {d['attempts']} attempt{plural}{last}")
     for a in record["attempts"]:
         status = f"HTTP {a['status']}" if a.get("status") is not None else "-"
         took = f"{a['seconds']:.3f} s" if isinstance(a.get("seconds"), int | float) else "-"
         error = f"  {a['error']}" if a.get("error") else (f"  ({a['reason']})" if a.get("reason") else "")
-        lines.append(f"    {when(a['at'])}  {a['handler']}  {a['outcome']}  {status}  {took}{error}")
+        lines.append(f"    {a['at']}  {a['handler']}  {a['outcome']}  {status}  {took}{error}")
     return lines
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import errno
-import gc
+import os
 import signal
 import socket
 import subprocess
@@ -14,19 +14,13 @@ from typing import Any
 import click
 import structlog
 
-from config.version import version
+from config.settings import MAX_WEB_PROCESSES
+from service.cli import instance
 from service.cli.common import EXIT_FAILURE, clear_errors, fail, load_settings, require_redis
+from workers.connection import warn_weak_tls
 from workers.durability import ensure_durable
 
 log = structlog.get_logger("service.cli")
-
-
-def tune_gc() -> None:
-    """Objects built at start live as long as the process: keep them out of every collection,
-    and collect the young generation less often (a webhook request allocates a few thousand
-    objects). Measured with bench/ingest: p99 43 -> 23 ms, 4.2k -> 5.3k events/s."""
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
 
 
 def ensure_port_free(host: str, port: int) -> None:
@@ -44,40 +38,25 @@ def ensure_port_free(host: str, port: int) -> None:
 
 
 @click.command()
+@click.option(
+    "--workers",
+    type=click.IntRange(1, MAX_WEB_PROCESSES),
+    default=None,
+    help="Web processes sharing the port, one per core (default: WEB_CONCURRENCY, else 1).",
+)
 @clear_errors
-def web() -> None:
+def web(workers: int | None) -> None:
     """Serve the webhook receiver (uvicorn, httptools with header limits, uvloop) on $PORT."""
-    import uvicorn
-
-    from service.app import create_app
-    from service.http_protocol import guarded_http_protocol
+    from service.cli.web_server import serve_web
 
     settings = load_settings()
+    settings.require_webhook_secrets()
     ensure_port_free(settings.host, settings.port)
-    ensure_durable(require_redis(settings), allow_eviction=settings.redis_allow_eviction, log=log)
-    app = create_app(settings)
-    protocol = guarded_http_protocol(
-        max_header_bytes=settings.web_max_header_bytes,
-        header_timeout=settings.web_header_timeout_seconds,
-        log_sampler=app.state.rejection_log,
-    )
-    log.info("web_started", version=version(), host=settings.host, port=settings.port, queue=settings.events_queue,
-             secrets=len(settings.webhook_secrets), max_connections=settings.web_max_connections)  # fmt: skip
-    tune_gc()
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http=protocol,
-        # past it uvicorn answers 503 (plain text, connection closed) to each new request
-        limit_concurrency=settings.web_max_connections,
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-    )
+    warn_weak_tls(settings, log=log)
+    redis = require_redis(settings)
+    ensure_durable(redis, allow_eviction=settings.redis_allow_eviction, log=log)
+    redis.close()  # each web process opens its own
+    serve_web(settings, processes=workers or settings.web_concurrency)
 
 
 @click.command()
@@ -93,43 +72,95 @@ def worker(burst: bool) -> None:
         raise SystemExit(1)
 
 
+def has_terminal() -> bool:
+    """Whether this process has a controlling terminal (a terminal that hangs up takes it away)."""
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return False
+    return True
+
+
+def ignore_hangup() -> None:
+    """A worker's `preexec_fn`: SIGHUP ignored until the worker takes it (a reload), not fatal while it starts."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
 @click.command()
 @clear_errors
 def run() -> None:
-    """Web, workers and the scheduler in one command; an embedded Redis when REDIS_URL is unset."""
+    """Web, workers and the scheduler in one command; an embedded Redis when REDIS_URL is unset.
+
+    The workers read the routes file again when it changes (saved, and still for 0.2 s) and
+    when this process gets SIGHUP; a terminal that hangs up stops it, as Ctrl-C does.
+    """
     from service.cli.embedded_redis import EmbeddedRedis
+    from service.cli.routes_watch import RoutesWatch
+    from workers.routes import load_routes
 
     settings = load_settings()
+    # every mistake it can catch, before any child starts: one place says what to do
     settings.require_webhook_secrets()
-    ensure_port_free(settings.host, settings.port)  # before any child starts
+    ensure_port_free(settings.host, settings.port)
+    load_routes(settings.routes_file, settings.environ)
+    if settings.redis_url:
+        require_redis(settings).close()
     env = dict(settings.environ)  # the children read the same environment, with the Redis to use
     embedded = None
     if not settings.redis_url:
         embedded = EmbeddedRedis()
         env["REDIS_URL"] = embedded.start()
         click.echo(f"circleci-events: started {embedded.describe()}", err=True)
-    command = [sys.executable, "-m", "service.cli"]
-    # Own sessions: Ctrl-C reaches only this process, which stops the workers before Redis.
-    processes = [subprocess.Popen([*command, "web"], env=env, start_new_session=True)]
-    processes += [
-        subprocess.Popen([*command, "worker"], env=env, start_new_session=True) for _ in range(settings.worker_count)
-    ]
-    click.echo(
-        f"circleci-events: receiving on http://{settings.host}:{settings.port}/webhooks/circleci "
-        f"with {settings.worker_count} workers; Ctrl-C stops",
-        err=True,
+    # so that `events`, `dead-letters` and `send-test-event` in another shell find this instance
+    local = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    secret = str(settings.webhook_secrets[0]) if settings.webhook_secrets else None
+    instance.record(
+        settings,
+        redis_url=env["REDIS_URL"],
+        webhook_url=f"http://{local}:{settings.port}/webhooks/circleci",
+        secret=secret,
     )
-    stopping = False
+    command = [sys.executable, "-m", "service.cli"]
+    watch = RoutesWatch(settings.routes_file)  # before the workers read it: a change while they start counts
+    terminal = has_terminal()
+    stopping = reload = False
 
     def stop(*_: Any) -> None:
         nonlocal stopping
         stopping = True
 
+    def hangup(*_: Any) -> None:
+        nonlocal stopping, reload
+        if terminal and not has_terminal():
+            stopping = True  # the terminal hung up (closed): stop, as before, rather than run on unseen
+        else:
+            reload = True  # `kill -HUP`: passed on to the workers
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, hangup)
+    # Own sessions: Ctrl-C reaches only this process, which stops the workers before Redis.
+    processes = [subprocess.Popen([*command, "web"], env=env, start_new_session=True)]
+    workers = [
+        subprocess.Popen([*command, "worker"], env=env, start_new_session=True, preexec_fn=ignore_hangup)
+        for _ in range(settings.worker_count)
+    ]
+    processes += workers
+    click.echo(
+        f"circleci-events: receiving on http://{settings.host}:{settings.port}/webhooks/circleci "
+        f"with {settings.worker_count} workers; Ctrl-C stops",
+        err=True,
+    )
     try:
         while not stopping and all(p.poll() is None for p in processes):
             time.sleep(0.2)
+            if watch.changed():
+                log.info("routes_file_changed", routes_file=settings.routes_file, workers=len(workers))
+                reload = True
+            if reload and not stopping:
+                reload = False
+                for p in workers:
+                    p.send_signal(signal.SIGHUP)
     finally:
         for p in processes:
             if p.poll() is None:
@@ -139,6 +170,7 @@ def run() -> None:
                 p.wait(timeout=settings.worker_shutdown_grace_seconds + 5)
             except subprocess.TimeoutExpired:
                 p.kill()
+        instance.forget(settings)
         if embedded is not None:
             embedded.stop()
     failed = [p for p in processes if p.returncode not in (0, -signal.SIGTERM, None)]

@@ -20,16 +20,17 @@ from workers.routes import Routes, Subscription, load_routes
 SECRET_KEYS = tuple(k for k in SECRET_OPTIONS if k != "url")
 
 
-def read_routes(path: str | None, settings: Settings) -> tuple[Path, Routes]:
+def read_routes(path: str | None, settings: Settings, *, placeholders: bool = False) -> tuple[Path, Routes]:
     """Load and check the routes file (default: ROUTES_FILE), `${VAR}` from the settings' environment."""
     chosen = Path(path or settings.routes_file)
-    return chosen, load_routes(chosen, settings.environ)
+    return chosen, load_routes(chosen, settings.environ, placeholders=placeholders)
 
 
 def redacted_url(url: str) -> str:
-    """Scheme and host only: `https://hooks.slack.com/…`."""
+    """Scheme, host and port only: `https://hooks.slack.com/…`, `https://ci.example.com:8443/…`."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}/…" if parts.scheme else REDACTED
+    host = parts.netloc.rpartition("@")[2]  # never the user or password
+    return f"{parts.scheme}://{host}/…" if parts.scheme else REDACTED
 
 
 def redacted_options(config: HandlerConfig) -> dict[str, str]:

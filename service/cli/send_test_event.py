@@ -1,4 +1,7 @@
-"""`circleci-events send-test-event --url URL`: sign and POST a sample webhook, as CircleCI would.
+"""`circleci-events send-test-event [--url URL]`: sign and POST a sample webhook, as CircleCI would.
+
+Without --url it goes to the `run` started on this machine, signed with the secret it accepts
+(service/cli/instance.py).
 
 The sample has the shape of CircleCI's documented payloads and a new id each time (the
 receiver deduplicates on it), so a deployment can be checked end to end: signature, queue,
@@ -15,6 +18,7 @@ from typing import Any
 import click
 import httpx
 
+from service.cli import instance
 from service.cli.common import EXIT_USAGE, clear_errors, fail, load_settings
 from service.payload import EVENT_TYPES
 from service.signature import HEADER as SIGNATURE_HEADER
@@ -91,16 +95,28 @@ def webhook_url(url: str) -> str:
 
 
 @click.command("send-test-event")
-@click.option("--url", required=True, help="The receiver: its base URL or the full /webhooks/circleci URL.")
+@click.option(
+    "--url",
+    help="The receiver: its base URL or the full /webhooks/circleci URL (default: the `run` started on this machine).",
+)
 @click.option("--type", "event_type", type=click.Choice(EVENT_TYPES), default=WORKFLOW_COMPLETED, show_default=True)
 @click.option("--status", type=click.Choice(STATUSES), default="success", show_default=True)
 @click.option("--secret", help="The signing secret (default: the first of CIRCLECI_WEBHOOK_SECRETS).")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 @clear_errors
-def send_test_event(url: str, event_type: str, status: str, secret: str | None, timeout: float, as_json: bool) -> None:
+def send_test_event(
+    url: str | None, event_type: str, status: str, secret: str | None, timeout: float, as_json: bool
+) -> None:
     """Sign and POST a sample CircleCI webhook to URL and print the answer; exit 1 unless it is 2xx."""
     settings = load_settings(quiet=True)
+    if url is None:
+        running = instance.find(settings)
+        if running is None:
+            fail("--url is required: no `circleci-events run` (make run) is running on this machine", EXIT_USAGE)
+        click.echo(f"circleci-events: sending to {running.describe()}", err=True)
+        url = running.webhook_url
+        secret = secret or (None if settings.webhook_secrets else running.secret)
     if secret is None:
         if not settings.webhook_secrets:
             fail("no signing secret: pass --secret or set CIRCLECI_WEBHOOK_SECRETS", EXIT_USAGE)

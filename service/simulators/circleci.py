@@ -8,11 +8,12 @@ Control endpoints (no token needed):
 
     POST   /_sim/faults     {"path": "/workflow/*/job", "status": 429, "retry_after": 2, "times": 1}
                             or {"kind": "rate_limited_text"|"rate_limited"|"server_error"|
-                                "unauthorized"|"slow", "path": ..., "delay": 1.5, "after": 0}
+                                "unauthorized"|"forbidden"|"slow", "path": ..., "delay": 1.5, "after": 0}
     GET    /_sim/faults     DELETE /_sim/faults
     GET    /_sim/calls      {"calls": {"GET /workflow/{id}/job": 3, ...}, "total": n}
     POST   /_sim/reset      forget calls and faults
-    POST   /_sim/workflows  {"payload": <workflow-completed webhook>, "jobs": [<job spec>...]}
+    POST   /_sim/workflows  {"payload": <workflow-completed webhook>, "jobs": [<job spec>...],
+                             "vcs": {<what GET /pipeline/{id} adds, e.g. a tag build's "tag">}}
 """
 
 from __future__ import annotations
@@ -34,15 +35,20 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from service.simulators import circleci_api as simulator_api
+from service.simulators import circleci_webhooks
 from service.simulators.circleci_data import Dataset
 
-__all__ = ["Fault", "Simulator", "create_simulator"]
+__all__ = ["OPERATIONS", "Fault", "Simulator", "create_simulator"]
+
+# every API operation the simulator serves: (method, spec path template, handler)
+OPERATIONS = [*circleci_webhooks.OPERATIONS, *simulator_api.OPERATIONS]
 
 _PRESETS: dict[str, dict[str, Any]] = {
     "rate_limited": {"status": 429, "retry_after": 1},
     "rate_limited_text": {"status": 429, "retry_after": 1, "body": "Rate limited."},
     "server_error": {"status": 500},
     "unauthorized": {"status": 401, "body": {"message": "Invalid token provided."}},
+    "forbidden": {"status": 403, "body": {"message": "Permission denied."}},
     "slow": {"status": None, "delay": 1.0},
 }
 _DEFAULT_BODIES: dict[int, Any] = {
@@ -221,7 +227,8 @@ async def _control_reset(request: Request) -> Response:
 async def _control_workflows(request: Request) -> Response:
     data = await request.json()
     payload, jobs = (data["payload"], data.get("jobs")) if "payload" in data else (data, None)
-    made = request.app.state.simulator.dataset.add_workflow_from_webhook(payload, jobs=jobs)
+    vcs = data.get("vcs") if "payload" in data else None
+    made = request.app.state.simulator.dataset.add_workflow_from_webhook(payload, jobs=jobs, vcs=vcs)
     return JSONResponse(made, status_code=201)
 
 
@@ -236,7 +243,7 @@ def create_simulator(
     sim = Simulator(dataset if dataset is not None else Dataset.example(), page_size, latency, token)
     api: list[BaseRoute] = [
         Route(_starlette_path(template), _endpoint(sim, method, template, handler), methods=[method])
-        for method, template, handler in simulator_api.OPERATIONS
+        for method, template, handler in OPERATIONS
     ]
     control: list[BaseRoute] = [
         Route("/_sim/faults", _control_faults, methods=["GET", "POST", "DELETE"]),

@@ -22,12 +22,16 @@ if TYPE_CHECKING:
 PROVIDERS = {"github", "gh", "bitbucket", "bb", "circleci"}
 
 
-def _not_found(message: str) -> Response:
+def not_found(message: str) -> Response:
     return JSONResponse({"message": message}, status_code=404)
 
 
-def _bad(message: str) -> Response:
+def bad_request(message: str) -> Response:
     return JSONResponse({"message": message}, status_code=400)
+
+
+def forbidden(message: str = "Permission denied.") -> Response:
+    return JSONResponse({"message": message}, status_code=403)
 
 
 def _slug(request: Request) -> str:
@@ -39,48 +43,26 @@ def me(sim: Simulator, request: Request, body: Any) -> Response:
 
 
 def _create_pipeline(sim: Simulator, slug: str, branch: str | None, tag: str | None) -> Response:
-    data = sim.dataset
-    if slug not in data.projects:
-        return _not_found("Project not found")
-    mine = [p for p in data.pipelines.values() if p["project_slug"] == slug]
-    created: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "state": "created",
-        "number": max((p["number"] for p in mine), default=0) + 1,
-        "created_at": now(),
-    }
-    pipeline = created | {
-        "errors": [],
-        "project_slug": slug,
-        "updated_at": created["created_at"],
-        "trigger": {
-            "type": "api",
-            "received_at": created["created_at"],
-            "actor": {"login": data.user["login"], "avatar_url": None},
-        },
-    }
-    latest = max(mine, key=lambda p: p["number"], default=None)
-    if latest and "vcs" in latest:
-        vcs = {k: v for k, v in latest["vcs"].items() if k not in ("branch", "tag", "commit")}
-        pipeline["vcs"] = vcs | ({"tag": tag} if tag else {"branch": branch or "main"})
-    data.pipelines[created["id"]] = pipeline
-    return JSONResponse(created, status_code=201)
+    if slug not in sim.dataset.projects:
+        return not_found("Project not found")
+    pipeline = sim.dataset.add_pipeline(slug, branch=branch, tag=tag)
+    return JSONResponse({k: pipeline[k] for k in ("id", "state", "number", "created_at")}, status_code=201)
 
 
 def trigger_pipeline(sim: Simulator, request: Request, body: Any) -> Response:
     body = body or {}
     if body.get("branch") and body.get("tag"):
-        return _bad("branch and tag are mutually exclusive")
+        return bad_request("branch and tag are mutually exclusive")
     return _create_pipeline(sim, _slug(request), body.get("branch"), body.get("tag"))
 
 
 def run_pipeline(sim: Simulator, request: Request, body: Any) -> Response:
     # One %2F-escaped slug segment is a 404 upstream (circleci-cli pipeline_definition.go).
     if b"%2f" in request.scope.get("raw_path", b"").lower():
-        return _not_found("Entity not found.")
+        return not_found("Entity not found.")
     params = request.path_params
     if params["provider"] not in PROVIDERS:
-        return _not_found("Entity not found.")
+        return not_found("Entity not found.")
     if sim.dataset.run_skip_message:
         return JSONResponse({"message": sim.dataset.run_skip_message})
     ref = {**((body or {}).get("config") or {}), **((body or {}).get("checkout") or {})}
@@ -91,7 +73,7 @@ def run_pipeline(sim: Simulator, request: Request, body: Any) -> Response:
 def list_pipelines(sim: Simulator, request: Request, body: Any) -> Response:
     slug, branch = _slug(request), request.query_params.get("branch")
     if slug not in sim.dataset.projects:
-        return _not_found("Project not found")
+        return not_found("Project not found")
     items = [
         p
         for p in sim.dataset.pipelines.values()
@@ -101,35 +83,49 @@ def list_pipelines(sim: Simulator, request: Request, body: Any) -> Response:
     return sim.page(request, items, f"pipelines {slug} {branch}")
 
 
+def list_org_pipelines(sim: Simulator, request: Request, body: Any) -> Response:
+    """The org's pipelines, newest first (CircleCI: of the most recently built projects you follow)."""
+    org = request.query_params.get("org-slug")
+    prefix = short_slug(org).rstrip("/") + "/" if org else ""
+    items = [p for p in sim.dataset.pipelines.values() if p["project_slug"].startswith(prefix)]
+    items.sort(key=lambda p: p["created_at"], reverse=True)
+    return sim.page(request, items, f"org-pipelines {org}")
+
+
+def get_project(sim: Simulator, request: Request, body: Any) -> Response:
+    project = sim.dataset.project_answer(_slug(request))
+    return JSONResponse(project) if project else not_found("Project not found")
+
+
 def get_pipeline(sim: Simulator, request: Request, body: Any) -> Response:
     pipeline = sim.dataset.pipelines.get(request.path_params["pipeline_id"])
-    return JSONResponse(pipeline) if pipeline else _not_found("Pipeline not found.")
+    return JSONResponse(pipeline) if pipeline else not_found("Pipeline not found.")
 
 
 def pipeline_workflows(sim: Simulator, request: Request, body: Any) -> Response:
     pipeline_id = request.path_params["pipeline_id"]
     if pipeline_id not in sim.dataset.pipelines:
-        return _not_found("Pipeline not found.")
+        return not_found("Pipeline not found.")
     items = [w for w in sim.dataset.workflows.values() if w["pipeline_id"] == pipeline_id]
     return sim.page(request, sorted(items, key=lambda w: w["created_at"]), f"workflows {pipeline_id}")
 
 
 def get_workflow(sim: Simulator, request: Request, body: Any) -> Response:
     workflow = sim.dataset.workflows.get(request.path_params["id"])
-    return JSONResponse(workflow) if workflow else _not_found("Workflow not found.")
+    return JSONResponse(workflow) if workflow else not_found("Workflow not found.")
 
 
 def workflow_jobs(sim: Simulator, request: Request, body: Any) -> Response:
     workflow_id = request.path_params["id"]
     if workflow_id not in sim.dataset.workflows:
-        return _not_found("Workflow not found.")
+        return not_found("Workflow not found.")
     return sim.page(request, sim.dataset.jobs.get(workflow_id, []), f"jobs {workflow_id}")
 
 
 def cancel_workflow(sim: Simulator, request: Request, body: Any) -> Response:
     workflow = sim.dataset.workflows.get(request.path_params["id"])
     if not workflow:
-        return _not_found("Workflow not found.")
+        return not_found("Workflow not found.")
     if workflow["status"] in ("running", "on_hold", "failing"):
         workflow |= {"status": "canceled", "canceled_by": sim.dataset.user["id"], "stopped_at": now()}
     return JSONResponse({"message": "Accepted."}, status_code=202)
@@ -139,9 +135,9 @@ def rerun_workflow(sim: Simulator, request: Request, body: Any) -> Response:
     body = body or {}
     old = sim.dataset.workflows.get(request.path_params["id"])
     if not old:
-        return _not_found("Workflow not found.")
+        return not_found("Workflow not found.")
     if body.get("from_failed") and body.get("jobs"):
-        return _bad("from_failed and jobs are mutually exclusive")
+        return bad_request("from_failed and jobs are mutually exclusive")
     new_id = str(uuid.uuid4())
     sim.dataset.workflows[new_id] = old | {
         "id": new_id,
@@ -161,7 +157,7 @@ def approve_job(sim: Simulator, request: Request, body: Any) -> Response:
     jobs = sim.dataset.jobs.get(params["id"], [])
     job = next((j for j in jobs if j.get("approval_request_id") == params["approval_request_id"]), None)
     if job is None:
-        return _not_found("Approval request not found.")
+        return not_found("Approval request not found.")
     job |= {"status": "success", "approved_by": sim.dataset.user["id"]}
     return JSONResponse({"message": "Accepted."}, status_code=202)
 
@@ -169,9 +165,9 @@ def approve_job(sim: Simulator, request: Request, body: Any) -> Response:
 def _job_data(sim: Simulator, request: Request, table: dict[tuple[str, int], Any]) -> Any:
     slug = _slug(request)
     if slug not in sim.dataset.projects:
-        return _not_found("Project not found")
+        return not_found("Project not found")
     found = table.get((slug, request.path_params["job_number"]))
-    return found if found is not None else _not_found("Job not found.")
+    return found if found is not None else not_found("Job not found.")
 
 
 def job_details(sim: Simulator, request: Request, body: Any) -> Response:
@@ -199,7 +195,7 @@ def job_artifacts(sim: Simulator, request: Request, body: Any) -> Response:
 def artifact_redirect(sim: Simulator, request: Request, body: Any) -> Response:
     """Artifact URLs need the token and may redirect (pitfalls B4); the blob URL does not."""
     if request.path_params["key"] not in sim.dataset.artifact_files:
-        return _not_found("Not found")
+        return not_found("Not found")
     return RedirectResponse(f"/_sim/artifact-blobs/{request.path_params['key']}", status_code=302)
 
 
@@ -208,7 +204,7 @@ async def artifact_blob(request: Request) -> Response:
     with sim.dataset.lock:
         content = sim.dataset.artifact_files.get(request.path_params["key"])
     if content is None:
-        return _not_found("Not found")
+        return not_found("Not found")
     return Response(content, media_type="application/octet-stream")
 
 
@@ -216,7 +212,7 @@ def list_contexts(sim: Simulator, request: Request, body: Any) -> Response:
     owner_id = request.query_params.get("owner-id")
     owner_slug = request.query_params.get("owner-slug")
     if not owner_id and not owner_slug:
-        return _bad("Must provide either owner-id or owner-slug.")
+        return bad_request("Must provide either owner-id or owner-slug.")
     items = [
         {k: c[k] for k in ("id", "name", "created_at")}
         for c in sim.dataset.contexts.values()
@@ -228,7 +224,7 @@ def list_contexts(sim: Simulator, request: Request, body: Any) -> Response:
 def create_context(sim: Simulator, request: Request, body: Any) -> Response:
     owner = (body or {}).get("owner") or {}
     if not (body or {}).get("name") or not (owner.get("id") or owner.get("slug")):
-        return _bad("name and owner (id or slug) are required")
+        return bad_request("name and owner (id or slug) are required")
     context = sim.dataset.add_context(body["name"], owner_id=owner.get("id") or owner["slug"])
     sim.dataset.contexts[context["id"]]["owner_slug"] = owner.get("slug")
     return JSONResponse(context)
@@ -236,7 +232,7 @@ def create_context(sim: Simulator, request: Request, body: Any) -> Response:
 
 def delete_context(sim: Simulator, request: Request, body: Any) -> Response:
     if sim.dataset.contexts.pop(request.path_params["context_id"], None) is None:
-        return _not_found("Context not found.")
+        return not_found("Context not found.")
     sim.dataset.context_vars.pop(request.path_params["context_id"], None)
     return JSONResponse({"message": "Context deleted."})
 
@@ -244,7 +240,7 @@ def delete_context(sim: Simulator, request: Request, body: Any) -> Response:
 def context_env_vars(sim: Simulator, request: Request, body: Any) -> Response:
     context_id = request.path_params["context_id"]
     if context_id not in sim.dataset.contexts:
-        return _not_found("Context not found.")
+        return not_found("Context not found.")
     items = list(sim.dataset.context_vars[context_id].values())
     return sim.page(request, items, f"context-vars {context_id}")
 
@@ -252,53 +248,53 @@ def context_env_vars(sim: Simulator, request: Request, body: Any) -> Response:
 def put_context_env_var(sim: Simulator, request: Request, body: Any) -> Response:
     context_id = request.path_params["context_id"]
     if context_id not in sim.dataset.contexts:
-        return _not_found("Context not found.")
+        return not_found("Context not found.")
     if not isinstance((body or {}).get("value"), str):
-        return _bad("value is required")
+        return bad_request("value is required")
     return JSONResponse(sim.dataset.set_context_var(context_id, request.path_params["env_var_name"]))
 
 
 def delete_context_env_var(sim: Simulator, request: Request, body: Any) -> Response:
     variables = sim.dataset.context_vars.get(request.path_params["context_id"], {})
     if variables.pop(request.path_params["env_var_name"], None) is None:
-        return _not_found("Environment variable not found.")
+        return not_found("Environment variable not found.")
     return JSONResponse({"message": "Environment variable deleted."})
 
 
 def project_env_vars(sim: Simulator, request: Request, body: Any) -> Response:
     slug = _slug(request)
     if slug not in sim.dataset.projects:
-        return _not_found("Project not found")
+        return not_found("Project not found")
     return sim.page(request, list(sim.dataset.project_env.get(slug, {}).values()), f"envvars {slug}")
 
 
 def create_project_env_var(sim: Simulator, request: Request, body: Any) -> Response:
     slug = _slug(request)
     if slug not in sim.dataset.projects:
-        return _not_found("Project not found")
+        return not_found("Project not found")
     if not isinstance((body or {}).get("name"), str) or not isinstance(body.get("value"), str):
-        return _bad("name and value are required")
+        return bad_request("name and value are required")
     return JSONResponse(sim.dataset.set_project_env_var(slug, body["name"], body["value"]), status_code=201)
 
 
 def delete_project_env_var(sim: Simulator, request: Request, body: Any) -> Response:
     variables = sim.dataset.project_env.get(_slug(request), {})
     if variables.pop(request.path_params["name"], None) is None:
-        return _not_found("Environment variable not found.")
+        return not_found("Environment variable not found.")
     return JSONResponse({"message": "Environment variable deleted."})
 
 
 def checkout_keys(sim: Simulator, request: Request, body: Any) -> Response:
     slug = _slug(request)
     if slug not in sim.dataset.projects:
-        return _not_found("Project not found")
+        return not_found("Project not found")
     return sim.page(request, sim.dataset.checkout_keys.get(slug, []), f"keys {slug}")
 
 
 def flaky_tests(sim: Simulator, request: Request, body: Any) -> Response:
     slug = _slug(request)
     if slug not in sim.dataset.projects:
-        return _not_found("Project not found")
+        return not_found("Project not found")
     items = sim.dataset.flaky.get(slug, [])
     return JSONResponse({"flaky-tests": items, "total-flaky-tests": len(items)})
 
@@ -308,6 +304,7 @@ OPERATIONS: list[tuple[str, str, Callable[[Simulator, Request, Any], Response]]]
     ("POST", "/project/{provider}/{organization}/{project}/pipeline/run", run_pipeline),
     ("POST", "/project/{project-slug}/pipeline", trigger_pipeline),
     ("GET", "/project/{project-slug}/pipeline", list_pipelines),
+    ("GET", "/pipeline", list_org_pipelines),
     ("GET", "/pipeline/{pipeline-id}", get_pipeline),
     ("GET", "/pipeline/{pipeline-id}/workflow", pipeline_workflows),
     ("GET", "/workflow/{id}", get_workflow),
@@ -329,4 +326,6 @@ OPERATIONS: list[tuple[str, str, Callable[[Simulator, Request, Any], Response]]]
     ("DELETE", "/project/{project-slug}/envvar/{name}", delete_project_env_var),
     ("GET", "/project/{project-slug}/checkout-key", checkout_keys),
     ("GET", "/insights/{project-slug}/flaky-tests", flaky_tests),
+    # last: its {project-slug} is a path converter, which would swallow /project/<slug>/anything
+    ("GET", "/project/{project-slug}", get_project),
 ]

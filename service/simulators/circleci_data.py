@@ -3,6 +3,8 @@
 `Dataset.add_workflow_from_webhook(payload, jobs=[...])` makes a workflow-completed payload's
 workflow, pipeline, jobs (build and approval), job details, tests and artifacts servable.
 Objects are stored in the API's own shapes (SPEC-2025 and tests/fixtures/api/*.synth.json).
+Outbound webhooks are stored with their signing secret, which answers show only masked;
+`deny_webhooks(slug)` makes a project whose webhooks the token's user may not manage (403).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ SAMPLES = Path(__file__).parent / "samples"
 _IDS = uuid.UUID("9c7d8a3e-3f0e-4c55-9a57-5b1f1e0c2d11")  # namespace for stable ids
 _SHORT = {"github": "gh", "bitbucket": "bb"}
 _TRIGGERS = {"schedule": "scheduled_pipeline", "scheduled_pipeline": "scheduled_pipeline", "api": "api"}
+_PROVIDERS = {"gh": "GitHub", "bb": "Bitbucket", "circleci": "CircleCI"}
+WEBHOOK_EVENTS = ("workflow-completed", "job-completed")
 JobSpec = Mapping[str, Any]
 
 
@@ -36,6 +40,12 @@ def stable_id(*parts: object) -> str:
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def mask(secret: str) -> str:
+    """How answers show a secret. CircleCI documents `xxxx` + the last four characters for
+    project variables; for webhooks it says only "masked", so the simulator masks the same way."""
+    return "xxxx" + secret[-4:]
 
 
 def _default_jobs(status: str) -> list[dict[str, Any]]:
@@ -73,13 +83,15 @@ class Dataset:
         self.project_env: dict[str, dict[str, dict[str, Any]]] = {}
         self.checkout_keys: dict[str, list[dict[str, Any]]] = {}
         self.flaky: dict[str, list[dict[str, Any]]] = {}
+        self.webhooks: dict[str, dict[str, Any]] = {}  # id -> webhook, with its signing secret
+        self.webhooks_denied: set[str] = set()  # project ids whose webhooks answer 403
         self.run_skip_message: str | None = None  # set to make pipeline/run answer "skipped"
         self._job_numbers = itertools.count(1000)
 
     # -- building ---------------------------------------------------------------------
 
     def add_project(
-        self, slug: str, *, id: str | None = None, name: str | None = None, org: str = ""
+        self, slug: str, *, id: str | None = None, name: str | None = None, org: str = "", org_id: str | None = None
     ) -> dict[str, Any]:
         key = short_slug(slug)
         with self.lock:
@@ -90,17 +102,115 @@ class Dataset:
                     "slug": key,
                     "name": name or key.rsplit("/", 1)[-1],
                     "org": org or key.split("/")[1],
+                    "org_id": org_id or stable_id("org", key.rsplit("/", 1)[0]),
                     "external_url": f"https://github.com/{key.split('/', 1)[1]}",
                 },
             )
 
+    def project_answer(self, slug: str) -> dict[str, Any] | None:
+        """`GET /project/{slug}`'s answer, or None for a project the simulator does not know."""
+        with self.lock:
+            project = self.projects.get(short_slug(slug))
+        if project is None:
+            return None
+        vcs = project["slug"].split("/")[0]
+        return {
+            "slug": project["slug"],
+            "name": project["name"],
+            "id": project["id"],
+            "organization_name": project["org"],
+            "organization_slug": project["slug"].rsplit("/", 1)[0],
+            "organization_id": project["org_id"],
+            "vcs_info": {
+                "vcs_url": project["external_url"],
+                "provider": _PROVIDERS.get(vcs, "GitHub"),
+                "default_branch": "main",
+            },
+        }
+
+    def add_pipeline(
+        self, slug: str, *, branch: str | None = None, tag: str | None = None, trigger: str = "api"
+    ) -> dict[str, Any]:
+        """A new pipeline of a project (made if need be), numbered after its others."""
+        with self.lock:
+            key = self.add_project(slug)["slug"]
+            mine = [p for p in self.pipelines.values() if p["project_slug"] == key]
+            created = now()
+            pipeline: dict[str, Any] = {
+                "id": str(uuid.uuid4()),
+                "state": "created",
+                "number": max((p["number"] for p in mine), default=0) + 1,
+                "created_at": created,
+                "errors": [],
+                "project_slug": key,
+                "updated_at": created,
+                "trigger": {
+                    "type": trigger,
+                    "received_at": created,
+                    "actor": {"login": self.user["login"], "avatar_url": None},
+                },
+            }
+            latest = max(mine, key=lambda p: p["number"], default=None)
+            if latest and "vcs" in latest:
+                vcs = {k: v for k, v in latest["vcs"].items() if k not in ("branch", "tag", "commit")}
+                pipeline["vcs"] = vcs | ({"tag": tag} if tag else {"branch": branch or "main"})
+            self.pipelines[pipeline["id"]] = pipeline
+            return pipeline
+
+    def add_webhook(
+        self,
+        project_id: str,
+        *,
+        url: str,
+        signing_secret: str,
+        name: str = "webhook",
+        events: Sequence[str] = WEBHOOK_EVENTS,
+        verify_tls: bool = True,
+    ) -> dict[str, Any]:
+        """Store a webhook (secret in the clear); `webhook_answer` is what the API shows of it."""
+        created, webhook_id = now(), str(uuid.uuid4())
+        webhook: dict[str, Any] = {
+            "id": webhook_id,
+            "scope": {"id": project_id, "type": "project"},
+            "name": name,
+            "events": list(events),
+            "url": url,
+            "verify-tls": verify_tls,
+            "signing-secret": signing_secret,
+            "created-at": created,
+            "updated-at": created,
+        }
+        with self.lock:
+            self.webhooks[webhook_id] = webhook
+        return webhook
+
+    def project_by_id(self, project_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            return next((p for p in self.projects.values() if p["id"] == project_id), None)
+
+    def deny_webhooks(self, slug: str) -> None:
+        """The token's user sees the project but may not manage its webhooks: those calls answer 403."""
+        with self.lock:
+            self.webhooks_denied.add(self.add_project(slug)["id"])
+
+    @staticmethod
+    def webhook_answer(webhook: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(webhook) | {"signing-secret": mask(webhook["signing-secret"])}
+
     def add_workflow_from_webhook(
-        self, payload: Mapping[str, Any], jobs: Sequence[JobSpec] | None = None
+        self,
+        payload: Mapping[str, Any],
+        jobs: Sequence[JobSpec] | None = None,
+        *,
+        vcs: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Serve the payload's workflow, pipeline and jobs; returns their ids and job numbers.
 
         A job spec is a dict: name, and optionally type (build|approval), status, number, id,
         tests (list of partial test dicts), artifacts (paths or {path, content, node_index}).
+        `vcs` is what the API knows beyond the webhook, merged over the pipeline's `vcs`: a
+        GitHub OAuth tag build's webhook says `branch: null` and no tag or commit, while
+        `GET /pipeline/{id}` answers them, e.g. `{"tag": "v1.4.0", "commit": {"subject": ...}}`.
         """
         wf, pl = payload["workflow"], payload["pipeline"]
         project = self.add_project(
@@ -110,7 +220,7 @@ class Dataset:
             org=payload.get("organization", {}).get("name", ""),
         )
         slug = project["slug"]
-        vcs = pl.get("vcs") or {}
+        sent = pl.get("vcs") or {}  # the webhook's
         pipeline: dict[str, Any] = {
             "id": pl["id"],
             "errors": [],
@@ -127,14 +237,20 @@ class Dataset:
         }
         if isinstance(pl.get("trigger_parameters"), dict):
             pipeline["trigger_parameters"] = pl["trigger_parameters"]
-        if vcs:
+        if sent:
             pipeline["vcs"] = {
-                k: vcs[k] for k in ("provider_name", "origin_repository_url", "target_repository_url") if k in vcs
-            } | {"revision": vcs.get("revision", "")}
-            pipeline["vcs"].update({k: vcs[k] for k in ("branch", "tag") if vcs.get(k)})
-            if isinstance(vcs.get("commit"), dict):
-                commit = vcs["commit"]
+                k: sent[k] for k in ("provider_name", "origin_repository_url", "target_repository_url") if k in sent
+            } | {"revision": sent.get("revision", "")}
+            pipeline["vcs"].update({k: sent[k] for k in ("branch", "tag") if sent.get(k)})
+            if isinstance(sent.get("commit"), dict):
+                commit = sent["commit"]
                 pipeline["vcs"]["commit"] = {"subject": commit.get("subject"), "body": commit.get("body")}
+        if vcs:
+            answered = pipeline.setdefault("vcs", {})
+            commit = {**answered.get("commit", {}), **vcs.get("commit", {})}
+            answered.update(vcs)
+            if commit:
+                answered["commit"] = commit
         workflow = {
             "pipeline_id": pl["id"],
             "id": wf["id"],

@@ -37,6 +37,38 @@ def test_every_credential_part_of_a_chat_url_is_redacted(url: str, echoed: str) 
     assert REDACTED in redacted
 
 
+@pytest.mark.parametrize(
+    ("configured", "text", "shown"),
+    [
+        (SLACK, f"posting to {SLACK}", "posting to https://hooks.slack.com/[redacted]"),
+        (TEAMS, TEAMS, "https://prod-42.westus.logic.azure.com:443/[redacted]?[redacted]"),
+        (DISCORD, DISCORD, "https://discord.com/[redacted]"),
+        ("https://hooks.example.com:8443/in/HookToken0123456789", "https://hooks.example.com:8443/in/HookToken0123456789",
+         "https://hooks.example.com:8443/[redacted]"),
+        ("https://bot:pa55w0rd@hooks.example.com:8443/x", "https://bot:pa55w0rd@hooks.example.com:8443/x",
+         "https://bot:[redacted]@hooks.example.com:8443/x"),
+        ("https://hooks.example.com/in?key=hunter", "https://hooks.example.com/in?key=hunter",
+         "https://hooks.example.com/in?[redacted]"),
+        ("https://hooks.example.com/in?api_key=abc&v=2", "?api_key=abc&v=2", "?[redacted]"),
+        # no credential in the URL: nothing of it is cut out of other text
+        ("https://ci.example.com:8443/x", "https://ci.example.com:8443/x", "https://ci.example.com:8443/x"),
+        ("https://ci.example.com:8443/x", "https://app.circleci.com/pipelines/gh/o/r/1/xyz",
+         "https://app.circleci.com/pipelines/gh/o/r/1/xyz"),
+        ("https://audit.example/ci", "https://ci.example.com:8443/x https://output.circle-artifacts.com/0/ci/junit.xml",
+         "https://ci.example.com:8443/x https://output.circle-artifacts.com/0/ci/junit.xml"),
+        (TEAMS, "sp=/triggers/manual/run api-version=2016-06-01", "sp=/triggers/manual/run api-version=2016-06-01"),
+    ],
+    ids=["slack", "teams", "discord", "port-kept", "password", "key-named", "key-named-short",
+         "no-credential-url", "no-credential-other-url", "short-path", "teams-words"],
+)  # fmt: skip
+def test_a_url_loses_its_credential_and_keeps_scheme_host_and_port(configured: str, text: str, shown: str) -> None:
+    assert Redactor(url_secrets(configured)).redact(text) == shown
+
+
+def test_a_url_that_cannot_be_parsed_is_a_secret_whole() -> None:
+    assert url_secrets("https://hooks.example.com:port/x") == ["https://hooks.example.com:port/x"]
+
+
 def test_ordinary_words_of_a_url_stay_readable() -> None:
     redactor = Redactor(url_secrets(TEAMS))
     assert redactor.redact("triggers manual invoke api-version 2016-06-01 sv 1.0") == (
@@ -56,7 +88,8 @@ def test_secrets_with_regex_characters_are_literal() -> None:
 
 def test_option_secrets_covers_urls_keys_and_signing_secrets() -> None:
     found = option_secrets({"url": SLACK, "secret": "sign-me", "routing_key": "R0UT1NGKEY", "template": "x"})
-    assert {"sign-me", "R0UT1NGKEY", SLACK, "xoxTOKENvalue1234567890ab"} <= set(found)
+    assert {"sign-me", "R0UT1NGKEY", "xoxTOKENvalue1234567890ab"} <= set(found)
+    assert Redactor(found).redact(SLACK) == "https://hooks.slack.com/[redacted]"
     assert "x" not in found
 
 
@@ -111,3 +144,30 @@ def test_httpx_is_quiet_even_at_debug() -> None:
     configure_logging(log_format="json", log_level="DEBUG")
     assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
     assert logging.getLogger("httpcore").getEffectiveLevel() == logging.WARNING
+
+
+SHAPE_SCRIPT = """
+import logging, structlog
+from config.logging import configure_logging
+configure_logging(log_format="json", log_level="INFO", role="worker")
+structlog.get_logger("ours").info("event_delivered", handler="ops", attempts=1)
+logging.getLogger("rq.worker").warning("Worker %s: warm shutdown requested", "w1")
+logging.getLogger("uvicorn.error").info("Started server process [%d]", 7)
+logging.getLogger("uvicorn.error").error("Exception in ASGI application")
+"""
+
+
+def test_every_json_line_has_one_shape_whoever_wrote_it() -> None:
+    done = subprocess.run([sys.executable, "-c", SHAPE_SCRIPT], capture_output=True, text=True, timeout=30, check=True)
+    lines = done.stderr.splitlines()
+    assert len(lines) == 3, done.stderr
+    parsed = [json.loads(line) for line in lines]
+    assert [list(p)[:5] for p in parsed] == [["timestamp", "level", "role", "logger", "event"]] * 3
+    assert [(p["logger"], p["level"], p["role"]) for p in parsed] == [
+        ("circleci-events", "info", "worker"), ("rq.worker", "warning", "worker"), ("uvicorn.error", "error", "worker")
+    ]  # fmt: skip
+    assert parsed[0]["event"] == "event_delivered" and parsed[0]["attempts"] == 1
+    assert "Started server process" not in done.stderr, "uvicorn's start-up chatter is below INFO"
+    assert all(
+        line == json.dumps(p, separators=(",", ":"), ensure_ascii=False) for line, p in zip(lines, parsed, strict=True)
+    )

@@ -7,6 +7,7 @@ import pytest
 
 from tests.conftest import SECRET, free_port
 from tests.e2e.processes import Service, cli
+from tests.reliability.conftest import scenario  # noqa: F401  (the whole system, for tests here too)
 
 
 def service_env(redis_url: str, **extra: str) -> dict[str, str]:

@@ -173,7 +173,7 @@ def test_no_secret_reaches_a_log_line_redis_or_an_operator(scenario, slack) -> N
         assert done.returncode == 0, (args, done.stderr)
         outputs.append(done.stdout + done.stderr)
     # the server's echo reached us, redacted: proof the test exercised the excerpt path
-    assert "invalid signature [redacted]" in admin.text and "no_service token [redacted]" in admin.text
+    assert "invalid signature sig=[redacted]" in admin.text and "no_service token [redacted]" in admin.text
 
     places = {
         "process output": system.log_text() + "\n".join(s.output() for s in system.processes),

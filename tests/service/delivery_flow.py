@@ -69,8 +69,7 @@ class DeliveryFlow:
 
     def deliver(self, event: dict[str, Any]) -> dict[str, Any]:
         """Route the event as process_event does, queue its deliveries and work them off."""
-        assert self.context.routes is not None
-        fan_out(self.redis, event, self.context.routes.match(event), settings=self.context.settings)
+        fan_out(self.redis, event, self.context.routing.match(event), settings=self.context.settings)
         self.work()
         return event
 

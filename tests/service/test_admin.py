@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from config.settings import Settings
 from service.app import create_app
-from tests.conftest import SECRET
+from tests.conftest import ISO_UTC, SECRET
 from tests.service.delivery_flow import DeliveryFlow
 
 pytestmark = pytest.mark.integration
@@ -83,7 +83,15 @@ def test_lists_and_shows_events(admin: TestClient, flow: DeliveryFlow) -> None:
     only = admin.get("/admin/events", params={"status": "failed", "limit": 5}, headers=AUTH).json()["events"]
     assert [e["event_id"] for e in only] == [failed["event_id"]]
     record = admin.get(f"/admin/events/{failed['event_id']}", headers=AUTH).json()
-    assert record["deliveries"]["ops"]["outcome"] == "delivered"
+    assert [(d["handler"], d["outcome"], d["attempts"]) for d in record["deliveries"]] == [
+        ("audit", "delivered", 1),
+        ("ops", "delivered", 1),
+    ]
+    assert ISO_UTC.fullmatch(record["attempts"][0]["at"])
+    assert listed[1]["deliveries"] == [
+        {"handler": "audit", "outcome": "delivered", "attempts": 1},
+        {"handler": "ops", "outcome": "delivered", "attempts": 1},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -115,6 +123,7 @@ def test_a_dead_letter_is_listed_and_its_replay_posts_exactly_once(admin: TestCl
         "rejected",
         400,
     )
+    assert ISO_UTC.fullmatch(letter["dead_at"]) and ISO_UTC.fullmatch(letter["first_attempt_at"])
     assert admin.post(f"/admin/dead-letters/{letter['delivery_id']}/replay", headers=AUTH).status_code == 202
     again = admin.post(f"/admin/dead-letters/{letter['delivery_id']}/replay", headers=AUTH)
     assert again.status_code == 404

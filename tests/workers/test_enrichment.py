@@ -1,12 +1,17 @@
-"""Enrichment against the CircleCI simulator over real HTTP, counting the API calls it costs."""
+"""Enrichment against the CircleCI simulator over real HTTP, counting the API calls it costs;
+the tag-build cases also as unit tests over httpx.MockTransport and fakeredis."""
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import fakeredis
+import httpx
 import pytest
 import redis
 from rq import Queue
@@ -19,14 +24,31 @@ from service.simulators.circleci import create_simulator
 from service.simulators.circleci_data import Dataset
 from tests.conftest import load_fixture
 from tests.server import running
+from workers.circleci.cache import ApiCache
+from workers.circleci.client import CircleCIClient
 from workers.context import WorkerContext, install
+from workers.enrichment import Enricher, count_api_call
 from workers.events import process_event
+from workers.routes import load_routes
+from workers.transition import TransitionStore
 
 PAGE = 5
 JOBS = "GET /workflow/{id}/job"
 TESTS = "GET /project/{project-slug}/{job-number}/tests"
 ARTIFACTS = "GET /project/{project-slug}/{job-number}/artifacts"
 DETAILS = "GET /project/{project-slug}/job/{job-number}"
+PIPELINE = "GET /pipeline/{pipeline-id}"
+# A GitHub OAuth tag build: the webhook says `branch: null`, no tag, null commit fields.
+TAG_BUILD = "workflow-completed.tag.github-oauth.derived.json"
+TAG_VCS = {"tag": "v1.4.0", "commit": {"subject": "Release 1.4.0", "body": "Changelog: ..."}}
+ROUTES = """\
+handlers:
+  releases: {type: log}
+  main: {type: log}
+subscriptions:
+  - {name: releases, handlers: [releases], tags: ["v*"]}
+  - {name: main-only, handlers: [main], branches: [main]}
+"""
 
 
 def twelve_jobs() -> list[dict]:
@@ -100,7 +122,13 @@ def test_a_failed_workflow_gets_every_job_and_the_failed_jobs_tests_and_artifact
         assert job["tests"]["failures"][0]["message"] == "boom 0\nline 2"
         assert [a["path"] for a in job["artifacts"]] == ["report.html", "log.txt"]
         assert job["web_url"].endswith(f"/jobs/{job['number']}")
-    assert event["enrichment"] == {"complete": True, "reason": None, "api_calls": 11}
+    assert event["enrichment"] == {
+        "complete": True,
+        "reason": None,
+        "error_code": None,
+        "api_calls": 11,
+        "sources": {"vcs": "webhook"},
+    }
 
     # the minimum: job pages + each failed job's test pages and artifact pages; no job details
     job_pages, test_pages = math.ceil(12 / PAGE), math.ceil(12 / PAGE)
@@ -188,7 +216,17 @@ def test_a_401_is_not_retried_and_the_event_goes_on_incomplete(world, failed_wor
     event = world.enrich(failed_workflow, may_defer=True)
     assert event["enrichment"]["complete"] is False
     assert "circleci_unauthorized" in event["enrichment"]["reason"]
+    assert event["enrichment"]["error_code"] == "circleci_unauthorized"
     assert world.calls(JOBS) == 1
+
+
+def test_a_refused_token_is_the_reason_given_whatever_else_failed(world, failed_workflow) -> None:
+    world.load(failed_workflow, twelve_jobs())
+    world.sim.add_fault(path="/project/*/tests", status=404, times=None)
+    world.sim.add_fault(path="/project/*/artifacts", status=403, times=None)
+    event = world.enrich(failed_workflow, may_defer=False)
+    assert event["enrichment"]["error_code"] == "circleci_forbidden"
+    assert event["enrichment"]["reason"].startswith("circleci_forbidden: ")
 
 
 def test_process_event_defers_through_the_scheduler_then_gives_up_at_the_deadline(world, failed_workflow) -> None:
@@ -249,6 +287,158 @@ def test_transitions_over_a_sequence_of_pipelines_including_one_out_of_order(wor
                         (14, "canceled", 4), (15, "success", 5)]
     ]  # fmt: skip
     assert kinds == ["first_seen", "broken", "still_failing", "stale", "canceled", "fixed"]
+
+
+# -- tag builds whose webhook names no branch or tag ---------------------------------------------
+
+
+def test_a_tag_build_whose_webhook_names_no_ref_gets_its_tag_commit_and_actor_from_the_pipeline(world) -> None:
+    payload = load_fixture(TAG_BUILD)
+    world.sim.dataset.add_workflow_from_webhook(payload, [{"name": "publish", "status": "success"}], vcs=TAG_VCS)
+
+    event = world.enrich(payload)
+
+    assert event["vcs"]["tag"] == "v1.4.0" and event["vcs"]["branch"] is None and event["vcs"]["ref_kind"] == "tag"
+    assert event["vcs"]["commit_subject"] == "Release 1.4.0" and event["vcs"]["commit_body"] == "Changelog: ..."
+    assert event["vcs"]["revision"] == payload["pipeline"]["vcs"]["revision"]
+    assert event["pipeline"]["trigger_actor"] == world.sim.dataset.user["login"]
+    assert event["enrichment"] == {
+        "complete": True,
+        "reason": None,
+        "error_code": None,
+        "api_calls": 2,
+        "sources": {"vcs": "pipeline"},
+    }
+    assert world.calls(PIPELINE) == 1
+    assert event["transition"]["kind"] == "first_seen"
+    assert world.redis.exists("cie:transition:github%2Facme%2Fpayments-api:tag%3Av1.4.0:release")
+
+
+def test_a_webhook_naming_its_branch_never_asks_the_pipeline(world, failed_workflow) -> None:
+    world.load(failed_workflow, [{"name": "build", "status": "success"}])
+    event = world.enrich(failed_workflow)
+    assert world.calls(PIPELINE) == 0 and event["enrichment"]["sources"] == {"vcs": "webhook"}
+    assert event["pipeline"]["trigger_actor"] is None
+
+
+# The same over httpx.MockTransport: a CircleCI that answers from a table, counting each path.
+
+
+class FakeCircleCI:
+    def __init__(self, pipeline_status: int = 200) -> None:
+        self.pipeline_status = pipeline_status
+        self.asked: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/api/v2")
+        self.asked.append(path)
+        if path.startswith("/pipeline/"):
+            if self.pipeline_status != 200:
+                return httpx.Response(self.pipeline_status, json={"message": "Pipeline not found."})
+            vcs = {"provider_name": "GitHub", "revision": "5e7a" * 10, "tag": "v1.4.0",
+                   "origin_repository_url": "https://github.com/acme/payments-api",
+                   "target_repository_url": "https://github.com/acme/payments-api",
+                   "commit": {"subject": "Release 1.4.0", "body": None}}  # fmt: skip
+            trigger = {"type": "webhook", "received_at": "2024-05-14T09:39:05Z", "actor": {"login": "release-bot"}}
+            return httpx.Response(200, json={"id": path.rsplit("/", 1)[1], "vcs": vcs, "trigger": trigger})
+        if path.endswith("/job") and path.startswith("/workflow/"):
+            job = {"id": "j1", "name": "publish", "type": "build", "status": "success", "job_number": 7}
+            return httpx.Response(200, json={"items": [job], "next_page_token": None})
+        return httpx.Response(200, json={"web_url": "https://app.circleci.com/x", "duration": 1000})
+
+    def count(self, prefix: str) -> int:
+        return sum(p.startswith(prefix) for p in self.asked)
+
+
+@pytest.fixture
+def offline() -> Iterator[Callable[..., tuple[Enricher, FakeCircleCI]]]:
+    pools: list[ThreadPoolExecutor] = []
+
+    def build(**fake: int) -> tuple[Enricher, FakeCircleCI]:
+        api = FakeCircleCI(**fake)
+        store = fakeredis.FakeRedis()
+        client = CircleCIClient(base_url="https://circleci.test/api/v2", token="t", transport=httpx.MockTransport(api),
+                                max_retries=0, sleep=lambda _: None, before_request=count_api_call)  # fmt: skip
+        pools.append(ThreadPoolExecutor(2))
+        enricher = Enricher(client, cache=ApiCache(store, ttl_seconds=60), transitions=TransitionStore(store),
+                            pool=pools[-1])  # fmt: skip
+        return enricher, api
+
+    yield build
+    for pool in pools:
+        pool.shutdown()
+
+
+def tag_job_event(workflow_event: dict) -> dict:
+    """The job-completed event of the tag build's job `publish`."""
+    job = copy.deepcopy(workflow_event)
+    job.update(id="tag-job-event", type="job-completed")
+    job["workflow"] = {k: v for k, v in job["workflow"].items() if k != "status"}
+    job["job"] = {"id": "j1", "name": "publish", "number": 7, "status": "success",
+                  "started_at": "2024-05-14T09:40:00Z", "stopped_at": "2024-05-14T09:41:00Z"}  # fmt: skip
+    return job
+
+
+def test_the_pipeline_fills_the_tag_and_commit_and_a_tags_subscription_matches(offline, tmp_path: Path) -> None:
+    enricher, api = offline()
+    event = enricher.enrich(envelope(load_fixture(TAG_BUILD)), may_defer=True)
+
+    assert (event["vcs"]["tag"], event["vcs"]["ref_kind"], event["vcs"]["commit_subject"]) == (
+        "v1.4.0",
+        "tag",
+        "Release 1.4.0",
+    )
+    assert event["vcs"]["revision"] == load_fixture(TAG_BUILD)["pipeline"]["vcs"]["revision"]  # the webhook's, kept
+    assert event["pipeline"]["trigger_actor"] == "release-bot"
+    assert event["enrichment"]["sources"] == {"vcs": "pipeline"} and event["enrichment"]["complete"] is True
+    assert api.count("/pipeline/") == 1
+    (tmp_path / "routes.yaml").write_text(ROUTES)
+    assert load_routes(tmp_path / "routes.yaml", {}).match(event) == ["releases"]
+
+
+def test_the_pipeline_is_asked_once_for_all_the_events_of_a_tag_build(offline) -> None:
+    enricher, api = offline()
+    workflow = load_fixture(TAG_BUILD)
+    job_event = enricher.enrich(envelope(tag_job_event(workflow)), may_defer=True)
+    workflow_event = enricher.enrich(envelope(workflow), may_defer=True)
+
+    assert job_event["vcs"]["tag"] == workflow_event["vcs"]["tag"] == "v1.4.0"
+    assert workflow_event["enrichment"]["sources"] == {"vcs": "pipeline"}
+    assert api.count("/pipeline/") == 1 and workflow_event["enrichment"]["api_calls"] == 1  # the job page only
+
+
+def test_transitions_of_a_tag_build_are_kept_per_tag(offline) -> None:
+    enricher, _ = offline()
+    first = load_fixture(TAG_BUILD)
+    again = copy.deepcopy(first) | {"id": "tag-build-again", "happened_at": "2024-05-14T10:41:22Z"}
+    again["pipeline"] = again["pipeline"] | {"id": "5e7f9b1d-3f5c-4b7e-9a1b-3d5f7b9c1e3a", "number": 413}
+    again["workflow"] = again["workflow"] | {"status": "failed"}
+
+    kinds = [enricher.enrich(envelope(p), may_defer=True)["transition"]["kind"] for p in (first, again)]
+    assert kinds == ["first_seen", "broken"]
+
+
+@pytest.mark.parametrize(("status", "code"), [(404, "circleci_not_found"), (401, "circleci_unauthorized")])
+def test_a_failed_pipeline_call_delivers_the_webhooks_facts_and_says_why(offline, status: int, code: str) -> None:
+    enricher, _ = offline(pipeline_status=status)
+    event = enricher.enrich(envelope(load_fixture(TAG_BUILD)), may_defer=True)
+
+    assert event["vcs"]["tag"] is None and event["vcs"]["revision"] is not None
+    assert event["enrichment"]["complete"] is False and event["enrichment"]["reason"].startswith(code)
+    assert event["enrichment"]["sources"] == {"vcs": "webhook"} and event["pipeline"]["trigger_actor"] is None
+    assert event["jobs"][0]["name"] == "publish"  # the rest of the enrichment went on
+    assert event["transition"] is None  # no ref: nothing to compare with
+
+
+def test_a_pipeline_call_failing_with_5xx_defers_then_delivers_incomplete(offline) -> None:
+    enricher, _ = offline(pipeline_status=503)
+    payload = load_fixture(TAG_BUILD)
+    with pytest.raises(CircleCIServerError):
+        enricher.enrich(envelope(payload), may_defer=True)
+    event = enricher.enrich(envelope(payload), may_defer=False)
+    assert event["enrichment"]["complete"] is False and event["enrichment"]["reason"].startswith(
+        "circleci_server_error"
+    )
 
 
 def enrich_green_before(world, failed_workflow) -> dict:

@@ -11,7 +11,7 @@ import pytest
 
 from config.errors import ConfigurationError
 from workers.handlers.pagerduty import PAGERDUTY_URL
-from workers.routes import load_routes
+from workers.routes import AlertConfig, load_routes
 from workers.vcs import slug_forms
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "enriched" / "workflow-completed.failed.json"
@@ -58,6 +58,13 @@ def test_the_shipped_example_loads_with_its_variables_set() -> None:
     assert example.handlers["oncall"].options["url"] == PAGERDUTY_URL
 
 
+def test_the_shipped_example_tells_ops_slack_about_the_notifiers_own_failures() -> None:
+    env = {"SLACK_OPS_WEBHOOK": "https://hooks.slack.test/x", "TEAMS_WORKFLOW_WEBHOOK": "https://t.test/x",
+           "PD_ROUTING_KEY": "k", "AUDIT_SECRET": "s"}  # fmt: skip
+    alerts = load_routes(CONFIG / "routes.example.yaml", env).alerts
+    assert alerts is not None and (alerts.handlers, alerts.interval_seconds) == (("ops-slack",), 300)
+
+
 @pytest.mark.parametrize(
     ("value", "environ", "expected"),
     [("${HOOK}", {"HOOK": "https://a.test/1"}, "https://a.test/1"),
@@ -100,6 +107,28 @@ ERRORS = [
     ("handlers: [1, 2]\n", 1, "handlers", "expected a mapping"),
     ("handlers:\n  l: {type: log\n", 3, "", "not valid YAML"),
 ]  # fmt: skip
+
+ALERTS = "handlers:\n  l: {type: log}\n  ops: {type: slack, url: 'https://hooks.test/x'}\nalerts:\n"
+
+
+def test_an_alerts_section_names_handlers_and_an_interval_of_five_minutes_by_default(tmp_path: Path) -> None:
+    assert routes(tmp_path, "handlers:\n  l: {type: log}\n").alerts is None
+    loaded = routes(tmp_path, ALERTS + "  handlers: [ops, l, ops]\n")
+    assert loaded.alerts == AlertConfig(handlers=("ops", "l"), interval_seconds=300, line=4)
+    assert routes(tmp_path, ALERTS + "  handlers: ops\n  interval_seconds: 60\n").alerts.interval_seconds == 60
+
+
+ERRORS += [(ALERTS + text, line, where, reason) for text, line, where, reason in [
+    ("  handlers: [ghost]\n", 5, "alerts, key 'handlers'", "unknown handler 'ghost'"),
+    ("  handlers: []\n", 5, "alerts, key 'handlers'", "expected at least one handler"),
+    ("  interval_seconds: 60\n", 5, "alerts, key 'handlers'", "missing required key"),
+    ("  handlers: [l]\n  every: 5m\n", 6, "alerts, key 'every'", "unknown key (expected handlers, interval_seconds)"),
+    ("  handlers: [l]\n  interval_seconds: 5m\n", 6, "alerts, key 'interval_seconds'",
+     "expected whole seconds from 1 to 86400, got '5m'"),
+    ("  handlers: [l]\n  interval_seconds: 0\n", 6, "alerts, key 'interval_seconds'", "got '0'"),
+    ("  handlers: [l]\n  interval_seconds: 86401\n", 6, "alerts, key 'interval_seconds'", "got '86401'"),
+    ("  - l\n", 5, "alerts", "expected a mapping"),
+]]  # fmt: skip
 
 
 @pytest.mark.parametrize(("text", "line", "where", "reason"), ERRORS, ids=[e[3] for e in ERRORS])
@@ -275,6 +304,65 @@ def test_known_values_globs_and_regexes_that_can_match_load(tmp_path: Path, key:
         f"handlers:\n  ops: {{type: log}}\nsubscriptions:\n  - name: s\n    handlers: [ops]\n    {key}: ['{value}']\n"
     )
     assert load_routes(path, {}).subscriptions[0].match[key][0].source == value
+
+
+def test_placeholders_give_unset_variables_a_dummy_of_the_right_shape(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        handlers:
+          s: {type: slack, url: "${SLACK_HOOK}"}
+          p: {type: pagerduty, routing_key: "${PD_KEY}", url: "https://${PD_HOST}/v2/enqueue"}
+          w: {type: webhook, url: "${SET_URL}", secret: "${HOOK_SECRET}"}
+          d: {type: discord, url: "${DISCORD:-https://discord.test/x}"}
+        """,
+    )
+    loaded = load_routes(path, {"SET_URL": "https://real.test/hook"}, placeholders=True)
+    options = {name: h.options for name, h in loaded.handlers.items()}
+    assert options["s"]["url"] == "https://slack-hook.placeholder.invalid/"
+    assert options["p"]["routing_key"] == "0123456789abcdef0123456789abcdef"
+    assert options["p"]["url"] == "https://pd-host/v2/enqueue"
+    assert options["w"] == {"url": "https://real.test/hook", "secret": "placeholder-hook-secret"}
+    assert options["d"]["url"] == "https://discord.test/x"
+    assert loaded.placeholders == ("SLACK_HOOK", "PD_KEY", "PD_HOST", "HOOK_SECRET")
+    with pytest.raises(ConfigurationError, match="SLACK_HOOK is not set"):
+        load_routes(path, {"SET_URL": "https://real.test/hook"})
+
+
+def test_placeholders_still_report_every_other_mistake(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_routes(
+            write(tmp_path, "handlers:\n  s: {type: slack, url: '${HOOK}', colour: red}\n"), {}, placeholders=True
+        )
+    [problem] = info.value.details["problems"]
+    assert "key 'colour': unknown key" in problem
+
+
+@pytest.mark.parametrize(
+    ("keys", "changes", "why"),
+    [
+        ("branches: 'release/*'", {}, "branches: 'main' does not match [release/*]"),
+        ("statuses: failed", {"status": "success"}, "statuses: 'success' not in [failed]"),
+        ("statuses: [failed, error]\n    branches: main", {"status": "success"},
+         "statuses: 'success' not in [failed, error]"),
+        ("branches: main\n    statuses: [failed]", {"vcs__branch": "dev", "status": "success"},
+         "branches: 'dev' not in [main]"),  # the first key that fails, in file order
+        ("transitions: broken", {"transition": None}, "transitions: none (no transition known)"),
+        ("tags: 'v*'", {}, "tags: none (not a tag build)"),
+        ("jobs: deploy", {}, "jobs: none of 'build', 'test', 'hold' is in [deploy]"),
+        ("workflows: '/nightly-.*/'", {}, "workflows: 'build-test-deploy' does not match [/nightly-.*/]"),
+        ("projects: 'gh/acme/*'", {}, "projects: none of 'github/circleci/webhook-service', "
+         "'gh/circleci/webhook-service' matches [gh/acme/*]"),
+        ("branches: main\n    statuses: failed", {}, None),
+    ],
+)  # fmt: skip
+def test_a_subscription_says_the_first_key_an_event_fails_and_why(
+    tmp_path: Path, keys: str, changes: dict[str, Any], why: str | None
+) -> None:
+    [(subscription, mismatch)] = routes(tmp_path, BASE + f"    {keys}\n").explain(event(**changes))
+    assert subscription.name == "s"
+    assert (None if mismatch is None else str(mismatch)) == why
+    assert subscription.matches(event(**changes)) is (why is None)  # one place decides both
 
 
 PEOPLE = "handlers:\n  l: {type: log}\npeople:\n"

@@ -31,6 +31,16 @@ def test_event_and_record_expire_with_the_ttl(redis: Redis, event: dict) -> None
     assert 0 < redis.ttl(RECORD_PREFIX + event["event_id"]) <= 60
 
 
+def test_ids_starting_finds_stored_ids_by_their_start_newest_first(redis: Redis, event: dict) -> None:
+    store = EventStore(redis, ttl=60)
+    for n, event_id in enumerate(["abc-1", "abc-2", "abd-3", "a*c-4"]):
+        store.save(event | {"event_id": event_id, "received_at": f"2026-01-01T00:00:0{n}Z"})
+    redis.delete(RECORD_PREFIX + "abc-1")  # expired, still in the index until the next trim
+    assert store.ids_starting("ab") == ["abd-3", "abc-2"]
+    assert store.ids_starting("a*") == ["a*c-4"]  # a glob character is a character
+    assert store.ids_starting("x") == []
+
+
 def test_load_of_an_unknown_event_is_none(redis: Redis) -> None:
     assert EventStore(redis).load("nope") is None
     assert EventStore(redis).record("nope") is None

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.timestamps import duration_seconds, parse_time
+from workers.timestamps import duration_seconds, iso_time, parse_time
 
 
 @pytest.mark.parametrize(
@@ -96,3 +96,15 @@ def test_duration_seconds_measures_between_two_timestamps(start: str, stop: str,
 )
 def test_duration_seconds_is_none_when_either_end_is_missing_or_backwards(start: object, stop: object) -> None:
     assert duration_seconds(start, stop) is None
+
+
+@pytest.mark.parametrize(
+    ("epoch", "text"),
+    [(0.0, "1970-01-01T00:00:00.000000Z"), (1767225600.25, "2026-01-01T00:00:00.250000Z"), (None, None)],
+)
+def test_iso_time_writes_an_epoch_time_as_utc_iso_8601_that_parse_time_reads_back(
+    epoch: float | None, text: str | None
+) -> None:
+    assert iso_time(epoch) == text
+    if epoch is not None:
+        assert parse_time(text) == datetime.fromtimestamp(epoch, UTC)

@@ -24,10 +24,16 @@ def store() -> TransitionStore:
 
 
 def record(
-    store: TransitionStore, status: str, number: int, happened_at: str = "2024-12-18T17:00:00Z", **kw: str
+    store: TransitionStore,
+    status: str,
+    number: int,
+    happened_at: str = "2024-12-18T17:00:00Z",
+    *,
+    peek: bool = False,
+    **kw: str,
 ) -> Transition:
     key = {"project": PROJECT, "ref": "main", "workflow": "build", **kw}
-    return store.record(status=status, pipeline_number=number, happened_at=happened_at, **key)
+    return store.record(status=status, pipeline_number=number, happened_at=happened_at, peek=peek, **key)
 
 
 def edge(t: Transition) -> Transition:
@@ -61,6 +67,20 @@ def test_kind_compares_with_the_previous_terminal_status(
 ) -> None:
     record(store, previous, 1)
     assert edge(record(store, now, 2)) == Transition(kind, previous.lower(), 1)
+
+
+@pytest.mark.integration
+def test_a_peek_says_what_recording_would_say_and_writes_nothing(real_redis: redis.Redis) -> None:
+    store = TransitionStore(real_redis)
+    assert record(store, "success", 1, peek=True) == Transition("first_seen")
+    assert real_redis.keys("cie:transition:*") == []
+    record(store, "success", 1)
+    state = real_redis.hgetall(transition_key(PROJECT, "main", "build"))
+    peeked = record(store, "failed", 2, peek=True)
+    assert edge(peeked) == Transition("broken", "success", 1) and peeked.failing_since_pipeline_number == 2
+    assert record(store, "success", 0, peek=True) == Transition("stale", "success", 1)
+    assert real_redis.hgetall(transition_key(PROJECT, "main", "build")) == state
+    assert record(store, "failed", 2) == peeked
 
 
 @pytest.mark.parametrize(

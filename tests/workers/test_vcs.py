@@ -18,6 +18,7 @@ DAVIDS_SHA = "71eb8857ea7e13f36021af32f3b7cc9304b491dd"
 GITLAB_SHA = "850a1519f25d14e968649cc420d1bd381715c05c"
 BITBUCKET_SHA = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"
 GITHUB_APP_SHA = "9e2e4bed59d2e6c51d00e0e0b49f1b79ff146ab1"
+TAG_SHA = "5e7a9c1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3c"
 
 DOCS_AUTHOR = {"author_name": "Author Name", "author_email": "author.email@example.com"}
 WEBHOOK_SERVICE = "https://github.com/circleci/webhook-service"
@@ -62,6 +63,11 @@ EXPECTED = {
     "workflow-completed.github-oauth.docs.json": DOCS,
     "workflow-completed.github-oauth.observed.json": DAVIDS,
     "workflow-completed.gitlab.docs.json": GITLAB,
+    # A GitHub OAuth tag build as real deliveries show it: `branch: null`, no tag, null commit
+    # fields; enrichment asks the pipeline (tests/workers/test_enrichment.py).
+    "workflow-completed.tag.github-oauth.derived.json": VcsFacts(
+        "github", revision=TAG_SHA, repository_url="https://github.com/acme/payments-api"
+    ),
 }
 
 
@@ -203,6 +209,19 @@ def test_to_dict_and_from_dict_round_trip(name: str) -> None:
 def test_from_dict_drops_unknown_keys_and_bad_values() -> None:
     data = {"provider": "svn", "branch": "main", "tag": "", "revision": 42, "ref_kind": "tag", "extra": 1}
     assert VcsFacts.from_dict(data) == VcsFacts(provider="unknown", branch="main")
+
+
+def test_filled_from_takes_only_what_the_webhook_left_unknown() -> None:
+    webhook = vcs_facts(load_fixture("workflow-completed.tag.github-oauth.derived.json"))
+    api = VcsFacts("github", tag="v1.4.0", revision="0" * 40, commit_subject="Release 1.4.0", author_name="Jane")
+
+    filled = webhook.filled_from(api)
+
+    assert filled == VcsFacts(
+        "github", tag="v1.4.0", revision=TAG_SHA, commit_subject="Release 1.4.0", author_name="Jane",
+        repository_url="https://github.com/acme/payments-api",
+    )  # fmt: skip
+    assert filled.ref_kind == "tag" and VcsFacts().filled_from(api).provider == "github"
 
 
 JSON = st.recursive(

@@ -19,6 +19,7 @@ from rq import Worker as RQWorker
 from rq.serializers import JSONSerializer
 
 from config.settings import Settings
+from workers.context import WorkerContext, installed
 from workers.delivery.dead_letters import DeadLetters
 from workers.supervisor import Supervisor
 from workers.worker import MAINTENANCE_LOCK_SECONDS, QUEUES, build_worker
@@ -292,6 +293,19 @@ def test_a_job_the_worker_cannot_decode_is_dead_lettered_at_once_not_retried(
     assert queue.count == 0 and queue.scheduled_job_registry.count == 0, "no retry was scheduled"
 
 
+def test_an_undecodable_job_is_counted_and_told_to_the_alert_handlers(
+    redis: Redis, redis_url: str, queue: Queue, restore_signals: None, tmp_path: Path
+) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("handlers:\n  l: {type: log}\nalerts:\n  handlers: [l]\n")
+    settings = settings_for(redis_url, ROUTES_FILE=str(routes))
+    queue.enqueue("workers.events.process_event", "not an envelope")
+    with installed(WorkerContext.build(settings, redis=redis)) as context:
+        build_worker(redis, settings=settings).work(burst=True)
+    assert context.metrics.registry.get_sample_value("circleci_events_dead_letters_total", {"reason": "undecodable"})
+    assert redis.hgetall("cie:alert:l:counts").keys() == {b"dead_letter|undecodable|-|", b"since"}
+
+
 def test_an_envelope_that_is_not_an_object_is_dead_lettered_not_retried(
     redis: Redis, redis_url: str, queue: Queue, restore_signals: None
 ) -> None:
@@ -357,7 +371,7 @@ def test_every_line_of_a_worker_process_says_it_is_the_worker(redis_url: str, qu
         [sys.executable, "-m", "service.cli", "worker", "--burst"], env=env, capture_output=True, text=True, timeout=60
     )
     lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
-    assert len(lines) > 5 and {line.get("logger", "ours") for line in lines} >= {"ours", "rq.worker"}
+    assert len(lines) > 5 and {line["logger"] for line in lines} >= {"circleci-events", "rq.worker"}
     assert {line.get("role") for line in lines} == {"worker"}
     [started] = [line for line in lines if line["event"] == "worker_started"]
     assert started["handlers"] == ["log"] and started["subscriptions"] == 1  # the shipped default routes

@@ -1,8 +1,15 @@
-"""API answers about one job, cached in Redis per (project slug, job number, facet).
+"""API answers about one job or one pipeline, cached in Redis.
+
+    cie:api:{facet}:{slug}:{job number}   a job's details, tests or artifacts (JSON)
+    cie:api:pipeline:{pipeline id}        GET /pipeline/{id}, asked when a webhook names no
+                                          branch or tag (a tag build's); a pipeline's VCS
+                                          facts never change
+    both expire after `ttl_seconds` (API_CACHE_TTL_SECONDS)
 
 A workflow-completed event usually arrives after the job-completed events of its jobs; the
-cache makes sure a job's details, tests and artifacts are fetched once whichever comes first.
-Only answers are cached, never errors. Reads and writes go in one round trip each.
+cache makes sure a job's details, tests and artifacts (and a tag build's pipeline) are fetched
+once whichever comes first. Only answers are cached, never errors. Reads and writes go in one
+round trip each.
 """
 
 from __future__ import annotations
@@ -26,6 +33,18 @@ class ApiCache:
     @staticmethod
     def key(slug: str, job_number: int, facet: str) -> str:
         return f"{PREFIX}{facet}:{quote(slug, safe='')}:{job_number}"
+
+    @staticmethod
+    def pipeline_key(pipeline_id: str) -> str:
+        return f"{PREFIX}pipeline:{quote(pipeline_id, safe='')}"
+
+    def pipeline(self, pipeline_id: str) -> dict[str, Any] | None:
+        """The cached answer of GET /pipeline/{pipeline_id}, if any."""
+        value = self._redis.get(self.pipeline_key(pipeline_id))
+        return dict(orjson.loads(value)) if value is not None else None
+
+    def put_pipeline(self, pipeline_id: str, answer: Mapping[str, Any]) -> None:
+        self._redis.set(self.pipeline_key(pipeline_id), orjson.dumps(answer), ex=self._ttl)
 
     def get_many(self, slug: str, wanted: Sequence[Facet]) -> dict[Facet, Any]:
         """The cached answers among `wanted`."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -32,9 +32,11 @@ from workers.circleci.models import (
     JobDetails,
     Pipeline,
     PipelineCreated,
+    Project,
     ProjectEnvVar,
     TestResult,
     User,
+    Webhook,
     Workflow,
 )
 from workers.circleci.path import api_path
@@ -52,6 +54,25 @@ def _job_path(slug: str, job_number: int | None, template: str) -> str:
             path=template.format(slug=slug, n="{job-number}"),
         )
     return api_path(template, slug=slug, n=int(job_number))
+
+
+def _webhook_body(
+    *,
+    name: str | None,
+    url: str | None,
+    events: Sequence[str] | None,
+    signing_secret: str | None,
+    verify_tls: bool | None,
+) -> dict[str, Any]:
+    """The request body's hyphenated keys (both spec versions take `verify-tls`, `signing-secret`)."""
+    fields = {
+        "name": name,
+        "url": url,
+        "events": list(events) if events is not None else None,
+        "signing-secret": signing_secret,
+        "verify-tls": verify_tls,
+    }
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def _message(body: Any) -> str:
@@ -164,6 +185,12 @@ class CircleCIClient:
         params = {"branch": branch} if branch else None
         path = api_path("/project/{slug}/pipeline", slug=slug)
         for item in self.paginate(path, params=params, max_pages=max_pages):
+            yield Pipeline.from_dict(item)
+
+    def org_pipelines(self, org_slug: str, *, max_pages: int | None = None) -> Iterator[Pipeline]:
+        """`GET /pipeline?org-slug=`: the recent pipelines of the most recently built projects
+        (at most 250) the token's user follows in the organization, lazily across pages."""
+        for item in self.paginate("/pipeline", params={"org-slug": org_slug}, max_pages=max_pages):
             yield Pipeline.from_dict(item)
 
     def pipeline_workflows(self, pipeline_id: str) -> list[Workflow]:
@@ -303,6 +330,52 @@ class CircleCIClient:
     def delete_context_env_var(self, context_id: str, name: str) -> str:
         path = api_path("/context/{context_id}/environment-variable/{name}", context_id=context_id, name=name)
         return _message(self.json("DELETE", path))
+
+    # -- projects and their webhooks ------------------------------------------------------
+
+    def project(self, slug: str) -> Project:
+        return Project.from_dict(self.json("GET", api_path("/project/{slug}", slug=slug)))
+
+    def webhooks(self, project_id: str) -> list[Webhook]:
+        """The project's outbound webhooks, every page (their secrets come back masked)."""
+        params = {"scope-id": project_id, "scope-type": "project"}
+        return [Webhook.from_dict(i) for i in self.paginate("/webhook", params=params)]
+
+    def webhook(self, webhook_id: str) -> Webhook:
+        return Webhook.from_dict(self.json("GET", api_path("/webhook/{webhook_id}", webhook_id=webhook_id)))
+
+    def create_webhook(
+        self,
+        project_id: str,
+        *,
+        name: str,
+        url: str,
+        events: Sequence[str],
+        signing_secret: str,
+        verify_tls: bool = True,
+    ) -> Webhook:
+        """`POST /webhook` scoped to a project; CircleCI delivers to https URLs only."""
+        body = _webhook_body(name=name, url=url, events=events, signing_secret=signing_secret, verify_tls=verify_tls)
+        body["scope"] = {"id": project_id, "type": "project"}
+        return Webhook.from_dict(self.json("POST", "/webhook", json=body))
+
+    def update_webhook(
+        self,
+        webhook_id: str,
+        *,
+        name: str | None = None,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        signing_secret: str | None = None,
+        verify_tls: bool | None = None,
+    ) -> Webhook:
+        """`PUT /webhook/{id}` with the fields given; the others stay as they are."""
+        body = _webhook_body(name=name, url=url, events=events, signing_secret=signing_secret, verify_tls=verify_tls)
+        path = api_path("/webhook/{webhook_id}", webhook_id=webhook_id)
+        return Webhook.from_dict(self.json("PUT", path, json=body))
+
+    def delete_webhook(self, webhook_id: str) -> str:
+        return _message(self.json("DELETE", api_path("/webhook/{webhook_id}", webhook_id=webhook_id)))
 
     # -- project environment variables and checkout keys ----------------------------------
 

@@ -23,9 +23,11 @@ __all__ = [
     "JobDetails",
     "Pipeline",
     "PipelineCreated",
+    "Project",
     "ProjectEnvVar",
     "TestResult",
     "User",
+    "Webhook",
     "Workflow",
 ]
 
@@ -213,6 +215,38 @@ class ProjectEnvVar(_Model):
     name: str | None = None
     value: str | None = None
     created_at: str | None = None
+    raw: Mapping[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class Project(_Model):
+    """`GET /project/{slug}`; `id` is the scope of the project's webhooks."""
+
+    id: str | None = None
+    slug: str | None = None
+    name: str | None = None
+    organization_name: str | None = None
+    organization_slug: str | None = None
+    organization_id: str | None = None
+    vcs_info: Mapping[str, Any] | None = None
+    raw: Mapping[str, Any] = _raw()
+
+
+@dataclass(frozen=True)
+class Webhook(_Model):
+    """An outbound webhook. SPEC-2025 answers `verify-tls`, `signing-secret`, `created-at`; the
+    2026 schema `verify_tls`, `signing_secret`, `created_at` (pitfalls B9): both land here.
+    `signing_secret` comes back masked, and is kept out of `repr` all the same."""
+
+    id: str | None = None
+    name: str | None = None
+    url: str | None = None
+    events: tuple[str, ...] = ()
+    verify_tls: bool | None = None
+    signing_secret: str | None = field(default=None, repr=False)
+    scope: Mapping[str, Any] | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
     raw: Mapping[str, Any] = _raw()
 
 

@@ -7,6 +7,8 @@ DeliveryRetryable, other     schedule the next attempt after max(backoff with ji
                              Retry-After), log `delivery_retry_scheduled`; past the retry
                              budget: dead letter, log `delivery_dead_lettered`
 DeliveryRejected             dead letter `rejected` at once, log `delivery_rejected` (error)
+
+Every dead letter is counted and told to the routes file's `alerts:` handlers (workers/alerts.py).
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from rq import get_current_job
 from config.errors import DeliveryRejected, HandlerError
 from config.logging import REDACTOR
 from config.settings import Settings
+from workers import alerts
 from workers.backoff import Uniform, backoff
 from workers.context import WorkerContext, current
 from workers.delivery.dead_letters import DeadLetter, DeadLetters
 from workers.delivery.jobs import delivery_id_of, enqueue_delivery, job_id_of
 from workers.delivery.lock import DeliveryLock
+from workers.routing import Routing
 from workers.store import EventStore, received_epoch
 
 log = structlog.get_logger("workers.delivery")
@@ -53,9 +57,12 @@ class DeliveryAttempt:
         force: bool = False,
         replayed_at: float | None = None,
         event: dict[str, Any] | None = None,
+        routing: Routing | None = None,
     ) -> None:
-        """`event`: the enriched event when the caller has it (a first attempt), else it is read back."""
+        """`event`: the enriched event when the caller has it (a first attempt), else it is read back.
+        `routing`: the routes version to send with (the event's, in a fan-out), else the context's now."""
         self.context, self.settings, self.metrics = context, context.settings, context.metrics
+        self.routing = routing or context.routing  # taken once: a reload during this attempt does not change it
         self.redis = redis
         self.job_id = job_id
         self.event_id, self.handler, self.force, self.replayed_at = event_id, handler, force, replayed_at
@@ -81,7 +88,7 @@ class DeliveryAttempt:
     def _run(self) -> str:
         if self.event is None:
             return self._dead("event_expired", attempts=0)
-        target = self.context.handlers.get(self.handler)
+        target = self.routing.handlers.get(self.handler)
         if target is None:
             return self._dead("unknown_handler", attempts=0)
         if not self.first and not self.force and self.lock.delivered():
@@ -204,6 +211,7 @@ class DeliveryAttempt:
             dead_at=time.time(),
         )
         DeadLetters(self.redis, ttl=self.settings.enriched_event_ttl_seconds).put(letter)
+        alerts.dead_lettered(self.context, letter)
 
     def _reschedule(self, suffix: str, delay: float) -> None:
         job_id = job_id_of(self.delivery_id, suffix)

@@ -23,6 +23,7 @@ from config.settings import Settings
 from workers.context import WorkerContext, current
 from workers.delivery.attempt import DeliveryAttempt
 from workers.delivery.jobs import delivery_id_of
+from workers.routing import Routing
 from workers.store import EventStore
 
 log = structlog.get_logger("workers.delivery")
@@ -36,20 +37,24 @@ def fan_out(
     settings: Settings | None = None,
     job_id: str = "-",
     rerun: bool = False,
+    routing: Routing | None = None,
 ) -> dict[str, str]:
     """Store `event` once and attempt each distinct handler once; each delivery id's outcome.
 
-    `rerun`: this enrichment ran before, so handlers with an outcome are left to it.
+    `rerun`: this enrichment ran before, so handlers with an outcome are left to it. `routing`:
+    the version of the routes the event was matched with (by default the context's now); every
+    attempt sends through its handlers, whatever a reload installs meanwhile.
     """
     context = current()
     settings = settings or context.settings
+    routing = routing or context.routing
     event_id = event["event_id"]
     names = list(dict.fromkeys(handler_names))
     store = EventStore(redis, ttl=settings.enriched_event_ttl_seconds)
     store.save(event, handlers=names)
     if rerun and names:
         names = [name for name in names if store.handler_state(event_id, name)["outcome"] is None]
-    attempts = [DeliveryAttempt(context, redis, job_id, event_id, name, event=event) for name in names]
+    attempts = [DeliveryAttempt(context, redis, job_id, event_id, name, event=event, routing=routing) for name in names]
     outcomes = dict(zip((a.delivery_id for a in attempts), run_all(context, attempts), strict=True))
     if rerun:
         skipped = [n for n in dict.fromkeys(handler_names) if delivery_id_of(event_id, n) not in outcomes]

@@ -15,6 +15,8 @@ title 256, description 4096, 25 fields, field name 256, field value 1024, footer
 
 A `template` replaces the embed `description`; every value it prints is escaped like the rest,
 and `mention()` gives `<@id>` (workers/handlers/template.py).
+
+An alert (workers/alert_message.py) is one embed with its title and text; no template.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from workers.alert_message import Alert, alert_of, is_alert
 from workers.handlers.base import Handler, failed_test_lines, post_json, safe_url, summary_lines
 from workers.message import COLOUR, Message
 from workers.threads import Thread, ThreadStore, breakage_of, thread_key
@@ -126,6 +129,13 @@ def _fit(e: dict[str, Any]) -> dict[str, Any]:
     return e
 
 
+def alert_embed(alert: Alert) -> dict[str, Any]:
+    """The embed of an alert: its title and text, red."""
+    footer = {"text": clip(f"circleci-events · {alert.alert_id}", MAX_FOOTER)}
+    return {"title": clip(alert.title, MAX_TITLE), "description": clip(escape(alert.text), MAX_DESCRIPTION),
+            "color": 0xE01E5A, "fields": [], "footer": footer}  # fmt: skip
+
+
 def fixed_line(m: Message) -> str:
     """`✅ **Fixed** in [#14](url) by Ada after 3 failed pipelines · 2 h (failing since #11)`."""
     number = f"#{m.pipeline_number}" if m.pipeline_number is not None else "the latest pipeline"
@@ -160,6 +170,8 @@ class DiscordHandler(Handler):
     platform = "discord"
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
+        if is_alert(event):
+            return {"embeds": [alert_embed(alert_of(event))], "allowed_mentions": {"parse": []}}
         m = Message.from_event(event)
         body: dict[str, Any] = {"embeds": [embed(m, self.summary(m, event, description(m)))]}
         mentions = self.mentions(event)

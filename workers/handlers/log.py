@@ -1,7 +1,8 @@
 """Log handler: one structured `notification_logged` line with the message's essentials.
 
 A `template` replaces the line's `text` field (the plain-text fallback by default); values are
-printed as they are and `mention()` gives `@id`.
+printed as they are and `mention()` gives `@id`. An alert (workers/alert_message.py) is logged
+with its title and text.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, ClassVar
 import httpx
 import structlog
 
+from workers.alert_message import alert_of, is_alert
 from workers.handlers.base import Handler
 from workers.message import Message
 
@@ -23,6 +25,10 @@ class LogHandler(Handler):
     optional: ClassVar[Mapping[str, str | None]] = {"template": None}
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
+        if is_alert(event):
+            alert = alert_of(event)
+            return {"handler": self.name, "event_id": alert.alert_id, "event_type": "alert", "title": alert.title,
+                    "text": alert.text}  # fmt: skip
         m = Message.from_event(event)
         return {
             "handler": self.name,

@@ -27,6 +27,9 @@ https://developer.pagerduty.com/docs/events-api-v2/trigger-events/
 The dedup_key is stable per (project slug in its long form, branch or tag, workflow name), and
 for job events also the job name, so a job that passes never resolves its workflow's incident.
 When there is no action, `render` returns `{}` and `send` posts nothing.
+
+An alert (workers/alert_message.py) triggers with dedup_key `circleci-events:alert:<kinds>`, so
+alerts about the same trouble fold into one incident until someone resolves it.
 `render` shows the routing key as `[redacted]`; only `send` puts the real one in the body.
 """
 
@@ -34,12 +37,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any, ClassVar
 
 import httpx
 import structlog
 
 from config.redaction import REDACTED
+from workers.alert_message import Alert, alert_of, is_alert
 from workers.handlers.base import Handler, post_json, safe_url
 from workers.jobs import WORKFLOW_COMPLETED
 from workers.message import Message
@@ -81,8 +86,20 @@ def dedup_key(m: Message) -> str:
     return "circleci-events:" + hashlib.sha1("\x1f".join(parts).encode()).hexdigest()
 
 
+def alert_body(alert: Alert, routing_key: str) -> dict[str, Any]:
+    """An alert: a trigger, one incident per kind of trouble."""
+    payload = {"summary": alert.title[:MAX_SUMMARY], "source": "circleci-events", "severity": "error",
+               "component": "circleci-events", "class": "alert",
+               "custom_details": {"text": alert.text, "counts": [asdict(c) for c in alert.counts]}}  # fmt: skip
+    dedup = "circleci-events:alert:" + "+".join(alert.kinds)
+    return {"routing_key": routing_key, "event_action": "trigger", "dedup_key": dedup, "payload": payload,
+            "client": "circleci-events"}  # fmt: skip
+
+
 def body(event: dict[str, Any], routing_key: str) -> dict[str, Any]:
     """The Events API v2 body, or `{}` when nothing is to be sent."""
+    if is_alert(event):
+        return alert_body(alert_of(event), routing_key)
     m = Message.from_event(event)
     kind = action(m)
     if kind is None:

@@ -13,6 +13,8 @@ A `template` replaces the summary section (the first section under the header) a
 top-level `text`; its output is mrkdwn, every value it prints is escaped like the rest, and
 `mention()` gives `<@U…>`, `<!subteam^S…>`, `<!here>`, `<!channel>` or `<!everyone>`
 (workers/handlers/template.py).
+
+An alert (workers/alert_message.py) is a header and one section with its text; no template.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from workers.alert_message import Alert, alert_of, is_alert
 from workers.handlers.base import Handler, failed_test_lines, safe_url, summary_lines
 from workers.message import Message
 from workers.people import Mention
@@ -121,6 +124,12 @@ def blocks(m: Message, summary_text: str) -> list[dict[str, Any]]:
     return out[:MAX_BLOCKS]
 
 
+def alert_message(alert: Alert) -> dict[str, Any]:
+    """An alert: its title as the header and `text`, its lines in one section."""
+    header = {"type": "header", "text": {"type": "plain_text", "text": _plain(alert.title, MAX_HEADER), "emoji": True}}
+    return {"text": clip(escape(alert.title), MAX_SECTION), "blocks": [header, _section(escape(alert.text))]}
+
+
 class SlackHandler(Handler):
     type = "slack"
     required = ("url",)
@@ -131,6 +140,8 @@ class SlackHandler(Handler):
     platform = "slack"
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
+        if is_alert(event):
+            return alert_message(alert_of(event))
         m = Message.from_event(event)
         body = message_body(m, self.summary(m, event, summary(m)), templated=self.template is not None)
         return with_mentions(body, self.mentions(event))

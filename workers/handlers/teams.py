@@ -2,8 +2,25 @@
 
 The Office 365 connector format is retired; Workflows take a message with an Adaptive Card
 attachment (https://learn.microsoft.com/microsoftteams/platform/task-modules-and-cards/cards/cards-reference).
-TextBlocks render a markdown subset, so CircleCI values have markdown characters
-backslash-escaped and `<` `>` replaced, which also keeps `<at>` mentions from forming.
+
+TextBlocks and FactSet values render a markdown subset: bold, italic, bullet and numbered lists,
+links (https://learn.microsoft.com/adaptive-cards/create/textfeatures; Teams' "Format cards in
+Teams"). Desktop and web parse it as CommonMark; the mobile clients' parser (AdaptiveCards'
+shared MarkDownParser) honours a backslash only before `*` and `_` and shows it elsewhere, so
+`escape` works by context, and with an invisible U+200B where it can:
+
+    construct                          neutralised by
+    `**b**`, `_i_`, `~~s~~`            a backslash before each `*`, `_`, `~` of a run that could
+                                       open or close emphasis (`snake_case`, `a * b` stay as written)
+    `[text](url)`                      U+200B between `]` and `(`: no client forms the link
+    `- x`, `1. x`, `# x`, `---`, a     U+200B before it, at a line start (and, for the mobile
+    table row, a fence, `[r]: url`     parser, `- x` and `1. x` after `[` `]` `)`)
+    `<at>` mentions, `<url>`, HTML     `<` `>` become U+2039 and U+203A (single angle quotes)
+    `\\*`, `&amp;`                     a backslash before the backslash or the `&`
+    `{{DATE(…)}}`, `{{TIME(…)}}`       U+200B between the braces
+
+Ordinary names (`feature/build-and-test`, `v1.2.3`, `#123`, `deploy (eu)`) are left as written.
+A value's edges count as unknown neighbours: templates put values side by side.
 
 On a break, the people who broke it (workers/people.py: `people:` with a `teams` user) are
 mentioned under the title: `<at>name</at>` and an `msteams.entities` entry each, unless the
@@ -12,14 +29,18 @@ be updated or threaded.
 
 A `template` replaces the summary TextBlock (the one under the title); every value it prints
 is escaped like the rest, and `mention()` is plain text `@id` for now (workers/handlers/template.py).
+
+An alert (workers/alert_message.py) is a card with its title and its lines; no template.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from workers.alert_message import Alert, alert_of, is_alert
 from workers.handlers.base import Handler, failed_test_lines, safe_url, summary_lines
 from workers.message import Link, Message
 from workers.people import Mention
@@ -29,13 +50,53 @@ VERSION = "1.4"
 MAX_TEXT = 2000
 MAX_ACTIONS = 6
 COLOUR = {"success": "Good", "failed": "Attention", "error": "Attention", "unauthorized": "Warning"}
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+ZW = "\u200b"  # zero-width space: breaks markdown syntax, shows nothing
+# In CommonMark a backslash before ASCII punctuation is an escape (before a line end, a line
+# break), so the value's own is doubled.
+_INLINE = re.compile(
+    r"(?P<backslash>\\(?=[!-/:-@\[-`{-~\r\n]|\Z))|(?P<entity>&(?=#?\w+;))|(?P<run>\*+|_+|~~+)"
+    r"|(?P<seam>\](?=\(|\Z))|(?P<date>\{(?=\{(?:DATE|TIME)\())|(?P<angle>[<>])"
+)
+_END = r"(?:[ \t\r\n]|\Z)"
+_LINE_START = re.compile(
+    rf"(?:^|(?<=[\r\n]))[ \t]*(?=[-+*]{_END}|#{{1,6}}{_END}|\d{{1,9}}[.)]{_END}"
+    r"|[-*_=:|][-*_=:| \t]*(?:[\r\n]|\Z)|`{3}|~{3}|\[)"
+)
+_BLOCK_START = re.compile(r"(?<=[\[\])])(?=-[ \t]|\d{1,9}\.[ \t])")  # the mobile parser's other block starts
 
 
 def escape(text: str) -> str:
-    """Neutralise markdown and mentions in a TextBlock value."""
-    text = _MARKDOWN.sub(r"\\\1", text)
-    return text.replace("<", "\u2039").replace(">", "\u203a")
+    """Neutralise markdown and mentions in a TextBlock or Fact value, by context (see above)."""
+
+    def inline(m: re.Match[str]) -> str:
+        kind, found = m.lastgroup, m.group()
+        if kind == "run":
+            return found if _inert(text, m.start(), m.end(), found[0]) else "".join("\\" + c for c in found)
+        if kind == "seam":
+            return "]" + ZW
+        if kind == "date":
+            return "{" + ZW
+        if kind == "angle":
+            return "\u2039" if found == "<" else "\u203a"
+        return "\\" + found  # a backslash or an entity's `&`
+
+    escaped = _INLINE.sub(inline, text)
+    escaped = _LINE_START.sub(lambda m: m.group() + ZW, escaped)
+    return _BLOCK_START.sub(ZW, escaped)
+
+
+def _inert(text: str, start: int, end: int, char: str) -> bool:
+    """A delimiter run that can neither open nor close emphasis (CommonMark's flanking rules):
+    spaces on both sides, or an `_` inside a word. A value's edges may touch anything."""
+    if start == 0 or end == len(text):
+        return False
+    before, after = text[start - 1], text[end]
+    return (_space(before) and _space(after)) or (char == "_" and before.isalnum() and after.isalnum())
+
+
+def _space(char: str) -> bool:
+    """CommonMark's Unicode whitespace (str.isspace also takes the separators U+001C-U+001F)."""
+    return char in " \t\n\r\f" or unicodedata.category(char) == "Zs"
 
 
 def mention(id: str) -> str:
@@ -91,6 +152,14 @@ def card(m: Message, summary_text: str) -> dict[str, Any]:
     }
 
 
+def alert_card(alert: Alert) -> dict[str, Any]:
+    """The Adaptive Card of an alert: the title, then its lines."""
+    title = _text(escape(alert.title), size="Large", weight="Bolder", color="Attention")
+    lines = _text("\n\n".join(escape(line) for line in alert.text.splitlines()))
+    return {"$schema": SCHEMA, "type": "AdaptiveCard", "version": VERSION, "msteams": {"width": "Full"},
+            "body": [title, lines], "actions": []}  # fmt: skip
+
+
 def with_mentions(content: dict[str, Any], mentions: Sequence[Mention]) -> dict[str, Any]:
     """The card with a line of `<at>name</at>` mentions under the title, each with its
     `msteams.entities` entry (the user's UPN or Entra object id), which makes it a mention."""
@@ -112,12 +181,14 @@ class TeamsHandler(Handler):
     optional: ClassVar[Mapping[str, str | None]] = {"template": None}
     escape = staticmethod(escape)
     mention = staticmethod(mention)
-
     platform = "teams"
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
-        m = Message.from_event(event)
-        content = with_mentions(card(m, self.summary(m, event, summary(m))), self.mentions(event))
+        if is_alert(event):
+            content = alert_card(alert_of(event))
+        else:
+            m = Message.from_event(event)
+            content = with_mentions(card(m, self.summary(m, event, summary(m))), self.mentions(event))
         return {
             "type": "message",
             "attachments": [

@@ -61,6 +61,16 @@ def test_the_table_names_each_handler_and_subscription(routes: Path) -> None:
     assert ["everything", "audit", "every", "event", "7"] in rows
 
 
+def test_shows_who_is_told_about_the_notifiers_own_failures(routes: Path) -> None:
+    assert run_cli("check-config", str(routes), env=ENV).out.splitlines()[-1].startswith("alerts: none")
+    routes.write_text(ROUTES + "alerts:\n  handlers: [ops, pager]\n")
+    assert run_cli("check-config", str(routes), env=ENV).out.splitlines()[-1] == (
+        "alerts: ops, pager (at most one message each every 300 s; line 8)"
+    )
+    shown = json.loads(run_cli("check-config", str(routes), "--json", env=ENV).out)
+    assert shown["alerts"] == {"handlers": ["ops", "pager"], "interval_seconds": 300, "line": 8}
+
+
 def test_reads_routes_file_by_default(routes: Path) -> None:
     result = run_cli("check-config", "--json", env={**ENV, "ROUTES_FILE": str(routes)})
     assert json.loads(result.out)["file"] == str(routes)
@@ -116,3 +126,22 @@ def test_every_mistake_is_reported_in_one_run_a_line_each(tmp_path: Path) -> Non
     assert "unknown handler 'logg'; did you mean 'log'?" in lines[2]
     assert "did you mean 'failed'?" in lines[3]
     assert "did you mean 'broken'?" in lines[4] and lines[4].endswith("(5 mistakes in all)")
+
+
+def test_placeholders_check_a_file_without_its_secrets(routes: Path) -> None:
+    assert run_cli("check-config", str(routes), env={}).code == 2
+    result = run_cli("check-config", str(routes), "--placeholders", env={})
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[:2] == [
+        f"{routes}: valid; 3 handlers, 2 subscriptions",
+        "placeholders (not set here): SLACK_URL, PD_KEY",
+    ]
+    shown = json.loads(run_cli("check-config", str(routes), "--placeholders", "--json", env={}).out)
+    assert shown["placeholders"] == ["SLACK_URL", "PD_KEY"]
+    assert shown["handlers"][0]["options"] == {"url": "https://slack-url.placeholder.invalid/…"}
+
+
+def test_the_shipped_example_checks_with_placeholders() -> None:
+    example = Path(__file__).parents[3] / "config" / "routes.example.yaml"
+    result = run_cli("check-config", str(example), "--placeholders", env={})
+    assert result.code == 0, result.err

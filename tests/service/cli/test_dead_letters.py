@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from service.cli.dead_letters import why
+from tests.conftest import ISO_UTC
 from tests.service.cli.conftest import assert_one_clear_line, run_cli
 from tests.service.delivery_flow import DeliveryFlow
 
@@ -45,14 +47,25 @@ def test_list_and_show_a_refused_delivery(flow: DeliveryFlow) -> None:
     )
     shown = json.loads(cli(flow, "show", delivery_id, "--json"))
     assert shown["body_excerpt"] == "invalid_payload" and shown["attempts"] == 1
-    assert cli(flow, "list").splitlines()[0].split() == [
-        "DELIVERY_ID",
-        "HANDLER",
-        "REASON",
-        "LAST_STATUS",
-        "ATTEMPTS",
-        "DEAD_AT",
-    ]
+    for key in ("first_attempt_at", "last_attempt_at", "dead_at"):
+        assert ISO_UTC.fullmatch(shown[key]), (key, shown[key])
+    assert row["dead_at"] == shown["dead_at"]
+    header, line = cli(flow, "list").splitlines()
+    assert header.split() == ["DELIVERY_ID", "HANDLER", "REASON", "WHY", "ATTEMPTS", "DEAD_AT"]
+    assert "  rejected  HTTP 400: invalid_payload  1  " in line, "the table says why, not only the reason"
+
+
+@pytest.mark.parametrize(
+    ("last_status", "excerpt", "shown"),
+    [(404, "no_team", "HTTP 404: no_team"),
+     (None, "connection refused ([Errno 111])", "connection refused ([Errno 111])"),
+     (None, "timed out after 10 s", "timed out after 10 s"),
+     (500, "line one\n  line two", "HTTP 500: line one line two"),
+     (503, "x" * 80, "HTTP 503: " + "x" * 49 + "…"),
+     (None, None, "")],
+)  # fmt: skip
+def test_why_is_the_last_answer_in_a_few_words(last_status: int | None, excerpt: str | None, shown: str) -> None:
+    assert why({"last_status": last_status, "body_excerpt": excerpt}) == shown
 
 
 def test_a_replay_posts_exactly_once(flow: DeliveryFlow) -> None:

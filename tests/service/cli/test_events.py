@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import ISO_UTC
 from tests.service.cli.conftest import assert_one_clear_line, run_cli
 from tests.service.delivery_flow import DeliveryFlow
 from workers.store import EventStore
+from workers.timestamps import parse_time
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +38,33 @@ def test_show_tells_what_happened_and_who_was_told(flow: DeliveryFlow) -> None:
     record = cli_json(flow, "events", "show", event["event_id"])
     assert record["received_at"] == event["received_at"]
     assert record["duplicates"] == 1
-    assert record["enrichment"] == {"complete": True, "reason": None, "api_calls": 4}
+    assert record["enrichment"] == {
+        "complete": True,
+        "reason": None,
+        "error_code": None,
+        "api_calls": 4,
+        "sources": {"vcs": "webhook"},
+    }
     assert record["transition"]["kind"] == "broken"
     assert record["handlers"] == ["ops", "audit"]
-    assert {h: (d["outcome"], d["attempts"]) for h, d in record["deliveries"].items()} == {
-        "ops": ("delivered", 2),
-        "audit": ("delivered", 1),
-    }
+    assert [(d["handler"], d["outcome"], d["attempts"]) for d in record["deliveries"]] == [
+        ("audit", "delivered", 1),
+        ("ops", "delivered", 2),
+    ]
     ops = [(a["outcome"], a["status"]) for a in record["attempts"] if a["handler"] == "ops"]
     assert ops == [("retrying", 500), ("delivered", None)]
+
+
+def test_show_json_gives_every_time_as_iso_8601(flow: DeliveryFlow) -> None:
+    before = datetime.now(UTC)
+    event = flow.deliver(flow.event())
+    record = cli_json(flow, "events", "show", event["event_id"])
+    times = [d[k] for d in record["deliveries"] for k in ("first_attempt_at", "last_attempt_at")]
+    times += [a["at"] for a in record["attempts"]]
+    assert len(times) == 6
+    for text in times:
+        assert ISO_UTC.fullmatch(text), text
+        assert before - timedelta(seconds=1) <= parse_time(text) <= datetime.now(UTC)
 
 
 def test_show_prints_it_for_a_person(flow: DeliveryFlow) -> None:
@@ -62,7 +83,7 @@ def test_show_lists_each_attempt_with_its_status_or_error_and_duration() -> None
     from service.cli.events import describe
 
     record = {
-        "event_id": "e", "duplicates": 0, "deliveries": {}, "attempts": [
+        "event_id": "e", "duplicates": 0, "deliveries": [], "attempts": [
             {"handler": "ops", "at": 0, "outcome": "retrying", "status": 503, "reason": "delivery_retryable",
              "error": "handler 'ops': destination answered 503: upstream down", "seconds": 0.25},
             {"handler": "ops", "at": 0, "outcome": "dead_lettered", "status": None,
@@ -81,7 +102,12 @@ def test_list_shows_the_newest_first_filtered_by_status(flow: DeliveryFlow) -> N
     passed = flow.deliver(flow.event(status="success"))
     rows = cli_json(flow, "events", "list")
     assert [r["event_id"] for r in rows] == [passed["event_id"], failed["event_id"]]
-    assert rows[1]["deliveries"] == "audit:delivered, ops:delivered"
+    assert rows[1]["deliveries"] == [
+        {"handler": "audit", "outcome": "delivered", "attempts": 1},
+        {"handler": "ops", "outcome": "delivered", "attempts": 1},
+    ]
+    table = run_cli("events", "list", env=flow.env).out.splitlines()
+    assert table[2].endswith("audit:delivered, ops:delivered"), table
     only_failed = cli_json(flow, "events", "list", "--status", "failed")
     assert [r["event_id"] for r in only_failed] == [failed["event_id"]]
     assert len(cli_json(flow, "events", "list", "--limit", "1")) == 1
@@ -98,6 +124,21 @@ def test_a_replay_posts_nothing_twice_unless_forced(flow: DeliveryFlow) -> None:
     flow.work()
     assert len(flow.sink.delivered("/slack/ops")) == 2
     assert len(flow.sink.delivered("/hooks/audit")) == 1
+
+
+def test_show_takes_the_start_of_an_id_when_one_event_starts_so(flow: DeliveryFlow) -> None:
+    first = flow.deliver(flow.event(event_id="5f0c1a2b-0000-4000-8000-000000000001"))
+    flow.deliver(flow.event(event_id="5f0c1a2b-9999-4000-8000-000000000002"))
+    assert cli_json(flow, "events", "show", "5f0c1a2b-0")["event_id"] == first["event_id"]
+    result = run_cli("events", "show", "5f0c1a2b-0", env=flow.env)
+    assert result.code == 0 and f"event        {first['event_id']}" in result.out.splitlines()
+
+
+def test_show_of_a_start_several_ids_share_exits_2_listing_them(flow: DeliveryFlow) -> None:
+    ids = [flow.deliver(flow.event(event_id=f"5f0c1a2b-{n}"))["event_id"] for n in (1, 2)]
+    result = run_cli("events", "show", "5f0c", env=flow.env)
+    assert_one_clear_line(result, 2)
+    assert f"2 events start with '5f0c': {ids[1]}, {ids[0]}; give more of the id" in result.err
 
 
 @pytest.mark.parametrize("command", ["show", "replay"])

@@ -7,11 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from service.simulators.sink import Sink, create_sink
 from tests.conftest import FIXTURES, load_fixture
 from tests.server import running
 from tests.service.cli.conftest import assert_one_clear_line, run_cli
+from workers.transition import TransitionStore
 
 ENRICHED = FIXTURES / "enriched" / "workflow-completed.failed.json"
 RAW = FIXTURES / "workflow-completed.failed.github-oauth.derived.json"
@@ -23,6 +25,8 @@ handlers:
 subscriptions:
   - {name: failures, handlers: [ops, pager], statuses: [failed]}
   - {name: releases, handlers: [audit], tags: ["v*"]}
+  - {name: release-branches, handlers: [audit], branches: ["release/*"]}
+  - {name: breakages, handlers: [pager], transitions: [broken]}
 """
 
 
@@ -48,7 +52,10 @@ def preview(*args: str, env: dict[str, str]) -> dict:
 
 def test_shows_each_matching_handlers_body_and_sends_nothing(env: dict, sink: tuple[str, Sink]) -> None:
     shown = preview(str(ENRICHED), env=env)
-    assert shown["subscriptions"] == [{"name": "failures", "handlers": ["ops", "pager"]}]
+    assert shown["subscriptions"] == [
+        {"name": "failures", "handlers": ["ops", "pager"]},
+        {"name": "breakages", "handlers": ["pager"]},
+    ]
     bodies = {d["handler"]: d["body"] for d in shown["deliveries"]}
     assert list(bodies) == ["ops", "pager"]
     assert bodies["ops"]["blocks"][0]["type"] == "header"
@@ -60,7 +67,7 @@ def test_shows_each_matching_handlers_body_and_sends_nothing(env: dict, sink: tu
 def test_never_prints_a_secret(env: dict, as_json: tuple[str, ...]) -> None:
     result = run_cli("preview", str(ENRICHED), *as_json, env=env)
     assert result.code == 0, result.err
-    assert "[redacted]" in result.out
+    assert "[redacted]" in result.out or not as_json  # the text shows no routing key at all
     assert not [s for s in ("pd-routing-key", "ops-token", "audit-secret") if s in result.out]
 
 
@@ -71,7 +78,7 @@ def test_a_raw_webhook_payload_is_previewed_from_what_it_says(env: dict) -> None
 
 
 def test_the_webhook_handler_would_send_the_event_itself(env: dict, tmp_path: Path) -> None:
-    event = load_fixture("enriched/workflow-completed.failed.json") | {"status": "success"}
+    event = load_fixture("enriched/workflow-completed.failed.json") | {"status": "success", "transition": None}
     event["vcs"] |= {"tag": "v1.2.0", "branch": None}
     path = tmp_path / "tagged.json"
     path.write_text(json.dumps(event))
@@ -81,7 +88,7 @@ def test_the_webhook_handler_would_send_the_event_itself(env: dict, tmp_path: Pa
 
 
 def test_an_event_no_subscription_matches_sends_nothing(env: dict, tmp_path: Path) -> None:
-    event = load_fixture("enriched/workflow-completed.failed.json") | {"status": "success"}
+    event = load_fixture("enriched/workflow-completed.failed.json") | {"status": "success", "transition": None}
     path = tmp_path / "success.json"
     path.write_text(json.dumps(event))
     result = run_cli("preview", str(path), env=env)
@@ -114,6 +121,110 @@ def test_a_bad_routes_file_exits_2(env: dict, tmp_path: Path) -> None:
     result = run_cli("preview", str(ENRICHED), "--routes", str(routes), env=env)
     assert_one_clear_line(result, 2)
     assert f"routes file {routes}, line" in result.err
+
+
+def test_says_of_each_subscription_whether_it_matches_and_else_the_first_key_that_failed(env: dict) -> None:
+    result = run_cli("preview", str(RAW), env=env)
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert "transition   none (unknown: pass --transition KIND or set REDIS_URL to read the live state)" in lines
+    assert lines[lines.index("subscriptions") + 1 :][:4] == [
+        "  matches     failures (line 6) -> ops, pager",
+        "  no match    releases (line 7): tags: none (not a tag build)",
+        "  no match    release-branches (line 8): branches: 'feature/new-endpoint' does not match [release/*]",
+        "  no match    breakages (line 9): transitions: none (no transition known); "
+        "unknown: pass --transition KIND or set REDIS_URL to read the live state",
+    ]
+
+
+def test_prints_what_each_handler_would_send_as_the_demo_does(env: dict) -> None:
+    lines = run_cli("preview", str(ENRICHED), env=env).out.splitlines()
+    ops = lines[lines.index("── ops (slack) would send ──") + 1 :]
+    assert ops[0].startswith("slack text   ❌ build-test-deploy failed on main")
+    assert "slack blocks" in ops and "  [header]  ❌ build-test-deploy failed on main — webhook-service #131" in ops
+    pager = lines[lines.index("── pager (pagerduty) would send ──") + 1 :]
+    assert pager[0].startswith("pagerduty    trigger · dedup_key ")
+
+
+def test_json_gives_the_documents_and_why_the_others_do_not_match(env: dict) -> None:
+    shown = preview(str(ENRICHED), env=env)
+    assert [s["name"] for s in shown["subscriptions"]] == ["failures", "breakages"]
+    assert shown["unmatched"] == [
+        {"name": "releases", "key": "tags", "reason": "tags: none (not a tag build)"},
+        {"name": "release-branches", "key": "branches", "reason": "branches: 'main' does not match [release/*]"},
+    ]
+    assert shown["transition"]["kind"] == "broken"
+
+
+def test_a_raw_webhook_takes_its_transition_from_the_option(env: dict) -> None:
+    shown = preview(str(RAW), "--transition", "broken", env=env)
+    assert [s["name"] for s in shown["subscriptions"]] == ["failures", "breakages"]
+    assert shown["transition"] == {"kind": "broken", "previous_status": None, "previous_pipeline_number": None}
+    text = run_cli("preview", str(RAW), "--transition", "fixed", env=env).out.splitlines()
+    assert "transition   fixed (--transition)" in text
+    assert "  no match    breakages (line 9): transitions: 'fixed' not in [broken]" in text
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("broke", "--transition 'broke' is not a transition kind: the kinds are first_seen, passing, broken, fixed, "
+               "still_failing, canceled, stale; did you mean 'broken'?"),
+     ("nope", "the kinds are first_seen, passing, broken, fixed, still_failing, canceled, stale")],
+)  # fmt: skip
+def test_an_unknown_transition_kind_exits_2_naming_the_kinds(env: dict, kind: str, expected: str) -> None:
+    result = run_cli("preview", str(RAW), "--transition", kind, env=env)
+    assert_one_clear_line(result, 2)
+    assert expected in result.err
+
+
+def test_a_job_event_has_no_transition_to_assume(env: dict) -> None:
+    result = run_cli("preview", str(FIXTURES / "job-completed.failed.github-oauth.derived.json"), "--transition",
+                     "broken", env=env)  # fmt: skip
+    assert_one_clear_line(result, 2)
+    assert "--transition: a job-completed event has no transition (workflow events do)" in result.err
+
+
+def every_key_and_value(client: redis.Redis) -> dict:
+    return {key: client.dump(key) for key in client.keys("*")}
+
+
+@pytest.mark.integration
+def test_a_raw_webhook_reads_its_transition_from_the_live_state_and_writes_nothing(env: dict, redis_url: str) -> None:
+    payload = load_fixture(RAW.name)
+    client = redis.Redis.from_url(redis_url)
+    shown = preview(str(RAW), env=env | {"REDIS_URL": redis_url})
+    assert shown["transition"]["kind"] == "first_seen"
+    assert every_key_and_value(client) == {}
+    TransitionStore(client).record(
+        project=payload["project"]["slug"], ref=payload["pipeline"]["vcs"]["branch"],
+        workflow=payload["workflow"]["name"], status="success", pipeline_number=payload["pipeline"]["number"] - 1,
+        happened_at="2021-09-01T22:00:00Z",
+    )  # fmt: skip
+    before = every_key_and_value(client)
+    result = run_cli("preview", str(RAW), env=env | {"REDIS_URL": redis_url})
+    assert result.code == 0, result.err
+    assert "transition   broken (was success #130; the live state in REDIS_URL; nothing recorded)" in result.out
+    assert "  matches     breakages (line 9) -> pager" in result.out
+    assert every_key_and_value(client) == before
+    client.close()
+
+
+def test_an_unreachable_redis_fails_in_one_line(env: dict) -> None:
+    result = run_cli("preview", str(RAW), env=env | {"REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert_one_clear_line(result, 1)
+    assert "cannot reach Redis (Redis did not answer while reading a transition" in result.err
+
+
+def test_redaction_leaves_the_events_urls_whole(env: dict, tmp_path: Path) -> None:
+    """A handler URL with no credential (`https://ci.example.com:8443/pipelines`) cut `/pipelines`
+    out of every CircleCI link in what the preview showed."""
+    routes = tmp_path / "ci.yaml"
+    routes.write_text(
+        "handlers:\n  ci: {type: webhook, url: 'https://ci.example.com:8443/pipelines', secret: 'ci-secret'}\n"
+        "subscriptions:\n  - {name: all, handlers: [ci]}\n"
+    )
+    [delivery] = preview(str(ENRICHED), "--routes", str(routes), env=env)["deliveries"]
+    assert delivery["body"] == load_fixture("enriched/workflow-completed.failed.json")
 
 
 SLACK_APP_ROUTES = """\

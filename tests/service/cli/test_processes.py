@@ -1,13 +1,21 @@
-"""`web` and `run` as an operator starts them: a busy port is one line and exit 1, before anything starts."""
+"""`web`, `worker` and `run` as an operator starts them: each mistake is one line and a non-zero
+exit, before anything starts (`run` starts no child, so prints no `receiving on` line)."""
 
 from __future__ import annotations
 
+import os
 import re
+import select
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+from tests.reliability.conftest import descendants
 from tests.service.cli.conftest import assert_one_clear_line, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -34,3 +42,72 @@ def test_a_busy_port_is_one_line_saying_what_to_do(busy_port: int, redis_url: st
 def test_version_prints_the_installed_version() -> None:
     result = run_cli("--version", env={})
     assert result.code == 0 and re.fullmatch(r"circleci-events \d+\.\d+\.\d+\S*\n", result.out), result.out
+
+
+MISTAKES = [
+    ({"PORT": "70000"}, 2, "configuration error: PORT must be between 1 and 65535, got 70000"),
+    ({"PORT": "http"}, 2, "configuration error: PORT must be a whole number, got 'http'"),
+    ({"ROUTES_FILE": "/nonexistent/routes.yaml"}, 2, "routes file /nonexistent/routes.yaml: cannot be read"),
+    ({"ROUTES_FILE": "BAD"}, 2, "line 2: handler 'ops', key 'type': unknown type 'slak'"),
+    ({"REDIS_URL": "redis://127.0.0.1:1/0"}, 1, "cannot reach Redis (Error 111 connecting to 127.0.0.1:1"),
+    ({"CIRCLECI_WEBHOOK_SECRETS": ""}, 2, "CIRCLECI_WEBHOOK_SECRETS"),
+]
+
+
+IDS = ["port-range", "port-text", "no-routes-file", "bad-routes", "redis-down", "no-secret"]
+
+
+@pytest.mark.parametrize("command", ["web", "worker", "run"])
+@pytest.mark.parametrize(("change", "code", "says"), MISTAKES, ids=IDS)
+def test_a_mistake_at_start_is_one_line_and_nothing_starts(
+    tmp_path: Path, redis_url: str, command: str, change: dict[str, str], code: int, says: str
+) -> None:
+    if command == "web" and "ROUTES_FILE" in change:
+        pytest.skip("the web does not read the routes file")
+    if command == "worker" and ("PORT" in change or "CIRCLECI_WEBHOOK_SECRETS" in change):
+        pytest.skip("the worker does not listen or verify webhooks")
+    bad = tmp_path / "routes.yaml"
+    bad.write_text("handlers:\n  ops: {type: slak}\n")
+    env = {"HOST": "127.0.0.1", "PORT": "0", "CIRCLECI_WEBHOOK_SECRETS": "s", "REDIS_URL": redis_url}
+    env |= {k: str(bad) if v == "BAD" else v for k, v in change.items()}
+    if env["PORT"] == "0":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            env["PORT"] = str(s.getsockname()[1])
+    result = run_cli(command, env=env, timeout=30)
+    assert_one_clear_line(result, code)
+    assert says in result.err
+
+
+# Runs the command in a session of its own whose controlling terminal is the pty on its standard
+# input, as a shell in a terminal window runs it.
+IN_TERMINAL = (
+    "import fcntl, os, sys, termios; os.setsid(); fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def test_run_stops_when_its_terminal_hangs_up(redis_url: str) -> None:
+    """`kill -HUP` makes `run` reload its workers' routes; the SIGHUP of a closed terminal still stops it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CIRCLE", "REDIS_URL", "ROUTES_FILE"))}
+    env |= {"PORT": str(free_port()), "HOST": "127.0.0.1", "CIRCLECI_WEBHOOK_SECRETS": "a-hangup-test-secret",
+            "REDIS_URL": redis_url, "LOG_FORMAT": "json", "WORKERS": "1"}  # fmt: skip
+    terminal, side = os.openpty()
+    command = [sys.executable, "-c", IN_TERMINAL, sys.executable, "-m", "service.cli", "run"]
+    process = subprocess.Popen(command, env=env, stdin=side, stdout=side, stderr=side)
+    os.close(side)
+    output = b""
+    try:
+        while b'"worker_started"' not in output:  # what the terminal shows
+            ready, _, _ = select.select([terminal], [], [], 30)
+            assert ready and process.poll() is None, output.decode(errors="replace")
+            output += os.read(terminal, 65536)
+        children = descendants(process.pid)
+        assert len(children) >= 2  # the web and the worker
+        os.close(terminal)  # the window is closed
+        assert process.wait(timeout=30) == 0, "stopped as asked, not because a worker failed"
+        assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "every child stopped"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -11,12 +11,16 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from config.errors import CircleCINotFound
+from config.errors import CircleCIForbidden, CircleCINotFound
 from service.simulators.circleci import create_simulator
 from tests.conftest import FIXTURES
 from workers.circleci.client import CircleCIClient
 
 SLUG = "gh/circleci/webhook-service"
+DENIED = "gh/circleci/locked"  # its webhooks answer 403
+# A GitHub OAuth tag build: the webhook names no branch, tag or commit; the API answers them.
+TAG_BUILD = json.loads((FIXTURES / "workflow-completed.tag.github-oauth.derived.json").read_text())
+TAG_BUILD_VCS = {"tag": "v1.4.0", "commit": {"subject": "Release 1.4.0", "body": ""}}
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ def _exercise(client: CircleCIClient, tmp_path: Path) -> None:
     org_id = payload["organization"]["id"]
     client.me()
     client.pipeline(pipeline_id)
+    client.pipeline(TAG_BUILD["pipeline"]["id"])
     list(client.pipelines(SLUG, branch="feature/new-endpoint"))
     client.pipeline_workflows(pipeline_id)
     client.workflow(workflow_id)
@@ -71,6 +76,21 @@ def _exercise(client: CircleCIClient, tmp_path: Path) -> None:
     client.delete_project_env_var(SLUG, "NEW_VAR")
     client.checkout_keys(SLUG)
     client.flaky_tests(SLUG)
+    project = client.project(SLUG)
+    assert {p.project_slug for p in client.org_pipelines("gh/circleci")} == {SLUG}
+    events = ["workflow-completed", "job-completed"]
+    hooks = [
+        client.create_webhook(
+            project.id, name=f"hook {n}", url=f"https://hooks.test/{n}", events=events, signing_secret="s"
+        )
+        for n in range(2)
+    ]
+    assert [h.id for h in client.webhooks(project.id)] == [h.id for h in hooks]  # page size 1: two pages
+    client.webhook(hooks[0].id)
+    client.update_webhook(hooks[0].id, signing_secret="rotated", verify_tls=False, events=["job-completed"])
+    client.delete_webhook(hooks[1].id)
+    with pytest.raises(CircleCIForbidden):
+        client.webhooks(client.project(DENIED).id)
     with pytest.raises(CircleCINotFound):
         client.job_details(SLUG, 424242)
     with pytest.raises(CircleCINotFound):
@@ -81,6 +101,8 @@ def _exercise(client: CircleCIClient, tmp_path: Path) -> None:
 def exchanges(tmp_path_factory: pytest.TempPathFactory) -> list[Exchange]:
     """What the client sent and the simulator answered, for every operation."""
     app = create_simulator(page_size=1, token="t")
+    app.state.simulator.dataset.deny_webhooks(DENIED)
+    app.state.simulator.dataset.add_workflow_from_webhook(TAG_BUILD, vcs=TAG_BUILD_VCS)
     recorded: list[Exchange] = []
 
     def record(response: httpx.Response) -> None:

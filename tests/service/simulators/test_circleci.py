@@ -39,6 +39,7 @@ def test_a_fault_answers_times_calls_after_letting_after_through(http):
         ),
         ({"kind": "server_error"}, 500, "application/json", '{"message":"Internal server error."}', None),
         ({"kind": "unauthorized"}, 401, "application/json", '{"message":"Invalid token provided."}', None),
+        ({"kind": "forbidden"}, 403, "application/json", '{"message":"Permission denied."}', None),
     ],
 )
 def test_fault_kinds_answer_as_circleci_does(http, fault, status, content_type, body, retry_after):
@@ -110,3 +111,65 @@ def test_pages_carry_opaque_tokens_until_the_last(http):
 
     assert names == ["build", "test", "hold-for-deploy"]
     assert bad.status_code == 400
+
+
+HOOK = {
+    "name": "ours",
+    "events": ["workflow-completed", "job-completed"],
+    "url": "https://ci-events.example/webhooks/circleci",
+    "verify-tls": True,
+    "signing-secret": "a-long-signing-secret",
+}
+
+
+def _project_id(http, slug="gh/circleci/webhook-service"):
+    return http.get(f"/project/{slug}", headers=AUTH).json()["id"]
+
+
+def test_webhooks_answer_with_the_secret_masked(http):
+    scope = {"id": _project_id(http), "type": "project"}
+    created = http.post("/webhook", headers=AUTH, json=HOOK | {"scope": scope})
+    listed = http.get("/webhook", headers=AUTH, params={"scope-id": scope["id"], "scope-type": "project"})
+
+    assert created.status_code == 201
+    assert created.json()["signing-secret"] == "xxxxcret"
+    assert [w["signing-secret"] for w in listed.json()["items"]] == ["xxxxcret"]
+    assert "a-long-signing-secret" not in created.text + listed.text
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"url": "http://ci-events.example/hook"}, "url must be an https URL"),
+        ({"events": ["ping"]}, "events must be a non-empty list"),
+        ({"verify-tls": "yes"}, "verify-tls must be true or false"),
+        ({"scope": {"id": "x", "type": "organization"}}, "scope must be"),
+        ({"name": None}, "name must be a non-empty string"),
+    ],
+)
+def test_a_webhook_body_out_of_the_documented_shape_is_a_400(http, change, says):
+    body = HOOK | {"scope": {"id": _project_id(http), "type": "project"}} | change
+
+    response = http.post("/webhook", headers=AUTH, json=body)
+
+    assert response.status_code == 400
+    assert says in response.json()["message"]
+
+
+def test_webhooks_of_an_unknown_project_are_404_and_of_a_denied_one_403():
+    data = Dataset.example()
+    data.deny_webhooks("gh/circleci/locked")
+    with TestClient(create_simulator(data, token="t")) as http:
+        denied = {"scope-id": _project_id(http, "gh/circleci/locked"), "scope-type": "project"}
+        unknown = {"scope-id": "00000000-0000-4000-8000-000000000000", "scope-type": "project"}
+
+        assert http.get("/webhook", headers=AUTH, params=denied).status_code == 403
+        assert (
+            http.post(
+                "/webhook", headers=AUTH, json=HOOK | {"scope": {"id": denied["scope-id"], "type": "project"}}
+            ).status_code
+            == 403
+        )
+        assert http.get("/webhook", headers=AUTH, params=unknown).status_code == 404
+        assert http.get("/project/gh/circleci/nowhere", headers=AUTH).status_code == 404
+        assert http.delete(f"/webhook/{unknown['scope-id']}", headers=AUTH).status_code == 404

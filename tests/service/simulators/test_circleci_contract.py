@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft4Validator, FormatChecker
 
-from service.simulators.circleci_api import OPERATIONS
+from service.simulators.circleci import OPERATIONS
 from tests.conftest import FIXTURES
+from tests.service.simulators.conftest import TAG_BUILD
 
 SPEC = json.loads((FIXTURES / "openapi-v2.json").read_text())
 _DROPPED = {"description", "example", "examples", "title", "x-codeSamples", "xml"}
@@ -185,7 +186,7 @@ def test_every_request_body_validates_against_its_request_schema(exchanges):
         problems += [f"{x.method} {x.path}: {e}" for e in errors_of(schema, x.request_body)]
 
     assert problems == []
-    assert len(checked) == 6  # trigger, run, rerun, create context, context var, project var
+    assert len(checked) == 8  # trigger, run, rerun, create context, context var, project var, webhook create, update
 
 
 @pytest.mark.parametrize(("template", "fixture"), sorted(SYNTH_SHAPES.items()))
@@ -245,3 +246,13 @@ def test_the_started_at_relaxation_is_needed_by_the_documented_example():
 )
 def test_the_schema_conversion_honours_nullable_refs_and_formats(schema, instance, valid):
     assert (errors_of(to_json_schema(schema), instance) == []) is valid
+
+
+def test_a_tag_build_whose_webhook_names_no_ref_is_served_with_its_tag_and_commit(exchanges):
+    path = f"/pipeline/{TAG_BUILD['pipeline']['id']}"
+    (answer,) = [x.response_body for x in exchanges if x.method == "GET" and x.path == path]
+
+    assert answer["vcs"]["tag"] == "v1.4.0" and "branch" not in answer["vcs"]
+    assert answer["vcs"]["commit"] == {"subject": "Release 1.4.0", "body": ""}
+    assert answer["vcs"]["revision"] == TAG_BUILD["pipeline"]["vcs"]["revision"]
+    assert answer["trigger"]["actor"]["login"]

@@ -432,6 +432,30 @@ def test_models_keep_unknown_fields_in_raw_and_default_missing_ones():
             f"/project/{SLUG}/envvar",
             {"name": "FOO", "value": "bar"},
         ),
+        (
+            lambda c: c.create_webhook(
+                "p-1", name="ours", url="https://x.test/hook", events=["job-completed"], signing_secret="s"
+            ),
+            "POST",
+            "/webhook",
+            {
+                "name": "ours",
+                "url": "https://x.test/hook",
+                "events": ["job-completed"],
+                "signing-secret": "s",
+                "verify-tls": True,
+                "scope": {"id": "p-1", "type": "project"},
+            },
+        ),
+        (lambda c: c.update_webhook("wh-1", signing_secret="new"), "PUT", "/webhook/wh-1", {"signing-secret": "new"}),
+        (
+            lambda c: c.update_webhook("wh-1", events=["workflow-completed"], verify_tls=False),
+            "PUT",
+            "/webhook/wh-1",
+            {"events": ["workflow-completed"], "verify-tls": False},
+        ),
+        (lambda c: c.delete_webhook("wh-1"), "DELETE", "/webhook/wh-1", None),
+        (lambda c: c.project(SLUG), "GET", f"/project/{SLUG}", None),
         (lambda c: c.cancel_workflow("wf-1"), "POST", "/workflow/wf-1/cancel", None),
         (lambda c: c.approve_job("wf-1", "ap-1"), "POST", "/workflow/wf-1/approve/ap-1", None),
         (lambda c: c.delete_context("ctx-1"), "DELETE", "/context/ctx-1", None),
@@ -469,6 +493,44 @@ def test_run_pipeline_uses_three_segments_and_reports_a_skip(make_client, status
     assert (result.skipped, result.message) == (skipped, message)
 
 
+def test_webhooks_are_listed_by_project_scope_and_read_in_both_spellings(make_client):
+    seen: list[httpx.Request] = []
+    items = [
+        {"id": "wh-1", "url": "https://a.test", "verify-tls": True, "signing-secret": "xxxxcret", "events": []},
+        {"id": "wh-2", "url": "https://b.test", "verify_tls": False, "signing_secret": "xxxxcret", "created_at": "t"},
+    ]
+    client = make_client(sequence(httpx.Response(200, json={"items": items, "next_page_token": None}), seen=seen))
+
+    hooks = client.webhooks("p-1")
+
+    assert dict(seen[0].url.params) == {"scope-id": "p-1", "scope-type": "project"}
+    assert [(h.id, h.verify_tls, h.signing_secret) for h in hooks] == [
+        ("wh-1", True, "xxxxcret"),
+        ("wh-2", False, "xxxxcret"),
+    ]
+    assert hooks[1].created_at == "t"
+    assert "xxxxcret" not in repr(hooks[0])
+
+
+def test_org_pipelines_ask_by_org_slug_and_follow_every_page(make_client):
+    seen: list[httpx.Request] = []
+    client = make_client(
+        sequence(
+            httpx.Response(200, json={"items": [{"project_slug": "gh/acme/a"}], "next_page_token": "t1"}),
+            httpx.Response(200, json={"items": [{"project_slug": "gh/acme/b"}], "next_page_token": None}),
+            seen=seen,
+        )
+    )
+
+    slugs = [p.project_slug for p in client.org_pipelines("gh/acme")]
+
+    assert slugs == ["gh/acme/a", "gh/acme/b"]
+    assert [(r.url.path, dict(r.url.params)) for r in seen] == [
+        ("/api/v2/pipeline", {"org-slug": "gh/acme"}),
+        ("/api/v2/pipeline", {"org-slug": "gh/acme", "page-token": "t1"}),
+    ]
+
+
 def test_run_pipeline_refuses_a_slug_that_is_not_three_segments(make_client):
     client = make_client(answer(201, {}))
 
@@ -496,9 +558,13 @@ ID_ARGUMENTS = [
     ("set_context_env_var", ("ctx-1", V, "x"), "name", "/context/ctx-1/environment-variable/{v}"),
     ("delete_context_env_var", ("ctx-1", V), "name", "/context/ctx-1/environment-variable/{v}"),
     ("delete_project_env_var", (SLUG, V), "name", f"/project/{SLUG}/envvar/{{v}}"),
+    ("webhook", (V,), "webhook_id", "/webhook/{v}"),
+    ("update_webhook", (V,), "webhook_id", "/webhook/{v}"),
+    ("delete_webhook", (V,), "webhook_id", "/webhook/{v}"),
 ]
 # (method, its arguments): V is the slug
 SLUG_ARGUMENTS = [
+    ("project", (V,)),
     ("trigger_pipeline", (V,)),
     ("run_pipeline", (V,)),
     ("pipelines", (V,)),
@@ -593,7 +659,7 @@ def test_each_part_of_a_slug_is_encoded_and_its_slashes_stay_separators(make_cli
 
     call_with(client, method, arguments, slug)
 
-    assert f"/{encoded}/" in seen[0].url.raw_path.decode()
+    assert f"/{encoded}/" in seen[0].url.raw_path.decode() + "/"  # GET /project/{slug} ends with it
 
 
 @pytest.mark.parametrize(

@@ -317,7 +317,8 @@ def test_a_replay_renders_with_the_handlers_of_the_time_of_sending(deliveries: D
     deliveries.sink.add_fault(kind="bad_request", path=PATHS["ops"], times=None)
     fan_out(deliveries.redis, event, ["ops"])
     deliveries.run()
-    current().handlers["ops"].url = current().handlers["audit"].url  # type: ignore[attr-defined]  # the fix
+    handlers = current().routing.handlers
+    handlers["ops"].url = handlers["audit"].url  # type: ignore[attr-defined]  # the fix
     replay_dead_letter(deliveries.redis, f"{event['event_id']}:ops")
     deliveries.run()
     assert deliveries.posts("audit") == 1

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from workers.alert_message import DEAD_LETTER, Alert, AlertCount
 from workers.handlers import Handler, build_handler
 from workers.handlers.base import HandlerConfig
 
@@ -64,6 +65,12 @@ def hostile_event() -> dict[str, Any]:
     event["failed_jobs"][0]["name"] = "<!everyone> job"
     event["failed_jobs"][0]["tests"]["failures"][0]["message"] = HOSTILE * 50
     return event
+
+
+def alert_event() -> dict[str, Any]:
+    """An alert (workers/alert_message.py): two dead letters of one handler."""
+    counts = [AlertCount(DEAD_LETTER, "retry_budget_exhausted", "ops-slack", 503, 2)]
+    return Alert.new(counts, since=1_767_225_600.0, until=1_767_225_900.0).to_event()
 
 
 def make(kind: str, name: str = "h", **options: str) -> Handler:

@@ -9,12 +9,16 @@ from typing import Any
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
+from config.redaction import option_secrets
+from tests.workers.handlers import callables
 from tests.workers.handlers.conftest import (
     CHAT_TYPES,
     OPTIONS,
     SECRET_URL,
+    alert_event,
     hostile_event,
     incomplete_event,
     load_event,
@@ -55,8 +59,10 @@ def test_send_maps_status_onto_the_error_tree(
     kind: str, status: int, error: type[Exception], event: dict[str, Any], http: Any
 ) -> None:
     handler = make(kind, name="dest")
-    secrets = [v for k, v in OPTIONS[kind].items() if k in ("url", "secret", "routing_key")]
-    body = "bad request for " + " and ".join(secrets) + " /services/T000/B000/sEcReTtOkEn123 " + "z" * 500
+    echoed = [v for k, v in OPTIONS[kind].items() if k in ("url", "secret", "routing_key")]
+    body = "bad request for " + " and ".join(echoed) + " /services/T000/B000/sEcReTtOkEn123 " + "z" * 500
+    # a URL's credential parts (PagerDuty's endpoint has none: its routing key is the secret)
+    secrets = option_secrets(OPTIONS[kind])
     with pytest.raises(error) as info:
         handler.send(event, delivery_id="d", http=http(lambda r: httpx.Response(status, text=body)))
     exc = info.value
@@ -178,7 +184,8 @@ def test_template_text_and_safe_values_are_printed_as_written(kind: str) -> None
     [("slack", "U0123ABCD", "<@U0123ABCD>"), ("slack", "W0123", "<@W0123>"), ("slack", "here", "<!here>"),
      ("slack", "channel", "<!channel>"), ("slack", "everyone", "<!everyone>"),
      ("slack", "S0GROUP", "<!subteam^S0GROUP>"),
-     ("discord", "123456789012345678", "<@123456789012345678>"), ("teams", "U1", "@U1"), ("teams", "a_b", "@a\\_b"),
+     ("discord", "123456789012345678", "<@123456789012345678>"), ("teams", "U1", "@U1"),
+     ("teams", "a_b", "@a_b"), ("teams", "_b", "@\\_b"),
      ("log", "oncall-1", "@oncall-1")],
 )  # fmt: skip
 def test_mention_prints_the_platforms_syntax(kind: str, id_: str, expected: str) -> None:
@@ -312,3 +319,15 @@ def test_a_transport_failure_says_what_happened_without_the_url(failure: Excepti
         make("slack").send(event, delivery_id="d", http=client)
     assert info.value.body_excerpt == said.strip()
     assert "sEcReTtOkEn123" not in str(info.value) + info.value.body_excerpt
+
+
+@pytest.mark.parametrize("kind", [*POSTING, "python", "log"])
+def test_every_handler_sends_an_alert_through_its_ordinary_send(kind: str, http: Any, requests: list) -> None:
+    callables.calls.clear()
+    with capture_logs() as logs:
+        make(kind).send(alert_event(), delivery_id="alert-1:h", http=http())
+    shown = [r.content.decode() for r in requests] + [json.dumps(call[0]) for call in callables.calls]
+    shown += [json.dumps(line) for line in logs if line["event"] == "notification_logged"]
+    (sent,) = [text.replace("\\", "") for text in shown]  # the platform's markdown escapes aside
+    assert "2 deliveries dead" in sent and "retry_budget_exhausted" in sent
+    assert "dead-letters list" in sent or kind == "pagerduty"  # PagerDuty: the text is in custom_details

@@ -9,12 +9,19 @@ import fakeredis
 import httpx
 import pytest
 
-from tests.workers.handlers.conftest import SECRET_URL, hostile_event, incomplete_event, load_event, make
+from tests.workers.handlers.conftest import (
+    SECRET_URL,
+    alert_event,
+    hostile_event,
+    incomplete_event,
+    load_event,
+    make,
+)
 from workers.handlers import build_handler
 from workers.handlers.base import HandlerConfig, HandlerContext
 from workers.handlers.discord import MAX_TOTAL, escape, size
 
-EVENTS = {"complete": load_event, "hostile": hostile_event, "incomplete": incomplete_event}
+EVENTS = {"complete": load_event, "hostile": hostile_event, "incomplete": incomplete_event, "alert": alert_event}
 
 
 @pytest.mark.parametrize("name", list(EVENTS))

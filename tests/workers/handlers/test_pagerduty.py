@@ -10,7 +10,7 @@ import pytest
 from redis import Redis
 from structlog.testing import capture_logs
 
-from tests.workers.handlers.conftest import hostile_event, load_event, make
+from tests.workers.handlers.conftest import alert_event, hostile_event, load_event, make
 from workers.message import TRANSITION
 from workers.transition import TransitionStore
 
@@ -166,3 +166,11 @@ def test_nothing_is_sent_for_a_canceled_workflow(event: dict[str, Any], http: An
     event.update(status="canceled", transition={"kind": "canceled"})
     make("pagerduty").send(event, delivery_id="d", http=http())
     assert requests == []
+
+
+def test_an_alert_triggers_one_incident_per_kind_of_trouble() -> None:
+    body = make("pagerduty").render(alert_event())
+    assert body["event_action"] == "trigger" and body["dedup_key"] == "circleci-events:alert:dead_letter"
+    assert body["payload"]["summary"] == "⚠️ circleci-events: 2 deliveries dead-lettered"
+    assert body["payload"]["source"] == "circleci-events" and body["payload"]["severity"] == "error"
+    assert body["payload"]["custom_details"]["counts"][0]["reason"] == "retry_budget_exhausted"

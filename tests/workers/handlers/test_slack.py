@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from slack_sdk.models.blocks import Block
 
-from tests.workers.handlers.conftest import hostile_event, incomplete_event, load_event, make
+from tests.workers.handlers.conftest import alert_event, hostile_event, incomplete_event, load_event, make
 from workers.handlers.base import safe_url
 from workers.handlers.slack import clip, escape, link
 
-EVENTS = {"complete": load_event, "hostile": hostile_event, "incomplete": incomplete_event}
+EVENTS = {"complete": load_event, "hostile": hostile_event, "incomplete": incomplete_event, "alert": alert_event}
 
 
 def texts(payload: dict[str, Any]) -> list[str]:

@@ -1,0 +1,223 @@
+"""`circleci-events webhooks …`: this service's webhook on many CircleCI projects at once.
+
+The projects are SLUG arguments, `--org ORG-SLUG` (the organization's projects with recent
+pipelines) and `--from-file FILE` (a slug per line, `#` comments), together. Each project gets
+one line; the exit code is 1 when any project failed. Secrets are never printed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict
+from typing import IO, Any
+
+import click
+
+from config.errors import CircleCIPaginationError
+from service.cli.api import client_from
+from service.cli.common import EXIT_FAILURE, EXIT_USAGE, clear_errors, echo, emit, fail, load_settings, printable
+from service.cli.project_webhooks import (
+    DEFAULT_NAME,
+    ORG_MAX_PAGES,
+    RESULTS,
+    Desired,
+    Outcome,
+    ProjectWebhooks,
+    org_projects,
+    plural,
+)
+from service.cli.send_test_event import webhook_url
+from workers.circleci.client import CircleCIClient
+
+# A batch command may wait out a longer Retry-After than a worker's job would.
+TRANSPORT_OPTIONS: dict[str, Any] = {"max_wait": 60.0, "deadline": 120.0}
+
+
+def read_secret(value: str | None) -> str | None:
+    """A secret given as a value, or `-` for standard input (kept out of shell history)."""
+    if value == "-":
+        value = sys.stdin.read().rstrip("\n")
+    if value is not None and not value.strip():
+        fail("the signing secret is empty", EXIT_USAGE)
+    return value
+
+
+def parse_targets(lines: Iterable[str]) -> list[str]:
+    """Slugs from a file: one a line; blank lines and everything after `#` ignored."""
+    return [slug for line in lines if (slug := line.split("#", 1)[0].strip())]
+
+
+def projects_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """SLUG..., --org and --from-file; `resolve` turns them into the list of projects."""
+    command = click.option("--from-file", type=click.File("r"), help="One project slug per line; # starts a comment.")(
+        command
+    )
+    command = click.option(
+        "--org",
+        "orgs",
+        multiple=True,
+        metavar="ORG-SLUG",
+        help="e.g. gh/acme: its projects with recent pipelines; repeatable.",
+    )(command)
+    return click.argument("slugs", nargs=-1, metavar="[SLUG]...")(command)
+
+
+def resolve(
+    slugs: tuple[str, ...], orgs: tuple[str, ...], from_file: IO[str] | None
+) -> tuple[CircleCIClient, list[str]]:
+    """The client and the projects named, in order, each once."""
+    if not (slugs or orgs or from_file):
+        raise click.UsageError("name the projects: SLUG..., --org ORG-SLUG or --from-file FILE")
+    client = client_from(load_settings(quiet=True), **TRANSPORT_OPTIONS)
+    targets = [*slugs, *(parse_targets(from_file) if from_file else [])]
+    for org in orgs:
+        found = _org_projects(client, org)
+        click.echo(f"{org}: {plural(len(found), 'project')} with recent pipelines", err=True)
+        targets += found
+    return client, list(dict.fromkeys(targets))
+
+
+def _org_projects(client: CircleCIClient, org: str) -> list[str]:
+    try:
+        return org_projects(client, org)
+    except CircleCIPaginationError:
+        fail(f"{org} has more than {ORG_MAX_PAGES} pages of recent pipelines: list its projects with --from-file")
+
+
+URL = click.option("--url", required=True, help="This service: its base URL or the full /webhooks/circleci URL.")
+DRY_RUN = click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
+JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+
+
+def report(outcomes: Iterator[Outcome], *, as_json: bool) -> None:
+    """A line per project as it is done, the totals, and exit 1 if any failed."""
+    done = []
+    for outcome in outcomes:
+        done.append(outcome)
+        if not as_json:
+            echo(outcome.line())
+    if as_json:
+        rows = [{k: v for k, v in asdict(o).items() if k != "webhooks"} for o in done]
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        counts = Counter(o.result for o in done)
+        totals = ", ".join(f"{counts[result]} {result}" for result in RESULTS if counts[result])
+        click.echo(f"{plural(len(done), 'project')}: {totals or 'none named'}", err=True)
+    if any(o.failed for o in done):
+        sys.exit(EXIT_FAILURE)
+
+
+@click.group()
+def webhooks() -> None:
+    """This service's webhook on CircleCI projects (CIRCLE_TOKEN's user must be allowed to change their settings)."""
+
+
+@webhooks.command("list")
+@projects_option
+@URL
+@click.option("--all", "every", is_flag=True, help="Every webhook of the projects, ours marked.")
+@JSON
+@clear_errors
+def list_webhooks(
+    slugs: tuple[str, ...], orgs: tuple[str, ...], from_file: IO[str] | None, url: str, every: bool, as_json: bool
+) -> None:
+    """The webhooks of each project that point at URL (all of them with --all)."""
+    target = webhook_url(url)
+    client, projects = resolve(slugs, orgs, from_file)
+    registry = ProjectWebhooks(client, target)
+    rows: list[dict[str, Any]] = []
+    failed = []
+    for outcome in registry.walk(projects, lambda slug, project: registry.listing(slug, project, every=every)):
+        if outcome.failed:
+            failed.append(outcome)
+        elif not outcome.webhooks:
+            rows.append({"project": outcome.project, "ours": None, "name": "(none)"})
+        for w in outcome.webhooks:
+            row = {"project": outcome.project, "ours": w.url == target, "name": w.name, "events": ",".join(w.events)}
+            rows.append(row | {"verify_tls": w.verify_tls, "url": w.url, "id": w.id})
+    emit(rows, ["project", *(["ours"] if every else []), "name", "events", "verify_tls", "url", "id"], as_json=as_json)
+    for outcome in failed:
+        click.echo(printable(outcome.line(), newlines=False), err=True)
+    if failed:
+        sys.exit(EXIT_FAILURE)
+
+
+@webhooks.command()
+@projects_option
+@URL
+@click.option("--secret", help="The signing secret (default: the first of CIRCLECI_WEBHOOK_SECRETS); - reads stdin.")
+@click.option("--name", default=DEFAULT_NAME, show_default=True, help="The webhook's name in CircleCI.")
+@DRY_RUN
+@JSON
+@clear_errors
+def ensure(
+    slugs: tuple[str, ...],
+    orgs: tuple[str, ...],
+    from_file: IO[str] | None,
+    url: str,
+    secret: str | None,
+    name: str,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """One webhook on each project pointing at URL (https): workflow-completed and job-completed
+    events, TLS verified, the signing secret; made where missing, updated where it differs."""
+    target = webhook_url(url)
+    if not target.startswith("https://"):
+        fail(f"--url must be https: CircleCI delivers webhooks over https only, got {url!r}", EXIT_USAGE)
+    secret = read_secret(secret)
+    if secret is None:
+        secrets = load_settings(quiet=True).webhook_secrets
+        if not secrets:
+            fail("no signing secret: set CIRCLECI_WEBHOOK_SECRETS or pass --secret", EXIT_USAGE)
+        secret = str(secrets[0])
+    desired = Desired(url=target, secret=secret, name=name)
+    client, projects = resolve(slugs, orgs, from_file)
+    registry = ProjectWebhooks(client, target, dry_run=dry_run)
+    report(registry.walk(projects, lambda slug, project: registry.ensure(slug, project, desired)), as_json=as_json)
+
+
+@webhooks.command("rotate-secret")
+@click.argument("new_secret", metavar="NEW")
+@projects_option
+@URL
+@DRY_RUN
+@JSON
+@clear_errors
+def rotate_secret(
+    new_secret: str,
+    slugs: tuple[str, ...],
+    orgs: tuple[str, ...],
+    from_file: IO[str] | None,
+    url: str,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Set the signing secret NEW (- reads it from stdin) on each project's webhook pointing at URL."""
+    secret = read_secret(new_secret) or ""
+    target = webhook_url(url)
+    client, projects = resolve(slugs, orgs, from_file)
+    registry = ProjectWebhooks(client, target, dry_run=dry_run)
+    report(registry.walk(projects, lambda slug, project: registry.rotate(slug, project, secret)), as_json=as_json)
+
+
+@webhooks.command()
+@projects_option
+@URL
+@DRY_RUN
+@JSON
+@clear_errors
+def remove(
+    slugs: tuple[str, ...], orgs: tuple[str, ...], from_file: IO[str] | None, url: str, dry_run: bool, as_json: bool
+) -> None:
+    """Delete each project's webhooks pointing at URL; other webhooks are left alone."""
+    target = webhook_url(url)
+    client, projects = resolve(slugs, orgs, from_file)
+    registry = ProjectWebhooks(client, target, dry_run=dry_run)
+    report(registry.walk(projects, registry.remove), as_json=as_json)
+
+
+__all__ = ["webhooks"]
