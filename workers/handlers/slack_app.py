@@ -18,7 +18,8 @@ that fixed it (workers/transition.py's streak); its thread lives in workers/thre
                                    thread, the message as a new top-level post
     a job event, with              a reply in the thread of its workflow's breakage, while one is
       `job_replies: true`          open (not yet fixed); else a top-level post
-    anything else, job events      the message as a top-level post, as the `slack` handler's
+    anything else, job events,     the message as a top-level post, as the `slack` handler's
+      alerts
 
 Each step is recorded in Redis the moment Slack answers (the root, each reply), so a retried
 delivery skips what was posted; chat.update is the same call each time. The root shows the
@@ -36,9 +37,10 @@ import httpx
 import structlog
 
 from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
+from workers.alert_message import alert_of, is_alert
 from workers.handlers import slack
 from workers.handlers.base import Handler, HandlerContext
-from workers.handlers.slack import MAX_HEADER, MAX_SECTION, clip, message_body, summary, with_mentions
+from workers.handlers.slack import MAX_HEADER, MAX_SECTION, alert_message, clip, message_body, summary, with_mentions
 from workers.handlers.slack_api import SlackApi, SlackUsers
 from workers.handlers.slack_thread import (
     context,
@@ -117,6 +119,8 @@ class SlackAppHandler(Handler):
     def plan(self, event: Mapping[str, Any], thread: Thread | None, mentions: Sequence[Mention] = ()) -> list[Call]:
         """The calls for an event, given its breakage's thread (or None) and, for a break's root,
         whom to mention; `thread` of another breakage is ignored. A direct message is not planned."""
+        if is_alert(event):  # the notifier's own failures (workers/alerts.py): a post of their own
+            return [Call("chat.postMessage", {"channel": self.channel, **alert_message(alert_of(event))})]
         m = Message.from_event(event)
         since = breakage_of(event)
         if since is None and thread is not None and self._job_reply(event) and not thread.fixed:

@@ -11,7 +11,7 @@ import pytest
 
 from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
 from service.simulators.slack_workspace import Workspace
-from tests.workers.handlers.conftest import load_event
+from tests.workers.handlers.conftest import alert_event, load_event
 from workers.handlers import build_handler
 from workers.handlers.base import HandlerConfig, HandlerContext
 from workers.handlers.slack_app import SlackAppHandler
@@ -259,3 +259,9 @@ def test_a_deleted_root_is_not_an_error_and_the_replies_go_on(handler: SlackAppH
     slack.messages.clear()  # someone deleted the root
     send(handler, at("still_failing", 132, failed=2))
     assert [m.text.split(" · ")[0] for m in slack.messages] == ["❌ still failing"]
+
+
+def test_an_alert_is_a_post_of_its_own(handler: SlackAppHandler, slack: Workspace) -> None:
+    send(handler, alert_event())
+    [message] = slack.channel_messages("ci")
+    assert message.thread_ts is None and message.blocks[0]["type"] == "header"
