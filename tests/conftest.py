@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -19,7 +20,9 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 
 from config.settings import Settings
+from service.simulators.slack import create_slack_simulator
 from tests.certificates import ServerTLS
+from tests.server import running
 
 TESTS = Path(__file__).parent
 FIXTURES = TESTS / "fixtures"
@@ -152,6 +155,14 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.flushall()
     client.close()
     yield redis_server.url
+
+
+@pytest.fixture(scope="module")
+def slack_served() -> Iterator[tuple[str, Any]]:
+    """The Slack simulator served on a real port for a module: its base URL and its Workspace."""
+    app = create_slack_simulator()
+    with running(app) as base:
+        yield base, app.state.workspace
 
 
 @pytest.fixture

@@ -77,9 +77,10 @@ class WorkerContext:
         `handlers` replaces the routes file (then nothing is routed); `api_transport` is the
         httpx transport under the API client (tests).
         """
-        routing = load_routing(settings) if handlers is None else Routing(None, handlers)
         if redis is None:
             redis = connect(settings)
+        # handlers keep state in Redis (slack_app's threads, Discord's message ids)
+        routing = load_routing(settings, redis) if handlers is None else Routing(None, handlers)
         budget = ApiBudget(redis, per_second=settings.api_rate_per_second, burst=settings.api_burst)
 
         def before_api_request() -> None:
@@ -120,7 +121,7 @@ class WorkerContext:
         """Read the routes file again and make it current in every worker thread at once; jobs
         already running finish with the version they took. A bad file raises ConfigurationError
         and the current routes stay."""
-        self.routing = load_routing(self.settings)
+        self.routing = load_routing(self.settings, self.redis)
         return self.routing
 
     def close(self) -> None:

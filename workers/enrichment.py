@@ -38,7 +38,7 @@ from workers.circleci.cache import ApiCache
 from workers.circleci.client import CircleCIClient
 from workers.jobs import WORKFLOW_COMPLETED
 from workers.timestamps import duration_seconds
-from workers.transition import TransitionStore
+from workers.transition import TransitionStore, ref_name
 from workers.vcs import VcsFacts, vcs_facts
 
 SCHEMA_VERSION = 1
@@ -118,28 +118,49 @@ class Enricher:
         event["enrichment"]["api_calls"] = len(calls)
         if event["event_type"] == WORKFLOW_COMPLETED:
             event["transition"] = self._transition(event, facts)
+            if self.client is not None and (event["transition"] or {}).get("kind") == "broken":
+                event["pipeline"]["trigger_actor"] = self._trigger_actor(event)
         return event
 
+    def _trigger_actor(self, event: dict[str, Any]) -> str | None:
+        """Who triggered the pipeline that broke the ref (mentioned there): one call, cached per
+        pipeline, on a break only; None when CircleCI does not say or cannot answer now, which is
+        not worth a delay."""
+        if event["pipeline"].get("trigger_actor"):  # the pipeline was asked already (a ref-less webhook)
+            return str(event["pipeline"]["trigger_actor"])
+        calls: list[None] = []
+        token = api_calls.set(calls)
+        try:
+            return _actor(self._pipeline(event["pipeline"]["id"]))
+        except CircleCIAPIError:
+            return None
+        finally:
+            api_calls.reset(token)
+            event["enrichment"]["api_calls"] += len(calls)
+
     # -- the pipeline, when the webhook names no ref ----------------------------------------
+
+    def _pipeline(self, pipeline_id: str) -> dict[str, Any]:
+        """`GET /pipeline/{id}`, cached per pipeline; raises CircleCIAPIError."""
+        assert self.client is not None
+        answer = self.cache.pipeline(pipeline_id)
+        if answer is None:
+            answer = self.client.pipeline(pipeline_id).to_dict()
+            self.cache.put_pipeline(pipeline_id, answer)
+        return answer
 
     def _ref_from_pipeline(self, event: dict[str, Any], facts: VcsFacts, problems: list[CircleCIAPIError]) -> VcsFacts:
         """The webhook's VCS facts completed by `GET /pipeline/{id}` (cached); on failure the
         webhook's own, with the failure in `problems`."""
-        assert self.client is not None
-        pipeline_id = event["pipeline"]["id"]
-        answer = self.cache.pipeline(pipeline_id)
-        if answer is None:
-            try:
-                answer = self.client.pipeline(pipeline_id).to_dict()
-            except CircleCIAPIError as exc:
-                problems.append(exc)
-                return facts
-            self.cache.put_pipeline(pipeline_id, answer)
+        try:
+            answer = self._pipeline(event["pipeline"]["id"])
+        except CircleCIAPIError as exc:
+            problems.append(exc)
+            return facts
         # the API's pipeline has the webhook's `vcs` and `trigger_parameters` maps
         completed = facts.filled_from(vcs_facts({"pipeline": answer}))
-        actor = _map(_map(answer, "trigger"), "actor").get("login")
         event["vcs"] = completed.to_dict()
-        event["pipeline"]["trigger_actor"] = actor if isinstance(actor, str) and actor else None
+        event["pipeline"]["trigger_actor"] = _actor(answer)
         event["enrichment"]["sources"]["vcs"] = "pipeline"
         return completed
 
@@ -272,7 +293,7 @@ def transition_subject(event: dict[str, Any], facts: VcsFacts) -> dict[str, Any]
         return None
     return {
         "project": event["project"]["slug"],
-        "ref": f"tag:{facts.tag}" if facts.tag is not None else facts.ref,
+        "ref": ref_name(facts.branch, facts.tag) or facts.ref,
         "workflow": workflow["name"],
         "status": workflow["status"],
         "pipeline_number": event["pipeline"]["number"],
@@ -326,6 +347,12 @@ def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
             "sources": {"vcs": "webhook"},
         },
     }
+
+
+def _actor(pipeline: dict[str, Any]) -> str | None:
+    """The login of whoever triggered a pipeline (API v2's `trigger.actor.login`)."""
+    login = _map(_map(pipeline, "trigger"), "actor").get("login")
+    return login if isinstance(login, str) and login else None
 
 
 def _map(data: Any, key: str) -> dict[str, Any]:

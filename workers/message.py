@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from workers.timestamps import duration_seconds
 from workers.transition import KINDS
 
 MAX_TESTS = 5
@@ -92,11 +93,23 @@ class Message:
     incomplete: bool
     incomplete_reason: str | None
     text: str
+    # the breakage (workers/transition.py's streak): the pipeline that broke the ref, how many
+    # pipelines have failed, and for how long (`2 h 5 min`) until this event
+    failing_since_pipeline_number: int | None = None
+    failed_pipelines: int | None = None
+    failing_for: str | None = None
 
     @property
     def url(self) -> str | None:
         """The page to open first: the job's for job events, else the workflow's."""
         return (self.job and self.job.url) or (self.workflow and self.workflow.url) or None
+
+    @property
+    def fix_phrase(self) -> str:
+        """`after 3 failed pipelines · 2 h`: how long a fixed breakage lasted."""
+        count = self.failed_pipelines or 1
+        took = f" · {self.failing_for}" if self.failing_for else ""
+        return f"after {count} failed pipeline{'s' if count != 1 else ''}{took}"
 
     @property
     def ref_label(self) -> str | None:
@@ -162,6 +175,9 @@ class Message:
             incomplete_reason=(enrichment.get("reason") if isinstance(enrichment, Mapping) else None)
             or (None if complete is True else "enrichment missing"),
             text="",
+            failing_since_pipeline_number=_int(e.get("transition", "failing_since_pipeline_number")),
+            failed_pipelines=_int(e.get("transition", "failed_pipelines")),
+            failing_for=elapsed(duration_seconds(e.get("transition", "failing_since"), e.get("happened_at"))),
         )
         return _with_text(message)
 
@@ -278,6 +294,24 @@ def _duration(seconds: Any) -> str | None:
     s = round(seconds)
     hours, minutes, secs = s // 3600, s % 3600 // 60, s % 60
     return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+def elapsed(seconds: float | None) -> str | None:
+    """A stretch of time as a person says it: `45 s`, `12 min`, `2 h 5 min`, `3 d 4 h`."""
+    if seconds is None:
+        return None
+    s = int(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86400:
+        return f"{s // 3600} h" + (f" {s % 3600 // 60} min" if s % 3600 >= 60 else "")
+    return f"{s // 86400} d" + (f" {s % 86400 // 3600} h" if s % 86400 >= 3600 else "")
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _with_text(m: Message) -> Message:

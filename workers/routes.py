@@ -44,14 +44,20 @@ from config.errors import ConfigurationError
 from workers.handlers import HANDLER_TYPES, build_handler
 from workers.handlers.base import HandlerConfig
 from workers.jobs import JOB_COMPLETED, WORKFLOW_COMPLETED
+from workers.people import ID_HINTS, ID_PATTERNS, PLATFORMS, People, Person
+from workers.people import KEYS as PERSON_KEYS
 from workers.transition import KINDS
 from workers.vcs import slug_forms
 
-TOP_LEVEL_KEYS = ("handlers", "subscriptions", "alerts")
+TOP_LEVEL_KEYS = ("handlers", "subscriptions", "alerts", "people")
 ALERT_KEYS = ("handlers", "interval_seconds")
 ALERT_INTERVAL_SECONDS = 300  # the default: at most one alert per handler every 5 minutes
 ALERT_INTERVAL_RANGE = (1, 86400)
 MATCH_KEYS = ("events", "projects", "branches", "tags", "workflows", "jobs", "statuses", "transitions")
+# what a subscription asks of its handlers besides matching: mentions on a break (on unless
+# `mentions: false`), `notify: committer` (a direct message to whoever broke it) and
+# `job_replies: true` (job events reply in their breakage's thread), the last two for slack_app
+OPTION_KEYS = {"mentions": ("true", "false"), "notify": ("committer",), "job_replies": ("true", "false")}
 # CircleCI's workflow and job statuses (API v2's enums, a superset of what webhooks document:
 # ../shared/reference/circleci-api-v2.md), our transition kinds, the event types we route.
 STATUSES = (
@@ -117,6 +123,9 @@ class Subscription:
     handlers: tuple[str, ...]
     match: Mapping[str, tuple[Pattern, ...]]
     line: int = 0
+    mentions: bool = True
+    notify: tuple[str, ...] = ()
+    job_replies: bool = False
 
     def mismatch(self, event: Mapping[str, Any]) -> Mismatch | None:
         """The first key (in file order) the event fails, with its values; None when it matches."""
@@ -145,6 +154,7 @@ class Routes:
     subscriptions: list[Subscription]
     placeholders: tuple[str, ...] = ()  # the variables given a dummy value (load_routes(placeholders=True))
     alerts: AlertConfig | None = None  # no `alerts:` section: nobody is told
+    people: People = field(default_factory=People)
 
     def explain(self, event: Mapping[str, Any]) -> list[tuple[Subscription, Mismatch | None]]:
         """Every subscription in file order, with why the event does not match it (None: it does)."""
@@ -157,6 +167,19 @@ class Routes:
     def match(self, event: Mapping[str, Any]) -> list[str]:
         """The handler names an event goes to: each once, in order of first mention."""
         return list(dict.fromkeys(name for s in self.matching_subscriptions(event) for name in s.handlers))
+
+    def mentions_on(self, event: Mapping[str, Any], handler: str) -> bool:
+        """Whether `handler` mentions people for this event: unless a matching subscription that
+        names it says `mentions: false`."""
+        return all(s.mentions for s in self.matching_subscriptions(event) if handler in s.handlers)
+
+    def notifies(self, event: Mapping[str, Any], handler: str) -> frozenset[str]:
+        """Whom `handler` also tells directly for this event (`notify:` of the matching subscriptions)."""
+        return frozenset(n for s in self.matching_subscriptions(event) if handler in s.handlers for n in s.notify)
+
+    def job_replies(self, event: Mapping[str, Any], handler: str) -> bool:
+        """Whether a job event goes to `handler` as a reply in its breakage's thread (`job_replies: true`)."""
+        return any(s.job_replies for s in self.matching_subscriptions(event) if handler in s.handlers)
 
 
 def event_values(event: Mapping[str, Any], key: str) -> list[str]:
@@ -314,9 +337,41 @@ class _Reader:
         if "alerts" in top:
             with self.noting():
                 alerts = self.alerts(*top["alerts"], declared)
+        people = People()
+        if "people" in top:
+            with self.noting():
+                people = self.people(top["people"][1])
         if self.problems:
             raise ConfigurationError("\n".join(self.problems), details={"problems": list(self.problems)})
-        return Routes(handlers, subscriptions, tuple(dict.fromkeys(self.placeholders or ())), alerts=alerts)
+        placeholders = tuple(dict.fromkeys(self.placeholders or ()))
+        return Routes(handlers, subscriptions, placeholders, alerts=alerts, people=people)
+
+    def people(self, node: yaml.Node) -> People:
+        """`people:`: a commit e-mail or VCS login -> {slack, discord, teams, name}; mistakes noted."""
+        found: dict[str, Person] = {}
+        for who, (k, v) in self.mapping(node, "people").items():
+            where = f"people {who!r}"
+            with self.noting():
+                ids: dict[str, str] = {}
+                name = None
+                for key, (key_node, value_node) in self.mapping(v, where).items():
+                    place = f"{where}, key {key!r}"
+                    if key not in PERSON_KEYS:
+                        hint = _did_you_mean(key, PERSON_KEYS)
+                        self.note(key_node, place, f"unknown key (expected {', '.join(PERSON_KEYS)}){hint}")
+                        continue
+                    with self.noting():
+                        value = self.scalar(value_node, place).strip()
+                        if key == "name":
+                            name = value
+                        elif not ID_PATTERNS[key].fullmatch(value):
+                            self.note(value_node, place, f"{value!r} is not a {ID_HINTS[key]}")
+                        else:
+                            ids[key] = value
+                found[who] = Person(ids=ids, name=name)
+                if not ids:
+                    self.note(k, where, f"names no chat identity (expected one of {', '.join(PLATFORMS)})")
+        return People.of(found)
 
     def handler(self, name: str, key_node: yaml.Node, node: yaml.Node) -> HandlerConfig | None:
         """One handler's config, or None when it has mistakes (each noted)."""
@@ -368,14 +423,24 @@ class _Reader:
         where = f"subscription {name!r}" if name else f"subscription #{index + 1}"
         names = self.handler_names(node, items, where, declared)
         match: dict[str, tuple[Pattern, ...]] = {}
+        options: dict[str, tuple[str, ...]] = {}
         for key, (k, v) in items.items():
             place = f"{where}, key {key!r}"
             if key in ("name", "handlers"):
                 continue
+            if key in OPTION_KEYS:
+                allowed = OPTION_KEYS[key]
+                values = [value.lower() for value, _ in self.strings(v, place)]
+                for value in values:
+                    if value not in allowed:
+                        self.note(
+                            v, place, f"{value!r} is not one of {', '.join(allowed)}{_did_you_mean(value, allowed)}"
+                        )
+                options[key] = tuple(values)
+                continue
             if key not in MATCH_KEYS:
-                self.note(
-                    k, place, f"unknown match key (expected {', '.join(MATCH_KEYS)}){_did_you_mean(key, MATCH_KEYS)}"
-                )
+                known = (*MATCH_KEYS, *OPTION_KEYS)
+                self.note(k, place, f"unknown match key (expected {', '.join(known)}){_did_you_mean(key, known)}")
                 continue
             patterns = []
             for s, item in self.strings(v, place):
@@ -385,7 +450,13 @@ class _Reader:
         if len(self.problems) > before:
             return None
         return Subscription(
-            name=name or f"#{index + 1}", handlers=tuple(names), match=match, line=node.start_mark.line + 1
+            name=name or f"#{index + 1}",
+            handlers=tuple(names),
+            match=match,
+            line=node.start_mark.line + 1,
+            mentions=options.get("mentions", ("true",)) != ("false",),
+            notify=options.get("notify", ()),
+            job_replies=options.get("job_replies") == ("true",),
         )
 
     def handler_names(

@@ -18,9 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from redis import Redis
+
 from config.logging import REDACTOR
 from config.settings import Settings
-from workers.handlers import Handler, build_handlers
+from workers.handlers import Handler, HandlerContext, build_handlers
 from workers.routes import Routes, load_routes
 
 
@@ -39,10 +41,21 @@ class Routing:
         return {"handlers": sorted(self.handlers), "subscriptions": subscriptions}
 
 
-def load_routing(settings: Settings) -> Routing:
-    """The routes file of `settings`, checked and its handlers built; raises ConfigurationError."""
+def load_routing(settings: Settings, redis: Redis | None = None) -> Routing:
+    """The routes file of `settings`, checked and its handlers built (sharing `redis`, for the
+    handlers that keep state there); raises ConfigurationError."""
     routes = load_routes(settings.routes_file, settings.environ)
-    handlers = build_handlers(routes)
+    handlers = build_handlers(routes, handler_context(settings, redis, routes))
     # from here on no log line of this process shows a handler's URL, key or signing secret
     REDACTOR.add(secret for handler in handlers.values() for secret in handler.secrets())
     return Routing(routes, handlers)
+
+
+def handler_context(settings: Settings, redis: Redis | None, routes: Routes | None = None) -> HandlerContext:
+    """What the process's handlers share: its Redis, the routes, the state TTL and the timeout."""
+    return HandlerContext(
+        redis=redis,
+        routes=routes,
+        state_ttl_seconds=settings.transition_ttl_seconds,
+        timeout_seconds=settings.delivery_timeout_seconds,
+    )

@@ -16,10 +16,18 @@ two that leave the state alone:
 
 Recording the very same event again (an RQ retry after the write) returns the kind it got the
 first time, so retries never turn `broken` into `still_failing`.
+
+The streak of a failing ref is kept with its state and returned with each transition: the
+pipeline that broke it and when (`failing_since_pipeline_number`, `failing_since`) and how many
+failed pipelines it has counted (`failed_pipelines`, this one included). A `fixed` transition
+returns the streak it ended; `passing` and a green `first_seen` none. It identifies a breakage
+(the chat threads of workers/threads.py are keyed by it) and says "failing since #11 · 3
+pipelines".
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,16 +51,18 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # KEYS: the state hash. ARGV: status, pipeline number, happened_at in epoch microseconds
 # (the order within a pipeline), happened_at as sent, TTL seconds, and "peek" to write nothing.
-# Returns {kind, previous status, previous pipeline number}.
+# Returns {kind, previous status, previous pipeline number, failing since pipeline number,
+# failing since (happened_at), failed pipelines}; a missing value is false (nil in Python).
 RECORD_LUA = """
 local prev = redis.call('HMGET', KEYS[1], 'status', 'pipeline_number', 'order',
-                        'kind', 'previous_status', 'previous_pipeline_number')
+                        'kind', 'previous_status', 'previous_pipeline_number',
+                        'since_number', 'since_at', 'failed_count', 'happened_at')
 local status, number, order = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local kind = 'first_seen'
 if prev[1] then
   local prev_number, prev_order = tonumber(prev[2]), tonumber(prev[3])
   if number == prev_number and order == prev_order and status == prev[1] then
-    return {prev[4], prev[5], prev[6]}
+    return {prev[4], prev[5], prev[6], prev[7], prev[8], prev[9]}
   end
   if number < prev_number or (number == prev_number and order <= prev_order) then
     return {'stale', prev[1], prev[2]}
@@ -63,8 +73,19 @@ if prev[1] then
     kind = (status == 'success') and 'fixed' or 'still_failing'
   end
 end
+-- the streak: started by this failure, continued by it, or ended by this success (state kept
+-- before streaks were recorded counts from the previous failure)
+local since_number, since_at, failed = false, false, false
+if kind == 'still_failing' or kind == 'fixed' then
+  since_number = prev[7] or prev[2]
+  since_at = prev[8] or prev[10] or false
+  failed = tonumber(prev[9]) or 1
+  if kind == 'still_failing' then failed = failed + 1 end
+elseif status ~= 'success' then
+  since_number, since_at, failed = ARGV[2], ARGV[4], 1
+end
 if ARGV[6] == 'peek' then
-  return {kind, prev[1], prev[2]}
+  return {kind, prev[1], prev[2], since_number, since_at, failed}
 end
 local fields = {'status', status, 'pipeline_number', ARGV[2], 'order', ARGV[3], 'happened_at', ARGV[4],
                 'kind', kind}
@@ -73,9 +94,16 @@ if prev[1] then
     fields[#fields + 1] = v
   end
 end
+if since_number then
+  for _, v in ipairs({'since_number', since_number, 'since_at', since_at or '', 'failed_count', failed}) do
+    fields[#fields + 1] = v
+  end
+else
+  redis.call('HDEL', KEYS[1], 'since_number', 'since_at', 'failed_count')
+end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-return {kind, prev[1], prev[2]}
+return {kind, prev[1], prev[2], since_number, since_at, failed}
 """
 
 
@@ -86,6 +114,9 @@ class Transition:
     kind: str
     previous_status: str | None = None
     previous_pipeline_number: int | None = None
+    failing_since_pipeline_number: int | None = None
+    failing_since: str | None = None
+    failed_pipelines: int | None = None
 
     @property
     def recorded(self) -> bool:
@@ -97,17 +128,38 @@ class Transition:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Transition:
-        number = data.get("previous_pipeline_number")
         return cls(
             kind=str(data["kind"]),
             previous_status=data.get("previous_status"),
-            previous_pipeline_number=None if number is None else int(number),
+            previous_pipeline_number=_int(data.get("previous_pipeline_number")),
+            failing_since_pipeline_number=_int(data.get("failing_since_pipeline_number")),
+            failing_since=data.get("failing_since") or None,
+            failed_pipelines=_int(data.get("failed_pipelines")),
         )
 
 
 def is_failure(status: str) -> bool:
     """True for any status but `success` and `canceled`: what `record` counts as broken."""
     return status.strip().lower() not in (SUCCESS, CANCELED)
+
+
+def ref_name(branch: str | None, tag: str | None) -> str | None:
+    """The ref part of a transition's key: `tag:<name>` for a tag build, else the branch."""
+    return f"tag:{tag}" if tag is not None else branch
+
+
+def ref_of(event: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(project slug, ref, workflow name) of an enriched event as its transitions are kept; None
+    without a project, a branch or tag, or a workflow."""
+
+    def get(section: str, name: str) -> str | None:
+        part = event.get(section)
+        value = part.get(name) if isinstance(part, Mapping) else None
+        return value if isinstance(value, str) and value else None
+
+    project, workflow = get("project", "slug"), get("workflow", "name")
+    ref = ref_name(get("vcs", "branch"), get("vcs", "tag"))
+    return (project, ref, workflow) if project and ref and workflow else None
 
 
 def transition_key(project: str, ref: str, workflow: str) -> str:
@@ -150,18 +202,24 @@ class TransitionStore:
         order = 0 if moment is None else (moment - EPOCH) // timedelta(microseconds=1)
         args: list[str | int] = [status, int(pipeline_number), order, happened_at, self._ttl, "peek" if peek else ""]
         try:
-            kind, previous_status, previous_number = self._script(
-                keys=[transition_key(project, ref, workflow)], args=args
-            )
+            answer = self._script(keys=[transition_key(project, ref, workflow)], args=args)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             doing = "reading" if peek else "recording"
             raise RedisUnavailable(f"Redis did not answer while {doing} a transition: {exc}") from exc
+        kind, previous_status, previous_number, since_number, since_at, failed = [*answer, None, None, None][:6]
         return Transition(
             kind=str(_text(kind)),
             previous_status=_text(previous_status),
-            previous_pipeline_number=None if previous_number is None else int(previous_number),
+            previous_pipeline_number=_int(previous_number),
+            failing_since_pipeline_number=_int(since_number),
+            failing_since=_text(since_at) or None,
+            failed_pipelines=_int(failed),
         )
 
 
 def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None or value == "" else int(value)

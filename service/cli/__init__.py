@@ -13,7 +13,7 @@ from service.cli.events import events
 from service.cli.preview import preview
 from service.cli.processes import run, web, worker
 from service.cli.send_test_event import send_test_event
-from service.cli.simulators import simulator, sink
+from service.cli.simulators import simulator, sink, slack_simulator
 from service.cli.webhooks import webhooks
 
 
@@ -37,6 +37,7 @@ for command in (
     demo,
     simulator,
     sink,
+    slack_simulator,
 ):
     main.add_command(command)
 

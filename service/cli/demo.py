@@ -1,9 +1,11 @@
 """`circleci-events demo`: from a signed webhook to a rendered chat message, on this machine only.
 
-It starts an embedded Redis, the local CircleCI simulator and a chat sink (`circleci-events
-simulator` and `sink`), `web` and one `worker`, posts three signed workflow events (a
-success, a failure with failed tests, the fix), waits for each to reach the sink and prints
-what arrived. Everything it starts is stopped and its temporary folder removed on the way out.
+It starts an embedded Redis, the local CircleCI simulator, a chat sink and the Slack simulator
+(`circleci-events simulator`, `sink` and `slack-simulator`), `web` and one `worker`, posts four
+signed workflow events (a success, a failure with failed tests, another failure, the fix),
+waits for each to reach the sink and prints what arrived, then the #ci channel of the Slack app
+as a person reads it: the breakage's one thread, its root updated, the mentions. Everything it
+starts is stopped and its temporary folder removed on the way out.
 """
 
 from __future__ import annotations
@@ -29,7 +31,15 @@ import httpx
 from config.settings import Settings
 from service.cli.child_process import die_with_parent
 from service.cli.common import clear_errors, fail
-from service.cli.demo_events import WEBHOOK_SECRET_VAR, Scenario, describe, routes_yaml, scenarios
+from service.cli.demo_events import (
+    AUTHOR,
+    SLACK_TOKEN_VAR,
+    WEBHOOK_SECRET_VAR,
+    Scenario,
+    describe,
+    routes_yaml,
+    scenarios,
+)
 from service.cli.embedded_redis import EmbeddedRedis
 from service.signature import sign
 from service.simulators.circleci_data import SAMPLES
@@ -125,20 +135,30 @@ def _logged(stack: Stack, event_id: str) -> bool:
     return False
 
 
+def _thread_done(stack: Stack, slack: str, replies: int) -> bool:
+    """The #ci thread has its root and `replies` replies, and the root was updated as often."""
+    messages = stack.http.get(f"{slack}/_slack/messages", params={"channel": "ci"}).json()["messages"]
+    roots = [m for m in messages if not m["thread_ts"]]
+    return len(roots) == 1 and roots[0]["edits"] == replies and len(messages) == 1 + replies
+
+
 def run_demo(stack: Stack) -> None:
-    sim_port, sink_port, web_port = free_port(), free_port(), free_port()
-    sim, sink, web = (f"http://127.0.0.1:{p}" for p in (sim_port, sink_port, web_port))
+    sim_port, sink_port, web_port, slack_port = free_port(), free_port(), free_port(), free_port()
+    sim, sink, web, slack = (f"http://127.0.0.1:{p}" for p in (sim_port, sink_port, web_port, slack_port))
     token, webhook_secret, handler_secret = (secrets.token_urlsafe(16) for _ in range(3))
+    slack_token = "xoxb-" + secrets.token_urlsafe(16)
     routes = stack.tmp / "routes.yaml"
-    routes.write_text(routes_yaml(sink))
+    routes.write_text(routes_yaml(sink, f"{slack}/api/"))
     redis_url = stack.redis.start()
     click.echo(f"demo: started {stack.redis.describe()}", err=True)
     stack.start("simulator", "service.cli", "simulator", "--port", str(sim_port), "--token", token, "--empty")
     stack.start("sink", "service.cli", "sink", "--port", str(sink_port), "--print")
+    stack.start("slack", "service.cli", "slack-simulator", "--port", str(slack_port), "--token", slack_token)
     env = {k: v for k, v in stack.environ.items() if not k.startswith(SCRUBBED)}
     env |= {
         "REDIS_URL": redis_url, "CIRCLE_TOKEN": token, "CIRCLECI_API_URL": f"{sim}/api/v2",
         "ROUTES_FILE": str(routes), "CIRCLECI_WEBHOOK_SECRETS": webhook_secret, WEBHOOK_SECRET_VAR: handler_secret,
+        SLACK_TOKEN_VAR: slack_token,
         "HOST": "127.0.0.1", "PORT": str(web_port), "LOG_FORMAT": "json", "LOG_LEVEL": "INFO",
         "DELIVERY_BACKOFF_BASE_SECONDS": "0.5",
     }  # fmt: skip
@@ -146,6 +166,7 @@ def run_demo(stack: Stack) -> None:
     stack.start("worker", "service.cli", "worker", env=env)
     stack.wait(lambda: stack.http.get(f"{sim}/_sim/calls").status_code == 200, "the simulator starting")
     stack.wait(lambda: stack.http.get(f"{sink}/_sink/requests").status_code == 200, "the sink starting")
+    stack.wait(lambda: stack.http.post(f"{slack}/_slack/users", json=AUTHOR).status_code == 201, "Slack starting")
     stack.wait(lambda: stack.http.get(f"{web}/healthz").status_code == 200, "the web process starting")
     click.echo(f"demo: processes (pid): {stack.pids()}", err=True)
     click.echo(f"demo: receiving on {web}/webhooks/circleci; CircleCI simulator {sim}; chat sink {sink}\n", err=True)
@@ -154,9 +175,12 @@ def run_demo(stack: Stack) -> None:
         stack.wait(partial(_arrived, stack, sink, "/slack/demo", number), f"Slack message {number}")
         stack.wait(partial(_arrived, stack, sink, "/webhook/demo", number), f"webhook post {number}")
         stack.wait(partial(_logged, stack, scenario.payload["id"]), f"the log handler's line {number}")
-        slack = _received(stack, sink, "/slack/demo")[number - 1]["body"]
+        slack_body = _received(stack, sink, "/slack/demo")[number - 1]["body"]
         webhook = _received(stack, sink, "/webhook/demo")[number - 1]["body"]
-        click.echo("\n".join(describe(number, scenario, slack, webhook)) + "\n")
+        click.echo("\n".join(describe(number, scenario, slack_body, webhook)) + "\n")
+    stack.wait(partial(_thread_done, stack, slack, 2), "the Slack thread's two replies and root updates")
+    view = stack.http.get(f"{slack}/_slack/view", params={"channel": "ci"}).text
+    click.echo("── the Slack app's #ci channel: one thread for the breakage ──\n" + view + "\n")
 
 
 def _deliver(stack: Stack, sim: str, web: str, secret: str, scenario: Scenario) -> None:
@@ -179,7 +203,7 @@ def _deliver(stack: Stack, sim: str, web: str, secret: str, scenario: Scenario) 
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds the whole demo may take.")
 @clear_errors
 def demo(timeout: float) -> None:
-    """Post a success, a failure and its fix to a local stack and print the notifications; no accounts needed."""
+    """Post a success, two failures and the fix to a local stack and print the notifications; no accounts needed."""
     stack = Stack(Settings.from_environ().environ, time.monotonic() + timeout)
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the children
     error = None

@@ -1,9 +1,11 @@
-"""What `circleci-events demo` sends and shows: three workflows on main, the routes, the printout.
+"""What `circleci-events demo` sends and shows: four workflows on main, the routes, the printout.
 
 The events come from the webhook samples shipped with the package (service/simulators/samples):
-a success, a failure with failed tests and artifacts, then the fix on a newer pipeline, so the
-transitions read first_seen, broken, fixed. Each workflow is loaded into the simulator with
-its jobs first, so enrichment finds them.
+a success, a failure with failed tests and artifacts, another failure, then the fix on a newer
+pipeline, so the transitions read first_seen, broken, still_failing, fixed. Each workflow is
+loaded into the simulator with its jobs first, so enrichment finds them. A `slack_app` handler
+at the Slack simulator keeps the breakage in one thread, mentioning its author (found by e-mail)
+and the pipeline's trigger actor (through `people:`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ FAILING_TESTS = {
     "test_new_endpoint_rejects_unknown_fields": "KeyError: 'extra'",
 }
 WEBHOOK_SECRET_VAR = "DEMO_WEBHOOK_SECRET"
+SLACK_TOKEN_VAR = "DEMO_SLACK_BOT_TOKEN"
+TRIGGER_ACTOR = "octocat"  # who the CircleCI simulator says triggered every pipeline
+# the failure sample's commit author, a member of the simulated Slack workspace: found by e-mail
+AUTHOR = {"id": "U0AUTHOR", "name": "author", "email": "author.email@example.com"}
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ def _iso(moment: datetime) -> str:
 
 
 def scenarios(fixtures: Path) -> list[Scenario]:
-    """The three deliveries, oldest first."""
+    """The four deliveries, oldest first."""
     success = json.loads((fixtures / SUCCESS_FIXTURE).read_text())
     failed = json.loads((fixtures / FAILED_FIXTURE).read_text())
     now = datetime.now(UTC)
@@ -88,23 +94,36 @@ def scenarios(fixtures: Path) -> list[Scenario]:
             _failing_jobs(),
         ),
         Scenario(
+            "still failing",
+            _event(failed, number=132, subject="Log the new endpoint's errors", stopped=now - timedelta(minutes=5)),
+            _failing_jobs(),
+        ),
+        Scenario(
             "the fix, on a newer pipeline",
-            _event(success, number=132, subject="Validate the new endpoint's input", stopped=now),
+            _event(success, number=133, subject="Validate the new endpoint's input", stopped=now),
             _passing_jobs(),
         ),
     ]
 
 
-def routes_yaml(sink_url: str) -> str:
-    """A routes file: every workflow event to a Slack handler, a webhook handler (both at the sink) and a log."""
+def routes_yaml(sink_url: str, slack_api_url: str) -> str:
+    """A routes file: every workflow event to a Slack handler, a webhook handler (both at the sink)
+    and a log; the breakage to a Slack app at the Slack simulator, in one thread."""
     return (
         "handlers:\n"
         f"  demo-slack: {{type: slack, url: '{sink_url}/slack/demo'}}\n"
         f"  demo-webhook: {{type: webhook, url: '{sink_url}/webhook/demo', secret: '${{{WEBHOOK_SECRET_VAR}}}'}}\n"
         "  demo-log: {type: log}\n"
+        f"  demo-thread: {{type: slack_app, token: '${{{SLACK_TOKEN_VAR}}}', channel: '#ci',"
+        f" api_url: '{slack_api_url}'}}\n"
+        "people:\n"
+        f"  {TRIGGER_ACTOR}: {{slack: U0GRACE}}\n"
         "subscriptions:\n"
         "  - name: everything\n"
         "    handlers: [demo-slack, demo-webhook, demo-log]\n"
+        "  - name: breakage-thread\n"
+        "    handlers: [demo-thread]\n"
+        "    transitions: [broken, still_failing, fixed]\n"
     )
 
 

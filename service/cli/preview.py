@@ -29,9 +29,11 @@ from service.cli.routes_view import read_routes, redact_text
 from service.payload import parse_event
 from workers.connection import connect
 from workers.enrichment import from_webhook, transition_subject
-from workers.handlers import build_handler
+from workers.handlers import Handler, HandlerContext, build_handler
+from workers.handlers.slack_app import SlackAppHandler
 from workers.jobs import JOB_COMPLETED, WORKFLOW_COMPLETED
 from workers.routes import Mismatch, Routes, Subscription
+from workers.threads import Thread, breakage_of
 from workers.transition import KINDS, TransitionStore
 from workers.vcs import VcsFacts, vcs_facts
 
@@ -101,12 +103,12 @@ def assume_transition(event: dict[str, Any], raw: bool, kind: str | None, settin
     return "the live state in REDIS_URL; nothing recorded"
 
 
-def rendered(routes: Routes, event: dict[str, Any]) -> list[dict[str, Any]]:
+def rendered(routes: Routes, event: dict[str, Any], thread_ts: str | None = None) -> list[dict[str, Any]]:
     """What each handler the event goes to would send, every secret of its options redacted."""
     outputs = []
     for name in routes.match(event):
         config = routes.handlers[name]
-        body = build_handler(name, config).render(event)
+        body = render(build_handler(name, config, HandlerContext(routes=routes)), event, thread_ts)
         text = body.decode() if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False)
         outputs.append(
             {
@@ -116,6 +118,22 @@ def rendered(routes: Routes, event: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return outputs
+
+
+def render(handler: Handler, event: dict[str, Any], thread_ts: str | None) -> dict[str, Any] | bytes:
+    """What `handler` would send; a slack_app given `thread_ts` renders for its breakage's thread
+    rooted there (the root as this event would post it stands in for the break's)."""
+    if thread_ts is None or not isinstance(handler, SlackAppHandler):
+        return handler.render(event)
+    # a --transition names no streak: the breakage is taken to begin with this pipeline
+    transition = dict(event.get("transition") or {})
+    if transition.get("failing_since_pipeline_number") is None:
+        transition["failing_since_pipeline_number"] = (event.get("pipeline") or {}).get("number")
+    event = {**event, "transition": transition}
+    [root, *_] = handler.render(event)["calls"] or [{"text": "", "blocks": []}]
+    since = breakage_of(event) or 0
+    thread = Thread(since, handler.channel, thread_ts, {"text": root.get("text"), "blocks": root.get("blocks")})
+    return handler.render(event, thread)
 
 
 @click.command()
@@ -129,20 +147,28 @@ def rendered(routes: Routes, event: dict[str, Any]) -> list[dict[str, Any]]:
     help=f"Assume this transition for a workflow event ({', '.join(KINDS)}); "
     "without it a raw webhook's is read from REDIS_URL when set (nothing is written).",
 )
+@click.option(
+    "--thread",
+    "thread_ts",
+    metavar="TS",
+    help="slack_app: the event's breakage already has its thread, rooted at message TS (default: none yet).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the documents as JSON.")
 @clear_errors
-def preview(event_file: Path, routes_file: str | None, kind: str | None, as_json: bool) -> None:
+def preview(event_file: Path, routes_file: str | None, kind: str | None, thread_ts: str | None, as_json: bool) -> None:
     """Show which subscriptions EVENT.json matches, why the others do not, and exactly what each
     handler would send.
 
-    Sends nothing. Secrets in what would be sent are printed as `[redacted]`.
+    Sends nothing. Secrets in what would be sent are printed as `[redacted]`. A slack_app
+    handler shows its Web API calls: for a break with no thread yet the root, with --thread TS
+    the replies and root updates that event makes in that thread.
     """
     settings = load_settings(quiet=True)
     _, routes = read_routes(routes_file, settings)
     event, raw = read_event(event_file)
     source = assume_transition(event, raw, kind, settings)
     explained = routes.explain(event)
-    outputs = rendered(routes, event)
+    outputs = rendered(routes, event, thread_ts)
     if as_json:
         result = {
             "event_id": event.get("event_id"),

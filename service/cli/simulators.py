@@ -11,6 +11,8 @@ import click
 from service.simulators.circleci import create_simulator
 from service.simulators.circleci_data import Dataset
 from service.simulators.sink import create_sink, describe
+from service.simulators.slack import create_slack_simulator
+from service.simulators.slack_workspace import Message, Workspace, readable
 
 LOOPBACK = "127.0.0.1"
 
@@ -42,3 +44,25 @@ def sink(host: str, port: int, show: bool) -> None:
 
     on_receive = (lambda received: click.echo(describe(received))) if show else None
     uvicorn.run(create_sink(on_receive=on_receive), host=host, port=port, log_level="warning")
+
+
+@click.command("slack-simulator")
+@click.option("--host", default=LOOPBACK, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8767, show_default=True)
+@click.option("--token", default="xoxb-sim-token", show_default=True, help="The bot token it accepts.")
+@click.option("--print", "show", is_flag=True, help="Print each message posted or updated, readably.")
+def slack_simulator(host: str, port: int, token: str, show: bool) -> None:
+    """A local Slack Web API at /api/ (chat.postMessage, chat.update, users.lookupByEmail,
+    conversations.open): #ci (C0CI), ada@example.com (U0ADA), faults and messages under /_slack."""
+    import uvicorn
+
+    workspace = Workspace.example(token)
+
+    def on_change(method: str, message: Message | None) -> None:
+        if message is not None:
+            where = f"reply in {message.thread_ts}" if message.thread_ts else "message"
+            text = readable(message.text, workspace)
+            click.echo(f"{method} {message.channel} {message.ts} ({where}): {text}")
+
+    app = create_slack_simulator(workspace, on_change=on_change if show else None)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

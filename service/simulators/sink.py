@@ -2,9 +2,11 @@
 
     circleci-events sink --port 8766 [--print]
 
-Any POST or PUT outside /_sink is a message: it is recorded on arrival (path, headers, JSON or
-text body, and the status answered, 0 until then) and answered 200 "ok" the way Slack's
-incoming webhooks answer, unless a fault matches. Control endpoints:
+Any POST, PUT or PATCH outside /_sink is a message: it is recorded on arrival (path, headers,
+JSON or text body, and the status answered, 0 until then) and answered 200 "ok" the way Slack's
+incoming webhooks answer, unless a fault matches; with `?wait=true` (Discord) it answers the
+message created, `{"id": "<snowflake>", ...}`, so it can be edited (PATCH …/messages/<id>).
+Control endpoints:
 
     POST   /_sink/faults    {"path": "/slack/*", "status": 429, "retry_after": 2, "times": 1}
                             or {"kind": "server_error"|"rate_limited"|"slow"|"down"|"bad_request",
@@ -99,6 +101,7 @@ class Sink:
     received: list[Received] = field(default_factory=list)
     on_receive: Callable[[Received], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    serial: int = 0
 
     def add_fault(self, fault: SinkFault | None = None, **kwargs: Any) -> SinkFault:
         """Add a fault: a SinkFault, or its fields (`kind=` picks a preset)."""
@@ -143,6 +146,10 @@ async def _message(request: Request) -> Response:
         sink.received.append(received)
     fault = sink._take_fault(request.url.path)
     response: Response = PlainTextResponse("ok")
+    if request.query_params.get("wait") == "true":  # Discord answers the message it created
+        with sink.lock:
+            sink.serial += 1
+            response = JSONResponse({"id": str(10**17 + sink.serial), "channel_id": "1", "content": ""})
     if fault is not None:
         if fault.delay:
             await asyncio.sleep(fault.delay)
@@ -184,7 +191,7 @@ def create_sink(*, on_receive: Callable[[Received], None] | None = None) -> Star
             Route("/_sink/faults", _faults, methods=["GET", "POST", "DELETE"]),
             Route("/_sink/requests", _requests, methods=["GET"]),
             Route("/_sink/reset", _reset, methods=["POST"]),
-            Route("/{path:path}", _message, methods=["POST", "PUT"]),
+            Route("/{path:path}", _message, methods=["POST", "PUT", "PATCH"]),
         ]
     )
     app.state.sink = Sink(on_receive=on_receive)

@@ -1,10 +1,11 @@
 """config/routes.example.yaml, as shipped, delivers through every handler it declares.
 
 Real processes (web, worker), the CircleCI simulator and the chat sink; the example's
-`${VAR}`s point each handler at a path on the sink. Three events reach all seven handlers: a
-green build and then a red one on main of gh/acme/api (the red one breaks the branch: Slack,
-Teams, PagerDuty), and a deploy job (Discord); every event goes to the audit webhook, the
-python callable (`builtins:print`, in the worker's output) and the log handler.
+`${VAR}`s point each handler at a path on the sink (the Slack app at the Slack simulator).
+Three events reach all eight handlers: a green build and then a red one on main of gh/acme/api
+(the red one breaks the branch: Slack, the Slack app's thread, Teams, PagerDuty), and a deploy
+job (Discord); every event goes to the audit webhook, the python callable (`builtins:print`, in
+the worker's output) and the log handler.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from service.simulators.slack_workspace import Workspace
 from tests.conftest import fresh, load_fixture
 from tests.reliability.conftest import Scenario, wait_until
 from workers.routes import load_routes
@@ -45,10 +47,16 @@ def on_main_of_acme(payload: dict[str, Any], pipeline: int) -> dict[str, Any]:
     return payload
 
 
-def test_the_example_routes_file_delivers_through_every_handler(scenario: Callable[..., Scenario]) -> None:
+def test_the_example_routes_file_delivers_through_every_handler(
+    scenario: Callable[..., Scenario], slack_served: tuple[str, Workspace]
+) -> None:
     system = scenario()
     system.routes.write_text(EXAMPLE.read_text())
+    slack_api, slack = slack_served
+    slack.reset()
     env = {
+        "SLACK_BOT_TOKEN": "xoxb-sim-token",
+        "SLACK_API_URL": f"{slack_api}/api/",
         "SLACK_OPS_WEBHOOK": system.sink_url + PATHS["ops-slack"],
         "TEAMS_WORKFLOW_WEBHOOK": system.sink_url + PATHS["team-channel"],
         "DISCORD_WEBHOOK": system.sink_url + PATHS["discord-ci"],
@@ -58,7 +66,7 @@ def test_the_example_routes_file_delivers_through_every_handler(scenario: Callab
         "AUDIT_SECRET": "example-audit-secret",
     }
     declared = load_routes(EXAMPLE, env).handlers
-    assert {name for name, h in declared.items() if h.type not in ("python", "log")} == set(PATHS)
+    assert {name for name, h in declared.items() if h.type not in ("python", "log", "slack_app")} == set(PATHS)
     assert all(declared[name].options["url"] == system.sink_url + path for name, path in PATHS.items())
     system.start_web(**env)
     [worker] = system.start_workers(1, **env)
@@ -87,6 +95,8 @@ def test_the_example_routes_file_delivers_through_every_handler(scenario: Callab
         return {name: len(system.sink.delivered(path)) for name, path in PATHS.items()}
 
     wait_until(lambda: arrived() == {k: len(v) for k, v in expected.items()}, "every handler's messages", 30)
+    [root] = wait_until(lambda: slack.channel_messages("ci"), "the Slack app's thread root", 10)
+    assert "build-and-test" in str(root.blocks)
     assert audited(system) == expected["audit"]
     assert system.sink.delivered(PATHS["oncall"])[0].body["event_action"] == "trigger"
     assert "build-and-test" in str(system.sink.delivered(PATHS["ops-slack"])[0].body)

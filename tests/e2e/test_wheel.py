@@ -132,7 +132,7 @@ def test_check_config_accepts_the_packaged_example_routes_file(installed: Path, 
     assert installed.parent in example.parents
     done = run(installed, "check-config", str(example), cwd=tmp_path, **EXAMPLE_ENV)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"{example}: valid; 7 handlers, 5 subscriptions" in done.stdout
+    assert f"{example}: valid; 8 handlers, 6 subscriptions" in done.stdout
     assert "example-audit-secret" not in done.stdout
 
 

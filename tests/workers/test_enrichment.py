@@ -439,3 +439,32 @@ def test_a_pipeline_call_failing_with_5xx_defers_then_delivers_incomplete(offlin
     assert event["enrichment"]["complete"] is False and event["enrichment"]["reason"].startswith(
         "circleci_server_error"
     )
+
+
+def enrich_green_before(world, failed_workflow) -> dict:
+    """A green pipeline (#130) on the same ref, enriched: the failure after it breaks the ref."""
+    green = copy.deepcopy(failed_workflow)
+    green["id"], green["workflow"]["id"], green["pipeline"]["id"] = "green", "wf-green", "pl-green"
+    green["workflow"]["status"], green["pipeline"]["number"] = "success", 130
+    world.load(green, [{"name": "build"}])
+    return world.enrich(green)
+
+
+def test_a_break_asks_once_who_triggered_the_pipeline(world, failed_workflow) -> None:
+    first = enrich_green_before(world, failed_workflow)
+    assert first["pipeline"]["trigger_actor"] is None  # not a break: nobody asked
+    world.load(failed_workflow, twelve_jobs())
+    event = world.enrich(failed_workflow)
+
+    assert event["transition"]["kind"] == "broken"
+    assert event["pipeline"]["trigger_actor"] == world.sim.dataset.user["login"]
+    assert world.calls("GET /pipeline/{pipeline-id}") == 1
+    assert event["enrichment"]["api_calls"] == 11 + 1
+
+
+def test_a_trigger_actor_the_api_cannot_give_leaves_the_event_complete(world, failed_workflow) -> None:
+    enrich_green_before(world, failed_workflow)
+    world.load(failed_workflow, twelve_jobs())
+    world.sim.add_fault(path="/pipeline/*", status=500, times=None)
+    event = world.enrich(failed_workflow)
+    assert event["pipeline"]["trigger_actor"] is None and event["enrichment"]["complete"] is True

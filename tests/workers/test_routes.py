@@ -48,10 +48,10 @@ def test_the_shipped_default_logs_everything() -> None:
 
 def test_the_shipped_example_loads_with_its_variables_set() -> None:
     env = {"SLACK_OPS_WEBHOOK": "https://hooks.slack.test/x", "TEAMS_WORKFLOW_WEBHOOK": "https://t.test/x",
-           "PD_ROUTING_KEY": "k", "AUDIT_SECRET": "s"}  # fmt: skip
+           "PD_ROUTING_KEY": "k", "AUDIT_SECRET": "s", "SLACK_BOT_TOKEN": "xoxb-1"}  # fmt: skip
     example = load_routes(CONFIG / "routes.example.yaml", env)
     assert {h.type for h in example.handlers.values()} == {
-        "slack", "teams", "discord", "pagerduty", "webhook", "python", "log"
+        "slack", "slack_app", "teams", "discord", "pagerduty", "webhook", "python", "log"
     }  # fmt: skip
     keys = {key for s in example.subscriptions for key in s.match}
     assert keys == {"events", "projects", "branches", "tags", "workflows", "jobs", "statuses", "transitions"}
@@ -363,3 +363,48 @@ def test_a_subscription_says_the_first_key_an_event_fails_and_why(
     assert subscription.name == "s"
     assert (None if mismatch is None else str(mismatch)) == why
     assert subscription.matches(event(**changes)) is (why is None)  # one place decides both
+
+
+PEOPLE = "handlers:\n  l: {type: log}\npeople:\n"
+
+
+def test_people_map_emails_and_logins_to_chat_ids(tmp_path: Path) -> None:
+    ada = '  "Ada@Example.com": {slack: U0ADA, discord: "123456789012345678", name: Ada}\n'
+    text = PEOPLE + ada + "  grace-gh: {teams: g@contoso.com}\n"
+    loaded = routes(tmp_path, text)
+    assert loaded.people.entries["ada@example.com"].ids == {"slack": "U0ADA", "discord": "123456789012345678"}
+    assert loaded.people.entries["grace-gh"].ids == {"teams": "g@contoso.com"}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [("  ada: {slack: u0ada}\n", "people 'ada', key 'slack': 'u0ada' is not a Slack member id"),
+     ("  ada: {discord: ada}\n", "people 'ada', key 'discord': 'ada' is not a Discord user id"),
+     ("  ada: {slak: U0ADA}\n", "people 'ada', key 'slak': unknown key (expected slack, discord, teams, name)"),
+     ("  ada: {name: Ada}\n", "people 'ada': names no chat identity"),
+     ("  ada: U0ADA\n", "people 'ada': expected a mapping")],
+)  # fmt: skip
+def test_a_bad_person_is_a_configuration_error_with_its_line(tmp_path: Path, entry: str, message: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        routes(tmp_path, PEOPLE + entry)
+    assert f"line 4: {message}" in info.value.message
+
+
+def test_subscription_options_mentions_and_notify(tmp_path: Path) -> None:
+    text = ("handlers:\n  l: {type: log}\n  m: {type: log}\nsubscriptions:\n"
+            "  - {name: quiet, handlers: [l], mentions: false, notify: committer, job_replies: true}\n"
+            "  - {name: loud, handlers: [l, m]}\n")  # fmt: skip
+    loaded = routes(tmp_path, text)
+    assert (loaded.mentions_on(event(), "l"), loaded.mentions_on(event(), "m")) == (False, True)
+    assert (loaded.notifies(event(), "l"), loaded.notifies(event(), "m")) == ({"committer"}, frozenset())
+    assert (loaded.job_replies(event(), "l"), loaded.job_replies(event(), "m")) == (True, False)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [("mentions: maybe", "'maybe' is not one of true, false"),
+     ("notify: comitter", "'comitter' is not one of committer; did you mean 'committer'?")],
+)  # fmt: skip
+def test_a_bad_subscription_option_is_refused(tmp_path: Path, option: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        routes(tmp_path, f"handlers:\n  l: {{type: log}}\nsubscriptions:\n  - {{name: s, handlers: [l], {option}}}\n")

@@ -36,8 +36,13 @@ def record(
     return store.record(status=status, pipeline_number=number, happened_at=happened_at, peek=peek, **key)
 
 
+def edge(t: Transition) -> Transition:
+    """The transition without its streak: what the rules below are about."""
+    return Transition(t.kind, t.previous_status, t.previous_pipeline_number)
+
+
 def test_first_event_of_a_workflow_is_first_seen(store: TransitionStore) -> None:
-    assert record(store, "failed", 7) == Transition("first_seen", None, None)
+    assert edge(record(store, "failed", 7)) == Transition("first_seen", None, None)
 
 
 @pytest.mark.parametrize(
@@ -61,7 +66,7 @@ def test_kind_compares_with_the_previous_terminal_status(
     store: TransitionStore, previous: str, now: str, kind: str
 ) -> None:
     record(store, previous, 1)
-    assert record(store, now, 2) == Transition(kind, previous.lower(), 1)
+    assert edge(record(store, now, 2)) == Transition(kind, previous.lower(), 1)
 
 
 @pytest.mark.integration
@@ -71,10 +76,11 @@ def test_a_peek_says_what_recording_would_say_and_writes_nothing(real_redis: red
     assert real_redis.keys("cie:transition:*") == []
     record(store, "success", 1)
     state = real_redis.hgetall(transition_key(PROJECT, "main", "build"))
-    assert record(store, "failed", 2, peek=True) == Transition("broken", "success", 1)
+    peeked = record(store, "failed", 2, peek=True)
+    assert edge(peeked) == Transition("broken", "success", 1) and peeked.failing_since_pipeline_number == 2
     assert record(store, "success", 0, peek=True) == Transition("stale", "success", 1)
     assert real_redis.hgetall(transition_key(PROJECT, "main", "build")) == state
-    assert record(store, "failed", 2) == Transition("broken", "success", 1)
+    assert record(store, "failed", 2) == peeked
 
 
 @pytest.mark.parametrize(
@@ -87,8 +93,8 @@ def test_is_failure_says_what_record_counts_as_broken(store: TransitionStore, st
 
 def test_canceled_changes_nothing(store: TransitionStore) -> None:
     record(store, "success", 1)
-    assert record(store, "canceled", 2) == Transition("canceled")
-    assert record(store, "failed", 3) == Transition("broken", "success", 1)
+    assert edge(record(store, "canceled", 2)) == Transition("canceled")
+    assert edge(record(store, "failed", 3)) == Transition("broken", "success", 1)
 
 
 def test_canceled_first_leaves_the_workflow_unseen(store: TransitionStore) -> None:
@@ -98,19 +104,19 @@ def test_canceled_first_leaves_the_workflow_unseen(store: TransitionStore) -> No
 
 def test_older_pipeline_is_stale_and_keeps_the_newer_state(store: TransitionStore) -> None:
     record(store, "failed", 5)
-    assert record(store, "success", 4) == Transition("stale", "failed", 5)
-    assert record(store, "success", 6) == Transition("fixed", "failed", 5)
+    assert edge(record(store, "success", 4)) == Transition("stale", "failed", 5)
+    assert edge(record(store, "success", 6)) == Transition("fixed", "failed", 5)
 
 
 def test_rerun_in_the_same_pipeline_counts_by_happened_at(store: TransitionStore) -> None:
     record(store, "failed", 5, "2024-12-18T17:00:00.100Z")
-    assert record(store, "success", 5, "2024-12-18T17:05:00Z") == Transition("fixed", "failed", 5)
-    assert record(store, "failed", 5, "2024-12-18T17:04:59.999999Z") == Transition("stale", "success", 5)
+    assert edge(record(store, "success", 5, "2024-12-18T17:05:00Z")) == Transition("fixed", "failed", 5)
+    assert edge(record(store, "failed", 5, "2024-12-18T17:04:59.999999Z")) == Transition("stale", "success", 5)
 
 
 def test_same_pipeline_and_happened_at_with_another_status_is_stale(store: TransitionStore) -> None:
     record(store, "failed", 5, "2024-12-18T17:00:00Z")
-    assert record(store, "success", 5, "2024-12-18T17:00:00Z") == Transition("stale", "failed", 5)
+    assert edge(record(store, "success", 5, "2024-12-18T17:00:00Z")) == Transition("stale", "failed", 5)
 
 
 def test_happened_at_formats_compare_as_instants(store: TransitionStore) -> None:
@@ -122,14 +128,18 @@ def test_happened_at_formats_compare_as_instants(store: TransitionStore) -> None
 def test_unreadable_happened_at_orders_first_within_its_pipeline(store: TransitionStore) -> None:
     record(store, "success", 5)
     assert record(store, "failed", 5, "not a time").kind == "stale"
-    assert record(store, "failed", 6, "not a time") == Transition("broken", "success", 5)
+    assert edge(record(store, "failed", 6, "not a time")) == Transition("broken", "success", 5)
 
 
 def test_recording_the_same_event_again_returns_the_same_transition(store: TransitionStore) -> None:
     record(store, "success", 1)
     first = record(store, "failed", 2, "2024-12-18T17:10:00Z")
-    assert record(store, "failed", 2, "2024-12-18T17:10:00Z") == first == Transition("broken", "success", 1)
-    assert record(store, "failed", 3) == Transition("still_failing", "failed", 2)
+    assert record(store, "failed", 2, "2024-12-18T17:10:00Z") == first
+    assert edge(first) == Transition("broken", "success", 1)
+    assert edge(record(store, "failed", 3)) == Transition("still_failing", "failed", 2)
+    fixed = record(store, "success", 4)
+    assert record(store, "success", 4) == fixed  # its streak too
+    assert (fixed.failing_since_pipeline_number, fixed.failed_pipelines) == (2, 2)
 
 
 def test_first_seen_replays_as_first_seen(store: TransitionStore) -> None:
@@ -149,6 +159,41 @@ def test_each_project_ref_and_workflow_has_its_own_state(store: TransitionStore,
     record(store, "success", 1)
     assert record(store, "failed", 2, **other).kind == "first_seen"
     assert record(store, "failed", 3).kind == "broken"
+
+
+def test_a_streak_counts_failed_pipelines_from_the_one_that_broke_the_ref(store: TransitionStore) -> None:
+    record(store, "success", 10)
+    record(store, "failed", 11, "2024-12-18T11:00:00Z")
+    record(store, "failed", 12)
+    third = record(store, "error", 13)
+    assert (third.kind, third.failing_since_pipeline_number, third.failed_pipelines) == ("still_failing", 11, 3)
+    assert third.failing_since == "2024-12-18T11:00:00Z"
+    fixed = record(store, "success", 14)
+    assert (fixed.kind, fixed.failing_since_pipeline_number, fixed.failed_pipelines) == ("fixed", 11, 3)
+    passing = record(store, "success", 15)
+    assert (passing.failing_since_pipeline_number, passing.failed_pipelines) == (None, None)
+    again = record(store, "failed", 16, "2024-12-18T16:00:00Z")
+    assert (again.kind, again.failing_since_pipeline_number, again.failed_pipelines) == ("broken", 16, 1)
+
+
+def test_a_first_seen_failure_starts_a_streak(store: TransitionStore) -> None:
+    first = record(store, "failed", 7)
+    assert (first.kind, first.failing_since_pipeline_number, first.failed_pipelines) == ("first_seen", 7, 1)
+    assert record(store, "failed", 8).failed_pipelines == 2
+
+
+def test_state_kept_before_streaks_counts_from_the_previous_failure() -> None:
+    client = fakeredis.FakeRedis()
+    key = transition_key(PROJECT, "main", "build")
+    client.hset(
+        key, mapping={"status": "failed", "pipeline_number": 5, "order": 1, "happened_at": "2024-12-18T05:00:00Z"}
+    )
+    later = record(TransitionStore(client), "failed", 6)
+    assert (later.failing_since_pipeline_number, later.failing_since, later.failed_pipelines) == (
+        5,
+        "2024-12-18T05:00:00Z",
+        2,
+    )
 
 
 def test_recorded_is_false_for_canceled_and_stale(store: TransitionStore) -> None:
@@ -203,7 +248,7 @@ def test_names_that_a_plain_join_would_confuse_get_separate_keys(store: Transiti
 def test_works_with_decoded_responses() -> None:
     store = TransitionStore(fakeredis.FakeRedis(decode_responses=True))
     record(store, "success", 1)
-    assert record(store, "failed", 2) == Transition("broken", "success", 1)
+    assert edge(record(store, "failed", 2)) == Transition("broken", "success", 1)
 
 
 def test_unreachable_redis_raises_redis_unavailable() -> None:
@@ -212,7 +257,10 @@ def test_unreachable_redis_raises_redis_unavailable() -> None:
         record(store, "success", 1)
 
 
-@pytest.mark.parametrize("transition", [Transition("first_seen"), Transition("broken", "success", 41)])
+@pytest.mark.parametrize(
+    "transition",
+    [Transition("first_seen"), Transition("broken", "success", 41), Transition("fixed", "failed", 43, 41, "t", 3)],
+)
 def test_transition_round_trips_through_a_dict(transition: Transition) -> None:
     assert Transition.from_dict(transition.to_dict()) == transition
 
@@ -227,21 +275,38 @@ def real_redis(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.mark.integration
 def test_sequence_of_pipelines_on_the_real_redis(real_redis: redis.Redis) -> None:
     store = TransitionStore(real_redis)
+    since_11 = {"failing_since_pipeline_number": 11, "failing_since": "2024-12-18T11:00:00Z"}
+    since_15 = {"failing_since_pipeline_number": 15, "failing_since": "2024-12-18T15:00:00Z"}
     steps = [
         ("success", 10, "2024-12-18T10:00:00Z", Transition("first_seen")),
-        ("failed", 11, "2024-12-18T11:00:00Z", Transition("broken", "success", 10)),
-        ("failed", 13, "2024-12-18T13:00:00Z", Transition("still_failing", "failed", 11)),
+        ("failed", 11, "2024-12-18T11:00:00Z", Transition("broken", "success", 10, **since_11, failed_pipelines=1)),
+        (
+            "failed",
+            13,
+            "2024-12-18T13:00:00Z",
+            Transition("still_failing", "failed", 11, **since_11, failed_pipelines=2),
+        ),
         # 12 arrives after 13: no false "fixed", and 13 stays the state
         ("success", 12, "2024-12-18T12:00:00Z", Transition("stale", "failed", 13)),
-        # a rerun of 13 that passes
-        ("success", 13, "2024-12-18T13:30:00Z", Transition("fixed", "failed", 13)),
+        # a rerun of 13 that passes: the streak it ends
+        ("success", 13, "2024-12-18T13:30:00Z", Transition("fixed", "failed", 13, **since_11, failed_pipelines=2)),
         # the first attempt of 13 delivered again, late
         ("failed", 13, "2024-12-18T13:00:00Z", Transition("stale", "success", 13)),
         ("canceled", 14, "2024-12-18T14:00:00Z", Transition("canceled")),
         ("canceled", 14, "2024-12-18T14:00:01Z", Transition("canceled")),  # N+1 deliveries (CANNY-CANCEL)
-        ("error", 15, "2024-12-18T15:00:00Z", Transition("broken", "success", 13)),
-        ("unauthorized", 16, "2024-12-18T16:00:00Z", Transition("still_failing", "error", 15)),
-        ("success", 17, "2024-12-18T17:00:00Z", Transition("fixed", "unauthorized", 16)),
+        ("error", 15, "2024-12-18T15:00:00Z", Transition("broken", "success", 13, **since_15, failed_pipelines=1)),
+        (
+            "unauthorized",
+            16,
+            "2024-12-18T16:00:00Z",
+            Transition("still_failing", "error", 15, **since_15, failed_pipelines=2),
+        ),
+        (
+            "success",
+            17,
+            "2024-12-18T17:00:00Z",
+            Transition("fixed", "unauthorized", 16, **since_15, failed_pipelines=2),
+        ),
         ("success", 18, "2024-12-18T18:00:00Z", Transition("passing", "success", 17)),
     ]
     for status, number, happened_at, expected in steps:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -30,6 +30,12 @@ from config.redaction import Redactor, option_secrets, url_secrets
 from workers.circleci.transport import parse_retry_after
 from workers.handlers.template import compile_template
 from workers.message import Message
+from workers.people import Mention, People, is_break
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from workers.routes import Routes
 
 EXCERPT_CHARS = 200
 log = structlog.get_logger(__name__)
@@ -45,6 +51,20 @@ class HandlerConfig:
     line: int = 0
 
 
+@dataclass(frozen=True)
+class HandlerContext:
+    """What a handler may use beyond its options, built once per worker process
+    (workers/context.py): Redis, for handlers that keep state (chat threads, user look-ups); the
+    routes file, for its `people:` and its subscriptions' options; how long state kept per ref
+    lives (TRANSITION_TTL_SECONDS) and the outbound timeout. Previews and load-time checks get
+    the empty one: no Redis, no routes."""
+
+    redis: Redis | None = None
+    routes: Routes | None = None
+    state_ttl_seconds: int = 90 * 24 * 3600
+    timeout_seconds: float = 10.0
+
+
 class Handler:
     """One configured destination. `render` shows what `send` would post; `send` posts it.
 
@@ -54,10 +74,13 @@ class Handler:
     type: ClassVar[str] = ""
     required: ClassVar[tuple[str, ...]] = ()
     optional: ClassVar[Mapping[str, str | None]] = {}
+    # the chat platform whose user ids `people:` maps (slack, discord, teams); None: no mentions
+    platform: ClassVar[str | None] = None
 
-    def __init__(self, name: str, options: Mapping[str, str | None]) -> None:
+    def __init__(self, name: str, options: Mapping[str, str | None], context: HandlerContext | None = None) -> None:
         self.name = name
         self.options = dict(options)
+        self.context = context or HandlerContext()
         cls = type(self)
         self.template = compile_template(name, options.get("template"), escape=cls.escape, mention=cls.mention)
 
@@ -85,6 +108,17 @@ class Handler:
         """Post `render(event)` as JSON to the handler's url."""
         body = self.render(event)
         post_json(http, str(self.options["url"]), body, handler=self.name, secrets=self.secrets())
+
+    def mentions(self, event: Mapping[str, Any], lookup: Callable[[str], str | None] | None = None) -> list[Mention]:
+        """Whom to mention for an event on this platform: on a break, unless a subscription
+        turned mentions off; `people:` first, then `lookup` by e-mail when given."""
+        routes = self.context.routes
+        if self.platform is None or not is_break(event):
+            return []
+        if routes is not None and not routes.mentions_on(event, self.name):
+            return []
+        people = routes.people if routes is not None else People()
+        return people.mentions(event, self.platform, lookup)
 
     def summary(self, message: Message, event: Mapping[str, Any], default: str) -> str:
         """The template's output when there is one, else `default`; a template failing at send falls back."""
@@ -121,11 +155,13 @@ def post_json(
     handler: str,
     secrets: list[str],
     headers: Mapping[str, str] | None = None,
+    method: str = "POST",
 ) -> httpx.Response:
-    """POST JSON and map the answer onto DeliveryRetryable / DeliveryRejected."""
+    """POST (or `method`) JSON and map the answer onto DeliveryRetryable / DeliveryRejected."""
     content = body if isinstance(body, bytes) else orjson.dumps(body)
     try:
-        response = http.post(url, content=content, headers={"content-type": "application/json", **(headers or {})})
+        all_headers = {"content-type": "application/json", **(headers or {})}
+        response = http.request(method, url, content=content, headers=all_headers)
     except httpx.TransportError as exc:
         what = transport_failure(exc, http, [*url_secrets(url), *secrets])
         raise DeliveryRetryable(f"handler {handler!r}: {what}", handler=handler, body_excerpt=what) from None

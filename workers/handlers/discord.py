@@ -1,4 +1,12 @@
-"""Discord webhook: one embed, and `allowed_mentions: {"parse": []}` so nothing can ping.
+"""Discord webhook: one embed, and `allowed_mentions` listing exactly whom it may ping.
+
+Nothing pings (`allowed_mentions: {"parse": []}`) but, on a break, the people who broke it
+(workers/people.py: the routes file's `people:` with a `discord` id): they are mentioned in
+`content` and listed in `allowed_mentions.users`, unless the subscription says `mentions: false`.
+
+The first message of a breakage (workers/threads.py) is posted with `?wait=true`, and its id kept
+with the transition state; the fix edits it in place (`PATCH …/messages/{id}`: fixed, by whom,
+after how long and how many pipelines) and then posts its own message.
 
 Limits (https://discord.com/developers/docs/resources/message#embed-object-embed-limits):
 title 256, description 4096, 25 fields, field name 256, field value 1024, footer 2048, and
@@ -17,9 +25,12 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import httpx
+
 from workers.alert_message import Alert, alert_of, is_alert
-from workers.handlers.base import Handler, failed_test_lines, safe_url, summary_lines
-from workers.message import Message
+from workers.handlers.base import Handler, failed_test_lines, post_json, safe_url, summary_lines
+from workers.message import COLOUR, Message
+from workers.threads import Thread, ThreadStore, breakage_of, thread_key
 from workers.timestamps import parse_time
 
 MAX_TITLE = 256
@@ -125,15 +136,84 @@ def alert_embed(alert: Alert) -> dict[str, Any]:
             "color": 0xE01E5A, "fields": [], "footer": footer}  # fmt: skip
 
 
+def fixed_line(m: Message) -> str:
+    """`✅ **Fixed** in [#14](url) by Ada after 3 failed pipelines · 2 h (failing since #11)`."""
+    number = f"#{m.pipeline_number}" if m.pipeline_number is not None else "the latest pipeline"
+    where = _masked(number, m.url)
+    who = f" by {escape(m.commit_author)}" if m.commit_author else ""
+    return f"✅ **Fixed** in {where}{who} {m.fix_phrase} (failing since #{m.failing_since_pipeline_number})"
+
+
+def fixed_version(root: Mapping[str, Any], m: Message) -> dict[str, Any]:
+    """The break's message as posted, now saying it was fixed: title, colour and a first line."""
+    embeds = [dict(e) for e in root.get("embeds") or [{}]]
+    title = f"✅ Fixed: {m.workflow.label if m.workflow else 'workflow'}" + (f" on {m.ref}" if m.ref else "")
+    first = embeds[0]
+    first["title"] = clip(title.replace("@", "@\u200b"), MAX_TITLE)
+    first["color"] = COLOUR["success"]
+    first["description"] = clip(fixed_line(m) + "\n\n" + str(first.get("description") or ""), MAX_DESCRIPTION)
+    return {**root, "embeds": [_fit(first), *embeds[1:]], "allowed_mentions": {"parse": []}}
+
+
+def message_url(url: str, message_id: str) -> str:
+    """`…/webhooks/{id}/{token}/messages/{message id}`, keeping the webhook URL's query (thread_id)."""
+    parts = httpx.URL(url)
+    return str(parts.copy_with(path=parts.path.rstrip("/") + f"/messages/{message_id}"))
+
+
 class DiscordHandler(Handler):
     type = "discord"
     required = ("url",)
     optional: ClassVar[Mapping[str, str | None]] = {"template": None}
     escape = staticmethod(escape)
     mention = staticmethod(mention)
+    platform = "discord"
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
         if is_alert(event):
             return {"embeds": [alert_embed(alert_of(event))], "allowed_mentions": {"parse": []}}
         m = Message.from_event(event)
-        return {"embeds": [embed(m, self.summary(m, event, description(m)))], "allowed_mentions": {"parse": []}}
+        body: dict[str, Any] = {"embeds": [embed(m, self.summary(m, event, description(m)))]}
+        mentions = self.mentions(event)
+        if mentions:  # only in `content` do mentions ping; allowed_mentions lets exactly these users
+            body["content"] = "👋 " + " · ".join(f"{mention(x.id)} ({x.why})" for x in mentions)
+        body["allowed_mentions"] = {"parse": [], "users": [x.id for x in mentions]} if mentions else {"parse": []}
+        return body
+
+    def send(self, event: dict[str, Any], *, delivery_id: str, http: httpx.Client) -> None:
+        """Post the message. The first message of a breakage is posted with `?wait=true` and its id
+        kept (workers/threads.py); the fix edits it in place (PATCH) before posting its own."""
+        body = self.render(event)
+        url, secrets = str(self.options["url"]), self.secrets()
+        since, redis = breakage_of(event), self.context.redis
+        key = thread_key(self.name, event)
+        if since is None or key is None or redis is None:
+            post_json(http, url, body, handler=self.name, secrets=secrets)
+            return
+        threads = ThreadStore(redis, ttl=self.context.state_ttl_seconds)
+        thread = threads.get(key)
+        thread = thread if thread is not None and thread.since == since else None
+        m = Message.from_event(event)
+        if thread is None and m.transition != "fixed":  # the breakage's first message here
+            waiting = str(httpx.URL(url).copy_merge_params({"wait": "true"}))  # answers the message, with its id
+            answer = post_json(http, waiting, body, handler=self.name, secrets=secrets)
+            message_id = _json(answer).get("id")
+            if message_id:
+                record = Thread(since, "", str(message_id), body, m.event_id, m.pipeline_number or since)
+                threads.start(key, record)
+            return
+        if thread is not None and m.transition in ("broken", "first_seen"):
+            return  # this breakage's first message is posted: a retry or a duplicate
+        if thread is not None and m.transition == "fixed" and not thread.fixed:
+            edited = fixed_version(thread.root, m)
+            post_json(http, message_url(url, thread.ts), edited, handler=self.name, secrets=secrets, method="PATCH")
+            threads.note(key, fixed="1")
+        post_json(http, url, body, handler=self.name, secrets=secrets)
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -18,7 +18,7 @@ import httpx
 import structlog
 
 from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
-from workers.handlers.base import EXCERPT_CHARS, Handler
+from workers.handlers.base import EXCERPT_CHARS, Handler, HandlerContext
 
 OUR_PACKAGES = ("config", "service", "workers")
 
@@ -68,8 +68,8 @@ class PythonHandler(Handler):
     type = "python"
     required = ("callable",)
 
-    def __init__(self, name: str, options: Mapping[str, str | None]) -> None:
-        super().__init__(name, options)
+    def __init__(self, name: str, options: Mapping[str, str | None], context: HandlerContext | None = None) -> None:
+        super().__init__(name, options, context)
         self.spec = str(options["callable"])
         self.function = load_callable(name, self.spec)
 

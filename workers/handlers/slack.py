@@ -5,6 +5,10 @@ arrives as text. Links are `<url|label>` with the label escaped and only http(s)
 `|`, `<`, `>` or spaces. Limits (https://api.slack.com/reference/block-kit/blocks): 50 blocks,
 3000 characters of section text, 150 of header text, 10 context elements, 10 section fields.
 
+On a break, the people who broke it (workers/people.py, through the routes file's `people:`)
+are mentioned in a section under the header and at the start of `text`, unless the
+subscription says `mentions: false`.
+
 A `template` replaces the summary section (the first section under the header) and the
 top-level `text`; its output is mrkdwn, every value it prints is escaped like the rest, and
 `mention()` gives `<@U…>`, `<!subteam^S…>`, `<!here>`, `<!channel>` or `<!everyone>`
@@ -15,12 +19,13 @@ An alert (workers/alert_message.py) is a header and one section with its text; n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from workers.alert_message import Alert, alert_of, is_alert
 from workers.handlers.base import Handler, failed_test_lines, safe_url, summary_lines
 from workers.message import Message
+from workers.people import Mention
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
@@ -132,10 +137,33 @@ class SlackHandler(Handler):
     escape = staticmethod(escape)
     mention = staticmethod(mention)
 
+    platform = "slack"
+
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
         if is_alert(event):
             return alert_message(alert_of(event))
         m = Message.from_event(event)
-        text = self.summary(m, event, summary(m))
-        fallback = text if self.template else escape(m.text)
-        return {"text": clip(fallback, MAX_SECTION), "blocks": blocks(m, text)}
+        body = message_body(m, self.summary(m, event, summary(m)), templated=self.template is not None)
+        return with_mentions(body, self.mentions(event))
+
+
+def message_body(m: Message, summary_text: str, *, templated: bool) -> dict[str, Any]:
+    """`text` and `blocks` of a message whose summary section is `summary_text` (a template's
+    output is also the `text`; else the plain-text fallback)."""
+    fallback = summary_text if templated else escape(m.text)
+    return {"text": clip(fallback, MAX_SECTION), "blocks": blocks(m, summary_text)}
+
+
+def mention_line(mentions: Sequence[Mention]) -> str:
+    """`👋 <@U0ADA> (commit) · <@U0GRACE> (triggered the pipeline)`."""
+    return "👋 " + " · ".join(f"{mention(m.id)} ({m.why})" for m in mentions)
+
+
+def with_mentions(body: dict[str, Any], mentions: Sequence[Mention]) -> dict[str, Any]:
+    """The message with the mention line under its header and the mentions leading its `text`
+    (what a notification shows)."""
+    if not mentions:
+        return body
+    blocks = [*body["blocks"][:1], _section(mention_line(mentions)), *body["blocks"][1:]]
+    text = " ".join(mention(m.id) for m in mentions) + " " + body["text"]
+    return {**body, "text": clip(text, MAX_SECTION), "blocks": blocks[:MAX_BLOCKS]}

@@ -22,6 +22,11 @@ shared MarkDownParser) honours a backslash only before `*` and `_` and shows it 
 Ordinary names (`feature/build-and-test`, `v1.2.3`, `#123`, `deploy (eu)`) are left as written.
 A value's edges count as unknown neighbours: templates put values side by side.
 
+On a break, the people who broke it (workers/people.py: `people:` with a `teams` user) are
+mentioned under the title: `<at>name</at>` and an `msteams.entities` entry each, unless the
+subscription says `mentions: false`. Workflows webhooks post a new message each time: none can
+be updated or threaded.
+
 A `template` replaces the summary TextBlock (the one under the title); every value it prints
 is escaped like the rest, and `mention()` is plain text `@id` for now (workers/handlers/template.py).
 
@@ -32,12 +37,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from workers.alert_message import Alert, alert_of, is_alert
 from workers.handlers.base import Handler, failed_test_lines, safe_url, summary_lines
 from workers.message import Link, Message
+from workers.people import Mention
 
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 VERSION = "1.4"
@@ -154,19 +160,35 @@ def alert_card(alert: Alert) -> dict[str, Any]:
             "body": [title, lines], "actions": []}  # fmt: skip
 
 
+def with_mentions(content: dict[str, Any], mentions: Sequence[Mention]) -> dict[str, Any]:
+    """The card with a line of `<at>name</at>` mentions under the title, each with its
+    `msteams.entities` entry (the user's UPN or Entra object id), which makes it a mention."""
+    if not mentions:
+        return content
+    tags = [f"<at>{escape(x.name)}</at>" for x in mentions]
+    line = _text("👋 " + " · ".join(f"{tag} ({x.why})" for tag, x in zip(tags, mentions, strict=True)))
+    entities = [
+        {"type": "mention", "text": tag, "mentioned": {"id": x.id, "name": x.name}}
+        for tag, x in zip(tags, mentions, strict=True)
+    ]
+    body = [*content["body"][:1], line, *content["body"][1:]]
+    return {**content, "body": body, "msteams": {**content["msteams"], "entities": entities}}
+
+
 class TeamsHandler(Handler):
     type = "teams"
     required = ("url",)
     optional: ClassVar[Mapping[str, str | None]] = {"template": None}
     escape = staticmethod(escape)
     mention = staticmethod(mention)
+    platform = "teams"
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
         if is_alert(event):
             content = alert_card(alert_of(event))
         else:
             m = Message.from_event(event)
-            content = card(m, self.summary(m, event, summary(m)))
+            content = with_mentions(card(m, self.summary(m, event, summary(m))), self.mentions(event))
         return {
             "type": "message",
             "attachments": [

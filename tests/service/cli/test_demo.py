@@ -1,4 +1,4 @@
-"""`circleci-events demo` through the real entry point: three notifications, then nothing left running."""
+"""`circleci-events demo` through the real entry point: the notifications, the Slack thread, nothing left running."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.e2e
-def test_demo_prints_the_three_notifications_and_stops_every_process() -> None:
+def test_demo_prints_the_notifications_and_the_thread_and_stops_every_process() -> None:
     command = [str(ENTRY_POINT)] if ENTRY_POINT.exists() else [sys.executable, "-m", "service.cli"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CIRCLE", "REDIS_URL", "ROUTES_FILE"))}
     done = subprocess.run([*command, "demo"], env=env, capture_output=True, text=True, timeout=90)
@@ -31,17 +31,23 @@ def test_demo_prints_the_three_notifications_and_stops_every_process() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     sections = done.stdout.split("── ")[1:]
-    assert len(sections) == 3, done.stdout
-    success, failure, fix = sections
+    assert len(sections) == 5, done.stdout
+    success, failure, still, fix, channel = sections
     assert "transition   first_seen" in success and "succeeded on main" in success
     assert "transition   broken" in failure and "failed on main" in failure
     for test_name in ("test_new_endpoint_validates_input", "test_new_endpoint_rejects_unknown_fields"):
         assert test_name in failure
     assert "[section] *Failed tests*" in failure and "test-results/junit.xml" in failure
+    assert "transition   still_failing" in still
     assert "transition   fixed" in fix and "succeeded on main" in fix
+    # the Slack app's channel: one root, edited twice, mentioning the author and the trigger actor
+    assert channel.count("(edited 2 times)") == 1 and channel.count("broke main") == 1
+    assert "@author (commit) · @grace (triggered the pipeline)" in channel
+    assert "│   ❌ still failing · pipeline #132 · 2 failed tests" in channel
+    assert "│   ✅ *fixed* in #133 by Author Name after 2 failed pipelines" in channel
     assert "keeps nothing across restarts" in done.stderr
 
     pids_line = next(line for line in done.stderr.splitlines() if "processes (pid)" in line)
     pids = [int(p) for p in re.findall(r" (\d+)(?:,|$)", pids_line)]
-    assert len(pids) == 5, pids_line  # redis-server, simulator, sink, web, worker
+    assert len(pids) == 6, pids_line  # redis-server, simulator, sink, slack, web, worker
     assert [pid for pid in pids if alive(pid)] == []

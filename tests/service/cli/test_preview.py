@@ -225,3 +225,41 @@ def test_redaction_leaves_the_events_urls_whole(env: dict, tmp_path: Path) -> No
     )
     [delivery] = preview(str(ENRICHED), "--routes", str(routes), env=env)["deliveries"]
     assert delivery["body"] == load_fixture("enriched/workflow-completed.failed.json")
+
+
+SLACK_APP_ROUTES = """\
+handlers:
+  ci: {type: slack_app, token: "xoxb-preview-token", channel: "#ci", api_url: "http://127.0.0.1:1/api/"}
+people:
+  "author@example.com": {slack: U0ADA}
+subscriptions:
+  - {name: breaks, handlers: [ci]}
+"""
+
+
+@pytest.mark.parametrize(
+    ("kind", "thread", "methods"),
+    [
+        ("broken", None, ["chat.postMessage"]),
+        ("still_failing", "1700000000.000100", ["chat.postMessage", "chat.update"]),
+        ("fixed", "1700000000.000100", ["chat.update", "chat.postMessage"]),
+    ],
+)
+def test_slack_app_shows_its_calls_for_a_given_thread(
+    tmp_path: Path, kind: str, thread: str | None, methods: list[str]
+) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(SLACK_APP_ROUTES)
+    event = json.loads(ENRICHED.read_text())
+    event["transition"] |= {"kind": kind, "failed_pipelines": 2}
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    shown = preview(str(path), *(["--thread", thread] if thread else []), env={"ROUTES_FILE": str(routes)})
+    [delivery] = shown["deliveries"]
+    calls = delivery["body"]["calls"]
+    assert [c["method"] for c in calls] == methods
+    if thread:
+        assert all(c.get("ts", c.get("thread_ts")) == thread for c in calls)
+    else:
+        assert calls[0]["text"].startswith("<@U0ADA> ")  # the break mentions through people:
+    assert "xoxb-preview-token" not in json.dumps(shown)

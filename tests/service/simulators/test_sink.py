@@ -107,3 +107,11 @@ def test_describe_prints_slack_text_and_blocks() -> None:
     printed = describe(Received("POST", "/slack/ops", {}, body, 200, 0.0))
     assert "POST /slack/ops -> 200" in printed
     assert "Build failed" in printed and "*main* broke" in printed
+
+
+def test_wait_true_answers_the_message_with_an_id_that_can_be_patched(client: TestClient) -> None:
+    first = client.post("/discord/hook?wait=true", json={"content": "x"}).json()
+    second = client.post("/discord/hook?wait=true", json={"content": "y"}).json()
+    assert first["id"] != second["id"] and first["id"].isdigit()
+    assert client.patch(f"/discord/hook/messages/{first['id']}", json={"content": "z"}).status_code == 200
+    assert [r.method for r in client.app.state.sink.requests()] == ["POST", "POST", "PATCH"]

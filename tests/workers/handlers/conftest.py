@@ -19,6 +19,7 @@ SECRET_URL = "https://hooks.example.test/services/T000/B000/sEcReTtOkEn123"
 HOSTILE = "<!channel> <!here> <@U123> @everyone @here <at>Boss</at> [x](https://evil.test) *b* _i_ `rm -rf` & <> ünï 🎉"
 OPTIONS: dict[str, dict[str, str]] = {
     "slack": {"url": SECRET_URL},
+    "slack_app": {"token": "xoxb-0000-sEcReTtOkEn123", "channel": "#ci", "api_url": "http://127.0.0.1:1/api/"},
     "teams": {"url": SECRET_URL},
     "discord": {"url": SECRET_URL},
     "webhook": {"url": SECRET_URL, "secret": "webhook-secret-value"},
@@ -26,7 +27,7 @@ OPTIONS: dict[str, dict[str, str]] = {
     "python": {"callable": "tests.workers.handlers.callables:record"},
     "log": {},
 }
-CHAT_TYPES = ("slack", "teams", "discord", "log")
+CHAT_TYPES = ("slack", "slack_app", "teams", "discord", "log")
 
 
 def load_event() -> dict[str, Any]:

@@ -1,12 +1,24 @@
-"""Discord: one embed within Discord's limits, and no mention can ping."""
+"""Discord: one embed within Discord's limits, no mention can ping, the break's message edited on the fix."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import fakeredis
+import httpx
 import pytest
 
-from tests.workers.handlers.conftest import alert_event, hostile_event, incomplete_event, load_event, make
+from tests.workers.handlers.conftest import (
+    SECRET_URL,
+    alert_event,
+    hostile_event,
+    incomplete_event,
+    load_event,
+    make,
+)
+from workers.handlers import build_handler
+from workers.handlers.base import HandlerConfig, HandlerContext
 from workers.handlers.discord import MAX_TOTAL, escape, size
 
 EVENTS = {"complete": load_event, "hostile": hostile_event, "incomplete": incomplete_event, "alert": alert_event}
@@ -72,3 +84,49 @@ def test_a_commit_subject_printed_by_a_template_cannot_ping_or_link(event: dict[
         "<@123456789> \\<!channel\\> & \\<@\u200bU1\\> @\u200beveryone \\[x\\]\\(https\\://evil.test\\)"
     )
     assert payload["allowed_mentions"] == {"parse": []}
+
+
+# The break's message edited in place on the fix (issue 16, item 4).
+
+
+def discord_at(kind: str, number: int, status: str = "failed") -> dict[str, Any]:
+    event = load_event()
+    event["event_id"] = f"e{number}"
+    event["pipeline"]["number"] = number
+    event["status"] = event["workflow"]["status"] = status
+    event["transition"] |= {"kind": kind, "failed_pipelines": 2 if kind == "fixed" else 1}
+    event["vcs"]["author_name"] = "Grace"
+    return event
+
+
+def test_the_fix_edits_the_breaks_message_in_place(http: Any, requests: list[httpx.Request]) -> None:
+    redis = fakeredis.FakeRedis()
+    handler = build_handler(
+        "d", HandlerConfig(name="d", type="discord", options={"url": SECRET_URL}), HandlerContext(redis=redis)
+    )
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        wait = request.url.params.get("wait") == "true"
+        return httpx.Response(200, json={"id": "900000000000000001"}) if wait else httpx.Response(204)
+
+    client = http(respond)
+    broken = discord_at("broken", 131)
+    handler.send(broken, delivery_id="e131:d", http=client)
+    handler.send(broken, delivery_id="e131:d", http=client)  # a retry: the break's message is posted
+    handler.send(discord_at("fixed", 133, "success"), delivery_id="e133:d", http=client)
+
+    assert [(r.method, r.url.path.rsplit("/", 2)[-2:], dict(r.url.params)) for r in requests] == [
+        ("POST", ["B000", "sEcReTtOkEn123"], {"wait": "true"}),
+        ("PATCH", ["messages", "900000000000000001"], {}),
+        ("POST", ["B000", "sEcReTtOkEn123"], {}),
+    ]
+    edited = json.loads(requests[1].content)
+    assert edited["embeds"][0]["title"] == "✅ Fixed: build-test-deploy on main"
+    assert edited["embeds"][0]["description"].startswith("✅ **Fixed** in [\\#133](")
+    assert "by Grace after 2 failed pipelines" in edited["embeds"][0]["description"]
+    assert edited["allowed_mentions"] == {"parse": []}
+
+
+def test_without_redis_every_message_is_a_plain_post(http: Any, requests: list[httpx.Request]) -> None:
+    make("discord").send(discord_at("broken", 131), delivery_id="e:d", http=http())
+    assert [(r.method, dict(r.url.params)) for r in requests] == [("POST", {})]

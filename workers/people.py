@@ -1,0 +1,135 @@
+"""People: who broke a build, and who they are on each chat platform.
+
+The routes file's top-level `people:` maps a commit e-mail or a VCS login to chat identities
+(workers/routes.py reads and checks it):
+
+    people:
+      "ada@example.com": {slack: U0123ABCD, discord: "123456789012345678", teams: "ada@contoso.com"}
+      grace-gh: {slack: U0GRACE, name: Grace}
+
+E-mails match whatever their case; logins exactly. An event's culprits are the authors of its
+commit (the author, then each `Co-authored-by:` trailer of the message) and whoever triggered
+the pipeline (`pipeline.trigger_actor`, a VCS login). They are mentioned on a break only: the
+transition `broken`, or a failing `first_seen`, of a workflow event.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from workers.transition import is_failure
+
+PLATFORMS = ("slack", "discord", "teams")
+ROLES = {"commit": "commit", "trigger": "triggered the pipeline"}
+KEYS = (*PLATFORMS, "name")
+# what each platform's id looks like: a Slack member id, a Discord snowflake, a Teams UPN or AAD id
+ID_PATTERNS = {
+    "slack": re.compile(r"[UW][A-Z0-9]{2,}"),
+    "discord": re.compile(r"\d{15,25}"),
+    "teams": re.compile(r"[A-Za-z0-9._%+@-]+"),
+}
+ID_HINTS = {
+    "slack": "Slack member id (U… or W…: in a profile, ⋮ → Copy member ID)",
+    "discord": "Discord user id (digits: Developer Mode, then Copy User ID)",
+    "teams": "Teams user (a user principal name such as ada@contoso.com, or an Entra object id)",
+}
+_CO_AUTHOR = re.compile(r"^co-authored-by:\s*(?P<name>[^<\n]*?)\s*<(?P<email>[^>\s]+)>\s*$", re.I | re.M)
+
+
+@dataclass(frozen=True)
+class Person:
+    """One person's chat identities, by platform, and the name to show."""
+
+    ids: Mapping[str, str] = field(default_factory=dict)
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Culprit:
+    """Someone an event names as having a hand in it: `commit` (an author) or `trigger`."""
+
+    role: str
+    name: str | None = None
+    email: str | None = None
+    login: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.login or self.email or "someone"
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A person to mention on one platform: their id there, the name to show, and why."""
+
+    id: str
+    name: str
+    role: str
+
+    @property
+    def why(self) -> str:
+        """What they did, as the mention line says it: `commit`, `triggered the pipeline`."""
+        return ROLES.get(self.role, self.role)
+
+
+@dataclass(frozen=True)
+class People:
+    """The routes file's `people:`, keyed by e-mail (lower case) or login."""
+
+    entries: Mapping[str, Person] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, entries: Mapping[str, Person]) -> People:
+        return cls({(k.lower() if "@" in k else k): v for k, v in entries.items()})
+
+    def find(self, culprit: Culprit) -> Person | None:
+        if culprit.email and (found := self.entries.get(culprit.email.lower())):
+            return found
+        return self.entries.get(culprit.login) if culprit.login else None
+
+    def mentions(
+        self,
+        event: Mapping[str, Any],
+        platform: str,
+        lookup: Callable[[str], str | None] | None = None,
+    ) -> list[Mention]:
+        """Who to mention on `platform` for an event's break, each once, in culprit order; a
+        culprit with no id there is looked up by e-mail with `lookup` when given."""
+        found: dict[str, Mention] = {}
+        for culprit in culprits(event):
+            person = self.find(culprit)
+            id_ = person.ids.get(platform) if person else None
+            if id_ is None and lookup is not None and culprit.email:
+                id_ = lookup(culprit.email)
+            if id_ and id_ not in found:
+                found[id_] = Mention(id_, (person.name if person else None) or culprit.label, culprit.role)
+        return list(found.values())
+
+
+def culprits(event: Mapping[str, Any]) -> list[Culprit]:
+    """The commit's author and co-authors, then the pipeline's trigger actor."""
+    vcs = event.get("vcs") if isinstance(event.get("vcs"), Mapping) else {}
+    pipeline = event.get("pipeline") if isinstance(event.get("pipeline"), Mapping) else {}
+    assert isinstance(vcs, Mapping) and isinstance(pipeline, Mapping)
+    found = []
+    if vcs.get("author_email") or vcs.get("author_name"):
+        found.append(Culprit("commit", _text(vcs.get("author_name")), _text(vcs.get("author_email"))))
+    for match in _CO_AUTHOR.finditer(_text(vcs.get("commit_body")) or ""):
+        found.append(Culprit("commit", match["name"] or None, match["email"]))
+    if actor := _text(pipeline.get("trigger_actor")):
+        found.append(Culprit("trigger", login=actor))
+    return found
+
+
+def is_break(event: Mapping[str, Any]) -> bool:
+    """A workflow event that broke its ref: `broken`, or the first run seen, failing."""
+    transition = event.get("transition")
+    kind = transition.get("kind") if isinstance(transition, Mapping) else None
+    return kind == "broken" or (kind == "first_seen" and is_failure(str(event.get("status") or "")))
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
