@@ -27,7 +27,7 @@ from workers.delivery.jobs import delivery_id_of
 from workers.delivery.lock import DeliveryLock
 from workers.delivery.replay import replay_dead_letter as replay_letter
 from workers.delivery.replay import replay_event
-from workers.routes import load_routes
+from workers.routes_file import load_routes
 from workers.store import EventStore
 from workers.timestamps import iso_time
 

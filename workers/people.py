@@ -1,7 +1,7 @@
 """People: who broke a build, and who they are on each chat platform.
 
 The routes file's top-level `people:` maps a commit e-mail or a VCS login to chat identities
-(workers/routes.py reads and checks it):
+(workers/routes_file.py reads and checks it):
 
     people:
       "ada@example.com": {slack: U0123ABCD, discord: "123456789012345678", teams: "ada@contoso.com"}

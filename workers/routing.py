@@ -23,7 +23,8 @@ from redis import Redis
 from config.logging import REDACTOR
 from config.settings import Settings
 from workers.handlers import Handler, HandlerContext, build_handlers
-from workers.routes import Routes, load_routes
+from workers.routes import Routes
+from workers.routes_file import load_routes
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ def run() -> None:
     """
     from service.cli.embedded_redis import EmbeddedRedis
     from service.cli.routes_watch import RoutesWatch
-    from workers.routes import load_routes
+    from workers.routes_file import load_routes
 
     settings = load_settings()
     # every mistake it can catch, before any child starts: one place says what to do

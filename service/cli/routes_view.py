@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 from config.redaction import REDACTED, SECRET_OPTIONS, Redactor
 from config.settings import Settings
 from workers.handlers.base import HandlerConfig
-from workers.routes import Routes, Subscription, load_routes
+from workers.routes import Routes, Subscription
+from workers.routes_file import load_routes
 
 SECRET_KEYS = tuple(k for k in SECRET_OPTIONS if k != "url")
 

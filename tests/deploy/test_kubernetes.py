@@ -25,7 +25,7 @@ from starlette.testclient import TestClient
 from config.settings import VARIABLES, Settings
 from service.app import create_app
 from workers.health import HealthServer
-from workers.routes import load_routes
+from workers.routes_file import load_routes
 from workers.supervisor import Health
 
 ROOT = Path(__file__).parents[2]

@@ -21,7 +21,7 @@ import pytest
 from service.simulators.slack_workspace import Workspace
 from tests.conftest import fresh, load_fixture
 from tests.reliability.conftest import Scenario, wait_until
-from workers.routes import load_routes
+from workers.routes_file import load_routes
 
 pytestmark = pytest.mark.e2e
 

@@ -29,7 +29,7 @@ from workers.circleci.client import CircleCIClient
 from workers.context import WorkerContext, install
 from workers.enrichment import Enricher, count_api_call
 from workers.events import process_event
-from workers.routes import load_routes
+from workers.routes_file import load_routes
 from workers.transition import TransitionStore
 
 PAGE = 5

@@ -11,7 +11,7 @@ import pytest
 from tests.workers.handlers.conftest import SECRET_URL, load_event, make
 from workers.handlers import build_handlers
 from workers.handlers.base import Handler, HandlerContext
-from workers.routes import load_routes
+from workers.routes_file import load_routes
 
 ROUTES = f"""\
 handlers:

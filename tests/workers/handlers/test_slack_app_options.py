@@ -16,7 +16,7 @@ from tests.workers.handlers.test_slack_app import TOKEN, at, send
 from workers.handlers import build_handlers
 from workers.handlers.base import HandlerContext
 from workers.handlers.slack_app import SlackAppHandler
-from workers.routes import load_routes
+from workers.routes_file import load_routes
 
 ROUTES = """\
 handlers:

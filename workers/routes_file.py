@@ -1,0 +1,387 @@
+"""The routes file: read, `${VAR}` substituted and checked, into `Routes` (workers/routes.py).
+
+```yaml
+handlers:
+  ops-slack: {type: slack, url: "${SLACK_OPS_WEBHOOK}"}
+subscriptions:
+  - name: main-failures
+    handlers: [ops-slack]
+    branches: [main, "/release-\\d+/"]
+```
+
+`${VAR}` and `${VAR:-default}` are taken from the `environ` mapping the caller passes (the
+environment, as `Settings.environ` holds it). Every mistake is a ConfigurationError naming the
+file, the handler or subscription, the key and the line. A handler's keys are the ones its
+class declares (workers/handlers/). Match values are globs (fnmatch, case-sensitive) unless
+written `/like this/` (a regex that must match the whole value). A value of `events`,
+`statuses` or `transitions` that can match none of the values those keys ever see is an error
+("did you mean"): a typo there would silence a subscription for good.
+
+An optional `alerts:` section names handlers told when deliveries are dead-lettered or CircleCI
+refuses the token, at most once per `interval_seconds` each (workers/alerts.py):
+
+```yaml
+alerts:
+  handlers: [ops-slack]
+  interval_seconds: 300
+```
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+from config.errors import ConfigurationError
+from workers.handlers import HANDLER_TYPES, build_handler
+from workers.handlers.base import HandlerConfig
+from workers.people import ID_HINTS, ID_PATTERNS, PLATFORMS, People, Person
+from workers.people import KEYS as PERSON_KEYS
+from workers.routes import (
+    ALERT_INTERVAL_SECONDS,
+    KNOWN_VALUES,
+    MATCH_KEYS,
+    OPTION_KEYS,
+    AlertConfig,
+    Pattern,
+    Routes,
+    Subscription,
+)
+
+TOP_LEVEL_KEYS = ("handlers", "subscriptions", "alerts", "people")
+ALERT_KEYS = ("handlers", "interval_seconds")
+ALERT_INTERVAL_RANGE = (1, 86400)
+# Dummy values for `load_routes(placeholders=True)`, by the key a `${VAR}` is the whole value of:
+# `.invalid` never resolves (RFC 2606), so nothing checked this way can be sent anywhere.
+PLACEHOLDERS = {
+    "url": "https://{name}.placeholder.invalid/",
+    "routing_key": "0123456789abcdef0123456789abcdef",  # PagerDuty's 32 characters
+    "token": "xoxb-0000000000-placeholder",
+    "": "placeholder-{name}",
+}
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def load_routes(
+    path: str | Path,
+    environ: Mapping[str, str],
+    *,
+    check_handler: Callable[[HandlerConfig], object] | None = None,
+    placeholders: bool = False,
+) -> Routes:
+    """Read, substitute and check a routes file.
+
+    Raises one ConfigurationError listing every mistake in the file, a line each (also as
+    `details["problems"]`), each naming the file, line, handler or subscription and key.
+
+    `placeholders`: a `${VAR}` that is not set and has no default takes a dummy value of the
+    shape its key expects (PLACEHOLDERS), so CI can check a file without the real secrets.
+    `check_handler` builds each handler once (imports callables, renders templates); by default
+    `workers.handlers.build_handler`.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"routes file {path}: cannot be read ({exc.strerror})") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f", line {mark.line + 1}" if mark else ""
+        raise ConfigurationError(f"routes file {path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return _Reader(path, environ, placeholders).routes(root, check_handler)
+
+
+class _Reader:
+    """Walks the file once, noting every mistake and going on; `routes` raises them all together."""
+
+    def __init__(self, path: Path, environ: Mapping[str, str], placeholders: bool) -> None:
+        self.path = path
+        self.environ = environ
+        self.problems: list[str] = []
+        self.placeholders: list[str] | None = [] if placeholders else None
+
+    def error(self, node: yaml.Node | None, where: str, message: str) -> ConfigurationError:
+        line = f", line {node.start_mark.line + 1}" if node is not None else ""
+        return ConfigurationError(f"routes file {self.path}{line}: {where}: {message}")
+
+    def note(self, node: yaml.Node | None, where: str, message: str) -> None:
+        self.problems.append(self.error(node, where, message).message)
+
+    @contextmanager
+    def noting(self) -> Iterator[None]:
+        """A mistake inside is noted and the walk goes on with the next item."""
+        try:
+            yield
+        except ConfigurationError as exc:
+            self.problems.append(exc.message)
+
+    def mapping(self, node: yaml.Node | None, where: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(node, where, "expected a mapping")
+        return {str(k.value): (k, v) for k, v in node.value}
+
+    def scalar(self, node: yaml.Node, where: str, key: str = "") -> str:
+        if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
+            raise self.error(node, where, "expected a string")
+        return self.substitute(str(node.value), node, where, key)
+
+    def strings(self, node: yaml.Node, where: str) -> list[tuple[str, yaml.Node]]:
+        """The strings of a string-or-list value; a bad item is noted and left out."""
+        found = []
+        for item in node.value if isinstance(node, yaml.SequenceNode) else [node]:
+            with self.noting():
+                found.append((self.scalar(item, where), item))
+        return found
+
+    def substitute(self, value: str, node: yaml.Node, where: str, key: str = "") -> str:
+        def replace(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in self.environ:
+                return self.environ[name]
+            if default is not None:
+                return default
+            if self.placeholders is not None:
+                self.placeholders.append(name)
+                dummy = name.lower().replace("_", "-")
+                return PLACEHOLDERS.get(key, PLACEHOLDERS[""]).format(name=dummy) if m.group(0) == value else dummy
+            raise self.error(node, where, f"environment variable {name} is not set and has no default")
+
+        return _VAR.sub(replace, value)
+
+    def routes(self, root: yaml.Node | None, check: Callable[[HandlerConfig], object] | None) -> Routes:
+        top = self.mapping(root, "top level")
+        for key, (k, _) in top.items():
+            if key not in TOP_LEVEL_KEYS:
+                expected = f"(expected {', '.join(TOP_LEVEL_KEYS)}){_did_you_mean(key, TOP_LEVEL_KEYS)}"
+                self.note(k, "top level", f"unknown key {key!r} {expected}")
+        declared: dict[str, HandlerConfig | None] = {}
+        if "handlers" not in top:
+            self.note(root, "top level", "missing key 'handlers'")
+        else:
+            with self.noting():
+                for name, (k, v) in self.mapping(top["handlers"][1], "handlers").items():
+                    declared[name] = self.handler(name, k, v)
+        handlers = {name: config for name, config in declared.items() if config is not None}
+        for config in handlers.values():
+            try:
+                (check or _build)(config)
+            except ConfigurationError as exc:
+                self.problems.append(f"routes file {self.path}, line {config.line}: {exc.message}")
+        subscriptions = []
+        subs_node = top.get("subscriptions", (None, yaml.SequenceNode("tag:yaml.org,2002:seq", [])))[1]
+        if isinstance(subs_node, yaml.SequenceNode):
+            for i, node in enumerate(subs_node.value):
+                with self.noting():
+                    subscription = self.subscription(i, node, declared)
+                    if subscription is not None:
+                        subscriptions.append(subscription)
+        else:
+            self.note(subs_node, "subscriptions", "expected a list")
+        first: dict[str, int] = {}
+        for s in subscriptions:
+            if s.name in first:
+                where = f"routes file {self.path}, line {s.line}: subscription {s.name!r}"
+                self.problems.append(f"{where}: name used twice (first on line {first[s.name]})")
+            first.setdefault(s.name, s.line)
+        alerts = None
+        if "alerts" in top:
+            with self.noting():
+                alerts = self.alerts(*top["alerts"], declared)
+        people = People()
+        if "people" in top:
+            with self.noting():
+                people = self.people(top["people"][1])
+        if self.problems:
+            raise ConfigurationError("\n".join(self.problems), details={"problems": list(self.problems)})
+        placeholders = tuple(dict.fromkeys(self.placeholders or ()))
+        return Routes(handlers, subscriptions, placeholders, alerts=alerts, people=people)
+
+    def people(self, node: yaml.Node) -> People:
+        """`people:`: a commit e-mail or VCS login -> {slack, discord, teams, name}; mistakes noted."""
+        found: dict[str, Person] = {}
+        for who, (k, v) in self.mapping(node, "people").items():
+            where = f"people {who!r}"
+            with self.noting():
+                ids: dict[str, str] = {}
+                name = None
+                for key, (key_node, value_node) in self.mapping(v, where).items():
+                    place = f"{where}, key {key!r}"
+                    if key not in PERSON_KEYS:
+                        hint = _did_you_mean(key, PERSON_KEYS)
+                        self.note(key_node, place, f"unknown key (expected {', '.join(PERSON_KEYS)}){hint}")
+                        continue
+                    with self.noting():
+                        value = self.scalar(value_node, place).strip()
+                        if key == "name":
+                            name = value
+                        elif not ID_PATTERNS[key].fullmatch(value):
+                            self.note(value_node, place, f"{value!r} is not a {ID_HINTS[key]}")
+                        else:
+                            ids[key] = value
+                found[who] = Person(ids=ids, name=name)
+                if not ids:
+                    self.note(k, where, f"names no chat identity (expected one of {', '.join(PLATFORMS)})")
+        return People.of(found)
+
+    def handler(self, name: str, key_node: yaml.Node, node: yaml.Node) -> HandlerConfig | None:
+        """One handler's config, or None when it has mistakes (each noted)."""
+        where = f"handler {name!r}"
+        before = len(self.problems)
+        with self.noting():
+            items = self.mapping(node, where)
+            if "type" not in items:
+                raise self.error(key_node, where, "missing key 'type'")
+            kind = self.scalar(items["type"][1], f"{where}, key 'type'")
+            if kind not in HANDLER_TYPES:
+                known = ", ".join(HANDLER_TYPES)
+                message = f"unknown type {kind!r} (expected {known}){_did_you_mean(kind, HANDLER_TYPES)}"
+                raise self.error(items["type"][1], f"{where}, key 'type'", message)
+            required, optional = frozenset(HANDLER_TYPES[kind].required), HANDLER_TYPES[kind].optional
+            options: dict[str, str | None] = dict(optional)
+            for key, (k, v) in items.items():
+                if key != "type":
+                    with self.noting():
+                        options[key] = self.option(kind, f"{where}, key {key!r}", k, v, required | optional.keys())
+            for key in sorted(required - items.keys()):
+                self.note(key_node, f"{where}, key {key!r}", f"missing required key for type {kind}")
+            if len(self.problems) == before:
+                return HandlerConfig(name=name, type=kind, options=options, line=key_node.start_mark.line + 1)
+        return None
+
+    def option(self, kind: str, where: str, key_node: yaml.Node, node: yaml.Node, allowed: Iterable[str]) -> str:
+        key = str(key_node.value)
+        if key not in allowed:
+            listed = ", ".join(sorted(allowed)) or "no other keys"
+            hint = _did_you_mean(key, allowed)
+            raise self.error(key_node, where, f"unknown key for type {kind} (allowed: {listed}){hint}")
+        # never echo the value: urls, keys and secrets are secrets
+        value = self.scalar(node, where, key)
+        if not value.strip():
+            raise self.error(node, where, "is empty")
+        if key == "url" and not value.startswith(("https://", "http://")):
+            raise self.error(node, where, "expected an http:// or https:// URL")
+        return value
+
+    def subscription(self, index: int, node: yaml.Node, declared: Mapping[str, object]) -> Subscription | None:
+        """One subscription, or None when it has mistakes (each noted); a handler with mistakes is still known."""
+        before = len(self.problems)
+        items = self.mapping(node, f"subscription #{index + 1}")
+        name = None
+        if "name" in items:
+            with self.noting():
+                name = self.scalar(items["name"][1], f"subscription #{index + 1}, key 'name'")
+        where = f"subscription {name!r}" if name else f"subscription #{index + 1}"
+        names = self.handler_names(node, items, where, declared)
+        match: dict[str, tuple[Pattern, ...]] = {}
+        options: dict[str, tuple[str, ...]] = {}
+        for key, (k, v) in items.items():
+            place = f"{where}, key {key!r}"
+            if key in ("name", "handlers"):
+                continue
+            if key in OPTION_KEYS:
+                allowed = OPTION_KEYS[key]
+                values = [value.lower() for value, _ in self.strings(v, place)]
+                for value in values:
+                    if value not in allowed:
+                        self.note(
+                            v, place, f"{value!r} is not one of {', '.join(allowed)}{_did_you_mean(value, allowed)}"
+                        )
+                options[key] = tuple(values)
+                continue
+            if key not in MATCH_KEYS:
+                known = (*MATCH_KEYS, *OPTION_KEYS)
+                self.note(k, place, f"unknown match key (expected {', '.join(known)}){_did_you_mean(key, known)}")
+                continue
+            patterns = []
+            for s, item in self.strings(v, place):
+                with self.noting():
+                    patterns.append(self.pattern(s, item, place, KNOWN_VALUES.get(key)))
+            match[key] = tuple(patterns)
+        if len(self.problems) > before:
+            return None
+        return Subscription(
+            name=name or f"#{index + 1}",
+            handlers=tuple(names),
+            match=match,
+            line=node.start_mark.line + 1,
+            mentions=options.get("mentions", ("true",)) != ("false",),
+            notify=options.get("notify", ()),
+            job_replies=options.get("job_replies") == ("true",),
+        )
+
+    def handler_names(
+        self,
+        node: yaml.Node,
+        items: Mapping[str, tuple[yaml.Node, yaml.Node]],
+        where: str,
+        declared: Mapping[str, object],
+    ) -> list[str]:
+        """The names a required `handlers:` key lists that `handlers:` declares; the others noted."""
+        names: list[str] = []
+        if "handlers" not in items:
+            self.note(node, f"{where}, key 'handlers'", "missing required key")
+        for handler, item in (
+            self.strings(items["handlers"][1], f"{where}, key 'handlers'") if "handlers" in items else ()
+        ):
+            if handler in declared:
+                names.append(handler)
+            else:
+                hint = _did_you_mean(handler, declared)
+                self.note(item, f"{where}, key 'handlers'", f"unknown handler {handler!r}{hint}")
+        return names
+
+    def alerts(self, key_node: yaml.Node, node: yaml.Node, declared: Mapping[str, object]) -> AlertConfig | None:
+        """The `alerts:` section, or None when it has mistakes (each noted)."""
+        before = len(self.problems)
+        items = self.mapping(node, "alerts")
+        for key, (k, _) in items.items():
+            if key not in ALERT_KEYS:
+                expected = f"(expected {', '.join(ALERT_KEYS)}){_did_you_mean(key, ALERT_KEYS)}"
+                self.note(k, f"alerts, key {key!r}", f"unknown key {expected}")
+        names = self.handler_names(node, items, "alerts", declared)
+        if "handlers" in items and not names and len(self.problems) == before:
+            self.note(items["handlers"][1], "alerts, key 'handlers'", "expected at least one handler")
+        interval = ALERT_INTERVAL_SECONDS
+        if "interval_seconds" in items:
+            with self.noting():
+                value_node = items["interval_seconds"][1]
+                value = self.scalar(value_node, "alerts, key 'interval_seconds'")
+                low, high = ALERT_INTERVAL_RANGE
+                if not value.isdigit() or not low <= int(value) <= high:
+                    message = f"expected whole seconds from {low} to {high}, got {value!r}"
+                    raise self.error(value_node, "alerts, key 'interval_seconds'", message)
+                interval = int(value)
+        if len(self.problems) > before:
+            return None
+        line = key_node.start_mark.line + 1
+        return AlertConfig(handlers=tuple(dict.fromkeys(names)), interval_seconds=interval, line=line)
+
+    def pattern(self, source: str, node: yaml.Node, where: str, known: tuple[str, ...] | None = None) -> Pattern:
+        if len(source) >= 2 and source.startswith("/") and source.endswith("/"):
+            try:
+                pattern = Pattern(source, re.compile(source[1:-1]))
+            except re.error as exc:
+                raise self.error(node, where, f"invalid regex {source!r} ({exc})") from None
+        else:
+            pattern = Pattern(source, re.compile(fnmatch.translate(source)))
+        if known is not None and not any(pattern.matches(value) for value in known):
+            hint = _did_you_mean(source, known)
+            raise self.error(node, where, f"{source!r} can never match: the values are {', '.join(known)}{hint}")
+        return pattern
+
+
+def _did_you_mean(value: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(value, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _build(config: HandlerConfig) -> object:
+    return build_handler(config.name, config)
