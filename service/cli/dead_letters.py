@@ -37,7 +37,9 @@ def list_(limit: int, as_json: bool) -> None:
 def why(letter: dict[str, Any]) -> str:
     """The last answer in a few words: `HTTP 404: no_team`, `connection refused (...)`."""
     excerpt = " ".join(str(letter.get("body_excerpt") or "").split())
-    text = f"HTTP {letter['last_status']}: {excerpt}" if letter.get("last_status") else excerpt
+    status = letter.get("last_status")
+    # a 2xx that still failed (Slack's Web API answers 200 with ok: false): the answer says why
+    text = f"HTTP {status}: {excerpt}" if status and not 200 <= status < 300 else excerpt
     return text if len(text) <= WHY_CHARS else text[: WHY_CHARS - 1] + "…"
 
 

@@ -62,7 +62,8 @@ def test_list_and_show_a_refused_delivery(flow: DeliveryFlow) -> None:
      (None, "timed out after 10 s", "timed out after 10 s"),
      (500, "line one\n  line two", "HTTP 500: line one line two"),
      (503, "x" * 80, "HTTP 503: " + "x" * 49 + "…"),
-     (None, None, "")],
+     (None, None, ""),
+     (200, "chat.postMessage: Slack answered not_in_channel", "chat.postMessage: Slack answered not_in_channel")],
 )  # fmt: skip
 def test_why_is_the_last_answer_in_a_few_words(last_status: int | None, excerpt: str | None, shown: str) -> None:
     assert why({"last_status": last_status, "body_excerpt": excerpt}) == shown
