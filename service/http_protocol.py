@@ -16,7 +16,8 @@ headers got an answer, and a client sending a byte every few seconds kept its co
   and the connection is closed.
 - A response that completes before its request's body has arrived (any early refusal, the
   body timeout of service/body.py) closes the connection: uvicorn's keep-alive timer restarts
-  on every byte, so a client could otherwise keep sending that body a byte at a time.
+  on every byte, so a client could otherwise keep sending that body a byte at a time. Such a
+  response says `connection: close` in its head, so no client reuses the connection.
 
 Refusals use the error format of service/errors.py and carry a request id; their log lines go
 through the process's LogSampler. `limit_concurrency` (WEB_MAX_CONNECTIONS) is uvicorn's own.
@@ -109,6 +110,26 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._state = IDLE
         if not self._refused:
             super().on_message_complete()
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        """Every request's app (pipelined ones too) runs through here: an answer that starts before
+        the request's body has all arrived says `connection: close` (RFC 9112, 9.6), since
+        `on_response_complete` closes that connection; a client that reused it would have its
+        next request reset."""
+
+        async def announcing_close(scope: Any, receive: Any, send: Any) -> None:
+            if not cycle.more_body:  # the whole request arrived with its head (a webhook, mostly)
+                await app(scope, receive, send)
+                return
+
+            async def send_announcing(message: Any) -> None:
+                if message["type"] == "http.response.start" and cycle.more_body:
+                    cycle.keep_alive = False  # uvicorn writes `connection: close` and closes after the body
+                await send(message)
+
+            await app(scope, receive, send_announcing)
+
+        super()._start_asgi_task(cycle, announcing_close)
 
     def on_response_complete(self) -> None:
         # With no pipelined request waiting, self.cycle is the one that just answered.

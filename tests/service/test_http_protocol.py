@@ -196,12 +196,16 @@ def test_the_deadline_covers_the_head_only_and_starts_again_for_the_next_request
     run(scenario)
 
 
-def test_an_answer_sent_before_the_body_arrived_closes_the_connection() -> None:
+def test_an_answer_sent_before_the_body_arrived_says_it_closes_the_connection_and_does() -> None:
+    """A client must not reuse a connection the server is about to close (RFC 9112, 9.6): one
+    that did (httpx's pool) had its next request reset."""
+
     async def scenario() -> None:
         protocol, transport = connect()
         protocol.data_received(request("/early", body=b"x" * 100)[:-50])
         await asyncio.sleep(0.01)
         assert transport.status_lines() == [b"HTTP/1.1 429 Too Many Requests"]
+        assert b"\r\nconnection: close\r\n" in bytes(transport.written)
         assert transport.closed
 
     run(scenario)
@@ -213,6 +217,7 @@ def test_an_answer_after_the_whole_body_keeps_the_connection() -> None:
         protocol.data_received(request("/early", body=b"x" * 100))
         await asyncio.sleep(0.01)
         assert transport.status_lines() == [b"HTTP/1.1 429 Too Many Requests"]
+        assert b"connection: close" not in bytes(transport.written)
         assert not transport.closed
 
     run(scenario)
