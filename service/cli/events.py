@@ -98,11 +98,16 @@ def _transition(transition: dict[str, Any] | None) -> str:
 @JSON
 @clear_errors
 def replay(event_id: str, handler: str | None, force: bool, as_json: bool) -> None:
-    """Queue the event's deliveries again; a running worker sends them (once, unless --force)."""
+    """Queue the event's deliveries again; a running worker sends them (once, unless --force).
+
+    EVENT_ID may be the start of an id, when only one stored event's id starts so.
+    """
     settings = load_settings(quiet=True)
+    redis = require_redis(settings)
     try:
-        outcome = operations.replay(require_redis(settings), settings, event_id, handler=handler, force=force)
-    except operations.UnknownHandler as exc:
+        event_id = operations.event_id_of(redis, settings, event_id)
+        outcome = operations.replay(redis, settings, event_id, handler=handler, force=force)
+    except (operations.UnknownHandler, operations.AmbiguousId) as exc:
         fail(exc.message, EXIT_USAGE)
     if as_json:
         click.echo(json.dumps({"event_id": event_id, **outcome}))

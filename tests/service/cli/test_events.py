@@ -134,9 +134,18 @@ def test_show_takes_the_start_of_an_id_when_one_event_starts_so(flow: DeliveryFl
     assert result.code == 0 and f"event        {first['event_id']}" in result.out.splitlines()
 
 
-def test_show_of_a_start_several_ids_share_exits_2_listing_them(flow: DeliveryFlow) -> None:
+def test_replay_takes_the_start_of_an_id_too(flow: DeliveryFlow) -> None:
+    first = flow.deliver(flow.event(event_id="5f0c1a2b-0000-4000-8000-000000000001"))
+    flow.deliver(flow.event(event_id="5f0c1a2b-9999-4000-8000-000000000002"))
+    result = run_cli("events", "replay", "5f0c1a2b-0", "--handler", "ops", env=flow.env)
+    assert result.code == 0, result.err
+    assert result.out.strip() == f"already delivered {first['event_id']}:ops: nothing queued (--force posts it again)"
+
+
+@pytest.mark.parametrize("command", ["show", "replay"])
+def test_a_start_several_ids_share_exits_2_listing_them(flow: DeliveryFlow, command: str) -> None:
     ids = [flow.deliver(flow.event(event_id=f"5f0c1a2b-{n}"))["event_id"] for n in (1, 2)]
-    result = run_cli("events", "show", "5f0c", env=flow.env)
+    result = run_cli("events", command, "5f0c", env=flow.env)
     assert_one_clear_line(result, 2)
     assert f"2 events start with '5f0c': {ids[1]}, {ids[0]}; give more of the id" in result.err
 
