@@ -141,6 +141,14 @@ class RedisServer:
             self.process.wait(timeout=10)
 
 
+@pytest.fixture(autouse=True)
+def private_runtime_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` records itself under XDG_RUNTIME_DIR for commands in other shells to find
+    (service/cli/instance.py): each test gets its own, inherited by every process it starts, so
+    a `run` of one test is never the instance a command of another test finds."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
