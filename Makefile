@@ -74,6 +74,7 @@ test-latest:
 	@$(LATEST)/bin/python -m pip install --quiet --upgrade pip
 	@PYTHONWARNINGS=ignore $(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev,embedded]'
 	@$(LATEST)/bin/python -m pip list --format=freeze | grep -i -E '^(starlette|uvicorn|redis|rq|httpx|structlog)=='
+	$(LATEST)/bin/mypy service workers config
 	$(LATEST)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 clean:

@@ -167,6 +167,20 @@ class Worker(SimpleWorker):
         self._suspension_checked = time.monotonic()
         super().check_for_suspension(burst)
 
+    def subscribe(self) -> None:
+        """RQ's command channel (`rq` shutdown, kill-horse, stop-job), listened to in waits of a second.
+
+        RQ listens in waits of 60 s. Since redis-py 8.2 `PubSubWorkerThread.stop()` joins the
+        listening thread, so RQ's teardown waits for that listener's wait to end: a worker that had
+        already seen its unsubscription sat out up to a minute, past the shutdown grace.
+        """
+        # unused-ignore: redis-py types pubsub() from 8.2 on; RQ declares pubsub_thread as None
+        self.pubsub = self.connection.pubsub()  # type: ignore[no-untyped-call, unused-ignore]
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]
+            sleep_time=THREAD_IDLE_SECONDS, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
+
     def stop_after_job(self) -> None:
         """Finish the current job, if any, and leave the work loop (RQ's flag for a warm stop)."""
         self._stop_requested = True

@@ -50,7 +50,7 @@ def wait_for_pipeline(
     outcome = PipelineOutcome()
     pubsub = None
     if redis_client is not None:
-        pubsub = redis_client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub = redis_client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call, unused-ignore]
         pubsub.subscribe(PIPELINE_CHANNEL.format(pipeline_id))
     started = clock()
     last_heard = started

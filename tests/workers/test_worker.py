@@ -116,6 +116,20 @@ def test_sigterm_stops_an_idle_process_at_once(redis: Redis, start_process) -> N
     assert RQWorker.all(connection=redis) == []
 
 
+def test_a_worker_leaves_its_command_channel_within_a_second_of_idling(redis: Redis, redis_url: str) -> None:
+    """RQ's teardown stops the channel's listener, which redis-py 8.2 waits for: the listener idles
+    in waits of a second, so a stop never sits out RQ's 60 s wait (found with redis-py 8.2.0)."""
+    worker = build_worker(redis, settings=settings_for(redis_url))
+    worker.subscribe()
+    _wait(lambda: worker.pubsub.subscribed, "the worker listening on its command channel")
+    worker.pubsub.unsubscribe()  # what RQ's teardown does first; the listener sees it and waits again
+    _wait(lambda: not worker.pubsub.subscribed, "the unsubscription seen by the listener")
+    teardown = threading.Thread(target=worker.unsubscribe, daemon=True)
+    teardown.start()
+    teardown.join(timeout=15)
+    assert not teardown.is_alive() and not worker.pubsub_thread.is_alive()
+
+
 def test_sigterm_past_the_grace_puts_the_running_jobs_back_on_the_queue_at_once(
     redis: Redis, queue: Queue, start_process
 ) -> None:
