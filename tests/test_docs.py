@@ -23,17 +23,20 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
+import httpx
 import pytest
 
 from config.errors import ConfigurationError
@@ -472,3 +475,96 @@ def test_the_heroku_section_sets_what_a_self_signed_heroku_redis_needs() -> None
     assert settings.redis_tls_verify == "none", "a self-signed Heroku Redis needs REDIS_TLS_VERIFY=none"
     with pytest.raises(ConfigurationError, match="REDIS_TLS_VERIFY"):
         Settings.from_environ({**environ, "REDIS_URL": heroku_url + "?ssl_cert_reqs=none"})
+
+
+# -- links between the pages ------------------------------------------------------------------
+
+
+def anchors(page: Path) -> set[str]:
+    """The heading anchors GitHub makes: lower case, punctuation dropped, spaces as hyphens."""
+    headings = [b for b in page.read_text().split("\n") if re.match(r"#{1,6} ", b)]
+    fenced = {b.text for b in blocks(page)}
+    return {
+        re.sub(r"[^\w\- ]", "", h.lstrip("#").strip().lower()).replace(" ", "-")
+        for h in headings
+        if not any(h in text.split("\n") for text in fenced)  # a shell comment is no heading
+    }
+
+
+def prose(page: Path) -> str:
+    """The page without its fenced blocks and code spans."""
+    kept, fenced = [], False
+    for line in page.read_text().splitlines():
+        if line.strip().startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            kept.append(re.sub(r"`[^`\n]+`", "", line))
+    return "\n".join(kept)
+
+
+def test_every_link_to_a_file_or_a_heading_of_the_docs_resolves() -> None:
+    broken = []
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)\s]+)\)", prose(page)):
+            if re.match(r"[a-z]+:", target):
+                continue  # https:, mailto:
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target} (no such file)")
+            elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
+                broken.append(f"{page.relative_to(ROOT)}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)
+
+
+# -- the README's first Slack message, with the chat sink standing in for Slack ---------------
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cli(*args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.e2e
+def test_the_first_routes_file_posts_a_failure_on_main_and_nothing_else(tmp_path: Path) -> None:
+    """README's steps 2 and 3 (`make run` with config/routes.main-failures.yaml, then
+    send-test-event), with the sink at SLACK_WEBHOOK_URL instead of Slack's incoming webhook."""
+    from tests.conftest import free_port
+
+    sink_port, web_port = free_port(), free_port()
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CIRCLE", "REDIS_URL", "ROUTES_FILE", "SLACK"))}
+    shell = {**base, "LOG_FORMAT": "json"}
+    sink = Service(cli("sink", "--port", str(sink_port)), env={}, log_path=tmp_path / "sink.log").start()
+    run = Service(
+        cli("run"),
+        env={
+            "ROUTES_FILE": "config/routes.main-failures.yaml",
+            "SLACK_WEBHOOK_URL": f"http://127.0.0.1:{sink_port}/services/T0/B0/secret",
+            "CIRCLECI_WEBHOOK_SECRETS": DEV_SECRET,
+            "HOST": "127.0.0.1",
+            "PORT": str(web_port),
+            "WORKERS": "1",
+            "LOG_FORMAT": "json",
+        },
+        log_path=tmp_path / "run.log",
+    )
+    run.env = {**base, **run.env}  # without the session's CIRCLE*, REDIS_URL or ROUTES_FILE
+    run.start()
+    try:
+        sink.wait_http(f"http://127.0.0.1:{sink_port}/_sink/requests")
+        run.wait_http(f"http://127.0.0.1:{web_port}/healthz", timeout=60)
+        sent = [run_cli("send-test-event", "--status", status, "--json", env=shell) for status in ("success", "failed")]
+        assert [s.returncode for s in sent] == [0, 0], [s.stderr for s in sent]
+        ids = [json.loads(s.stdout)["sent_event_id"] for s in sent]
+        deadline = time.monotonic() + 60
+        while (
+            not all(i in (listed := run_cli("events", "list", env=shell)).stdout for i in ids)
+            or not (posted := httpx.get(f"http://127.0.0.1:{sink_port}/_sink/requests").json())["total"]
+        ):
+            assert time.monotonic() < deadline, (listed.stdout, run.output()[-3000:])
+            time.sleep(0.2)
+    finally:
+        run.stop(timeout=60)
+        sink.stop()
+    [message] = posted["requests"]
+    assert message["path"] == "/services/T0/B0/secret" and message["status"] == 200
+    assert "failed on main" in message["body"]["text"], message["body"]
