@@ -17,6 +17,10 @@ In every block, marked or not, and in inline code:
 - each environment variable (a NAME_WITH_UNDERSCORES in code, NAME= in a command, ${NAME}) is a
   setting of config/settings.py, a retired one, a standard one (STANDARD_VARIABLES), a Makefile or
   compose.yaml variable, or a routes-file variable of the shipped examples (config/*.yaml).
+
+And links between the pages resolve, the README's routes file is the one config/ ships, the
+Heroku section's settings connect to a self-signed Heroku Redis, and the README's first Slack
+message is sent for real (the chat sink standing in for Slack).
 """
 
 from __future__ import annotations
@@ -570,3 +574,12 @@ def test_the_first_routes_file_posts_a_failure_on_main_and_nothing_else(tmp_path
     [message] = posted["requests"]
     assert message["path"] == "/services/T0/B0/secret" and message["status"] == 200
     assert "failed on main" in message["body"]["text"], message["body"]
+
+
+def test_the_routes_file_the_readme_shows_is_the_one_it_ships() -> None:
+    import yaml
+
+    shown = [b for b in blocks(ROOT / "README.md") if b.lang == "yaml" and "main-failures" in b.text]
+    assert len(shown) == 1, "README.md shows the first routes file once"
+    shipped = (ROOT / "config" / "routes.main-failures.yaml").read_text()
+    assert yaml.safe_load(shown[0].text) == yaml.safe_load(shipped)
