@@ -60,7 +60,7 @@ def parse_redis_url(url: str) -> RedisTarget:
     if tls_parameters:
         raise ConfigurationError(
             f"REDIS_URL carries {', '.join(tls_parameters)}: remove it and set REDIS_TLS_CA_FILE or REDIS_TLS_VERIFY "
-            "instead (see README, Redis in production), so that weakened verification is never silent"
+            "instead (see docs/deployment.md, Redis in production), so that weakened verification is never silent"
         )
     if scheme in DIRECT_SCHEMES:
         if scheme != "unix" and not parts.hostname:

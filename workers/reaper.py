@@ -16,7 +16,7 @@ and the queue's intermediate list in one round trip and puts back:
 
 A requeued job may have been half done (a post sent, its success not yet recorded): the
 delivery records and locks (workers/delivery/) keep that from posting twice, within the window
-the README states.
+docs/development.md states (Reliability).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ it has added to it since. Kept beside the transition state, keyed like it, with 
 Each write is one MULTI, made the moment the chat service answered, before anything else is
 sent: a retried delivery finds what was posted and does not post it again. What stays open is
 a worker killed between the chat service's answer and this write (milliseconds), as for any
-post (README, Reliability).
+post (docs/development.md, Reliability).
 """
 
 from __future__ import annotations

@@ -99,8 +99,8 @@ def test_every_metric_label_and_value_a_rule_names_is_exported(rule: dict[str, A
         assert {g.strip() for g in grouping.split(",")} <= labels, f"{rule['alert']}: grouping by {grouping}"
 
 
-def test_the_readme_points_to_the_rules() -> None:
-    assert "config/prometheus-alerts.yaml" in (ROOT / "README.md").read_text()
+def test_the_operations_page_points_to_the_rules() -> None:
+    assert "config/prometheus-alerts.yaml" in (ROOT / "docs" / "operations.md").read_text()
 
 
 PROMTOOL_TESTS = """\
