@@ -70,10 +70,12 @@ class Durability:
         )
 
 
-def ensure_durable(redis: Redis, *, allow_eviction: bool, log: Any) -> None:
-    """Start-up: stop on an evicting Redis (ConfigurationError), log a warning for each other risk."""
+def ensure_durable(redis: Redis, *, allow_eviction: bool, log: Any, warn: bool = True) -> None:
+    """Start-up: stop on an evicting Redis (ConfigurationError), log a warning for each other risk
+    unless `warn` is False (a process `circleci-events run` started: it said them once for all)."""
     for problem in read_durability(redis).check(allow_eviction=allow_eviction):
-        log.warning("redis_not_durable", problem=problem)
+        if warn:
+            log.warning("redis_not_durable", problem=problem)
 
 
 def read_durability(redis: Redis) -> Durability:

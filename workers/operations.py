@@ -2,6 +2,7 @@
 
     list_events(redis, settings, status=, limit=)   newest first, one summary row each
     event_id_of(redis, settings, prefix)            the one stored event id starting with prefix
+    dead_letter_id_of(redis, settings, prefix)      the one dead letter's delivery id starting with prefix
     event_record(redis, settings, event_id)         what happened to one event
     replay(redis, settings, event_id, handler=, force=)   queue an event's deliveries again (those
                                                     not delivered yet, unless forced)
@@ -16,6 +17,7 @@ process runs them in its thread pool.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from redis import Redis
@@ -50,7 +52,7 @@ class UnknownHandler(NotFound):
 
 
 class AmbiguousId(CircleCIEventsError):
-    """An id prefix that more than one stored event starts with; `details["candidates"]` lists them."""
+    """An id prefix that more than one stored event (or dead letter) starts with; `details["candidates"]` lists them."""
 
     code = "ambiguous_id"
 
@@ -110,16 +112,30 @@ def event_id_of(redis: Redis, settings: Settings, prefix: str) -> str:
     """The stored event whose id is `prefix`, else the one whose id starts with it; NotFound when
     none does, AmbiguousId (listing them) when several do."""
     store = store_of(redis, settings)
-    if store.record(prefix) is not None:
+    gone = f"no event {prefix!r} is stored (never received, or expired after the retention time)"
+    return _one_id(prefix, store.record(prefix) is not None, store.ids_starting, "event", gone)
+
+
+def dead_letter_id_of(redis: Redis, settings: Settings, prefix: str) -> str:
+    """The dead letter whose delivery id is `prefix`, else the one whose id starts with it; NotFound
+    when none does, AmbiguousId (listing them) when several do (an event id's start matches each
+    of its handlers' dead letters)."""
+    letters = letters_of(redis, settings)
+    gone = f"no dead letter {prefix!r} (replayed, purged or expired)"
+    return _one_id(prefix, letters.get(prefix) is not None, letters.ids_starting, "dead letter", gone)
+
+
+def _one_id(prefix: str, exact: bool, starting: Callable[[str], list[str]], noun: str, gone: str) -> str:
+    if exact:
         return prefix
-    found = store.ids_starting(prefix)
+    found = starting(prefix)
     if len(found) == 1:
         return found[0]
     if not found:
-        raise NotFound(f"no event {prefix!r} is stored (never received, or expired after the retention time)")
+        raise NotFound(gone)
     shown = ", ".join(found[:CANDIDATES]) + (f" and {len(found) - CANDIDATES} more" if len(found) > CANDIDATES else "")
     raise AmbiguousId(
-        f"{len(found)} events start with {prefix!r}: {shown}; give more of the id", details={"candidates": found}
+        f"{len(found)} {noun}s start with {prefix!r}: {shown}; give more of the id", details={"candidates": found}
     )
 
 

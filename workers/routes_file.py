@@ -160,7 +160,7 @@ class _Reader:
         top = self.mapping(root, "top level")
         for key, (k, _) in top.items():
             if key not in TOP_LEVEL_KEYS:
-                expected = f"(expected {', '.join(TOP_LEVEL_KEYS)}){_did_you_mean(key, TOP_LEVEL_KEYS)}"
+                expected = f"(expected {', '.join(TOP_LEVEL_KEYS)}){did_you_mean(key, TOP_LEVEL_KEYS)}"
                 self.note(k, "top level", f"unknown key {key!r} {expected}")
         declared: dict[str, HandlerConfig | None] = {}
         if "handlers" not in top:
@@ -215,7 +215,7 @@ class _Reader:
                 for key, (key_node, value_node) in self.mapping(v, where).items():
                     place = f"{where}, key {key!r}"
                     if key not in PERSON_KEYS:
-                        hint = _did_you_mean(key, PERSON_KEYS)
+                        hint = did_you_mean(key, PERSON_KEYS)
                         self.note(key_node, place, f"unknown key (expected {', '.join(PERSON_KEYS)}){hint}")
                         continue
                     with self.noting():
@@ -242,7 +242,7 @@ class _Reader:
             kind = self.scalar(items["type"][1], f"{where}, key 'type'")
             if kind not in HANDLER_TYPES:
                 known = ", ".join(HANDLER_TYPES)
-                message = f"unknown type {kind!r} (expected {known}){_did_you_mean(kind, HANDLER_TYPES)}"
+                message = f"unknown type {kind!r} (expected {known}){did_you_mean(kind, HANDLER_TYPES)}"
                 raise self.error(items["type"][1], f"{where}, key 'type'", message)
             required, optional = frozenset(HANDLER_TYPES[kind].required), HANDLER_TYPES[kind].optional
             options: dict[str, str | None] = dict(optional)
@@ -260,7 +260,7 @@ class _Reader:
         key = str(key_node.value)
         if key not in allowed:
             listed = ", ".join(sorted(allowed)) or "no other keys"
-            hint = _did_you_mean(key, allowed)
+            hint = did_you_mean(key, allowed)
             raise self.error(key_node, where, f"unknown key for type {kind} (allowed: {listed}){hint}")
         # never echo the value: urls, keys and secrets are secrets
         value = self.scalar(node, where, key)
@@ -292,13 +292,13 @@ class _Reader:
                 for value in values:
                     if value not in allowed:
                         self.note(
-                            v, place, f"{value!r} is not one of {', '.join(allowed)}{_did_you_mean(value, allowed)}"
+                            v, place, f"{value!r} is not one of {', '.join(allowed)}{did_you_mean(value, allowed)}"
                         )
                 options[key] = tuple(values)
                 continue
             if key not in MATCH_KEYS:
                 known = (*MATCH_KEYS, *OPTION_KEYS)
-                self.note(k, place, f"unknown match key (expected {', '.join(known)}){_did_you_mean(key, known)}")
+                self.note(k, place, f"unknown match key (expected {', '.join(known)}){did_you_mean(key, known)}")
                 continue
             patterns = []
             for s, item in self.strings(v, place):
@@ -334,7 +334,7 @@ class _Reader:
             if handler in declared:
                 names.append(handler)
             else:
-                hint = _did_you_mean(handler, declared)
+                hint = did_you_mean(handler, declared)
                 self.note(item, f"{where}, key 'handlers'", f"unknown handler {handler!r}{hint}")
         return names
 
@@ -344,7 +344,7 @@ class _Reader:
         items = self.mapping(node, "alerts")
         for key, (k, _) in items.items():
             if key not in ALERT_KEYS:
-                expected = f"(expected {', '.join(ALERT_KEYS)}){_did_you_mean(key, ALERT_KEYS)}"
+                expected = f"(expected {', '.join(ALERT_KEYS)}){did_you_mean(key, ALERT_KEYS)}"
                 self.note(k, f"alerts, key {key!r}", f"unknown key {expected}")
         names = self.handler_names(node, items, "alerts", declared)
         if "handlers" in items and not names and len(self.problems) == before:
@@ -373,12 +373,14 @@ class _Reader:
         else:
             pattern = Pattern(source, re.compile(fnmatch.translate(source)))
         if known is not None and not any(pattern.matches(value) for value in known):
-            hint = _did_you_mean(source, known)
+            hint = did_you_mean(source, known)
             raise self.error(node, where, f"{source!r} can never match: the values are {', '.join(known)}{hint}")
         return pattern
 
 
-def _did_you_mean(value: str, choices: Iterable[str]) -> str:
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """`; did you mean 'x'?` naming the choice closest to `value`, or nothing when none is close
+    (the routes file's checks and the CLI's option values say it the same way)."""
     close = difflib.get_close_matches(value, list(choices), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 

@@ -140,9 +140,7 @@ class EventStore:
     def ids_starting(self, prefix: str) -> list[str]:
         """Stored event ids that start with `prefix`, newest first (a walk of the index: for
         operators typing a short id, not for the event path)."""
-        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
-        found = sorted(self.redis.zscan_iter(EVENTS_INDEX, match=pattern, count=1000), key=lambda m: -m[1])
-        ids = [text(member) for member, _ in found]
+        ids = members_starting(self.redis, EVENTS_INDEX, prefix)
         return [i for i, alive in zip(ids, self._exist(ids), strict=True) if alive]
 
     def _exist(self, event_ids: list[str]) -> list[bool]:
@@ -155,6 +153,13 @@ class EventStore:
         """Event ids received since `since` (epoch seconds), newest first."""
         ids = self.redis.zrevrangebyscore(EVENTS_INDEX, "+inf", since if since is not None else "-inf", 0, limit)
         return [text(i) for i in ids]
+
+
+def members_starting(redis: Redis, index: str, prefix: str) -> list[str]:
+    """The members of the sorted set `index` that start with `prefix`, highest score (newest) first."""
+    pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
+    found = sorted(redis.zscan_iter(index, match=pattern, count=1000), key=lambda m: -m[1])
+    return [text(member) for member, _ in found]
 
 
 def text(value: Any) -> str:

@@ -299,9 +299,10 @@ class Supervisor:
         return Health(not problems, problems)
 
 
-def run_worker(settings: Settings, *, burst: bool = False) -> bool:
+def run_worker(settings: Settings, *, burst: bool = False, redis_warnings: bool = True) -> bool:
     """Build the process's context from `settings` (a broken routes file stops here, not at the
-    first event), install it, and run WORKER_CONCURRENCY workers until stopped."""
+    first event), install it, and run WORKER_CONCURRENCY workers until stopped. Without
+    `redis_warnings`, the Redis's risks (no AOF, unverified TLS) are not logged: `run` said them."""
     from workers.health import serve_health
 
     hangups: list[int] = []  # a SIGHUP while starting: the routes are read again at the first tick
@@ -310,8 +311,9 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     install(context)
     # RQ's own client: RQ raises its socket timeout to wait for jobs, the jobs' client keeps 5 s
     redis = connect(settings)
-    warn_weak_tls(settings, log=log)
-    ensure_durable(redis, allow_eviction=settings.redis_allow_eviction, log=log)
+    if redis_warnings:
+        warn_weak_tls(settings, log=log)
+    ensure_durable(redis, allow_eviction=settings.redis_allow_eviction, log=log, warn=redis_warnings)
     supervisor = Supervisor(
         redis, settings.events_queue, settings, settings.worker_concurrency, reload_routes=context.reload_routes
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from config.errors import ConfigurationError
 from service.cli.common import clear_errors, emit, load_settings
 from service.cli.routes_view import handler_row, read_routes, subscription_row
 
@@ -28,14 +29,25 @@ def check_config(routes_file: str | None, as_json: bool, placeholders: bool) -> 
     `.invalid`, a 32-character routing key, ...), so CI checks the file without the secrets.
     Secrets are never printed: URLs show their scheme and host, keys and secrets `[redacted]`.
     Exits 2 listing every mistake in the file, a line each with its file, line, handler or
-    subscription and key.
+    subscription and key; with --json, stdout still has the JSON: `valid` false and the
+    `problems`.
     """
-    path, routes = read_routes(routes_file, load_settings(quiet=True), placeholders=placeholders)
+    file = routes_file
+    try:
+        settings = load_settings(quiet=True)
+        file = routes_file or str(settings.routes_file)
+        path, routes = read_routes(routes_file, settings, placeholders=placeholders)
+    except ConfigurationError as exc:
+        if as_json:  # the lines on stderr and the exit code 2 follow
+            problems = exc.details.get("problems") or [exc.message]
+            click.echo(json.dumps({"file": file, "valid": False, "problems": problems}, indent=2))
+        raise
     handlers = [handler_row(h) for h in routes.handlers.values()]
     subscriptions = [subscription_row(s) for s in routes.subscriptions]
     alerts = asdict(routes.alerts) if routes.alerts is not None else None
     if as_json:
-        shown: dict[str, Any] = {"file": str(path), "handlers": handlers, "subscriptions": subscriptions}
+        shown: dict[str, Any] = {"file": str(path), "valid": True, "handlers": handlers}
+        shown["subscriptions"] = subscriptions
         shown["alerts"] = alerts
         if placeholders:
             shown["placeholders"] = list(routes.placeholders)

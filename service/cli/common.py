@@ -18,6 +18,7 @@ from config.logging import configure_logging
 from config.settings import Settings
 from service.cli import instance
 from workers.connection import connect, describe_failure
+from workers.routes_file import did_you_mean
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -93,6 +94,8 @@ def clear_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             fail(f"configuration error: {problems[-1]}{more}", EXIT_USAGE)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, RedisUnavailable) as exc:
             fail(f"cannot reach Redis ({describe_failure(exc)}); check REDIS_URL and that Redis runs")
+        except instance.InstanceUnclear as exc:
+            fail(exc.message, EXIT_USAGE)
         except CircleCIAPIError as exc:
             fail(exc.message)
         except CircleCIEventsError as exc:
@@ -101,11 +104,22 @@ def clear_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def require_redis(settings: Settings) -> redis.Redis:
-    """REDIS_URL's Redis, else the one of a `circleci-events run` on this machine (saying so)."""
+# Every command that may use the Redis of a `run` on this machine takes --instance to choose one.
+instance_option = click.option(
+    instance.INSTANCE_OPTION,
+    "instance_pid",
+    type=int,
+    metavar="PID",
+    help="The `circleci-events run` to use when several run on this machine (its pid); overrides REDIS_URL.",
+)
+
+
+def require_redis(settings: Settings, *, instance_pid: int | None = None) -> redis.Redis:
+    """REDIS_URL's Redis, else the one of the `circleci-events run` on this machine (saying so):
+    the one `instance_pid` names, or the only one running (several: InstanceUnclear)."""
     url = settings.redis_url
-    if not url:
-        running = instance.find(settings)
+    if not url or instance_pid is not None:
+        running = instance.choose(settings, instance_pid)
         if running is None:
             raise ConfigurationError(
                 "REDIS_URL is not set and no `circleci-events run` (make run) is running here: point REDIS_URL "
@@ -116,6 +130,23 @@ def require_redis(settings: Settings) -> redis.Redis:
     client = connect(replace(settings, redis_url=url))
     client.ping()
     return client
+
+
+def one_of(choices: Sequence[str], noun: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback: the option's value (or each of them) is one of `choices`, else one line
+    naming them with a did-you-mean and exit 2 (`--status 'failure' is not a status: the statuses
+    are ...; did you mean 'failed'?`)."""
+
+    def check(context: click.Context, param: click.Parameter, value: Any) -> Any:
+        for item in value if isinstance(value, tuple) else [value]:
+            if item is not None and item not in choices:
+                option = param.opts[0] if param.opts else param.name
+                kinds = noun.split()[-1] + ("es" if noun.endswith("s") else "s")
+                hint = did_you_mean(item, choices)
+                fail(f"{option} {item!r} is not a {noun}: the {kinds} are {', '.join(choices)}{hint}", EXIT_USAGE)
+        return value
+
+    return check
 
 
 def emit(rows: Sequence[Mapping[str, Any]], columns: Iterable[str], *, as_json: bool) -> None:

@@ -61,7 +61,7 @@ class EmbeddedRedis:
 
     def describe(self) -> str:
         """One line for the operator: where it listens, which binary, and that nothing is kept."""
-        return f"an embedded Redis at {self.url} (redis-server from {self.source}); {NOT_KEPT}"
+        return f"a throw-away Redis at {self.url} (redis-server from {self.source}, pid {self.pid}); {NOT_KEPT}"
 
     def _find_binary(self) -> tuple[str, str]:
         if binary := self._which("redis-server"):

@@ -7,8 +7,19 @@ from typing import Any
 
 import click
 
-from service.cli.common import EXIT_USAGE, clear_errors, echo, emit, fail, load_settings, require_redis
+from service.cli.common import (
+    EXIT_USAGE,
+    clear_errors,
+    echo,
+    emit,
+    fail,
+    instance_option,
+    load_settings,
+    one_of,
+    require_redis,
+)
 from workers import operations
+from workers.routes import STATUSES
 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 LIST_COLUMNS = ["event_id", "received_at", "event_type", "project", "branch", "name", "status", "transition"]
@@ -20,14 +31,21 @@ def events() -> None:
 
 
 @events.command("list")
-@click.option("--status", help="Only events with this CircleCI status (success, failed, …).")
+@click.option(
+    "--status",
+    callback=one_of(STATUSES, "status"),
+    help="Only events with this CircleCI status (success, failed, error, canceled, …; a typo exits 2).",
+)
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @JSON
+@instance_option
 @clear_errors
-def list_(status: str | None, limit: int, as_json: bool) -> None:
+def list_(status: str | None, limit: int, as_json: bool, instance_pid: int | None) -> None:
     """The newest events first, with the outcome of each handler's delivery."""
     settings = load_settings(quiet=True)
-    rows = operations.list_events(require_redis(settings), settings, status=status, limit=limit)
+    rows = operations.list_events(
+        require_redis(settings, instance_pid=instance_pid), settings, status=status, limit=limit
+    )
     if not as_json:
         rows = [r | {"deliveries": ", ".join(f"{d['handler']}:{d['outcome']}" for d in r["deliveries"])} for r in rows]
     emit(rows, [*LIST_COLUMNS, "deliveries"], as_json=as_json)
@@ -36,14 +54,15 @@ def list_(status: str | None, limit: int, as_json: bool) -> None:
 @events.command()
 @click.argument("event_id")
 @JSON
+@instance_option
 @clear_errors
-def show(event_id: str, as_json: bool) -> None:
+def show(event_id: str, as_json: bool, instance_pid: int | None) -> None:
     """Received at, duplicates, enrichment, transition, and each handler's delivery attempts.
 
     EVENT_ID may be the start of an id, when only one stored event's id starts so.
     """
     settings = load_settings(quiet=True)
-    redis = require_redis(settings)
+    redis = require_redis(settings, instance_pid=instance_pid)
     try:
         record = operations.event_record(redis, settings, operations.event_id_of(redis, settings, event_id))
     except operations.AmbiguousId as exc:
@@ -96,14 +115,15 @@ def _transition(transition: dict[str, Any] | None) -> str:
 @click.option("--handler", help="Only this handler (default: every handler the event was routed to).")
 @click.option("--force", is_flag=True, help="Post even where a delivery already succeeded.")
 @JSON
+@instance_option
 @clear_errors
-def replay(event_id: str, handler: str | None, force: bool, as_json: bool) -> None:
+def replay(event_id: str, handler: str | None, force: bool, as_json: bool, instance_pid: int | None) -> None:
     """Queue the event's deliveries again; a running worker sends them (once, unless --force).
 
     EVENT_ID may be the start of an id, when only one stored event's id starts so.
     """
     settings = load_settings(quiet=True)
-    redis = require_redis(settings)
+    redis = require_redis(settings, instance_pid=instance_pid)
     try:
         event_id = operations.event_id_of(redis, settings, event_id)
         outcome = operations.replay(redis, settings, event_id, handler=handler, force=force)

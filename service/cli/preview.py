@@ -11,7 +11,6 @@ Nothing is sent. Why a subscription does not match is the matcher's own answer
 
 from __future__ import annotations
 
-import difflib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ import orjson
 from config.errors import WebhookError
 from config.redaction import option_secrets
 from config.settings import Settings
-from service.cli.common import EXIT_USAGE, clear_errors, echo, fail, load_settings
+from service.cli.common import EXIT_USAGE, clear_errors, echo, fail, load_settings, one_of
 from service.cli.message_view import labelled, message_lines
 from service.cli.routes_view import read_routes, redact_text
 from service.payload import parse_event
@@ -69,15 +68,6 @@ def read_event(path: Path) -> tuple[dict[str, Any], bool]:
     built = from_webhook(envelope, vcs_facts(event.payload))
     built["enrichment"]["reason"] = "preview of a raw webhook payload: no API calls"
     return built, True
-
-
-def check_kind(context: click.Context, param: click.Parameter, kind: str | None) -> str | None:
-    """`--transition` is one of the transition kinds, or a usage error naming them."""
-    if kind is None or kind in KINDS:
-        return kind
-    close = difflib.get_close_matches(kind, KINDS, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    fail(f"--transition {kind!r} is not a transition kind: the kinds are {', '.join(KINDS)}{hint}", EXIT_USAGE)
 
 
 def assume_transition(event: dict[str, Any], raw: bool, kind: str | None, settings: Settings) -> str:
@@ -143,7 +133,7 @@ def render(handler: Handler, event: dict[str, Any], thread_ts: str | None) -> di
     "--transition",
     "kind",
     metavar="KIND",
-    callback=check_kind,
+    callback=one_of(KINDS, "transition kind"),
     help=f"Assume this transition for a workflow event ({', '.join(KINDS)}); "
     "without it a raw webhook's is read from REDIS_URL when set (nothing is written).",
 )

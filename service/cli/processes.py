@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -17,10 +19,13 @@ import structlog
 from config.settings import MAX_WEB_PROCESSES
 from service.cli import instance
 from service.cli.common import EXIT_FAILURE, clear_errors, fail, load_settings, require_redis
-from workers.connection import warn_weak_tls
+from workers.connection import connect, warn_weak_tls
 from workers.durability import ensure_durable
 
 log = structlog.get_logger("service.cli")
+
+# `run` starts its web and workers with it: it has said the Redis's risks once for all of them.
+UNDER_RUN = click.option("--under-run", is_flag=True, hidden=True)
 
 
 def ensure_port_free(host: str, port: int) -> None:
@@ -44,31 +49,34 @@ def ensure_port_free(host: str, port: int) -> None:
     default=None,
     help="Web processes sharing the port, one per core (default: WEB_CONCURRENCY, else 1).",
 )
+@UNDER_RUN
 @clear_errors
-def web(workers: int | None) -> None:
+def web(workers: int | None, under_run: bool) -> None:
     """Serve the webhook receiver (uvicorn, httptools with header limits, uvloop) on $PORT."""
     from service.cli.web_server import serve_web
 
     settings = load_settings()
     settings.require_webhook_secrets()
     ensure_port_free(settings.host, settings.port)
-    warn_weak_tls(settings, log=log)
+    if not under_run:
+        warn_weak_tls(settings, log=log)
     redis = require_redis(settings)
-    ensure_durable(redis, allow_eviction=settings.redis_allow_eviction, log=log)
+    ensure_durable(redis, allow_eviction=settings.redis_allow_eviction, log=log, warn=not under_run)
     redis.close()  # each web process opens its own
     serve_web(settings, processes=workers or settings.web_concurrency)
 
 
 @click.command()
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@UNDER_RUN
 @clear_errors
-def worker(burst: bool) -> None:
+def worker(burst: bool, under_run: bool) -> None:
     """Run WORKER_CONCURRENCY RQ workers (threads, with the scheduler) on the events queue."""
     from workers.supervisor import run_worker
 
     settings = load_settings()
     require_redis(settings)
-    if not run_worker(settings, burst=burst):
+    if not run_worker(settings, burst=burst, redis_warnings=not under_run):
         raise SystemExit(1)
 
 
@@ -91,35 +99,41 @@ def ignore_hangup() -> None:
 def run() -> None:
     """Web, workers and the scheduler in one command; an embedded Redis when REDIS_URL is unset.
 
-    The workers read the routes file again when it changes (saved, and still for 0.2 s) and
-    when this process gets SIGHUP; a terminal that hangs up stops it, as Ctrl-C does.
+    It says what it starts as it starts it, then, once the web answers and every worker has
+    registered, where to send webhooks and how to send a test event. The workers read the
+    routes file again when it changes (saved, and still for 0.2 s) and when this process gets
+    SIGHUP; a terminal that hangs up stops it, as Ctrl-C does.
     """
     from service.cli.embedded_redis import EmbeddedRedis
+    from service.cli.readiness import Readiness, ready_lines
     from service.cli.routes_watch import RoutesWatch
     from workers.routes_file import load_routes
 
+    began = time.monotonic()
     settings = load_settings()
     # every mistake it can catch, before any child starts: one place says what to do
     settings.require_webhook_secrets()
     ensure_port_free(settings.host, settings.port)
     load_routes(settings.routes_file, settings.environ)
-    if settings.redis_url:
-        require_redis(settings).close()
     env = dict(settings.environ)  # the children read the same environment, with the Redis to use
     embedded = None
-    if not settings.redis_url:
+    if settings.redis_url:
+        client = require_redis(settings)
+        # said here once, not by the web and each worker (they run with --under-run)
+        warn_weak_tls(settings, log=log)
+        ensure_durable(client, allow_eviction=settings.redis_allow_eviction, log=log)
+        say(f"using your Redis at {instance.redis_shown(settings.redis_url)} (REDIS_URL)")
+    else:
         embedded = EmbeddedRedis()
         env["REDIS_URL"] = embedded.start()
-        click.echo(f"circleci-events: started {embedded.describe()}", err=True)
+        say(f"warning: started {embedded.describe()}")
+        client = connect(replace(settings, redis_url=env["REDIS_URL"]))
     # so that `events`, `dead-letters` and `send-test-event` in another shell find this instance
     local = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    base_url = f"http://{local}:{settings.port}"
+    webhook_url = f"{base_url}/webhooks/circleci"
     secret = str(settings.webhook_secrets[0]) if settings.webhook_secrets else None
-    instance.record(
-        settings,
-        redis_url=env["REDIS_URL"],
-        webhook_url=f"http://{local}:{settings.port}/webhooks/circleci",
-        secret=secret,
-    )
+    instance.record(settings, redis_url=env["REDIS_URL"], webhook_url=webhook_url, secret=secret)
     command = [sys.executable, "-m", "service.cli"]
     watch = RoutesWatch(settings.routes_file)  # before the workers read it: a change while they start counts
     terminal = has_terminal()
@@ -140,20 +154,28 @@ def run() -> None:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, hangup)
     # Own sessions: Ctrl-C reaches only this process, which stops the workers before Redis.
-    processes = [subprocess.Popen([*command, "web"], env=env, start_new_session=True)]
+    web_process = subprocess.Popen([*command, "web", "--under-run"], env=env, start_new_session=True)
+    say(f"started web (pid {web_process.pid}) on {base_url}")
     workers = [
-        subprocess.Popen([*command, "worker"], env=env, start_new_session=True, preexec_fn=ignore_hangup)
+        subprocess.Popen([*command, "worker", "--under-run"], env=env, start_new_session=True, preexec_fn=ignore_hangup)
         for _ in range(settings.worker_count)
     ]
-    processes += workers
-    click.echo(
-        f"circleci-events: receiving on http://{settings.host}:{settings.port}/webhooks/circleci "
-        f"with {settings.worker_count} workers; Ctrl-C stops",
-        err=True,
+    processes = [web_process, *workers]
+    pids = ", ".join(str(p.pid) for p in workers)
+    say(
+        f"started {len(workers)} worker{'s' if len(workers) != 1 else ''} (pid {pids}), each running up to "
+        f"{settings.worker_concurrency} jobs at once, routes from {settings.routes_file}"
     )
+    readiness: Readiness | None = Readiness(client, base_url, [p.pid for p in workers])
     try:
         while not stopping and all(p.poll() is None for p in processes):
             time.sleep(0.2)
+            if readiness is not None and readiness.check():
+                readiness = None
+                seconds = time.monotonic() - began
+                for line in ready_lines(webhook_url=webhook_url, secrets=len(settings.webhook_secrets),
+                                        address=f"{local}:{settings.port}", seconds=seconds):  # fmt: skip
+                    say(line)
             if watch.changed():
                 log.info("routes_file_changed", routes_file=settings.routes_file, workers=len(workers))
                 reload = True
@@ -171,8 +193,16 @@ def run() -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
         instance.forget(settings)
+        client.close()
         if embedded is not None:
             embedded.stop()
     failed = [p for p in processes if p.returncode not in (0, -signal.SIGTERM, None)]
     if failed and not stopping:
         sys.exit(EXIT_FAILURE)
+
+
+def say(line: str) -> None:
+    """A line of `run`'s progress, on stderr with the children's logs; nothing once the terminal
+    has hung up (writing to it fails with EIO) while `run` stops."""
+    with contextlib.suppress(OSError):
+        click.echo(f"circleci-events: {line}", err=True)

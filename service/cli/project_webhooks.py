@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from config.errors import CircleCIAPIError, CircleCIUnauthorized, CircleCIUnreachable
+from config.errors import CircleCIAPIError, CircleCIForbidden, CircleCIUnauthorized, CircleCIUnreachable
 from workers.circleci.client import CircleCIClient
 from workers.circleci.models import Project, Webhook
 
@@ -33,6 +33,12 @@ DEFAULT_NAME = "circleci-events"
 ORG_MAX_PAGES = 200  # GET /pipeline?org-slug= covers the 250 most recently built projects
 RESULTS = ("created", "updated", "unchanged", "rotated", "removed", "absent", "skipped", "failed")
 _MASK_CHARACTERS = "x*•"
+# CircleCI's webhook docs (since 2026-05): org-admin permission is needed to add, update or delete
+# a project's webhooks (../shared/reference/circleci-webhooks.md, Limits).
+ADMIN_NEEDED = (
+    "; only an organization admin may manage a project's webhooks: use a personal API token of an org admin "
+    "as CIRCLE_TOKEN"
+)
 _WOULD = {"created": "would create", "updated": "would update", "rotated": "would rotate", "removed": "would remove"}
 
 
@@ -73,10 +79,26 @@ class Outcome:
         return self.result == "failed"
 
     def line(self) -> str:
-        result = _WOULD.get(self.result, self.result) if self.dry_run else self.result
+        result = result_word(self.result, self.dry_run)
         if self.failed:
             return f"{self.project}: failed: {self.detail}"
         return f"{self.project}: {result}" + (f" ({self.detail})" if self.detail else "")
+
+
+def result_word(result: str, dry_run: bool) -> str:
+    """`created`, or `would create` when nothing was changed."""
+    return _WOULD.get(result, result) if dry_run else result
+
+
+def same_org(given: str, known: str) -> bool:
+    """Whether two org slugs name one organization: `github/acme` is `gh/acme`, names ignore case."""
+    short = {"github": "gh", "bitbucket": "bb"}
+
+    def norm(slug: str) -> str:
+        vcs, _, name = slug.strip("/").partition("/")
+        return f"{short.get(vcs.lower(), vcs.lower())}/{name.lower()}"
+
+    return norm(given) == norm(known)
 
 
 def secret_may_match(masked: str | None, secret: str) -> bool:
@@ -134,6 +156,9 @@ class ProjectWebhooks:
                 yield action(slug, project)
             except (CircleCIUnauthorized, CircleCIUnreachable):
                 raise
+            except CircleCIForbidden as exc:
+                admin = ADMIN_NEEDED if exc.path.startswith("/webhook") else ""
+                yield Outcome(slug, "failed", exc.message + admin)
             except CircleCIAPIError as exc:
                 yield Outcome(slug, "failed", exc.message)
 

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import click
 
-from config.errors import CircleCIPaginationError
+from config.errors import CircleCINotFound, CircleCIPaginationError
 from service.cli.api import client_from
 from service.cli.common import EXIT_FAILURE, EXIT_USAGE, clear_errors, echo, emit, fail, load_settings, printable
 from service.cli.project_webhooks import (
@@ -28,9 +28,12 @@ from service.cli.project_webhooks import (
     ProjectWebhooks,
     org_projects,
     plural,
+    result_word,
+    same_org,
 )
 from service.cli.send_test_event import webhook_url
 from workers.circleci.client import CircleCIClient
+from workers.routes_file import did_you_mean
 
 # A batch command may wait out a longer Retry-After than a worker's job would.
 TRANSPORT_OPTIONS: dict[str, Any] = {"max_wait": 60.0, "deadline": 120.0}
@@ -81,10 +84,22 @@ def resolve(
 
 
 def _org_projects(client: CircleCIClient, org: str) -> list[str]:
+    """The org's projects with recent pipelines; exit 2 for an org CircleCI does not know."""
     try:
-        return org_projects(client, org)
+        found = org_projects(client, org)
     except CircleCIPaginationError:
         fail(f"{org} has more than {ORG_MAX_PAGES} pages of recent pipelines: list its projects with --from-file")
+    except CircleCINotFound:
+        found = []
+    if not found:  # none, or an org that does not exist (CircleCI may answer either way): ask which it is
+        known = client.organization_slugs()
+        if not any(same_org(org, slug) for slug in known):
+            fail(
+                f"--org {org}: CircleCI knows no such organization for CIRCLE_TOKEN's user (theirs: "
+                f"{', '.join(known) or 'none'}){did_you_mean(org, known)}; an org slug is vcs/name, e.g. gh/acme",
+                EXIT_USAGE,
+            )
+    return found
 
 
 URL = click.option("--url", required=True, help="This service: its base URL or the full /webhooks/circleci URL.")
@@ -92,7 +107,7 @@ DRY_RUN = click.option("--dry-run", is_flag=True, help="Say what would change; c
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
 
 
-def report(outcomes: Iterator[Outcome], *, as_json: bool) -> None:
+def report(outcomes: Iterator[Outcome], *, as_json: bool, dry_run: bool = False) -> None:
     """A line per project as it is done, the totals, and exit 1 if any failed."""
     done = []
     for outcome in outcomes:
@@ -104,7 +119,7 @@ def report(outcomes: Iterator[Outcome], *, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
     else:
         counts = Counter(o.result for o in done)
-        totals = ", ".join(f"{counts[result]} {result}" for result in RESULTS if counts[result])
+        totals = ", ".join(f"{counts[result]} {result_word(result, dry_run)}" for result in RESULTS if counts[result])
         click.echo(f"{plural(len(done), 'project')}: {totals or 'none named'}", err=True)
     if any(o.failed for o in done):
         sys.exit(EXIT_FAILURE)
@@ -112,7 +127,11 @@ def report(outcomes: Iterator[Outcome], *, as_json: bool) -> None:
 
 @click.group()
 def webhooks() -> None:
-    """This service's webhook on CircleCI projects (CIRCLE_TOKEN's user must be allowed to change their settings)."""
+    """This service's webhook on CircleCI projects.
+
+    CircleCI lets only an organization admin add, change or remove a project's webhooks:
+    CIRCLE_TOKEN must be a personal API token of an org admin (a 403 on a project says so).
+    """
 
 
 @webhooks.command("list")
@@ -177,7 +196,8 @@ def ensure(
     desired = Desired(url=target, secret=secret, name=name)
     client, projects = resolve(slugs, orgs, from_file)
     registry = ProjectWebhooks(client, target, dry_run=dry_run)
-    report(registry.walk(projects, lambda slug, project: registry.ensure(slug, project, desired)), as_json=as_json)
+    outcomes = registry.walk(projects, lambda slug, project: registry.ensure(slug, project, desired))
+    report(outcomes, as_json=as_json, dry_run=dry_run)
 
 
 @webhooks.command("rotate-secret")
@@ -201,7 +221,8 @@ def rotate_secret(
     target = webhook_url(url)
     client, projects = resolve(slugs, orgs, from_file)
     registry = ProjectWebhooks(client, target, dry_run=dry_run)
-    report(registry.walk(projects, lambda slug, project: registry.rotate(slug, project, secret)), as_json=as_json)
+    outcomes = registry.walk(projects, lambda slug, project: registry.rotate(slug, project, secret))
+    report(outcomes, as_json=as_json, dry_run=dry_run)
 
 
 @webhooks.command()
@@ -217,7 +238,7 @@ def remove(
     target = webhook_url(url)
     client, projects = resolve(slugs, orgs, from_file)
     registry = ProjectWebhooks(client, target, dry_run=dry_run)
-    report(registry.walk(projects, registry.remove), as_json=as_json)
+    report(registry.walk(projects, registry.remove), as_json=as_json, dry_run=dry_run)
 
 
 __all__ = ["webhooks"]

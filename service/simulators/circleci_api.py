@@ -42,6 +42,19 @@ def me(sim: Simulator, request: Request, body: Any) -> Response:
     return JSONResponse(sim.dataset.user)
 
 
+def collaborations(sim: Simulator, request: Request, body: Any) -> Response:
+    """The organizations of the projects the simulator knows."""
+    with sim.dataset.lock:
+        projects = list(sim.dataset.projects.values())
+    orgs: dict[str, dict[str, Any]] = {}
+    for project in projects:
+        slug = project["slug"].rsplit("/", 1)[0]
+        vcs = {"gh": "github", "bb": "bitbucket"}.get(slug.split("/")[0], slug.split("/")[0])
+        orgs.setdefault(slug, {"id": project["org_id"], "vcs-type": vcs, "name": project["org"],
+                               "avatar_url": "https://avatars.example.com/u/1", "slug": slug})  # fmt: skip
+    return JSONResponse(list(orgs.values()))
+
+
 def _create_pipeline(sim: Simulator, slug: str, branch: str | None, tag: str | None) -> Response:
     if slug not in sim.dataset.projects:
         return not_found("Project not found")
@@ -301,6 +314,7 @@ def flaky_tests(sim: Simulator, request: Request, body: Any) -> Response:
 
 OPERATIONS: list[tuple[str, str, Callable[[Simulator, Request, Any], Response]]] = [
     ("GET", "/me", me),
+    ("GET", "/me/collaborations", collaborations),
     ("POST", "/project/{provider}/{organization}/{project}/pipeline/run", run_pipeline),
     ("POST", "/project/{project-slug}/pipeline", trigger_pipeline),
     ("GET", "/project/{project-slug}/pipeline", list_pipelines),

@@ -123,6 +123,13 @@ class CircleCIClient:
         """The token's user; the way to check a token (v2 answers 404 for many bad tokens)."""
         return User.from_dict(self.json("GET", "/me"))
 
+    def organization_slugs(self) -> list[str]:
+        """`GET /me/collaborations`: the slugs (`gh/acme`) of the organizations the token's user
+        belongs to or collaborates in (one answer, no pages)."""
+        answer = self.json("GET", "/me/collaborations")
+        items = answer if isinstance(answer, list) else []
+        return [str(item["slug"]) for item in items if isinstance(item, dict) and item.get("slug")]
+
     # -- pipelines ------------------------------------------------------------------------
 
     def trigger_pipeline(

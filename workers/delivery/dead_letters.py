@@ -21,7 +21,7 @@ from typing import Any
 
 from redis import Redis
 
-from workers.store import text
+from workers.store import members_starting, text
 
 DEAD_PREFIX = "cie:dead:"
 DEAD_INDEX = "cie:dead"
@@ -97,6 +97,16 @@ class DeadLetters:
             pipe.zrem(DEAD_INDEX, delivery_id)
             deleted, _ = pipe.execute()
         return bool(deleted)
+
+    def ids_starting(self, prefix: str) -> list[str]:
+        """Delivery ids of the kept dead letters that start with `prefix`, newest first (for
+        operators typing a short id)."""
+        ids = members_starting(self.redis, DEAD_INDEX, prefix)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for delivery_id in ids:
+                pipe.exists(DEAD_PREFIX + delivery_id)
+            kept = pipe.execute()
+        return [i for i, exists in zip(ids, kept, strict=True) if exists]
 
     def list(self, *, limit: int = 100) -> list[DeadLetter]:
         """The newest dead letters first."""

@@ -98,6 +98,23 @@ def test_a_mistake_exits_2_naming_file_line_and_key(tmp_path: Path, text: str, e
     assert f"routes file {path}, {expected}" in result.err
 
 
+def test_json_is_printed_for_an_invalid_file_too_with_every_mistake(tmp_path: Path, routes: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "handlers:\n  ops: {type: slak}\n  log: {type: log}\nsubscriptions:\n  - {name: a, handlers: [logg]}\n"
+    )
+    result = run_cli("check-config", str(path), "--json", env={})
+    assert result.code == 2 and "Traceback" not in result.err
+    shown = json.loads(result.out)
+    assert (shown["file"], shown["valid"], len(shown["problems"])) == (str(path), False, 2)
+    assert "unknown type 'slak'" in shown["problems"][0] and "did you mean 'log'?" in shown["problems"][1]
+    assert len(result.err.splitlines()) == 2, "stderr still says it to a person"
+    missing = run_cli("check-config", str(tmp_path / "absent.yaml"), "--json", env={})
+    assert missing.code == 2 and json.loads(missing.out)["valid"] is False
+    assert "cannot be read" in json.loads(missing.out)["problems"][0]
+    assert json.loads(run_cli("check-config", str(routes), "--json", env=ENV).out)["valid"] is True
+
+
 def test_a_missing_file_exits_2(tmp_path: Path) -> None:
     result = run_cli("check-config", str(tmp_path / "absent.yaml"), env={})
     assert_one_clear_line(result, 2)

@@ -96,6 +96,28 @@ def test_purge_forgets_every_dead_letter(flow: DeliveryFlow, args: tuple, input:
     assert json.loads(cli(flow, "list", "--json")) == []
 
 
+def test_show_replay_and_purge_take_the_start_of_an_id(flow: DeliveryFlow) -> None:
+    first, second = refused(flow, 2)
+    start = first[:8] if first[:8] != second[:8] else first[:-3]
+    assert json.loads(cli(flow, "show", start, "--json"))["delivery_id"] == first
+    assert cli(flow, "replay", start) == f"queued {first}\n"
+    assert cli(flow, "purge", second[:12], "--yes").splitlines()[-1] == "purged 1 dead letters"
+    assert json.loads(cli(flow, "list", "--json")) == []
+
+
+@pytest.mark.parametrize("command", ["show", "replay", "purge"])
+def test_a_start_several_ids_share_exits_2_listing_them(flow: DeliveryFlow, command: str) -> None:
+    flow.sink.add_fault(kind="bad_request", path="/slack/ops", times=1)
+    flow.sink.add_fault(kind="bad_request", path="/hooks/audit", times=1)
+    event = flow.deliver(flow.event())  # both handlers refuse it: two dead letters of one event
+    flow.sink.clear_faults()
+    result = run_cli("dead-letters", command, event["event_id"], env=flow.env)
+    assert_one_clear_line(result, 2)
+    assert f"2 dead letters start with {event['event_id']!r}: " in result.err
+    assert f"{event['event_id']}:ops" in result.err and f"{event['event_id']}:audit" in result.err
+    assert len(json.loads(cli(flow, "list", "--json"))) == 2, "nothing replayed or purged"
+
+
 def test_purge_unconfirmed_keeps_them(flow: DeliveryFlow) -> None:
     refused(flow)
     result = run_cli("dead-letters", "purge", env=flow.env, input="n\n")

@@ -113,6 +113,17 @@ def test_list_shows_the_newest_first_filtered_by_status(flow: DeliveryFlow) -> N
     assert len(cli_json(flow, "events", "list", "--limit", "1")) == 1
 
 
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [("failure", "--status 'failure' is not a status: the statuses are success, running, not_run, failed, "),
+     ("sucess", "; did you mean 'success'?")],
+)  # fmt: skip
+def test_a_status_filter_no_event_can_have_exits_2_with_a_did_you_mean(status: str, expected: str) -> None:
+    result = run_cli("events", "list", "--status", status, env={"REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert_one_clear_line(result, 2)
+    assert expected in result.err
+
+
 def test_a_replay_posts_nothing_twice_unless_forced(flow: DeliveryFlow) -> None:
     event = flow.deliver(flow.event())
     replayed = cli_json(flow, "events", "replay", event["event_id"])

@@ -111,3 +111,55 @@ def test_run_stops_when_its_terminal_hangs_up(redis_url: str) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def run_until_ready(env: dict[str, str]) -> list[str]:
+    """Start `run`, read its stderr until it says it is ready, stop it; the lines it printed."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CIRCLE", "REDIS_URL", "ROUTES_FILE"))}
+    base |= {"PORT": str(free_port()), "HOST": "127.0.0.1", "LOG_FORMAT": "console", "WORKERS": "2"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "run"],
+        env=base | env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert process.stderr is not None
+    output = b""
+    try:
+        while b"circleci-events:   Ctrl-C stops" not in output:
+            ready, _, _ = select.select([process.stderr], [], [], 60)
+            chunk = os.read(process.stderr.fileno(), 65536) if ready else b""
+            assert chunk, "run ended or said nothing for 60 s: " + output.decode(errors="replace")
+            output += chunk
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    return output.decode().splitlines()
+
+
+def test_run_says_what_it_starts_then_where_to_send_webhooks_and_warns_once() -> None:
+    lines = run_until_ready({"CIRCLECI_WEBHOOK_SECRETS": "a-progress-secret"})
+    said = [line.removeprefix("circleci-events: ") for line in lines if line.startswith("circleci-events: ")]
+    assert said[0].startswith("warning: started a throw-away Redis at unix://")
+    assert "keeps nothing across restarts" in said[0]
+    assert re.fullmatch(r"started web \(pid \d+\) on http://127\.0\.0\.1:\d+", said[1]), said[1]
+    assert re.fullmatch(
+        r"started 2 workers \(pid \d+, \d+\), each running up to 4 jobs at once, routes from .+", said[2]
+    )
+    assert re.fullmatch(r"ready in \d+\.\d s", said[3]), said[3]
+    port = said[1].rsplit(":", 1)[1]
+    assert said[4] == (f"  webhooks:   POST http://127.0.0.1:{port}/webhooks/circleci, signed with the secret in "
+                       "CIRCLECI_WEBHOOK_SECRETS")  # fmt: skip
+    assert said[5].startswith("  test event: circleci-events send-test-event --status failed")
+    assert f"forwards https to 127.0.0.1:{port}" in said[6]
+    warnings = [line for line in lines if "warning" in line.lower() or "not_durable" in line]
+    assert warnings == [lines[0]], "the throw-away Redis is said once, not by the web and each worker again"
+    assert "a-progress-secret" not in "".join(lines)
+
+
+def test_run_on_your_redis_says_its_risks_once(redis_url: str) -> None:
+    lines = run_until_ready({"CIRCLECI_WEBHOOK_SECRETS": "first-secret,second-secret", "REDIS_URL": redis_url})
+    assert f"circleci-events: using your Redis at {redis_url} (REDIS_URL)" in lines
+    assert len([line for line in lines if "redis_not_durable" in line]) == 1  # the test Redis keeps no AOF
+    assert any("signed with any of the 2 CIRCLECI_WEBHOOK_SECRETS" in line for line in lines)

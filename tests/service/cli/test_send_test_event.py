@@ -6,6 +6,10 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from config.settings import Settings
 from service.app import create_app
@@ -57,7 +61,7 @@ def test_the_secret_defaults_to_the_first_configured_one(receiver: str) -> None:
 def test_the_text_output_names_the_event_and_the_answer(receiver: str) -> None:
     result = run_cli("send-test-event", "--url", receiver, "--status", "failed", "--secret", SECRET, env={})
     assert result.code == 0, result.err
-    assert result.out.startswith("sent workflow-completed (failed) event ")
+    assert result.out.startswith("sent workflow-completed (failed, pipeline #42 on main) event ")
     assert result.out.splitlines()[1].startswith('202 {"event_id"')
 
 
@@ -74,6 +78,49 @@ def test_a_refused_or_unsigned_event_fails_in_one_line(receiver: str, args: tupl
     assert_one_clear_line(result, code)
     assert expected in result.err
     assert "wrong" not in result.err
+
+
+@pytest.fixture
+def recorder() -> Iterator[tuple[str, list[dict]]]:
+    """A receiver that keeps the payloads it is sent (it checks no signature)."""
+    received: list[dict] = []
+
+    async def keep(request: Request) -> JSONResponse:
+        received.append(json.loads(await request.body()))
+        return JSONResponse({"status": "queued"}, status_code=202)
+
+    with running(Starlette(routes=[Route("/webhooks/circleci", keep, methods=["POST"])])) as base:
+        yield base, received
+
+
+@pytest.mark.parametrize(
+    ("args", "workflow_status", "branch", "number"),
+    [((), "success", "main", 42),
+     (("--pipeline", "7", "--branch", "release/2.0", "--status", "failed"), "failed", "release/2.0", 7)],
+)  # fmt: skip
+def test_the_pipeline_branch_and_status_are_the_ones_asked_for(
+    recorder: tuple[str, list[dict]], args: tuple, workflow_status: str, branch: str, number: int
+) -> None:
+    base, received = recorder
+    send("--url", base, "--secret", SECRET, *args)
+    [payload] = received
+    assert (payload["workflow"]["status"], payload["pipeline"]["vcs"]["branch"]) == (workflow_status, branch)
+    assert payload["pipeline"]["number"] == number and f"/{number}/workflows/" in payload["workflow"]["url"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [(("--status", "failure"), "--status 'failure' is not a status: the statuses are success, failed, error, "
+                               "canceled, unauthorized; did you mean 'failed'?"),
+     (("--type", "job-completed", "--status", "error"), "a job-completed event's status is one of success, failed"),
+     (("--pipeline", "0"), "Invalid value for '--pipeline'"),
+     (("--branch", "my branch"), "--branch 'my branch' cannot be a branch name")],
+    ids=["misspelt-status", "job-error", "pipeline-0", "branch-space"],
+)  # fmt: skip
+def test_a_value_no_webhook_could_carry_exits_2(args: tuple, expected: str) -> None:
+    result = run_cli("send-test-event", "--url", "http://127.0.0.1:1", "--secret", SECRET, *args, env={})
+    assert_one_clear_line(result, 2)
+    assert expected in result.err
 
 
 @pytest.mark.parametrize(

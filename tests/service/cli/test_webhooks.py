@@ -137,8 +137,45 @@ def test_ensure_dry_run_says_what_it_would_do_and_changes_nothing(sim) -> None:
 
     assert result.code == 0, result.err
     assert lines(result.out) == [f"{API}: would create", f"{WEB}: would update (name)"]
+    assert lines(result.err) == ["2 projects: 1 would create, 1 would update"]
     assert writes(simulator) == 0
     assert hooks(simulator, API) == []
+
+
+@pytest.mark.parametrize(
+    ("org", "expected"),
+    [("gh/acmee", "; did you mean 'gh/acme'?"), ("gh/nobody-at-all", "an org slug is vcs/name, e.g. gh/acme")],
+    ids=["misspelt", "unknown"],
+)
+def test_an_org_circleci_does_not_know_exits_2_naming_the_known_ones(sim, org: str, expected: str) -> None:
+    simulator, env = sim
+
+    result = run_cli("webhooks", "ensure", "--url", URL, "--org", org, env=env)
+
+    assert_one_clear_line(result, 2)
+    assert f"--org {org}: CircleCI knows no such organization for CIRCLE_TOKEN's user (theirs: " in result.err
+    assert "gh/acme" in result.err.split("(theirs: ")[1].split(")")[0]
+    assert expected in result.err
+    assert writes(simulator) == 0
+
+
+def test_the_long_form_of_a_known_org_is_the_same_org(sim) -> None:
+    _, env = sim
+    result = run_cli("webhooks", "list", "--url", URL, "--org", "github/acme", env=env)
+    assert result.code == 1, result.err  # gh/acme/locked refuses its webhooks; the others are listed
+    assert "github/acme: 3 projects with recent pipelines" in result.err
+
+
+def test_a_403_on_a_webhook_says_an_org_admin_token_is_needed(sim) -> None:
+    _, env = sim
+    result = run_cli("webhooks", "ensure", "--url", URL, LOCKED, env=env)
+    assert result.code == 1
+    assert lines(result.out) == [
+        f"{LOCKED}: failed: CircleCI API answered 403 to GET /webhook: Permission denied.; only an organization "
+        "admin may manage a project's webhooks: use a personal API token of an org admin as CIRCLE_TOKEN"
+    ]
+    help_text = run_cli("webhooks", "--help", env={}).out
+    assert "only an organization admin" in " ".join(help_text.split())
 
 
 def test_a_project_without_permission_or_unknown_is_reported_and_the_rest_go_on(sim) -> None:
@@ -196,7 +233,9 @@ def test_list_shows_ours_and_with_all_every_webhook_marking_ours(sim) -> None:
     assert table.code == 1
     assert lines(table.out)[0].split()[:3] == ["PROJECT", "NAME", "EVENTS"]
     assert lines(table.out)[2].split()[:2] == [WEB, "(none)"]
-    assert lines(table.err) == [f"{LOCKED}: failed: CircleCI API answered 403 to GET /webhook: Permission denied."]
+    assert lines(table.err) == [f"{LOCKED}: failed: CircleCI API answered 403 to GET /webhook: Permission denied.; "
+                                "only an organization admin may manage a project's webhooks: use a personal API "
+                                "token of an org admin as CIRCLE_TOKEN"]  # fmt: skip
     for result in (ours, every, table):
         assert SECRET not in result.out + result.err and "xxxx" not in result.out + result.err
 

@@ -38,6 +38,7 @@ def _exercise(client: CircleCIClient, tmp_path: Path) -> None:
     workflow_id, pipeline_id = payload["workflow"]["id"], payload["pipeline"]["id"]
     org_id = payload["organization"]["id"]
     client.me()
+    client.organization_slugs()
     client.pipeline(pipeline_id)
     client.pipeline(TAG_BUILD["pipeline"]["id"])
     list(client.pipelines(SLUG, branch="feature/new-endpoint"))
