@@ -22,6 +22,7 @@ from config.errors import CircleCIRateLimited, CircleCIServerError
 from config.settings import Settings
 from service.simulators.circleci import create_simulator
 from service.simulators.circleci_data import Dataset
+from tests.clock import FakeClock
 from tests.conftest import load_fixture
 from tests.server import running
 from workers.circleci.cache import ApiCache
@@ -358,7 +359,7 @@ def offline() -> Iterator[Callable[..., tuple[Enricher, FakeCircleCI]]]:
         api = FakeCircleCI(**fake)
         store = fakeredis.FakeRedis()
         client = CircleCIClient(base_url="https://circleci.test/api/v2", token="t", transport=httpx.MockTransport(api),
-                                max_retries=0, sleep=lambda _: None, before_request=count_api_call)  # fmt: skip
+                                max_retries=0, clock=FakeClock(), before_request=count_api_call)  # fmt: skip
         pools.append(ThreadPoolExecutor(2))
         enricher = Enricher(client, cache=ApiCache(store, ttl_seconds=60), transitions=TransitionStore(store),
                             pool=pools[-1])  # fmt: skip
