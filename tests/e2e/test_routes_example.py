@@ -20,7 +20,8 @@ import pytest
 
 from service.simulators.slack_workspace import Workspace
 from tests.conftest import fresh, load_fixture
-from tests.reliability.conftest import Scenario, wait_until
+from tests.reliability.conftest import Scenario
+from tests.waiting import wait_until
 from workers.routes_file import load_routes
 
 pytestmark = pytest.mark.e2e

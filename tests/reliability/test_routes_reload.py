@@ -15,7 +15,8 @@ import pytest
 
 from tests.conftest import free_port
 from tests.e2e.processes import Service, cli
-from tests.reliability.conftest import HOOK_SECRET, ROUTES, Scenario, wait_until
+from tests.reliability.conftest import HOOK_SECRET, ROUTES, Scenario
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

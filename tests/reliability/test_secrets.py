@@ -21,8 +21,8 @@ from service.simulators.slack import create_slack_simulator
 from service.simulators.slack_workspace import Workspace
 from tests.reliability.conftest import SECRET as WEBHOOK_SECRET
 from tests.reliability.conftest import TOKEN as CIRCLE_TOKEN
-from tests.reliability.conftest import wait_until
 from tests.server import running
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

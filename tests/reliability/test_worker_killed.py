@@ -24,7 +24,8 @@ import pytest
 from redis import Redis
 from rq import Queue
 
-from tests.reliability.conftest import Scenario, wait_until
+from tests.reliability.conftest import Scenario
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

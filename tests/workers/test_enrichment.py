@@ -7,7 +7,7 @@ import copy
 import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import fakeredis
@@ -64,7 +64,8 @@ def twelve_jobs() -> list[dict]:
 
 
 class World:
-    """A simulator with one workflow loaded, served over HTTP, and a worker context pointed at it."""
+    """A simulator with one workflow loaded, served over HTTP, and a worker context pointed at it,
+    on a fake clock (the API client's retries sleep on it; deadlines pass when a test says)."""
 
     def __init__(self, base: str, app, redis_url: str) -> None:
         self.sim = app.state.simulator
@@ -73,7 +74,8 @@ class World:
             {"CIRCLE_TOKEN": "sim-token", "CIRCLECI_API_URL": base, "REDIS_URL": redis_url,
              "CIRCLECI_API_RATE_PER_SECOND": "1000", "CIRCLECI_API_BURST": "1000"}
         )  # fmt: skip
-        self.context = WorkerContext.build(self.settings, redis=self.redis)
+        self.clock = FakeClock()
+        self.context = WorkerContext.build(self.settings, redis=self.redis, clock=self.clock)
 
     def load(self, payload: dict, jobs: list[dict]) -> list[dict]:
         return self.sim.dataset.add_workflow_from_webhook(payload, jobs)["jobs"]
@@ -243,8 +245,10 @@ def test_process_event_defers_through_the_scheduler_then_gives_up_at_the_deadlin
         rescheduled = Queue("events", connection=world.redis, serializer=JSONSerializer).fetch_job(job_id)
         assert rescheduled.args[0]["attempt"] == 1 and rescheduled.args[0]["event_id"] == failed_workflow["id"]
 
-        long_ago = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
-        done = process_event(envelope(failed_workflow, received_at=long_ago))
+        assert registry.get_scheduled_time(job_id).timestamp() > world.clock.now()  # later, by the clock
+
+        world.clock.advance(world.settings.enrich_deadline_seconds + 1)  # the API still fails past the deadline
+        done = process_event(rescheduled.args[0])
         assert done == {"event_id": failed_workflow["id"], "status": "enriched", "complete": False}
     finally:
         install(None)
