@@ -94,7 +94,10 @@ async def _receive(request: Request, body: bytes, client: str) -> Response:
         return _answer(app, "expired", 200, event.id)
 
     envelope = make_envelope(
-        event_id=event.id, event_type=event.type, request_id=request.state.request_id, received_at=utc_now_text()
+        event_id=event.id,
+        event_type=event.type,
+        request_id=request.state.request_id,
+        received_at=utc_now_text(app.clock.now()),  # where the event's retry budget and deadlines start
     )
     started = app.clock.monotonic()
     try:
