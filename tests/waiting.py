@@ -23,8 +23,8 @@ def wait_until(
     check: Callable[[], T | None],
     what: str,
     timeout: float = TIMEOUT,
-    *,
     step: float = STEP,
+    *,
     details: Callable[[], str] | None = None,
 ) -> T:
     deadline = time.monotonic() + timeout

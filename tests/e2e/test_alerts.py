@@ -61,10 +61,10 @@ def test_dead_letters_from_two_workers_make_one_alert_within_the_interval(
                 payload = fresh({**template, "id": str(uuid.uuid4())})
                 assert httpx.post(base + "/webhooks/circleci", **signed(payload)).status_code == 202
             expected = len(letters.list()) + count
-            wait_until(lambda: len(letters.list()) == expected, "the deliveries dead-lettered", 30)
+            wait_until(lambda: len(letters.list()) == expected, "the deliveries dead-lettered")
 
         post_and_wait_for_dead_letters(1)
-        (alert,) = wait_until(lambda: sink.delivered("/slack/alerts"), "the first alert", 30)
+        (alert,) = wait_until(lambda: sink.delivered("/slack/alerts"), "the first alert")
         assert alert.body["blocks"][0]["text"]["text"] == "⚠️ circleci-events: 1 delivery dead-lettered"
         assert "retry_budget_exhausted: 1 (handler audit)" in alert.body["blocks"][1]["text"]["text"]
 
@@ -101,7 +101,7 @@ def test_a_token_circleci_refuses_is_told_once_with_what_to_do(
             assert httpx.post(base + "/webhooks/circleci", **signed(payload)).status_code == 202
         sink = sink_app.state.sink
         messages = wait_until(lambda: len(sink.delivered("/slack/alerts")) == 3 and sink.delivered("/slack/alerts"),
-                            "two events and one alert", 30)  # fmt: skip
+                            "two events and one alert")  # fmt: skip
         (alert,) = [m for m in messages if m.body["blocks"][0]["text"]["text"].startswith("⚠️")]
         title, text = alert.body["blocks"][0]["text"]["text"], alert.body["blocks"][1]["text"]["text"]
         assert title == "⚠️ circleci-events: CircleCI refused the API token for 2 events"

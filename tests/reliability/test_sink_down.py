@@ -65,7 +65,7 @@ def test_past_the_retry_budget_deliveries_are_dead_lettered_and_a_replay_posts_e
     settings = Settings.from_environ(system.env(**SHORT_BUDGET))
     client = redis.Redis.from_url(system.redis.url)
     letters = DeadLetters(client, ttl=settings.enriched_event_ttl_seconds)
-    dead = wait_until(lambda: len(letters.list(limit=1000)) == pending and letters.list(limit=1000), "dead letters", 30)
+    dead = wait_until(lambda: len(letters.list(limit=1000)) == pending and letters.list(limit=1000), "dead letters")
     dead_after = time.monotonic() - started
     assert {letter.reason for letter in dead} == {"retry_budget_exhausted"}
     assert {(letter.handler, letter.event_id) for letter in dead} == {
