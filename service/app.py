@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
+from config.clock import SYSTEM_CLOCK, Clock
 from config.settings import Settings
 from service.admin import admin_mount
 from service.client_limit import ClientLimit
@@ -30,9 +31,14 @@ from workers.connection import connect_async
 
 
 def create_app(
-    settings: Settings | None = None, *, redis: Redis | None = None, web_metrics: WebMetrics | None = None
+    settings: Settings | None = None,
+    *,
+    redis: Redis | None = None,
+    web_metrics: WebMetrics | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Starlette:
-    """Build the receiver. Raises ConfigurationError when it must not start."""
+    """Build the receiver. Raises ConfigurationError when it must not start. `clock`: what the
+    rate limits, the log sampling and the age check of a delivery read time from."""
     settings = settings or Settings.from_environ()
     settings.require_webhook_secrets()
     if redis is None:
@@ -59,9 +65,12 @@ def create_app(
     )
     app.state.settings = settings
     app.state.redis = redis
+    app.state.clock = clock
     app.state.metrics = web_metrics or WebMetrics()
-    app.state.client_limit = ClientLimit(burst=settings.rate_limit_burst, per_second=settings.rate_limit_per_second)
-    app.state.rejection_log = LogSampler()  # also given to the HTTP protocol by `circleci-events web`
+    app.state.client_limit = ClientLimit(
+        burst=settings.rate_limit_burst, per_second=settings.rate_limit_per_second, clock=clock
+    )
+    app.state.rejection_log = LogSampler(clock=clock)  # also given to the HTTP protocol by `circleci-events web`
     app.state.verifier = (
         SignatureVerifier([str(s) for s in settings.webhook_secrets]) if settings.webhook_secrets else None
     )

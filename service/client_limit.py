@@ -13,8 +13,7 @@ than that escapes the per-process limit (`WEB_MAX_CONNECTIONS` still bounds the 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from config.clock import SYSTEM_CLOCK, Clock
 
 SIGNATURE_FAILURE_TOKENS = 10
 MAX_CLIENTS = 10_000
@@ -29,7 +28,7 @@ class ClientLimit:
         burst: int,
         per_second: float,
         max_clients: int = MAX_CLIENTS,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._burst = float(burst)
         self._rate = per_second
@@ -53,7 +52,7 @@ class ClientLimit:
         return len(self._buckets)
 
     def _bucket(self, client: str) -> list[float]:
-        now = self._clock()
+        now = self._clock.monotonic()
         bucket = self._buckets.pop(client, None)
         if bucket is None:
             if len(self._buckets) >= self._max_clients:

@@ -8,8 +8,7 @@ left out since the last one written>`. Metrics still count every refusal.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from config.clock import SYSTEM_CLOCK, Clock
 
 REJECTION_LOG_INTERVAL_SECONDS = 60.0
 MAX_KEYS = 10_000
@@ -23,7 +22,7 @@ class LogSampler:
         *,
         interval: float = REJECTION_LOG_INTERVAL_SECONDS,
         max_keys: int = MAX_KEYS,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._interval = interval
         self._max_keys = max_keys
@@ -32,7 +31,7 @@ class LogSampler:
 
     def admit(self, key: str) -> int | None:
         """None: leave this line out. Else write it, with this many lines left out before it."""
-        now = self._clock()
+        now = self._clock.monotonic()
         entry = self._keys.get(key)
         if entry is not None and now - entry[0] < self._interval:
             entry[1] += 1

@@ -11,8 +11,6 @@ client and error code per interval, with the count left out. Metrics count every
 
 from __future__ import annotations
 
-import time
-
 import orjson
 import structlog
 from redis.exceptions import RedisError
@@ -91,19 +89,22 @@ async def _receive(request: Request, body: bytes, client: str) -> Response:
         # Valid but not ours to act on: a 2xx stops CircleCI retrying it.
         return _answer(app, "ignored", 200, event.id)
     happened = event.happened_at
-    if happened is not None and time.time() - happened.timestamp() > app.settings.dedupe_ttl_seconds:
+    if happened is not None and app.clock.now() - happened.timestamp() > app.settings.dedupe_ttl_seconds:
         # Its dedupe key may be gone: a captured body replayed now would be queued again.
         return _answer(app, "expired", 200, event.id)
 
     envelope = make_envelope(
-        event_id=event.id, event_type=event.type, request_id=request.state.request_id, received_at=utc_now_text()
+        event_id=event.id,
+        event_type=event.type,
+        request_id=request.state.request_id,
+        received_at=utc_now_text(app.clock.now()),  # where the event's retry budget and deadlines start
     )
-    started = time.perf_counter()
+    started = app.clock.monotonic()
     try:
         admission = await app.intake.admit(client=client, event_id=event.id, envelope=envelope, raw_payload=body)
     except RedisError as exc:
         raise _unavailable(exc) from None
-    app.metrics.enqueue_seconds.observe(time.perf_counter() - started)
+    app.metrics.enqueue_seconds.observe(app.clock.monotonic() - started)
     if admission.outcome == "limited":
         raise RateLimited(
             f"more than {app.settings.rate_limit_burst} deliveries at once from {client}; retry later",

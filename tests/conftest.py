@@ -7,7 +7,6 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from config.settings import Settings
 from service.simulators.slack import create_slack_simulator
 from tests.certificates import ServerTLS
 from tests.server import running
+from tests.waiting import wait_until
 
 TESTS = Path(__file__).parent
 FIXTURES = TESTS / "fixtures"
@@ -71,17 +71,20 @@ def free_port() -> int:
 
 
 def wait_for_server(answers: Callable[[], object], process: subprocess.Popen[bytes], what: str, log: Path) -> None:
-    """Until `answers()` is true without a connection error; a failed test if `process` exits or 10 s pass."""
-    deadline = time.monotonic() + 10
-    while True:
+    """Until `answers()` is true without a connection error; a failed test if `process` exits or the wait times out."""
+
+    def started() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"{what} exited with {process.returncode}; see {log}")
         try:
-            if answers():
-                return
+            return bool(answers())
         except redis.ConnectionError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            pytest.fail(f"{what} did not start; see {log}")
-        time.sleep(0.02)
+            return False
+
+    try:
+        wait_until(started, f"{what} answering")
+    except AssertionError as exc:
+        pytest.fail(f"{exc}; see {log}")
 
 
 class RedisServer:

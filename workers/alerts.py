@@ -25,7 +25,6 @@ per interval at most) and tried again when the window ends.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from redis import Redis
 from rq import Queue, get_current_job
 from rq.serializers import JSONSerializer
 
+from config.clock import SYSTEM_CLOCK, Clock
 from config.logging import REDACTOR
 from config.settings import Settings
 from workers.alert_message import DEAD_LETTER, ENRICHMENT_REFUSED, Alert, AlertCount
@@ -96,7 +96,7 @@ def _record(context: WorkerContext, kind: str, reason: str, subject: str, status
     if config is None:
         return
     try:
-        AlertBook(context.redis, context.settings, config).record(kind, reason, subject, status)
+        AlertBook(context.redis, context.settings, config, context.clock).record(kind, reason, subject, status)
     except Exception as exc:  # the failure being counted matters more than its alert
         log.warning("alert_record_failed", kind=kind, reason=reason, error=f"{type(exc).__name__}: {exc}"[:300])
 
@@ -104,8 +104,8 @@ def _record(context: WorkerContext, kind: str, reason: str, subject: str, status
 class AlertBook:
     """The counts, windows and flush jobs of the alert handlers of one `alerts:` section."""
 
-    def __init__(self, redis: Redis, settings: Settings, config: AlertConfig) -> None:
-        self.redis, self.settings, self.config = redis, settings, config
+    def __init__(self, redis: Redis, settings: Settings, config: AlertConfig, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.redis, self.settings, self.config, self.clock = redis, settings, config, clock
 
     @staticmethod
     def key(handler: str, what: str) -> str:
@@ -118,7 +118,7 @@ class AlertBook:
             for handler in self.config.handlers:
                 counts = self.key(handler, "counts")
                 pipe.hincrby(counts, field, 1)
-                pipe.hsetnx(counts, SINCE, time.time())
+                pipe.hsetnx(counts, SINCE, self.clock.now())
                 pipe.expire(counts, COUNTS_TTL_SECONDS)
                 pipe.pttl(self.key(handler, "window"))
             replies = pipe.execute()
@@ -141,7 +141,7 @@ class AlertBook:
         )
         job.enqueue_at_front = True
         # RQ's scheduler keeps whole seconds and runs what is due: round up, never early
-        queue.schedule_job(job, datetime.fromtimestamp(int(time.time() + delay) + 1, UTC))
+        queue.schedule_job(job, datetime.fromtimestamp(int(self.clock.now() + delay) + 1, UTC))
         return True
 
     def flush(self, handler: str, target: Handler, context: WorkerContext) -> str:
@@ -154,11 +154,11 @@ class AlertBook:
             self.schedule_flush(handler, max(0, int(self.redis.pttl(window_key))) / 1000)
             return "later"
         raw = {text(k): text(v) for k, v in self.redis.hgetall(counts_key).items()}
-        since = float(raw.pop(SINCE, "") or time.time())
+        since = float(raw.pop(SINCE, "") or self.clock.now())
         counts = [_count(field, int(n)) for field, n in raw.items() if int(n) > 0]
         if not counts:
             return "nothing"
-        alert = Alert.new(counts, since=since, until=time.time())
+        alert = Alert.new(counts, since=since, until=self.clock.now())
         try:
             target.send(alert.to_event(), delivery_id=f"{alert.alert_id}:{handler}", http=context.http)
         except Exception as exc:  # logged, never dead-lettered or alerted on: an alert cannot recurse
@@ -169,7 +169,7 @@ class AlertBook:
                 "alert_failed", alert_id=alert.alert_id, error=error, retry_in_seconds=self.config.interval_seconds
             )
             return "failed"
-        args: list[Any] = [time.time()]
+        args: list[Any] = [self.clock.now()]
         for field, n in raw.items():
             args += [field, n]
         self.redis.eval(_SUBTRACT_LUA, 1, counts_key, *args)
@@ -194,4 +194,6 @@ def flush_alerts(handler: str) -> str:
     if config is None or handler not in config.handlers or handler not in routing.handlers:
         log.info("alert_handler_gone", reason="no longer an alerts handler in the routes file")
         return "not_configured"
-    return AlertBook(context.redis, context.settings, config).flush(handler, routing.handlers[handler], context)
+    return AlertBook(context.redis, context.settings, config, context.clock).flush(
+        handler, routing.handlers[handler], context
+    )

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import httpx
 from redis import Redis
 
+from config.clock import SYSTEM_CLOCK, Clock
 from config.settings import Settings
 from workers.circleci.budget import ApiBudget
 from workers.circleci.cache import ApiCache
@@ -61,6 +62,7 @@ class WorkerContext:
     # the worker process's leases (workers/supervisor.py sets them): delivery locks last one, renewed
     leases: Leases | None = None
     rng: random.Random = field(default_factory=random.Random)
+    clock: Clock = SYSTEM_CLOCK  # what its jobs wait, retry, expire and measure by
 
     @classmethod
     def build(
@@ -71,17 +73,19 @@ class WorkerContext:
         api_transport: httpx.BaseTransport | None = None,
         handlers: Mapping[str, Handler] | None = None,
         rng: random.Random | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> WorkerContext:
         """Everything a worker's jobs need; a broken routes file raises ConfigurationError here.
 
         `handlers` replaces the routes file (then nothing is routed); `api_transport` is the
-        httpx transport under the API client (tests).
+        httpx transport under the API client (tests); `clock` is what the jobs read time from (a
+        fake one in tests).
         """
         if redis is None:
             redis = connect(settings)
         # handlers keep state in Redis (slack_app's threads, Discord's message ids)
         routing = load_routing(settings, redis) if handlers is None else Routing(None, handlers)
-        budget = ApiBudget(redis, per_second=settings.api_rate_per_second, burst=settings.api_burst)
+        budget = ApiBudget(redis, per_second=settings.api_rate_per_second, burst=settings.api_burst, clock=clock)
 
         def before_api_request() -> None:
             budget.take()
@@ -95,6 +99,7 @@ class WorkerContext:
                 before_request=before_api_request,
                 deadline=API_CALL_DEADLINE_SECONDS,
                 max_wait=API_MAX_WAIT_SECONDS,
+                clock=clock,
             )
         pool = ThreadPoolExecutor(settings.enrich_concurrency, thread_name_prefix="enrich")
         enricher = Enricher(
@@ -115,6 +120,7 @@ class WorkerContext:
             client=client,
             pool=pool,
             rng=rng or random.Random(),
+            clock=clock,
         )
 
     def reload_routes(self) -> Routing:

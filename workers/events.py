@@ -9,7 +9,7 @@ is never dropped because enrichment failed.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -52,8 +52,9 @@ def process_event(envelope: Envelope) -> dict[str, Any]:
     bind_job_context(envelope)
     context = current()
     routing = context.routing  # this event is matched and fanned out with this version of the routes
-    received = parse_time(envelope.get("received_at")) or datetime.now(UTC)
-    remaining = context.settings.enrich_deadline_seconds - (datetime.now(UTC) - received).total_seconds()
+    now = context.clock.now()
+    received = parse_time(envelope.get("received_at"))
+    remaining = context.settings.enrich_deadline_seconds - (now - (received.timestamp() if received else now))
     try:
         event = context.enricher.enrich(dict(envelope), may_defer=remaining > 0)
     except RETRYABLE as exc:
@@ -97,8 +98,11 @@ def _defer(context: WorkerContext, envelope: Envelope, exc: CircleCIAPIError, re
     queue = Queue(
         job.origin if job else context.settings.events_queue, connection=context.redis, serializer=JSONSerializer
     )
-    queue.enqueue_in(
-        timedelta(seconds=wait), PROCESS_EVENT, {**envelope, "attempt": attempt}, **event_job_options(context.settings)
+    queue.enqueue_at(
+        datetime.fromtimestamp(context.clock.now() + wait, UTC),
+        PROCESS_EVENT,
+        {**envelope, "attempt": attempt},
+        **event_job_options(context.settings),
     )
     log.info("enrichment_deferred", error_code=exc.code, reason=exc.message, attempt=attempt, delay=round(wait, 2))
     return {"event_id": envelope["event_id"], "status": "deferred", "attempt": attempt}

@@ -19,10 +19,11 @@ blocks the delivery's next attempt for seconds, not for the longest a send may t
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 
 from redis import Redis
+
+from config.clock import SYSTEM_CLOCK, Clock
 
 RENEWALS_PER_LEASE = 5
 
@@ -38,8 +39,8 @@ class Claim:
 class Leases:
     """The leases of the jobs one process runs."""
 
-    def __init__(self, redis: Redis, registry_key: str, *, seconds: int) -> None:
-        self.redis = redis
+    def __init__(self, redis: Redis, registry_key: str, *, seconds: int, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.redis, self.clock = redis, clock
         self.registry_key = registry_key
         self.seconds = seconds
         self.renew_every = seconds / RENEWALS_PER_LEASE
@@ -49,13 +50,13 @@ class Leases:
 
     def expiry(self) -> float:
         """The score a claim taken or renewed now gets: now plus one lease."""
-        return time.time() + self.seconds
+        return self.clock.now() + self.seconds
 
     def hold(self, entry: str, job_timeout: float | None) -> None:
         """Renew `entry` from now on (the worker wrote it with `expiry()` as it started the job)."""
         limit = (job_timeout if job_timeout and job_timeout > 0 else 365 * 86400) + self.seconds
         with self._lock:
-            self._claims[entry] = Claim(entry, time.monotonic() + limit)
+            self._claims[entry] = Claim(entry, self.clock.monotonic() + limit)
 
     def drop(self, entry: str) -> None:
         with self._lock:
@@ -64,7 +65,7 @@ class Leases:
     def hold_key(self, key: str, longest: float) -> None:
         """Renew the expiry of `key` (a lock this process holds) for at most `longest` seconds."""
         with self._lock:
-            self._keys[key] = Claim(key, time.monotonic() + longest)
+            self._keys[key] = Claim(key, self.clock.monotonic() + longest)
 
     def drop_key(self, key: str) -> None:
         with self._lock:
@@ -76,7 +77,7 @@ class Leases:
 
     def renew(self) -> int:
         """Push every claim still within its job's timeout one lease further; how many were renewed."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         with self._lock:
             live = [c.entry for c in self._claims.values() if c.renew_until > now]
             keys = [c.entry for c in self._keys.values() if c.renew_until > now]

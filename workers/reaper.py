@@ -21,7 +21,6 @@ docs/development.md states (Reliability).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import structlog
@@ -30,6 +29,8 @@ from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.utils import parse_composite_key
+
+from config.clock import SYSTEM_CLOCK, Clock
 
 log = structlog.get_logger("workers.reaper")
 LOCK_KEY = "cie:reaper:{}"
@@ -40,8 +41,8 @@ FailJob = Callable[[Job, Queue, str], None]
 
 
 class Reaper:
-    def __init__(self, queue: Queue, *, lease_seconds: int, fail: FailJob) -> None:
-        self.queue = queue
+    def __init__(self, queue: Queue, *, lease_seconds: int, fail: FailJob, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.queue, self.clock = queue, clock
         self.redis: Redis = queue.connection
         self.interval = lease_seconds / 2
         self.orphan_seconds = float(lease_seconds)
@@ -52,7 +53,7 @@ class Reaper:
         """One pass, if no other process made one within the interval; the job ids put back."""
         if not self.redis.set(self.lock_key, 1, nx=True, px=int(self.interval * 1000) - 50):
             return []
-        return self.sweep(time.time() if now is None else now)
+        return self.sweep(self.clock.now() if now is None else now)
 
     def sweep(self, now: float) -> list[str]:
         registry_key = self.queue.started_job_registry.key

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any
 
 from redis import Redis
 
+from config.clock import SYSTEM_CLOCK, Clock
 from workers.timestamps import parse_time
 
 EVENT_PREFIX = "cie:event:"
@@ -32,23 +32,24 @@ DEFAULT_TTL = 7 * 24 * 3600
 HANDLER_FIELDS = ("outcome", "attempts", "first_attempt_at", "last_attempt_at", "last_status")
 
 
-def received_epoch(event: dict[str, Any]) -> float:
+def received_epoch(event: dict[str, Any], clock: Clock = SYSTEM_CLOCK) -> float:
     """The event's receipt time in epoch seconds; now when it carries none we can read."""
     moment = parse_time(event.get("received_at"))
-    return moment.timestamp() if moment else time.time()
+    return moment.timestamp() if moment else clock.now()
 
 
 class EventStore:
     """Stores enriched events and their delivery history in Redis."""
 
-    def __init__(self, redis: Redis, *, ttl: int = DEFAULT_TTL) -> None:
+    def __init__(self, redis: Redis, *, ttl: int = DEFAULT_TTL, clock: Clock = SYSTEM_CLOCK) -> None:
         self.redis = redis
         self.ttl = ttl
+        self.clock = clock
 
     def save(self, event: dict[str, Any], *, handlers: list[str] | None = None) -> None:
         """Store the event and its summary, and index it; saving again refreshes both."""
         event_id = event["event_id"]
-        received = received_epoch(event)
+        received = received_epoch(event, self.clock)
         summary: dict[Any, Any] = _summary(event)
         if handlers is not None:
             summary["handlers"] = json.dumps(handlers)
@@ -62,7 +63,7 @@ class EventStore:
 
     def trim(self) -> int:
         """Drop index entries of events past their TTL (the worker's maintenance); how many."""
-        return int(self.redis.zremrangebyscore(EVENTS_INDEX, 0, time.time() - self.ttl))
+        return int(self.redis.zremrangebyscore(EVENTS_INDEX, 0, self.clock.now() - self.ttl))
 
     def load(self, event_id: str) -> dict[str, Any] | None:
         """The stored enriched event, or None once it has expired."""
@@ -89,7 +90,7 @@ class EventStore:
     ) -> int:
         """Append one delivery attempt (what happened: the status or the error, how long the send
         took) and update the handler's fields; returns its attempt count."""
-        now = time.time()
+        now = self.clock.now()
         key = RECORD_PREFIX + event_id
         entry = {"handler": handler, "at": now, "outcome": outcome, "status": status, "reason": reason,
                  "error": error, "seconds": None if seconds is None else round(seconds, 3)}  # fmt: skip

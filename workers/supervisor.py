@@ -30,7 +30,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
@@ -40,6 +39,7 @@ from redis import Redis
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
+from config.clock import SYSTEM_CLOCK, Clock
 from config.errors import ConfigurationError
 from config.logging import chatter_level
 from config.settings import Settings
@@ -82,23 +82,27 @@ class Supervisor:
         concurrency: int,
         *,
         reload_routes: Callable[[], Routing] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        """`reload_routes` swaps in the routes file read again, on SIGHUP (without it SIGHUP is not taken)."""
-        self.redis, self.settings = redis, settings
+        """`reload_routes` swaps in the routes file read again, on SIGHUP (without it SIGHUP is not taken);
+        `clock` times the ticks, the grace, the leases and the health checks."""
+        self.redis, self.settings, self.clock = redis, settings, clock
         self.reload_routes = reload_routes
         self.reload_requested = False
         self.queue = JobQueue(queue_name, connection=redis, serializer=JSONSerializer)
-        self.leases = Leases(redis, self.queue.started_job_registry.key, seconds=settings.worker_lease_seconds)
+        self.leases = Leases(
+            redis, self.queue.started_job_registry.key, seconds=settings.worker_lease_seconds, clock=clock
+        )
         self.workers = [self._new_worker() for _ in range(concurrency)]
         self.threads: dict[int, threading.Thread] = {}
         self.restarts = [0] * concurrency
-        self.reaper = Reaper(self.queue, lease_seconds=settings.worker_lease_seconds, fail=self._fail)
+        self.reaper = Reaper(self.queue, lease_seconds=settings.worker_lease_seconds, fail=self._fail, clock=clock)
         self.scheduler = RQScheduler(
             [self.queue], connection=redis, interval=SCHEDULER_SECONDS, serializer=JSONSerializer,
             logging_level=chatter_level(settings.log_level),
         )  # fmt: skip
         self.stopping_at: float | None = None  # monotonic deadline once a stop was asked for
-        self.ticked = time.monotonic()
+        self.ticked = self.clock.monotonic()
         self.failing_since: float | None = None  # monotonic: since when the keeping fails (Redis away)
         self._due: dict[str, float] = {}
 
@@ -122,11 +126,11 @@ class Supervisor:
             self._start(index, burst)
         try:
             while self._keep_going(burst):
-                if self.stopping_at is not None and time.monotonic() >= self.stopping_at:
+                if self.stopping_at is not None and self.clock.monotonic() >= self.stopping_at:
                     self._abandon_running()
                     return True
                 self.tick(burst)
-                time.sleep(TICK_SECONDS)
+                self.clock.sleep(TICK_SECONDS)
         finally:
             self._farewell()
         return True
@@ -148,7 +152,7 @@ class Supervisor:
 
     def tick(self, burst: bool = False) -> None:
         """One pass of the keeping: whatever is due now. Redis errors are logged and tried next tick."""
-        self.ticked = time.monotonic()
+        self.ticked = self.clock.monotonic()
         if self.reload_requested:
             self.reload_requested = False
             self._reload()
@@ -168,14 +172,14 @@ class Supervisor:
             self._upkeep_failed(exc)
         else:
             if self.failing_since is not None:
-                log.info("worker_upkeep_recovered", after_seconds=round(time.monotonic() - self.failing_since, 1))
+                log.info("worker_upkeep_recovered", after_seconds=round(self.clock.monotonic() - self.failing_since, 1))
                 self.failing_since = None
         if not burst and self.stopping_at is None:
             self._restart_stopped_threads()
 
     def _upkeep_failed(self, exc: Exception) -> None:
         """Logged when it starts and then every UPKEEP_LOG_SECONDS while it lasts, not every tick."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if self.failing_since is None:
             self.failing_since = now
         elif now < self._due.get("upkeep-log", 0.0):
@@ -185,7 +189,7 @@ class Supervisor:
                   failing_for_seconds=round(now - self.failing_since, 1))  # fmt: skip
 
     def _is_due(self, what: str, every: float) -> bool:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now < self._due.get(what, 0.0):
             return False
         self._due[what] = now + every
@@ -220,10 +224,10 @@ class Supervisor:
             if key not in self._due:
                 self.restarts[index] += 1
                 wait = min(RESTART_BACKOFF_MAX, 2.0 ** min(self.restarts[index] - 1, 5))
-                self._due[key] = time.monotonic() + wait
+                self._due[key] = self.clock.monotonic() + wait
                 log.error("worker_thread_stopped", worker=self.workers[index].name, restart_in_seconds=wait)
                 continue
-            if time.monotonic() >= self._due[key]:
+            if self.clock.monotonic() >= self._due[key]:
                 del self._due[key]
                 self.workers[index] = self._new_worker()
                 self._start(index, burst=False)
@@ -253,13 +257,13 @@ class Supervisor:
         """The first signal starts the grace; a second ends it."""
         if self.stopping_at is None:
             grace = self.settings.worker_shutdown_grace_seconds
-            self.stopping_at = time.monotonic() + grace
+            self.stopping_at = self.clock.monotonic() + grace
             log.info("worker_stopping", signal=signal.Signals(signum).name, running=len(self.leases.held()),
                      grace_seconds=grace)  # fmt: skip
             for worker in self.workers:
                 worker.stop_after_job()
         else:
-            self.stopping_at = time.monotonic()
+            self.stopping_at = self.clock.monotonic()
 
     def _abandon_running(self) -> None:
         """Past the grace: the jobs still running go back to the front of the queue now."""
@@ -285,7 +289,7 @@ class Supervisor:
     def health(self) -> Health:
         """Alive: the keeping thread ticks, every worker thread runs, none is stuck past its job's timeout."""
         problems = []
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now - self.ticked > 10 * TICK_SECONDS + 5:
             problems.append(f"the main thread has not ticked for {now - self.ticked:.0f} s")
         for index, worker in enumerate(self.workers):
@@ -315,7 +319,12 @@ def run_worker(settings: Settings, *, burst: bool = False, redis_warnings: bool 
         warn_weak_tls(settings, log=log)
     ensure_durable(redis, allow_eviction=settings.redis_allow_eviction, log=log, warn=redis_warnings)
     supervisor = Supervisor(
-        redis, settings.events_queue, settings, settings.worker_concurrency, reload_routes=context.reload_routes
+        redis,
+        settings.events_queue,
+        settings,
+        settings.worker_concurrency,
+        reload_routes=context.reload_routes,
+        clock=context.clock,
     )
     signal.signal(signal.SIGHUP, supervisor.request_reload)
     if hangups:

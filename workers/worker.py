@@ -128,6 +128,7 @@ class Worker(SimpleWorker):
     def __init__(self, *args: Any, leases: Leases, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.leases = leases
+        self.clock = leases.clock  # the process's: its supervisor measures busy_since by it
         self.busy_since: float | None = None  # monotonic, while a job runs
         self.busy_timeout: float | None = None
         self.written_state: str | None = None
@@ -162,9 +163,9 @@ class Worker(SimpleWorker):
         self.written_state = state
 
     def check_for_suspension(self, burst: bool) -> None:
-        if time.monotonic() - self._suspension_checked < SUSPENSION_CHECK_SECONDS:
+        if self.clock.monotonic() - self._suspension_checked < SUSPENSION_CHECK_SECONDS:
             return
-        self._suspension_checked = time.monotonic()
+        self._suspension_checked = self.clock.monotonic()
         super().check_for_suspension(burst)
 
     def subscribe(self) -> None:
@@ -232,7 +233,7 @@ class Worker(SimpleWorker):
                 pipe.lrem(intermediate, 1, job.id)
             pipe.execute()
         self.leases.hold(entry, job.timeout)
-        self.busy_since, self.busy_timeout = time.monotonic(), job.timeout
+        self.busy_since, self.busy_timeout = self.clock.monotonic(), job.timeout
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         job.ended_at = now()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SECRET, free_port
-from tests.e2e.processes import Service, cli
+from tests.e2e.processes import Service, cli, stop_all
 from tests.reliability.conftest import scenario  # noqa: F401  (the whole system, for tests here too)
 
 
@@ -37,8 +37,7 @@ def web_factory(tmp_path: Path) -> Iterator:
         return web, base
 
     yield start
-    for service in started:
-        service.stop()
+    stop_all(started)
 
 
 @pytest.fixture
@@ -53,5 +52,4 @@ def worker_factory(tmp_path: Path) -> Iterator:
         return worker
 
     yield start
-    for service in started:
-        service.stop()
+    stop_all(started)

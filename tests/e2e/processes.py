@@ -8,11 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.waiting import TIMEOUT, wait_until
 
 
 class Service:
@@ -29,17 +31,17 @@ class Service:
         self.process = subprocess.Popen(self.command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         return self
 
-    def wait_http(self, url: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_http(self, url: str, timeout: float = TIMEOUT) -> None:
+        def answers() -> bool:
             if self.process is not None and self.process.poll() is not None:
                 raise AssertionError(f"{self.command} exited with {self.process.returncode}:\n{self.output()}")
             try:
                 httpx.get(url, timeout=1.0)
-                return
             except httpx.TransportError:
-                time.sleep(0.05)
-        raise AssertionError(f"{url} did not answer within {timeout} s:\n{self.output()}")
+                return False
+            return True
+
+        wait_until(answers, f"{url} answering", timeout, details=self.output)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -53,14 +55,11 @@ class Service:
                 continue
         return lines
 
-    def wait_for_log(self, match: Callable[[dict[str, Any]], bool], timeout: float = 20.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [line for line in self.log_lines() if match(line)]
-            if found:
-                return found[0]
-            time.sleep(0.05)
-        raise AssertionError(f"no matching log line within {timeout} s:\n{self.output()[-4000:]}")
+    def wait_for_log(self, match: Callable[[dict[str, Any]], bool], timeout: float = TIMEOUT) -> dict[str, Any]:
+        def found() -> dict[str, Any] | None:
+            return next((line for line in self.log_lines() if match(line)), None)
+
+        return wait_until(found, "a matching log line", timeout, details=lambda: self.output()[-4000:])
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
         if self.process is None:
@@ -74,6 +73,25 @@ class Service:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
+
+
+def stop_all(services: Iterable[Service], timeout: float = 15.0) -> None:
+    """Stop every service at once (each its own grace, in parallel): a test's teardown waits for
+    the slowest, not for the sum."""
+    running = [s for s in services if s.process is not None and s.process.poll() is None]
+    for service in running:
+        assert service.process is not None
+        service.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for service in running:
+        assert service.process is not None
+        try:
+            service.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            service.process.kill()
+            service.process.wait()
+    for service in services:
+        service.stop()  # closes its log; each has exited by now
 
 
 def cli(*args: str) -> list[str]:

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import httpx
 import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
 
 from service.simulators.circleci import create_simulator
 from service.simulators.sink import create_sink
 from tests.conftest import free_port, fresh, load_fixture
 from tests.server import running
 from tests.service.conftest import signed
+from tests.waiting import wait_until
 from workers.alerts import GATHER_SECONDS
 from workers.delivery.dead_letters import DeadLetters
 
@@ -38,15 +41,6 @@ FAST_DEATH = {
 }
 
 
-def wait_for(check, what: str, timeout: float):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s")
-
-
 def test_dead_letters_from_two_workers_make_one_alert_within_the_interval(
     tmp_path: Path, redis_url: str, web_factory, worker_factory
 ) -> None:
@@ -67,16 +61,22 @@ def test_dead_letters_from_two_workers_make_one_alert_within_the_interval(
                 payload = fresh({**template, "id": str(uuid.uuid4())})
                 assert httpx.post(base + "/webhooks/circleci", **signed(payload)).status_code == 202
             expected = len(letters.list()) + count
-            wait_for(lambda: len(letters.list()) == expected, "the deliveries dead-lettered", 30)
+            wait_until(lambda: len(letters.list()) == expected, "the deliveries dead-lettered")
 
         post_and_wait_for_dead_letters(1)
-        (alert,) = wait_for(lambda: sink.delivered("/slack/alerts"), "the first alert", 30)
+        (alert,) = wait_until(lambda: sink.delivered("/slack/alerts"), "the first alert")
         assert alert.body["blocks"][0]["text"]["text"] == "⚠️ circleci-events: 1 delivery dead-lettered"
         assert "retry_budget_exhausted: 1 (handler audit)" in alert.body["blocks"][1]["text"]["text"]
 
         post_and_wait_for_dead_letters(EVENTS - 1)
-        time.sleep(GATHER_SECONDS + 3)  # past the gathering a message would take, were it not limited
-        assert len(sink.delivered("/slack/alerts")) == 1, "one message per handler per interval"
+        # the next message waits for the interval: the window is held, and the only flush is due after it
+        window_ends = time.time() + client.pttl("cie:alert:ops:window") / 1000
+        assert window_ends > time.time() + GATHER_SECONDS
+        scheduled = Queue("events", connection=client, serializer=JSONSerializer).scheduled_job_registry
+        due = [scheduled.get_scheduled_time(i) for i in scheduled.get_job_ids() if i.startswith("alert-")]
+        flushes = [when.timestamp() for when in due]
+        assert len(flushes) == 1 and flushes[0] >= window_ends - 1, "one message per handler per interval"
+        assert len(sink.delivered("/slack/alerts")) == 1
         waiting = client.hgetall("cie:alert:ops:counts")
         assert waiting[b"dead_letter|retry_budget_exhausted|audit|"] == str(EVENTS - 1).encode(), "told next"
         sent = [line for w in workers for line in w.log_lines() if line.get("event") == "alert_sent"]
@@ -100,8 +100,8 @@ def test_a_token_circleci_refuses_is_told_once_with_what_to_do(
             payload = fresh({**template, "id": str(uuid.uuid4())})
             assert httpx.post(base + "/webhooks/circleci", **signed(payload)).status_code == 202
         sink = sink_app.state.sink
-        messages = wait_for(lambda: len(sink.delivered("/slack/alerts")) == 3 and sink.delivered("/slack/alerts"),
-                            "two events and one alert", 30)  # fmt: skip
+        messages = wait_until(lambda: len(sink.delivered("/slack/alerts")) == 3 and sink.delivered("/slack/alerts"),
+                            "two events and one alert")  # fmt: skip
         (alert,) = [m for m in messages if m.body["blocks"][0]["text"]["text"].startswith("⚠️")]
         title, text = alert.body["blocks"][0]["text"]["text"], alert.body["blocks"][1]["text"]["text"]
         assert title == "⚠️ circleci-events: CircleCI refused the API token for 2 events"

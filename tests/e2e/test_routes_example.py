@@ -20,7 +20,8 @@ import pytest
 
 from service.simulators.slack_workspace import Workspace
 from tests.conftest import fresh, load_fixture
-from tests.reliability.conftest import Scenario, wait_until
+from tests.reliability.conftest import Scenario
+from tests.waiting import wait_until
 from workers.routes_file import load_routes
 
 pytestmark = pytest.mark.e2e
@@ -80,7 +81,7 @@ def test_the_example_routes_file_delivers_through_every_handler(
         system.simulator.dataset.add_workflow_from_webhook(payload)
     for payload in (green, red):  # in order: the red one breaks what the green one passed
         assert system.post(payload).status_code == 202
-        wait_until(lambda p=payload: p["id"] in audited(system), "the audit webhook", 20)
+        wait_until(lambda p=payload: p["id"] in audited(system), "the audit webhook")
     assert system.post(deploy).status_code == 202
 
     expected = {
@@ -94,13 +95,13 @@ def test_the_example_routes_file_delivers_through_every_handler(
     def arrived() -> dict[str, int]:
         return {name: len(system.sink.delivered(path)) for name, path in PATHS.items()}
 
-    wait_until(lambda: arrived() == {k: len(v) for k, v in expected.items()}, "every handler's messages", 30)
-    [root] = wait_until(lambda: slack.channel_messages("ci"), "the Slack app's thread root", 10)
+    wait_until(lambda: arrived() == {k: len(v) for k, v in expected.items()}, "every handler's messages")
+    [root] = wait_until(lambda: slack.channel_messages("ci"), "the Slack app's thread root")
     assert "build-and-test" in str(root.blocks)
     assert audited(system) == expected["audit"]
     assert system.sink.delivered(PATHS["oncall"])[0].body["event_action"] == "trigger"
     assert "build-and-test" in str(system.sink.delivered(PATHS["ops-slack"])[0].body)
-    wait_until(lambda: worker.output().count("notification_logged") == 3, "three log notifications", 10)
+    wait_until(lambda: worker.output().count("notification_logged") == 3, "three log notifications")
     output = worker.output()
     assert sum(e in output for e in (green["id"], red["id"], deploy["id"])) == 3  # builtins:print printed each
     assert "delivery_dead_lettered" not in output and "Traceback" not in output

@@ -6,7 +6,6 @@ Real tag-build webhooks say `branch: null`, no tag and null commit fields; the w
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from tests.conftest import free_port, fresh, load_fixture
 from tests.e2e.processes import Service, cli
 from tests.service.conftest import signed
+from tests.waiting import wait_until
 
 TOKEN = "tag-build-circle-token"
 TAG_VCS = {"tag": "v1.4.0", "commit": {"subject": "Release 1.4.0", "body": ""}}
@@ -73,9 +73,7 @@ def test_a_tag_build_with_branch_null_reaches_the_tags_subscription(
 
     assert httpx.post(f"{base}/webhooks/circleci", **signed(payload)).status_code == 202
     enriched = worker.wait_for_log(lambda line: line.get("event") == "event_enriched")
-    deadline = time.monotonic() + 20
-    while not delivered(sink_url, "/hooks/releases") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: delivered(sink_url, "/hooks/releases"), "the release message delivered")
 
     assert enriched["handlers"] == ["releases"] and enriched["complete"] is True
     (message,) = delivered(sink_url, "/hooks/releases")

@@ -32,14 +32,17 @@ from typing import Any
 
 import httpx
 import pytest
+import redis as redis_py
+from rq import Queue
 
 from service.simulators.circleci import create_simulator
 from service.simulators.circleci_data import Dataset
 from service.simulators.sink import create_sink
 from tests.conftest import SECRET, RedisServer, free_port, fresh, load_fixture
-from tests.e2e.processes import Service, cli
+from tests.e2e.processes import Service, cli, stop_all
 from tests.server import running
 from tests.service.conftest import signed
+from tests.waiting import wait_until
 
 TOKEN = "reliability-circle-token"
 HOOK_SECRET = "reliability-hook-secret"
@@ -84,16 +87,6 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def wait_until(check: Callable[[], Any], what: str, timeout: float, step: float = 0.05) -> Any:
-    """Poll `check` until it returns something truthy; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(step)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s")
-
-
 class Scenario:
     """The system under test and the handles to fault it."""
 
@@ -110,6 +103,7 @@ class Scenario:
         self.orphans: list[int] = []
         self.base = ""
         self.http = httpx.Client(timeout=10, trust_env=False)
+        self.client = redis_py.Redis.from_url(redis.url)
         self.serial = 0
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -160,11 +154,12 @@ class Scenario:
         for service in self.processes:
             if service.process is not None:
                 self.orphans += descendants(service.process.pid)
-            service.stop(timeout=5)
+        stop_all(self.processes, timeout=5)
         for pid in self.orphans:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         self.http.close()
+        self.client.close()
 
     def log_text(self) -> str:
         return "\n".join(f"== {s.log_path.name}\n{s.output()[-3000:]}" for s in self.processes)
@@ -210,9 +205,10 @@ class Scenario:
             "failures": {p["id"] for p in payloads if p["workflow"]["status"] == "failed"},
         }
 
-    def wait_delivered(self, payloads: list[dict[str, Any]], *, timeout: float, settle: float = 1.0) -> float:
-        """Wait until each handler has every event it subscribes to; then `settle` seconds more,
-        so a late duplicate would show. Returns the seconds waited."""
+    def wait_delivered(self, payloads: list[dict[str, Any]], *, timeout: float) -> float:
+        """Wait until each handler has every event it subscribes to, then until no job is left
+        (queued, taken, running or scheduled), so a late duplicate would show. Returns the seconds
+        waited for the deliveries."""
         started = time.monotonic()
         want = self.expected(payloads)
 
@@ -225,8 +221,28 @@ class Scenario:
             missing = {h: len(want[h] - set(self.messages(h))) for h in PATHS}
             raise AssertionError(f"missing per handler: {missing}\n{self.log_text()}") from None
         elapsed = time.monotonic() - started
-        time.sleep(settle)
+        self.wait_idle()
         return elapsed
+
+    def wait_idle(self, timeout: float = 30) -> None:
+        """Until the events queue has no job queued, taken (LMOVEd), running or scheduled. Raw
+        counts: RQ's registry `count` would first fail the jobs whose lease lapsed."""
+        queue = Queue("events", connection=self.client)
+        keys = (queue.key, queue.intermediate_queue_key)
+        registries = (queue.started_job_registry.key, queue.scheduled_job_registry.key)
+
+        def idle() -> bool:
+            with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.llen(key)
+                for key in registries:
+                    pipe.zcard(key)
+                try:
+                    return not any(pipe.execute())
+                except redis_py.ConnectionError:  # a scenario restarting Redis
+                    return False
+
+        wait_until(idle, "no job left on the events queue", timeout, details=self.log_text)
 
     def assert_delivered_once(self, payloads: list[dict[str, Any]]) -> None:
         """Exactly one message per (event, subscribed handler): none missing, none doubled, none extra."""

@@ -15,7 +15,8 @@ import pytest
 
 from tests.conftest import free_port
 from tests.e2e.processes import Service, cli
-from tests.reliability.conftest import HOOK_SECRET, ROUTES, Scenario, wait_until
+from tests.reliability.conftest import HOOK_SECRET, ROUTES, Scenario
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +34,7 @@ def deliver(system: Scenario, path: str) -> str:
     (payload,) = system.events(1, failed_every=10**6)
     assert system.post(payload).status_code == 202
     wait_until(lambda: payload["id"] in {r.body["event_id"] for r in system.sink.delivered(path)},
-               f"event delivered to {path}\n{system.log_text()}", 20)  # fmt: skip
+               f"event delivered to {path}\n{system.log_text()}")  # fmt: skip
     return str(payload["id"])
 
 
@@ -89,7 +90,7 @@ def start_run(system: Scenario, workers: int) -> Service:
     system.processes.append(run.start())
     system.base = f"http://127.0.0.1:{port}"
     run.wait_http(system.base + "/healthz")
-    wait_until(lambda: len(lines(run, "worker_started")) == workers, f"{workers} workers started\n{run.output()}", 20)
+    wait_until(lambda: len(lines(run, "worker_started")) == workers, f"{workers} workers started\n{run.output()}")
     return run
 
 
@@ -99,13 +100,13 @@ def test_run_reloads_its_workers_when_the_routes_file_changes(scenario) -> None:
     deliver(system, OLD)
 
     system.routes.write_text(MOVED)  # no signal: `run` sees the file change
-    wait_until(lambda: len(lines(run, "routes_reloaded")) == 2, f"both workers reloaded\n{run.output()}", 20)
+    wait_until(lambda: len(lines(run, "routes_reloaded")) == 2, f"both workers reloaded\n{run.output()}")
     assert len(lines(run, "routes_file_changed")) == 1
     deliver(system, NEW)
 
     system.routes.write_text(MOVED)  # written again, the same content: no change
     system.routes.write_text(BROKEN)
-    wait_until(lambda: len(lines(run, "routes_reload_failed")) == 2, f"both workers refused\n{run.output()}", 20)
+    wait_until(lambda: len(lines(run, "routes_reload_failed")) == 2, f"both workers refused\n{run.output()}")
     deliver(system, NEW)  # the routes loaded before still deliver
 
 
@@ -114,6 +115,6 @@ def test_run_passes_a_sighup_on_to_its_workers(scenario) -> None:
     run = start_run(system, workers=2)
     system.routes.write_text(MOVED)
     hang_up(run)  # at once, before `run` would see the change by itself: told twice, read twice
-    wait_until(lambda: len(lines(run, "routes_reloaded")) >= 2, f"both workers reloaded\n{run.output()}", 20)
+    wait_until(lambda: len(lines(run, "routes_reloaded")) >= 2, f"both workers reloaded\n{run.output()}")
     deliver(system, NEW)
     assert run.process is not None and run.process.poll() is None

@@ -21,8 +21,8 @@ from service.simulators.slack import create_slack_simulator
 from service.simulators.slack_workspace import Workspace
 from tests.reliability.conftest import SECRET as WEBHOOK_SECRET
 from tests.reliability.conftest import TOKEN as CIRCLE_TOKEN
-from tests.reliability.conftest import wait_until
 from tests.server import running
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -148,8 +148,8 @@ def test_no_secret_reaches_a_log_line_redis_or_an_operator(scenario, slack) -> N
     assert sorted(i.rsplit(b":", 1)[1] for i in letters) == [b"slack", b"slack", b"teams", b"teams"]
     # two failures of one workflow: a trigger each, unless the later pipeline is enriched first (then the
     # earlier one is stale and sends nothing)
-    wait_until(lambda: system.sink.delivered("/pagerduty/v2/enqueue"), "a pagerduty post", timeout=30)
-    wait_until(lambda: workspace.messages, "a slack_app post", timeout=30)
+    wait_until(lambda: system.sink.delivered("/pagerduty/v2/enqueue"), "a pagerduty post")
+    wait_until(lambda: workspace.messages, "a slack_app post")
     admin = system.http.get(system.base + "/admin/dead-letters", headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
     assert admin.status_code == 200
 

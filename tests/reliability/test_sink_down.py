@@ -1,25 +1,28 @@
 """R5: the chat service is down; deliveries wait it out, or, past the retry budget, become
 dead letters that a replay posts exactly once.
 
-The outage lasts 60 s, as the issue asks; backoff runs from 0.5 s capped at 2 s (instead of
-5 s and 600 s) so deliveries follow the sink's recovery closely and the test stays bounded.
+The outage lasts until every delivery was refused REFUSALS times (its first attempt, then
+retries on the backoff), not a fixed 60 s: the same path, walked on any machine, in the
+seconds it takes. Backoff runs from 0.5 s capped at 2 s (instead of 5 s and 600 s) so
+deliveries follow the sink's recovery closely.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import pytest
 import redis
 
 from config.settings import Settings
-from tests.reliability.conftest import wait_until
+from tests.waiting import wait_until
 from workers.delivery.dead_letters import DeadLetters
 from workers.delivery.replay import replay_dead_letter
 
 pytestmark = pytest.mark.e2e
 
-DOWN_SECONDS = 60.0
+REFUSALS = 3
 SHORT_BUDGET = {"DELIVERY_RETRY_BUDGET_SECONDS": "4"}
 
 
@@ -28,17 +31,23 @@ def test_a_sink_down_for_a_while_gets_every_message_once_after_it_recovers(scena
     system.start_web()
     system.start_workers(2)
     payloads = system.events(20)
-    down = system.sink.add_fault(kind="down", path="/hooks/*", duration=DOWN_SECONDS)
+    pending = sum(len(ids) for ids in system.expected(payloads).values())
+    down = system.sink.add_fault(kind="down", path="/hooks/*")
+
+    def refused_enough() -> bool:
+        refused = Counter((r.path, r.body["event_id"]) for r in system.sink.requests() if r.status == 503)
+        return len(refused) == pending and min(refused.values()) >= REFUSALS
 
     started = time.monotonic()
     assert system.post_all(payloads) == [202] * len(payloads)
-    waited = system.wait_delivered(payloads, timeout=DOWN_SECONDS + 30)
+    wait_until(refused_enough, f"every delivery refused {REFUSALS} times while the sink is down", 60)
+    system.sink.clear_faults()
+    down_for = time.monotonic() - started
+    waited = system.wait_delivered(payloads, timeout=60)
     system.assert_delivered_once(payloads)
-    assert down.fired >= len(payloads), "every delivery was tried while the sink was down"
-    recovered = down.started + DOWN_SECONDS
     print(
-        f"R5: {len(payloads)} events, sink down {DOWN_SECONDS:.0f} s ({down.fired} refused posts); all delivered "
-        f"{started + waited - recovered:.1f} s after it recovered"
+        f"R5: {len(payloads)} events, sink down {down_for:.1f} s ({down.fired} refused posts); all "
+        f"delivered {waited:.1f} s after it recovered"
     )
 
 
@@ -56,7 +65,7 @@ def test_past_the_retry_budget_deliveries_are_dead_lettered_and_a_replay_posts_e
     settings = Settings.from_environ(system.env(**SHORT_BUDGET))
     client = redis.Redis.from_url(system.redis.url)
     letters = DeadLetters(client, ttl=settings.enriched_event_ttl_seconds)
-    dead = wait_until(lambda: len(letters.list(limit=1000)) == pending and letters.list(limit=1000), "dead letters", 30)
+    dead = wait_until(lambda: len(letters.list(limit=1000)) == pending and letters.list(limit=1000), "dead letters")
     dead_after = time.monotonic() - started
     assert {letter.reason for letter in dead} == {"retry_budget_exhausted"}
     assert {(letter.handler, letter.event_id) for letter in dead} == {
@@ -68,7 +77,7 @@ def test_past_the_retry_budget_deliveries_are_dead_lettered_and_a_replay_posts_e
     for letter in dead:
         assert replay_dead_letter(client, letter.delivery_id, settings=settings) is not None
         assert replay_dead_letter(client, letter.delivery_id, settings=settings) is None, "a letter replays once"
-    system.wait_delivered(payloads, timeout=30, settle=2.0)
+    system.wait_delivered(payloads, timeout=30)
     system.assert_delivered_once(payloads)
     assert letters.list(limit=1000) == []
     client.close()

@@ -19,8 +19,9 @@ from redis import Redis
 from service.simulators.slack import create_slack_simulator
 from service.simulators.slack_workspace import Workspace
 from tests.conftest import load_fixture
-from tests.reliability.conftest import Scenario, wait_until
+from tests.reliability.conftest import Scenario
 from tests.server import running
+from tests.waiting import wait_until
 from workers.delivery.dead_letters import DeadLetters
 from workers.transition import transition_key
 

@@ -24,7 +24,8 @@ import pytest
 from redis import Redis
 from rq import Queue
 
-from tests.reliability.conftest import Scenario, wait_until
+from tests.reliability.conftest import Scenario
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +41,7 @@ def kill_mid_enrichment(system: Scenario, events: int) -> list[dict]:
     worker = system.start_workers(1, WORKER_CONCURRENCY=str(CONCURRENCY))[0]
     payloads = system.events(events)
     assert system.post_all(payloads) == [202] * events
-    wait_until(lambda: slow_api.fired == CONCURRENCY, "every thread asking for a workflow's jobs", 20, 0.01)
+    wait_until(lambda: slow_api.fired == CONCURRENCY, "every thread asking for a workflow's jobs", step=0.01)
     system.kill(worker)
     system.simulator.clear_faults()
     return payloads
@@ -58,7 +59,7 @@ def refuse_what_the_dead_worker_sent(system: Scenario) -> None:
             last["count"], last["since"] = len(requests), time.monotonic()
         return all(r.status for r in requests) and time.monotonic() - last["since"] > 0.5
 
-    wait_until(settled, "every post of the killed worker answered", timeout=20, step=0.05)
+    wait_until(settled, "every post of the killed worker answered")
     system.sink.clear_faults()
 
 
@@ -74,7 +75,6 @@ def test_workers_killed_mid_enrichment_and_mid_send_still_post_every_event_once(
     wait_until(
         lambda: any(r.status == 0 for r in system.sink.requests()),
         "a post in flight",
-        timeout=20,
         step=0.01,
     )
     system.kill(second)  # in the middle of its deliveries: sent, not yet answered
@@ -101,7 +101,7 @@ def test_with_the_default_settings_a_killed_workers_events_arrive_within_a_minut
 
     refusing = system.sink.add_fault(path="*", status=503, delay=3.0, times=None)
     second = system.start_workers(1)[0]  # re-runs the four once their leases lapse, and posts
-    wait_until(lambda: any(r.status == 0 for r in system.sink.requests()), "a post in flight", 40, 0.01)
+    wait_until(lambda: any(r.status == 0 for r in system.sink.requests()), "a post in flight", step=0.01)
     system.kill(second)
     refuse_what_the_dead_worker_sent(system)
     assert system.sink.delivered() == [], "no post was accepted before the second kill"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from rq.serializers import JSONSerializer
 
 from service.intake import DEDUPE_PREFIX, PROCESS_EVENT, Intake, _job_data
 from tests.conftest import RedisServer, down_async
+from tests.waiting import wait_until
 from workers.store import RECORD_PREFIX
 
 
@@ -130,10 +130,8 @@ def test_duplicates_are_counted_on_the_event_record(redis_url: str) -> None:
 def primary_and_replica(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer]]:
     primary = RedisServer(tmp_path / "primary").start()
     replica = RedisServer(tmp_path / "replica", args=("--replicaof", "127.0.0.1", str(primary.port))).start()
-    deadline = time.monotonic() + 10
-    while redis.Redis(port=replica.port).info("replication").get("master_link_status") != "up":
-        assert time.monotonic() < deadline, "the replica did not connect"
-        time.sleep(0.05)
+    replication = redis.Redis(port=replica.port).info
+    wait_until(lambda: replication("replication").get("master_link_status") == "up", "the replica connected")
     yield primary, replica
     replica.stop()
     primary.stop()

@@ -14,9 +14,11 @@ from starlette.testclient import TestClient
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
+from config.clock import utc_now_text
 from config.settings import Settings
 from service.app import create_app
 from service.signature import sign
+from tests.clock import FakeClock
 from tests.conftest import FIXTURES, SECRET, down_async, fresh
 from tests.service.conftest import signed
 from workers.context import WorkerContext, installed
@@ -428,3 +430,19 @@ def test_refusals_of_signed_requests_are_logged_each_time(client) -> None:
             response = client.post(URL, **signed(b"[]", event_type="workflow-completed"))
             assert response.status_code == 422
     assert [line["error_code"] for line in logs if line["event"] == "webhook_rejected"] == ["payload_invalid"] * 3
+
+
+def test_the_receipt_time_and_the_age_check_read_the_apps_clock(
+    settings, workflow_payload, fake_server: fakeredis.FakeServer
+) -> None:
+    clock = FakeClock()
+    app = create_app(settings, redis=fakeredis.FakeAsyncRedis(server=fake_server), clock=clock)
+    queue = Queue("events", connection=fakeredis.FakeRedis(server=fake_server), serializer=JSONSerializer)
+    with TestClient(app) as client:
+        assert client.post(URL, **signed(fresh(dict(workflow_payload, id="now")))).status_code == 202
+        [job] = queue.get_jobs()
+        assert job.args[0]["received_at"] == utc_now_text(clock.now())  # the retry budget starts here
+        clock.advance(settings.dedupe_ttl_seconds + 1)  # a capture made then, replayed now
+        replayed = fresh(dict(workflow_payload, id="then"))  # happened_at: the real now, a window ago by the clock
+        answer = client.post(URL, **signed(replayed))
+    assert answer.json() == {"event_id": "then", "status": "expired"}

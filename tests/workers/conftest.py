@@ -1,4 +1,5 @@
-"""Fixtures for the CircleCI client tests: a client over httpx.MockTransport and a fake clock."""
+"""Fixtures for the CircleCI client tests: a client over httpx.MockTransport and a fake clock
+(it moves only when the client sleeps)."""
 
 from __future__ import annotations
 
@@ -12,26 +13,12 @@ import httpx
 import pytest
 from redis import Redis
 
+from tests.clock import FakeClock
 from workers.circleci.client import CircleCIClient
 
 TOKEN = "CCIPAT_do-not-leak-this-token-0123456789"
 API_URL = "https://circleci.test/api/v2"
 FIXTURES = Path(__file__).parent.parent / "fixtures"
-
-
-class FakeClock:
-    """A monotonic clock that only moves when the client sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
@@ -48,7 +35,6 @@ def make_client(clock: FakeClock) -> Callable[..., CircleCIClient]:
             "base_url": API_URL,
             "token": TOKEN,
             "transport": httpx.MockTransport(handler),
-            "sleep": clock.sleep,
             "clock": clock,
             "rng": random.Random(7),
         }
@@ -79,7 +65,6 @@ def live_simulator(clock: FakeClock):
         client = CircleCIClient(
             base_url=f"{base_url}/api/v2",
             token=SIM_TOKEN,
-            sleep=clock.sleep,
             clock=clock,
             rng=random.Random(7),
         )

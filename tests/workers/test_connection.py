@@ -8,7 +8,6 @@ client (the web) are both checked.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from config.settings import Settings
 from tests.certificates import Authority, ServerTLS
 from tests.conftest import RedisServer
 from tests.sentinel import MASTER, SentinelServer
+from tests.waiting import wait_until
 from workers.connection import connect, connect_async, describe_failure, tls_warning
 
 pytestmark = pytest.mark.integration
@@ -203,10 +203,10 @@ def test_after_the_master_dies_and_a_replica_is_promoted_the_same_client_writes_
     client = connect(settings)
     try:
         client.set("before", "1")
-        wait_for(lambda: replica.client().get("before") == b"1", "the replica to catch up")
-        wait_for(lambda: sentinel.client().sentinel_slaves(MASTER) != [], "the sentinel to see the replica")
+        wait_until(lambda: replica.client().get("before") == b"1", "the replica to catch up")
+        wait_until(lambda: sentinel.client().sentinel_slaves(MASTER) != [], "the sentinel to see the replica")
         master.stop()
-        wait_for(lambda: sentinel.master_port() == replica.port, "the sentinel to promote the replica")
+        wait_until(lambda: sentinel.master_port() == replica.port, "the sentinel to promote the replica")
         client.set("after", "2")  # its connection to the dead master fails; the sentinel names the new one
         round_trip(settings)
         assert replica.client().mget("before", "after", "round-trip") == [b"1", b"2", b"sync"]
@@ -215,10 +215,3 @@ def test_after_the_master_dies_and_a_replica_is_promoted_the_same_client_writes_
         sentinel.stop()
         replica.stop()
         master.stop()
-
-
-def wait_for(check, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"waited {timeout:.0f} s for {what}"
-        time.sleep(0.05)

@@ -7,7 +7,7 @@ import copy
 import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import fakeredis
@@ -22,6 +22,7 @@ from config.errors import CircleCIRateLimited, CircleCIServerError
 from config.settings import Settings
 from service.simulators.circleci import create_simulator
 from service.simulators.circleci_data import Dataset
+from tests.clock import FakeClock
 from tests.conftest import load_fixture
 from tests.server import running
 from workers.circleci.cache import ApiCache
@@ -63,7 +64,8 @@ def twelve_jobs() -> list[dict]:
 
 
 class World:
-    """A simulator with one workflow loaded, served over HTTP, and a worker context pointed at it."""
+    """A simulator with one workflow loaded, served over HTTP, and a worker context pointed at it,
+    on a fake clock (the API client's retries sleep on it; deadlines pass when a test says)."""
 
     def __init__(self, base: str, app, redis_url: str) -> None:
         self.sim = app.state.simulator
@@ -72,7 +74,8 @@ class World:
             {"CIRCLE_TOKEN": "sim-token", "CIRCLECI_API_URL": base, "REDIS_URL": redis_url,
              "CIRCLECI_API_RATE_PER_SECOND": "1000", "CIRCLECI_API_BURST": "1000"}
         )  # fmt: skip
-        self.context = WorkerContext.build(self.settings, redis=self.redis)
+        self.clock = FakeClock()
+        self.context = WorkerContext.build(self.settings, redis=self.redis, clock=self.clock)
 
     def load(self, payload: dict, jobs: list[dict]) -> list[dict]:
         return self.sim.dataset.add_workflow_from_webhook(payload, jobs)["jobs"]
@@ -242,8 +245,10 @@ def test_process_event_defers_through_the_scheduler_then_gives_up_at_the_deadlin
         rescheduled = Queue("events", connection=world.redis, serializer=JSONSerializer).fetch_job(job_id)
         assert rescheduled.args[0]["attempt"] == 1 and rescheduled.args[0]["event_id"] == failed_workflow["id"]
 
-        long_ago = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
-        done = process_event(envelope(failed_workflow, received_at=long_ago))
+        assert registry.get_scheduled_time(job_id).timestamp() > world.clock.now()  # later, by the clock
+
+        world.clock.advance(world.settings.enrich_deadline_seconds + 1)  # the API still fails past the deadline
+        done = process_event(rescheduled.args[0])
         assert done == {"event_id": failed_workflow["id"], "status": "enriched", "complete": False}
     finally:
         install(None)
@@ -358,7 +363,7 @@ def offline() -> Iterator[Callable[..., tuple[Enricher, FakeCircleCI]]]:
         api = FakeCircleCI(**fake)
         store = fakeredis.FakeRedis()
         client = CircleCIClient(base_url="https://circleci.test/api/v2", token="t", transport=httpx.MockTransport(api),
-                                max_retries=0, sleep=lambda _: None, before_request=count_api_call)  # fmt: skip
+                                max_retries=0, clock=FakeClock(), before_request=count_api_call)  # fmt: skip
         pools.append(ThreadPoolExecutor(2))
         enricher = Enricher(client, cache=ApiCache(store, ttl_seconds=60), transitions=TransitionStore(store),
                             pool=pools[-1])  # fmt: skip

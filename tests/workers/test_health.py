@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -13,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter
 from redis import Redis
 
 from config.settings import Settings
+from tests.clock import FakeClock
 from workers.health import HealthServer, serve_health
 from workers.supervisor import HUNG_GRACE_SECONDS, Supervisor
 
@@ -21,9 +21,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def supervisor(redis: Redis, redis_url: str) -> Iterator[Supervisor]:
-    """A worker process's keeper whose two worker threads are alive (stand-ins that wait)."""
+    """A worker process's keeper whose two worker threads are alive (stand-ins that wait), on a fake clock."""
     settings = Settings.from_environ({"REDIS_URL": redis_url, "LOG_LEVEL": "WARNING"})
-    keeper = Supervisor(redis, "events", settings, concurrency=2)
+    keeper = Supervisor(redis, "events", settings, concurrency=2, clock=FakeClock())
     done = threading.Event()
     for index in range(2):
         keeper.threads[index] = threading.Thread(target=done.wait, daemon=True)
@@ -62,7 +62,7 @@ def test_a_healthy_process_answers_200_on_both_probes(server: HealthServer) -> N
 def test_a_thread_stuck_past_its_jobs_timeout_fails_liveness(server: HealthServer, supervisor: Supervisor) -> None:
     worker = supervisor.workers[1]
     worker.busy_timeout = 10
-    worker.busy_since = time.monotonic() - 10 - HUNG_GRACE_SECONDS - 1
+    worker.busy_since = supervisor.clock.monotonic() - 10 - HUNG_GRACE_SECONDS - 1
     answer = get(server, "/healthz")
     assert answer.status_code == 503
     assert answer.json()["problems"] == [f"worker thread 2 is {HUNG_GRACE_SECONDS + 1:.0f} s past its job's timeout"]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from redis import Redis
 
+from tests.clock import FakeClock
 from workers.lease import Leases
 
 pytestmark = pytest.mark.integration
@@ -14,14 +13,15 @@ KEY = "rq:wip:events"
 
 
 def test_renewing_pushes_every_held_claim_one_lease_further_in_one_command(redis: Redis) -> None:
-    leases = Leases(redis, KEY, seconds=10)
-    redis.zadd(KEY, {"a:1": time.time() + 1, "b:2": time.time() + 1})
+    clock = FakeClock()
+    leases = Leases(redis, KEY, seconds=10, clock=clock)
+    redis.zadd(KEY, {"a:1": clock.now() + 1, "b:2": clock.now() + 1})
     leases.hold("a:1", 300)
     leases.hold("b:2", 300)
     before = redis.info("commandstats")["cmdstat_zadd"]["calls"]
     assert leases.renew() == 2
     assert redis.info("commandstats")["cmdstat_zadd"]["calls"] == before + 1
-    assert all(time.time() + 9 < score <= time.time() + 10 for _, score in redis.zrange(KEY, 0, -1, withscores=True))
+    assert [score for _, score in redis.zrange(KEY, 0, -1, withscores=True)] == [clock.now() + 10] * 2
 
 
 def test_a_claim_the_job_released_is_not_written_back(redis: Redis) -> None:
@@ -31,12 +31,14 @@ def test_a_claim_the_job_released_is_not_written_back(redis: Redis) -> None:
     assert redis.zcard(KEY) == 0
 
 
-def test_a_job_past_its_timeout_is_no_longer_renewed(redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
-    leases = Leases(redis, KEY, seconds=3)
-    redis.zadd(KEY, {"stuck:1": time.time() + 3})
+def test_a_job_past_its_timeout_is_no_longer_renewed(redis: Redis) -> None:
+    clock = FakeClock()
+    leases = Leases(redis, KEY, seconds=3, clock=clock)
+    redis.zadd(KEY, {"stuck:1": clock.now() + 3})
     leases.hold("stuck:1", 1)  # a one-second job
-    clock = time.monotonic() + 1 + 3 + 0.1  # past its timeout and one lease more
-    monkeypatch.setattr(time, "monotonic", lambda: clock)
+    clock.advance(1 + 3 - 0.1)  # within its timeout and one lease more
+    assert leases.renew() == 1
+    clock.advance(0.2)  # past them
     assert leases.renew() == 0
 
 

@@ -12,11 +12,10 @@ request cost 0.5-1.2 ms on the enrichment's critical path.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 from redis import Redis
 
+from config.clock import SYSTEM_CLOCK, Clock
 from config.errors import CircleCIRateLimited
 from workers.token_bucket import TOKEN_BUCKET_LUA
 
@@ -39,12 +38,12 @@ class ApiBudget:
         burst: int,
         max_wait: float = 2.0,
         batch: int = 4,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._script = redis.register_script(_TAKE)
         self._args = [per_second, burst, max(1, min(batch, burst))]
         self.max_wait = max_wait
-        self._sleep = sleep
+        self._clock = clock
         self._local = 0
         self._lock = threading.Lock()
 
@@ -67,5 +66,5 @@ class ApiBudget:
                     retry_after=wait,
                     status=None,
                 )
-            self._sleep(wait)
+            self._clock.sleep(wait)
             waited += wait

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -25,6 +24,7 @@ import httpx
 import structlog
 from starlette.datastructures import Secret
 
+from config.clock import SYSTEM_CLOCK, Clock
 from config.errors import (
     CircleCIAPIError,
     CircleCIBadRequest,
@@ -147,8 +147,7 @@ class CircleCITransport:
         max_pages: int = 50,
         backoff: float = 0.5,
         max_backoff: float = 8.0,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         before_request: Callable[[], None] | None = None,
     ) -> None:
@@ -175,7 +174,6 @@ class CircleCITransport:
         self.max_pages = max_pages
         self.backoff = backoff
         self.max_backoff = max_backoff
-        self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
@@ -218,7 +216,7 @@ class CircleCITransport:
         target, path = path, _label(path)
         idempotent = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         max_wait = self.max_wait if max_wait is None else max_wait
-        started = self._clock()
+        started = self._clock.monotonic()
         attempt = 0
         while True:
             response, error, retryable = self._attempt(method, target, path, params, json, idempotent, stream)
@@ -230,7 +228,7 @@ class CircleCITransport:
                 if error.retry_after > max_wait:
                     raise error
                 delay = error.retry_after + self._rng.uniform(0, self.backoff)
-            elapsed = self._clock() - started
+            elapsed = self._clock.monotonic() - started
             if not retryable or attempt >= self.max_retries or elapsed + delay > self.deadline:
                 error.details.setdefault("attempts", attempt + 1)
                 raise error
@@ -243,7 +241,7 @@ class CircleCITransport:
                 attempt=attempt + 1,
                 delay=round(delay, 3),
             )
-            self._sleep(delay)
+            self._clock.sleep(delay)
             attempt += 1
 
     def _attempt(
@@ -332,10 +330,11 @@ class CircleCITransport:
             message += f" ({hint})"
         details = {"body": text}
         if status == 429:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            now = datetime.fromtimestamp(self._clock.now(), UTC)
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), now=now)
             if retry_after is None:  # documented fallback: seconds until the window resets
                 retry_after = parse_retry_after(
-                    response.headers.get("RateLimit-Reset") or response.headers.get("X-RateLimit-Reset")
+                    response.headers.get("RateLimit-Reset") or response.headers.get("X-RateLimit-Reset"), now=now
                 )
             return CircleCIRateLimited(message, retry_after=retry_after, method=method, path=path, details=details)
         cls = _ERRORS.get(status) or (CircleCIServerError if status >= 500 else CircleCIBadRequest)

@@ -13,7 +13,6 @@ Every dead letter is counted and told to the routes file's `alerts:` handlers (w
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -62,6 +61,7 @@ class DeliveryAttempt:
         """`event`: the enriched event when the caller has it (a first attempt), else it is read back.
         `routing`: the routes version to send with (the event's, in a fan-out), else the context's now."""
         self.context, self.settings, self.metrics = context, context.settings, context.metrics
+        self.clock = context.clock
         self.routing = routing or context.routing  # taken once: a reload during this attempt does not change it
         self.redis = redis
         self.job_id = job_id
@@ -70,7 +70,7 @@ class DeliveryAttempt:
         self.took: float | None = None  # seconds the send took
         self.error = ""  # what went wrong, for the record (redacted)
         self.delivery_id = delivery_id_of(event_id, handler)
-        self.store = EventStore(self.redis, ttl=self.settings.enriched_event_ttl_seconds)
+        self.store = EventStore(self.redis, ttl=self.settings.enriched_event_ttl_seconds, clock=self.clock)
         self.event = event if event is not None else self.store.load(event_id)
         self.lock = DeliveryLock(self.redis, self.delivery_id, ttl=self.settings.enriched_event_ttl_seconds)
 
@@ -109,20 +109,20 @@ class DeliveryAttempt:
             if not self.force and self.lock.delivered():  # another worker (or an earlier run) finished it
                 return self._skipped()
             self.metrics.attempts.labels(self.handler).inc()
-            started = time.monotonic()
+            started = self.clock.monotonic()
             try:
                 target.send(self.event, delivery_id=self.delivery_id, http=self.context.http)
             except DeliveryRejected as exc:
-                self.took = time.monotonic() - started
+                self.took = self.clock.monotonic() - started
                 return self._rejected(exc)
             except HandlerError as exc:
-                self.took, self.error = time.monotonic() - started, REDACTOR.redact(exc.message)[:ERROR_CHARS]
+                self.took, self.error = self.clock.monotonic() - started, REDACTOR.redact(exc.message)[:ERROR_CHARS]
                 return self._failed(exc.status, exc.retry_after, exc.body_excerpt, exc.code)
             except Exception as exc:  # a handler bug or an unmapped transport error: retried within the budget
-                self.took = time.monotonic() - started
+                self.took = self.clock.monotonic() - started
                 self.error = REDACTOR.redact(f"{type(exc).__name__}: {exc}")[:ERROR_CHARS]
                 return self._failed(None, None, self.error, type(exc).__name__)
-            self.took = time.monotonic() - started
+            self.took = self.clock.monotonic() - started
             return self._succeeded()
         finally:
             if leases:
@@ -132,7 +132,7 @@ class DeliveryAttempt:
     def _succeeded(self) -> str:
         self.lock.mark_delivered(self.job_id, force=self.force)
         attempts = self.store.record_attempt(self.event_id, self.handler, outcome="delivered", seconds=self.took)
-        since_receipt = max(0.0, time.time() - received_epoch(self.event or {}))
+        since_receipt = max(0.0, self.clock.now() - received_epoch(self.event or {}, self.clock))
         self.metrics.deliveries.labels(self.handler, "delivered").inc()
         self.metrics.latency.labels(self.handler).observe(since_receipt)
         log.info("delivery_succeeded", attempts=attempts, seconds_since_receipt=round(since_receipt, 3))
@@ -158,11 +158,11 @@ class DeliveryAttempt:
         return "rejected"
 
     def _failed(self, status: int | None, retry_after: float | None, body: str, reason: str) -> str:
-        outcome_at = time.time()
+        outcome_at = self.clock.now()
         state = self.store.handler_state(self.event_id, self.handler)
         attempt = state["attempts"] + 1
         delay = max(backoff_seconds(attempt, self.settings, self.context.rng), retry_after or 0.0)
-        start = max(received_epoch(self.event or {}), self.replayed_at or 0.0)
+        start = max(received_epoch(self.event or {}, self.clock), self.replayed_at or 0.0)
         if outcome_at + delay > start + self.settings.delivery_retry_budget_seconds:
             attempts = self.store.record_attempt(
                 self.event_id, self.handler, outcome="dead_lettered", status=status, error=self.error, seconds=self.took
@@ -208,9 +208,9 @@ class DeliveryAttempt:
             attempts=attempts,
             first_attempt_at=state["first_attempt_at"],
             last_attempt_at=state["last_attempt_at"],
-            dead_at=time.time(),
+            dead_at=self.clock.now(),
         )
-        DeadLetters(self.redis, ttl=self.settings.enriched_event_ttl_seconds).put(letter)
+        DeadLetters(self.redis, ttl=self.settings.enriched_event_ttl_seconds, clock=self.clock).put(letter)
         alerts.dead_lettered(self.context, letter)
 
     def _reschedule(self, suffix: str, delay: float) -> None:
@@ -224,6 +224,7 @@ class DeliveryAttempt:
             force=self.force,
             replayed_at=self.replayed_at,
             delay=max(delay, 0.001),
+            clock=self.clock,
         )
 
 

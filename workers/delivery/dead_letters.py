@@ -14,13 +14,13 @@ job with its traceback.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis import Redis
 
+from config.clock import SYSTEM_CLOCK, Clock
 from workers.store import members_starting, text
 
 DEAD_PREFIX = "cie:dead:"
@@ -69,9 +69,10 @@ class DeadLetter:
 class DeadLetters:
     """Reads and writes dead letters; they expire with the enriched event they point to."""
 
-    def __init__(self, redis: Redis, *, ttl: int) -> None:
+    def __init__(self, redis: Redis, *, ttl: int, clock: Clock = SYSTEM_CLOCK) -> None:
         self.redis = redis
         self.ttl = ttl
+        self.clock = clock
 
     def put(self, letter: DeadLetter) -> None:
         """Keep `letter`, replacing an earlier one for the same delivery."""
@@ -83,7 +84,7 @@ class DeadLetters:
             pipe.hset(key, mapping=fields)
             pipe.expire(key, self.ttl)
             pipe.zadd(DEAD_INDEX, {letter.delivery_id: letter.dead_at})
-            pipe.zremrangebyscore(DEAD_INDEX, 0, time.time() - self.ttl)
+            pipe.zremrangebyscore(DEAD_INDEX, 0, self.clock.now() - self.ttl)
             pipe.execute()
 
     def get(self, delivery_id: str) -> DeadLetter | None:

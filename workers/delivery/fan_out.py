@@ -50,7 +50,7 @@ def fan_out(
     routing = routing or context.routing
     event_id = event["event_id"]
     names = list(dict.fromkeys(handler_names))
-    store = EventStore(redis, ttl=settings.enriched_event_ttl_seconds)
+    store = EventStore(redis, ttl=settings.enriched_event_ttl_seconds, clock=context.clock)
     store.save(event, handlers=names)
     if rerun and names:
         names = [name for name in names if store.handler_state(event_id, name)["outcome"] is None]

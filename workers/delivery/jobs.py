@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +20,7 @@ from rq.exceptions import DuplicateJobError
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
+from config.clock import SYSTEM_CLOCK, Clock
 from config.settings import Settings
 from workers.jobs import DELIVER, crash_retry
 
@@ -45,6 +45,7 @@ def enqueue_delivery(
     force: bool = False,
     replayed_at: float | None = None,
     delay: float = 0.0,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> bool:
     """Queue (or schedule, after `delay` seconds) one delivery job; False when `job_id` exists."""
     queue = Queue(settings.events_queue, connection=redis, serializer=JSONSerializer)
@@ -70,7 +71,7 @@ def enqueue_delivery(
     try:
         if delay > 0:
             # RQ's scheduler keeps whole seconds and runs what is due: round up, never early
-            when = datetime.fromtimestamp(math.ceil(time.time() + delay), UTC)
+            when = datetime.fromtimestamp(math.ceil(clock.now() + delay), UTC)
             queue.schedule_job(job, when, unique=True)
         else:
             queue.enqueue_job(job, at_front=True, unique=True)

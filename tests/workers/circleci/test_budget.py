@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import redis
 
+from config.clock import SystemClock
 from config.errors import CircleCIRateLimited
 from workers.circleci.budget import ApiBudget
 
 
+class SleepsKept(SystemClock):
+    """The real clock (the bucket refills by Redis's time), keeping the sleeps asked of it."""
+
+    def __init__(self) -> None:
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float, /) -> None:
+        self.sleeps.append(seconds)
+        super().sleep(seconds)
+
+
 def test_a_burst_is_allowed_then_short_waits_are_slept(redis_url: str) -> None:
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        time.sleep(seconds)
-
-    budget = ApiBudget(redis.Redis.from_url(redis_url), per_second=10, burst=3, batch=2, sleep=sleep)
+    clock = SleepsKept()
+    slept = clock.sleeps
+    budget = ApiBudget(redis.Redis.from_url(redis_url), per_second=10, burst=3, batch=2, clock=clock)
     for _ in range(3):
         budget.take()
     assert slept == []

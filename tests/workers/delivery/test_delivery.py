@@ -1,8 +1,10 @@
 """Delivery, as the spec: every handler gets each event exactly once, whatever fails and retries.
 
-Real redis-server, real RQ SimpleWorkers (burst mode) and the chat sink over real HTTP. Retries
-are scheduled through RQ's scheduler; `Deliveries.run()` moves scheduled jobs to the queue at
-once instead of waiting, so no test sleeps for a backoff.
+Real redis-server, real RQ SimpleWorkers (burst mode) and the chat sink over real HTTP. The
+worker context reads a fake clock. Retries are scheduled through RQ's scheduler;
+`Deliveries.run()` moves scheduled jobs to the queue at once and the fake clock to the time they
+were due, so no test sleeps for a backoff and a retry budget runs out after the same retries on
+any machine.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import random
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from structlog.testing import capture_logs
 from config.errors import DeliveryRejected, DeliveryRetryable
 from config.settings import Settings
 from service.simulators.sink import Sink, create_sink
+from tests.clock import FakeClock
 from tests.conftest import load_fixture
 from tests.server import running
 from workers.context import WorkerContext, current, installed
@@ -36,7 +38,7 @@ from workers.delivery.dead_letters import DeadLetters
 from workers.delivery.fan_out import fan_out
 from workers.delivery.jobs import delivery_id_of, enqueue_delivery, job_id_of
 from workers.delivery.replay import replay_dead_letter, replay_event
-from workers.store import EventStore
+from workers.store import EventStore, received_epoch
 from workers.worker import QUEUES, build_worker
 
 pytestmark = pytest.mark.integration
@@ -79,8 +81,9 @@ class ThreadWorker(SimpleWorker):
 class Deliveries:
     """The system under test: Redis, the deliveries queue, the sink and a way to run workers."""
 
-    def __init__(self, redis: Redis, sink: Sink, settings: Settings) -> None:
+    def __init__(self, redis: Redis, sink: Sink, settings: Settings, clock: FakeClock | None = None) -> None:
         self.redis, self.sink, self.settings = redis, sink, settings
+        self.clock = clock
         self.queue = Queue(settings.events_queue, connection=redis, serializer=JSONSerializer)
         self.scheduled = ScheduledJobRegistry(queue=self.queue)
         self.store = EventStore(redis, ttl=settings.enriched_event_ttl_seconds)
@@ -100,6 +103,9 @@ class Deliveries:
         raise AssertionError("deliveries did not settle")
 
     def promote(self, job_ids: list[str]) -> None:
+        """Queue the scheduled jobs now; the fake clock (if any) moves on to when the last was due."""
+        if self.clock is not None:
+            self.clock.advance_to(max(self.scheduled.get_scheduled_time(job_id).timestamp() for job_id in job_ids))
         for job_id in job_ids:
             self.scheduled.remove(job_id)
             self.queue.enqueue_job(Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer))
@@ -140,9 +146,10 @@ def deliveries(redis_url: str) -> Iterator[Deliveries]:
     redis = Redis.from_url(redis_url)
     with running(app) as base_url:
         handlers = {name: SinkHandler(name, base_url + path) for name, path in PATHS.items()}
-        context = WorkerContext.build(settings, redis=redis, handlers=handlers, rng=random.Random(7))
+        clock = FakeClock()
+        context = WorkerContext.build(settings, redis=redis, handlers=handlers, rng=random.Random(7), clock=clock)
         with installed(context):
-            yield Deliveries(redis, app.state.sink, settings)
+            yield Deliveries(redis, app.state.sink, settings, clock)
         context.close()
     redis.close()
 
@@ -183,12 +190,13 @@ def test_the_first_attempt_runs_in_the_enrichment_job_and_only_a_retry_is_a_job(
 def test_first_attempts_run_at_once_so_a_slow_destination_holds_back_no_other(
     deliveries: Deliveries, event: dict
 ) -> None:
+    # each answered after 0.8 s: one after the other, the second would arrive 0.8 s after the first
     deliveries.sink.add_fault(kind="slow", path=PATHS["ops"], delay=0.8)
     deliveries.sink.add_fault(kind="slow", path=PATHS["audit"], delay=0.8)
-    started = time.monotonic()
     outcomes = fan_out(deliveries.redis, event, ["ops", "audit", "teams"])
-    assert time.monotonic() - started < 1.5, "the two slow sends overlapped"
     assert set(outcomes.values()) == {"delivered"}
+    [ops], [audit] = deliveries.sink.requests(PATHS["ops"]), deliveries.sink.requests(PATHS["audit"])
+    assert abs(ops.at - audit.at) < 0.8, "the second slow send arrived while the first was held"
 
 
 def test_an_enrichment_that_runs_again_leaves_handlers_with_an_outcome_alone(
@@ -286,19 +294,26 @@ def test_one_handler_failing_never_stops_another(deliveries: Deliveries, event: 
 
 
 def test_out_of_budget_goes_to_dead_letters_then_replay_posts_once(deliveries: Deliveries) -> None:
-    # received 50 minutes ago with a one-hour budget: backoffs of 2, 4, 8 ... s run out of it
-    event = make_event(received_at=datetime.fromtimestamp(time.time() - 3600 + 40, UTC).isoformat())
+    # received with 40 s left of its one-hour budget: backoffs of 2, 4, 8, 16 s (jitter takes up
+    # to half of each; RQ's scheduler rounds up to the second) run out of it. On the fake clock,
+    # every retry runs exactly when it was due: the same retries fit on any machine.
+    clock = deliveries.clock
+    assert clock is not None
+    event = make_event(received_at=datetime.fromtimestamp(clock.now() - 3600 + 40, UTC).isoformat())
     deliveries.sink.add_fault(kind="down", path=PATHS["ops"], duration=3600, body="upstream down")
-    fan_out(deliveries.redis, event, ["ops"])
     with capture_logs() as logs:
+        fan_out(deliveries.redis, event, ["ops"])
         deliveries.run()
     delivery_id = f"{event['event_id']}:ops"
     letter = deliveries.dead.get(delivery_id)
     assert letter is not None
     assert (letter.reason, letter.last_status, letter.body_excerpt) == ("retry_budget_exhausted", 503, "upstream down")
-    assert letter.attempts == deliveries.tries() >= 3
+    assert letter.attempts == deliveries.tries() == 5  # with this rng's jitter: 4 retries fit, a 5th would not
     assert letter.first_attempt_at is not None and letter.last_attempt_at is not None
-    assert letter.first_attempt_at <= letter.last_attempt_at
+    assert 2 + 4 + 8 <= letter.last_attempt_at - letter.first_attempt_at <= 40
+    assert letter.dead_at == clock.now() <= received_epoch(event) + 3600
+    waits = [line["retry_in_seconds"] for line in logs if line["event"] == "delivery_retry_scheduled"]
+    assert len(waits) == letter.attempts - 1
     assert [d.delivery_id for d in deliveries.dead.list()] == [delivery_id]
     assert [line["event"] for line in logs if line["log_level"] == "error"] == ["delivery_dead_lettered"]
 
@@ -456,15 +471,16 @@ def test_an_attempt_records_what_went_wrong_and_how_long_it_took(redis_url: str,
     )
     redis = Redis.from_url(redis_url)
     environ = {"REDIS_URL": redis_url, "ROUTES_FILE": str(routes), "DELIVERY_RETRY_BUDGET_SECONDS": "1"}
-    context = WorkerContext.build(Settings.from_environ(environ), redis=redis)
+    clock = FakeClock()
+    context = WorkerContext.build(Settings.from_environ(environ), redis=redis, clock=clock)
     with installed(context):
-        event = make_event(received_at=datetime.fromtimestamp(time.time() - 10, UTC).isoformat())
+        event = make_event(received_at=datetime.fromtimestamp(clock.now() - 10, UTC).isoformat())
         assert fan_out(redis, event, ["ops"]) == {f"{event['event_id']}:ops": "dead_lettered"}
     context.close()
     [attempt] = EventStore(redis).record(event["event_id"])["attempts"]  # type: ignore[index]
     assert attempt["outcome"] == "dead_lettered" and attempt["status"] is None
     assert "connection refused ([Errno 111] Connection refused)" in attempt["error"]
-    assert 0 <= attempt["seconds"] < 5
+    assert attempt["seconds"] == 0  # measured on the fake clock, which stood still
     letter = DeadLetters(redis, ttl=60).get(f"{event['event_id']}:ops")
     assert letter is not None and letter.body_excerpt == "connection refused ([Errno 111] Connection refused)"
     redis.close()
