@@ -22,7 +22,7 @@ import contextvars
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from config.errors import (
     CircleCIAPIError,
@@ -36,12 +36,23 @@ from config.errors import (
 )
 from workers.circleci.cache import ApiCache
 from workers.circleci.client import CircleCIClient
+from workers.enriched_event import (
+    SCHEMA_VERSION,
+    Artifact,
+    EnrichedEvent,
+    FailedJob,
+    Job,
+    Tests,
+    Transition,
+    Vcs,
+    Workflow,
+    WorkflowJob,
+)
 from workers.jobs import WORKFLOW_COMPLETED
 from workers.timestamps import duration_seconds
 from workers.transition import TransitionStore, ref_name
 from workers.vcs import VcsFacts, vcs_facts
 
-SCHEMA_VERSION = 1
 RETRYABLE = (CircleCIRateLimited, CircleCIServerError, CircleCITimeout, CircleCIUnreachable)
 # CircleCI refused the token (revoked, mistyped, a project token): what an operator must fix first.
 REFUSED = (CircleCIUnauthorized, CircleCIForbidden)
@@ -81,7 +92,7 @@ class Enricher:
         self.max_artifacts = max_artifacts
         self.successful_jobs = successful_jobs
 
-    def enrich(self, envelope: dict[str, Any], *, may_defer: bool) -> dict[str, Any]:
+    def enrich(self, envelope: dict[str, Any], *, may_defer: bool) -> EnrichedEvent:
         """The enriched event. Raises a retryable CircleCIAPIError only when `may_defer`."""
         try:
             payload: dict[str, Any] = envelope["payload"]
@@ -118,11 +129,12 @@ class Enricher:
         event["enrichment"]["api_calls"] = len(calls)
         if event["event_type"] == WORKFLOW_COMPLETED:
             event["transition"] = self._transition(event, facts)
-            if self.client is not None and (event["transition"] or {}).get("kind") == "broken":
+            transition = event["transition"]
+            if self.client is not None and transition is not None and transition["kind"] == "broken":
                 event["pipeline"]["trigger_actor"] = self._trigger_actor(event)
         return event
 
-    def _trigger_actor(self, event: dict[str, Any]) -> str | None:
+    def _trigger_actor(self, event: EnrichedEvent) -> str | None:
         """Who triggered the pipeline that broke the ref (mentioned there): one call, cached per
         pipeline, on a break only; None when CircleCI does not say or cannot answer now, which is
         not worth a delay."""
@@ -131,7 +143,8 @@ class Enricher:
         calls: list[None] = []
         token = api_calls.set(calls)
         try:
-            return _actor(self._pipeline(event["pipeline"]["id"]))
+            pipeline_id = event["pipeline"]["id"]
+            return _actor(self._pipeline(pipeline_id)) if pipeline_id else None
         except CircleCIAPIError:
             return None
         finally:
@@ -149,27 +162,28 @@ class Enricher:
             self.cache.put_pipeline(pipeline_id, answer)
         return answer
 
-    def _ref_from_pipeline(self, event: dict[str, Any], facts: VcsFacts, problems: list[CircleCIAPIError]) -> VcsFacts:
+    def _ref_from_pipeline(self, event: EnrichedEvent, facts: VcsFacts, problems: list[CircleCIAPIError]) -> VcsFacts:
         """The webhook's VCS facts completed by `GET /pipeline/{id}` (cached); on failure the
         webhook's own, with the failure in `problems`."""
         try:
-            answer = self._pipeline(event["pipeline"]["id"])
+            answer = self._pipeline(str(event["pipeline"]["id"]))
         except CircleCIAPIError as exc:
             problems.append(exc)
             return facts
         # the API's pipeline has the webhook's `vcs` and `trigger_parameters` maps
         completed = facts.filled_from(vcs_facts({"pipeline": answer}))
-        event["vcs"] = completed.to_dict()
+        event["vcs"] = cast(Vcs, completed.to_dict())
         event["pipeline"]["trigger_actor"] = _actor(answer)
         event["enrichment"]["sources"]["vcs"] = "pipeline"
         return completed
 
     # -- the two event types ---------------------------------------------------------------
 
-    def _workflow(self, event: dict[str, Any], payload: dict[str, Any], problems: list[CircleCIAPIError]) -> None:
+    def _workflow(self, event: EnrichedEvent, payload: dict[str, Any], problems: list[CircleCIAPIError]) -> None:
         assert self.client is not None
         workflow = event["workflow"]
-        jobs = self.client.workflow_jobs(workflow["id"])
+        assert workflow is not None
+        jobs = self.client.workflow_jobs(str(workflow["id"]))
         event["jobs"] = [
             {
                 "id": j.id,
@@ -191,21 +205,23 @@ class Enricher:
             and j["type"] != "approval"
             and (j["status"] in FAILED or (self.successful_jobs and j["status"] == "success"))
         ]
-        slug = event["project"]["slug"]
-        facets = self._facets(slug, [(j["number"], f) for j in wanted for f in ("tests", "artifacts")], problems)
+        slug = str(event["project"]["slug"])
+        numbers = [int(j["number"]) for j in wanted if j["number"] is not None]
+        facets = self._facets(slug, [(n, f) for n in numbers for f in ("tests", "artifacts")], problems)
         event["failed_jobs"] = [
-            {
-                **_subset(j),
-                "tests": self._digest_tests(facets.get((j["number"], "tests"))),
-                "artifacts": self._artifact_links(facets.get((j["number"], "artifacts"))),
-            }
+            _failed_job(
+                j,
+                self._digest_tests(facets.get((j["number"] or 0, "tests"))),
+                self._artifact_links(facets.get((j["number"] or 0, "artifacts"))),
+            )
             for j in wanted
             if j["status"] in FAILED
         ]
 
-    def _job(self, event: dict[str, Any], payload: dict[str, Any], problems: list[CircleCIAPIError]) -> None:
+    def _job(self, event: EnrichedEvent, payload: dict[str, Any], problems: list[CircleCIAPIError]) -> None:
         job = event["job"]
-        slug, number = event["project"]["slug"], job["number"]
+        assert job is not None
+        slug, number = str(event["project"]["slug"]), job["number"]
         failed = job["status"] in FAILED
         wanted = ["details", "tests", "artifacts"] if failed or self.successful_jobs else ["details"]
         facets = self._facets(slug, [(number, f) for f in wanted], problems)
@@ -215,17 +231,17 @@ class Enricher:
             job["duration_seconds"] = _ms(details.get("duration")) or job["duration_seconds"]
             job["executor"] = details.get("executor")
             job["parallelism"] = details.get("parallelism")
-        event["jobs"] = [{**job, "type": "build"}]
+        event["jobs"] = [_workflow_job(job)]
         if failed:
             tests = self._digest_tests(facets.get((number, "tests")))
             artifacts = self._artifact_links(facets.get((number, "artifacts")))
-            event["failed_jobs"] = [{**_subset(job), "tests": tests, "artifacts": artifacts}]
+            event["failed_jobs"] = [_failed_job(job, tests, artifacts)]
 
     # -- facets of jobs: cached, the missing ones fetched concurrently -----------------------------
 
     def _facets(
-        self, slug: str, wanted: list[tuple[int, str]], problems: list[CircleCIAPIError]
-    ) -> dict[tuple[int, str], Any]:
+        self, slug: str, wanted: list[tuple[Any, str]], problems: list[CircleCIAPIError]
+    ) -> dict[tuple[Any, str], Any]:
         """The (job number, facet) answers: one cache read, the misses from the API, one cache write."""
         client = self.client
         assert client is not None
@@ -241,7 +257,7 @@ class Enricher:
         self.cache.put_many(slug, fresh)
         return found | fresh
 
-    def _digest_tests(self, items: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    def _digest_tests(self, items: list[dict[str, Any]] | None) -> Tests | None:
         if items is None:
             return None
         failures = [t for t in items if str(t.get("result") or "").lower() in {"failure", "failed", "error"}]
@@ -261,10 +277,12 @@ class Enricher:
             ],
         }
 
-    def _artifact_links(self, items: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    def _artifact_links(self, items: list[dict[str, Any]] | None) -> list[Artifact] | None:
         if items is None:
             return None
-        links = [{"path": a.get("path"), "url": a.get("url"), "node_index": a.get("node_index")} for a in items]
+        links: list[Artifact] = [
+            {"path": a.get("path"), "url": a.get("url"), "node_index": a.get("node_index")} for a in items
+        ]
         return links[: self.max_artifacts]
 
     def _gather(self, calls: list[Callable[[], Any]], problems: list[CircleCIAPIError]) -> list[Any]:
@@ -279,17 +297,17 @@ class Enricher:
                 results.append(None)
         return results
 
-    def _transition(self, event: dict[str, Any], facts: VcsFacts) -> dict[str, Any] | None:
+    def _transition(self, event: EnrichedEvent, facts: VcsFacts) -> Transition | None:
         subject = transition_subject(event, facts)
-        return None if subject is None else self.transitions.record(**subject).to_dict()
+        return None if subject is None else cast(Transition, self.transitions.record(**subject).to_dict())
 
 
-def transition_subject(event: dict[str, Any], facts: VcsFacts) -> dict[str, Any] | None:
+def transition_subject(event: EnrichedEvent, facts: VcsFacts) -> dict[str, Any] | None:
     """What a workflow event's transition is recorded under (TransitionStore.record's arguments):
     project, ref (`tag:` before a tag), workflow, status, pipeline number, happened_at. None
     when it has no transition: neither branch nor tag known, or no workflow status."""
     workflow = event["workflow"]
-    if facts.ref is None or not workflow.get("status"):
+    if facts.ref is None or workflow is None or not workflow.get("status"):
         return None
     return {
         "project": event["project"]["slug"],
@@ -301,21 +319,35 @@ def transition_subject(event: dict[str, Any], facts: VcsFacts) -> dict[str, Any]
     }
 
 
-def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
+def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> EnrichedEvent:
     """Everything the webhook itself says, in the enriched event's shape."""
     p = envelope["payload"]
     project, org, pipeline = p["project"], p["organization"], p["pipeline"]
     wf, job = p.get("workflow"), p.get("job")
-    workflow = None
+    workflow: Workflow | None = None
     if isinstance(wf, dict):
-        workflow = {k: wf.get(k) for k in ("id", "name", "status", "url", "created_at", "stopped_at")}
-        workflow["duration_seconds"] = duration_seconds(wf.get("created_at"), wf.get("stopped_at"))
-    job_entry = None
+        workflow = {
+            "id": wf.get("id"),
+            "name": wf.get("name"),
+            "status": wf.get("status"),
+            "url": wf.get("url"),
+            "created_at": wf.get("created_at"),
+            "stopped_at": wf.get("stopped_at"),
+            "duration_seconds": duration_seconds(wf.get("created_at"), wf.get("stopped_at")),
+        }
+    job_entry: Job | None = None
     if isinstance(job, dict):
-        job_entry = {k: job.get(k) for k in ("id", "number", "name", "status", "started_at", "stopped_at")}
-        job_entry["duration_seconds"] = duration_seconds(job.get("started_at"), job.get("stopped_at"))
-        job_entry["web_url"] = _job_url(workflow["url"] if workflow else None, job.get("number"))
-    subject = job_entry or workflow or {}
+        job_entry = {
+            "id": job.get("id"),
+            "number": job.get("number"),
+            "name": job.get("name"),
+            "status": job.get("status"),
+            "started_at": job.get("started_at"),
+            "stopped_at": job.get("stopped_at"),
+            "duration_seconds": duration_seconds(job.get("started_at"), job.get("stopped_at")),
+            "web_url": _job_url(workflow["url"] if workflow else None, job.get("number")),
+        }
+    status = job_entry["status"] if job_entry else workflow["status"] if workflow else None
     return {
         "schema_version": SCHEMA_VERSION,
         "event_id": envelope["event_id"],
@@ -323,9 +355,9 @@ def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
         "happened_at": p.get("happened_at"),
         "received_at": envelope.get("received_at"),
         "request_id": envelope.get("request_id"),
-        "status": subject.get("status"),
-        "project": {k: project.get(k) for k in ("id", "slug", "name")},
-        "organization": {k: org.get(k) for k in ("id", "name")},
+        "status": status,
+        "project": {"id": project.get("id"), "slug": project.get("slug"), "name": project.get("name")},
+        "organization": {"id": org.get("id"), "name": org.get("name")},
         "pipeline": {
             "id": pipeline.get("id"),
             "number": pipeline.get("number"),
@@ -333,7 +365,7 @@ def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
             "trigger_type": (pipeline.get("trigger") or {}).get("type"),
             "trigger_actor": None,  # who triggered it: only GET /pipeline/{id} says
         },
-        "vcs": facts.to_dict(),
+        "vcs": cast(Vcs, facts.to_dict()),
         "workflow": workflow,
         "job": job_entry,
         "jobs": [],
@@ -360,8 +392,35 @@ def _map(data: Any, key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _subset(job: dict[str, Any]) -> dict[str, Any]:
-    return {k: job.get(k) for k in ("id", "name", "number", "status", "web_url")}
+def _failed_job(job: Job | WorkflowJob, tests: Tests | None, artifacts: list[Artifact] | None) -> FailedJob:
+    return {
+        "id": job["id"],
+        "name": job["name"],
+        "number": job["number"],
+        "status": job["status"],
+        "web_url": job["web_url"],
+        "tests": tests,
+        "artifacts": artifacts,
+    }
+
+
+def _workflow_job(job: Job) -> WorkflowJob:
+    """A job event's job as the one entry of its `jobs`."""
+    entry: WorkflowJob = {
+        "id": job["id"],
+        "name": job["name"],
+        "number": job["number"],
+        "type": "build",
+        "status": job["status"],
+        "started_at": job["started_at"],
+        "stopped_at": job["stopped_at"],
+        "duration_seconds": job["duration_seconds"],
+        "web_url": job["web_url"],
+    }
+    if "executor" in job:
+        entry["executor"] = job["executor"]
+        entry["parallelism"] = job.get("parallelism")
+    return entry
 
 
 def _job_url(workflow_url: str | None, number: int | None) -> str | None:

@@ -15,7 +15,7 @@ import difflib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 import orjson
@@ -28,6 +28,7 @@ from service.cli.message_view import labelled, message_lines
 from service.cli.routes_view import read_routes, redact_text
 from service.payload import parse_event
 from workers.connection import connect
+from workers.enriched_event import EnrichedEvent
 from workers.enrichment import from_webhook, transition_subject
 from workers.handlers import Handler, HandlerContext, build_handler
 from workers.handlers.slack_app import SlackAppHandler
@@ -68,7 +69,7 @@ def read_event(path: Path) -> tuple[dict[str, Any], bool]:
     }
     built = from_webhook(envelope, vcs_facts(event.payload))
     built["enrichment"]["reason"] = "preview of a raw webhook payload: no API calls"
-    return built, True
+    return cast(dict[str, Any], built), True
 
 
 def check_kind(context: click.Context, param: click.Parameter, kind: str | None) -> str | None:
@@ -94,7 +95,7 @@ def assume_transition(event: dict[str, Any], raw: bool, kind: str | None, settin
         return "the enriched event"
     if not settings.redis_url:
         return NO_TRANSITION_HINT
-    subject = transition_subject(event, VcsFacts.from_dict(event.get("vcs") or {}))
+    subject = transition_subject(cast(EnrichedEvent, event), VcsFacts.from_dict(event.get("vcs") or {}))
     if subject is None:
         return "the webhook names neither branch nor tag"
     with connect(settings) as redis:
