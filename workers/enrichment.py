@@ -19,13 +19,18 @@ raised instead while the caller may still defer.
 from __future__ import annotations
 
 import contextvars
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from functools import partial
 from typing import Any, cast
 
+import structlog
+
 from config.errors import (
     CircleCIAPIError,
+    CircleCIEventsError,
     CircleCIForbidden,
     CircleCIRateLimited,
     CircleCIServerError,
@@ -41,6 +46,7 @@ from workers.enriched_event import (
     Artifact,
     EnrichedEvent,
     FailedJob,
+    FailedStep,
     Job,
     Tests,
     Transition,
@@ -48,6 +54,7 @@ from workers.enriched_event import (
     Workflow,
     WorkflowJob,
 )
+from workers.failed_step import StepReader
 from workers.jobs import WORKFLOW_COMPLETED
 from workers.timestamps import duration_seconds
 from workers.transition import TransitionStore, ref_name
@@ -58,6 +65,7 @@ RETRYABLE = (CircleCIRateLimited, CircleCIServerError, CircleCITimeout, CircleCI
 REFUSED = (CircleCIUnauthorized, CircleCIForbidden)
 # Job statuses that mean "this job broke"; the API knows more than webhooks document (pitfalls A9).
 FAILED = frozenset({"failed", "error", "infrastructure_fail", "timedout", "terminated-unknown", "unauthorized"})
+log = structlog.get_logger(__name__)
 MESSAGE_LINES = 5
 MESSAGE_CHARS = 500
 
@@ -83,7 +91,12 @@ class Enricher:
         max_failed_tests: int = 10,
         max_artifacts: int = 20,
         successful_jobs: bool = False,
+        steps: StepReader | None = None,
+        log_tail_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`steps` reads failed jobs' failing steps and log tails (None: LOG_TAIL off, or no
+        token); a tail not had within `log_tail_seconds` of asking is left out, saying why."""
         self.client = client
         self.cache = cache
         self.transitions = transitions
@@ -91,6 +104,9 @@ class Enricher:
         self.max_failed_tests = max_failed_tests
         self.max_artifacts = max_artifacts
         self.successful_jobs = successful_jobs
+        self.steps = steps
+        self.log_tail_seconds = log_tail_seconds
+        self._clock = clock
 
     def enrich(self, envelope: dict[str, Any], *, may_defer: bool) -> EnrichedEvent:
         """The enriched event. Raises a retryable CircleCIAPIError only when `may_defer`."""
@@ -104,6 +120,7 @@ class Enricher:
         calls: list[None] = []
         token = api_calls.set(calls)
         problems: list[CircleCIAPIError] = []
+        notes: list[str] = []  # optional parts missing (a log tail): said, never "incomplete"
         try:
             if self.client is None:
                 event["enrichment"]["reason"] = "CIRCLE_TOKEN is not set: only the webhook's own facts are shown"
@@ -111,9 +128,9 @@ class Enricher:
                 if facts.ref is None:
                     facts = self._ref_from_pipeline(event, facts, problems)
                 if event["event_type"] == WORKFLOW_COMPLETED:
-                    self._workflow(event, payload, problems)
+                    self._workflow(event, notes, problems)
                 else:
-                    self._job(event, payload, problems)
+                    self._job(event, notes, problems)
         except CircleCIAPIError as exc:
             problems.insert(0, exc)
         finally:
@@ -124,6 +141,10 @@ class Enricher:
         if problems:
             problems.sort(key=lambda p: not isinstance(p, REFUSED))  # stable: else the first problem
             event["enrichment"]["reason"] = f"{problems[0].code}: {problems[0].message}"
+        elif notes and event["enrichment"]["reason"] is None:
+            event["enrichment"]["reason"] = notes[0]
+        if notes:
+            event["enrichment"]["notes"] = notes
         event["enrichment"]["error_code"] = problems[0].code if problems else None
         event["enrichment"]["complete"] = not problems and self.client is not None
         event["enrichment"]["api_calls"] = len(calls)
@@ -179,7 +200,7 @@ class Enricher:
 
     # -- the two event types ---------------------------------------------------------------
 
-    def _workflow(self, event: EnrichedEvent, payload: dict[str, Any], problems: list[CircleCIAPIError]) -> None:
+    def _workflow(self, event: EnrichedEvent, notes: list[str], problems: list[CircleCIAPIError]) -> None:
         assert self.client is not None
         workflow = event["workflow"]
         assert workflow is not None
@@ -207,6 +228,7 @@ class Enricher:
         ]
         slug = str(event["project"]["slug"])
         numbers = [int(j["number"]) for j in wanted if j["number"] is not None]
+        steps = self._start_steps(slug, [j["number"] for j in wanted if j["status"] in FAILED])
         facets = self._facets(slug, [(n, f) for n in numbers for f in ("tests", "artifacts")], problems)
         event["failed_jobs"] = [
             _failed_job(
@@ -217,13 +239,15 @@ class Enricher:
             for j in wanted
             if j["status"] in FAILED
         ]
+        self._finish_steps(slug, event["failed_jobs"], steps, notes)
 
-    def _job(self, event: EnrichedEvent, payload: dict[str, Any], problems: list[CircleCIAPIError]) -> None:
+    def _job(self, event: EnrichedEvent, notes: list[str], problems: list[CircleCIAPIError]) -> None:
         job = event["job"]
         assert job is not None
         slug, number = str(event["project"]["slug"]), job["number"]
         failed = job["status"] in FAILED
         wanted = ["details", "tests", "artifacts"] if failed or self.successful_jobs else ["details"]
+        steps = self._start_steps(slug, [number] if failed else [])
         facets = self._facets(slug, [(number, f) for f in wanted], problems)
         details = facets.get((number, "details"))
         if details:
@@ -236,6 +260,63 @@ class Enricher:
             tests = self._digest_tests(facets.get((number, "tests")))
             artifacts = self._artifact_links(facets.get((number, "artifacts")))
             event["failed_jobs"] = [_failed_job(job, tests, artifacts)]
+            self._finish_steps(slug, event["failed_jobs"], steps, notes)
+
+    # -- the failing step and its log tail: asked first, awaited last, within a time bound ---------
+
+    def _start_steps(self, slug: str, numbers: list[int | None]) -> tuple[dict[int, Any], float]:
+        """Each failed job's failing step, cached or asked on the pool now, so the v1.1 call and
+        the output fetch run alongside tests and artifacts; and the moment to stop waiting."""
+        deadline = self._clock() + self.log_tail_seconds
+        reader = self.steps
+        wanted = [n for n in numbers if n is not None]
+        if reader is None or not wanted:
+            return {}, deadline
+        found = self.cache.get_many(slug, [(n, "step") for n in wanted])
+        started: dict[int, Any] = {}
+        for n in wanted:
+            cached = found.get((n, "step"))
+            started[n] = (
+                cached
+                if cached is not None
+                else self.pool.submit(contextvars.copy_context().run, reader.failed_step, slug, n)
+            )
+        return started, deadline
+
+    def _finish_steps(
+        self, slug: str, jobs: list[FailedJob], started: tuple[dict[int, Any], float], notes: list[str]
+    ) -> None:
+        """`failed_step` of each job (null with a note when it cannot be had in time or at all);
+        the ones had whole are cached."""
+        steps, deadline = started
+        fresh: dict[tuple[int, str], FailedStep] = {}
+        for job in jobs:
+            number = job["number"]
+            if number not in steps:
+                continue
+            item, name = steps[number], job["name"] or f"job {number}"
+            job["failed_step"] = None
+            if isinstance(item, Future):
+                try:
+                    step: FailedStep = item.result(timeout=max(0.0, deadline - self._clock()))
+                except FutureTimeout:
+                    notes.append(f"{name}: the failing step was not had within {self.log_tail_seconds:g} s")
+                    continue
+                except CircleCIEventsError as exc:
+                    notes.append(f"{name}: failing step: {exc.message}")
+                    continue
+                except Exception as exc:  # a bug here must not cost the notification
+                    log.exception("failed_step_error", job=name)
+                    notes.append(f"{name}: failing step: {type(exc).__name__}")
+                    continue
+                if step["reason"] is None:
+                    fresh[(number, "step")] = step
+            else:
+                step = item
+            job["failed_step"] = step
+            if step["reason"] is not None:
+                notes.append(f"{name}: log tail of {step['name']!r}: {step['reason']}")
+        self.cache.put_many(slug, fresh)
 
     # -- facets of jobs: cached, the missing ones fetched concurrently -----------------------------
 

@@ -115,6 +115,7 @@ class Routes:
     placeholders: tuple[str, ...] = ()  # the variables given a dummy value (load_routes(placeholders=True))
     alerts: AlertConfig | None = None  # no `alerts:` section: nobody is told
     people: People = field(default_factory=People)
+    redact: tuple[str, ...] = ()  # `redact:`: regular expressions masked in log tails
 
     def explain(self, event: Mapping[str, Any]) -> list[tuple[Subscription, Mismatch | None]]:
         """Every subscription in file order, with why the event does not match it (None: it does)."""
