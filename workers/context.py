@@ -127,6 +127,7 @@ class WorkerContext:
             successful_jobs=settings.enrich_successful_jobs,
             steps=steps,
             log_tail_seconds=settings.log_tail_seconds,
+            flaky_ttl_seconds=settings.flaky_tests_ttl_seconds,
         )
         return cls(
             settings=settings,

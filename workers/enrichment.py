@@ -39,6 +39,7 @@ from config.errors import (
     CircleCIUnreachable,
     EventUndecodable,
 )
+from workers import known_flaky
 from workers.circleci.cache import ApiCache
 from workers.circleci.client import CircleCIClient
 from workers.enriched_event import (
@@ -56,6 +57,7 @@ from workers.enriched_event import (
 )
 from workers.failed_step import StepReader
 from workers.jobs import WORKFLOW_COMPLETED
+from workers.known_flaky import FlakyIndex
 from workers.timestamps import duration_seconds
 from workers.transition import TransitionStore, ref_name
 from workers.vcs import VcsFacts, vcs_facts
@@ -93,6 +95,7 @@ class Enricher:
         successful_jobs: bool = False,
         steps: StepReader | None = None,
         log_tail_seconds: float = 5.0,
+        flaky_ttl_seconds: int = 3600,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`steps` reads failed jobs' failing steps and log tails (None: LOG_TAIL off, or no
@@ -106,6 +109,7 @@ class Enricher:
         self.successful_jobs = successful_jobs
         self.steps = steps
         self.log_tail_seconds = log_tail_seconds
+        self.flaky_ttl_seconds = flaky_ttl_seconds
         self._clock = clock
 
     def enrich(self, envelope: dict[str, Any], *, may_defer: bool) -> EnrichedEvent:
@@ -229,6 +233,7 @@ class Enricher:
         slug = str(event["project"]["slug"])
         numbers = [int(j["number"]) for j in wanted if j["number"] is not None]
         steps = self._start_steps(slug, [j["number"] for j in wanted if j["status"] in FAILED])
+        flaky = self._start_flaky(slug, any(j["status"] in FAILED for j in wanted))
         facets = self._facets(slug, [(n, f) for n in numbers for f in ("tests", "artifacts")], problems)
         event["failed_jobs"] = [
             _failed_job(
@@ -240,6 +245,8 @@ class Enricher:
             if j["status"] in FAILED
         ]
         self._finish_steps(slug, event["failed_jobs"], steps, notes)
+        tests_of = {n: facets.get((n, "tests")) for n in numbers}
+        self._mark_flaky(event, tests_of, self._finish_flaky(slug, flaky, notes))
 
     def _job(self, event: EnrichedEvent, notes: list[str], problems: list[CircleCIAPIError]) -> None:
         job = event["job"]
@@ -248,6 +255,7 @@ class Enricher:
         failed = job["status"] in FAILED
         wanted = ["details", "tests", "artifacts"] if failed or self.successful_jobs else ["details"]
         steps = self._start_steps(slug, [number] if failed else [])
+        flaky = self._start_flaky(slug, failed)
         facets = self._facets(slug, [(number, f) for f in wanted], problems)
         details = facets.get((number, "details"))
         if details:
@@ -261,6 +269,7 @@ class Enricher:
             artifacts = self._artifact_links(facets.get((number, "artifacts")))
             event["failed_jobs"] = [_failed_job(job, tests, artifacts)]
             self._finish_steps(slug, event["failed_jobs"], steps, notes)
+            self._mark_flaky(event, {number: facets.get((number, "tests"))}, self._finish_flaky(slug, flaky, notes))
 
     # -- the failing step and its log tail: asked first, awaited last, within a time bound ---------
 
@@ -318,6 +327,57 @@ class Enricher:
                 notes.append(f"{name}: log tail of {step['name']!r}: {step['reason']}")
         self.cache.put_many(slug, fresh)
 
+    # -- known-flaky tests: Insights, once per project per FLAKY_TESTS_TTL_SECONDS ---------------
+
+    def _start_flaky(self, slug: str, wanted: bool) -> Any:
+        """The project's known-flaky tests: cached rows, a future asking Insights, UNSUPPORTED for a
+        circleci/ slug, or None when there is no failed job to mark."""
+        client = self.client
+        if not wanted or client is None:
+            return None
+        if not known_flaky.supported(slug):
+            return known_flaky.UNSUPPORTED
+        cached = self.cache.flaky_tests(slug)
+        if cached is not None:
+            return cached
+        fetch = partial(client.flaky_tests, slug)
+        return self.pool.submit(contextvars.copy_context().run, fetch)
+
+    def _finish_flaky(self, slug: str, started: Any, notes: list[str]) -> FlakyIndex | None:
+        """The index to mark failed tests with; None (with a note) when Insights cannot say."""
+        if started is None:
+            return None
+        if started == known_flaky.UNSUPPORTED:
+            notes.append(known_flaky.UNSUPPORTED)
+            return None
+        if isinstance(started, Future):
+            try:
+                rows = known_flaky.compact(t.to_dict() for t in started.result())
+            except CircleCIAPIError as exc:  # never a deferral: the marks are not worth a delay
+                notes.append(f"known-flaky tests: {exc.code}: {exc.message}")
+                return None
+            self.cache.put_flaky_tests(slug, rows, ttl_seconds=self.flaky_ttl_seconds)
+            started = rows
+        return FlakyIndex(started)
+
+    def _mark_flaky(
+        self, event: EnrichedEvent, tests_of: dict[Any, list[dict[str, Any]] | None], flaky: FlakyIndex | None
+    ) -> None:
+        """`known_flaky` on each listed failed test Insights knows, and `only_known_flaky` on the
+        event: every failing job failed tests, and only tests known to flake (all of them, not
+        only the ones listed). Without an answer from Insights, neither is set."""
+        if flaky is None:
+            return
+        every = bool(event["failed_jobs"])
+        for job in event["failed_jobs"]:
+            failures = [t for t in tests_of.get(job["number"]) or [] if _failed_test(t)]
+            every = every and bool(failures) and all(flaky.times(job["name"], t) is not None for t in failures)
+            for test in job["tests"]["failures"] if job["tests"] else []:
+                times = flaky.times(job["name"], dict(test))
+                if times is not None:
+                    test["known_flaky"] = {"times_flaked": times}
+        event["only_known_flaky"] = every
+
     # -- facets of jobs: cached, the missing ones fetched concurrently -----------------------------
 
     def _facets(
@@ -341,7 +401,7 @@ class Enricher:
     def _digest_tests(self, items: list[dict[str, Any]] | None) -> Tests | None:
         if items is None:
             return None
-        failures = [t for t in items if str(t.get("result") or "").lower() in {"failure", "failed", "error"}]
+        failures = [t for t in items if _failed_test(t)]
         shown = failures[: self.max_failed_tests]
         return {
             "total": len(items),
@@ -460,6 +520,10 @@ def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> EnrichedEvent:
             "sources": {"vcs": "webhook"},
         },
     }
+
+
+def _failed_test(test: dict[str, Any]) -> bool:
+    return str(test.get("result") or "").lower() in {"failure", "failed", "error"}
 
 
 def _actor(pipeline: dict[str, Any]) -> str | None:

@@ -338,6 +338,7 @@ class _Reader:
             mentions=options.get("mentions", ("true",)) != ("false",),
             notify=options.get("notify", ()),
             job_replies=options.get("job_replies") == ("true",),
+            skip_known_flaky=options.get("skip_known_flaky") == ("true",),
         )
 
     def handler_names(

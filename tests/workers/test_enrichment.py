@@ -42,6 +42,7 @@ PIPELINE = "GET /pipeline/{pipeline-id}"
 V1_JOB = "GET /api/v1.1/project/{vcs}/{org}/{repo}/{job-number}"
 OUTPUT = "GET /_sim/storage/output/{key}"
 STEP_CALLS = 2  # per failed job: its v1.1 job, then its failing step's output
+FLAKY_CALLS = 1  # per project per FLAKY_TESTS_TTL_SECONDS: Insights' known-flaky tests
 # A GitHub OAuth tag build: the webhook says `branch: null`, no tag, null commit fields.
 TAG_BUILD = "workflow-completed.tag.github-oauth.derived.json"
 TAG_VCS = {"tag": "v1.4.0", "commit": {"subject": "Release 1.4.0", "body": "Changelog: ..."}}
@@ -130,7 +131,7 @@ def test_a_failed_workflow_gets_every_job_and_the_failed_jobs_tests_and_artifact
         "complete": True,
         "reason": None,
         "error_code": None,
-        "api_calls": 11 + 2 * STEP_CALLS,
+        "api_calls": 11 + 2 * STEP_CALLS + FLAKY_CALLS,
         "sources": {"vcs": "webhook"},
     }
 
@@ -142,7 +143,7 @@ def test_a_failed_workflow_gets_every_job_and_the_failed_jobs_tests_and_artifact
     assert world.calls(DETAILS) == 0
     assert world.calls(V1_JOB) == 2 and world.calls(OUTPUT) == 2
     naive = 1 + 3 * 12
-    assert event["enrichment"]["api_calls"] - 2 * STEP_CALLS == job_pages + 2 * test_pages + 2 < naive
+    assert event["enrichment"]["api_calls"] - 2 * STEP_CALLS - FLAKY_CALLS == job_pages + 2 * test_pages + 2 < naive
 
 
 def test_failed_tests_are_cut_at_the_configured_number(world, failed_workflow) -> None:
@@ -155,7 +156,7 @@ def test_failed_tests_are_cut_at_the_configured_number(world, failed_workflow) -
 def test_job_completed_then_workflow_completed_asks_nothing_twice(world, failed_workflow) -> None:
     jobs = world.load(failed_workflow, twelve_jobs())
     failed = [j for j in jobs if j.get("status") == "failed"]
-    for job in failed:
+    for position, job in enumerate(failed):
         job_event = copy.deepcopy(load_fixture("job-completed.failed.github-oauth.derived.json"))
         job_event["id"] = f"job-event-{job['job_number']}"
         job_event["project"] = failed_workflow["project"]
@@ -163,7 +164,7 @@ def test_job_completed_then_workflow_completed_asks_nothing_twice(world, failed_
         job_event["job"].update(number=job["job_number"], name=job["name"], status="failed", id=job["id"])
         enriched = world.enrich(job_event)
         # details, 3 test pages, artifacts; the v1.1 job and the step's output
-        assert enriched["enrichment"]["api_calls"] == 1 + 3 + 1 + STEP_CALLS
+        assert enriched["enrichment"]["api_calls"] == 1 + 3 + 1 + STEP_CALLS + (FLAKY_CALLS if position == 0 else 0)
         assert enriched["failed_jobs"][0]["tests"]["failed"] == 3
     before = {key: world.calls(key) for key in (TESTS, ARTIFACTS)}
 
@@ -466,7 +467,7 @@ def test_a_break_asks_once_who_triggered_the_pipeline(world, failed_workflow) ->
     assert event["transition"]["kind"] == "broken"
     assert event["pipeline"]["trigger_actor"] == world.sim.dataset.user["login"]
     assert world.calls("GET /pipeline/{pipeline-id}") == 1
-    assert event["enrichment"]["api_calls"] == 11 + 2 * STEP_CALLS + 1
+    assert event["enrichment"]["api_calls"] == 11 + 2 * STEP_CALLS + FLAKY_CALLS + 1
 
 
 def test_a_trigger_actor_the_api_cannot_give_leaves_the_event_complete(world, failed_workflow) -> None:
@@ -602,3 +603,88 @@ def test_a_log_not_had_within_the_bound_never_holds_the_notification(world, fail
     event = world.enrich(failed_workflow)
     assert event["failed_jobs"][0]["failed_step"] is None
     assert "not had within 0.5 s" in event["enrichment"]["notes"][0]
+
+
+# -- known-flaky tests (issue 22, item 5) -----------------------------------------------------
+
+INSIGHTS = "GET /insights/{project-slug}/flaky-tests"
+SLUG = "gh/circleci/webhook-service"
+
+
+def flaky(world, job: str, *numbers: int, times: int = 7) -> None:
+    for i in numbers:
+        world.sim.dataset.add_flaky_test(
+            SLUG, test_name=f"{job} broken {i}", classname=job, job_name=job, times_flaked=times
+        )
+
+
+@pytest.mark.parametrize("casing", ["kebab", "snake"])
+def test_known_flaky_tests_are_marked_and_insights_is_asked_once_per_project(world, failed_workflow, casing) -> None:
+    world.sim.dataset.flaky_casing = casing
+    world.load(failed_workflow, twelve_jobs())
+    flaky(world, "test-unit", 0, 1, 2)
+    flaky(world, "test-e2e", 0, times=2)
+    event = world.enrich(failed_workflow)
+    unit, e2e = event["failed_jobs"]
+    assert [t.get("known_flaky") for t in unit["tests"]["failures"]] == [{"times_flaked": 7}] * 3
+    assert [t.get("known_flaky") for t in e2e["tests"]["failures"]] == [{"times_flaked": 2}, None, None]
+    assert event["only_known_flaky"] is False  # test-e2e failed tests not known to flake
+    again = world.enrich({**failed_workflow, "id": "another-delivery"})
+    assert world.calls(INSIGHTS) == 1 and again["failed_jobs"][0]["tests"]["failures"][0]["known_flaky"]
+    assert "notes" not in event["enrichment"]
+
+
+def test_an_event_failing_only_known_flaky_tests_says_so_and_a_subscription_may_skip_it(
+    world, failed_workflow, tmp_path
+) -> None:
+    world.load(failed_workflow, twelve_jobs())
+    flaky(world, "test-unit", 0, 1, 2)
+    flaky(world, "test-e2e", 0, 1, 2)
+    event = world.enrich(failed_workflow)
+    assert event["only_known_flaky"] is True
+    routes_file = tmp_path / "routes.yaml"
+    routes_file.write_text(
+        "handlers:\n  pager: {type: log}\n  chat: {type: log}\n"
+        "subscriptions:\n  - {name: pager, handlers: [pager], skip_known_flaky: true}\n"
+        "  - {name: chat, handlers: [chat]}\n"
+    )
+    routes = load_routes(routes_file, {})
+    assert routes.match(event) == ["chat"]
+    assert str(routes.explain(event)[0][1]) == "skip_known_flaky: every failing test is known to flake (Insights)"
+    assert routes.match({**event, "only_known_flaky": False}) == ["pager", "chat"]
+
+
+def test_a_failure_without_test_results_is_never_only_known_flaky(world, failed_workflow) -> None:
+    world.load(failed_workflow, failing_jobs())  # a docker build: no tests
+    flaky(world, "build-image", 0)
+    assert world.enrich(failed_workflow)["only_known_flaky"] is False
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        ({"status": 200, "body": {"unexpected": []}}, "circleci_invalid_response"),
+        ({"status": 200, "body": "not json"}, "circleci_invalid_response"),
+        ({"status": 404}, "circleci_not_found"),
+    ],
+)
+def test_an_insights_answer_that_cannot_be_read_leaves_the_marks_out_saying_why(
+    world, failed_workflow, fault, said
+) -> None:
+    world.load(failed_workflow, twelve_jobs())
+    flaky(world, "test-unit", 0, 1, 2)
+    world.sim.add_fault(path="/insights/*", times=None, **fault)
+    event = world.enrich(failed_workflow, may_defer=True)
+    assert "only_known_flaky" not in event
+    assert not any("known_flaky" in t for j in event["failed_jobs"] for t in j["tests"]["failures"])
+    assert event["enrichment"]["complete"] is True and said in event["enrichment"]["notes"][-1]
+
+
+def test_circleci_slugs_skip_insights_and_say_so(world) -> None:
+    payload = load_fixture("workflow-completed.github-app.observed.json")
+    payload["workflow"]["status"] = "failed"
+    world.load(payload, [{"name": "test", "status": "failed"}])
+    event = world.enrich(payload)
+    assert world.calls(INSIGHTS) == 0 and "only_known_flaky" not in event
+    assert "Insights does not support circleci/ project slugs" in event["enrichment"]["notes"][-1]
+    assert event["failed_jobs"][0]["failed_step"]["log_tail"]  # v1.1 takes these slugs as vcs `circleci`

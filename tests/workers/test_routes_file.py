@@ -329,3 +329,11 @@ def test_a_bad_redact_pattern_is_named_with_its_line(tmp_path: Path, value: str,
     with pytest.raises(ConfigurationError) as info:
         routes(tmp_path, f"handlers:\n  l: {{type: log}}\nredact:\n  - {value}\n")
     assert message in str(info.value)
+
+
+def test_skip_known_flaky_is_a_checked_subscription_option(tmp_path: Path) -> None:
+    text = "handlers:\n  l: {type: log}\nsubscriptions:\n  - {name: s, handlers: [l], skip_known_flaky: true}\n"
+    assert routes(tmp_path, text).subscriptions[0].skip_known_flaky is True
+    with pytest.raises(ConfigurationError) as info:
+        routes(tmp_path, text.replace("skip_known_flaky: true", "skip_known_flaky: sometimes"))
+    assert "line 4: subscription 's', key 'skip_known_flaky': 'sometimes' is not one of true, false" in str(info.value)
