@@ -43,7 +43,7 @@ import yaml
 
 from config.errors import ConfigurationError
 from workers.handlers import HANDLER_TYPES, build_handler
-from workers.handlers.base import HandlerConfig
+from workers.handlers.base import COMMON_OPTIONS, HandlerConfig
 from workers.people import ID_HINTS, ID_PATTERNS, PLATFORMS, People, Person
 from workers.people import KEYS as PERSON_KEYS
 from workers.routes import (
@@ -269,10 +269,11 @@ class _Reader:
                 raise self.error(items["type"][1], f"{where}, key 'type'", message)
             required, optional = frozenset(HANDLER_TYPES[kind].required), HANDLER_TYPES[kind].optional
             options: dict[str, str | None] = dict(optional)
+            allowed = required | optional.keys() | COMMON_OPTIONS.keys()
             for key, (k, v) in items.items():
                 if key != "type":
                     with self.noting():
-                        options[key] = self.option(kind, f"{where}, key {key!r}", k, v, required | optional.keys())
+                        options[key] = self.option(kind, f"{where}, key {key!r}", k, v, allowed)
             for key in sorted(required - items.keys()):
                 self.note(key_node, f"{where}, key {key!r}", f"missing required key for type {kind}")
             if len(self.problems) == before:
@@ -291,6 +292,8 @@ class _Reader:
             raise self.error(node, where, "is empty")
         if key == "url" and not value.startswith(("https://", "http://")):
             raise self.error(node, where, "expected an http:// or https:// URL")
+        if key in COMMON_OPTIONS and value.lower() not in COMMON_OPTIONS[key]:
+            raise self.error(node, where, f"{value!r} is not one of {', '.join(COMMON_OPTIONS[key])}")
         return value
 
     def subscription(self, index: int, node: yaml.Node, declared: Mapping[str, object]) -> Subscription | None:

@@ -124,6 +124,7 @@ def rendered(routes: Routes, event: dict[str, Any], thread_ts: str | None = None
 def render(handler: Handler, event: dict[str, Any], thread_ts: str | None) -> dict[str, Any] | bytes:
     """What `handler` would send; a slack_app given `thread_ts` renders for its breakage's thread
     rooted there (the root as this event would post it stands in for the break's)."""
+    event = handler.shown(event)  # as the handler is given it (`log_tail: false`)
     if thread_ts is None or not isinstance(handler, SlackAppHandler):
         return handler.render(event)
     # a --transition names no streak: the breakage is taken to begin with this pipeline

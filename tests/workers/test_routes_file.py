@@ -337,3 +337,11 @@ def test_skip_known_flaky_is_a_checked_subscription_option(tmp_path: Path) -> No
     with pytest.raises(ConfigurationError) as info:
         routes(tmp_path, text.replace("skip_known_flaky: true", "skip_known_flaky: sometimes"))
     assert "line 4: subscription 's', key 'skip_known_flaky': 'sometimes' is not one of true, false" in str(info.value)
+
+
+def test_log_tail_is_a_checked_key_of_every_handler(tmp_path: Path) -> None:
+    text = "handlers:\n  l: {type: log, log_tail: false}\n  p: {type: pagerduty, routing_key: k, log_tail: 'true'}\n"
+    assert routes(tmp_path, text).handlers["l"].options["log_tail"] == "false"
+    with pytest.raises(ConfigurationError) as info:
+        routes(tmp_path, "handlers:\n  l: {type: log, log_tail: never}\n")
+    assert "line 2: handler 'l', key 'log_tail': 'never' is not one of true, false" in str(info.value)
