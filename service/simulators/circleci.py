@@ -14,6 +14,8 @@ Control endpoints (no token needed):
     POST   /_sim/reset      forget calls and faults
     POST   /_sim/workflows  {"payload": <workflow-completed webhook>, "jobs": [<job spec>...],
                              "vcs": {<what GET /pipeline/{id} adds, e.g. a tag build's "tag">}}
+    POST   /_sim/flaky-tests {"project": <slug>, "tests": [{"test_name", "classname", "job_name",
+                             "times_flaked", …}], "casing": "snake" (the live API's) or "kebab"}
 
 API v1.1's job (its steps and their output URLs) and the "storage" those URLs point to, which
 refuses a CircleCI token: service/simulators/circleci_v1.py.
@@ -239,6 +241,15 @@ async def _control_reset(request: Request) -> Response:
     return JSONResponse({"message": "reset"})
 
 
+async def _control_flaky_tests(request: Request) -> Response:
+    """{"project": slug, "tests": [{test_name, classname, job_name, times_flaked, …}], "casing": "snake"|"kebab"}"""
+    data = await request.json()
+    dataset = request.app.state.simulator.dataset
+    added = [dataset.add_flaky_test(data["project"], **fields) for fields in data.get("tests") or []]
+    dataset.flaky_casing = data.get("casing", dataset.flaky_casing)
+    return JSONResponse({"flaky_tests": added}, status_code=201)
+
+
 async def _control_workflows(request: Request) -> Response:
     data = await request.json()
     payload, jobs = (data["payload"], data.get("jobs")) if "payload" in data else (data, None)
@@ -265,6 +276,7 @@ def create_simulator(
         Route("/_sim/calls", _control_calls),
         Route("/_sim/reset", _control_reset, methods=["POST"]),
         Route("/_sim/workflows", _control_workflows, methods=["POST"]),
+        Route("/_sim/flaky-tests", _control_flaky_tests, methods=["POST"]),
         Route(
             "/_sim/artifacts/{key:path}",
             _endpoint(sim, "GET", "/_sim/artifacts/{key}", simulator_api.artifact_redirect),
