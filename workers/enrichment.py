@@ -232,9 +232,12 @@ class Enricher:
         ]
         slug = str(event["project"]["slug"])
         numbers = [int(j["number"]) for j in wanted if j["number"] is not None]
-        steps = self._start_steps(slug, [j["number"] for j in wanted if j["status"] in FAILED])
+        failing = [j["number"] for j in wanted if j["status"] in FAILED]
+        keys = [(n, f) for n in numbers for f in ("tests", "artifacts")]
+        cached = self._cached(slug, keys, failing)
+        steps = self._start_steps(slug, failing, cached)
         flaky = self._start_flaky(slug, any(j["status"] in FAILED for j in wanted))
-        facets = self._facets(slug, [(n, f) for n in numbers for f in ("tests", "artifacts")], problems)
+        facets = self._facets(slug, keys, problems, cached)
         event["failed_jobs"] = [
             _failed_job(
                 j,
@@ -254,9 +257,10 @@ class Enricher:
         slug, number = str(event["project"]["slug"]), job["number"]
         failed = job["status"] in FAILED
         wanted = ["details", "tests", "artifacts"] if failed or self.successful_jobs else ["details"]
-        steps = self._start_steps(slug, [number] if failed else [])
+        cached = self._cached(slug, [(number, f) for f in wanted], [number] if failed else [])
+        steps = self._start_steps(slug, [number] if failed else [], cached)
         flaky = self._start_flaky(slug, failed)
-        facets = self._facets(slug, [(number, f) for f in wanted], problems)
+        facets = self._facets(slug, [(number, f) for f in wanted], problems, cached)
         details = facets.get((number, "details"))
         if details:
             job["web_url"] = job["web_url"] or details.get("web_url")
@@ -273,15 +277,24 @@ class Enricher:
 
     # -- the failing step and its log tail: asked first, awaited last, within a time bound ---------
 
-    def _start_steps(self, slug: str, numbers: list[int | None]) -> tuple[dict[int, Any], float]:
-        """Each failed job's failing step, cached or asked on the pool now, so the v1.1 call and
-        the output fetch run alongside tests and artifacts; and the moment to stop waiting."""
+    def _cached(
+        self, slug: str, facets: list[tuple[Any, str]], failing: list[int | None]
+    ) -> dict[tuple[Any, str], Any]:
+        """The cached facets and failing steps among those wanted, in one round trip."""
+        steps = [(n, "step") for n in failing if n is not None] if self.steps is not None else []
+        return self.cache.get_many(slug, facets + steps)
+
+    def _start_steps(
+        self, slug: str, numbers: list[int | None], found: dict[tuple[Any, str], Any]
+    ) -> tuple[dict[int, Any], float]:
+        """Each failed job's failing step, `found` in the cache or asked on the pool now, so the
+        v1.1 call and the output fetch run alongside tests and artifacts; and the moment to stop
+        waiting."""
         deadline = self._clock() + self.log_tail_seconds
         reader = self.steps
         wanted = [n for n in numbers if n is not None]
         if reader is None or not wanted:
             return {}, deadline
-        found = self.cache.get_many(slug, [(n, "step") for n in wanted])
         started: dict[int, Any] = {}
         for n in wanted:
             cached = found.get((n, "step"))
@@ -381,12 +394,16 @@ class Enricher:
     # -- facets of jobs: cached, the missing ones fetched concurrently -----------------------------
 
     def _facets(
-        self, slug: str, wanted: list[tuple[Any, str]], problems: list[CircleCIAPIError]
+        self,
+        slug: str,
+        wanted: list[tuple[Any, str]],
+        problems: list[CircleCIAPIError],
+        cached: dict[tuple[Any, str], Any],
     ) -> dict[tuple[Any, str], Any]:
-        """The (job number, facet) answers: one cache read, the misses from the API, one cache write."""
+        """The (job number, facet) answers: the `cached` ones, the misses from the API, one cache write."""
         client = self.client
         assert client is not None
-        found = self.cache.get_many(slug, wanted)
+        found = {key: cached[key] for key in wanted if key in cached}
         missing = [key for key in wanted if key not in found]
         fetch = {
             "details": lambda n: client.job_details(slug, n).to_dict(),
