@@ -10,7 +10,8 @@ Each run measures, on real processes started for it (PART names the part for --o
                 0 ms with a delivery per event, against RQ's own no-op job rate on this machine),
                 webhook to enriched event, API calls per event, worker RSS while working
     sink        bench.e2e: webhook POST until the sink holds the Slack message, at 20 ms, against
-                the floor of 2 API round trips; Redis commands per event (all processes) and idle
+                the floor of 3 API round trips (with the log tail, LOG_TAIL's default), the log
+                tail's API calls per failed job; Redis commands per event (all processes) and idle
     recovery    bench.recovery: two workers SIGKILLed while they enrich six events (API at 3 s),
                 one fresh worker, until the six messages arrive; default worker settings
 
@@ -72,7 +73,7 @@ def ingest_figures(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def sink_figures(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     floor, p50, p99, commands = r["bound_ms"], r["p50_ms"], r["p99_ms"], r["redis"]
     per_event = commands["commands_per_event"]
-    text = f"floor {floor:.0f} (2 API round trips x {r['latency_ms']:g} ms)"
+    text = f"floor {floor:.0f} ({r['critical_calls']} API round trips x {r['latency_ms']:g} ms)"
     return {
         "webhook -> sink p50": fig(p50, "ms", f"p50 <= {SINK_FLOOR_RATIO} x {text}", p50 / floor,
                                    p50 / floor <= SINK_FLOOR_RATIO),
@@ -80,6 +81,10 @@ def sink_figures(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "Redis commands/event": fig(per_event, "cmds", f"<= {REDIS_COMMANDS_PER_EVENT:.0f} (all processes)",
                                     per_event / REDIS_COMMANDS_PER_EVENT, per_event <= REDIS_COMMANDS_PER_EVENT),
         "idle Redis commands/s": fig(commands["idle_per_s"], "cmds/s", "none set (reported)", None, None),
+        "log tail calls/failed job": fig(r["tail_calls_per_failed_job"], "calls",
+                                         f"{worker.TAIL_CALLS} (v1.1 job + output)",
+                                         r["tail_calls_per_failed_job"] / worker.TAIL_CALLS,
+                                         r["tail_calls_per_failed_job"] <= worker.TAIL_CALLS),
     }  # fmt: skip
 
 

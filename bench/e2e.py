@@ -5,7 +5,9 @@
 One worker, the simulator answering every call after `latency-ms`, and the local sink
 (`circleci-events sink`) as the only handler's Slack URL. Events go one at a time; the
 time is the sink's arrival clock minus the POST's start (both on this machine's clock). The
-floor is the enrichment's critical path: 2 sequential API calls x latency (page size 20).
+floor is the enrichment's critical path: 3 sequential API calls x latency (page size 20): the job
+page, then (alongside the tests and artifacts) the failing step's v1.1 job and its output. The
+extra API calls per failed job (the log tail's) are counted at the simulator.
 
 Redis's INFO commandstats, read around the events, gives the commands per event of every
 process together (web, worker, heartbeats; half a second of idle after the last one too), and
@@ -32,7 +34,7 @@ import httpx
 
 from bench import commandstats
 from bench.processes import free_port, rss_mb, wait_until
-from bench.worker import ARTIFACTS, JOBS, SECRET, TESTS, Run, pages
+from bench.worker import FAILED_JOBS, SECRET, Run, critical_calls
 from service.signature import sign
 
 SLACK_PATH = "/slack/bench"
@@ -82,11 +84,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def critical_calls(page_size: int) -> int:
-    """API calls one after another on an event's path: the job pages, then the longer of tests/artifacts."""
-    return pages(JOBS, page_size) + max(pages(TESTS, page_size), pages(ARTIFACTS, page_size))
-
-
 def to_sink(http: httpx.Client, web: str, sink: str, payload: dict[str, Any], number: int) -> float:
     """Milliseconds from POSTing `payload` until the sink holds its `number`th Slack message."""
     start = time.time()
@@ -114,10 +111,11 @@ def webhook_to_sink(run: Run, latency_ms: float, count: int, idle: float) -> dic
         wait_until(lambda: http.get(f"{sink}/_sink/requests").status_code == 200, "sink", 20)
         to_sink(http, web_url, sink, payloads[0], 1)  # warms the worker up
         idle_calls = idle_commands(run, idle)
-        before = commandstats.calls(run.redis)
+        before, calls_before = commandstats.calls(run.redis), tail_calls(sim)
         samples = [to_sink(http, web_url, sink, p, number) for number, p in enumerate(payloads[1:], start=2)]
         time.sleep(SETTLE_SECONDS)
         commands = commandstats.since(run.redis, before)
+        tail = tail_calls(sim) - calls_before
         rss = {"web": rss_mb(web.pid), "worker": rss_mb(workers[0].pid)}
     finally:
         http.close()
@@ -131,6 +129,8 @@ def webhook_to_sink(run: Run, latency_ms: float, count: int, idle: float) -> dic
         "p99_ms": percentile(samples, 0.99),
         "max_ms": max(samples),
         "bound_ms": critical_calls(run.args.page_size) * latency_ms,
+        "critical_calls": critical_calls(run.args.page_size),
+        "tail_calls_per_failed_job": tail / (len(samples) * FAILED_JOBS),
         "rss_mb": rss,
         "redis": {
             "commands_per_event": commands.total() / len(samples),
@@ -140,6 +140,12 @@ def webhook_to_sink(run: Run, latency_ms: float, count: int, idle: float) -> dic
             "idle_by_command": commandstats.per(idle_calls, idle),
         },
     }
+
+
+def tail_calls(sim: httpx.Client) -> int:
+    """The simulator's count of the log tail's calls: v1.1 jobs and output fetches."""
+    calls: dict[str, int] = sim.get("/_sim/calls").json()["calls"]
+    return sum(n for name, n in calls.items() if "/api/v1.1/" in name or "/_sim/storage/" in name)
 
 
 def idle_commands(run: Run, seconds: float) -> Counter[str]:
@@ -173,7 +179,8 @@ def main() -> None:
     print(
         f"webhook to sink at {args.latency_ms:g} ms: p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms "
         f"(bound {result['bound_ms']:.0f} ms; p50/bound {result['p50_ms'] / result['bound_ms']:.2f}) "
-        f"over {result['events']} events"
+        f"over {result['events']} events; log tail: {result['tail_calls_per_failed_job']:.2f} extra API calls "
+        f"per failed job"
     )
     commands = result["redis"]
     top = ", ".join(f"{name} {n:.1f}" for name, n in list(commands["by_command"].items())[:15])

@@ -35,9 +35,9 @@ import httpx
 from rq import Worker
 from rq.serializers import JSONSerializer
 
-from bench.e2e import critical_calls, post_event, routes_file, slack_messages, start_sink
+from bench.e2e import post_event, routes_file, slack_messages, start_sink
 from bench.processes import free_port, wait_until
-from bench.worker import Run
+from bench.worker import Run, critical_calls
 from config.settings import Settings
 
 EVENTS, WORKERS, API_SECONDS = 6, 2, 3.0

@@ -88,6 +88,24 @@ def pages(items: int, page_size: int) -> int:
     return max(1, math.ceil(items / page_size))
 
 
+# the failing step's log tail (LOG_TAIL on, the default): per failed job its v1.1 job, then its
+# output, one after the other, alongside the tests and artifacts pages
+TAIL_CALLS = 2
+# Insights' known-flaky tests: one call per project per FLAKY_TESTS_TTL_SECONDS (amortised away here)
+FLAKY_CALLS = 1
+
+
+def critical_calls(page_size: int) -> int:
+    """API calls one after another on an event's path: the job pages, then the longest of the
+    tests pages, the artifacts pages and the tail's two calls."""
+    return pages(JOBS, page_size) + max(pages(TESTS, page_size), pages(ARTIFACTS, page_size), TAIL_CALLS)
+
+
+def minimum_calls(page_size: int) -> int:
+    """API calls an event needs at least (the project's flaky tests cached)."""
+    return pages(JOBS, page_size) + FAILED_JOBS * (pages(TESTS, page_size) + pages(ARTIFACTS, page_size) + TAIL_CALLS)
+
+
 class Events:
     """Distinct workflows: every one with new ids, a new pipeline number and new job numbers."""
 
@@ -417,9 +435,9 @@ class Run:
 def figures(run: dict[str, Any], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Each figure with its target: (value, target text, ratio, met)."""
     ps, latency = args.page_size, args.latency_ms / 1000
-    critical = pages(JOBS, ps) + max(pages(TESTS, ps), pages(ARTIFACTS, ps))
+    critical = critical_calls(ps)
     bound = 1 / (critical * latency)
-    minimum = pages(JOBS, ps) + FAILED_JOBS * (pages(TESTS, ps) + pages(ARTIFACTS, ps))
+    minimum = minimum_calls(ps)
     naive = 1 + 3 * JOBS
     io1, io2, cpu, e2e = run["io_1w"], run["io_2w"], run["cpu_1w"], run["e2e"]
     delivery, noop = run["cpu_1w_delivery"], run["rq_noop"]
@@ -451,8 +469,9 @@ def figures(run: dict[str, Any], args: argparse.Namespace) -> dict[str, dict[str
             e2e["p50_ms"] / e2e_bound, None),
         "e2e p99": fig(e2e["p99_ms"], "ms", f"bound {e2e_bound:.0f} (ratio p99/bound)",
             e2e["p99_ms"] / e2e_bound, None),
-        "API calls/event": fig(calls, "calls", f"minimum {minimum} (naive {naive})", calls / minimum,
-            calls <= minimum),
+        "API calls/event": fig(calls, "calls", f"minimum {minimum} (naive {naive}; {TAIL_CALLS} per failed job "
+            f"for its log tail, {FLAKY_CALLS} per project per hour for flaky tests)", calls / minimum,
+            calls <= minimum + FLAKY_CALLS),
         "worker RSS max": fig(rss, "MB", f"<= {RSS_TARGET_MB:.0f}", rss / RSS_TARGET_MB, rss <= RSS_TARGET_MB),
     }  # fmt: skip
 

@@ -5,6 +5,8 @@
     ├── RedisUnavailable           Redis did not answer; the webhook gets 503 so CircleCI retries
     │   └── RedisNotReplicated     fewer replicas than REDIS_WAIT_REPLICAS confirmed the write: 503
     ├── EventUndecodable           a queued job or its payload cannot be read: dead-lettered, never retried
+    ├── LogTailUnavailable         a failed step's output could not be had or read: the event goes on
+    │                              without the tail, the message saying why; never retried
     ├── WebhookError               a request we refuse; carries the HTTP status we answer with
     │   ├── HeadersTooLarge        431: request line and headers over WEB_MAX_HEADER_BYTES (then closed)
     │   ├── HeaderTimeout          408: headers not complete within WEB_HEADER_TIMEOUT_SECONDS (then closed)
@@ -70,6 +72,12 @@ class EventUndecodable(CircleCIEventsError):
     """A job's data or its webhook payload cannot be read; retrying would fail the same way."""
 
     code = "event_undecodable"
+
+
+class LogTailUnavailable(CircleCIEventsError):
+    """A failed step's output could not be had or read (its message says why, in a few words)."""
+
+    code = "log_tail_unavailable"
 
 
 class WebhookError(CircleCIEventsError):

@@ -90,6 +90,14 @@ class Settings:
     enrich_max_artifacts: int = 20
     enrich_successful_jobs: bool = False
     api_cache_ttl_seconds: int = 3600
+    # the failing step's log tail (workers/failed_step.py): on|off, its size, the time it may take
+    log_tail: bool = True
+    log_tail_lines: int = 20
+    log_tail_chars: int = 2500
+    log_tail_seconds: float = 5.0
+    log_tail_bytes: int = 256 * 1024  # read from the end of the output, at most
+    # Insights' known-flaky tests, kept per project in Redis for all workers
+    flaky_tests_ttl_seconds: int = 3600
     api_rate_per_second: float = 10.0
     api_burst: int = 20
     transition_ttl_seconds: int = 90 * DAY
@@ -200,6 +208,12 @@ class Settings:
             )
 
     @property
+    def circleci_v1_url(self) -> str:
+        """API v1.1's base, derived from CIRCLECI_API_URL: `…/api/v2` → `…/api/v1.1` (cloud, CircleCI
+        Server and the simulator alike); a URL without `/api/v2` gets `/api/v1.1` appended."""
+        return v1_url(self.circleci_api_url)
+
+    @property
     def runtime_dir(self) -> Path:
         """A folder of this user's where `run` records how to reach it: $XDG_RUNTIME_DIR/circleci-events,
         else ~/.cache/circleci-events (service/cli/instance.py)."""
@@ -231,6 +245,15 @@ def check_api_url(url: str) -> None:
             f"CIRCLECI_API_URL must use https (plain http only on loopback, for a local simulator), got {url!r}: "
             "CIRCLE_TOKEN would cross the network in clear"
         )
+
+
+def v1_url(api_url: str) -> str:
+    """`https://circleci.com/api/v2` → `https://circleci.com/api/v1.1`; `http://127.0.0.1:8765` →
+    `http://127.0.0.1:8765/api/v1.1`."""
+    parts = urlsplit(api_url)
+    path = parts.path.rstrip("/")
+    prefix = path[: path.rindex("/api/v2")] if "/api/v2" in path else path
+    return f"{parts.scheme}://{parts.netloc}{prefix}/api/v1.1"
 
 
 def is_loopback(host: str) -> bool:
@@ -386,6 +409,12 @@ VARIABLES: tuple[Variable, ...] = _vars(
     ("ENRICH_MAX_ARTIFACTS", "enrich_max_artifacts", "int", 0, 1000),
     ("ENRICH_SUCCESSFUL_JOBS", "enrich_successful_jobs", "bool"),
     ("API_CACHE_TTL_SECONDS", "api_cache_ttl_seconds", "int", 1, 30 * DAY),
+    ("LOG_TAIL", "log_tail", "bool"),
+    ("LOG_TAIL_LINES", "log_tail_lines", "int", 1, 500),
+    ("LOG_TAIL_CHARS", "log_tail_chars", "int", 100, 20_000),
+    ("LOG_TAIL_SECONDS", "log_tail_seconds", "float", 0.1, 60),
+    ("LOG_TAIL_BYTES", "log_tail_bytes", "int", 1024, 4 * 1024 * 1024),
+    ("FLAKY_TESTS_TTL_SECONDS", "flaky_tests_ttl_seconds", "int", 60, DAY),
     ("CIRCLECI_API_RATE_PER_SECOND", "api_rate_per_second", "float", 0.001, 10_000_000),
     ("CIRCLECI_API_BURST", "api_burst", "int", 1, 10_000_000),
     ("TRANSITION_TTL_SECONDS", "transition_ttl_seconds", "int", 3600, 10 * 365 * DAY),

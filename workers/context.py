@@ -33,12 +33,15 @@ from config.settings import Settings
 from workers.circleci.budget import ApiBudget
 from workers.circleci.cache import ApiCache
 from workers.circleci.client import CircleCIClient
+from workers.circleci.step_output import StepOutput
 from workers.connection import connect
 from workers.enrichment import Enricher, count_api_call
+from workers.failed_step import StepReader
 from workers.handlers import Handler
 from workers.lease import Leases
 from workers.metrics import DeliveryMetrics
 from workers.routing import Routing, load_routing
+from workers.secret_mask import SecretMask
 from workers.transition import TransitionStore
 
 # A job may sleep this long for CircleCI before it reschedules itself instead.
@@ -71,6 +74,7 @@ class WorkerContext:
         *,
         redis: Redis | None = None,
         api_transport: httpx.BaseTransport | None = None,
+        output_transport: httpx.BaseTransport | None = None,
         handlers: Mapping[str, Handler] | None = None,
         rng: random.Random | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -78,7 +82,8 @@ class WorkerContext:
         """Everything a worker's jobs need; a broken routes file raises ConfigurationError here.
 
         `handlers` replaces the routes file (then nothing is routed); `api_transport` is the
-        httpx transport under the API client (tests); `clock` is what the jobs read time from (a
+        httpx transport under the API client, `output_transport` the one under the step output
+        reader, which never carries the token (tests); `clock` is what the jobs read time from (a
         fake one in tests).
         """
         if redis is None:
@@ -102,6 +107,21 @@ class WorkerContext:
                 clock=clock,
             )
         pool = ThreadPoolExecutor(settings.enrich_concurrency, thread_name_prefix="enrich")
+        steps = None
+        if client is not None and settings.log_tail:
+            output = StepOutput(
+                max_bytes=settings.log_tail_bytes,
+                timeout_seconds=settings.log_tail_seconds,
+                transport=output_transport,
+                before_request=before_api_request,
+            )
+            steps = StepReader(
+                client,
+                output,
+                mask=redaction_mask(routing),
+                max_lines=settings.log_tail_lines,
+                max_chars=settings.log_tail_chars,
+            )
         enricher = Enricher(
             client,
             cache=ApiCache(redis, ttl_seconds=settings.api_cache_ttl_seconds),
@@ -110,6 +130,9 @@ class WorkerContext:
             max_failed_tests=settings.enrich_max_failed_tests,
             max_artifacts=settings.enrich_max_artifacts,
             successful_jobs=settings.enrich_successful_jobs,
+            steps=steps,
+            log_tail_seconds=settings.log_tail_seconds,
+            flaky_ttl_seconds=settings.flaky_tests_ttl_seconds,
         )
         return cls(
             settings=settings,
@@ -128,6 +151,8 @@ class WorkerContext:
         already running finish with the version they took. A bad file raises ConfigurationError
         and the current routes stay."""
         self.routing = load_routing(self.settings, self.redis)
+        if self.enricher.steps is not None:
+            self.enricher.steps.mask = redaction_mask(self.routing)
         return self.routing
 
     def close(self) -> None:
@@ -137,6 +162,13 @@ class WorkerContext:
             self.pool.shutdown(wait=False)
         if self.client is not None:
             self.client.close()
+        if self.enricher.steps is not None:
+            self.enricher.steps.output.close()
+
+
+def redaction_mask(routing: Routing) -> SecretMask:
+    """The secret patterns masked in log tails: the built-in ones and the routes file's `redact:`."""
+    return SecretMask(routing.routes.redact if routing.routes is not None else ())
 
 
 def http_client(settings: Settings) -> httpx.Client:

@@ -19,13 +19,18 @@ raised instead while the caller may still defer.
 from __future__ import annotations
 
 import contextvars
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from functools import partial
-from typing import Any
+from typing import Any, cast
+
+import structlog
 
 from config.errors import (
     CircleCIAPIError,
+    CircleCIEventsError,
     CircleCIForbidden,
     CircleCIRateLimited,
     CircleCIServerError,
@@ -34,19 +39,35 @@ from config.errors import (
     CircleCIUnreachable,
     EventUndecodable,
 )
+from workers import known_flaky
 from workers.circleci.cache import ApiCache
 from workers.circleci.client import CircleCIClient
+from workers.enriched_event import (
+    SCHEMA_VERSION,
+    Artifact,
+    EnrichedEvent,
+    FailedJob,
+    FailedStep,
+    Job,
+    Tests,
+    Transition,
+    Vcs,
+    Workflow,
+    WorkflowJob,
+)
+from workers.failed_step import StepReader
 from workers.jobs import WORKFLOW_COMPLETED
+from workers.known_flaky import FlakyIndex
 from workers.timestamps import duration_seconds
 from workers.transition import TransitionStore, ref_name
 from workers.vcs import VcsFacts, vcs_facts
 
-SCHEMA_VERSION = 1
 RETRYABLE = (CircleCIRateLimited, CircleCIServerError, CircleCITimeout, CircleCIUnreachable)
 # CircleCI refused the token (revoked, mistyped, a project token): what an operator must fix first.
 REFUSED = (CircleCIUnauthorized, CircleCIForbidden)
 # Job statuses that mean "this job broke"; the API knows more than webhooks document (pitfalls A9).
 FAILED = frozenset({"failed", "error", "infrastructure_fail", "timedout", "terminated-unknown", "unauthorized"})
+log = structlog.get_logger(__name__)
 MESSAGE_LINES = 5
 MESSAGE_CHARS = 500
 
@@ -72,7 +93,13 @@ class Enricher:
         max_failed_tests: int = 10,
         max_artifacts: int = 20,
         successful_jobs: bool = False,
+        steps: StepReader | None = None,
+        log_tail_seconds: float = 5.0,
+        flaky_ttl_seconds: int = 3600,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`steps` reads failed jobs' failing steps and log tails (None: LOG_TAIL off, or no
+        token); a tail not had within `log_tail_seconds` of asking is left out, saying why."""
         self.client = client
         self.cache = cache
         self.transitions = transitions
@@ -80,8 +107,12 @@ class Enricher:
         self.max_failed_tests = max_failed_tests
         self.max_artifacts = max_artifacts
         self.successful_jobs = successful_jobs
+        self.steps = steps
+        self.log_tail_seconds = log_tail_seconds
+        self.flaky_ttl_seconds = flaky_ttl_seconds
+        self._clock = clock
 
-    def enrich(self, envelope: dict[str, Any], *, may_defer: bool) -> dict[str, Any]:
+    def enrich(self, envelope: dict[str, Any], *, may_defer: bool) -> EnrichedEvent:
         """The enriched event. Raises a retryable CircleCIAPIError only when `may_defer`."""
         try:
             payload: dict[str, Any] = envelope["payload"]
@@ -93,6 +124,7 @@ class Enricher:
         calls: list[None] = []
         token = api_calls.set(calls)
         problems: list[CircleCIAPIError] = []
+        notes: list[str] = []  # optional parts missing (a log tail): said, never "incomplete"
         try:
             if self.client is None:
                 event["enrichment"]["reason"] = "CIRCLE_TOKEN is not set: only the webhook's own facts are shown"
@@ -100,9 +132,9 @@ class Enricher:
                 if facts.ref is None:
                     facts = self._ref_from_pipeline(event, facts, problems)
                 if event["event_type"] == WORKFLOW_COMPLETED:
-                    self._workflow(event, payload, problems)
+                    self._workflow(event, notes, problems)
                 else:
-                    self._job(event, payload, problems)
+                    self._job(event, notes, problems)
         except CircleCIAPIError as exc:
             problems.insert(0, exc)
         finally:
@@ -113,16 +145,21 @@ class Enricher:
         if problems:
             problems.sort(key=lambda p: not isinstance(p, REFUSED))  # stable: else the first problem
             event["enrichment"]["reason"] = f"{problems[0].code}: {problems[0].message}"
+        elif notes and event["enrichment"]["reason"] is None:
+            event["enrichment"]["reason"] = notes[0]
+        if notes:
+            event["enrichment"]["notes"] = notes
         event["enrichment"]["error_code"] = problems[0].code if problems else None
         event["enrichment"]["complete"] = not problems and self.client is not None
         event["enrichment"]["api_calls"] = len(calls)
         if event["event_type"] == WORKFLOW_COMPLETED:
             event["transition"] = self._transition(event, facts)
-            if self.client is not None and (event["transition"] or {}).get("kind") == "broken":
+            transition = event["transition"]
+            if self.client is not None and transition is not None and transition["kind"] == "broken":
                 event["pipeline"]["trigger_actor"] = self._trigger_actor(event)
         return event
 
-    def _trigger_actor(self, event: dict[str, Any]) -> str | None:
+    def _trigger_actor(self, event: EnrichedEvent) -> str | None:
         """Who triggered the pipeline that broke the ref (mentioned there): one call, cached per
         pipeline, on a break only; None when CircleCI does not say or cannot answer now, which is
         not worth a delay."""
@@ -131,7 +168,8 @@ class Enricher:
         calls: list[None] = []
         token = api_calls.set(calls)
         try:
-            return _actor(self._pipeline(event["pipeline"]["id"]))
+            pipeline_id = event["pipeline"]["id"]
+            return _actor(self._pipeline(pipeline_id)) if pipeline_id else None
         except CircleCIAPIError:
             return None
         finally:
@@ -149,27 +187,28 @@ class Enricher:
             self.cache.put_pipeline(pipeline_id, answer)
         return answer
 
-    def _ref_from_pipeline(self, event: dict[str, Any], facts: VcsFacts, problems: list[CircleCIAPIError]) -> VcsFacts:
+    def _ref_from_pipeline(self, event: EnrichedEvent, facts: VcsFacts, problems: list[CircleCIAPIError]) -> VcsFacts:
         """The webhook's VCS facts completed by `GET /pipeline/{id}` (cached); on failure the
         webhook's own, with the failure in `problems`."""
         try:
-            answer = self._pipeline(event["pipeline"]["id"])
+            answer = self._pipeline(str(event["pipeline"]["id"]))
         except CircleCIAPIError as exc:
             problems.append(exc)
             return facts
         # the API's pipeline has the webhook's `vcs` and `trigger_parameters` maps
         completed = facts.filled_from(vcs_facts({"pipeline": answer}))
-        event["vcs"] = completed.to_dict()
+        event["vcs"] = cast(Vcs, completed.to_dict())
         event["pipeline"]["trigger_actor"] = _actor(answer)
         event["enrichment"]["sources"]["vcs"] = "pipeline"
         return completed
 
     # -- the two event types ---------------------------------------------------------------
 
-    def _workflow(self, event: dict[str, Any], payload: dict[str, Any], problems: list[CircleCIAPIError]) -> None:
+    def _workflow(self, event: EnrichedEvent, notes: list[str], problems: list[CircleCIAPIError]) -> None:
         assert self.client is not None
         workflow = event["workflow"]
-        jobs = self.client.workflow_jobs(workflow["id"])
+        assert workflow is not None
+        jobs = self.client.workflow_jobs(str(workflow["id"]))
         event["jobs"] = [
             {
                 "id": j.id,
@@ -191,45 +230,180 @@ class Enricher:
             and j["type"] != "approval"
             and (j["status"] in FAILED or (self.successful_jobs and j["status"] == "success"))
         ]
-        slug = event["project"]["slug"]
-        facets = self._facets(slug, [(j["number"], f) for j in wanted for f in ("tests", "artifacts")], problems)
+        slug = str(event["project"]["slug"])
+        numbers = [int(j["number"]) for j in wanted if j["number"] is not None]
+        failing = [j["number"] for j in wanted if j["status"] in FAILED]
+        keys = [(n, f) for n in numbers for f in ("tests", "artifacts")]
+        cached = self._cached(slug, keys, failing)
+        steps = self._start_steps(slug, failing, cached)
+        flaky = self._start_flaky(slug, any(j["status"] in FAILED for j in wanted))
+        facets = self._facets(slug, keys, problems, cached)
         event["failed_jobs"] = [
-            {
-                **_subset(j),
-                "tests": self._digest_tests(facets.get((j["number"], "tests"))),
-                "artifacts": self._artifact_links(facets.get((j["number"], "artifacts"))),
-            }
+            _failed_job(
+                j,
+                self._digest_tests(facets.get((j["number"] or 0, "tests"))),
+                self._artifact_links(facets.get((j["number"] or 0, "artifacts"))),
+            )
             for j in wanted
             if j["status"] in FAILED
         ]
+        self._finish_steps(slug, event["failed_jobs"], steps, notes)
+        tests_of = {n: facets.get((n, "tests")) for n in numbers}
+        self._mark_flaky(event, tests_of, self._finish_flaky(slug, flaky, notes))
 
-    def _job(self, event: dict[str, Any], payload: dict[str, Any], problems: list[CircleCIAPIError]) -> None:
+    def _job(self, event: EnrichedEvent, notes: list[str], problems: list[CircleCIAPIError]) -> None:
         job = event["job"]
-        slug, number = event["project"]["slug"], job["number"]
+        assert job is not None
+        slug, number = str(event["project"]["slug"]), job["number"]
         failed = job["status"] in FAILED
         wanted = ["details", "tests", "artifacts"] if failed or self.successful_jobs else ["details"]
-        facets = self._facets(slug, [(number, f) for f in wanted], problems)
+        cached = self._cached(slug, [(number, f) for f in wanted], [number] if failed else [])
+        steps = self._start_steps(slug, [number] if failed else [], cached)
+        flaky = self._start_flaky(slug, failed)
+        facets = self._facets(slug, [(number, f) for f in wanted], problems, cached)
         details = facets.get((number, "details"))
         if details:
             job["web_url"] = job["web_url"] or details.get("web_url")
             job["duration_seconds"] = _ms(details.get("duration")) or job["duration_seconds"]
             job["executor"] = details.get("executor")
             job["parallelism"] = details.get("parallelism")
-        event["jobs"] = [{**job, "type": "build"}]
+        event["jobs"] = [_workflow_job(job)]
         if failed:
             tests = self._digest_tests(facets.get((number, "tests")))
             artifacts = self._artifact_links(facets.get((number, "artifacts")))
-            event["failed_jobs"] = [{**_subset(job), "tests": tests, "artifacts": artifacts}]
+            event["failed_jobs"] = [_failed_job(job, tests, artifacts)]
+            self._finish_steps(slug, event["failed_jobs"], steps, notes)
+            self._mark_flaky(event, {number: facets.get((number, "tests"))}, self._finish_flaky(slug, flaky, notes))
+
+    # -- the failing step and its log tail: asked first, awaited last, within a time bound ---------
+
+    def _cached(
+        self, slug: str, facets: list[tuple[Any, str]], failing: list[int | None]
+    ) -> dict[tuple[Any, str], Any]:
+        """The cached facets and failing steps among those wanted, in one round trip."""
+        steps = [(n, "step") for n in failing if n is not None] if self.steps is not None else []
+        return self.cache.get_many(slug, facets + steps)
+
+    def _start_steps(
+        self, slug: str, numbers: list[int | None], found: dict[tuple[Any, str], Any]
+    ) -> tuple[dict[int, Any], float]:
+        """Each failed job's failing step, `found` in the cache or asked on the pool now, so the
+        v1.1 call and the output fetch run alongside tests and artifacts; and the moment to stop
+        waiting."""
+        deadline = self._clock() + self.log_tail_seconds
+        reader = self.steps
+        wanted = [n for n in numbers if n is not None]
+        if reader is None or not wanted:
+            return {}, deadline
+        started: dict[int, Any] = {}
+        for n in wanted:
+            cached = found.get((n, "step"))
+            started[n] = (
+                cached
+                if cached is not None
+                else self.pool.submit(contextvars.copy_context().run, reader.failed_step, slug, n)
+            )
+        return started, deadline
+
+    def _finish_steps(
+        self, slug: str, jobs: list[FailedJob], started: tuple[dict[int, Any], float], notes: list[str]
+    ) -> None:
+        """`failed_step` of each job (null with a note when it cannot be had in time or at all);
+        the ones had whole are cached."""
+        steps, deadline = started
+        fresh: dict[tuple[int, str], FailedStep] = {}
+        for job in jobs:
+            number = job["number"]
+            if number not in steps:
+                continue
+            item, name = steps[number], job["name"] or f"job {number}"
+            job["failed_step"] = None
+            if isinstance(item, Future):
+                try:
+                    step: FailedStep = item.result(timeout=max(0.0, deadline - self._clock()))
+                except FutureTimeout:
+                    notes.append(f"{name}: the failing step was not had within {self.log_tail_seconds:g} s")
+                    continue
+                except CircleCIEventsError as exc:
+                    notes.append(f"{name}: failing step: {exc.message}")
+                    continue
+                except Exception as exc:  # a bug here must not cost the notification
+                    log.exception("failed_step_error", job=name)
+                    notes.append(f"{name}: failing step: {type(exc).__name__}")
+                    continue
+                if step["reason"] is None:
+                    fresh[(number, "step")] = step
+            else:
+                step = item
+            job["failed_step"] = step
+            if step["reason"] is not None:
+                notes.append(f"{name}: log tail of {step['name']!r}: {step['reason']}")
+        self.cache.put_many(slug, fresh)
+
+    # -- known-flaky tests: Insights, once per project per FLAKY_TESTS_TTL_SECONDS ---------------
+
+    def _start_flaky(self, slug: str, wanted: bool) -> Any:
+        """The project's known-flaky tests: cached rows, a future asking Insights, UNSUPPORTED for a
+        circleci/ slug, or None when there is no failed job to mark."""
+        client = self.client
+        if not wanted or client is None:
+            return None
+        if not known_flaky.supported(slug):
+            return known_flaky.UNSUPPORTED
+        cached = self.cache.flaky_tests(slug)
+        if cached is not None:
+            return cached
+        fetch = partial(client.flaky_tests, slug)
+        return self.pool.submit(contextvars.copy_context().run, fetch)
+
+    def _finish_flaky(self, slug: str, started: Any, notes: list[str]) -> FlakyIndex | None:
+        """The index to mark failed tests with; None (with a note) when Insights cannot say."""
+        if started is None:
+            return None
+        if started == known_flaky.UNSUPPORTED:
+            notes.append(known_flaky.UNSUPPORTED)
+            return None
+        if isinstance(started, Future):
+            try:
+                rows = known_flaky.compact(t.to_dict() for t in started.result())
+            except CircleCIAPIError as exc:  # never a deferral: the marks are not worth a delay
+                notes.append(f"known-flaky tests: {exc.code}: {exc.message}")
+                return None
+            self.cache.put_flaky_tests(slug, rows, ttl_seconds=self.flaky_ttl_seconds)
+            started = rows
+        return FlakyIndex(started)
+
+    def _mark_flaky(
+        self, event: EnrichedEvent, tests_of: dict[Any, list[dict[str, Any]] | None], flaky: FlakyIndex | None
+    ) -> None:
+        """`known_flaky` on each listed failed test Insights knows, and `only_known_flaky` on the
+        event: every failing job failed tests, and only tests known to flake (all of them, not
+        only the ones listed). Without an answer from Insights, neither is set."""
+        if flaky is None:
+            return
+        every = bool(event["failed_jobs"])
+        for job in event["failed_jobs"]:
+            failures = [t for t in tests_of.get(job["number"]) or [] if _failed_test(t)]
+            every = every and bool(failures) and all(flaky.times(job["name"], t) is not None for t in failures)
+            for test in job["tests"]["failures"] if job["tests"] else []:
+                times = flaky.times(job["name"], dict(test))
+                if times is not None:
+                    test["known_flaky"] = {"times_flaked": times}
+        event["only_known_flaky"] = every
 
     # -- facets of jobs: cached, the missing ones fetched concurrently -----------------------------
 
     def _facets(
-        self, slug: str, wanted: list[tuple[int, str]], problems: list[CircleCIAPIError]
-    ) -> dict[tuple[int, str], Any]:
-        """The (job number, facet) answers: one cache read, the misses from the API, one cache write."""
+        self,
+        slug: str,
+        wanted: list[tuple[Any, str]],
+        problems: list[CircleCIAPIError],
+        cached: dict[tuple[Any, str], Any],
+    ) -> dict[tuple[Any, str], Any]:
+        """The (job number, facet) answers: the `cached` ones, the misses from the API, one cache write."""
         client = self.client
         assert client is not None
-        found = self.cache.get_many(slug, wanted)
+        found = {key: cached[key] for key in wanted if key in cached}
         missing = [key for key in wanted if key not in found]
         fetch = {
             "details": lambda n: client.job_details(slug, n).to_dict(),
@@ -241,10 +415,10 @@ class Enricher:
         self.cache.put_many(slug, fresh)
         return found | fresh
 
-    def _digest_tests(self, items: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    def _digest_tests(self, items: list[dict[str, Any]] | None) -> Tests | None:
         if items is None:
             return None
-        failures = [t for t in items if str(t.get("result") or "").lower() in {"failure", "failed", "error"}]
+        failures = [t for t in items if _failed_test(t)]
         shown = failures[: self.max_failed_tests]
         return {
             "total": len(items),
@@ -261,10 +435,12 @@ class Enricher:
             ],
         }
 
-    def _artifact_links(self, items: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    def _artifact_links(self, items: list[dict[str, Any]] | None) -> list[Artifact] | None:
         if items is None:
             return None
-        links = [{"path": a.get("path"), "url": a.get("url"), "node_index": a.get("node_index")} for a in items]
+        links: list[Artifact] = [
+            {"path": a.get("path"), "url": a.get("url"), "node_index": a.get("node_index")} for a in items
+        ]
         return links[: self.max_artifacts]
 
     def _gather(self, calls: list[Callable[[], Any]], problems: list[CircleCIAPIError]) -> list[Any]:
@@ -279,17 +455,17 @@ class Enricher:
                 results.append(None)
         return results
 
-    def _transition(self, event: dict[str, Any], facts: VcsFacts) -> dict[str, Any] | None:
+    def _transition(self, event: EnrichedEvent, facts: VcsFacts) -> Transition | None:
         subject = transition_subject(event, facts)
-        return None if subject is None else self.transitions.record(**subject).to_dict()
+        return None if subject is None else cast(Transition, self.transitions.record(**subject).to_dict())
 
 
-def transition_subject(event: dict[str, Any], facts: VcsFacts) -> dict[str, Any] | None:
+def transition_subject(event: EnrichedEvent, facts: VcsFacts) -> dict[str, Any] | None:
     """What a workflow event's transition is recorded under (TransitionStore.record's arguments):
     project, ref (`tag:` before a tag), workflow, status, pipeline number, happened_at. None
     when it has no transition: neither branch nor tag known, or no workflow status."""
     workflow = event["workflow"]
-    if facts.ref is None or not workflow.get("status"):
+    if facts.ref is None or workflow is None or not workflow.get("status"):
         return None
     return {
         "project": event["project"]["slug"],
@@ -301,21 +477,35 @@ def transition_subject(event: dict[str, Any], facts: VcsFacts) -> dict[str, Any]
     }
 
 
-def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
+def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> EnrichedEvent:
     """Everything the webhook itself says, in the enriched event's shape."""
     p = envelope["payload"]
     project, org, pipeline = p["project"], p["organization"], p["pipeline"]
     wf, job = p.get("workflow"), p.get("job")
-    workflow = None
+    workflow: Workflow | None = None
     if isinstance(wf, dict):
-        workflow = {k: wf.get(k) for k in ("id", "name", "status", "url", "created_at", "stopped_at")}
-        workflow["duration_seconds"] = duration_seconds(wf.get("created_at"), wf.get("stopped_at"))
-    job_entry = None
+        workflow = {
+            "id": wf.get("id"),
+            "name": wf.get("name"),
+            "status": wf.get("status"),
+            "url": wf.get("url"),
+            "created_at": wf.get("created_at"),
+            "stopped_at": wf.get("stopped_at"),
+            "duration_seconds": duration_seconds(wf.get("created_at"), wf.get("stopped_at")),
+        }
+    job_entry: Job | None = None
     if isinstance(job, dict):
-        job_entry = {k: job.get(k) for k in ("id", "number", "name", "status", "started_at", "stopped_at")}
-        job_entry["duration_seconds"] = duration_seconds(job.get("started_at"), job.get("stopped_at"))
-        job_entry["web_url"] = _job_url(workflow["url"] if workflow else None, job.get("number"))
-    subject = job_entry or workflow or {}
+        job_entry = {
+            "id": job.get("id"),
+            "number": job.get("number"),
+            "name": job.get("name"),
+            "status": job.get("status"),
+            "started_at": job.get("started_at"),
+            "stopped_at": job.get("stopped_at"),
+            "duration_seconds": duration_seconds(job.get("started_at"), job.get("stopped_at")),
+            "web_url": _job_url(workflow["url"] if workflow else None, job.get("number")),
+        }
+    status = job_entry["status"] if job_entry else workflow["status"] if workflow else None
     return {
         "schema_version": SCHEMA_VERSION,
         "event_id": envelope["event_id"],
@@ -323,9 +513,9 @@ def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
         "happened_at": p.get("happened_at"),
         "received_at": envelope.get("received_at"),
         "request_id": envelope.get("request_id"),
-        "status": subject.get("status"),
-        "project": {k: project.get(k) for k in ("id", "slug", "name")},
-        "organization": {k: org.get(k) for k in ("id", "name")},
+        "status": status,
+        "project": {"id": project.get("id"), "slug": project.get("slug"), "name": project.get("name")},
+        "organization": {"id": org.get("id"), "name": org.get("name")},
         "pipeline": {
             "id": pipeline.get("id"),
             "number": pipeline.get("number"),
@@ -333,7 +523,7 @@ def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
             "trigger_type": (pipeline.get("trigger") or {}).get("type"),
             "trigger_actor": None,  # who triggered it: only GET /pipeline/{id} says
         },
-        "vcs": facts.to_dict(),
+        "vcs": cast(Vcs, facts.to_dict()),
         "workflow": workflow,
         "job": job_entry,
         "jobs": [],
@@ -349,6 +539,10 @@ def from_webhook(envelope: dict[str, Any], facts: VcsFacts) -> dict[str, Any]:
     }
 
 
+def _failed_test(test: dict[str, Any]) -> bool:
+    return str(test.get("result") or "").lower() in {"failure", "failed", "error"}
+
+
 def _actor(pipeline: dict[str, Any]) -> str | None:
     """The login of whoever triggered a pipeline (API v2's `trigger.actor.login`)."""
     login = _map(_map(pipeline, "trigger"), "actor").get("login")
@@ -360,8 +554,35 @@ def _map(data: Any, key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _subset(job: dict[str, Any]) -> dict[str, Any]:
-    return {k: job.get(k) for k in ("id", "name", "number", "status", "web_url")}
+def _failed_job(job: Job | WorkflowJob, tests: Tests | None, artifacts: list[Artifact] | None) -> FailedJob:
+    return {
+        "id": job["id"],
+        "name": job["name"],
+        "number": job["number"],
+        "status": job["status"],
+        "web_url": job["web_url"],
+        "tests": tests,
+        "artifacts": artifacts,
+    }
+
+
+def _workflow_job(job: Job) -> WorkflowJob:
+    """A job event's job as the one entry of its `jobs`."""
+    entry: WorkflowJob = {
+        "id": job["id"],
+        "name": job["name"],
+        "number": job["number"],
+        "type": "build",
+        "status": job["status"],
+        "started_at": job["started_at"],
+        "stopped_at": job["stopped_at"],
+        "duration_seconds": job["duration_seconds"],
+        "web_url": job["web_url"],
+    }
+    if "executor" in job:
+        entry["executor"] = job["executor"]
+        entry["parallelism"] = job.get("parallelism")
+    return entry
 
 
 def _job_url(workflow_url: str | None, number: int | None) -> str | None:

@@ -10,7 +10,7 @@ is never dropped because enrichment failed.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import structlog
@@ -67,21 +67,22 @@ def process_event(envelope: Envelope) -> dict[str, Any]:
         event_type=event["event_type"],
         project=event["project"]["slug"],
         status=event["status"],
-        transition=(event["transition"] or {}).get("kind"),
+        transition=event["transition"]["kind"] if event["transition"] else None,
         complete=enrichment["complete"],
         reason=enrichment["reason"],
         api_calls=enrichment["api_calls"],
         failed_jobs=len(event["failed_jobs"]),
         handlers=handlers,
     )
-    if event["event_type"] == WORKFLOW_COMPLETED:
-        workflow = event["workflow"]
+    workflow = event["workflow"]
+    if event["event_type"] == WORKFLOW_COMPLETED and workflow is not None:
         notice = {"workflow_id": workflow["id"], "name": workflow["name"], "status": workflow["status"]}
         context.redis.publish(PIPELINE_CHANNEL.format(event["pipeline"]["id"]), orjson.dumps(notice))
     job = get_current_job()
     rerun = job is not None and bool(job.meta.get("abandoned") or job.number_of_retries)
+    data = cast(dict[str, Any], event)  # handlers, templates and stored records read a plain dict
     fan_out(
-        context.redis, event, handlers, settings=context.settings, job_id=job.id if job else "-", rerun=rerun,
+        context.redis, data, handlers, settings=context.settings, job_id=job.id if job else "-", rerun=rerun,
         routing=routing,
     )  # fmt: skip
     return {"event_id": event["event_id"], "status": "enriched", "complete": enrichment["complete"]}

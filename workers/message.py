@@ -52,6 +52,31 @@ class FailedTest:
     classname: str
     file: str
     message: str
+    known_flaky: int | None = None  # times it flaked in the last 14 days (Insights), when known to
+
+    @property
+    def flaky_mark(self) -> str | None:
+        """`known flaky, 7× in 14 days`."""  # noqa: RUF002 - the sign people read
+        return None if self.known_flaky is None else f"known flaky, {self.known_flaky}\u00d7 in 14 days"
+
+
+@dataclass(frozen=True)
+class FailedStep:
+    """The failing step of a failed job and the end of its output (raw: each platform escapes)."""
+
+    name: str
+    status: str | None
+    exit_code: int | None
+    node_index: int | None
+    log_tail: str | None
+    truncated: bool
+    reason: str | None  # why there is no tail
+
+    @property
+    def outcome(self) -> str:
+        """`exit 1`, `timedout`, `failed · node 3`."""
+        said = f"exit {self.exit_code}" if self.exit_code is not None else (self.status or "failed")
+        return said + (f" · node {self.node_index}" if self.node_index else "")
 
 
 @dataclass(frozen=True)
@@ -59,6 +84,7 @@ class FailedJob:
     name: str
     url: str | None
     tests_failed: int
+    step: FailedStep | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +124,8 @@ class Message:
     failing_since_pipeline_number: int | None = None
     failed_pipelines: int | None = None
     failing_for: str | None = None
+    # every failing job failed only tests Insights knows to flake
+    only_known_flaky: bool = False
 
     @property
     def url(self) -> str | None:
@@ -110,6 +138,20 @@ class Message:
         count = self.failed_pipelines or 1
         took = f" · {self.failing_for}" if self.failing_for else ""
         return f"after {count} failed pipeline{'s' if count != 1 else ''}{took}"
+
+    def failed_steps(self) -> list[dict[str, Any]]:
+        """Each failed job's failing step as data: `{job, step, outcome, log_tail, no_log_tail}`."""
+        return [
+            {
+                "job": j.name,
+                "step": j.step.name,
+                "outcome": j.step.outcome,
+                "log_tail": j.step.log_tail,
+                "no_log_tail": j.step.reason,
+            }
+            for j in self.failed_jobs
+            if j.step
+        ]
 
     @property
     def ref_label(self) -> str | None:
@@ -178,6 +220,7 @@ class Message:
             failing_since_pipeline_number=_int(e.get("transition", "failing_since_pipeline_number")),
             failed_pipelines=_int(e.get("transition", "failed_pipelines")),
             failing_for=elapsed(duration_seconds(e.get("transition", "failing_since"), e.get("happened_at"))),
+            only_known_flaky=e.get("only_known_flaky") is True,
         )
         return _with_text(message)
 
@@ -266,16 +309,42 @@ def _failures(value: Any) -> tuple[tuple[FailedJob, ...], list[FailedTest], int]
         raw = job.get("tests")
         t: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         failures = [
-            FailedTest(_s(f.get("name")), _s(f.get("classname")), _s(f.get("file")), _s(f.get("message")))
+            FailedTest(
+                _s(f.get("name")),
+                _s(f.get("classname")),
+                _s(f.get("file")),
+                _s(f.get("message")),
+                _int(_mapping(f.get("known_flaky")).get("times_flaked")),
+            )
             for f in _dicts(t.get("failures"))
         ]
         count = t.get("failed")
         more = t.get("more")
         count = count if isinstance(count, int) else len(failures) + (more if isinstance(more, int) else 0)
-        jobs.append(FailedJob(_s(job.get("name")) or "job", _s(job.get("web_url")) or None, count))
+        step = _step(job.get("failed_step"))
+        jobs.append(FailedJob(_s(job.get("name")) or "job", _s(job.get("web_url")) or None, count, step))
         tests.extend(failures)
         total += max(count, len(failures))
     return tuple(jobs), tests, total
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _step(value: Any) -> FailedStep | None:
+    if not isinstance(value, Mapping):
+        return None
+    tail = value.get("log_tail")
+    return FailedStep(
+        name=_s(value.get("name")) or "a step",
+        status=value.get("status") if isinstance(value.get("status"), str) else None,
+        exit_code=_int(value.get("exit_code")),
+        node_index=_int(value.get("node_index")),
+        log_tail=tail if isinstance(tail, str) and tail.strip() else None,
+        truncated=value.get("truncated") is True,
+        reason=value.get("reason") if isinstance(value.get("reason"), str) else None,
+    )
 
 
 def _artifacts(value: Any) -> tuple[Link, ...]:
@@ -322,9 +391,11 @@ def _with_text(m: Message) -> Message:
         lines.append(f"Commit: {m.commit_subject}" + (f" ({m.commit_author})" if m.commit_author else ""))
     if m.failed_jobs:
         lines.append("Failed jobs: " + ", ".join(j.name for j in m.failed_jobs))
+    lines += [f"Failed step: {j.name}: {j.step.name} ({j.step.outcome})" for j in m.failed_jobs if j.step]
     if m.failed_tests:
         more = f" and {m.more_failed_tests} more" if m.more_failed_tests else ""
-        lines.append("Failed tests: " + ", ".join(t.name for t in m.failed_tests) + more)
+        flaky = " (only known-flaky tests failed)" if m.only_known_flaky else ""
+        lines.append("Failed tests: " + ", ".join(t.name for t in m.failed_tests) + more + flaky)
     if m.url:
         lines.append(m.url)
     if m.incomplete:

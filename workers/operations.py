@@ -29,6 +29,7 @@ from workers.delivery.jobs import delivery_id_of
 from workers.delivery.lock import DeliveryLock
 from workers.delivery.replay import replay_dead_letter as replay_letter
 from workers.delivery.replay import replay_event
+from workers.message import Message
 from workers.routes_file import load_routes
 from workers.store import EventStore
 from workers.timestamps import iso_time
@@ -149,7 +150,12 @@ def event_record(redis: Redis, settings: Settings, event_id: str) -> dict[str, A
         for handler, d in record["deliveries"].items()
     ]
     attempts = [a | {"at": iso_time(a.get("at"))} for a in record["attempts"]]
-    return record | {"deliveries": deliveries, "attempts": attempts}
+    event = store_of(redis, settings).load(event_id) or {}
+    return record | {
+        "deliveries": deliveries,
+        "attempts": attempts,
+        "failed_steps": Message.from_event(event).failed_steps(),
+    }
 
 
 def replay(

@@ -25,8 +25,14 @@ ALERT_INTERVAL_SECONDS = 300  # the default: at most one alert per handler every
 MATCH_KEYS = ("events", "projects", "branches", "tags", "workflows", "jobs", "statuses", "transitions")
 # what a subscription asks of its handlers besides matching: mentions on a break (on unless
 # `mentions: false`), `notify: committer` (a direct message to whoever broke it) and
-# `job_replies: true` (job events reply in their breakage's thread), the last two for slack_app
-OPTION_KEYS = {"mentions": ("true", "false"), "notify": ("committer",), "job_replies": ("true", "false")}
+# `job_replies: true` (job events reply in their breakage's thread), the last two for slack_app;
+# `skip_known_flaky: true`: not sent an event whose every failing test Insights knows to flake
+OPTION_KEYS = {
+    "mentions": ("true", "false"),
+    "notify": ("committer",),
+    "job_replies": ("true", "false"),
+    "skip_known_flaky": ("true", "false"),
+}
 # CircleCI's workflow and job statuses (API v2's enums, a superset of what webhooks document:
 # ../shared/reference/circleci-api-v2.md), our transition kinds, the event types we route.
 STATUSES = (
@@ -52,6 +58,7 @@ class Pattern:
 
 # What an event that has no value for a key is not, in a Mismatch's words.
 ABSENT = {"branches": "no branch known", "tags": "not a tag build", "transitions": "no transition known"}
+SKIP_KNOWN_FLAKY = "skip_known_flaky"
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,8 @@ class Mismatch:
     def __str__(self) -> str:
         """`branches: 'main' does not match [release/*]`, `statuses: 'success' not in [failed]`,
         `transitions: none (no transition known)`."""
+        if self.key == SKIP_KNOWN_FLAKY:
+            return f"{SKIP_KNOWN_FLAKY}: every failing test is known to flake (Insights)"
         wanted = "[" + ", ".join(p.source for p in self.patterns) + "]"
         if not self.values:
             return f"{self.key}: none ({ABSENT.get(self.key, 'the event has none')})"
@@ -86,13 +95,17 @@ class Subscription:
     mentions: bool = True
     notify: tuple[str, ...] = ()
     job_replies: bool = False
+    skip_known_flaky: bool = False
 
     def mismatch(self, event: Mapping[str, Any]) -> Mismatch | None:
-        """The first key (in file order) the event fails, with its values; None when it matches."""
+        """The first key (in file order) the event fails, with its values; None when it matches.
+        With `skip_known_flaky`, an event made only of known-flaky failures does not match."""
         for key, patterns in self.match.items():
             values = event_values(event, key)
             if not any(p.matches(v) for p in patterns for v in values):
                 return Mismatch(key, tuple(values), patterns)
+        if self.skip_known_flaky and event.get("only_known_flaky") is True:
+            return Mismatch(SKIP_KNOWN_FLAKY, ("true",), ())
         return None
 
     def matches(self, event: Mapping[str, Any]) -> bool:
@@ -115,6 +128,7 @@ class Routes:
     placeholders: tuple[str, ...] = ()  # the variables given a dummy value (load_routes(placeholders=True))
     alerts: AlertConfig | None = None  # no `alerts:` section: nobody is told
     people: People = field(default_factory=People)
+    redact: tuple[str, ...] = ()  # `redact:`: regular expressions masked in log tails
 
     def explain(self, event: Mapping[str, Any]) -> list[tuple[Subscription, Mismatch | None]]:
         """Every subscription in file order, with why the event does not match it (None: it does)."""

@@ -17,6 +17,9 @@ written `/like this/` (a regex that must match the whole value). A value of `eve
 `statuses` or `transitions` that can match none of the values those keys ever see is an error
 ("did you mean"): a typo there would silence a subscription for good.
 
+An optional `redact:` list adds regular expressions to the secrets masked in log tails
+(workers/secret_mask.py): the first group of a match when the pattern has one, else the match.
+
 An optional `alerts:` section names handlers told when deliveries are dead-lettered or CircleCI
 refuses the token, at most once per `interval_seconds` each (workers/alerts.py):
 
@@ -40,7 +43,7 @@ import yaml
 
 from config.errors import ConfigurationError
 from workers.handlers import HANDLER_TYPES, build_handler
-from workers.handlers.base import HandlerConfig
+from workers.handlers.base import COMMON_OPTIONS, HandlerConfig
 from workers.people import ID_HINTS, ID_PATTERNS, PLATFORMS, People, Person
 from workers.people import KEYS as PERSON_KEYS
 from workers.routes import (
@@ -54,7 +57,7 @@ from workers.routes import (
     Subscription,
 )
 
-TOP_LEVEL_KEYS = ("handlers", "subscriptions", "alerts", "people")
+TOP_LEVEL_KEYS = ("handlers", "subscriptions", "alerts", "people", "redact")
 ALERT_KEYS = ("handlers", "interval_seconds")
 ALERT_INTERVAL_RANGE = (1, 86400)
 # Dummy values for `load_routes(placeholders=True)`, by the key a `${VAR}` is the whole value of:
@@ -199,10 +202,30 @@ class _Reader:
         if "people" in top:
             with self.noting():
                 people = self.people(top["people"][1])
+        redact: tuple[str, ...] = ()
+        if "redact" in top:
+            with self.noting():
+                redact = self.redact(top["redact"][1])
         if self.problems:
             raise ConfigurationError("\n".join(self.problems), details={"problems": list(self.problems)})
         placeholders = tuple(dict.fromkeys(self.placeholders or ()))
-        return Routes(handlers, subscriptions, placeholders, alerts=alerts, people=people)
+        return Routes(handlers, subscriptions, placeholders, alerts=alerts, people=people, redact=redact)
+
+    def redact(self, node: yaml.Node) -> tuple[str, ...]:
+        """`redact:`: regular expressions masked in log tails (their first group, when they have
+        one) besides the built-in secret patterns (workers/secret_mask.py); mistakes noted."""
+        found = []
+        for source, item in self.strings(node, "redact"):
+            try:
+                compiled = re.compile(source)
+            except re.error as exc:
+                self.note(item, "redact", f"invalid regex {source!r} ({exc})")
+                continue
+            if compiled.search("") is not None:
+                self.note(item, "redact", f"{source!r} matches the empty string: it must match a secret's text")
+                continue
+            found.append(source)
+        return tuple(found)
 
     def people(self, node: yaml.Node) -> People:
         """`people:`: a commit e-mail or VCS login -> {slack, discord, teams, name}; mistakes noted."""
@@ -246,10 +269,11 @@ class _Reader:
                 raise self.error(items["type"][1], f"{where}, key 'type'", message)
             required, optional = frozenset(HANDLER_TYPES[kind].required), HANDLER_TYPES[kind].optional
             options: dict[str, str | None] = dict(optional)
+            allowed = required | optional.keys() | COMMON_OPTIONS.keys()
             for key, (k, v) in items.items():
                 if key != "type":
                     with self.noting():
-                        options[key] = self.option(kind, f"{where}, key {key!r}", k, v, required | optional.keys())
+                        options[key] = self.option(kind, f"{where}, key {key!r}", k, v, allowed)
             for key in sorted(required - items.keys()):
                 self.note(key_node, f"{where}, key {key!r}", f"missing required key for type {kind}")
             if len(self.problems) == before:
@@ -268,6 +292,8 @@ class _Reader:
             raise self.error(node, where, "is empty")
         if key == "url" and not value.startswith(("https://", "http://")):
             raise self.error(node, where, "expected an http:// or https:// URL")
+        if key in COMMON_OPTIONS and value.lower() not in COMMON_OPTIONS[key]:
+            raise self.error(node, where, f"{value!r} is not one of {', '.join(COMMON_OPTIONS[key])}")
         return value
 
     def subscription(self, index: int, node: yaml.Node, declared: Mapping[str, object]) -> Subscription | None:
@@ -315,6 +341,7 @@ class _Reader:
             mentions=options.get("mentions", ("true",)) != ("false",),
             notify=options.get("notify", ()),
             job_replies=options.get("job_replies") == ("true",),
+            skip_known_flaky=options.get("skip_known_flaky") == ("true",),
         )
 
     def handler_names(

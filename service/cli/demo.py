@@ -2,7 +2,8 @@
 
 It starts an embedded Redis, the local CircleCI simulator, a chat sink and the Slack simulator
 (`circleci-events simulator`, `sink` and `slack-simulator`), `web` and one `worker`, posts four
-signed workflow events (a success, a failure with failed tests, another failure, the fix),
+signed workflow events (a success, a failure with failed tests, one a known flake, and a failed
+docker build shown with its log tail, another failure, the fix),
 waits for each to reach the sink and prints what arrived, then the #ci channel of the Slack app
 as a person reads it: the breakage's one thread, its root updated, the mentions. Everything it
 starts is stopped and its temporary folder removed on the way out.
@@ -33,6 +34,7 @@ from service.cli.child_process import die_with_parent
 from service.cli.common import clear_errors, fail
 from service.cli.demo_events import (
     AUTHOR,
+    KNOWN_FLAKY,
     SLACK_TOKEN_VAR,
     WEBHOOK_SECRET_VAR,
     Scenario,
@@ -165,6 +167,9 @@ def run_demo(stack: Stack) -> None:
     stack.start("web", "service.cli", "web", env=env)
     stack.start("worker", "service.cli", "worker", env=env)
     stack.wait(lambda: stack.http.get(f"{sim}/_sim/calls").status_code == 200, "the simulator starting")
+    flaky = {"project": scenarios(SAMPLES)[1].payload["project"]["slug"], "tests": [KNOWN_FLAKY], "casing": "snake"}
+    if stack.http.post(f"{sim}/_sim/flaky-tests", json=flaky).status_code != 201:
+        raise DemoError("the simulator refused the known-flaky test")
     stack.wait(lambda: stack.http.get(f"{sink}/_sink/requests").status_code == 200, "the sink starting")
     stack.wait(lambda: stack.http.post(f"{slack}/_slack/users", json=AUTHOR).status_code == 201, "Slack starting")
     stack.wait(lambda: stack.http.get(f"{web}/healthz").status_code == 200, "the web process starting")

@@ -1,7 +1,8 @@
 """What `circleci-events demo` sends and shows: four workflows on main, the routes, the printout.
 
 The events come from the webhook samples shipped with the package (service/simulators/samples):
-a success, a failure with failed tests and artifacts, another failure, then the fix on a newer
+a success, a failure (failed tests, one of them a known flake, and a docker build whose failing
+step and log tail the message shows), another failure, then the fix on a newer
 pipeline, so the transitions read first_seen, broken, still_failing, fixed. Each workflow is
 loaded into the simulator with its jobs first, so enrichment finds them. A `slack_app` handler
 at the Slack simulator keeps the breakage in one thread, mentioning its author (found by e-mail)
@@ -26,6 +27,20 @@ FAILING_TESTS = {
     "test_new_endpoint_validates_input": "AssertionError: expected 422, got 500",
     "test_new_endpoint_rejects_unknown_fields": "KeyError: 'extra'",
 }
+# Insights knows this one to flake: the message marks it
+KNOWN_FLAKY = {"test_name": "test_new_endpoint_rejects_unknown_fields", "classname": "tests.test_api",
+               "job_name": "test", "times_flaked": 7}  # fmt: skip
+# what a failed `docker build` step prints, as CircleCI records it: colours, \r\n, redrawn progress
+DOCKER_OUTPUT = [
+    "\x1b[1m#7 [3/5] COPY requirements.txt .\x1b[0m\r\n",
+    "#8 [4/5] RUN pip install -r requirements.txt\r\n",
+    "#8 1.912 Collecting psycopg2==2.9.9\r\n#8 2.301 Downloading 12%\r#8 2.301 Downloading 100%\r\n",
+    "#8 4.118 \x1b[31merror: pg_config executable not found.\x1b[0m\r\n",
+    "#8 4.120 ERROR: Failed building wheel for psycopg2\r\n",
+    '\x1b[31mERROR: failed to solve: process "/bin/sh -c pip install -r requirements.txt" '
+    "did not complete successfully: exit code: 1\x1b[0m\r\n",
+    "\nExited with code exit status 1\n",
+]
 WEBHOOK_SECRET_VAR = "DEMO_WEBHOOK_SECRET"
 SLACK_TOKEN_VAR = "DEMO_SLACK_BOT_TOKEN"
 TRIGGER_ACTOR = "octocat"  # who the CircleCI simulator says triggered every pipeline
@@ -50,9 +65,16 @@ def _passing_jobs() -> list[dict[str, Any]]:
 def _failing_jobs() -> list[dict[str, Any]]:
     tests = [{"name": "test_health_endpoint", "result": "success"}]
     tests += [{"name": name, "result": "failure", "message": message} for name, message in FAILING_TESTS.items()]
+    tests = [{**t, "classname": "tests.test_api"} for t in tests]
+    steps = [
+        {"name": "Checkout code", "output": "Cloning git repository\r\n"},
+        {"name": "Setup a remote Docker engine", "output": "Allocating a remote Docker engine\r\n"},
+        {"name": "docker build", "status": "failed", "exit_code": 1, "output": DOCKER_OUTPUT},
+    ]
     return [
         {"name": "build", "status": "success"},
         {"name": "test", "status": "failed", "tests": tests, "artifacts": ["test-results/junit.xml"]},
+        {"name": "build-image", "status": "failed", "tests": [], "steps": steps},
     ]
 
 

@@ -91,6 +91,12 @@ def describe(record: dict[str, Any]) -> list[str]:
         f"transition   {_transition(transition)}",
         f"routed to    {', '.join(record.get('handlers') or []) or 'no handler'}",
     ]
+    for step in record.get("failed_steps") or []:
+        lines.append(f"failed step  {step['job']}: {step['step']} ({step['outcome']})")
+        if step.get("log_tail"):
+            lines += [f"  | {line}" for line in str(step["log_tail"]).splitlines()]
+        elif step.get("no_log_tail"):
+            lines.append(f"  (no log tail: {step['no_log_tail']})")
     for d in record["deliveries"]:
         last = f", last status {d['last_status']}" if d["last_status"] is not None else ""
         plural = "" if str(d["attempts"]) == "1" else "s"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 import orjson
@@ -27,6 +27,7 @@ from service.cli.message_view import labelled, message_lines
 from service.cli.routes_view import read_routes, redact_text
 from service.payload import parse_event
 from workers.connection import connect
+from workers.enriched_event import EnrichedEvent
 from workers.enrichment import from_webhook, transition_subject
 from workers.handlers import Handler, HandlerContext, build_handler
 from workers.handlers.slack_app import SlackAppHandler
@@ -67,7 +68,7 @@ def read_event(path: Path) -> tuple[dict[str, Any], bool]:
     }
     built = from_webhook(envelope, vcs_facts(event.payload))
     built["enrichment"]["reason"] = "preview of a raw webhook payload: no API calls"
-    return built, True
+    return cast(dict[str, Any], built), True
 
 
 def assume_transition(event: dict[str, Any], raw: bool, kind: str | None, settings: Settings) -> str:
@@ -84,7 +85,7 @@ def assume_transition(event: dict[str, Any], raw: bool, kind: str | None, settin
         return "the enriched event"
     if not settings.redis_url:
         return NO_TRANSITION_HINT
-    subject = transition_subject(event, VcsFacts.from_dict(event.get("vcs") or {}))
+    subject = transition_subject(cast(EnrichedEvent, event), VcsFacts.from_dict(event.get("vcs") or {}))
     if subject is None:
         return "the webhook names neither branch nor tag"
     with connect(settings) as redis:
@@ -113,6 +114,7 @@ def rendered(routes: Routes, event: dict[str, Any], thread_ts: str | None = None
 def render(handler: Handler, event: dict[str, Any], thread_ts: str | None) -> dict[str, Any] | bytes:
     """What `handler` would send; a slack_app given `thread_ts` renders for its breakage's thread
     rooted there (the root as this event would post it stands in for the break's)."""
+    event = handler.shown(event)  # as the handler is given it (`log_tail: false`)
     if thread_ts is None or not isinstance(handler, SlackAppHandler):
         return handler.render(event)
     # a --transition names no streak: the breakage is taken to begin with this pipeline

@@ -14,6 +14,11 @@ Control endpoints (no token needed):
     POST   /_sim/reset      forget calls and faults
     POST   /_sim/workflows  {"payload": <workflow-completed webhook>, "jobs": [<job spec>...],
                              "vcs": {<what GET /pipeline/{id} adds, e.g. a tag build's "tag">}}
+    POST   /_sim/flaky-tests {"project": <slug>, "tests": [{"test_name", "classname", "job_name",
+                             "times_flaked", …}], "casing": "snake" (the live API's) or "kebab"}
+
+API v1.1's job (its steps and their output URLs) and the "storage" those URLs point to, which
+refuses a CircleCI token: service/simulators/circleci_v1.py.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from service.simulators import circleci_api as simulator_api
-from service.simulators import circleci_webhooks
+from service.simulators import circleci_v1, circleci_webhooks
 from service.simulators.circleci_data import Dataset
 
 __all__ = ["OPERATIONS", "Fault", "Simulator", "create_simulator"]
@@ -112,6 +117,11 @@ class Simulator:
     faults: list[Fault] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    tokens_at_storage: int = 0  # requests to an output URL that carried a CircleCI token (refused)
+
+    def note_token_at_storage(self) -> None:
+        with self.lock:
+            self.tokens_at_storage += 1
 
     def add_fault(self, fault: Fault | None = None, **kwargs: Any) -> Fault:
         fault = fault or Fault.from_dict(kwargs)
@@ -136,6 +146,18 @@ class Simulator:
         with self.lock:
             self.calls[f"{method} {template}"] += 1
             return next((f for f in self.faults if f.take(method, path, template)), None)
+
+    async def delay_or_fault(self, method: str, path: str, template: str) -> Response | None:
+        """Count the call, wait the latency (and a fault's delay); a fault's answer, if one fires."""
+        fault = self._take_fault(method, path, template)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if fault is not None:
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.status is not None:
+                return fault.response()
+        return None
 
     def _denied(self, request: Request) -> Response | None:
         if self.token is None:
@@ -176,15 +198,10 @@ def _starlette_path(template: str) -> str:
 
 def _endpoint(sim: Simulator, method: str, template: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        path = request.url.path.removeprefix("/api/v2")
-        fault = sim._take_fault(method, path, template)
-        if sim.latency:
-            await asyncio.sleep(sim.latency)
-        if fault is not None:
-            if fault.delay:
-                await asyncio.sleep(fault.delay)
-            if fault.status is not None:
-                return fault.response()
+        if (
+            faulted := await sim.delay_or_fault(method, request.url.path.removeprefix("/api/v2"), template)
+        ) is not None:
+            return faulted
         if (denied := sim._denied(request)) is not None:
             return denied
         body = None
@@ -224,6 +241,15 @@ async def _control_reset(request: Request) -> Response:
     return JSONResponse({"message": "reset"})
 
 
+async def _control_flaky_tests(request: Request) -> Response:
+    """{"project": slug, "tests": [{test_name, classname, job_name, times_flaked, …}], "casing": "snake"|"kebab"}"""
+    data = await request.json()
+    dataset = request.app.state.simulator.dataset
+    added = [dataset.add_flaky_test(data["project"], **fields) for fields in data.get("tests") or []]
+    dataset.flaky_casing = data.get("casing", dataset.flaky_casing)
+    return JSONResponse({"flaky_tests": added}, status_code=201)
+
+
 async def _control_workflows(request: Request) -> Response:
     data = await request.json()
     payload, jobs = (data["payload"], data.get("jobs")) if "payload" in data else (data, None)
@@ -250,11 +276,17 @@ def create_simulator(
         Route("/_sim/calls", _control_calls),
         Route("/_sim/reset", _control_reset, methods=["POST"]),
         Route("/_sim/workflows", _control_workflows, methods=["POST"]),
+        Route("/_sim/flaky-tests", _control_flaky_tests, methods=["POST"]),
         Route(
             "/_sim/artifacts/{key:path}",
             _endpoint(sim, "GET", "/_sim/artifacts/{key}", simulator_api.artifact_redirect),
         ),
         Route("/_sim/artifact-blobs/{key:path}", simulator_api.artifact_blob),
+        Route(
+            "/api/v1.1/project/{vcs}/{org}/{repo}/{job_number:int}",
+            _endpoint(sim, "GET", circleci_v1.V1_JOB, circleci_v1.job_v1),
+        ),
+        Route("/_sim/storage/output/{key:path}", circleci_v1.storage_output),
     ]
     app = Starlette(routes=[*control, Mount("/api/v2", routes=api), *api])
     app.state.simulator = sim

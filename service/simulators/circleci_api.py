@@ -309,6 +309,9 @@ def flaky_tests(sim: Simulator, request: Request, body: Any) -> Response:
     if slug not in sim.dataset.projects:
         return not_found("Project not found")
     items = sim.dataset.flaky.get(slug, [])
+    if sim.dataset.flaky_casing == "snake":
+        snake = [{k.replace("-", "_"): v for k, v in item.items()} for item in items]
+        return JSONResponse({"flaky_tests": snake, "total_flaky_tests": len(items)})
     return JSONResponse({"flaky-tests": items, "total-flaky-tests": len(items)})
 
 

@@ -48,6 +48,24 @@ def mask(secret: str) -> str:
     return "xxxx" + secret[-4:]
 
 
+def default_output(name: str, failed: bool) -> str:
+    """A step's output as CircleCI records it: ANSI colours, `\r\n`, a progress bar redrawn with `\r`."""
+    lines = [f"\x1b[1m$ make {name}\x1b[0m", "Downloading dependencies 10%\r" + "Downloading dependencies 100%"]
+    lines += [f"step {i}: ok" for i in range(1, 4)]
+    if failed:
+        lines += [f"\x1b[31mERROR: {name} failed\x1b[0m", "make: *** [Makefile:12: build] Error 1"]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def output_body(output: str | bytes | Sequence[str]) -> bytes:
+    """What an output URL serves: raw bytes as given, else a JSON array of {message, time, type}."""
+    if isinstance(output, bytes):
+        return output
+    messages = [output] if isinstance(output, str) else list(output)
+    items = [{"message": m, "time": now(), "type": "out"} for m in messages]
+    return json.dumps(items).encode()
+
+
 def _default_jobs(status: str) -> list[dict[str, Any]]:
     last = status if status in {"success", "failed", "canceled"} else "failed"
     return [{"name": "build", "status": "success"}, {"name": "test", "status": last}]
@@ -83,6 +101,12 @@ class Dataset:
         self.project_env: dict[str, dict[str, dict[str, Any]]] = {}
         self.checkout_keys: dict[str, list[dict[str, Any]]] = {}
         self.flaky: dict[str, list[dict[str, Any]]] = {}
+        # Insights answers in the spec's kebab-case; "snake" answers as the live API does
+        # (mcp-server-circleci PR #23): clients must take both
+        self.flaky_casing = "kebab"
+        # API v1.1's steps of each job, and the bodies their actions' output URLs serve
+        self.steps: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self.outputs: dict[str, bytes] = {}
         self.webhooks: dict[str, dict[str, Any]] = {}  # id -> webhook, with its signing secret
         self.webhooks_denied: set[str] = set()  # project ids whose webhooks answer 403
         self.run_skip_message: str | None = None  # set to make pipeline/run answer "skipped"
@@ -339,6 +363,7 @@ class Dataset:
             | dict(t)
             for n, t in enumerate(tests)
         ]
+        self.steps[(slug, number)] = self._steps(slug, number, spec, status)
         default_artifacts = ["test-results/junit.xml"] if tests else []
         self.artifacts[(slug, number)] = []
         for art in spec.get("artifacts", default_artifacts):
@@ -348,6 +373,46 @@ class Dataset:
             content = art.get("content", f"artifact {art['path']} of job {number}\n")
             key = f"{slug}/{number}/{node}/{art['path']}"
             self.artifact_files[key] = content.encode() if isinstance(content, str) else content
+
+    def _steps(self, slug: str, number: int, spec: JobSpec, status: str) -> list[dict[str, Any]]:
+        """v1.1 steps: the spec's `steps` (each {name, status, exit_code, output, background,
+        insignificant, index, has_output}; `output` a str, a list of messages or raw bytes), else
+        checkout, a background database and the job's own step, failing when the job failed."""
+        failed = status not in ("success", "running", "canceled")
+        specs = spec.get("steps") or [
+            {"name": "Spin up environment", "output": "Starting container cimg/python:3.12\r\n"},
+            {"name": "Checkout code", "output": "\x1b[32mCloning git repository\x1b[0m\r\n"},
+            {"name": "postgres", "background": True, "status": "canceled" if failed else "success"},
+            {
+                "name": f"Run {spec['name']}",
+                "status": "failed" if failed else "success",
+                "exit_code": 1 if failed else 0,
+                "output": default_output(spec["name"], failed),
+            },
+        ]
+        steps = []
+        for position, step in enumerate(specs):
+            key = f"{slug}/{number}/{position}/{step.get('index', 0)}"
+            output = step.get("output")
+            if output is not None:
+                self.outputs[key] = output_body(output)
+            action = {
+                "index": step.get("index", 0),
+                "step": position,
+                "name": step["name"],
+                "status": step.get("status", "success"),
+                "failed": True if step.get("status") == "failed" else None,
+                "exit_code": step.get("exit_code", 0 if step.get("status", "success") == "success" else None),
+                "timedout": True if step.get("status") == "timedout" else None,
+                "infrastructure_fail": None,
+                "background": bool(step.get("background", False)),
+                "insignificant": bool(step.get("insignificant", False)),
+                "has_output": step.get("has_output", output is not None),
+                "truncated": bool(step.get("truncated", False)),
+                "output_key": key if output is not None and step.get("has_output", True) else None,
+            }
+            steps.append({"name": step["name"], "actions": [action]})
+        return steps
 
     def add_context(self, name: str, *, owner_id: str, variables: Sequence[str] = ()) -> dict[str, Any]:
         context = {"id": stable_id("context", owner_id, name), "name": name, "created_at": now()}

@@ -186,3 +186,24 @@ def test_the_admin_token_must_be_long_enough_to_guard_replays() -> None:
         Settings.from_environ({"ADMIN_TOKEN": "short-admin-token"})
     assert "short-admin-token" not in info.value.message
     assert Settings.from_environ({"ADMIN_TOKEN": "x" * 32}).admin_token is not None
+
+
+@pytest.mark.parametrize(
+    ("api_url", "v1_url"),
+    [
+        ("https://circleci.com/api/v2", "https://circleci.com/api/v1.1"),
+        ("https://circleci.example.corp/api/v2/", "https://circleci.example.corp/api/v1.1"),
+        ("http://127.0.0.1:8765", "http://127.0.0.1:8765/api/v1.1"),
+        ("http://127.0.0.1:8765/api/v2", "http://127.0.0.1:8765/api/v1.1"),
+    ],
+)
+def test_the_v1_1_origin_derives_from_circleci_api_url(api_url: str, v1_url: str) -> None:
+    assert Settings.from_environ({"CIRCLECI_API_URL": api_url}).circleci_v1_url == v1_url
+
+
+def test_log_tail_settings_are_read_and_checked() -> None:
+    settings = Settings.from_environ({"LOG_TAIL": "off", "LOG_TAIL_LINES": "5", "LOG_TAIL_CHARS": "800"})
+    assert (settings.log_tail, settings.log_tail_lines, settings.log_tail_chars) == (False, 5, 800)
+    assert Settings().log_tail and Settings().log_tail_seconds == 5.0 and Settings().flaky_tests_ttl_seconds == 3600
+    with pytest.raises(ConfigurationError, match="LOG_TAIL_LINES must be between 1 and 500"):
+        Settings.from_environ({"LOG_TAIL_LINES": "0"})

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import fakeredis
 import httpx
@@ -39,6 +40,10 @@ TESTS = "GET /project/{project-slug}/{job-number}/tests"
 ARTIFACTS = "GET /project/{project-slug}/{job-number}/artifacts"
 DETAILS = "GET /project/{project-slug}/job/{job-number}"
 PIPELINE = "GET /pipeline/{pipeline-id}"
+V1_JOB = "GET /api/v1.1/project/{vcs}/{org}/{repo}/{job-number}"
+OUTPUT = "GET /_sim/storage/output/{key}"
+STEP_CALLS = 2  # per failed job: its v1.1 job, then its failing step's output
+FLAKY_CALLS = 1  # per project per FLAKY_TESTS_TTL_SECONDS: Insights' known-flaky tests
 # A GitHub OAuth tag build: the webhook says `branch: null`, no tag, null commit fields.
 TAG_BUILD = "workflow-completed.tag.github-oauth.derived.json"
 TAG_VCS = {"tag": "v1.4.0", "commit": {"subject": "Release 1.4.0", "body": "Changelog: ..."}}
@@ -129,7 +134,7 @@ def test_a_failed_workflow_gets_every_job_and_the_failed_jobs_tests_and_artifact
         "complete": True,
         "reason": None,
         "error_code": None,
-        "api_calls": 11,
+        "api_calls": 11 + 2 * STEP_CALLS + FLAKY_CALLS,
         "sources": {"vcs": "webhook"},
     }
 
@@ -139,8 +144,9 @@ def test_a_failed_workflow_gets_every_job_and_the_failed_jobs_tests_and_artifact
     assert world.calls(TESTS) == 2 * test_pages
     assert world.calls(ARTIFACTS) == 2
     assert world.calls(DETAILS) == 0
+    assert world.calls(V1_JOB) == 2 and world.calls(OUTPUT) == 2
     naive = 1 + 3 * 12
-    assert event["enrichment"]["api_calls"] == job_pages + 2 * test_pages + 2 < naive
+    assert event["enrichment"]["api_calls"] - 2 * STEP_CALLS - FLAKY_CALLS == job_pages + 2 * test_pages + 2 < naive
 
 
 def test_failed_tests_are_cut_at_the_configured_number(world, failed_workflow) -> None:
@@ -153,20 +159,22 @@ def test_failed_tests_are_cut_at_the_configured_number(world, failed_workflow) -
 def test_job_completed_then_workflow_completed_asks_nothing_twice(world, failed_workflow) -> None:
     jobs = world.load(failed_workflow, twelve_jobs())
     failed = [j for j in jobs if j.get("status") == "failed"]
-    for job in failed:
+    for position, job in enumerate(failed):
         job_event = copy.deepcopy(load_fixture("job-completed.failed.github-oauth.derived.json"))
         job_event["id"] = f"job-event-{job['job_number']}"
         job_event["project"] = failed_workflow["project"]
         job_event["workflow"] = {k: v for k, v in failed_workflow["workflow"].items() if k != "status"}
         job_event["job"].update(number=job["job_number"], name=job["name"], status="failed", id=job["id"])
         enriched = world.enrich(job_event)
-        assert enriched["enrichment"]["api_calls"] == 1 + 3 + 1  # details, 3 test pages, artifacts
+        # details, 3 test pages, artifacts; the v1.1 job and the step's output
+        assert enriched["enrichment"]["api_calls"] == 1 + 3 + 1 + STEP_CALLS + (FLAKY_CALLS if position == 0 else 0)
         assert enriched["failed_jobs"][0]["tests"]["failed"] == 3
     before = {key: world.calls(key) for key in (TESTS, ARTIFACTS)}
 
     event = world.enrich(failed_workflow)
     assert {key: world.calls(key) for key in (TESTS, ARTIFACTS)} == before
-    assert event["enrichment"]["api_calls"] == 3  # only the workflow's job pages
+    assert event["enrichment"]["api_calls"] == 3  # only the workflow's job pages: the steps are cached too
+    assert [j["failed_step"]["name"] for j in event["failed_jobs"]] == ["Run test-unit", "Run test-e2e"]
     assert event["failed_jobs"][1]["tests"]["failed"] == 3
 
 
@@ -464,7 +472,7 @@ def test_a_break_asks_once_who_triggered_the_pipeline(world, failed_workflow) ->
     assert event["transition"]["kind"] == "broken"
     assert event["pipeline"]["trigger_actor"] == world.sim.dataset.user["login"]
     assert world.calls("GET /pipeline/{pipeline-id}") == 1
-    assert event["enrichment"]["api_calls"] == 11 + 1
+    assert event["enrichment"]["api_calls"] == 11 + 2 * STEP_CALLS + FLAKY_CALLS + 1
 
 
 def test_a_trigger_actor_the_api_cannot_give_leaves_the_event_complete(world, failed_workflow) -> None:
@@ -473,3 +481,215 @@ def test_a_trigger_actor_the_api_cannot_give_leaves_the_event_complete(world, fa
     world.sim.add_fault(path="/pipeline/*", status=500, times=None)
     event = world.enrich(failed_workflow)
     assert event["pipeline"]["trigger_actor"] is None and event["enrichment"]["complete"] is True
+
+
+# -- the failing step and its log tail (issue 22) ---------------------------------------------
+
+
+def failing_jobs(output: Any = None, **step: Any) -> list[dict]:
+    """A passing build and a docker build that failed in its `docker build` step, whose output is
+    `output` (default: ANSI, redraws and a token)."""
+    if output is None:
+        output = "\x1b[1mStep 5/9 : RUN make\x1b[0m\r\n10%\r55%\r100%\r\nexport T=ghp_" + "Z" * 36 + "\r\nError 1\r\n"
+    steps = [
+        {"name": "Checkout code", "output": "ok\r\n"},
+        {"name": "postgres", "background": True, "status": "canceled", "output": "db up\r\n"},
+        {"name": "docker build", "status": "failed", "exit_code": 1, "output": output} | step,
+    ]
+    return [
+        {"name": "build", "status": "success"},
+        {"name": "build-image", "status": "failed", "tests": [], "steps": steps},
+    ]
+
+
+def test_a_failed_job_gains_its_failing_step_and_the_tail_of_its_output(world, failed_workflow) -> None:
+    world.load(failed_workflow, failing_jobs())
+    event = world.enrich(failed_workflow)
+    [job] = event["failed_jobs"]
+    assert job["failed_step"] == {
+        "name": "docker build",
+        "status": "failed",
+        "exit_code": 1,
+        "node_index": 0,
+        "log_tail": "Step 5/9 : RUN make\n100%\nexport T=[masked]\nError 1",
+        "truncated": False,
+        "source": "v1.1",
+        "reason": None,
+    }
+    assert event["enrichment"]["complete"] is True and "notes" not in event["enrichment"]
+    assert world.calls(V1_JOB) == 1 and world.calls(OUTPUT) == 1
+    assert world.sim.tokens_at_storage == 0  # the storage route refuses a token: none came
+
+
+def test_the_storage_route_refuses_a_circleci_token(world, failed_workflow) -> None:
+    """What proves the test above: the simulator's storage host answers 403 to a token."""
+    world.load(failed_workflow, failing_jobs())
+    number = world.sim.dataset.jobs[failed_workflow["workflow"]["id"]][1]["job_number"]
+    url = world.context.client.job_v1("gh/circleci/webhook-service", number)["steps"][2]["actions"][0]["output_url"]
+    assert httpx.get(url, headers={"Circle-Token": "sim-token"}).status_code == 403
+    assert httpx.get(url).status_code == 200 and world.sim.tokens_at_storage == 1
+
+
+def test_log_tail_off_asks_nothing_more(redis_url, failed_workflow) -> None:
+    app = create_simulator(Dataset(), page_size=PAGE)
+    with running(app) as base:
+        world = World(base, app, redis_url)
+        world.context.close()
+        world.settings = Settings.from_environ({**world.settings.environ, "LOG_TAIL": "off"})
+        world.context = WorkerContext.build(world.settings, redis=world.redis)
+        world.load(failed_workflow, failing_jobs())
+        event = world.enrich(failed_workflow)
+        world.context.close()
+    assert "failed_step" not in event["failed_jobs"][0] and world.calls(V1_JOB) == 0
+
+
+BAD_OUTPUT = {
+    "no-steps": ({"steps": [{"name": "x", "status": "success"}]}, "no failing step"),
+    "no-output-url": ({"has_output": False, "output": None}, "no output URL"),
+    "not-json": ({"output": b"<html>Bad Gateway</html>"}, "not JSON"),
+    "binary": ({"output": bytes(range(256)) * 40}, "the output"),
+    "invalid-utf-8": ({"output": b'[{"message": "' + b"\xc3\x28\xa0\xa1" * 300 + b'"}]'}, "binary"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OUTPUT))
+def test_an_unreadable_output_sends_the_event_without_the_tail_saying_why(world, failed_workflow, case) -> None:
+    change, reason = BAD_OUTPUT[case]
+    jobs = failing_jobs()
+    if "steps" in change:
+        jobs[1]["steps"] = change["steps"]
+    else:
+        jobs[1]["steps"][2].update(change)
+    world.load(failed_workflow, jobs)
+    event = world.enrich(failed_workflow)
+    [job] = event["failed_jobs"]
+    step = job["failed_step"]
+    assert step is None or step["log_tail"] is None
+    assert reason in " ".join(event["enrichment"]["notes"]) and event["enrichment"]["reason"].startswith("build-image")
+    assert event["enrichment"]["complete"] is True  # the facts are all there: only the tail is missing
+
+
+@pytest.mark.parametrize(
+    ("status", "said"), [(403, "403 (expired or refused)"), (404, "404 (not found)"), (500, "500")]
+)
+def test_an_output_url_that_answers_an_error_is_said(world, failed_workflow, status, said) -> None:
+    world.load(failed_workflow, failing_jobs())
+    world.sim.add_fault(path="/_sim/storage/*", status=status, times=None)
+    event = world.enrich(failed_workflow)
+    assert event["failed_jobs"][0]["failed_step"]["log_tail"] is None
+    assert said in event["enrichment"]["notes"][0]
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"), [({"status": 404}, "answered 404"), ({"status": 429, "retry_after": 60}, "429")]
+)
+def test_a_v1_1_answer_that_fails_is_a_note_never_a_deferral(world, failed_workflow, fault, said) -> None:
+    world.load(failed_workflow, failing_jobs())
+    world.sim.add_fault(path="/api/v1.1/*", times=None, **fault)
+    event = world.enrich(failed_workflow, may_defer=True)  # the tail never defers the event
+    assert event["failed_jobs"][0]["failed_step"] is None and event["enrichment"]["complete"] is True
+    assert said in event["enrichment"]["notes"][0]
+
+
+def test_a_50_mb_log_is_read_from_its_end_only(world, failed_workflow) -> None:
+    lines = [f"compiling module {i}\r\n" for i in range(1_000_000)]  # ~26 MB of messages, 50 MB of JSON
+    world.load(failed_workflow, failing_jobs(output=[*lines, "\x1b[31mError: out of memory\x1b[0m\r\n"]))
+    event = world.enrich(failed_workflow)
+    step = event["failed_jobs"][0]["failed_step"]
+    assert step["log_tail"].endswith("compiling module 999999\nError: out of memory") and step["truncated"] is True
+
+
+def test_a_log_not_had_within_the_bound_never_holds_the_notification(world, failed_workflow) -> None:
+    world.context.enricher.log_tail_seconds = 0.5
+    world.load(failed_workflow, failing_jobs())
+    # slower than the output reader's own timeout (LOG_TAIL_SECONDS, 5 s): had the enrichment
+    # waited for it, the tail would be there or the reason would be the reader's timeout
+    world.sim.add_fault(path="/_sim/storage/*", status=None, delay=10.0, times=None)
+    event = world.enrich(failed_workflow)
+    assert event["failed_jobs"][0]["failed_step"] is None
+    assert "not had within 0.5 s" in event["enrichment"]["notes"][0]
+
+
+# -- known-flaky tests (issue 22, item 5) -----------------------------------------------------
+
+INSIGHTS = "GET /insights/{project-slug}/flaky-tests"
+SLUG = "gh/circleci/webhook-service"
+
+
+def flaky(world, job: str, *numbers: int, times: int = 7) -> None:
+    for i in numbers:
+        world.sim.dataset.add_flaky_test(
+            SLUG, test_name=f"{job} broken {i}", classname=job, job_name=job, times_flaked=times
+        )
+
+
+@pytest.mark.parametrize("casing", ["kebab", "snake"])
+def test_known_flaky_tests_are_marked_and_insights_is_asked_once_per_project(world, failed_workflow, casing) -> None:
+    world.sim.dataset.flaky_casing = casing
+    world.load(failed_workflow, twelve_jobs())
+    flaky(world, "test-unit", 0, 1, 2)
+    flaky(world, "test-e2e", 0, times=2)
+    event = world.enrich(failed_workflow)
+    unit, e2e = event["failed_jobs"]
+    assert [t.get("known_flaky") for t in unit["tests"]["failures"]] == [{"times_flaked": 7}] * 3
+    assert [t.get("known_flaky") for t in e2e["tests"]["failures"]] == [{"times_flaked": 2}, None, None]
+    assert event["only_known_flaky"] is False  # test-e2e failed tests not known to flake
+    again = world.enrich({**failed_workflow, "id": "another-delivery"})
+    assert world.calls(INSIGHTS) == 1 and again["failed_jobs"][0]["tests"]["failures"][0]["known_flaky"]
+    assert "notes" not in event["enrichment"]
+
+
+def test_an_event_failing_only_known_flaky_tests_says_so_and_a_subscription_may_skip_it(
+    world, failed_workflow, tmp_path
+) -> None:
+    world.load(failed_workflow, twelve_jobs())
+    flaky(world, "test-unit", 0, 1, 2)
+    flaky(world, "test-e2e", 0, 1, 2)
+    event = world.enrich(failed_workflow)
+    assert event["only_known_flaky"] is True
+    routes_file = tmp_path / "routes.yaml"
+    routes_file.write_text(
+        "handlers:\n  pager: {type: log}\n  chat: {type: log}\n"
+        "subscriptions:\n  - {name: pager, handlers: [pager], skip_known_flaky: true}\n"
+        "  - {name: chat, handlers: [chat]}\n"
+    )
+    routes = load_routes(routes_file, {})
+    assert routes.match(event) == ["chat"]
+    assert str(routes.explain(event)[0][1]) == "skip_known_flaky: every failing test is known to flake (Insights)"
+    assert routes.match({**event, "only_known_flaky": False}) == ["pager", "chat"]
+
+
+def test_a_failure_without_test_results_is_never_only_known_flaky(world, failed_workflow) -> None:
+    world.load(failed_workflow, failing_jobs())  # a docker build: no tests
+    flaky(world, "build-image", 0)
+    assert world.enrich(failed_workflow)["only_known_flaky"] is False
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        ({"status": 200, "body": {"unexpected": []}}, "circleci_invalid_response"),
+        ({"status": 200, "body": "not json"}, "circleci_invalid_response"),
+        ({"status": 404}, "circleci_not_found"),
+    ],
+)
+def test_an_insights_answer_that_cannot_be_read_leaves_the_marks_out_saying_why(
+    world, failed_workflow, fault, said
+) -> None:
+    world.load(failed_workflow, twelve_jobs())
+    flaky(world, "test-unit", 0, 1, 2)
+    world.sim.add_fault(path="/insights/*", times=None, **fault)
+    event = world.enrich(failed_workflow, may_defer=True)
+    assert "only_known_flaky" not in event
+    assert not any("known_flaky" in t for j in event["failed_jobs"] for t in j["tests"]["failures"])
+    assert event["enrichment"]["complete"] is True and said in event["enrichment"]["notes"][-1]
+
+
+def test_circleci_slugs_skip_insights_and_say_so(world) -> None:
+    payload = load_fixture("workflow-completed.github-app.observed.json")
+    payload["workflow"]["status"] = "failed"
+    world.load(payload, [{"name": "test", "status": "failed"}])
+    event = world.enrich(payload)
+    assert world.calls(INSIGHTS) == 0 and "only_known_flaky" not in event
+    assert "Insights does not support circleci/ project slugs" in event["enrichment"]["notes"][-1]
+    assert event["failed_jobs"][0]["failed_step"]["log_tail"]  # v1.1 takes these slugs as vcs `circleci`

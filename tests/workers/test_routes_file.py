@@ -314,3 +314,34 @@ def test_subscription_options_mentions_and_notify(tmp_path: Path) -> None:
 def test_a_bad_subscription_option_is_refused(tmp_path: Path, option: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         routes(tmp_path, f"handlers:\n  l: {{type: log}}\nsubscriptions:\n  - {{name: s, handlers: [l], {option}}}\n")
+
+
+def test_redact_patterns_are_read_for_the_log_tails(tmp_path: Path) -> None:
+    loaded = routes(tmp_path, "handlers:\n  l: {type: log}\nredact: ['INTERNAL_KEY=(\\S+)', 'corp-[0-9]{6}']\n")
+    assert loaded.redact == ("INTERNAL_KEY=(\\S+)", "corp-[0-9]{6}")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("'(unclosed'", "line 4: redact: invalid regex '(unclosed'"), ("'a*'", "line 4: redact: 'a*' matches the empty")],
+)
+def test_a_bad_redact_pattern_is_named_with_its_line(tmp_path: Path, value: str, message: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        routes(tmp_path, f"handlers:\n  l: {{type: log}}\nredact:\n  - {value}\n")
+    assert message in str(info.value)
+
+
+def test_skip_known_flaky_is_a_checked_subscription_option(tmp_path: Path) -> None:
+    text = "handlers:\n  l: {type: log}\nsubscriptions:\n  - {name: s, handlers: [l], skip_known_flaky: true}\n"
+    assert routes(tmp_path, text).subscriptions[0].skip_known_flaky is True
+    with pytest.raises(ConfigurationError) as info:
+        routes(tmp_path, text.replace("skip_known_flaky: true", "skip_known_flaky: sometimes"))
+    assert "line 4: subscription 's', key 'skip_known_flaky': 'sometimes' is not one of true, false" in str(info.value)
+
+
+def test_log_tail_is_a_checked_key_of_every_handler(tmp_path: Path) -> None:
+    text = "handlers:\n  l: {type: log, log_tail: false}\n  p: {type: pagerduty, routing_key: k, log_tail: 'true'}\n"
+    assert routes(tmp_path, text).handlers["l"].options["log_tail"] == "false"
+    with pytest.raises(ConfigurationError) as info:
+        routes(tmp_path, "handlers:\n  l: {type: log, log_tail: never}\n")
+    assert "line 2: handler 'l', key 'log_tail': 'never' is not one of true, false" in str(info.value)

@@ -4,7 +4,12 @@
     cie:api:pipeline:{pipeline id}        GET /pipeline/{id}, asked when a webhook names no
                                           branch or tag (a tag build's); a pipeline's VCS
                                           facts never change
+    cie:api:step:{slug}:{job number}      a failed job's failing step and its masked log tail
+                                          (workers/failed_step.py), only when it was had whole
     both expire after `ttl_seconds` (API_CACHE_TTL_SECONDS)
+    cie:api:flaky-tests:{slug}            Insights' known-flaky tests of a project (the fields
+                                          matched on), shared by every worker; expires after
+                                          FLAKY_TESTS_TTL_SECONDS
 
 A workflow-completed event usually arrives after the job-completed events of its jobs; the
 cache makes sure a job's details, tests and artifacts (and a tag build's pipeline) are fetched
@@ -22,7 +27,7 @@ import orjson
 from redis import Redis
 
 PREFIX = "cie:api:"
-Facet = tuple[int, str]  # (job number, "details" | "tests" | "artifacts")
+Facet = tuple[int, str]  # (job number, "details" | "tests" | "artifacts" | "step")
 
 
 class ApiCache:
@@ -45,6 +50,18 @@ class ApiCache:
 
     def put_pipeline(self, pipeline_id: str, answer: Mapping[str, Any]) -> None:
         self._redis.set(self.pipeline_key(pipeline_id), orjson.dumps(answer), ex=self._ttl)
+
+    @staticmethod
+    def flaky_key(slug: str) -> str:
+        return f"{PREFIX}flaky-tests:{quote(slug, safe='')}"
+
+    def flaky_tests(self, slug: str) -> list[dict[str, Any]] | None:
+        """The cached known-flaky tests of a project, if any."""
+        value = self._redis.get(self.flaky_key(slug))
+        return list(orjson.loads(value)) if value is not None else None
+
+    def put_flaky_tests(self, slug: str, rows: Sequence[Mapping[str, Any]], *, ttl_seconds: int) -> None:
+        self._redis.set(self.flaky_key(slug), orjson.dumps(list(rows)), ex=ttl_seconds)
 
     def get_many(self, slug: str, wanted: Sequence[Facet]) -> dict[Facet, Any]:
         """The cached answers among `wanted`."""

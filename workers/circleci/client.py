@@ -20,8 +20,9 @@ from typing import Any, Self
 
 import httpx
 
-from config.errors import CircleCIJobNumberMissing
+from config.errors import CircleCIInvalidResponse, CircleCIJobNumberMissing
 from config.settings import Settings
+from config.settings import v1_url as settings_v1_url
 from workers.circleci.models import (
     Artifact,
     CheckoutKey,
@@ -43,6 +44,9 @@ from workers.circleci.path import api_path
 from workers.circleci.transport import DEFAULT_TIMEOUT, CircleCITransport, parse_retry_after
 
 __all__ = ["DEFAULT_TIMEOUT", "CircleCIClient", "parse_retry_after"]
+
+# API v1.1 names the VCS in full where v2 slugs may abbreviate it
+V1_VCS = {"gh": "github", "bb": "bitbucket"}
 
 
 def _job_path(slug: str, job_number: int | None, template: str) -> str:
@@ -83,8 +87,9 @@ class CircleCIClient:
     """The API v2 client. Build one per process (an httpx client costs ~27 ms of CPU) and share
     it between threads; the keyword arguments are CircleCITransport's."""
 
-    def __init__(self, **transport_options: Any) -> None:
+    def __init__(self, *, v1_url: str | None = None, **transport_options: Any) -> None:
         self.transport = CircleCITransport(**transport_options)
+        self.v1_url = v1_url or settings_v1_url(self.transport.base_url)
 
     @classmethod
     def from_settings(cls, settings: Settings, **transport_options: Any) -> CircleCIClient:
@@ -265,6 +270,24 @@ class CircleCIClient:
         path = _job_path(slug, job_number, "/project/{slug}/{n}/artifacts")
         return [Artifact.from_dict(i) for i in self.paginate(path)]
 
+    def job_v1(self, slug: str, job_number: int | None) -> dict[str, Any]:
+        """API v1.1's job, `GET {origin}/api/v1.1/project/{vcs}/{org}/{repo}/{n}`: its `steps[]`,
+        whose `actions[]` (one per parallel node) carry `status`, `exit_code`, `index` and
+        `output_url`. `vcs` is github, bitbucket or circleci (GitHub App and GitLab projects:
+        `circleci/<org-id>/<project-id>`). Same host as API v2, so the token goes with it.
+        The GET endpoints stay: only v1's trigger and rerun POSTs are removed (1 Feb 2027)."""
+        vcs, _, rest = slug.partition("/")
+        path = _job_path(f"{V1_VCS.get(vcs, vcs)}/{rest}", job_number, "/project/{slug}/{n}")
+        data = self.json("GET", self.v1_url + path)
+        if not isinstance(data, dict):
+            raise CircleCIInvalidResponse(
+                f"expected a job object from GET /api/v1.1{path}, got {type(data).__name__}",
+                status=200,
+                method="GET",
+                path="/api/v1.1" + path,
+            )
+        return data
+
     def download_artifact(self, artifact: Artifact | str, destination: str | os.PathLike[str]) -> Path:
         """Stream an artifact to a file, following redirects; the file appears only once complete.
 
@@ -407,6 +430,12 @@ class CircleCIClient:
 
     def flaky_tests(self, slug: str) -> list[FlakyTest]:
         """Not supported for circleci/<org> slugs (GitLab, GitHub App) per the insights docs."""
-        data = self.json("GET", api_path("/insights/{slug}/flaky-tests", slug=slug))
-        items = data.get("flaky-tests", []) if isinstance(data, dict) else []
-        return [FlakyTest.from_dict(i) for i in items]
+        path = api_path("/insights/{slug}/flaky-tests", slug=slug)
+        data = self.json("GET", path)
+        # the spec says kebab-case, the live API answers snake_case (mcp-server-circleci PR #23): both
+        items = data.get("flaky-tests", data.get("flaky_tests")) if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise CircleCIInvalidResponse(
+                f"expected {{'flaky-tests': [...]}} from GET {path}", status=200, method="GET", path=path
+            )
+        return [FlakyTest.from_dict(i) for i in items if isinstance(i, dict)]

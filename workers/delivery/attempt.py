@@ -29,6 +29,7 @@ from workers.context import WorkerContext, current
 from workers.delivery.dead_letters import DeadLetter, DeadLetters
 from workers.delivery.jobs import delivery_id_of, enqueue_delivery, job_id_of
 from workers.delivery.lock import DeliveryLock
+from workers.handlers.base import shown_to
 from workers.routing import Routing
 from workers.store import EventStore, received_epoch
 
@@ -111,7 +112,7 @@ class DeliveryAttempt:
             self.metrics.attempts.labels(self.handler).inc()
             started = self.clock.monotonic()
             try:
-                target.send(self.event, delivery_id=self.delivery_id, http=self.context.http)
+                target.send(shown_to(target, self.event), delivery_id=self.delivery_id, http=self.context.http)
             except DeliveryRejected as exc:
                 self.took = self.clock.monotonic() - started
                 return self._rejected(exc)

@@ -29,7 +29,7 @@ from config.errors import DeliveryRejected, DeliveryRetryable
 from config.redaction import Redactor, option_secrets, url_secrets
 from workers.circleci.transport import parse_retry_after
 from workers.handlers.template import compile_template
-from workers.message import Message
+from workers.message import FailedJob, FailedStep, Message
 from workers.people import Mention, People, is_break
 
 if TYPE_CHECKING:
@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 EXCERPT_CHARS = 200
 log = structlog.get_logger(__name__)
+# keys every handler takes besides its own, with their values (workers/routes_file.py checks them):
+# `log_tail: false` for a channel that must never see job output
+COMMON_OPTIONS: Mapping[str, tuple[str, ...]] = {"log_tail": ("true", "false")}
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,21 @@ class Handler:
         self.context = context or HandlerContext()
         cls = type(self)
         self.template = compile_template(name, options.get("template"), escape=cls.escape, mention=cls.mention)
+        self.log_tail = str(options.get("log_tail") or "true").lower() != "false"
+
+    def shown(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The event as this handler may see it: without log tails when its options say
+        `log_tail: false` (the failing step's name stays). What `send` and `render` are given."""
+        jobs = event.get("failed_jobs")
+        if self.log_tail or not isinstance(jobs, list):
+            return event
+        hidden = [
+            {**job, "failed_step": {**job["failed_step"], "log_tail": None, "reason": None}}
+            if isinstance(job, dict) and isinstance(job.get("failed_step"), dict)
+            else job
+            for job in jobs
+        ]
+        return {**event, "failed_jobs": hidden}
 
     @staticmethod
     def escape(text: str) -> str:
@@ -131,6 +149,12 @@ class Handler:
             return default
 
 
+def shown_to(handler: object, event: dict[str, Any]) -> dict[str, Any]:
+    """The event as `handler` is given it (Handler.shown); an object that is not a Handler (a
+    test double) gets it as it is."""
+    return handler.shown(event) if isinstance(handler, Handler) else event
+
+
 def summary_lines(m: Message, escape: Callable[[str], str], *, bold: str = "**") -> list[str]:
     """The transition (bold) and the commit subject with its author, escaped for a platform."""
     lines = [f"{bold}{escape(m.transition_phrase)}{bold}"] if m.transition_phrase else []
@@ -140,11 +164,37 @@ def summary_lines(m: Message, escape: Callable[[str], str], *, bold: str = "**")
 
 
 def failed_test_lines(m: Message, escape: Callable[[str], str], *, bullet: str = "•") -> list[str]:
-    """The failed-tests digest, one escaped line a test, then `…and K more`."""
+    """The failed-tests digest, one escaped line a test (a known flake marked), then `…and K more`."""
     lines = [
-        f"{bullet} {escape(t.name)}" + (f": {escape(t.message[:200])}" if t.message else "") for t in m.failed_tests
+        f"{bullet} {escape(t.name)}"
+        + (f" · 🟡 {t.flaky_mark}" if t.flaky_mark else "")
+        + (f": {escape(t.message[:200])}" if t.message else "")
+        for t in m.failed_tests
     ]
+    if m.only_known_flaky:
+        lines.append("🟡 every failing test is a known flake")
     return lines + ([f"…and {m.more_failed_tests} more"] if m.more_failed_tests else [])
+
+
+def step_heading(job: FailedJob, escape: Callable[[str], str], *, bold: str = "**", quote: str = "`") -> str:
+    """`**Failed step** `docker build` in build-image · exit 1`, values escaped (`quote` around
+    the step's name: inline code where the platform's escaping keeps working inside it); a step
+    without its tail says why (`no log tail: …`)."""
+    step = job.step
+    assert step is not None
+    name = escape(step.name.replace("`", "'"))
+    line = f"{bold}Failed step{bold} {quote}{name}{quote} in {escape(job.name)} · {escape(step.outcome)}"
+    if step.log_tail is None and step.reason:
+        line += f"\n_no log tail: {escape(step.reason)}_"
+    return line
+
+
+def tail_text(step: FailedStep, limit: int) -> str:
+    """The log tail's last `limit` characters, `…` first when it was cut (here or at reading)."""
+    text = step.log_tail or ""
+    cut = len(text) > limit
+    text = text[-limit:] if cut else text
+    return ("…\n" if cut or step.truncated else "") + text
 
 
 def post_json(

@@ -13,6 +13,9 @@ title 256, description 4096, 25 fields, field name 256, field value 1024, footer
 6000 characters over the whole embed. CircleCI values have markdown backslash-escaped and
 `@` followed by a zero-width space.
 
+Each failed job's failing step is a field: its name and exit code, and the tail of its output
+as a code block (no markdown inside; `@` followed by a zero-width space).
+
 A `template` replaces the embed `description`; every value it prints is escaped like the rest,
 and `mention()` gives `<@id>` (workers/handlers/template.py).
 
@@ -28,8 +31,16 @@ from typing import Any, ClassVar
 import httpx
 
 from workers.alert_message import Alert, alert_of, is_alert
-from workers.handlers.base import Handler, failed_test_lines, post_json, safe_url, summary_lines
-from workers.message import COLOUR, Message
+from workers.handlers.base import (
+    Handler,
+    failed_test_lines,
+    post_json,
+    safe_url,
+    step_heading,
+    summary_lines,
+    tail_text,
+)
+from workers.message import COLOUR, FailedJob, Message
 from workers.threads import Thread, ThreadStore, breakage_of, thread_key
 from workers.timestamps import parse_time
 
@@ -93,6 +104,7 @@ def embed(m: Message, text: str) -> dict[str, Any]:
         fields.append(("Duration", m.duration))
     if m.failed_jobs:
         fields.append(("Failed jobs", "\n".join(_masked(j.name, j.url) for j in m.failed_jobs)))
+    fields += [(f"Failed step · {escape(j.name)}", step_field(j)) for j in m.failed_jobs if j.step]
     if m.artifacts:
         fields.append(("Artifacts", "\n".join(_masked(a.label, a.url) for a in m.artifacts)))
     out: dict[str, Any] = {
@@ -112,6 +124,20 @@ def embed(m: Message, text: str) -> dict[str, Any]:
     if when is not None:
         out["timestamp"] = when.isoformat()
     return _fit(out)
+
+
+def step_field(job: FailedJob) -> str:
+    """The failing step and its log tail as a code block: no markdown inside it, a ``` in the log
+    cannot close it, and `@everyone` gets a zero-width space (embeds never ping; this is belt and braces)."""
+    heading = step_heading(job, escape, quote="")
+    step = job.step
+    if step is None or step.log_tail is None:
+        return heading
+    room = MAX_FIELD_VALUE - len(heading) - 12
+    code = tail_text(step, room).replace("```", "`\u200b``").replace("@", "@\u200b")
+    if len(code) > room:
+        code = "…\n" + code[-room:].split("\n", 1)[-1]
+    return f"{heading}\n```\n{code}\n```"
 
 
 def size(e: dict[str, Any]) -> int:

@@ -43,6 +43,7 @@ class LogHandler(Handler):
             "pipeline_number": m.pipeline_number,
             "transition": m.transition,
             "failed_jobs": [j.name for j in m.failed_jobs],
+            "failed_steps": m.failed_steps(),
             "url": m.url,
             "incomplete": m.incomplete,
             "text": self.summary(m, event, m.text),

@@ -126,6 +126,9 @@ def body(event: dict[str, Any], routing_key: str) -> dict[str, Any]:
             "failed_jobs": [j.name for j in m.failed_jobs],
             "failed_tests": [f"{t.classname}.{t.name}" if t.classname else t.name for t in m.failed_tests],
             "more_failed_tests": m.more_failed_tests,
+            "known_flaky_tests": {t.name: t.known_flaky for t in m.failed_tests if t.known_flaky is not None},
+            "only_known_flaky": m.only_known_flaky,
+            "failed_steps": m.failed_steps(),
             "incomplete": m.incomplete_reason if m.incomplete else None,
         },
     }

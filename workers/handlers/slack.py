@@ -5,6 +5,9 @@ arrives as text. Links are `<url|label>` with the label escaped and only http(s)
 `|`, `<`, `>` or spaces. Limits (https://api.slack.com/reference/block-kit/blocks): 50 blocks,
 3000 characters of section text, 150 of header text, 10 context elements, 10 section fields.
 
+Each failed job's failing step gets a section: its name and exit code, and the tail of its
+output as a code block, escaped like everything else (a `<!channel>` printed by a job stays text).
+
 On a break, the people who broke it (workers/people.py, through the routes file's `people:`)
 are mentioned in a section under the header and at the start of `text`, unless the
 subscription says `mentions: false`.
@@ -23,8 +26,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from workers.alert_message import Alert, alert_of, is_alert
-from workers.handlers.base import Handler, failed_test_lines, safe_url, summary_lines
-from workers.message import Message
+from workers.handlers.base import Handler, failed_test_lines, safe_url, step_heading, summary_lines, tail_text
+from workers.message import FailedJob, Message
 from workers.people import Mention
 
 MAX_BLOCKS = 50
@@ -106,6 +109,7 @@ def blocks(m: Message, summary_text: str) -> list[dict[str, Any]]:
     )
     if m.failed_jobs:
         out.append(_section("*Failed jobs*\n" + "\n".join(f"• {link(j.name, j.url)}" for j in m.failed_jobs)))
+    out += [_section(step_section(j)) for j in m.failed_jobs if j.step]
     if m.failed_tests:
         out.append(_section("*Failed tests*\n" + "\n".join(failed_test_lines(m, escape))))
     if m.artifacts:
@@ -122,6 +126,20 @@ def blocks(m: Message, summary_text: str) -> list[dict[str, Any]]:
         }
     )
     return out[:MAX_BLOCKS]
+
+
+def step_section(job: FailedJob) -> str:
+    """The failing step and its log tail as a code block, escaped: `<!channel>` or `<@U…>` in a
+    log arrives as text, and a ``` in it cannot close the block."""
+    heading = step_heading(job, escape, bold="*")
+    step = job.step
+    if step is None or step.log_tail is None:
+        return heading
+    room = MAX_SECTION - len(heading) - 16
+    code = escape(tail_text(step, room)).replace("```", "`\u200b``")
+    if len(code) > room:  # escaping made it longer: drop whole lines from its start
+        code = "…\n" + code[-room:].split("\n", 1)[-1]
+    return f"{heading}\n```\n{code}\n```"
 
 
 def alert_message(alert: Alert) -> dict[str, Any]:

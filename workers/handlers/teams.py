@@ -22,6 +22,9 @@ shared MarkDownParser) honours a backslash only before `*` and `_` and shows it 
 Ordinary names (`feature/build-and-test`, `v1.2.3`, `#123`, `deploy (eu)`) are left as written.
 A value's edges count as unknown neighbours: templates put values side by side.
 
+Each failed job's failing step is named, and the tail of its output follows in a monospace
+TextBlock, escaped like any value (a `<at>` in a log mentions no one).
+
 On a break, the people who broke it (workers/people.py: `people:` with a `teams` user) are
 mentioned under the title: `<at>name</at>` and an `msteams.entities` entry each, unless the
 subscription says `mentions: false`. Workflows webhooks post a new message each time: none can
@@ -41,8 +44,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from workers.alert_message import Alert, alert_of, is_alert
-from workers.handlers.base import Handler, failed_test_lines, safe_url, summary_lines
-from workers.message import Link, Message
+from workers.handlers.base import Handler, failed_test_lines, safe_url, step_heading, summary_lines, tail_text
+from workers.message import FailedStep, Link, Message
 from workers.people import Mention
 
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -132,6 +135,11 @@ def card(m: Message, summary_text: str) -> dict[str, Any]:
     ]
     if m.failed_jobs:
         body.append(_text("**Failed jobs**\n\n" + "\n\n".join(f"- {escape(j.name)}" for j in m.failed_jobs)))
+    for job in m.failed_jobs:
+        if job.step:
+            body.append(_text(step_heading(job, escape, quote="")))
+            if job.step.log_tail:
+                body.append(_text(tail_block(job.step), fontType="Monospace", size="Small"))
     if m.failed_tests:
         body.append(_text("**Failed tests**\n\n" + "\n\n".join(failed_test_lines(m, escape, bullet="-"))))
     if m.incomplete:
@@ -150,6 +158,12 @@ def card(m: Message, summary_text: str) -> dict[str, Any]:
         "body": body,
         "actions": list({a["url"]: a for a in actions}.values())[:MAX_ACTIONS],
     }
+
+
+def tail_block(step: FailedStep) -> str:
+    """The log tail escaped line by line (markdown, `<at>` mentions and all), its end kept within a TextBlock."""
+    text = escape(tail_text(step, MAX_TEXT - 100))
+    return text if len(text) <= MAX_TEXT else "…\n" + text[-(MAX_TEXT - 2) :].split("\n", 1)[-1]
 
 
 def alert_card(alert: Alert) -> dict[str, Any]:

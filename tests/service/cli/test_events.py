@@ -212,3 +212,21 @@ def test_a_replay_to_a_handler_that_does_not_exist_fails_listing_the_handlers(fl
     result = run_cli("events", "replay", event["event_id"], "--handler", "opps", env=flow.env)
     assert_one_clear_line(result, 2)
     assert "no handler 'opps'" in result.err and "audit, ops" in result.err
+
+
+def test_show_describes_what_broke() -> None:
+    from service.cli.events import describe
+
+    record = {"event_id": "e1", "duplicates": 0, "deliveries": [], "attempts": [], "failed_steps": [
+        {"job": "build-image", "step": "docker build", "outcome": "exit 1", "log_tail": "a\nError 1",
+         "no_log_tail": None},
+        {"job": "lint", "step": "ruff", "outcome": "exit 2", "log_tail": None, "no_log_tail": "answered 403"},
+    ]}  # fmt: skip
+    lines = describe(record)
+    assert lines[-5:] == [
+        "failed step  build-image: docker build (exit 1)",
+        "  | a",
+        "  | Error 1",
+        "failed step  lint: ruff (exit 2)",
+        "  (no log tail: answered 403)",
+    ]

@@ -263,3 +263,20 @@ def test_slack_app_shows_its_calls_for_a_given_thread(
     else:
         assert calls[0]["text"].startswith("<@U0ADA> ")  # the break mentions through people:
     assert "xoxb-preview-token" not in json.dumps(shown)
+
+
+def test_shows_the_failing_step_and_its_tail_unless_a_handler_says_log_tail_false(env: dict, tmp_path: Path) -> None:
+    event = json.loads(ENRICHED.read_text())
+    event["failed_jobs"][0]["failed_step"] = {"name": "docker build", "status": "failed", "exit_code": 1,
+        "node_index": 0, "log_tail": "Step 5/9 : RUN make\nError: no space left", "truncated": False,
+        "source": "v1.1", "reason": None}  # fmt: skip
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    routes = Path(env["ROUTES_FILE"])
+    routes.write_text(ROUTES.replace('url: "${SINK}/pagerduty"}', 'url: "${SINK}/pagerduty", log_tail: false}'))
+    result = run_cli("preview", str(path), env=env)
+    assert result.code == 0, result.err
+    assert "*Failed step* `docker build` in test · exit 1" in result.out and "Error: no space left" in result.out
+    pager = preview(str(path), env=env)["deliveries"][1]
+    assert pager["handler"] == "pager"
+    assert pager["body"]["payload"]["custom_details"]["failed_steps"][0]["log_tail"] is None

@@ -577,7 +577,7 @@ SLUG_ARGUMENTS = [
     ("checkout_keys", (V,)),
     ("flaky_tests", (V,)),
 ]
-ANY_ANSWER = {"items": [], "next_page_token": None, "message": "ok"}
+ANY_ANSWER = {"items": [], "next_page_token": None, "message": "ok", "flaky-tests": []}
 
 
 def call_with(client: CircleCIClient, method: str, arguments: tuple[object, ...], value: str) -> None:
