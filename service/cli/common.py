@@ -110,7 +110,7 @@ instance_option = click.option(
     "instance_pid",
     type=int,
     metavar="PID",
-    help="The `circleci-events run` to use when several run on this machine (its pid); overrides REDIS_URL.",
+    help="Which `circleci-events run` on this machine to use, by its pid (needed when several run).",
 )
 
 

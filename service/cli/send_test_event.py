@@ -157,7 +157,7 @@ def send_test_event(
 
     The sample is a workflow (or job) of pipeline --pipeline on --branch that ended with --status,
     so a routes file's subscriptions (branches, statuses, transitions) can be tried: e.g.
-    `--status failed` then `--status success` on the same branch is a break, then its fix.
+    `--pipeline 1 --status failed` then `--pipeline 2 --status success` is a break, then its fix.
     """
     if event_type == JOB_COMPLETED and status not in JOB_STATUSES:
         fail(f"--status {status!r}: a job-completed event's status is one of {', '.join(JOB_STATUSES)}", EXIT_USAGE)

@@ -94,7 +94,6 @@ def test_two_runs_keep_two_records_and_commands_never_guess_between_them(tmp_pat
         recording_run(redis_url, "http://127.0.0.1:8001/webhooks/circleci", shell) as first,
         recording_run(nowhere, "http://127.0.0.1:8002/webhooks/circleci", shell) as second,
     ):
-        assert [i.pid for i in instance.live(settings(tmp_path))] == [first.pid, second.pid]
         for args in (("events", "list"), ("dead-letters", "list"), ("send-test-event",)):
             unclear = run_cli(*args, env=shell)
             assert_one_clear_line(unclear, 2)
@@ -102,6 +101,7 @@ def test_two_runs_keep_two_records_and_commands_never_guess_between_them(tmp_pat
             assert f"pid {first.pid} (webhooks at http://127.0.0.1:8001" in unclear.err
             assert f"pid {second.pid} (webhooks at http://127.0.0.1:8002" in unclear.err
             assert "--instance PID" in unclear.err
+        assert [i.pid for i in instance.live(settings(tmp_path))] == [first.pid, second.pid]
         chosen = run_cli("events", "list", "--instance", str(first.pid), env=shell)
         assert chosen.code == 0 and f"using the instance `run` started (pid {first.pid}" in chosen.err
         wrong = run_cli("events", "list", "--instance", "1", env=shell)

@@ -1,5 +1,5 @@
 """`web`, `worker` and `run` as an operator starts them: each mistake is one line and a non-zero
-exit, before anything starts (`run` starts no child, so prints no `receiving on` line)."""
+exit, before anything starts (`run` starts no child, so prints no `started web` line)."""
 
 from __future__ import annotations
 
