@@ -9,10 +9,11 @@ STAMP  := $(VENV)/.installed
 # The venv holds exactly the versions requirements-dev.lock pins (the runtime ones are
 # requirements.lock's, which the container ships), checked against their hashes; then this
 # project itself, editable, with nothing resolved at install time.
-$(STAMP): pyproject.toml requirements.lock requirements-dev.lock
+$(STAMP): pyproject.toml requirements.lock requirements-dev.lock requirements-clients.lock
 	@echo "make: installing the locked versions into $(VENV) (the first time takes a minute or two)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	@$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-clients.lock
 	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .  # quiet: setuptools warns of every editable install
 	@touch $(STAMP)
 	@echo "make: $(VENV) is ready"
