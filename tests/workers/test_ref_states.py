@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis
 
@@ -14,10 +12,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
+def client(redis: redis.Redis) -> redis.Redis:  # the real Redis (tests/workers/conftest.py)
+    return redis
 
 
 def record(store: TransitionStore, status: str, number: int, ref: str = "main", **kw: str) -> None:
