@@ -123,8 +123,11 @@ def index_for(redis: Redis, query: EventQuery, via: str | None) -> str:
     return _smallest(redis, keys) if keys else "all"
 
 
-def walk(redis: Redis, query: EventQuery, via: str, before: float | None) -> Iterator[list[tuple[str, float]]]:
-    """Candidate (id, score) pairs from index `via`, newest first, in chunks; at most MAX_WALK."""
+def walk(
+    redis: Redis, query: EventQuery, via: str, before: float | None, *, first: int = CHUNK
+) -> Iterator[list[tuple[str, float]]]:
+    """Candidate (id, score) pairs from index `via`, newest first, in chunks (the first of `first`:
+    a page without filters needs no more); at most MAX_WALK."""
     if via == "id":
         prefix = query.id_prefix.encode()
         ids = [_text(i) for i in redis.zrangebylex(IDS, b"[" + prefix, b"(" + prefix + b"\xff", 0, MAX_WALK)]
@@ -138,12 +141,15 @@ def walk(redis: Redis, query: EventQuery, via: str, before: float | None) -> Ite
         return
     key = EVENTS_INDEX if via == "all" else index_key(via, query.indexed()[via])
     top = "+inf" if before is None else f"({before!r}"
-    for offset in range(0, MAX_WALK, CHUNK):
+    offset, size = 0, min(first, CHUNK)
+    while offset < MAX_WALK:
+        size = min(size, MAX_WALK - offset)
         page: list[tuple[bytes, float]]
-        page = redis.zrevrangebyscore(key, top, "-inf", offset, CHUNK, withscores=True)  # type: ignore[assignment]
+        page = redis.zrevrangebyscore(key, top, "-inf", offset, size, withscores=True)  # type: ignore[assignment]
         yield [(_text(i), float(s)) for i, s in page]
-        if len(page) < CHUNK:
+        if len(page) < size:
             return
+        offset, size = offset + size, CHUNK
 
 
 def _smallest(redis: Redis, keys: dict[str, str]) -> str:

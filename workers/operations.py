@@ -227,7 +227,7 @@ def find_events(
     via = index_for(redis, query, via)
     rows: list[dict[str, Any]] = []
     searched, last = 0, None
-    for chunk in walk(redis, query, via, before):
+    for chunk in walk(redis, query, via, before, first=limit + 1):
         records = store.summaries([event_id for event_id, _ in chunk])
         for (_, score), record in zip(chunk, records, strict=True):
             searched += 1
