@@ -12,8 +12,9 @@ from `cie:idx:ids`. A member can outlive its event or its handler's outcome can 
 moves from `retrying` to `delivered`): an index gives candidates, and every candidate is checked
 against its record before it is shown, so a stale member costs a read, never a wrong row.
 
-A query walks the smallest index that applies, newest first, `CHUNK` ids at a time, and stops
-after `MAX_WALK` candidates: no request reads more than that, whatever the store holds.
+A query walks the smallest index that applies, newest first, `CHUNK` ids at a time, keeps the
+ids every other applicable index holds (ZMSCORE), reads only their records, and stops after
+`MAX_WALK` candidates: no request reads more than that, whatever the store holds.
 """
 
 from __future__ import annotations
@@ -150,6 +151,22 @@ def walk(
         if len(page) < size:
             return
         offset, size = offset + size, CHUNK
+
+
+def in_every_index(
+    redis: Redis, query: EventQuery, via: str, chunk: list[tuple[str, float]]
+) -> list[tuple[str, float]]:
+    """The candidates of `chunk` that every other applicable index also holds (one ZMSCORE each, in
+    one round trip), so records are read only for likely matches."""
+    others = [index_key(f, v) for f, v in query.indexed().items() if f != via]
+    if not others or not chunk:
+        return chunk
+    ids = [event_id for event_id, _ in chunk]
+    with redis.pipeline(transaction=False) as pipe:
+        for key in others:
+            pipe.zmscore(key, ids)
+        scores = pipe.execute()
+    return [pair for i, pair in enumerate(chunk) if all(found[i] is not None for found in scores)]
 
 
 def _smallest(redis: Redis, keys: dict[str, str]) -> str:

@@ -35,7 +35,7 @@ from workers.delivery.jobs import delivery_id_of
 from workers.delivery.lock import DeliveryLock
 from workers.delivery.replay import replay_dead_letter as replay_letter
 from workers.delivery.replay import replay_event
-from workers.event_index import EVENTS_INDEX, MAX_WALK, EventQuery, index_for, index_key, walk
+from workers.event_index import EVENTS_INDEX, MAX_WALK, EventQuery, in_every_index, index_for, index_key, walk
 from workers.ref_states import read_states
 from workers.routes_file import load_routes
 from workers.store import EventStore, text
@@ -228,10 +228,11 @@ def find_events(
     rows: list[dict[str, Any]] = []
     searched, last = 0, None
     for chunk in walk(redis, query, via, before, first=limit + 1):
-        records = store.summaries([event_id for event_id, _ in chunk])
-        for (_, score), record in zip(chunk, records, strict=True):
-            searched += 1
-            last = score
+        searched += len(chunk)
+        last = chunk[-1][1] if chunk else last
+        likely = in_every_index(redis, query, via, chunk)
+        records = store.summaries([event_id for event_id, _ in likely])
+        for (_, score), record in zip(likely, records, strict=True):
             if record is not None and query.matches(record):
                 rows.append(summary_row(record) | {"cursor": score})
                 if len(rows) > limit:
