@@ -9,10 +9,11 @@ STAMP  := $(VENV)/.installed
 # The venv holds exactly the versions requirements-dev.lock pins (the runtime ones are
 # requirements.lock's, which the container ships), checked against their hashes; then this
 # project itself, editable, with nothing resolved at install time.
-$(STAMP): pyproject.toml requirements.lock requirements-dev.lock
+$(STAMP): pyproject.toml requirements.lock requirements-dev.lock requirements-clients.lock
 	@echo "make: installing the locked versions into $(VENV) (the first time takes a minute or two)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	@$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-clients.lock
 	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .  # quiet: setuptools warns of every editable install
 	@touch $(STAMP)
 	@echo "make: $(VENV) is ready"
@@ -41,6 +42,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.console  # console pages and /cc.xml at 1k and 100k stored events
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy service workers config && $(BIN)/lint-imports

@@ -37,6 +37,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DAY = 24 * 3600
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 MIN_ADMIN_TOKEN_CHARS = 32
+MIN_FEED_TOKEN_CHARS = 16
 MAX_WEB_PROCESSES = 128
 # How much of the Redis server's certificate is checked: chain and host name, the chain alone
 # (a certificate that does not name the address used), or nothing (encrypted, not authenticated).
@@ -64,6 +65,9 @@ class Settings:
     log_format: str = "json"
     log_level: str = "INFO"
     admin_token: Secret | None = None
+    # the cctray feed's own read-only token (service/cctray.py); the console's session lifetime (service/console/)
+    feed_token: Secret | None = None
+    ui_session_seconds: int = 8 * 3600
     max_body_bytes: int = 1024 * 1024
     # what one web process takes from a client before it is authenticated (service/http_protocol.py)
     web_max_header_bytes: int = 32 * 1024
@@ -158,6 +162,10 @@ class Settings:
                 f"ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters (it guards replays of every event): "
                 "make one with `openssl rand -hex 32`"
             )
+        if self.feed_token is not None and len(str(self.feed_token)) < MIN_FEED_TOKEN_CHARS:
+            raise ConfigurationError(
+                f"FEED_TOKEN must be at least {MIN_FEED_TOKEN_CHARS} characters: make one with `openssl rand -hex 16`"
+            )
         check_api_url(self.circleci_api_url)
         self.check_redis()
 
@@ -223,7 +231,7 @@ class Settings:
     def secret_values(self) -> list[str]:
         """Every secret these settings hold, for the log redaction (config/logging.py)."""
         values = [str(s) for s in self.webhook_secrets]
-        values += [str(s) for s in (self.circle_token, self.admin_token) if s is not None]
+        values += [str(s) for s in (self.circle_token, self.admin_token, self.feed_token) if s is not None]
         raw = urlsplit(self.redis_url).password if self.redis_url else None
         passwords = {raw, unquote(raw)} if raw else set()  # as written in the URL, and as sent
         if self.redis_sentinel_password is not None:
@@ -389,6 +397,8 @@ VARIABLES: tuple[Variable, ...] = _vars(
     Variable("LOG_FORMAT", "log_format", "text", normalise=str.lower),
     Variable("LOG_LEVEL", "log_level", "text", normalise=str.upper),
     ("ADMIN_TOKEN", "admin_token", "secret"),
+    ("FEED_TOKEN", "feed_token", "secret"),
+    ("UI_SESSION_SECONDS", "ui_session_seconds", "int", 60, 30 * DAY),
     ("MAX_BODY_BYTES", "max_body_bytes", "int", 1, 64 * 1024 * 1024),
     ("WEB_MAX_HEADER_BYTES", "web_max_header_bytes", "int", 1024, 1024 * 1024),
     ("WEB_HEADER_TIMEOUT_SECONDS", "web_header_timeout_seconds", "float", 0.1, 300),

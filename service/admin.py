@@ -18,17 +18,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-import redis
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from config.errors import ConfigurationError, RedisUnavailable
+from config.errors import ConfigurationError
 from config.settings import Settings
 from service.errors import error_response
+from service.store_call import store_call as _call
 from workers import operations
-from workers.connection import connect
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 MAX_LIMIT = 1000
@@ -84,20 +82,6 @@ class Guarded:
 
 class BadRequest(ValueError):
     """A query parameter or body the admin API cannot use."""
-
-
-async def _call(request: Request, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a synchronous store call with a client of its own, in the thread pool."""
-    settings: Settings = request.app.state.settings
-
-    def run() -> Any:
-        with connect(settings) as client:
-            return func(client, settings, *args, **kwargs)
-
-    try:
-        return await run_in_threadpool(run)
-    except redis.RedisError:
-        raise RedisUnavailable("Redis is unavailable; retry later") from None
 
 
 def _limit(request: Request, default: int) -> int:

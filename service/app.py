@@ -18,7 +18,9 @@ from starlette.routing import BaseRoute, Route
 from config.clock import SYSTEM_CLOCK, Clock
 from config.settings import Settings
 from service.admin import admin_mount
+from service.cctray import cc_xml
 from service.client_limit import ClientLimit
+from service.console.pages import console_mount
 from service.errors import EXCEPTION_HANDLERS
 from service.health import healthz, metrics, readyz
 from service.intake import Intake
@@ -57,6 +59,9 @@ def create_app(
     ]
     if settings.admin_token is not None:  # without a token the admin routes do not exist at all
         routes.append(admin_mount(settings))
+        routes.append(console_mount(settings))
+    if settings.feed_token is not None:  # nor the cctray feed without its own
+        routes.append(Route("/cc.xml", cc_xml, methods=["GET"]))
     app = Starlette(
         routes=routes,
         middleware=[Middleware(RequestIdMiddleware)],

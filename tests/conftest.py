@@ -38,7 +38,7 @@ def down_async() -> AsyncRedis:
 
 
 # A folder of its own makes a layer; elsewhere, using the real Redis makes a test `integration`.
-FOLDER_LAYERS = ("e2e", "reliability")
+FOLDER_LAYERS = ("e2e", "reliability", "browser")
 LAYERS = ("unit", "integration", *FOLDER_LAYERS)
 
 

@@ -474,6 +474,7 @@ def transition_subject(event: EnrichedEvent, facts: VcsFacts) -> dict[str, Any] 
         "status": workflow["status"],
         "pipeline_number": event["pipeline"]["number"],
         "happened_at": event["happened_at"],
+        "web_url": workflow.get("url"),
     }
 
 

@@ -8,6 +8,12 @@
                                                     not delivered yet, unless forced)
     dead_letters(redis, settings, limit=)           newest first
     replay_dead_letter(redis, settings, delivery_id)
+    find_events(redis, settings, query, limit=, via=, before=)   one page of a filtered listing
+    branch_health(redis, settings, project=, ref=)   the transition state of every ref
+    purge_dead_letter(redis, settings, delivery_id)
+    replay_dead_letters(redis, settings, handler=, reason=)     bulk replay by filter
+    overview(redis, settings)                       events per minute, outcomes, queues, workers
+    event_document(redis, settings, event_id)       the record and the stored enriched event
 
 What they return is what the CLI's `--json` and the admin API show, one shape for both:
 deliveries are objects (`handler`, `outcome`, `attempts`, ...) and every time is ISO 8601 text
@@ -17,21 +23,25 @@ process runs them in its thread pool.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from redis import Redis
+from rq import Worker
 
 from config.errors import CircleCIEventsError, ConfigurationError
 from config.settings import Settings
-from workers.delivery.dead_letters import UNDECODABLE, DeadLetter, DeadLetters
+from workers.delivery.dead_letters import DEAD_INDEX, UNDECODABLE, DeadLetter, DeadLetters
 from workers.delivery.jobs import delivery_id_of
 from workers.delivery.lock import DeliveryLock
 from workers.delivery.replay import replay_dead_letter as replay_letter
 from workers.delivery.replay import replay_event
+from workers.event_index import EVENTS_INDEX, MAX_WALK, EventQuery, in_every_index, index_for, index_key, walk
 from workers.message import Message
+from workers.ref_states import read_states
 from workers.routes_file import load_routes
-from workers.store import EventStore
+from workers.store import EventStore, text
 from workers.timestamps import iso_time
 
 # With a status filter, at most this many recent events are read to find `limit` matches.
@@ -221,3 +231,108 @@ def replay_dead_letter(redis: Redis, settings: Settings, delivery_id: str) -> st
     if job_id is None:
         raise NotFound(f"no dead letter {delivery_id!r} (replayed, purged or expired)")
     return job_id
+
+
+def find_events(
+    redis: Redis,
+    settings: Settings,
+    query: EventQuery,
+    *,
+    limit: int = 50,
+    via: str | None = None,
+    before: float | None = None,
+) -> dict[str, Any]:
+    """One page of the events matching `query`, newest first, through the worker's indexes
+    (workers/event_index.py): `rows`, `next` ({via, before} for the next page, None at the end)
+    and `searched` (how many candidates were read; at most MAX_WALK per page)."""
+    store = store_of(redis, settings)
+    via = index_for(redis, query, via)
+    rows: list[dict[str, Any]] = []
+    searched, last = 0, None
+    for chunk in walk(redis, query, via, before, first=limit + 1):
+        searched += len(chunk)
+        last = chunk[-1][1] if chunk else last
+        likely = in_every_index(redis, query, via, chunk)
+        records = store.summaries([event_id for event_id, _ in likely])
+        for (_, score), record in zip(likely, records, strict=True):
+            if record is not None and query.matches(record):
+                rows.append(summary_row(record) | {"cursor": score})
+                if len(rows) > limit:
+                    return {"rows": rows[:limit], "next": {"via": via, "before": rows[limit - 1]["cursor"]},
+                            "searched": searched}  # fmt: skip
+    exhausted = searched < MAX_WALK
+    page_end = None if exhausted or last is None else {"via": via, "before": last}
+    return {"rows": rows, "next": page_end, "searched": searched}
+
+
+def branch_health(
+    redis: Redis, settings: Settings, *, project: str | None = None, ref: str | None = None
+) -> list[dict[str, Any]]:
+    """The transition state of every (project, ref, workflow) the worker keeps, as plain data."""
+    return [state.to_dict() for state in read_states(redis, project=project, ref=ref)]
+
+
+def purge_dead_letter(redis: Redis, settings: Settings, delivery_id: str) -> None:
+    """Forget a dead letter without sending it; NotFound when there is none."""
+    if not letters_of(redis, settings).remove(delivery_id):
+        raise NotFound(f"no dead letter {delivery_id!r} (replayed, purged or expired)")
+
+
+def replay_dead_letters(
+    redis: Redis, settings: Settings, *, handler: str | None = None, reason: str | None = None
+) -> dict[str, list[str]]:
+    """Queue again every dead letter of `handler` and/or with `reason` (all of them when neither is
+    given): `queued` delivery ids, and `skipped` ones that cannot be replayed or went meanwhile."""
+    queued, skipped = [], []
+    for letter in letters_of(redis, settings).list(limit=ALL):
+        if (handler and letter.handler != handler) or (reason and letter.reason != reason):
+            continue
+        try:
+            replay_dead_letter(redis, settings, letter.delivery_id)
+        except (NotFound, NotReplayable):
+            skipped.append(letter.delivery_id)
+        else:
+            queued.append(letter.delivery_id)
+    return {"queued": queued, "skipped": skipped}
+
+
+def overview(redis: Redis, settings: Settings, *, now: float | None = None) -> dict[str, Any]:
+    """The numbers an operator glances at: events received in the last minute and hour, handler
+    outcomes of the last hour (from the outcome indexes), dead letters, queue depths, and the live
+    RQ workers with their last heartbeat."""
+    now = time.time() if now is None else now
+    hour = now - 3600
+    outcomes = ("delivered", "retrying", "dead_lettered", "rejected", "queued")
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.zcount(EVENTS_INDEX, now - 60, "+inf")
+        pipe.zcount(EVENTS_INDEX, hour, "+inf")
+        for outcome in outcomes:
+            pipe.zcount(index_key("outcome", outcome), hour, "+inf")
+        pipe.zcard(DEAD_INDEX)
+        pipe.smembers("rq:queues")
+        minute, last_hour, *counts, dead, queues = pipe.execute()
+    with redis.pipeline(transaction=False) as pipe:
+        names = sorted(text(q) for q in queues)
+        for name in names:
+            pipe.llen(name)
+        depths = pipe.execute()
+    workers = [
+        {"name": w.name, "state": w.get_state(), "last_heartbeat": iso_time(w.last_heartbeat.timestamp())
+         if w.last_heartbeat else None}
+        for w in Worker.all(connection=redis)
+    ]  # fmt: skip
+    return {
+        "events_last_minute": int(minute),
+        "events_last_hour": int(last_hour),
+        "outcomes_last_hour": dict(zip(outcomes, (int(c) for c in counts), strict=True)),
+        "dead_letters": int(dead),
+        "queues": {name.removeprefix("rq:queue:"): int(d) for name, d in zip(names, depths, strict=True)},
+        "workers": sorted(workers, key=lambda w: w["name"]),
+    }
+
+
+def event_document(redis: Redis, settings: Settings, event_id: str) -> dict[str, Any]:
+    """What the console's event page shows: `record` (event_record's) and `event`, the stored
+    enriched event (what CircleCI sent plus what the enrichment added; None once it has expired)."""
+    record = event_record(redis, settings, event_id)
+    return {"record": record, "event": store_of(redis, settings).load(event_id)}

@@ -3,12 +3,13 @@
 Keys (all expire `ttl` seconds after the event was stored):
 
     cie:event:<event_id>      string  the enriched event as JSON; delivery jobs read it back
-    cie:record:<event_id>     hash    received_at, event_type, project, branch, workflow, status,
+    cie:record:<event_id>     hash    received_at, event_type, project, branch, workflow, pipeline_number, status,
                                       transition, enrichment, duplicates, handlers, and per handler
                                       `<handler>|outcome`, `|attempts`, `|first_attempt_at`,
                                       `|last_attempt_at`, `|last_status`
     cie:attempts:<event_id>   list    one JSON entry per delivery attempt, oldest first
     cie:events                zset    event ids scored by receipt time (epoch seconds), for listing
+    cie:idx:...                       the console's filter indexes (workers/event_index.py)
 
 `EventStore.record(event_id)` answers "what happened to event X and who was told".
 """
@@ -22,6 +23,7 @@ from typing import Any
 from redis import Redis
 
 from config.clock import SYSTEM_CLOCK, Clock
+from workers import event_index
 from workers.timestamps import parse_time
 
 EVENT_PREFIX = "cie:event:"
@@ -59,11 +61,14 @@ class EventStore:
             pipe.hset(record_key, mapping=summary)
             pipe.expire(record_key, self.ttl)
             pipe.zadd(EVENTS_INDEX, {event_id: received})
+            event_index.add(pipe, event_id, _indexed(summary), score=received, ttl=self.ttl, now=self.clock.now())
             pipe.execute()
 
     def trim(self) -> int:
         """Drop index entries of events past their TTL (the worker's maintenance); how many."""
-        return int(self.redis.zremrangebyscore(EVENTS_INDEX, 0, self.clock.now() - self.ttl))
+        now = self.clock.now()
+        event_index.trim(self.redis, ttl=self.ttl, now=now)
+        return int(self.redis.zremrangebyscore(EVENTS_INDEX, 0, now - self.ttl))
 
     def load(self, event_id: str) -> dict[str, Any] | None:
         """The stored enriched event, or None once it has expired."""
@@ -104,12 +109,17 @@ class EventStore:
             pipe.rpush(ATTEMPTS_PREFIX + event_id, json.dumps(entry))
             pipe.expire(key, self.ttl)
             pipe.expire(ATTEMPTS_PREFIX + event_id, self.ttl)
+            event_index.add(pipe, event_id, {"outcome": outcome}, score=now, ttl=self.ttl, now=now)
             attempts = pipe.execute()[0]
         return int(attempts)
 
     def record_outcome(self, event_id: str, handler: str, outcome: str) -> None:
         """Set a handler's outcome without an attempt (queued, skipped_duplicate, replayed)."""
-        self.redis.hset(RECORD_PREFIX + event_id, f"{handler}|outcome", outcome)
+        now = self.clock.now()
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(RECORD_PREFIX + event_id, f"{handler}|outcome", outcome)
+            event_index.add(pipe, event_id, {"outcome": outcome}, score=now, ttl=self.ttl, now=now)
+            pipe.execute()
 
     def handler_state(self, event_id: str, handler: str) -> dict[str, Any]:
         """One handler's fields of the record: outcome, attempts, first/last attempt, last status."""
@@ -118,25 +128,20 @@ class EventStore:
 
     def record(self, event_id: str) -> dict[str, Any] | None:
         """What happened to the event: summary, duplicates, handlers with outcomes, attempts."""
-        raw = self.redis.hgetall(RECORD_PREFIX + event_id)
-        if not raw:
+        summary = _parsed(event_id, self.redis.hgetall(RECORD_PREFIX + event_id))
+        if summary is None:
             return None
-        fields = {text(k): text(v) for k, v in raw.items()}
-        per_handler: dict[str, dict[str, Any]] = {}
-        summary: dict[str, Any] = {"event_id": event_id}
-        for name, value in fields.items():
-            handler, sep, field = name.rpartition("|")
-            if sep:
-                per_handler.setdefault(handler, {})[field] = value
-            elif name in ("transition", "enrichment", "handlers"):
-                summary[name] = json.loads(value)
-            else:
-                summary[name] = value
-        summary["duplicates"] = int(summary.get("duplicates", 0))
-        summary["deliveries"] = {h: _handler_fields(v) for h, v in sorted(per_handler.items())}
         attempts = self.redis.lrange(ATTEMPTS_PREFIX + event_id, 0, -1)
         summary["attempts"] = [json.loads(a) for a in attempts]
         return summary
+
+    def summaries(self, event_ids: list[str]) -> list[dict[str, Any] | None]:
+        """The records of `event_ids` without their attempts, in one round trip; None for an expired one."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for event_id in event_ids:
+                pipe.hgetall(RECORD_PREFIX + event_id)
+            raws = pipe.execute()
+        return [_parsed(event_id, raw) for event_id, raw in zip(event_ids, raws, strict=True)]
 
     def ids_starting(self, prefix: str) -> list[str]:
         """Stored event ids that start with `prefix`, newest first (a walk of the index: for
@@ -168,6 +173,45 @@ def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _parsed(event_id: str, raw: dict[Any, Any]) -> dict[str, Any] | None:
+    """A record hash as a summary with its deliveries per handler; None for an empty hash."""
+    if not raw:
+        return None
+    fields = {text(k): text(v) for k, v in raw.items()}
+    per_handler: dict[str, dict[str, Any]] = {}
+    summary: dict[str, Any] = {"event_id": event_id}
+    for name, value in fields.items():
+        handler, sep, field = name.rpartition("|")
+        if sep:
+            per_handler.setdefault(handler, {})[field] = value
+        elif name in ("transition", "enrichment", "handlers"):
+            summary[name] = json.loads(value)
+        else:
+            summary[name] = value
+    summary["duplicates"] = int(summary.get("duplicates", 0))
+    summary["deliveries"] = {h: _handler_fields(v) for h, v in sorted(per_handler.items())}
+    return summary
+
+
+def _indexed(summary: dict[str, Any]) -> dict[str, Any]:
+    """The record's values the console filters on, by index field (workers/event_index.py)."""
+    transition = event_index_kind(summary.get("transition"))
+    return {
+        "project": summary.get("project"),
+        "branch": summary.get("branch") or summary.get("tag"),
+        "workflow": summary.get("workflow"),
+        "status": summary.get("status"),
+        "transition": transition,
+        "pipeline": summary.get("pipeline_number"),
+    }
+
+
+def event_index_kind(transition_json: Any) -> str | None:
+    """The transition kind out of the record's JSON `transition` field."""
+    data = json.loads(transition_json) if isinstance(transition_json, str) else None
+    return data.get("kind") if isinstance(data, dict) else None
+
+
 def _summary(event: dict[str, Any]) -> dict[str, Any]:
     vcs = event.get("vcs") or {}
     subject = event.get("job") or event.get("workflow") or {}
@@ -179,6 +223,7 @@ def _summary(event: dict[str, Any]) -> dict[str, Any]:
         "branch": vcs.get("branch"),
         "tag": vcs.get("tag"),
         "workflow": (event.get("workflow") or {}).get("name"),
+        "pipeline_number": (event.get("pipeline") or {}).get("number"),
         "name": subject.get("name"),
         "status": event.get("status") or subject.get("status"),
         "transition": json.dumps(event.get("transition")),

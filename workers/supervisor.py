@@ -49,6 +49,7 @@ from workers.context import WorkerContext, install
 from workers.durability import ensure_durable
 from workers.lease import Leases
 from workers.reaper import Reaper, requeue_running
+from workers.ref_states import trim_states
 from workers.routing import Routing
 from workers.store import EventStore
 from workers.worker import JobQueue, Worker, build_worker
@@ -167,7 +168,8 @@ class Supervisor:
                     self.reaper.run()
                 if self._is_due("maintenance", self.settings.worker_maintenance_interval_seconds):
                     self.workers[0].clean_registries()  # type: ignore[no-untyped-call]
-                    EventStore(self.redis, ttl=self.settings.enriched_event_ttl_seconds).trim()
+                    EventStore(self.redis, ttl=self.settings.enriched_event_ttl_seconds, clock=self.clock).trim()
+                    trim_states(self.redis, ttl=self.settings.transition_ttl_seconds, now=self.clock.now())
         except Exception as exc:  # Redis away, or a bug: the next tick tries again
             self._upkeep_failed(exc)
         else:

@@ -41,6 +41,10 @@ from config.errors import ConfigurationError, RedisUnavailable
 from workers.timestamps import parse_time
 
 KEY_PREFIX = "cie:transition:"
+# Every state's key scored by when it was last written (epoch seconds), for the console's branch
+# grid and the cctray feed: they read this instead of scanning the keyspace. Entries past the TTL
+# are trimmed by the worker's maintenance (`trim_states`); an entry whose hash expired is skipped.
+STATES_INDEX = "cie:transitions"
 DEFAULT_TTL_SECONDS = 90 * 24 * 3600
 SUCCESS = "success"
 CANCELED = "canceled"
@@ -49,8 +53,9 @@ UNCHANGED_KINDS = (CANCELED, "stale")
 KINDS = ("first_seen", "passing", "broken", "fixed", "still_failing", *UNCHANGED_KINDS)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# KEYS: the state hash. ARGV: status, pipeline number, happened_at in epoch microseconds
-# (the order within a pipeline), happened_at as sent, TTL seconds, and "peek" to write nothing.
+# KEYS: the state hash, the index of states. ARGV: status, pipeline number, happened_at in epoch
+# microseconds (the order within a pipeline), happened_at as sent, TTL seconds, "peek" to write
+# nothing, and the workflow's web URL ("" when unknown).
 # Returns {kind, previous status, previous pipeline number, failing since pipeline number,
 # failing since (happened_at), failed pipelines}; a missing value is false (nil in Python).
 RECORD_LUA = """
@@ -89,6 +94,14 @@ if ARGV[6] == 'peek' then
 end
 local fields = {'status', status, 'pipeline_number', ARGV[2], 'order', ARGV[3], 'happened_at', ARGV[4],
                 'kind', kind}
+if ARGV[7] ~= '' then
+  fields[#fields + 1] = 'web_url'
+  fields[#fields + 1] = ARGV[7]
+end
+if status == 'success' then
+  fields[#fields + 1] = 'last_success_number'
+  fields[#fields + 1] = ARGV[2]
+end
 if prev[1] then
   for _, v in ipairs({'previous_status', prev[1], 'previous_pipeline_number', prev[2]}) do
     fields[#fields + 1] = v
@@ -103,6 +116,7 @@ else
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[2], redis.call('TIME')[1], KEYS[1])
 return {kind, prev[1], prev[2], since_number, since_at, failed}
 """
 
@@ -187,6 +201,7 @@ class TransitionStore:
         pipeline_number: int,
         happened_at: str,
         peek: bool = False,
+        web_url: str | None = None,
     ) -> Transition:
         """Compare `status` with the stored state and store it when this event is the newest;
         with `peek`, only say what the transition would be and write nothing (`preview`).
@@ -201,8 +216,9 @@ class TransitionStore:
         moment = parse_time(happened_at)
         order = 0 if moment is None else (moment - EPOCH) // timedelta(microseconds=1)
         args: list[str | int] = [status, int(pipeline_number), order, happened_at, self._ttl, "peek" if peek else ""]
+        args.append(web_url or "")
         try:
-            answer = self._script(keys=[transition_key(project, ref, workflow)], args=args)
+            answer = self._script(keys=[transition_key(project, ref, workflow), STATES_INDEX], args=args)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             doing = "reading" if peek else "recording"
             raise RedisUnavailable(f"Redis did not answer while {doing} a transition: {exc}") from exc

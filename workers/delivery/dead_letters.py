@@ -112,8 +112,11 @@ class DeadLetters:
     def list(self, *, limit: int = 100) -> list[DeadLetter]:
         """The newest dead letters first."""
         ids = self.redis.zrevrange(DEAD_INDEX, 0, limit - 1)
-        letters = [self.get(text(i)) for i in ids]
-        return [letter for letter in letters if letter is not None]
+        with self.redis.pipeline(transaction=False) as pipe:  # one round trip, not one per letter
+            for delivery_id in ids:
+                pipe.hgetall(DEAD_PREFIX + text(delivery_id))
+            raws = pipe.execute()
+        return [DeadLetter.from_hash(raw) for raw in raws if raw]
 
 
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:

@@ -1,0 +1,92 @@
+"""The console's session: a signed cookie, nothing kept on the server (web processes keep no state).
+
+    cie_session = base64url(JSON {"exp": epoch seconds, "csrf": 32 hex}) "." hex(HMAC-SHA256)
+
+The key is derived from ADMIN_TOKEN, so changing the token ends every session. The cookie is
+HttpOnly, SameSite=Strict, Path=/ui, Secure when the request came over https, and lives
+UI_SESSION_SECONDS; an expired, altered or foreign cookie is no session. Every state-changing
+form carries the session's `csrf` value, compared in constant time (`csrf_ok`).
+
+Failed logins are counted per client address in this process (`LoginLimit`): after BURST
+failures, one more attempt per REFILL_SECONDS; each failure is logged without the token given.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+from config.clock import SYSTEM_CLOCK, Clock
+from service.client_limit import ClientLimit
+
+COOKIE = "cie_session"
+PATH = "/ui"
+BURST = 5
+REFILL_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Session:
+    expires: float
+    csrf: str
+
+
+class SessionSigner:
+    """Issues and reads session cookies with a key derived from the admin token."""
+
+    def __init__(self, admin_token: str, *, lifetime: int) -> None:
+        self.key = hmac.new(admin_token.encode(), b"circleci-events console session", hashlib.sha256).digest()
+        self.admin_token = admin_token.encode()
+        self.lifetime = lifetime
+
+    def token_matches(self, given: str) -> bool:
+        return hmac.compare_digest(given.strip().encode(), self.admin_token)
+
+    def issue(self, *, now: float | None = None) -> tuple[str, Session]:
+        session = Session(expires=(time.time() if now is None else now) + self.lifetime, csrf=secrets.token_hex(16))
+        payload = base64.urlsafe_b64encode(json.dumps({"exp": session.expires, "csrf": session.csrf}).encode())
+        return f"{payload.decode()}.{self._sign(payload)}", session
+
+    def read(self, cookie: str | None, *, now: float | None = None) -> Session | None:
+        """The session a cookie holds; None when absent, altered, malformed or expired."""
+        if not cookie or "." not in cookie:
+            return None
+        payload, _, signature = cookie.rpartition(".")
+        if not hmac.compare_digest(signature, self._sign(payload.encode())):
+            return None
+        try:
+            data = json.loads(base64.urlsafe_b64decode(payload.encode()))
+            session = Session(expires=float(data["exp"]), csrf=str(data["csrf"]))
+        except (binascii.Error, ValueError, KeyError, TypeError):
+            return None
+        return session if session.expires > (time.time() if now is None else now) else None
+
+    def _sign(self, payload: bytes) -> str:
+        return hmac.new(self.key, payload, hashlib.sha256).hexdigest()
+
+
+def csrf_ok(session: Session, given: object) -> bool:
+    return isinstance(given, str) and hmac.compare_digest(given.encode(), session.csrf.encode())
+
+
+class LoginLimit:
+    """Failed logins per client address: BURST, then one per REFILL_SECONDS."""
+
+    def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.buckets = ClientLimit(burst=BURST, per_second=1 / REFILL_SECONDS, clock=clock)
+
+    def blocked_for(self, client: str) -> float:
+        """Seconds until `client` may try again; 0 when it may now (a try costs nothing until it fails)."""
+        wait = self.buckets.take(client)
+        if wait == 0:
+            self.buckets.charge(client, -1)  # only a failure pays
+        return wait
+
+    def failed(self, client: str) -> None:
+        self.buckets.charge(client, 1)

@@ -1,0 +1,261 @@
+"""The console under /ui: absent without ADMIN_TOKEN; a login form, a signed expiring session and a
+CSRF token on every post; pages that read through workers/operations.py, escape what CircleCI
+sent and say so when Redis is away."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from config.settings import Settings
+from service.app import create_app
+from service.console.session import BURST, COOKIE, LoginLimit, SessionSigner
+from tests.clock import FakeClock
+from tests.conftest import SECRET
+from tests.service.delivery_flow import DeliveryFlow
+from workers.delivery.dead_letters import DeadLetter, DeadLetters
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "admin-token-value-of-at-least-32-characters"
+XSS = "<img src=x onerror=alert(1)>"
+PAGES = ["/ui/", "/ui/events", "/ui/dead-letters", "/ui/branches", "/ui/config"]
+
+
+@pytest.fixture
+def flow(redis_url: str, tmp_path: Path) -> Iterator[DeliveryFlow]:
+    with DeliveryFlow(redis_url, tmp_path) as flow:
+        yield flow
+
+
+def app_client(env: dict[str, str], **extra: str) -> TestClient:
+    settings = Settings.from_environ({"CIRCLECI_WEBHOOK_SECRETS": SECRET, "ADMIN_TOKEN": TOKEN, **env, **extra})
+    return TestClient(create_app(settings), raise_server_exceptions=False, base_url="https://testserver")
+
+
+@pytest.fixture
+def anonymous(flow: DeliveryFlow) -> Iterator[TestClient]:
+    with app_client(flow.env) as client:
+        yield client
+
+
+@pytest.fixture
+def console(anonymous: TestClient) -> TestClient:
+    login(anonymous)
+    return anonymous
+
+
+def login(client: TestClient, token: str = TOKEN) -> object:
+    return client.post("/ui/login", data={"token": token, "next": "/ui/events"}, follow_redirects=False)
+
+
+def csrf(client: TestClient, page: str = "/ui/") -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get(page).text)
+    assert found, "every page carries the session's CSRF token"
+    return found.group(1)
+
+
+def test_without_admin_token_there_is_no_console(flow: DeliveryFlow) -> None:
+    settings = Settings.from_environ({"CIRCLECI_WEBHOOK_SECRETS": SECRET, **flow.env})
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/ui/login").status_code == 404
+        assert client.get("/ui/").status_code == 404
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_without_a_session_a_page_sends_to_the_login_form_and_shows_nothing(anonymous: TestClient, page: str) -> None:
+    answer = anonymous.get(page, follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/ui/login?next=")
+    assert answer.text == ""
+
+
+def test_login_sets_a_strict_httponly_secure_expiring_cookie(anonymous: TestClient) -> None:
+    answer = login(anonymous)
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui/events"
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=")
+    for attribute in ("HttpOnly", "SameSite=strict", "Secure", "Path=/ui", "Max-Age=28800"):
+        assert attribute.lower() in cookie.lower()
+    assert TOKEN not in cookie
+    assert anonymous.get("/ui/events").status_code == 200
+
+
+def test_over_plain_http_the_cookie_is_not_secure(flow: DeliveryFlow) -> None:
+    with app_client(flow.env) as client:
+        client.base_url = client.base_url.copy_with(scheme="http")
+        assert "secure" not in login(client).headers["set-cookie"].lower()
+
+
+def test_a_wrong_token_is_refused_and_logged_without_the_token(anonymous: TestClient) -> None:
+    with pytest.MonkeyPatch.context():
+        from structlog.testing import capture_logs
+
+        with capture_logs() as logs:
+            answer = login(anonymous, "x" * 40)
+    assert answer.status_code == 401 and "not the admin token" in answer.text
+    assert "set-cookie" not in answer.headers
+    assert [e["event"] for e in logs] == ["console_login_failed"]
+    assert "x" * 40 not in str(logs)
+
+
+def test_failed_logins_are_rate_limited_per_client() -> None:
+    clock = FakeClock()
+    limit = LoginLimit(clock=clock)
+    for _ in range(BURST):
+        assert limit.blocked_for("10.0.0.1") == 0
+        limit.failed("10.0.0.1")
+    assert limit.blocked_for("10.0.0.1") > 0
+    assert limit.blocked_for("10.0.0.2") == 0  # another client is not held back
+    clock.advance(31)
+    assert limit.blocked_for("10.0.0.1") == 0
+
+
+def test_the_login_form_answers_429_once_the_limit_is_reached(anonymous: TestClient) -> None:
+    answers = [login(anonymous, "wrong-" * 8).status_code for _ in range(BURST + 1)]
+    assert answers == [401] * BURST + [429]
+    assert login(anonymous).status_code == 429  # even the right token waits: guessing is not rewarded
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    ["", "garbage", "e30.0000", "tampered"],
+    ids=["empty", "garbage", "bad-signature", "tampered"],
+)
+def test_a_forged_or_altered_session_is_no_session(anonymous: TestClient, cookie: str) -> None:
+    if cookie == "tampered":
+        issued, _ = SessionSigner(TOKEN, lifetime=60).issue()
+        payload, _, signature = issued.rpartition(".")
+        cookie = payload[:-2] + "AA." + signature
+    anonymous.cookies.set(COOKIE, cookie, path="/ui")
+    assert anonymous.get("/ui/events", follow_redirects=False).status_code == 303
+
+
+def test_an_expired_session_is_no_session() -> None:
+    signer = SessionSigner(TOKEN, lifetime=60)
+    cookie, _ = signer.issue(now=1000.0)
+    assert signer.read(cookie, now=1059.0) is not None
+    assert signer.read(cookie, now=1061.0) is None
+    assert SessionSigner("another-admin-token-of-32-characters!!", lifetime=60).read(cookie, now=1001.0) is None
+
+
+@pytest.mark.parametrize("token", [None, "", "0" * 32], ids=["missing", "empty", "wrong"])
+def test_a_post_without_the_right_csrf_token_is_403_and_does_nothing(
+    console: TestClient, flow: DeliveryFlow, token: str | None
+) -> None:
+    letters = DeadLetters(flow.redis, ttl=3600)
+    letters.put(DeadLetter("e1:ops", "e1", "ops", "rejected", dead_at=time.time()))
+    data = {} if token is None else {"csrf": token}
+    answer = console.post("/ui/dead-letters/e1:ops/purge", data=data, follow_redirects=False)
+    assert answer.status_code == 403 and "CSRF" in answer.text
+    assert letters.get("e1:ops") is not None
+
+
+def test_a_post_with_an_expired_session_is_403_and_does_nothing(anonymous: TestClient, flow: DeliveryFlow) -> None:
+    letters = DeadLetters(flow.redis, ttl=3600)
+    letters.put(DeadLetter("e1:ops", "e1", "ops", "rejected", dead_at=time.time()))
+    answer = anonymous.post("/ui/dead-letters/e1:ops/purge", data={"csrf": "0" * 32}, follow_redirects=False)
+    assert answer.status_code == 403 and "log in again" in answer.text
+    assert letters.get("e1:ops") is not None
+
+
+def test_purge_with_the_csrf_token_forgets_the_letter(console: TestClient, flow: DeliveryFlow) -> None:
+    letters = DeadLetters(flow.redis, ttl=3600)
+    letters.put(DeadLetter("e1:ops", "e1", "ops", "rejected", dead_at=time.time()))
+    assert "Purge this dead letter?" in console.get("/ui/dead-letters/e1:ops/purge").text
+    answer = console.post("/ui/dead-letters/e1:ops/purge", data={"csrf": csrf(console)}, follow_redirects=False)
+    assert answer.status_code == 303 and letters.get("e1:ops") is None
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/ui/events/no-such-event/replay", "no enriched event 'no-such-event'"),
+        ("/ui/dead-letters/no-such:ops/replay", "no dead letter 'no-such:ops'"),
+        ("/ui/dead-letters/no-such:ops/purge", "no dead letter 'no-such:ops'"),
+    ],
+)
+def test_acting_on_an_id_that_does_not_exist_is_404(console: TestClient, path: str, message: str) -> None:
+    answer = console.post(path, data={"csrf": csrf(console)})
+    assert answer.status_code == 404
+    assert message.replace("'", "&#39;") in answer.text
+
+
+def test_a_missing_event_page_is_404(console: TestClient) -> None:
+    assert console.get("/ui/events/nope").status_code == 404
+
+
+def test_every_answer_carries_the_security_headers(console: TestClient) -> None:
+    for page in [*PAGES, "/ui/login", "/ui/static/console.css"]:
+        headers = console.get(page).headers
+        assert headers["content-security-policy"].startswith("default-src 'self'; frame-ancestors 'none'")
+        assert headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_loads(console: TestClient, flow: DeliveryFlow, page: str) -> None:
+    flow.deliver(flow.event())
+    assert console.get(page).status_code == 200
+
+
+def test_events_filter_and_page_newest_first(console: TestClient, flow: DeliveryFlow) -> None:
+    failed = [flow.deliver(flow.event()) for _ in range(3)]
+    passed = flow.deliver(flow.event(status="success"))
+    page = console.get("/ui/events", params={"status": "failed"}).text
+    assert all(e["event_id"] in page for e in failed) and passed["event_id"] not in page
+    ids = re.findall(r'href="/ui/events/([0-9a-f-]{36})"', page)
+    assert ids == [e["event_id"] for e in reversed(failed)]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["<script>", "' OR 1=1 --", "a*b?[c]\\", "%00", "ü/ä:ß", "x" * 200, "\u202e"],
+    ids=["tag", "quote", "glob", "nul", "unicode", "long", "bidi"],
+)
+def test_filters_with_odd_characters_find_nothing_and_break_nothing(console: TestClient, value: str) -> None:
+    for name in ("project", "branch", "status", "outcome", "id_prefix", "pipeline"):
+        answer = console.get("/ui/events", params={name: value})
+        assert answer.status_code == 200
+        assert "No event matches" in answer.text and "<script>" not in answer.text
+
+
+def test_too_long_filters_and_a_bad_cursor_are_400(console: TestClient) -> None:
+    assert console.get("/ui/events", params={"project": "x" * 201}).status_code == 400
+    assert console.get("/ui/events", params={"before": "yesterday"}).status_code == 400
+
+
+def test_what_circleci_sent_is_shown_as_text(console: TestClient, flow: DeliveryFlow) -> None:
+    event = flow.event()
+    event["vcs"] = {**event["vcs"], "commit_subject": XSS, "branch": XSS}
+    event["failed_jobs"][0]["name"] = XSS
+    event["failed_jobs"][0]["failed_step"] = {"name": XSS, "exit_code": 1, "status": "failed", "log_tail": XSS}
+    flow.deliver(event)
+    for page in (f"/ui/events/{event['event_id']}", "/ui/events"):
+        text = console.get(page).text
+        assert XSS not in text
+        assert "&lt;img src=x onerror=alert(1)&gt;" in text
+
+
+def test_the_event_page_shows_attempts_and_replays_one_handler(console: TestClient, flow: DeliveryFlow) -> None:
+    event = flow.deliver(flow.event())
+    page = console.get(f"/ui/events/{event['event_id']}").text
+    assert page.count('class="attempt') == 2  # ops and audit, one attempt each
+    answer = console.post(
+        f"/ui/events/{event['event_id']}/replay", data={"csrf": csrf(console), "handler": "ops"}, follow_redirects=False
+    )
+    assert answer.status_code == 303
+    assert "Queued again" in console.get(answer.headers["location"]).text
+
+
+def test_redis_down_shows_a_banner_and_no_stack_trace(flow: DeliveryFlow) -> None:
+    with app_client(flow.env, REDIS_URL="redis://127.0.0.1:1") as client:
+        login(client)
+        for page in PAGES[:-1]:
+            answer = client.get(page)
+            assert answer.status_code == 503
+            assert "Redis is not answering" in answer.text and "Traceback" not in answer.text

@@ -1,0 +1,116 @@
+"""The console's event indexes: kept as events are stored and attempted, read newest first a page at
+a time, every candidate checked against its record, and trimmed with the events."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import redis
+
+from config.settings import Settings
+from tests.conftest import SECRET, load_fixture
+from workers import operations
+from workers.event_index import IDS, KEYS, MAX_WALK, EventQuery, index_key
+from workers.store import EventStore
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(redis: redis.Redis) -> redis.Redis:  # the real Redis (tests/workers/conftest.py)
+    return redis
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return Settings.from_environ({"REDIS_URL": redis_url, "CIRCLECI_WEBHOOK_SECRETS": SECRET})
+
+
+def store_event(store: EventStore, n: int, **changes: object) -> dict:
+    event = load_fixture("enriched/workflow-completed.failed.json")
+    received = datetime.fromtimestamp(1_800_000_000 + n, UTC).isoformat()
+    event |= {"event_id": f"{n:04d}-{uuid.uuid4()}", "received_at": received}
+    event["pipeline"] = {**event["pipeline"], "number": n}
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        event[section] = {**event[section], name: value} if name else value
+    store.save(event, handlers=["ops"])
+    return event
+
+
+def ids(page: dict) -> list[str]:
+    return [row["event_id"] for row in page["rows"]]
+
+
+def find(client: redis.Redis, settings: Settings, **kw: object) -> dict:
+    limit = kw.pop("limit", 50)
+    via, before = kw.pop("via", None), kw.pop("before", None)
+    return operations.find_events(client, settings, EventQuery(**kw), limit=limit, via=via, before=before)
+
+
+def test_every_filter_finds_exactly_its_events(client: redis.Redis, settings: Settings) -> None:
+    store = EventStore(client, ttl=3600 * 24 * 365 * 10)
+    a = store_event(store, 1)
+    b = store_event(store, 2, status="success", vcs__branch="dev")
+    c = store_event(store, 3, project__slug="gh/acme/other", workflow__name="deploy")
+    store.record_attempt(b["event_id"], "ops", outcome="delivered")
+    store.record_attempt(c["event_id"], "ops", outcome="dead_lettered")
+    assert ids(find(client, settings)) == [c["event_id"], b["event_id"], a["event_id"]]
+    assert ids(find(client, settings, status="success")) == [b["event_id"]]
+    assert ids(find(client, settings, branch="dev")) == [b["event_id"]]
+    assert ids(find(client, settings, project="gh/acme/other")) == [c["event_id"]]
+    assert ids(find(client, settings, workflow="deploy")) == [c["event_id"]]
+    assert ids(find(client, settings, outcome="dead_lettered")) == [c["event_id"]]
+    assert ids(find(client, settings, pipeline="2")) == [b["event_id"]]
+    assert ids(find(client, settings, id_prefix="0001-")) == [a["event_id"]]
+    assert ids(find(client, settings, status="failed", branch="dev")) == []
+
+
+def test_an_outcome_that_changed_is_not_found_under_the_old_one(client: redis.Redis, settings: Settings) -> None:
+    store = EventStore(client, ttl=3600 * 24 * 365 * 10)
+    event = store_event(store, 1)
+    store.record_attempt(event["event_id"], "ops", outcome="retrying")
+    store.record_attempt(event["event_id"], "ops", outcome="delivered")
+    assert ids(find(client, settings, outcome="retrying")) == []  # the index still lists it; the record decides
+    assert ids(find(client, settings, outcome="delivered")) == [event["event_id"]]
+
+
+def test_pages_follow_each_other_without_gaps_or_repeats(client: redis.Redis, settings: Settings) -> None:
+    store = EventStore(client, ttl=3600 * 24 * 365 * 10)
+    events = [store_event(store, n) for n in range(1, 13)]
+    seen: list[str] = []
+    page = find(client, settings, status="failed", limit=5)
+    while True:
+        seen += ids(page)
+        if page["next"] is None:
+            break
+        page = find(client, settings, status="failed", limit=5, **page["next"])
+    assert seen == [e["event_id"] for e in reversed(events)]
+
+
+def test_a_page_reads_at_most_max_walk_candidates(client: redis.Redis, settings: Settings) -> None:
+    store = EventStore(client, ttl=3600 * 24 * 365 * 10)
+    with client.pipeline(transaction=False) as pipe:  # index entries whose records have expired
+        for n in range(MAX_WALK + 10):
+            pipe.zadd("cie:events", {f"gone-{n}": 1_900_000_000 + n})  # newer than the stored one
+        pipe.execute()
+    store_event(store, 1)
+    page = find(client, settings)
+    assert page["rows"] == [] and page["searched"] == MAX_WALK and page["next"] is not None
+
+
+def test_trim_drops_what_expired_with_the_events(client: redis.Redis, settings: Settings) -> None:
+    store = EventStore(client, ttl=3600)
+    old = store_event(store, 1)  # received in 2027: within the TTL of now (2026), kept
+    client.zadd("cie:events", {"expired": time.time() - 7200})
+    client.zadd(index_key("status", "failed"), {"expired": time.time() - 7200})
+    client.zadd(IDS, {"expired": 0})
+    store.trim()
+    assert client.zscore(index_key("status", "failed"), "expired") is None
+    assert client.zscore(IDS, "expired") is None
+    assert client.zscore(index_key("status", "failed"), old["event_id"]) is not None
+    assert client.ttl(index_key("status", "failed")) > 0
+    assert client.zcard(KEYS) >= 5

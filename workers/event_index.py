@@ -1,0 +1,185 @@
+"""Indexes of the stored events by what the console filters on, kept by the worker as it stores them.
+
+    cie:idx:<field>:<value>   zset  event ids scored by receipt time (epoch seconds); fields:
+                                    project, branch, workflow, status, transition, pipeline;
+                                    `outcome` is scored by the time of the handler's last outcome
+    cie:idx:ids               zset  every event id with score 0, for a prefix by ZRANGEBYLEX
+    cie:idx:keys              zset  the per-value index keys above, scored by their last write
+
+Each per-value key expires `ttl` seconds after its last write, like the events; the worker's
+maintenance (`trim`) drops members older than the TTL from the keys still alive and expired ids
+from `cie:idx:ids`. A member can outlive its event or its handler's outcome can change (an event
+moves from `retrying` to `delivered`): an index gives candidates, and every candidate is checked
+against its record before it is shown, so a stale member costs a read, never a wrong row.
+
+A query walks the smallest index that applies, newest first, `CHUNK` ids at a time, keeps the
+ids every other applicable index holds (ZMSCORE), reads only their records, and stops after
+`MAX_WALK` candidates: no request reads more than that, whatever the store holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
+from typing import Any
+
+from redis import Redis
+from redis.client import Pipeline
+
+IDX_PREFIX = "cie:idx:"
+IDS = "cie:idx:ids"
+KEYS = "cie:idx:keys"
+EVENTS_INDEX = "cie:events"
+FIELDS = ("project", "branch", "workflow", "status", "transition", "pipeline", "outcome")
+CHUNK = 200
+MAX_WALK = 5000
+
+
+def index_key(field: str, value: str) -> str:
+    return f"{IDX_PREFIX}{field}:{value}"
+
+
+def add(pipe: Pipeline, event_id: str, values: dict[str, Any], *, score: float, ttl: int, now: float) -> None:
+    """Queue on `pipe` the writes that index `event_id` under each of `values` (field -> value);
+    `now` is when each index key was last written, for `trim`."""
+    pipe.zadd(IDS, {event_id: 0})
+    for field, value in values.items():
+        if value is None or value == "":
+            continue
+        key = index_key(field, str(value))
+        pipe.zadd(key, {event_id: score})
+        pipe.expire(key, ttl)
+        pipe.zadd(KEYS, {key: now})
+
+
+def trim(redis: Redis, *, ttl: int, now: float) -> int:
+    """Drop members older than `ttl` before `now` from every index and forget expired keys; how many members went."""
+    cutoff = now - ttl
+    expired_ids = redis.zrangebyscore(EVENTS_INDEX, 0, cutoff)
+    gone: list[bytes] = redis.zrangebyscore(KEYS, 0, cutoff)  # type: ignore[assignment]
+    live: list[bytes] = redis.zrangebyscore(KEYS, cutoff, "+inf")  # type: ignore[assignment]
+    with redis.pipeline(transaction=False) as pipe:
+        if expired_ids:
+            pipe.zrem(IDS, *expired_ids)
+        if gone:
+            pipe.zrem(KEYS, *gone)
+        for key in live:
+            pipe.zremrangebyscore(key, 0, cutoff)
+        removed = pipe.execute()
+    return sum(int(n) for n in removed)
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """What the events list is filtered on; every given field must hold (an empty one is no filter)."""
+
+    project: str = ""
+    branch: str = ""
+    workflow: str = ""
+    status: str = ""
+    transition: str = ""
+    pipeline: str = ""
+    outcome: str = ""
+    id_prefix: str = ""
+
+    @classmethod
+    def from_mapping(cls, values: Any) -> EventQuery:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: str(values.get(k) or "").strip() for k in names})
+
+    def indexed(self) -> dict[str, str]:
+        """The equality filters, each with its index."""
+        return {f: getattr(self, f) for f in FIELDS if getattr(self, f)}
+
+    def matches(self, record: dict[str, Any]) -> bool:
+        """True when the stored record satisfies every filter (the exact check behind the index)."""
+        transition = record.get("transition") or {}
+        outcomes = {d.get("outcome") for d in (record.get("deliveries") or {}).values()}
+        actual = {
+            "project": record.get("project"),
+            "branch": record.get("branch") or record.get("tag"),
+            "workflow": record.get("workflow"),
+            "status": record.get("status"),
+            "transition": transition.get("kind") if isinstance(transition, dict) else None,
+            "pipeline": record.get("pipeline_number"),
+        }
+        for field, wanted in self.indexed().items():
+            if field == "outcome":
+                if wanted not in outcomes:
+                    return False
+            elif str(actual.get(field) or "") != wanted:
+                return False
+        return str(record["event_id"]).startswith(self.id_prefix)
+
+
+def index_for(redis: Redis, query: EventQuery, via: str | None) -> str:
+    """Which index a query walks: `via` when it still applies (a later page keeps its first page's
+    index), else the smallest that applies; `id` for a prefix, `all` without filters."""
+    if query.id_prefix:
+        return "id"
+    keys = {f: index_key(f, v) for f, v in query.indexed().items()}
+    if via in keys:
+        return via
+    return _smallest(redis, keys) if keys else "all"
+
+
+def walk(
+    redis: Redis, query: EventQuery, via: str, before: float | None, *, first: int = CHUNK
+) -> Iterator[list[tuple[str, float]]]:
+    """Candidate (id, score) pairs from index `via`, newest first, in chunks (the first of `first`:
+    a page without filters needs no more); at most MAX_WALK."""
+    if via == "id":
+        prefix = query.id_prefix.encode()
+        ids = [_text(i) for i in redis.zrangebylex(IDS, b"[" + prefix, b"(" + prefix + b"\xff", 0, MAX_WALK)]
+        with redis.pipeline(transaction=False) as pipe:
+            for event_id in ids:
+                pipe.zscore(EVENTS_INDEX, event_id)
+            scores = pipe.execute()
+        found = [(i, float(s)) for i, s in zip(ids, scores, strict=True) if s is not None]
+        found = sorted((x for x in found if before is None or x[1] < before), key=lambda x: -x[1])
+        yield from chunks(found)
+        return
+    key = EVENTS_INDEX if via == "all" else index_key(via, query.indexed()[via])
+    top = "+inf" if before is None else f"({before!r}"
+    offset, size = 0, min(first, CHUNK)
+    while offset < MAX_WALK:
+        size = min(size, MAX_WALK - offset)
+        page: list[tuple[bytes, float]]
+        page = redis.zrevrangebyscore(key, top, "-inf", offset, size, withscores=True)  # type: ignore[assignment]
+        yield [(_text(i), float(s)) for i, s in page]
+        if len(page) < size:
+            return
+        offset, size = offset + size, CHUNK
+
+
+def in_every_index(
+    redis: Redis, query: EventQuery, via: str, chunk: list[tuple[str, float]]
+) -> list[tuple[str, float]]:
+    """The candidates of `chunk` that every other applicable index also holds (one ZMSCORE each, in
+    one round trip), so records are read only for likely matches."""
+    others = [index_key(f, v) for f, v in query.indexed().items() if f != via]
+    if not others or not chunk:
+        return chunk
+    ids = [event_id for event_id, _ in chunk]
+    with redis.pipeline(transaction=False) as pipe:
+        for key in others:
+            pipe.zmscore(key, ids)
+        scores = pipe.execute()
+    return [pair for i, pair in enumerate(chunk) if all(found[i] is not None for found in scores)]
+
+
+def _smallest(redis: Redis, keys: dict[str, str]) -> str:
+    with redis.pipeline(transaction=False) as pipe:
+        for key in keys.values():
+            pipe.zcard(key)
+        sizes = pipe.execute()
+    return min(zip(sizes, keys, strict=True))[1]
+
+
+def chunks(items: list[Any], size: int = CHUNK) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
