@@ -29,9 +29,9 @@ from service.simulators.sink import Sink, create_sink
 from tests.conftest import free_port, fresh, load_fixture
 from tests.e2e.conftest import service_env
 from tests.e2e.processes import Service, cli
-from tests.e2e.test_alerts import wait_for
 from tests.server import running
 from tests.service.conftest import signed
+from tests.waiting import wait_until
 from workers.delivery.dead_letters import DeadLetters
 from workers.ref_states import read_states
 from workers.store import EventStore
@@ -100,7 +100,7 @@ class System:
             record = store.record(event_id) or {}
             return (record.get("deliveries") or {}).get("ops", {}).get("outcome") == outcome
 
-        wait_for(done, f"event {event_id} {outcome} to ops", WAIT)
+        wait_until(done, f"event {event_id} {outcome} to ops", WAIT)
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def log_in(driver: webdriver.Chrome, system: System, path: str = "/ui/") -> None
     assert driver.find_elements(By.CSS_SELECTOR, "main table") == []
     driver.find_element(By.ID, "token").send_keys(TOKEN)
     driver.find_element(By.CSS_SELECTOR, "form[action='/ui/login'] button").click()
-    wait_for(lambda: "/ui/login" not in driver.current_url, "the login", WAIT)
+    wait_until(lambda: "/ui/login" not in driver.current_url, "the login", WAIT)
 
 
 def screenshot(driver: webdriver.Chrome, name: str) -> None:
@@ -171,11 +171,11 @@ def test_log_in_and_filter_events(page: webdriver.Chrome, system: System) -> Non
     screenshot(page, "events")
     Select(page.find_element(By.NAME, "status")).select_by_value("success")
     page.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
-    wait_for(lambda: "status=success" in page.current_url, "the filtered page", WAIT)
+    wait_until(lambda: "status=success" in page.current_url, "the filtered page", WAIT)
     assert row_ids(page) == [passed["event_id"]]
     page.find_element(By.NAME, "branch").send_keys("main")
     page.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
-    wait_for(lambda: "branch=main" in page.current_url, "the filtered page", WAIT)
+    wait_until(lambda: "branch=main" in page.current_url, "the filtered page", WAIT)
     assert row_ids(page) == [] and "No event matches" in page.find_element(By.TAG_NAME, "main").text
     page.get(system.base + "/ui/")
     screenshot(page, "overview")
@@ -190,7 +190,7 @@ def test_open_an_event_and_read_its_attempts(page: webdriver.Chrome, system: Sys
     system.wait_outcome(event["event_id"], "delivered")
     log_in(page, system, "/ui/events")
     page.find_element(By.CSS_SELECTOR, "a.event-link").click()
-    wait_for(lambda: event["event_id"] in page.current_url, "the event page", WAIT)
+    wait_until(lambda: event["event_id"] in page.current_url, "the event page", WAIT)
     attempts = [li.text for li in page.find_elements(By.CSS_SELECTOR, "ol.timeline li.attempt")]
     assert len(attempts) == 2
     assert "ops" in attempts[0] and "retrying" in attempts[0] and "HTTP 500" in attempts[0]
@@ -207,7 +207,7 @@ def test_replay_a_dead_letter_and_see_it_delivered(page: webdriver.Chrome, syste
     assert len(rows) == 1 and "rejected" in rows[0].text
     screenshot(page, "dead-letters")
     rows[0].find_element(By.CSS_SELECTOR, "button.replay").click()
-    wait_for(lambda: "done=letter-replayed" in page.current_url, "the replay", WAIT)
+    wait_until(lambda: "done=letter-replayed" in page.current_url, "the replay", WAIT)
     assert "queued again" in page.find_element(By.CSS_SELECTOR, ".notice").text
     system.wait_outcome(event["event_id"], "delivered")
     assert len(system.sink.delivered("/slack/ops")) == 1
@@ -219,13 +219,13 @@ def test_replay_a_dead_letter_and_see_it_delivered(page: webdriver.Chrome, syste
 
 def test_branch_grid_turns_red_then_green(page: webdriver.Chrome, system: System) -> None:
     red = system.post(branch="main", number=200)
-    wait_for(lambda: read_states(system.redis), "the state of main", WAIT)
+    wait_until(lambda: read_states(system.redis), "the state of main", WAIT)
     log_in(page, system, "/ui/branches")
     [cell] = page.find_elements(By.CSS_SELECTOR, ".grid .cell")
     assert "red" in str(cell.get_attribute("class")) and "#200" in cell.text
     screenshot(page, "branches-red")
     system.post(branch="main", number=201, status="success")
-    wait_for(lambda: [s.status for s in read_states(system.redis)] == ["success"], "main fixed", WAIT)
+    wait_until(lambda: [s.status for s in read_states(system.redis)] == ["success"], "main fixed", WAIT)
     page.refresh()
     [cell] = page.find_elements(By.CSS_SELECTOR, ".grid .cell")
     assert "green" in str(cell.get_attribute("class")) and "#201" in cell.text and "last good: #201" in cell.text
