@@ -27,6 +27,8 @@ FLUSH_ALERTS = "workers.alerts.flush_alerts"
 WORKFLOW_COMPLETED = "workflow-completed"
 JOB_COMPLETED = "job-completed"
 PING = "ping"
+# Derived by the worker, never sent by CircleCI: an approval job waits (workers/approvals.py).
+APPROVAL_PENDING = "approval-pending"
 
 # An enrichment job that raised is tried again this often (its own deferrals are separate jobs).
 EVENT_RETRY_INTERVALS = (10, 30, 60, 300, 900)
