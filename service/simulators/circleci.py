@@ -14,6 +14,12 @@ Control endpoints (no token needed):
     POST   /_sim/reset      forget calls and faults
     POST   /_sim/workflows  {"payload": <workflow-completed webhook>, "jobs": [<job spec>...],
                              "vcs": {<what GET /pipeline/{id} adds, e.g. a tag build's "tag">}}
+    GET    /_sim/workflows/{id}   the workflow and its jobs, as the simulator holds them
+
+Workflow actions change state: approve turns an `on_hold` approval job into `success` (its
+workflow runs on), cancel cancels a running or on-hold workflow and its waiting jobs, rerun starts
+a new workflow in the same pipeline; a running workflow completes (`success`) `completion_seconds`
+later (default 1 s).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from service.simulators import circleci_api as simulator_api
 from service.simulators import circleci_webhooks
-from service.simulators.circleci_data import Dataset
+from service.simulators.circleci_data import Dataset, now
 
 __all__ = ["OPERATIONS", "Fault", "Simulator", "create_simulator"]
 
@@ -112,6 +118,24 @@ class Simulator:
     faults: list[Fault] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    completion_seconds: float = 1.0
+
+    def complete_later(self, workflow_id: str) -> None:
+        """The workflow, and its unfinished jobs, succeed `completion_seconds` from now."""
+
+        def complete() -> None:
+            with self.dataset.lock:
+                workflow = self.dataset.workflows.get(workflow_id)
+                if workflow is None or workflow["status"] != "running":
+                    return
+                workflow |= {"status": "success", "stopped_at": now()}
+                for job in self.dataset.jobs.get(workflow_id, []):
+                    if job["status"] in ("queued", "running", "blocked"):
+                        job |= {"status": "success", "stopped_at": now()}
+
+        timer = threading.Timer(self.completion_seconds, complete)
+        timer.daemon = True
+        timer.start()
 
     def add_fault(self, fault: Fault | None = None, **kwargs: Any) -> Fault:
         fault = fault or Fault.from_dict(kwargs)
@@ -219,6 +243,16 @@ async def _control_calls(request: Request) -> Response:
     return JSONResponse({"calls": calls, "total": sum(calls.values())})
 
 
+async def _control_workflow(request: Request) -> Response:
+    sim: Simulator = request.app.state.simulator
+    workflow_id = request.path_params["id"]
+    with sim.dataset.lock:
+        workflow = sim.dataset.workflows.get(workflow_id)
+        if workflow is None:
+            return JSONResponse({"message": "Workflow not found."}, status_code=404)
+        return JSONResponse({"workflow": workflow, "jobs": sim.dataset.jobs.get(workflow_id, [])})
+
+
 async def _control_reset(request: Request) -> Response:
     request.app.state.simulator.reset()
     return JSONResponse({"message": "reset"})
@@ -238,9 +272,11 @@ def create_simulator(
     page_size: int = 20,
     latency: float = 0.0,
     token: str | None = "sim-token",
+    completion_seconds: float = 1.0,
 ) -> Starlette:
     """The simulator app; `app.state.simulator` is the Python control API (faults, calls)."""
     sim = Simulator(dataset if dataset is not None else Dataset.example(), page_size, latency, token)
+    sim.completion_seconds = completion_seconds
     api: list[BaseRoute] = [
         Route(_starlette_path(template), _endpoint(sim, method, template, handler), methods=[method])
         for method, template, handler in OPERATIONS
@@ -250,6 +286,7 @@ def create_simulator(
         Route("/_sim/calls", _control_calls),
         Route("/_sim/reset", _control_reset, methods=["POST"]),
         Route("/_sim/workflows", _control_workflows, methods=["POST"]),
+        Route("/_sim/workflows/{id}", _control_workflow, methods=["GET"]),
         Route(
             "/_sim/artifacts/{key:path}",
             _endpoint(sim, "GET", "/_sim/artifacts/{key}", simulator_api.artifact_redirect),
