@@ -64,6 +64,10 @@ class Settings:
     log_format: str = "json"
     log_level: str = "INFO"
     admin_token: Secret | None = None
+    # Slack interactivity (service/slack_interactions.py): every listed signing secret is accepted
+    # (rotation); without one, POST /slack/interactions does not exist. A team id refuses others.
+    slack_signing_secrets: tuple[Secret, ...] = ()
+    slack_team_id: str | None = None
     max_body_bytes: int = 1024 * 1024
     # what one web process takes from a client before it is authenticated (service/http_protocol.py)
     web_max_header_bytes: int = 32 * 1024
@@ -208,7 +212,7 @@ class Settings:
 
     def secret_values(self) -> list[str]:
         """Every secret these settings hold, for the log redaction (config/logging.py)."""
-        values = [str(s) for s in self.webhook_secrets]
+        values = [str(s) for s in (*self.webhook_secrets, *self.slack_signing_secrets)]
         values += [str(s) for s in (self.circle_token, self.admin_token) if s is not None]
         raw = urlsplit(self.redis_url).password if self.redis_url else None
         passwords = {raw, unquote(raw)} if raw else set()  # as written in the URL, and as sent
@@ -366,6 +370,8 @@ VARIABLES: tuple[Variable, ...] = _vars(
     Variable("LOG_FORMAT", "log_format", "text", normalise=str.lower),
     Variable("LOG_LEVEL", "log_level", "text", normalise=str.upper),
     ("ADMIN_TOKEN", "admin_token", "secret"),
+    ("SLACK_SIGNING_SECRET", "slack_signing_secrets", "secrets"),
+    ("SLACK_TEAM_ID", "slack_team_id", "optional"),
     ("MAX_BODY_BYTES", "max_body_bytes", "int", 1, 64 * 1024 * 1024),
     ("WEB_MAX_HEADER_BYTES", "web_max_header_bytes", "int", 1024, 1024 * 1024),
     ("WEB_HEADER_TIMEOUT_SECONDS", "web_header_timeout_seconds", "float", 0.1, 300),

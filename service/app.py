@@ -11,12 +11,14 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
+from slack_sdk.signature import Clock
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
 from config.settings import Settings
 from service.admin import admin_mount
+from service.click_queue import ClickQueue
 from service.client_limit import ClientLimit
 from service.errors import EXCEPTION_HANDLERS
 from service.health import healthz, metrics, readyz
@@ -25,14 +27,20 @@ from service.log_sampler import LogSampler
 from service.metrics import WebMetrics
 from service.request_id import RequestIdMiddleware
 from service.signature import SignatureVerifier
+from service.slack_interactions import SlackVerifier, receive_interaction
 from service.webhook import receive_webhook
 from workers.connection import connect_async
 
 
 def create_app(
-    settings: Settings | None = None, *, redis: Redis | None = None, web_metrics: WebMetrics | None = None
+    settings: Settings | None = None,
+    *,
+    redis: Redis | None = None,
+    web_metrics: WebMetrics | None = None,
+    slack_clock: Clock | None = None,
 ) -> Starlette:
-    """Build the receiver. Raises ConfigurationError when it must not start."""
+    """Build the receiver. Raises ConfigurationError when it must not start. `slack_clock`: what
+    Slack's request timestamps are checked against (tests); the system clock by default."""
     settings = settings or Settings.from_environ()
     settings.require_webhook_secrets()
     if redis is None:
@@ -49,6 +57,8 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
+    if settings.slack_signing_secrets:  # without a signing secret the route does not exist
+        routes.append(Route("/slack/interactions", receive_interaction, methods=["POST"]))
     if settings.admin_token is not None:  # without a token the admin routes do not exist at all
         routes.append(admin_mount(settings))
     app = Starlette(
@@ -65,6 +75,8 @@ def create_app(
     app.state.verifier = (
         SignatureVerifier([str(s) for s in settings.webhook_secrets]) if settings.webhook_secrets else None
     )
+    app.state.slack_verifier = SlackVerifier([str(s) for s in settings.slack_signing_secrets], slack_clock)
+    app.state.click_queue = ClickQueue(redis, queue_name=settings.events_queue)
     app.state.intake = Intake(
         redis,
         queue_name=settings.events_queue,
