@@ -117,6 +117,9 @@ def parse_click(body: bytes) -> dict[str, Any]:
         "message_ts": section("container").get("message_ts") or section("message").get("ts"),
         "response_url": payload.get("response_url"),
         "action_ts": action.get("action_ts"),
+        # the message as the clicker sees it: the worker replaces its buttons with the outcome
+        "message_blocks": section("message").get("blocks"),
+        "message_text": section("message").get("text"),
     }
 
 

@@ -14,6 +14,7 @@ APPROVE, CANCEL, RERUN = "approve", "cancel", "rerun"
 ACTIONS = (APPROVE, CANCEL, RERUN)
 # action_id -> action
 ACTION_IDS = {f"circleci_events.{action}": action for action in ACTIONS}
+ACTIONS_BLOCK_ID = "circleci_events.actions"
 LABELS = {APPROVE: "Approve", CANCEL: "Cancel workflow", RERUN: "Rerun failed jobs"}
 STYLES = {APPROVE: "primary", CANCEL: "danger"}
 CONFIRM = {
@@ -45,6 +46,17 @@ def actions_block(actions: list[str], event_id: str, *, job: str = "", workflow:
     """One `actions` block with a button per action, all carrying the event id."""
     return {
         "type": "actions",
-        "block_id": "circleci_events.actions",
+        "block_id": ACTIONS_BLOCK_ID,
         "elements": [button(a, event_id, job=job, workflow=workflow) for a in actions],
     }
+
+
+def with_actions(blocks: list[Any], block: dict[str, Any] | None) -> list[Any]:
+    """The blocks with their action buttons (if any) replaced by `block` (None: removed), last."""
+    kept = [b for b in blocks if not (isinstance(b, dict) and b.get("block_id") == ACTIONS_BLOCK_ID)]
+    return ([*kept[:49], block] if block is not None else kept)[:50]
+
+
+def settled(blocks: list[Any], line: str) -> list[Any]:
+    """The message's blocks with its action buttons replaced by a context line saying what happened."""
+    return [*with_actions(blocks, None), {"type": "context", "elements": [{"type": "mrkdwn", "text": line[:3000]}]}]

@@ -133,7 +133,8 @@ def event_record(redis: Redis, settings: Settings, event_id: str) -> dict[str, A
         for handler, d in record["deliveries"].items()
     ]
     attempts = [a | {"at": iso_time(a.get("at"))} for a in record["attempts"]]
-    return record | {"deliveries": deliveries, "attempts": attempts}
+    actions = [a | {"at": iso_time(a.get("at"))} for a in record["actions"]]
+    return record | {"deliveries": deliveries, "attempts": attempts, "actions": actions}
 
 
 def replay(

@@ -18,6 +18,7 @@ from typing import Any
 from workers.handlers.base import HandlerConfig
 from workers.jobs import APPROVAL_PENDING, JOB_COMPLETED, WORKFLOW_COMPLETED
 from workers.people import People
+from workers.permissions import Permissions
 from workers.transition import KINDS
 from workers.vcs import slug_forms
 
@@ -128,6 +129,7 @@ class Routes:
     placeholders: tuple[str, ...] = ()  # the variables given a dummy value (load_routes(placeholders=True))
     alerts: AlertConfig | None = None  # no `alerts:` section: nobody is told
     people: People = field(default_factory=People)
+    permissions: Permissions = field(default_factory=Permissions)  # `actions:`; none: nobody may act
 
     def explain(self, event: Mapping[str, Any]) -> list[tuple[Subscription, Mismatch | None]]:
         """Every subscription in file order, with why the event does not match it (None: it does)."""

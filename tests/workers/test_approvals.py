@@ -9,15 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis import Redis
 
-from config.settings import Settings
 from service.simulators.circleci import Simulator, create_simulator
 from service.simulators.sink import Sink, create_sink
 from tests.conftest import fresh, load_fixture
 from tests.server import running
+from tests.workers.live_context import live_context
 from workers.approvals import derived_event_id
-from workers.context import WorkerContext, installed
 from workers.events import process_event
 from workers.store import EventStore
 
@@ -45,15 +43,7 @@ class Approvals:
         self.sink: Sink = sink_app.state.sink
         self.sim: Simulator = sim_app.state.simulator
         sink, api = self.stack.enter_context(running(sink_app)), self.stack.enter_context(running(sim_app))
-        routes_file = tmp_path / "routes.yaml"
-        routes_file.write_text(routes)
-        env = {"REDIS_URL": redis_url, "ROUTES_FILE": str(routes_file), "SINK": sink,
-               "CIRCLE_TOKEN": "sim-token", "CIRCLECI_API_URL": f"{api}/api/v2"}  # fmt: skip
-        self.redis = Redis.from_url(redis_url)
-        self.stack.callback(self.redis.close)
-        self.context = WorkerContext.build(Settings.from_environ(env), redis=self.redis)
-        self.stack.callback(self.context.close)
-        self.stack.enter_context(installed(self.context))
+        self.context, self.redis = live_context(self.stack, redis_url, tmp_path, routes, api, SINK=sink)
 
     def workflow(self, approval_status: str = "on_hold") -> dict[str, Any]:
         """A job-completed payload (branch main) whose workflow waits on the approval job `hold`."""
