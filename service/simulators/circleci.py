@@ -30,6 +30,7 @@ import fnmatch
 import json
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -118,6 +119,8 @@ class Simulator:
     faults: list[Fault] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # when each operation was last called (time.monotonic()): what a latency measurement reads
+    called_at: dict[str, float] = field(default_factory=dict)
     completion_seconds: float = 1.0
 
     def complete_later(self, workflow_id: str) -> None:
@@ -159,6 +162,7 @@ class Simulator:
     def _take_fault(self, method: str, path: str, template: str) -> Fault | None:
         with self.lock:
             self.calls[f"{method} {template}"] += 1
+            self.called_at[f"{method} {template}"] = time.monotonic()
             return next((f for f in self.faults if f.take(method, path, template)), None)
 
     def _denied(self, request: Request) -> Response | None:

@@ -361,7 +361,7 @@ def _as_slack(m: Message) -> dict[str, Any]:
 
 
 def readable(text: str, workspace: Workspace) -> str:
-    """mrkdwn as it shows: `<@U…>` as @name, links as their label, entities decoded."""
+    """mrkdwn as it shows: `<@U…>` as @name, links as their label, dates as their fallback, entities decoded."""
 
     def user(match: re.Match[str]) -> str:
         found = workspace.users.get(match[1])
@@ -369,6 +369,7 @@ def readable(text: str, workspace: Workspace) -> str:
 
     text = _MENTION.sub(user, text)
     text = re.sub(r"<!(here|channel|everyone)>", r"@\1", text)
+    text = re.sub(r"<!date\^\d+\^[^|>]*\|([^>]*)>", r"\1", text)  # a date: its fallback text
     return html.unescape(_LINK.sub(r"\2", text))
 
 
