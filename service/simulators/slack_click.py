@@ -2,17 +2,19 @@
 
     POST /_slack/click  {"url": "http://127.0.0.1:8000/slack/interactions", "channel": "C0CI",
                          "ts": "<message ts>", "action_id": "circleci_events.approve",
-                         "user": "U0ADA", "team": "T0SIM"}
+                         "user": "U0ADA", "team": "T0SIM", "clicks": 1}
 
 finds the button in the message's blocks and POSTs a `block_actions` payload to `url` as Slack
 does: the form field `payload`, signed `v0=` with the simulator's signing secret (slack_sdk's
 signer) and the current timestamp. Its `response_url` points back at the simulator
 (`/_slack/respond/<n>`), which keeps what is posted there (`workspace.responses`, and
-`GET /_slack/responses`). https://docs.slack.dev/reference/interaction-payloads/block_actions-payload
+`GET /_slack/responses`). `clicks: 2` is a double click: two requests (each its own action_ts
+and signature) sent at once; the answer lists each status. https://docs.slack.dev/reference/interaction-payloads/block_actions-payload
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -89,17 +91,21 @@ async def click(request: Request) -> Response:
     with workspace.lock:
         n = len(workspace.responses)
     response_url = f"{str(request.base_url).rstrip('/')}/_slack/respond/{n}"
-    try:
-        payload = block_actions(
-            workspace, channel=data["channel"], ts=data["ts"], action_id=data["action_id"],
-            user=data.get("user", "U0ADA"), team=data.get("team", request.app.state.team_id), response_url=response_url,
-        )  # fmt: skip
-    except LookupError as exc:
-        return JSONResponse({"error": str(exc)}, status_code=404)
-    body, headers = signed_form(payload, request.app.state.signing_secret)
+    requests = []
+    for _ in range(max(1, min(int(data.get("clicks", 1)), 10))):
+        try:
+            payload = block_actions(
+                workspace, channel=data["channel"], ts=data["ts"], action_id=data["action_id"],
+                user=data.get("user", "U0ADA"), team=data.get("team", request.app.state.team_id),
+                response_url=response_url,
+            )  # fmt: skip
+        except LookupError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        requests.append(signed_form(payload, request.app.state.signing_secret))
     async with httpx.AsyncClient(timeout=10.0) as client:
-        answer = await client.post(data["url"], content=body, headers=headers)
-    return JSONResponse({"status": answer.status_code, "body": answer.text[:2000]})
+        answers = await asyncio.gather(*(client.post(data["url"], content=b, headers=h) for b, h in requests))
+    return JSONResponse({"status": answers[0].status_code, "statuses": [a.status_code for a in answers],
+                         "body": answers[0].text[:2000]})  # fmt: skip
 
 
 async def respond(request: Request) -> Response:
