@@ -17,6 +17,7 @@
     │   ├── SignatureError         401
     │   ├── InvalidJSON            400
     │   ├── PayloadInvalid         422
+    │   ├── SlackTeamRefused       403: a Slack click from a workspace other than SLACK_TEAM_ID
     │   └── RateLimited            429, with retry_after
     ├── CircleCIAPIError           an API v2 call failed; carries status, method and path (keyword-only)
     │   ├── CircleCIUnauthorized   401: a bad token, or a project token (v2 takes personal tokens only)
@@ -127,6 +128,11 @@ class InvalidJSON(WebhookError):
 class PayloadInvalid(WebhookError):
     code = "payload_invalid"
     http_status = 422
+
+
+class SlackTeamRefused(WebhookError):
+    code = "slack_team_refused"
+    http_status = 403
 
 
 class RateLimited(WebhookError):

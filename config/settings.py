@@ -68,6 +68,10 @@ class Settings:
     # the cctray feed's own read-only token (service/cctray.py); the console's session lifetime (service/console/)
     feed_token: Secret | None = None
     ui_session_seconds: int = 8 * 3600
+    # Slack interactivity (service/slack_interactions.py): every listed signing secret is accepted
+    # (rotation); without one, POST /slack/interactions does not exist. A team id refuses others.
+    slack_signing_secrets: tuple[Secret, ...] = ()
+    slack_team_id: str | None = None
     max_body_bytes: int = 1024 * 1024
     # what one web process takes from a client before it is authenticated (service/http_protocol.py)
     web_max_header_bytes: int = 32 * 1024
@@ -230,7 +234,7 @@ class Settings:
 
     def secret_values(self) -> list[str]:
         """Every secret these settings hold, for the log redaction (config/logging.py)."""
-        values = [str(s) for s in self.webhook_secrets]
+        values = [str(s) for s in (*self.webhook_secrets, *self.slack_signing_secrets)]
         values += [str(s) for s in (self.circle_token, self.admin_token, self.feed_token) if s is not None]
         raw = urlsplit(self.redis_url).password if self.redis_url else None
         passwords = {raw, unquote(raw)} if raw else set()  # as written in the URL, and as sent
@@ -399,6 +403,8 @@ VARIABLES: tuple[Variable, ...] = _vars(
     ("ADMIN_TOKEN", "admin_token", "secret"),
     ("FEED_TOKEN", "feed_token", "secret"),
     ("UI_SESSION_SECONDS", "ui_session_seconds", "int", 60, 30 * DAY),
+    ("SLACK_SIGNING_SECRET", "slack_signing_secrets", "secrets"),
+    ("SLACK_TEAM_ID", "slack_team_id", "optional"),
     ("MAX_BODY_BYTES", "max_body_bytes", "int", 1, 64 * 1024 * 1024),
     ("WEB_MAX_HEADER_BYTES", "web_max_header_bytes", "int", 1024, 1024 * 1024),
     ("WEB_HEADER_TIMEOUT_SECONDS", "web_header_timeout_seconds", "float", 0.1, 300),

@@ -19,6 +19,7 @@ from config.clock import SYSTEM_CLOCK, Clock
 from config.settings import Settings
 from service.admin import admin_mount
 from service.cctray import cc_xml
+from service.click_queue import ClickQueue
 from service.client_limit import ClientLimit
 from service.console.pages import console_mount
 from service.errors import EXCEPTION_HANDLERS
@@ -28,6 +29,7 @@ from service.log_sampler import LogSampler
 from service.metrics import WebMetrics
 from service.request_id import RequestIdMiddleware
 from service.signature import SignatureVerifier
+from service.slack_interactions import SlackVerifier, receive_interaction
 from service.webhook import receive_webhook
 from workers.connection import connect_async
 
@@ -40,7 +42,8 @@ def create_app(
     clock: Clock = SYSTEM_CLOCK,
 ) -> Starlette:
     """Build the receiver. Raises ConfigurationError when it must not start. `clock`: what the
-    rate limits, the log sampling and the age check of a delivery read time from."""
+    rate limits, the log sampling, the age check of a delivery and Slack's request timestamps
+    are checked against."""
     settings = settings or Settings.from_environ()
     settings.require_webhook_secrets()
     if redis is None:
@@ -57,6 +60,8 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
+    if settings.slack_signing_secrets:  # without a signing secret the route does not exist
+        routes.append(Route("/slack/interactions", receive_interaction, methods=["POST"]))
     if settings.admin_token is not None:  # without a token the admin routes do not exist at all
         routes.append(admin_mount(settings))
         routes.append(console_mount(settings))
@@ -79,6 +84,8 @@ def create_app(
     app.state.verifier = (
         SignatureVerifier([str(s) for s in settings.webhook_secrets]) if settings.webhook_secrets else None
     )
+    app.state.slack_verifier = SlackVerifier([str(s) for s in settings.slack_signing_secrets], clock)
+    app.state.click_queue = ClickQueue(redis, queue_name=settings.events_queue)
     app.state.intake = Intake(
         redis,
         queue_name=settings.events_queue,

@@ -159,6 +159,10 @@ class Enricher:
                 event["pipeline"]["trigger_actor"] = self._trigger_actor(event)
         return event
 
+    def trigger_actor(self, event: EnrichedEvent) -> str | None:
+        """Who triggered the event's pipeline (see _trigger_actor); the approval notice names them."""
+        return self._trigger_actor(event) if self.client is not None else None
+
     def _trigger_actor(self, event: EnrichedEvent) -> str | None:
         """Who triggered the pipeline that broke the ref (mentioned there): one call, cached per
         pipeline, on a break only; None when CircleCI does not say or cannot answer now, which is

@@ -19,11 +19,14 @@ from rq.serializers import JSONSerializer
 
 from config.errors import CircleCIAPIError, EventUndecodable
 from workers import alerts
+from workers.approvals import Approvals, waiting, workflow_jobs_for_approvals
 from workers.backoff import backoff
 from workers.context import WorkerContext, current
 from workers.delivery.fan_out import fan_out
+from workers.enriched_event import EnrichedEvent
 from workers.enrichment import RETRYABLE
-from workers.jobs import PROCESS_EVENT, WORKFLOW_COMPLETED, Envelope, event_job_options
+from workers.jobs import APPROVAL_PENDING, PROCESS_EVENT, WORKFLOW_COMPLETED, Envelope, event_job_options
+from workers.routing import Routing
 from workers.timestamps import parse_time
 
 log = structlog.get_logger("workers.events")
@@ -85,7 +88,30 @@ def process_event(envelope: Envelope) -> dict[str, Any]:
         context.redis, data, handlers, settings=context.settings, job_id=job.id if job else "-", rerun=rerun,
         routing=routing,
     )  # fmt: skip
+    announce_approvals(context, data, routing, job_id=job.id if job else "-")
     return {"event_id": event["event_id"], "status": "enriched", "complete": enrichment["complete"]}
+
+
+def announce_approvals(context: WorkerContext, event: dict[str, Any], routing: Routing, *, job_id: str) -> list[str]:
+    """Derive, store and fan out the approval-pending events a job-completed event reveals
+    (workers/approvals.py), when a subscription listens for them; their event ids."""
+    if not routing.listens_for(APPROVAL_PENDING):
+        return []
+    jobs = workflow_jobs_for_approvals(context.enricher.client, event)
+    if not waiting(jobs):
+        return []
+    actor = context.enricher.trigger_actor(cast(EnrichedEvent, event))
+    if actor:
+        event = {**event, "pipeline": {**event["pipeline"], "trigger_actor": actor}}
+    announced = Approvals(context.redis, ttl=context.settings.enriched_event_ttl_seconds).reveal(event, jobs)
+    for derived in announced:
+        handlers = routing.match(derived)
+        log.info(
+            "approval_pending", derived_event_id=derived["event_id"], job=derived["approval"]["job_name"],
+            approval_request_id=derived["approval"]["approval_request_id"], handlers=handlers,
+        )  # fmt: skip
+        fan_out(context.redis, derived, handlers, settings=context.settings, job_id=job_id, routing=routing)
+    return [d["event_id"] for d in announced]
 
 
 def _defer(context: WorkerContext, envelope: Envelope, exc: CircleCIAPIError, remaining: float) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """The job contract between the receiver and the workers: names, retry policies, TTLs, envelope.
 
-Three kinds of RQ job run on the one `events` queue, all with JSON arguments:
+Four kinds of RQ job run on the one `events` queue, all with JSON arguments:
 
     workers.events.process_event(envelope)          one per accepted delivery, queued by the web
     workers.delivery.deliver(event_id, handler)     one per (event, handler), at the queue's front
     workers.alerts.flush_alerts(handler)            one alert to one `alerts:` handler, at the front
+    workers.actions.act(click)                      one per Slack button click, queued by the web, at the front
 
 Their dotted names are stored in Redis with every queued job, so they stay importable there
 whatever moves behind them. The envelope is what the receiver knows of a delivery; the raw
@@ -22,11 +23,15 @@ from config.settings import Settings
 PROCESS_EVENT = "workers.events.process_event"
 DELIVER = "workers.delivery.deliver"
 FLUSH_ALERTS = "workers.alerts.flush_alerts"
+ACT = "workers.actions.act"
+ACTION_DESCRIPTION = "act"
 
 # Webhook event types (https://circleci.com/docs/reference/outbound-webhooks-reference/).
 WORKFLOW_COMPLETED = "workflow-completed"
 JOB_COMPLETED = "job-completed"
 PING = "ping"
+# Derived by the worker, never sent by CircleCI: an approval job waits (workers/approvals.py).
+APPROVAL_PENDING = "approval-pending"
 
 # An enrichment job that raised is tried again this often (its own deferrals are separate jobs).
 EVENT_RETRY_INTERVALS = (10, 30, 60, 300, 900)

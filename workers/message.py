@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from workers.jobs import APPROVAL_PENDING
 from workers.timestamps import duration_seconds
 from workers.transition import KINDS
 
@@ -20,9 +21,17 @@ MAX_TESTS = 5
 MAX_ARTIFACTS = 5
 SAMPLE_EVENT_FILE = Path(__file__).parent.parent / "config" / "sample-event.yaml"
 
-EMOJI = {"success": "✅", "failed": "❌", "error": "💥", "canceled": "🚫", "unauthorized": "🔒"}
-COLOUR = {"success": 0x2EB67D, "failed": 0xE01E5A, "error": 0xB00020, "canceled": 0x9E9E9E, "unauthorized": 0xECB22E}
+EMOJI = {"on_hold": "⏸️", "success": "✅", "failed": "❌", "error": "💥", "canceled": "🚫", "unauthorized": "🔒"}
+COLOUR = {
+    "on_hold": 0xECB22E,
+    "success": 0x2EB67D,
+    "failed": 0xE01E5A,
+    "error": 0xB00020,
+    "canceled": 0x9E9E9E,
+    "unauthorized": 0xECB22E,
+}
 VERB = {
+    "on_hold": "waits for approval",
     "success": "succeeded",
     "failed": "failed",
     "error": "errored",
@@ -183,6 +192,12 @@ class Message:
             job or workflow or Link("job" if e.str("event_type") == "job-completed" else "workflow", None)
         ).label
         title = f"{EMOJI.get(status, '❔')} {subject_name} {verb}"
+        if e.str("event_type") == APPROVAL_PENDING:
+            # the approval job waits in its workflow: `⏸️ deploy waits for approval: hold-for-deploy`
+            waiting_workflow = workflow.label if workflow else "workflow"
+            title = f"{EMOJI['on_hold']} {waiting_workflow} waits for approval: {subject_name}"
+            actor = e.str("pipeline", "trigger_actor")
+            phrase = f"approval needed for {subject_name}" + (f" · pipeline triggered by {actor}" if actor else "")
         title += f" on {ref}" if ref else ""
         title += f" — {project}" + (f" #{pipeline_number}" if pipeline_number is not None else "")
         enrichment = e.get("enrichment")

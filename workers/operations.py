@@ -161,9 +161,11 @@ def event_record(redis: Redis, settings: Settings, event_id: str) -> dict[str, A
     ]
     attempts = [a | {"at": iso_time(a.get("at"))} for a in record["attempts"]]
     event = store_of(redis, settings).load(event_id) or {}
+    actions = [a | {"at": iso_time(a.get("at"))} for a in record["actions"]]
     return record | {
         "deliveries": deliveries,
         "attempts": attempts,
+        "actions": actions,
         "failed_steps": Message.from_event(event).failed_steps(),
     }
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workers.handlers.base import HandlerConfig
-from workers.jobs import JOB_COMPLETED, WORKFLOW_COMPLETED
+from workers.jobs import APPROVAL_PENDING, JOB_COMPLETED, WORKFLOW_COMPLETED
 from workers.people import People
+from workers.permissions import Permissions
 from workers.transition import KINDS
 from workers.vcs import slug_forms
 
@@ -39,7 +40,14 @@ STATUSES = (
     "success", "running", "not_run", "failed", "error", "failing", "on_hold", "canceled", "unauthorized",
     "retried", "queued", "not_running", "infrastructure_fail", "timedout", "terminated-unknown", "blocked",
 )  # fmt: skip
-KNOWN_VALUES = {"events": (WORKFLOW_COMPLETED, JOB_COMPLETED), "statuses": STATUSES, "transitions": KINDS}
+KNOWN_VALUES = {
+    "events": (WORKFLOW_COMPLETED, JOB_COMPLETED, APPROVAL_PENDING),
+    "statuses": STATUSES,
+    "transitions": KINDS,
+}
+# Events the worker derives: only a subscription that names them in `events:` gets them, so a
+# routes file written before they existed sends what it always sent.
+DERIVED_EVENTS = (APPROVAL_PENDING,)
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,9 @@ class Pattern:
         """A plain value: neither a glob nor a /regex/."""
         return self.regex.pattern == fnmatch.translate(self.source) and not any(c in self.source for c in "*?[")
 
+
+# What a subscription without `events:` matches (DERIVED_EVENTS are not among them).
+_WEBHOOK_EVENTS = tuple(Pattern(e, re.compile(fnmatch.translate(e))) for e in (WORKFLOW_COMPLETED, JOB_COMPLETED))
 
 # What an event that has no value for a key is not, in a Mismatch's words.
 ABSENT = {"branches": "no branch known", "tags": "not a tag build", "transitions": "no transition known"}
@@ -99,7 +110,11 @@ class Subscription:
 
     def mismatch(self, event: Mapping[str, Any]) -> Mismatch | None:
         """The first key (in file order) the event fails, with its values; None when it matches.
+        A derived event (approval-pending) matches only a subscription that names it in `events:`.
         With `skip_known_flaky`, an event made only of known-flaky failures does not match."""
+        kind = event.get("event_type")
+        if kind in DERIVED_EVENTS and "events" not in self.match:
+            return Mismatch("events", (str(kind),), _WEBHOOK_EVENTS)
         for key, patterns in self.match.items():
             values = event_values(event, key)
             if not any(p.matches(v) for p in patterns for v in values):
@@ -129,6 +144,7 @@ class Routes:
     alerts: AlertConfig | None = None  # no `alerts:` section: nobody is told
     people: People = field(default_factory=People)
     redact: tuple[str, ...] = ()  # `redact:`: regular expressions masked in log tails
+    permissions: Permissions = field(default_factory=Permissions)  # `actions:`; none: nobody may act
 
     def explain(self, event: Mapping[str, Any]) -> list[tuple[Subscription, Mismatch | None]]:
         """Every subscription in file order, with why the event does not match it (None: it does)."""
@@ -150,6 +166,11 @@ class Routes:
     def notifies(self, event: Mapping[str, Any], handler: str) -> frozenset[str]:
         """Whom `handler` also tells directly for this event (`notify:` of the matching subscriptions)."""
         return frozenset(n for s in self.matching_subscriptions(event) if handler in s.handlers for n in s.notify)
+
+    def listens_for(self, event_type: str) -> bool:
+        """Whether some subscription names `event_type` in its `events:` (a derived event is worth
+        an API call only then)."""
+        return any(p.matches(event_type) for s in self.subscriptions for p in s.match.get("events", ()))
 
     def job_replies(self, event: Mapping[str, Any], handler: str) -> bool:
         """Whether a job event goes to `handler` as a reply in its breakage's thread (`job_replies: true`)."""

@@ -28,6 +28,10 @@ alerts:
   handlers: [ops-slack]
   interval_seconds: 300
 ```
+
+An optional `actions:` section says who may approve, cancel or rerun from Slack
+(workers/permissions.py): each grant names Slack user ids (`U…`/`W…`) and/or user group ids
+(`S…`), never names, and may scope itself with `projects`, `branches`, `workflows`, `jobs` globs.
 """
 
 from __future__ import annotations
@@ -42,10 +46,12 @@ from pathlib import Path
 import yaml
 
 from config.errors import ConfigurationError
+from workers.action_buttons import ACTIONS
 from workers.handlers import HANDLER_TYPES, build_handler
 from workers.handlers.base import COMMON_OPTIONS, HandlerConfig
 from workers.people import ID_HINTS, ID_PATTERNS, PLATFORMS, People, Person
 from workers.people import KEYS as PERSON_KEYS
+from workers.permissions import GRANT_KEYS, SCOPE_KEYS, WHO_KEYS, Grant, Permissions
 from workers.routes import (
     ALERT_INTERVAL_SECONDS,
     KNOWN_VALUES,
@@ -57,7 +63,7 @@ from workers.routes import (
     Subscription,
 )
 
-TOP_LEVEL_KEYS = ("handlers", "subscriptions", "alerts", "people", "redact")
+TOP_LEVEL_KEYS = ("handlers", "subscriptions", "alerts", "people", "redact", "actions")
 ALERT_KEYS = ("handlers", "interval_seconds")
 ALERT_INTERVAL_RANGE = (1, 86400)
 # Dummy values for `load_routes(placeholders=True)`, by the key a `${VAR}` is the whole value of:
@@ -68,6 +74,8 @@ PLACEHOLDERS = {
     "token": "xoxb-0000000000-placeholder",
     "": "placeholder-{name}",
 }
+SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
+SLACK_GROUP = re.compile(r"S[A-Z0-9]{2,}")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -206,10 +214,16 @@ class _Reader:
         if "redact" in top:
             with self.noting():
                 redact = self.redact(top["redact"][1])
+        permissions = Permissions()
+        if "actions" in top:
+            with self.noting():
+                permissions = self.permissions(top["actions"][1])
         if self.problems:
             raise ConfigurationError("\n".join(self.problems), details={"problems": list(self.problems)})
         placeholders = tuple(dict.fromkeys(self.placeholders or ()))
-        return Routes(handlers, subscriptions, placeholders, alerts=alerts, people=people, redact=redact)
+        return Routes(
+            handlers, subscriptions, placeholders, alerts=alerts, people=people, redact=redact, permissions=permissions
+        )
 
     def redact(self, node: yaml.Node) -> tuple[str, ...]:
         """`redact:`: regular expressions masked in log tails (their first group, when they have
@@ -226,6 +240,51 @@ class _Reader:
                 continue
             found.append(source)
         return tuple(found)
+
+    def permissions(self, node: yaml.Node) -> Permissions:
+        """`actions:`: per action a list of grants (users and/or groups, scope globs); mistakes noted."""
+        grants: dict[str, tuple[Grant, ...]] = {}
+        for action, (k, v) in self.mapping(node, "actions").items():
+            where = f"actions, key {action!r}"
+            if action not in ACTIONS:
+                self.note(k, where, f"unknown action (expected {', '.join(ACTIONS)}){did_you_mean(action, ACTIONS)}")
+                continue
+            if not isinstance(v, yaml.SequenceNode) or not v.value:
+                self.note(v, where, "expected a list of grants: - {users: [U…], projects: [...]}")
+                continue
+            found = []
+            for i, item in enumerate(v.value):
+                with self.noting():
+                    found.append(self.grant(item, f"{where}, grant #{i + 1}"))
+            grants[action] = tuple(found)
+        return Permissions(grants)
+
+    def grant(self, node: yaml.Node, where: str) -> Grant:
+        items = self.mapping(node, where)
+        ids: dict[str, list[str]] = {"users": [], "groups": []}
+        scope: dict[str, tuple[Pattern, ...]] = {}
+        for key, (k, v) in items.items():
+            place = f"{where}, key {key!r}"
+            if key not in GRANT_KEYS:
+                self.note(k, place, f"unknown key (expected {', '.join(GRANT_KEYS)}){did_you_mean(key, GRANT_KEYS)}")
+            elif key in WHO_KEYS:
+                shape = SLACK_USER if key == "users" else SLACK_GROUP
+                for value, item in self.strings(v, place):
+                    if shape.fullmatch(value.strip()):
+                        ids[key].append(value.strip())
+                    else:
+                        hint = "a Slack user id (U… or W…)" if key == "users" else "a Slack user group id (S…)"
+                        self.note(item, place, f"{value!r} is not {hint}: names can be changed, ids cannot")
+            else:
+                patterns = []
+                for value, item in self.strings(v, place):
+                    with self.noting():
+                        patterns.append(self.pattern(value, item, place))
+                scope[key] = tuple(patterns)
+        if not ids["users"] and not ids["groups"]:
+            raise self.error(node, where, "names nobody: give users: [U…] and/or groups: [S…]")
+        ordered = {key: scope[key] for key in SCOPE_KEYS if key in scope}
+        return Grant(frozenset(ids["users"]), tuple(ids["groups"]), ordered, line=node.start_mark.line + 1)
 
     def people(self, node: yaml.Node) -> People:
         """`people:`: a commit e-mail or VCS login -> {slack, discord, teams, name}; mistakes noted."""

@@ -36,6 +36,10 @@ class Routing:
         """The handler names `event` goes to (none without routes)."""
         return self.routes.match(event) if self.routes is not None else []
 
+    def listens_for(self, event_type: str) -> bool:
+        """Whether some subscription names `event_type` in its `events:`."""
+        return self.routes is not None and self.routes.listens_for(event_type)
+
     def summary(self) -> dict[str, Any]:
         """What a log line says of it: handler names and the subscription count, never an option."""
         subscriptions = len(self.routes.subscriptions) if self.routes is not None else 0

@@ -8,6 +8,8 @@ Keys (all expire `ttl` seconds after the event was stored):
                                       `<handler>|outcome`, `|attempts`, `|first_attempt_at`,
                                       `|last_attempt_at`, `|last_status`
     cie:attempts:<event_id>   list    one JSON entry per delivery attempt, oldest first
+    cie:actions:<event_id>    list    one JSON entry per Slack action on it (workers/actions.py):
+                                      at, action, slack_user, outcome, circleci (CircleCI's answer)
     cie:events                zset    event ids scored by receipt time (epoch seconds), for listing
     cie:idx:...                       the console's filter indexes (workers/event_index.py)
 
@@ -29,6 +31,7 @@ from workers.timestamps import parse_time
 EVENT_PREFIX = "cie:event:"
 RECORD_PREFIX = "cie:record:"
 ATTEMPTS_PREFIX = "cie:attempts:"
+ACTIONS_PREFIX = "cie:actions:"
 EVENTS_INDEX = "cie:events"
 DEFAULT_TTL = 7 * 24 * 3600
 HANDLER_FIELDS = ("outcome", "attempts", "first_attempt_at", "last_attempt_at", "last_status")
@@ -113,6 +116,13 @@ class EventStore:
             attempts = pipe.execute()[0]
         return int(attempts)
 
+    def record_action(self, event_id: str, entry: dict[str, Any]) -> None:
+        """Append one action taken (or refused) on the event from Slack; `events show` lists them."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(ACTIONS_PREFIX + event_id, json.dumps({"at": self.clock.now(), **entry}))
+            pipe.expire(ACTIONS_PREFIX + event_id, self.ttl)
+            pipe.execute()
+
     def record_outcome(self, event_id: str, handler: str, outcome: str) -> None:
         """Set a handler's outcome without an attempt (queued, skipped_duplicate, replayed)."""
         now = self.clock.now()
@@ -133,6 +143,7 @@ class EventStore:
             return None
         attempts = self.redis.lrange(ATTEMPTS_PREFIX + event_id, 0, -1)
         summary["attempts"] = [json.loads(a) for a in attempts]
+        summary["actions"] = [json.loads(a) for a in self.redis.lrange(ACTIONS_PREFIX + event_id, 0, -1)]
         return summary
 
     def summaries(self, event_ids: list[str]) -> list[dict[str, Any] | None]:

@@ -5,7 +5,10 @@ It starts an embedded Redis, the local CircleCI simulator, a chat sink and the S
 signed workflow events (a success, a failure with failed tests, one a known flake, and a failed
 docker build shown with its log tail, another failure, the fix),
 waits for each to reach the sink and prints what arrived, then the #ci channel of the Slack app
-as a person reads it: the breakage's one thread, its root updated, the mentions. Everything it
+as a person reads it: the breakage's one thread, its root updated, the mentions. Last, a deploy
+workflow stops at an approval job: the notice is posted with an Approve button, the Slack
+simulator clicks it (a signed request to the web's /slack/interactions) and the message shows
+who approved, once CircleCI (the simulator) was asked. Everything it
 starts is stopped and its temporary folder removed on the way out.
 """
 
@@ -33,11 +36,13 @@ from config.settings import Settings
 from service.cli.child_process import die_with_parent
 from service.cli.common import clear_errors, fail
 from service.cli.demo_events import (
+    APPROVER,
     AUTHOR,
     KNOWN_FLAKY,
     SLACK_TOKEN_VAR,
     WEBHOOK_SECRET_VAR,
     Scenario,
+    approval_scenario,
     describe,
     routes_yaml,
     scenarios,
@@ -147,7 +152,7 @@ def _thread_done(stack: Stack, slack: str, replies: int) -> bool:
 def run_demo(stack: Stack) -> None:
     sim_port, sink_port, web_port, slack_port = free_port(), free_port(), free_port(), free_port()
     sim, sink, web, slack = (f"http://127.0.0.1:{p}" for p in (sim_port, sink_port, web_port, slack_port))
-    token, webhook_secret, handler_secret = (secrets.token_urlsafe(16) for _ in range(3))
+    token, webhook_secret, handler_secret, signing_secret = (secrets.token_urlsafe(16) for _ in range(4))
     slack_token = "xoxb-" + secrets.token_urlsafe(16)
     routes = stack.tmp / "routes.yaml"
     routes.write_text(routes_yaml(sink, f"{slack}/api/"))
@@ -155,12 +160,15 @@ def run_demo(stack: Stack) -> None:
     click.echo(f"demo: started {stack.redis.describe()}", err=True)
     stack.start("simulator", "service.cli", "simulator", "--port", str(sim_port), "--token", token, "--empty")
     stack.start("sink", "service.cli", "sink", "--port", str(sink_port), "--print")
-    stack.start("slack", "service.cli", "slack-simulator", "--port", str(slack_port), "--token", slack_token)
+    stack.start(
+        "slack", "service.cli", "slack-simulator", "--port", str(slack_port), "--token", slack_token,
+        "--signing-secret", signing_secret,
+    )  # fmt: skip
     env = {k: v for k, v in stack.environ.items() if not k.startswith(SCRUBBED)}
     env |= {
         "REDIS_URL": redis_url, "CIRCLE_TOKEN": token, "CIRCLECI_API_URL": f"{sim}/api/v2",
         "ROUTES_FILE": str(routes), "CIRCLECI_WEBHOOK_SECRETS": webhook_secret, WEBHOOK_SECRET_VAR: handler_secret,
-        SLACK_TOKEN_VAR: slack_token,
+        SLACK_TOKEN_VAR: slack_token, "SLACK_SIGNING_SECRET": signing_secret,
         "HOST": "127.0.0.1", "PORT": str(web_port), "LOG_FORMAT": "json", "LOG_LEVEL": "INFO",
         "DELIVERY_BACKOFF_BASE_SECONDS": "0.5",
     }  # fmt: skip
@@ -186,6 +194,33 @@ def run_demo(stack: Stack) -> None:
     stack.wait(partial(_thread_done, stack, slack, 2), "the Slack thread's two replies and root updates")
     view = stack.http.get(f"{slack}/_slack/view", params={"channel": "ci"}).text
     click.echo("── the Slack app's #ci channel: one thread for the breakage ──\n" + view + "\n")
+    _approve(stack, sim, web, slack, webhook_secret)
+
+
+def _approve(stack: Stack, sim: str, web: str, slack: str, secret: str) -> None:
+    """A workflow waiting on an approval job: the notice with its buttons, a click on Approve, the result."""
+    _deliver(stack, sim, web, secret, approval_scenario(SAMPLES))
+    stack.wait(lambda: _notice(stack, slack) is not None, "the approval notice in #ci")
+    notice = _notice(stack, slack)
+    assert notice is not None
+    click.echo(f"── 5. a deploy waiting for approval: the notice, with buttons ──\n{notice['text']}\n")
+    pressed = {"url": f"{web}/slack/interactions", "channel": "C0CI", "ts": notice["ts"],
+               "action_id": "circleci_events.approve", "user": APPROVER}  # fmt: skip
+    answer = stack.http.post(f"{slack}/_slack/click", json=pressed).json()
+    if answer.get("status") != 200:
+        raise DemoError(f"the web answered the click with {answer}")
+    approve = "POST /workflow/{id}/approve/{approval_request_id}"
+    stack.wait(lambda: stack.http.get(f"{sim}/_sim/calls").json()["calls"].get(approve) == 1, "the approve call")
+    stack.wait(lambda: (_notice(stack, slack) or {}).get("edits") == 1, "the notice updated")
+    view = stack.http.get(f"{slack}/_slack/view", params={"channel": "ci"}).text
+    approved = [line for line in view.splitlines() if "Approved by" in line]
+    click.echo(f"{APPROVER} clicked Approve: CircleCI was asked once; the message now says:\n"
+               + "\n".join(approved) + "\n")  # fmt: skip
+
+
+def _notice(stack: Stack, slack: str) -> dict[str, Any] | None:
+    messages = stack.http.get(f"{slack}/_slack/messages", params={"channel": "ci"}).json()["messages"]
+    return next((m for m in messages if "waits for approval" in m["text"]), None)
 
 
 def _deliver(stack: Stack, sim: str, web: str, secret: str, scenario: Scenario) -> None:

@@ -1,4 +1,5 @@
-"""What `circleci-events demo` sends and shows: four workflows on main, the routes, the printout.
+"""What `circleci-events demo` sends and shows: four workflows on main, the routes, the printout,
+then a deploy workflow waiting on an approval job, approved from its Slack message.
 
 The events come from the webhook samples shipped with the package (service/simulators/samples):
 a success, a failure (failed tests, one of them a known flake, and a docker build whose failing
@@ -46,6 +47,21 @@ SLACK_TOKEN_VAR = "DEMO_SLACK_BOT_TOKEN"
 TRIGGER_ACTOR = "octocat"  # who the CircleCI simulator says triggered every pipeline
 # the failure sample's commit author, a member of the simulated Slack workspace: found by e-mail
 AUTHOR = {"id": "U0AUTHOR", "name": "author", "email": "author.email@example.com"}
+APPROVER = "U0ADA"  # may approve (the routes file's `actions:`); the demo clicks Approve as her
+
+
+def approval_scenario(fixtures: Path) -> Scenario:
+    """A deploy workflow's build job completed; the workflow now waits on the approval job `hold-for-deploy`."""
+    success = json.loads((fixtures / SUCCESS_FIXTURE).read_text())
+    payload = _event(success, number=134, subject="Release the new endpoint", stopped=datetime.now(UTC))
+    workflow = payload["workflow"]
+    workflow["name"], workflow["status"] = "deploy", "on_hold"
+    job = {"id": str(uuid.uuid4()), "name": "build", "number": 1340, "status": "success",
+           "started_at": workflow["created_at"], "stopped_at": payload["happened_at"]}  # fmt: skip
+    payload |= {"type": "job-completed", "job": job}
+    jobs = [{"name": "build", "status": "success", "number": 1340, "id": job["id"]},
+            {"name": "hold-for-deploy", "type": "approval"}]  # fmt: skip
+    return Scenario("a deploy waiting for approval", payload, jobs)
 
 
 @dataclass(frozen=True)
@@ -146,6 +162,11 @@ def routes_yaml(sink_url: str, slack_api_url: str) -> str:
         "  - name: breakage-thread\n"
         "    handlers: [demo-thread]\n"
         "    transitions: [broken, still_failing, fixed]\n"
+        "  - name: approvals\n"
+        "    handlers: [demo-thread]\n"
+        "    events: [approval-pending]\n"
+        "actions:\n"
+        f"  approve:\n    - users: [{APPROVER}]\n"
     )
 
 

@@ -106,6 +106,11 @@ def describe(record: dict[str, Any]) -> list[str]:
         took = f"{a['seconds']:.3f} s" if isinstance(a.get("seconds"), int | float) else "-"
         error = f"  {a['error']}" if a.get("error") else (f"  ({a['reason']})" if a.get("reason") else "")
         lines.append(f"    {a['at']}  {a['handler']}  {a['outcome']}  {status}  {took}{error}")
+    for act in record.get("actions") or []:
+        said = f"  CircleCI: {act['circleci']}" if act.get("circleci") else ""
+        lines.append(
+            f"  action {act.get('action')} by {act.get('slack_user')}: {act.get('outcome')}  {act.get('at')}{said}"
+        )
     return lines
 
 

@@ -12,6 +12,7 @@ from service.simulators.circleci import create_simulator
 from service.simulators.circleci_data import Dataset
 from service.simulators.sink import create_sink, describe
 from service.simulators.slack import create_slack_simulator
+from service.simulators.slack_click import DEFAULT_SIGNING_SECRET
 from service.simulators.slack_workspace import Message, Workspace, readable
 
 LOOPBACK = "127.0.0.1"
@@ -50,8 +51,14 @@ def sink(host: str, port: int, show: bool) -> None:
 @click.option("--host", default=LOOPBACK, show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8767, show_default=True)
 @click.option("--token", default="xoxb-sim-token", show_default=True, help="The bot token it accepts.")
+@click.option(
+    "--signing-secret",
+    default=DEFAULT_SIGNING_SECRET,
+    show_default=True,
+    help="What its button clicks are signed with.",
+)
 @click.option("--print", "show", is_flag=True, help="Print each message posted or updated, readably.")
-def slack_simulator(host: str, port: int, token: str, show: bool) -> None:
+def slack_simulator(host: str, port: int, token: str, signing_secret: str, show: bool) -> None:
     """A local Slack Web API at /api/ (chat.postMessage, chat.update, users.lookupByEmail,
     conversations.open): #ci (C0CI), ada@example.com (U0ADA), faults and messages under /_slack."""
     import uvicorn
@@ -64,5 +71,5 @@ def slack_simulator(host: str, port: int, token: str, show: bool) -> None:
             text = readable(message.text, workspace)
             click.echo(f"{method} {message.channel} {message.ts} ({where}): {text}")
 
-    app = create_slack_simulator(workspace, on_change=on_change if show else None)
+    app = create_slack_simulator(workspace, on_change=on_change if show else None, signing_secret=signing_secret)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -16,9 +16,15 @@ Control endpoints (no token needed):
                              "vcs": {<what GET /pipeline/{id} adds, e.g. a tag build's "tag">}}
     POST   /_sim/flaky-tests {"project": <slug>, "tests": [{"test_name", "classname", "job_name",
                              "times_flaked", …}], "casing": "snake" (the live API's) or "kebab"}
+    GET    /_sim/workflows/{id}   the workflow and its jobs, as the simulator holds them
 
 API v1.1's job (its steps and their output URLs) and the "storage" those URLs point to, which
 refuses a CircleCI token: service/simulators/circleci_v1.py.
+
+Workflow actions change state: approve turns an `on_hold` approval job into `success` (its
+workflow runs on), cancel cancels a running or on-hold workflow and its waiting jobs, rerun starts
+a new workflow in the same pipeline; a running workflow completes (`success`) `completion_seconds`
+later (default 1 s).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import fnmatch
 import json
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -41,7 +48,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from service.simulators import circleci_api as simulator_api
 from service.simulators import circleci_v1, circleci_webhooks
-from service.simulators.circleci_data import Dataset
+from service.simulators.circleci_data import Dataset, now
 
 __all__ = ["OPERATIONS", "Fault", "Simulator", "create_simulator"]
 
@@ -123,6 +130,27 @@ class Simulator:
         with self.lock:
             self.tokens_at_storage += 1
 
+    # when each operation was last called (time.monotonic()): what a latency measurement reads
+    called_at: dict[str, float] = field(default_factory=dict)
+    completion_seconds: float = 1.0
+
+    def complete_later(self, workflow_id: str) -> None:
+        """The workflow, and its unfinished jobs, succeed `completion_seconds` from now."""
+
+        def complete() -> None:
+            with self.dataset.lock:
+                workflow = self.dataset.workflows.get(workflow_id)
+                if workflow is None or workflow["status"] != "running":
+                    return
+                workflow |= {"status": "success", "stopped_at": now()}
+                for job in self.dataset.jobs.get(workflow_id, []):
+                    if job["status"] in ("queued", "running", "blocked"):
+                        job |= {"status": "success", "stopped_at": now()}
+
+        timer = threading.Timer(self.completion_seconds, complete)
+        timer.daemon = True
+        timer.start()
+
     def add_fault(self, fault: Fault | None = None, **kwargs: Any) -> Fault:
         fault = fault or Fault.from_dict(kwargs)
         with self.lock:
@@ -145,6 +173,7 @@ class Simulator:
     def _take_fault(self, method: str, path: str, template: str) -> Fault | None:
         with self.lock:
             self.calls[f"{method} {template}"] += 1
+            self.called_at[f"{method} {template}"] = time.monotonic()
             return next((f for f in self.faults if f.take(method, path, template)), None)
 
     async def delay_or_fault(self, method: str, path: str, template: str) -> Response | None:
@@ -236,6 +265,16 @@ async def _control_calls(request: Request) -> Response:
     return JSONResponse({"calls": calls, "total": sum(calls.values())})
 
 
+async def _control_workflow(request: Request) -> Response:
+    sim: Simulator = request.app.state.simulator
+    workflow_id = request.path_params["id"]
+    with sim.dataset.lock:
+        workflow = sim.dataset.workflows.get(workflow_id)
+        if workflow is None:
+            return JSONResponse({"message": "Workflow not found."}, status_code=404)
+        return JSONResponse({"workflow": workflow, "jobs": sim.dataset.jobs.get(workflow_id, [])})
+
+
 async def _control_reset(request: Request) -> Response:
     request.app.state.simulator.reset()
     return JSONResponse({"message": "reset"})
@@ -264,9 +303,11 @@ def create_simulator(
     page_size: int = 20,
     latency: float = 0.0,
     token: str | None = "sim-token",
+    completion_seconds: float = 1.0,
 ) -> Starlette:
     """The simulator app; `app.state.simulator` is the Python control API (faults, calls)."""
     sim = Simulator(dataset if dataset is not None else Dataset.example(), page_size, latency, token)
+    sim.completion_seconds = completion_seconds
     api: list[BaseRoute] = [
         Route(_starlette_path(template), _endpoint(sim, method, template, handler), methods=[method])
         for method, template, handler in OPERATIONS
@@ -277,6 +318,7 @@ def create_simulator(
         Route("/_sim/reset", _control_reset, methods=["POST"]),
         Route("/_sim/workflows", _control_workflows, methods=["POST"]),
         Route("/_sim/flaky-tests", _control_flaky_tests, methods=["POST"]),
+        Route("/_sim/workflows/{id}", _control_workflow, methods=["GET"]),
         Route(
             "/_sim/artifacts/{key:path}",
             _endpoint(sim, "GET", "/_sim/artifacts/{key}", simulator_api.artifact_redirect),

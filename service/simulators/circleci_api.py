@@ -141,16 +141,28 @@ def cancel_workflow(sim: Simulator, request: Request, body: Any) -> Response:
         return not_found("Workflow not found.")
     if workflow["status"] in ("running", "on_hold", "failing"):
         workflow |= {"status": "canceled", "canceled_by": sim.dataset.user["id"], "stopped_at": now()}
+        for job in sim.dataset.jobs.get(workflow["id"], []):
+            if job["status"] in ("on_hold", "queued", "running", "blocked"):
+                job |= {"status": "canceled", "canceled_by": sim.dataset.user["id"]}
     return JSONResponse({"message": "Accepted."}, status_code=202)
 
 
+# A rerun from_failed of a workflow with nothing failed, and an approval of a job no longer on
+# hold: CircleCI's answers are not documented; these 400s are the simulator's stand-ins.
+NOTHING_FAILED = "Workflow has no failed jobs to rerun."
+NOT_ON_HOLD = "Job is not on hold."
+
+
 def rerun_workflow(sim: Simulator, request: Request, body: Any) -> Response:
+    """A new workflow in the same pipeline, running; it completes (success) `sim.completion_seconds` later."""
     body = body or {}
     old = sim.dataset.workflows.get(request.path_params["id"])
     if not old:
         return not_found("Workflow not found.")
     if body.get("from_failed") and body.get("jobs"):
         return bad_request("from_failed and jobs are mutually exclusive")
+    if body.get("from_failed") and old["status"] not in ("failed", "error", "failing"):
+        return bad_request(NOTHING_FAILED)
     new_id = str(uuid.uuid4())
     sim.dataset.workflows[new_id] = old | {
         "id": new_id,
@@ -161,17 +173,26 @@ def rerun_workflow(sim: Simulator, request: Request, body: Any) -> Response:
     sim.dataset.jobs[new_id] = [
         job | {"id": stable_id(new_id, job["name"]), "status": "queued", "stopped_at": None}
         for job in sim.dataset.jobs.get(old["id"], [])
+        if job.get("type") != "approval"
     ]
+    sim.complete_later(new_id)
     return JSONResponse({"workflow_id": new_id}, status_code=202)
 
 
 def approve_job(sim: Simulator, request: Request, body: Any) -> Response:
+    """The approval job succeeds; its workflow runs on and completes `sim.completion_seconds` later."""
     params = request.path_params
     jobs = sim.dataset.jobs.get(params["id"], [])
     job = next((j for j in jobs if j.get("approval_request_id") == params["approval_request_id"]), None)
     if job is None:
         return not_found("Approval request not found.")
+    if job["status"] != "on_hold":
+        return bad_request(NOT_ON_HOLD)
     job |= {"status": "success", "approved_by": sim.dataset.user["id"]}
+    workflow = sim.dataset.workflows.get(params["id"])
+    if workflow is not None and not any(j["status"] == "on_hold" for j in jobs):
+        workflow["status"] = "running"
+        sim.complete_later(workflow["id"])
     return JSONResponse({"message": "Accepted."}, status_code=202)
 
 

@@ -4,7 +4,8 @@
 
 The API answers at /api/<method> (point a handler's `api_url` at http://127.0.0.1:8767/api/):
 `chat.postMessage`, `chat.update`, `chat.getPermalink`, `users.lookupByEmail`,
-`conversations.open`, and `auth.test`. Arguments come as JSON, a form or the query string; the bot token as
+`conversations.open`, `usergroups.users.list`, and `auth.test`. Arguments come as JSON, a form or the
+query string; the bot token as
 `Authorization: Bearer xoxb-…` (or a `token` argument). Errors are Slack's: HTTP 200
 `{"ok": false, "error": "invalid_auth"}` (also `not_authed`, `missing_scope`,
 `channel_not_found`, `not_in_channel`, `message_not_found`, `users_not_found`,
@@ -21,6 +22,9 @@ The API answers at /api/<method> (point a handler's `api_url` at http://127.0.0.
     POST   /_slack/users     {"id": "U0LIN", "name": "lin", "email": "lin@example.com"}
     POST   /_slack/channels  {"id": "C0OPS", "name": "ops", "member": false}
     POST   /_slack/reset     forget messages, calls and faults
+    POST   /_slack/click     {"url", "channel", "ts", "action_id", "user", "team"}: press a button,
+                             a signed block_actions payload sent to url (slack_click.py)
+    GET    /_slack/responses what was posted to the clicks' response_urls
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from service.simulators import slack_click
 from service.simulators.slack_workspace import BOT_USER, Message, SlackError, Workspace
 
 __all__ = ["create_slack_simulator"]
@@ -48,6 +53,7 @@ METHODS: dict[str, Method] = {
     "chat.getPermalink": Workspace.permalink,
     "users.lookupByEmail": Workspace.lookup_by_email,
     "conversations.open": Workspace.open_conversation,
+    "usergroups.users.list": Workspace.group_members,
     "auth.test": lambda workspace, args: {"user_id": BOT_USER, "team": "simulated", "bot_id": "B0BOT"},
 }
 
@@ -154,6 +160,8 @@ def create_slack_simulator(
     workspace: Workspace | None = None,
     *,
     on_change: Callable[[str, Message | None], None] | None = None,
+    signing_secret: str = slack_click.DEFAULT_SIGNING_SECRET,
+    team_id: str = slack_click.DEFAULT_TEAM,
 ) -> Starlette:
     """The simulator app; `app.state.workspace` is the Python control object. `on_change` is
     called with the method and the message after each post or update."""
@@ -166,9 +174,14 @@ def create_slack_simulator(
             Route("/_slack/users", _users, methods=["POST"]),
             Route("/_slack/channels", _channels, methods=["POST"]),
             Route("/_slack/reset", _reset, methods=["POST"]),
+            Route("/_slack/click", slack_click.click, methods=["POST"]),
+            Route("/_slack/respond/{n:int}", slack_click.respond, methods=["POST"]),
+            Route("/_slack/responses", slack_click.responses),
             Route("/api/{method}", _api, methods=["GET", "POST"]),
         ]
     )
     app.state.workspace = workspace if workspace is not None else Workspace.example()
     app.state.on_change = on_change
+    app.state.signing_secret = signing_secret
+    app.state.team_id = team_id
     return app

@@ -28,7 +28,7 @@ from slack_sdk.models.blocks import Block
 
 MAX_BLOCKS = 50
 MAX_TEXT = 40000
-SCOPES = ("chat:write", "users:read.email", "im:write")
+SCOPES = ("chat:write", "users:read.email", "im:write", "usergroups:read")
 BOT_USER = "U0BOT"
 # the scope each method needs (https://api.slack.com/methods)
 METHOD_SCOPES = {
@@ -36,6 +36,7 @@ METHOD_SCOPES = {
     "chat.update": "chat:write",
     "users.lookupByEmail": "users:read.email",
     "conversations.open": "im:write",
+    "usergroups.users.list": "usergroups:read",
 }
 _MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 _LINK = re.compile(r"<((?:https?|mailto):[^|>]+)\|([^>]*)>")
@@ -121,6 +122,8 @@ class Workspace:
     messages: list[Message] = field(default_factory=list)
     faults: list[SlackFault] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
+    groups: dict[str, list[str]] = field(default_factory=dict)  # user group id -> user ids
+    responses: list[dict[str, Any]] = field(default_factory=list)  # what was posted to response_urls
     lock: threading.RLock = field(default_factory=threading.RLock)
     _serial: int = 0
 
@@ -144,6 +147,10 @@ class Workspace:
         with self.lock:
             self.users[id] = user = User(id, name, email)
             return user
+
+    def add_group(self, id: str, users: list[str]) -> None:
+        with self.lock:
+            self.groups[id] = list(users)
 
     def add_fault(self, **fields: Any) -> SlackFault:
         fault = SlackFault(**fields)
@@ -208,6 +215,13 @@ class Workspace:
             message.versions.append({"text": message.text, "blocks": message.blocks})
             message.text, message.blocks, message.edits = text, blocks, message.edits + 1
         return {"channel": channel_id, "ts": ts, "text": text, "message": _as_slack(message)}
+
+    def group_members(self, args: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            users = self.groups.get(str(args.get("usergroup") or ""))
+        if users is None:
+            raise SlackError("no_such_subteam")
+        return {"users": list(users)}
 
     def permalink(self, args: dict[str, Any]) -> dict[str, Any]:
         channel, ts = str(args.get("channel") or ""), str(args.get("message_ts") or "")
@@ -347,7 +361,7 @@ def _as_slack(m: Message) -> dict[str, Any]:
 
 
 def readable(text: str, workspace: Workspace) -> str:
-    """mrkdwn as it shows: `<@U…>` as @name, links as their label, entities decoded."""
+    """mrkdwn as it shows: `<@U…>` as @name, links as their label, dates as their fallback, entities decoded."""
 
     def user(match: re.Match[str]) -> str:
         found = workspace.users.get(match[1])
@@ -355,6 +369,7 @@ def readable(text: str, workspace: Workspace) -> str:
 
     text = _MENTION.sub(user, text)
     text = re.sub(r"<!(here|channel|everyone)>", r"@\1", text)
+    text = re.sub(r"<!date\^\d+\^[^|>]*\|([^>]*)>", r"\1", text)  # a date: its fallback text
     return html.unescape(_LINK.sub(r"\2", text))
 
 

@@ -129,3 +129,21 @@ def test_a_subscription_says_the_first_key_an_event_fails_and_why(
     assert subscription.name == "s"
     assert (None if mismatch is None else str(mismatch)) == why
     assert subscription.matches(event(**changes)) is (why is None)  # one place decides both
+
+
+def test_an_approval_pending_event_goes_only_to_subscriptions_that_name_it(tmp_path: Path) -> None:
+    loaded = routes(
+        tmp_path,
+        BASE.replace("handlers: [a]", "handlers: [a]\n    branches: [main]")
+        + "  - {name: approvals, handlers: [b], events: [approval-pending], branches: [main]}\n",
+    )
+    approval = event(event_type="approval-pending", status="on_hold", transition=None)
+    assert loaded.match(approval) == ["b"]
+    assert (
+        str(loaded.explain(approval)[0][1]) == "events: 'approval-pending' not in [workflow-completed, job-completed]"
+    )
+    assert loaded.match(event()) == ["a"]  # the webhook's events as before
+    assert (loaded.listens_for("approval-pending"), routes(tmp_path, BASE).listens_for("approval-pending")) == (
+        True,
+        False,
+    )

@@ -210,6 +210,7 @@ def test_a_missing_file_is_a_configuration_error(tmp_path: Path) -> None:
         ("statuses", "failure", "did you mean 'failed'?"),
         ("transitions", "broke", "did you mean 'broken'?"),
         ("events", "workflow_completed", "did you mean 'workflow-completed'?"),
+        ("events", "aproval-pending", "did you mean 'approval-pending'?"),
         ("statuses", "/fail(ure)?s/", "can never match"),
     ],
 )

@@ -46,6 +46,7 @@ SCOPES = {
     "chat.update": "chat:write",
     "users.lookupByEmail": "users:read.email",
     "conversations.open": "im:write",
+    "usergroups.users.list": "usergroups:read",
 }
 REINSTALL = "then reinstall the app to the workspace and update the token"
 ADVICE = {
@@ -93,6 +94,11 @@ class SlackApi:
             raise
         user = answer.get("user")
         return str(user["id"]) if isinstance(user, dict) and user.get("id") else None
+
+    def group_members(self, group: str) -> frozenset[str]:
+        """The user ids of a Slack user group (usergroups.users.list)."""
+        users = self.call("usergroups.users.list", usergroup=group).get("users")
+        return frozenset(str(u) for u in users) if isinstance(users, list) else frozenset()
 
     def call(self, method: str, **args: Any) -> dict[str, Any]:
         """One Web API call (JSON body); its answer, or the mapped error."""

@@ -18,8 +18,15 @@ that fixed it (workers/transition.py's streak); its thread lives in workers/thre
                                    thread, the message as a new top-level post
     a job event, with              a reply in the thread of its workflow's breakage, while one is
       `job_replies: true`          open (not yet fixed); else a top-level post
+    approval-pending               the approval notice as a top-level post, with Approve and
+                                   Cancel workflow buttons
     anything else, job events,     the message as a top-level post, as the `slack` handler's
       alerts
+
+Buttons (workers/action_buttons.py) appear only for actions the routes file's `actions:` grants
+someone on this event: Approve and Cancel workflow on an approval notice, Rerun failed jobs on a
+breakage's root (moved to the newest failed pipeline's event when the root is updated, gone
+once fixed). A button carries the event id only; the worker looks up what it acts on.
 
 Each step is recorded in Redis the moment Slack answers (the root, each reply), so a retried
 delivery skips what was posted; chat.update is the same call each time. The root shows the
@@ -37,6 +44,7 @@ import httpx
 import structlog
 
 from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
+from workers.action_buttons import APPROVE, CANCEL, RERUN, actions_block, with_actions
 from workers.alert_message import alert_of, is_alert
 from workers.handlers import slack
 from workers.handlers.base import Handler, HandlerContext
@@ -51,7 +59,7 @@ from workers.handlers.slack_thread import (
     section,
     streak_line,
 )
-from workers.jobs import JOB_COMPLETED
+from workers.jobs import APPROVAL_PENDING, JOB_COMPLETED
 from workers.message import Message
 from workers.people import Mention, is_break
 from workers.threads import Thread, ThreadStore, breakage_of, thread_key
@@ -275,7 +283,27 @@ class SlackAppHandler(Handler):
         if state:
             body["blocks"].insert(1, context(state))
         body = with_mentions(body, mentions)
+        buttons = self._buttons(event, m, root=record == ROOT)
+        if buttons is not None:
+            body["blocks"] = with_actions(body["blocks"], buttons)
         return Call("chat.postMessage", {"channel": self.channel, **body}, record)
+
+    def _buttons(self, event: Mapping[str, Any], m: Message, *, root: bool) -> dict[str, Any] | None:
+        """The actions block for the event (None: no buttons): only actions `actions:` grants here."""
+        routes = self.context.routes
+        if routes is None:
+            return None
+        if event.get("event_type") == APPROVAL_PENDING:
+            offered = [APPROVE, CANCEL]
+        elif root and m.transition in ("broken", "first_seen", "still_failing"):
+            offered = [RERUN]
+        else:
+            return None
+        granted = [a for a in offered if any(g.covers(event) for g in routes.permissions.grants.get(a, ()))]
+        if not granted:
+            return None
+        workflow = m.workflow.label if m.workflow else ""
+        return actions_block(granted, m.event_id, job=m.job.label if m.job else "", workflow=workflow)
 
     def _update_root(self, event: Mapping[str, Any], m: Message, thread: Thread) -> Call:
         """The root as first posted, with the breakage's state: the streak, or the fix."""
@@ -288,11 +316,12 @@ class SlackAppHandler(Handler):
                 {"type": "header", "text": {"type": "plain_text", "text": clip(header, MAX_HEADER), "emoji": True}},
                 section(fixed_line(m)),
             ]
-            blocks = top + original[1:]
+            blocks = with_actions(top + original[1:], None)  # fixed: nothing to rerun
             text = clip(f"{header} — {thread.root.get('text', '')}", MAX_SECTION)
             notes["fixed"] = "1"
         else:
             blocks = [*original[:1], context(streak_line(m) or ""), *original[1:]]
+            blocks = with_actions(blocks, self._buttons(event, m, root=True))  # rerun the newest failure
             text = str(thread.root.get("text") or m.title)
         args = {"channel": thread.channel, "ts": thread.ts, "text": text, "blocks": blocks}
         return Call("chat.update", args, notes=notes)

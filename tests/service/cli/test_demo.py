@@ -31,8 +31,8 @@ def test_demo_prints_the_notifications_and_the_thread_and_stops_every_process() 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     sections = done.stdout.split("── ")[1:]
-    assert len(sections) == 5, done.stdout
-    success, failure, still, fix, channel = sections
+    assert len(sections) == 6, done.stdout
+    success, failure, still, fix, channel, approval = sections
     assert "transition   first_seen" in success and "succeeded on main" in success
     assert "transition   broken" in failure and "failed on main" in failure
     for test_name in ("test_new_endpoint_validates_input", "test_new_endpoint_rejects_unknown_fields"):
@@ -50,6 +50,10 @@ def test_demo_prints_the_notifications_and_the_thread_and_stops_every_process() 
     assert "│   ❌ still failing · pipeline #132 · 2 failed tests" in channel
     assert "│   ✅ *fixed* in #133 by Author Name after 2 failed pipelines" in channel
     assert "keeps nothing across restarts" in done.stderr
+    # a deploy waiting on an approval job, approved from its Slack message: CircleCI asked once
+    assert "deploy waits for approval: hold-for-deploy on main" in approval
+    assert "pipeline triggered by octocat" in approval
+    assert "CircleCI was asked once" in approval and "✅ Approved by @ada at " in approval
 
     pids_line = next(line for line in done.stderr.splitlines() if "processes (pid)" in line)
     pids = [int(p) for p in re.findall(r" (\d+)(?:,|$)", pids_line)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from starlette.testclient import TestClient
 
@@ -173,3 +175,62 @@ def test_webhooks_of_an_unknown_project_are_404_and_of_a_denied_one_403():
         assert http.get("/webhook", headers=AUTH, params=unknown).status_code == 404
         assert http.get("/project/gh/circleci/nowhere", headers=AUTH).status_code == 404
         assert http.delete(f"/webhook/{unknown['scope-id']}", headers=AUTH).status_code == 404
+
+
+def _waiting_workflow(http) -> tuple[str, dict]:
+    """The example's failed workflow id and its approval job (on hold)."""
+    sim = http.app.state.simulator
+    workflow_id = next(iter(sim.dataset.workflows))
+    approval = next(j for j in sim.dataset.jobs[workflow_id] if j["type"] == "approval")
+    return workflow_id, approval
+
+
+def test_approving_an_on_hold_job_succeeds_once_then_answers_400(http):
+    workflow_id, approval = _waiting_workflow(http)
+    url = f"/api/v2/workflow/{workflow_id}/approve/{approval['approval_request_id']}"
+
+    first, second = http.post(url, headers=AUTH), http.post(url, headers=AUTH)
+
+    assert (first.status_code, second.status_code) == (202, 400)
+    assert second.json() == {"message": "Job is not on hold."}
+    state = http.get(f"/_sim/workflows/{workflow_id}").json()
+    assert next(j for j in state["jobs"] if j["type"] == "approval")["status"] == "success"
+
+
+def test_canceling_an_on_hold_workflow_cancels_its_waiting_approval(http):
+    sim = http.app.state.simulator
+    workflow_id, _ = _waiting_workflow(http)
+    sim.dataset.workflows[workflow_id]["status"] = "on_hold"
+
+    assert http.post(f"/api/v2/workflow/{workflow_id}/cancel", headers=AUTH).status_code == 202
+
+    state = http.get(f"/_sim/workflows/{workflow_id}").json()
+    assert state["workflow"]["status"] == "canceled"
+    assert next(j for j in state["jobs"] if j["type"] == "approval")["status"] == "canceled"
+
+
+def test_a_rerun_from_failed_starts_a_workflow_in_the_same_pipeline_that_later_completes():
+    app = create_simulator(Dataset.example(), token="t", completion_seconds=0.05)
+    with TestClient(app) as http:
+        workflow_id, _ = _waiting_workflow(http)
+        answer = http.post(f"/api/v2/workflow/{workflow_id}/rerun", headers=AUTH, json={"from_failed": True})
+        assert answer.status_code == 202
+        new_id = answer.json()["workflow_id"]
+        new = http.get(f"/_sim/workflows/{new_id}").json()["workflow"]
+        old = http.get(f"/_sim/workflows/{workflow_id}").json()["workflow"]
+        assert new["pipeline_id"] == old["pipeline_id"] and new["status"] == "running"
+        deadline = time.monotonic() + 30
+        while http.get(f"/_sim/workflows/{new_id}").json()["workflow"]["status"] == "running":
+            assert time.monotonic() < deadline, "the rerun never completed"
+            time.sleep(0.02)
+        assert http.get(f"/_sim/workflows/{new_id}").json()["workflow"]["status"] == "success"
+
+
+def test_a_rerun_from_failed_of_a_workflow_with_nothing_failed_answers_400(http):
+    sim = http.app.state.simulator
+    workflow_id, _ = _waiting_workflow(http)
+    sim.dataset.workflows[workflow_id]["status"] = "success"
+
+    answer = http.post(f"/api/v2/workflow/{workflow_id}/rerun", headers=AUTH, json={"from_failed": True})
+
+    assert (answer.status_code, answer.json()) == (400, {"message": "Workflow has no failed jobs to rerun."})
