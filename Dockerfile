@@ -14,7 +14,10 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PATH=/opt/circleci-events/bin:$PATH
 WORKDIR /build
-RUN python -m venv /opt/circleci-events
+# Python 3.11's venv brings an old setuptools of its own: nothing at run time needs it, the lock
+# does not pin it, and the wheel below is built in pip's isolated build environment.
+RUN python -m venv /opt/circleci-events \
+    && python -m pip uninstall --quiet --yes setuptools
 # Dependencies first: this layer is rebuilt only when the lock changes. Wheels only: no
 # compiler is ever needed, and a platform without a wheel fails here instead of compiling.
 COPY requirements.lock ./

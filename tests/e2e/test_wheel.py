@@ -39,8 +39,8 @@ EXAMPLE_ENV = {
 
 
 def dockerfile_installs() -> list[str]:
-    """The Dockerfile's `pip install` commands, in order."""
-    return re.findall(r"python -m pip install [^&\\\n]*[^&\\\s]", (ROOT / "Dockerfile").read_text())
+    """The Dockerfile's `pip install` and `pip uninstall` commands, in order."""
+    return re.findall(r"python -m pip (?:un)?install [^&\\\n]*[^&\\\s]", (ROOT / "Dockerfile").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,8 @@ def python(bin_dir: Path, code: str, *, cwd: Path) -> str:
 
 
 def test_the_container_installs_the_lock_with_hashes_then_the_wheel_alone() -> None:
-    locked, wheel = dockerfile_installs()
+    venvs_own, locked, wheel = dockerfile_installs()
+    assert venvs_own == "python -m pip uninstall --quiet --yes setuptools"  # Python 3.11's venv brings one
     assert "--require-hashes -r requirements.lock" in locked and "--only-binary=:all:" in locked
     assert wheel.endswith("--no-deps dist/*.whl")
 
