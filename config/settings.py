@@ -93,6 +93,9 @@ class Settings:
     api_rate_per_second: float = 10.0
     api_burst: int = 20
     transition_ttl_seconds: int = 90 * DAY
+    # whom commit data may make a chat handler ping, per event (workers/people.py)
+    mention_max_people: int = 10
+    mention_max_lookups: int = 20
     # delivery (workers/delivery/)
     delivery_retry_budget_seconds: int = 3600
     delivery_timeout_seconds: float = 10.0
@@ -389,6 +392,8 @@ VARIABLES: tuple[Variable, ...] = _vars(
     ("CIRCLECI_API_RATE_PER_SECOND", "api_rate_per_second", "float", 0.001, 10_000_000),
     ("CIRCLECI_API_BURST", "api_burst", "int", 1, 10_000_000),
     ("TRANSITION_TTL_SECONDS", "transition_ttl_seconds", "int", 3600, 10 * 365 * DAY),
+    ("MENTION_MAX_PEOPLE", "mention_max_people", "int", 0, 100),
+    ("MENTION_MAX_LOOKUPS", "mention_max_lookups", "int", 0, 100),
     ("DELIVERY_RETRY_BUDGET_SECONDS", "delivery_retry_budget_seconds", "int", 1, None),
     ("DELIVERY_TIMEOUT_SECONDS", "delivery_timeout_seconds", "float", 0.1, 300),
     ("DELIVERY_BACKOFF_BASE_SECONDS", "delivery_backoff_base_seconds", "float", 0, 3600),

@@ -24,9 +24,14 @@ from workers.vcs import slug_forms
 ALERT_INTERVAL_SECONDS = 300  # the default: at most one alert per handler every 5 minutes
 MATCH_KEYS = ("events", "projects", "branches", "tags", "workflows", "jobs", "statuses", "transitions")
 # what a subscription asks of its handlers besides matching: mentions on a break (on unless
-# `mentions: false`), `notify: committer` (a direct message to whoever broke it) and
+# `mentions: false`), `notify: committer` (a direct message to whoever broke it, when `people:`
+# names them; `committer_by_email` also to one only the commit's e-mail found) and
 # `job_replies: true` (job events reply in their breakage's thread), the last two for slack_app
-OPTION_KEYS = {"mentions": ("true", "false"), "notify": ("committer",), "job_replies": ("true", "false")}
+OPTION_KEYS = {
+    "mentions": ("true", "false"),
+    "notify": ("committer", "committer_by_email"),
+    "job_replies": ("true", "false"),
+}
 # CircleCI's workflow and job statuses (API v2's enums, a superset of what webhooks document:
 # ../shared/reference/circleci-api-v2.md), our transition kinds, the event types we route.
 STATUSES = (

@@ -309,7 +309,7 @@ def test_subscription_options_mentions_and_notify(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("option", "message"),
     [("mentions: maybe", "'maybe' is not one of true, false"),
-     ("notify: comitter", "'comitter' is not one of committer; did you mean 'committer'?")],
+     ("notify: comitter", "'comitter' is not one of committer, committer_by_email; did you mean 'committer'?")],
 )  # fmt: skip
 def test_a_bad_subscription_option_is_refused(tmp_path: Path, option: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
