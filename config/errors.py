@@ -15,6 +15,7 @@
     │   ├── SignatureError         401
     │   ├── InvalidJSON            400
     │   ├── PayloadInvalid         422
+    │   ├── TooManyConnections     429: one address over WEB_MAX_CLIENT_CONNECTIONS or _INCOMPLETE (then closed)
     │   └── RateLimited            429, with retry_after
     ├── CircleCIAPIError           an API v2 call failed; carries status, method and path (keyword-only)
     │   ├── CircleCIUnauthorized   401: a bad token, or a project token (v2 takes personal tokens only)
@@ -119,6 +120,13 @@ class InvalidJSON(WebhookError):
 class PayloadInvalid(WebhookError):
     code = "payload_invalid"
     http_status = 422
+
+
+class TooManyConnections(WebhookError):
+    """One address holds more connections, or more unfinished requests, than WEB_MAX_CLIENT_* allow."""
+
+    code = "too_many_connections"
+    http_status = 429
 
 
 class RateLimited(WebhookError):

@@ -70,6 +70,9 @@ class Settings:
     web_header_timeout_seconds: float = 10.0
     web_body_timeout_seconds: float = 10.0
     web_max_connections: int = 1000
+    # per client address (not TRUSTED_PROXIES): open connections, and requests begun, not complete
+    web_max_client_connections: int = 100
+    web_max_client_incomplete: int = 20
     rate_limit_burst: int = 200
     rate_limit_per_second: float = 100.0
     trusted_proxies: tuple[str, ...] = ()
@@ -374,6 +377,8 @@ VARIABLES: tuple[Variable, ...] = _vars(
     ("WEB_HEADER_TIMEOUT_SECONDS", "web_header_timeout_seconds", "float", 0.1, 300),
     ("WEB_BODY_TIMEOUT_SECONDS", "web_body_timeout_seconds", "float", 0.1, 300),
     ("WEB_MAX_CONNECTIONS", "web_max_connections", "int", 1, 1_000_000),
+    ("WEB_MAX_CLIENT_CONNECTIONS", "web_max_client_connections", "int", 1, 1_000_000),
+    ("WEB_MAX_CLIENT_INCOMPLETE", "web_max_client_incomplete", "int", 1, 1_000_000),
     ("RATE_LIMIT_BURST", "rate_limit_burst", "int", 1, 10_000_000),
     ("RATE_LIMIT_PER_SECOND", "rate_limit_per_second", "float", 0.001, 10_000_000),
     ("TRUSTED_PROXIES", "trusted_proxies", "networks"),
