@@ -37,6 +37,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DAY = 24 * 3600
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 MIN_ADMIN_TOKEN_CHARS = 32
+# A shorter webhook secret can be guessed, and the log redaction, which hides every occurrence of
+# it, would hide pieces of ordinary words and so reveal it (`[redacted]rcle[redacted]-signature`)
+MIN_WEBHOOK_SECRET_CHARS = 16
 MAX_WEB_PROCESSES = 128
 # How much of the Redis server's certificate is checked: chain and host name, the chain alone
 # (a certificate that does not name the address used), or nothing (encrypted, not authenticated).
@@ -156,6 +159,13 @@ class Settings:
                 f"ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters (it guards replays of every event): "
                 "make one with `openssl rand -hex 32`"
             )
+        for position, secret in enumerate(self.webhook_secrets, 1):
+            if len(str(secret)) < MIN_WEBHOOK_SECRET_CHARS:
+                raise ConfigurationError(
+                    f"CIRCLECI_WEBHOOK_SECRETS: secret {position} of {len(self.webhook_secrets)} has "
+                    f"{len(str(secret))} characters, fewer than {MIN_WEBHOOK_SECRET_CHARS}: make one with "
+                    "`openssl rand -hex 32` and set it on the webhook and here"
+                )
         check_api_url(self.circleci_api_url)
         self.check_redis()
 
