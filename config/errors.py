@@ -5,6 +5,7 @@
     ├── RedisUnavailable           Redis did not answer; the webhook gets 503 so CircleCI retries
     │   └── RedisNotReplicated     fewer replicas than REDIS_WAIT_REPLICAS confirmed the write: 503
     ├── EventUndecodable           a queued job or its payload cannot be read: dead-lettered, never retried
+    │   └── JobRefused             a job naming a function that is not one of ours: never imported, never run
     ├── WebhookError               a request we refuse; carries the HTTP status we answer with
     │   ├── HeadersTooLarge        431: request line and headers over WEB_MAX_HEADER_BYTES (then closed)
     │   ├── HeaderTimeout          408: headers not complete within WEB_HEADER_TIMEOUT_SECONDS (then closed)
@@ -71,6 +72,12 @@ class EventUndecodable(CircleCIEventsError):
     """A job's data or its webhook payload cannot be read; retrying would fail the same way."""
 
     code = "event_undecodable"
+
+
+class JobRefused(EventUndecodable):
+    """A job names a function that is not one of the product's jobs (written into Redis by someone else)."""
+
+    code = "job_refused"
 
 
 class WebhookError(CircleCIEventsError):

@@ -89,6 +89,8 @@ class Settings:
     worker_count: int = 2
     # jobs one worker process runs at once, one RQ worker per thread (workers/worker.py)
     worker_concurrency: int = 4
+    # dotted names of job functions a worker runs besides the product's own (workers/worker.py)
+    worker_allowed_jobs: tuple[str, ...] = ()
     # enrichment (workers/enrichment.py)
     enrich_deadline_seconds: float = 120.0
     enrich_concurrency: int = 8
@@ -110,6 +112,8 @@ class Settings:
     enriched_event_ttl_seconds: int = 7 * DAY
     # the worker process's own HTTP port: /healthz, /readyz, /metrics (workers/health.py); 0 = none
     worker_http_port: int = 0
+    # where it listens: this host only unless told otherwise (Kubernetes probes need 0.0.0.0)
+    worker_http_host: str = "127.0.0.1"
     # a running job's lease: a job whose worker died (SIGKILL, OOM, lost host) runs again once its
     # lease lapses (workers/lease.py, workers/reaper.py)
     worker_lease_seconds: int = 10
@@ -286,6 +290,12 @@ def _network(name: str, entry: str) -> str:
     return entry
 
 
+def _dotted_name(name: str, entry: str) -> str:
+    if not all(part.isidentifier() for part in entry.split(".")) or "." not in entry:
+        raise ConfigurationError(f"{name}: {entry!r} is not a dotted function name such as mypackage.jobs.cleanup")
+    return entry
+
+
 def _host_pattern(name: str, entry: str) -> str:
     host = entry.lower()
     label = host.removeprefix("*.")
@@ -327,6 +337,8 @@ class Variable:
             return tuple(Secret(s) for s in _entries(self.name, raw))
         if self.kind == "networks":
             return tuple(_network(self.name, e) for e in _entries(self.name, raw))
+        if self.kind == "names":
+            return tuple(_dotted_name(self.name, e) for e in _entries(self.name, raw))
         if self.kind == "hosts":
             return tuple(_host_pattern(self.name, e) for e in _entries(self.name, raw))
         if self.kind == "bool":
@@ -398,6 +410,7 @@ VARIABLES: tuple[Variable, ...] = _vars(
     ("WEB_CONCURRENCY", "web_concurrency", "int", 1, MAX_WEB_PROCESSES),
     ("WORKERS", "worker_count", "int", 1, 64),
     ("WORKER_CONCURRENCY", "worker_concurrency", "int", 1, None),
+    ("WORKER_ALLOWED_JOBS", "worker_allowed_jobs", "names"),
     ("ENRICH_DEADLINE_SECONDS", "enrich_deadline_seconds", "float", 0, DAY),
     ("ENRICH_CONCURRENCY", "enrich_concurrency", "int", 1, None),
     ("ENRICH_MAX_FAILED_TESTS", "enrich_max_failed_tests", "int", 0, 1000),
@@ -415,6 +428,7 @@ VARIABLES: tuple[Variable, ...] = _vars(
     ("DELIVERY_BACKOFF_MAX_SECONDS", "delivery_backoff_max_seconds", "float", 0, DAY),
     ("ENRICHED_EVENT_TTL_SECONDS", "enriched_event_ttl_seconds", "int", 60, 365 * DAY),
     ("WORKER_HTTP_PORT", "worker_http_port", "int", 0, 65535),
+    ("WORKER_HTTP_HOST", "worker_http_host", "text"),
     ("WORKER_LEASE_SECONDS", "worker_lease_seconds", "int", 3, 600),
     ("WORKER_SHUTDOWN_GRACE_SECONDS", "worker_shutdown_grace_seconds", "float", 0, 3600),
     ("EVENT_JOB_TIMEOUT_SECONDS", "event_job_timeout_seconds", "int", 1, DAY),

@@ -15,13 +15,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
+from config.log_sampler import LogSampler
 from config.settings import Settings
 from service.admin import admin_mount
 from service.client_limit import ClientLimit
 from service.errors import EXCEPTION_HANDLERS
 from service.health import healthz, metrics, readyz
 from service.intake import Intake
-from service.log_sampler import LogSampler
 from service.metrics import WebMetrics
 from service.request_id import RequestIdMiddleware
 from service.signature import SignatureVerifier

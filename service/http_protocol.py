@@ -49,8 +49,8 @@ import structlog
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from config.errors import HeadersTooLarge, HeaderTimeout, TooManyConnections, WebhookError
+from config.log_sampler import LogSampler
 from service.errors import error_body
-from service.log_sampler import LogSampler
 
 log = structlog.get_logger("service.http_protocol")
 

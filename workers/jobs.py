@@ -22,6 +22,8 @@ from config.settings import Settings
 PROCESS_EVENT = "workers.events.process_event"
 DELIVER = "workers.delivery.deliver"
 FLUSH_ALERTS = "workers.alerts.flush_alerts"
+# The only functions a worker runs (workers/worker.py checks a job's name before RQ imports it)
+JOB_FUNCTIONS = frozenset({PROCESS_EVENT, DELIVER, FLUSH_ALERTS})
 
 # Webhook event types (https://circleci.com/docs/reference/outbound-webhooks-reference/).
 WORKFLOW_COMPLETED = "workflow-completed"

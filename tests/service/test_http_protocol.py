@@ -17,8 +17,8 @@ from structlog.testing import capture_logs
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
+from config.log_sampler import LogSampler
 from service.http_protocol import ClientConnections, guarded_http_protocol
-from service.log_sampler import LogSampler
 
 LIMIT = 2048
 
