@@ -269,9 +269,17 @@ def test_signature_is_checked_over_the_exact_bytes(client, workflow_payload) -> 
     "secrets, accepted, refused",
     [
         # A '#' once started a shell comment: only 's3' was kept, and 's3' signed a forged body.
-        ("s3#Xq9vLongRandomSecretValue,new-rotated", ["s3#Xq9vLongRandomSecretValue", "new-rotated"], ["s3"]),
-        (r"a\b,'quoted',\"dq\"", [r"a\b", "'quoted'", r"\"dq\""], ["ab", "quoted", "dq", '"dq"']),
-        ("key=val ue", ["key=val ue"], ["key", "key=val"]),
+        (
+            "s3#Xq9vLongRandomSecretValue,new-rotated-secret",
+            ["s3#Xq9vLongRandomSecretValue", "new-rotated-secret"],
+            ["s3"],
+        ),
+        (
+            r"a\b-0123456789abcdef,'quoted-0123456789',\"dq-0123456789abc\"",
+            [r"a\b-0123456789abcdef", "'quoted-0123456789'", r"\"dq-0123456789abc\""],
+            ["ab-0123456789abcdef", "quoted-0123456789", "dq-0123456789abc", '"dq-0123456789abc"'],
+        ),
+        ("key=val ue-0123456789", ["key=val ue-0123456789"], ["key", "key=val"]),
     ],
 )
 def test_only_the_configured_secrets_sign_whatever_characters_they_hold(
