@@ -101,7 +101,8 @@ class WebhookEvent:
 
 
 def parse_event(body: bytes, header_type: str | None) -> WebhookEvent:
-    """Parse and check a delivery. The `circleci-event-type` header wins over the body's `type`.
+    """Parse and check a delivery. The `circleci-event-type` header must agree with the body's `type`
+    (the body is signed, the header is not); a body without `type` takes the header's.
 
     Unknown event types are returned unchecked beyond `id`, so the caller can acknowledge them.
     """
@@ -116,7 +117,14 @@ def parse_event(body: bytes, header_type: str | None) -> WebhookEvent:
     if _check_depth(payload):
         _check_integers(body)
     body_type = payload.get("type")
-    event_type = (header_type or "").strip() or (body_type if isinstance(body_type, str) else "")
+    header = (header_type or "").strip()
+    if header and isinstance(body_type, str) and body_type != header:
+        # the header is not signed, the body is: a relabelled delivery must not change how it is handled
+        raise PayloadInvalid(
+            f"the circleci-event-type header says {header[:64]!r} but the signed body's type is {body_type[:64]!r}",
+            details={"field": "type"},
+        )
+    event_type = header or (body_type if isinstance(body_type, str) else "")
     if not event_type:
         raise PayloadInvalid(
             "missing event type: expected the circleci-event-type header or a string field 'type'",

@@ -38,12 +38,19 @@ def test_unknown_fields_are_kept() -> None:
     assert event.payload["workflow"]["extra"] == "x"
 
 
-def test_header_event_type_wins_over_body_type() -> None:
+def test_an_event_type_header_that_contradicts_the_signed_body_is_refused() -> None:
+    """The header is not signed: relabelling a captured delivery must not change its handling (issue 23 item 7)."""
     payload = load_fixture("job-completed.gitlab.docs.json")
-    payload["type"] = "workflow-completed"  # mislabelled body
-    event = parse_event(json.dumps(payload).encode(), "job-completed")
-    assert event.type == JOB_COMPLETED
-    assert event.body_type == "workflow-completed"
+    with pytest.raises(PayloadInvalid, match="header says 'workflow-completed' but the signed body's type") as caught:
+        parse_event(json.dumps(payload).encode(), "workflow-completed")
+    assert caught.value.details == {"field": "type"}
+    assert parse_event(json.dumps(payload).encode(), "job-completed").type == JOB_COMPLETED
+
+
+def test_a_body_without_a_type_takes_the_headers() -> None:
+    payload = load_fixture("job-completed.gitlab.docs.json")
+    del payload["type"]
+    assert parse_event(json.dumps(payload).encode(), "job-completed").type == JOB_COMPLETED
 
 
 def test_body_type_is_used_without_the_header() -> None:
