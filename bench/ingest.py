@@ -28,7 +28,7 @@ from bench.processes import ROOT, free_port, pinned, redis_command, rss_mb, wait
 from config.clock import utc_now_text
 from service.signature import sign
 
-SECRET = "bench-secret"
+SECRET = "bench-webhook-secret"
 SAMPLE = ROOT / "tests" / "fixtures" / "workflow-completed.failed.github-oauth.derived.json"
 
 

@@ -70,7 +70,7 @@ from workers.jobs import EVENT_DESCRIPTION, PROCESS_EVENT, WORKFLOW_COMPLETED, E
 from workers.jobs import envelope as make_envelope
 
 SAMPLE = ROOT / "tests" / "fixtures" / "workflow-completed.failed.github-oauth.derived.json"
-SECRET = "bench-secret"
+SECRET = "bench-webhook-secret"
 TOKEN = "bench-token"
 SUCCESSFUL_JOBS, FAILED_JOBS, TESTS, FAILING_TESTS, ARTIFACTS = 10, 2, 5, 3, 1
 JOBS = SUCCESSFUL_JOBS + FAILED_JOBS

@@ -5,6 +5,7 @@
     ├── RedisUnavailable           Redis did not answer; the webhook gets 503 so CircleCI retries
     │   └── RedisNotReplicated     fewer replicas than REDIS_WAIT_REPLICAS confirmed the write: 503
     ├── EventUndecodable           a queued job or its payload cannot be read: dead-lettered, never retried
+    │   └── JobRefused             a job naming a function that is not one of ours: never imported, never run
     ├── LogTailUnavailable         a failed step's output could not be had or read: the event goes on
     │                              without the tail, the message saying why; never retried
     ├── WebhookError               a request we refuse; carries the HTTP status we answer with
@@ -18,6 +19,7 @@
     │   ├── InvalidJSON            400
     │   ├── PayloadInvalid         422
     │   ├── SlackTeamRefused       403: a Slack click from a workspace other than SLACK_TEAM_ID
+    │   ├── TooManyConnections     429: one address over WEB_MAX_CLIENT_CONNECTIONS or _INCOMPLETE (then closed)
     │   └── RateLimited            429, with retry_after
     ├── CircleCIAPIError           an API v2 call failed; carries status, method and path (keyword-only)
     │   ├── CircleCIUnauthorized   401: a bad token, or a project token (v2 takes personal tokens only)
@@ -81,6 +83,12 @@ class LogTailUnavailable(CircleCIEventsError):
     code = "log_tail_unavailable"
 
 
+class JobRefused(EventUndecodable):
+    """A job names a function that is not one of the product's jobs (written into Redis by someone else)."""
+
+    code = "job_refused"
+
+
 class WebhookError(CircleCIEventsError):
     http_status = 400
 
@@ -133,6 +141,13 @@ class PayloadInvalid(WebhookError):
 class SlackTeamRefused(WebhookError):
     code = "slack_team_refused"
     http_status = 403
+
+
+class TooManyConnections(WebhookError):
+    """One address holds more connections, or more unfinished requests, than WEB_MAX_CLIENT_* allow."""
+
+    code = "too_many_connections"
+    http_status = 429
 
 
 class RateLimited(WebhookError):

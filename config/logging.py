@@ -8,8 +8,9 @@ request's CPU); records of other libraries (uvicorn, rq) get the same processors
 Whatever logger wrote a line, the process's `REDACTOR` removes every configured secret from it
 as the last step before rendering: the settings' secrets are given here, the worker adds each
 handler's (URLs, routing keys, signing secrets) when it loads the routes. httpx and httpcore
-log each request's URL at INFO and DEBUG (a chat webhook's URL is its credential), so they are
-kept at WARNING whatever LOG_LEVEL says.
+log each request's URL at INFO and DEBUG (a chat webhook's URL is its credential), and slack_sdk
+logs every Web API answer at DEBUG (e-mail addresses, profiles from users.lookupByEmail), so they
+are kept at WARNING whatever LOG_LEVEL says.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from config.clock import add_timestamp
 from config.redaction import Redactor
 
 REDACTOR = Redactor()
-QUIET_LIBRARIES = ("httpx", "httpcore")
+QUIET_LIBRARIES = ("httpx", "httpcore", "slack_sdk")
 # Every JSON line starts with these keys, in this order, whichever library wrote it; `logger`
 # is the standard library logger's name for other libraries' lines, OWN_LOGGER for ours.
 FIRST_KEYS = ("timestamp", "level", "role", "logger", "event")

@@ -65,6 +65,12 @@ def parse_redis_url(url: str) -> RedisTarget:
     if scheme in DIRECT_SCHEMES:
         if scheme != "unix" and not parts.hostname:
             raise ConfigurationError(f"REDIS_URL names no host ({EXAMPLE})")
+        try:
+            port = parts.port  # urllib raises on a port that is not a number in range
+        except ValueError:
+            port = 0
+        if scheme != "unix" and port == 0:
+            raise ConfigurationError(f"REDIS_URL: the port after the host must be a number from 1 to 65535 ({EXAMPLE})")
         return RedisTarget(url=url, tls=scheme in TLS_SCHEMES)
     return _sentinel_target(url, scheme)
 

@@ -38,6 +38,9 @@ DAY = 24 * 3600
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 MIN_ADMIN_TOKEN_CHARS = 32
 MIN_FEED_TOKEN_CHARS = 16
+# A shorter webhook secret can be guessed, and the log redaction, which hides every occurrence of
+# it, would hide pieces of ordinary words and so reveal it (`[redacted]rcle[redacted]-signature`)
+MIN_WEBHOOK_SECRET_CHARS = 16
 MAX_WEB_PROCESSES = 128
 # How much of the Redis server's certificate is checked: chain and host name, the chain alone
 # (a certificate that does not name the address used), or nothing (encrypted, not authenticated).
@@ -78,6 +81,9 @@ class Settings:
     web_header_timeout_seconds: float = 10.0
     web_body_timeout_seconds: float = 10.0
     web_max_connections: int = 1000
+    # per client address (not TRUSTED_PROXIES): open connections, and requests begun, not complete
+    web_max_client_connections: int = 100
+    web_max_client_incomplete: int = 20
     rate_limit_burst: int = 200
     rate_limit_per_second: float = 100.0
     trusted_proxies: tuple[str, ...] = ()
@@ -91,6 +97,8 @@ class Settings:
     worker_count: int = 2
     # jobs one worker process runs at once, one RQ worker per thread (workers/worker.py)
     worker_concurrency: int = 4
+    # dotted names of job functions a worker runs besides the product's own (workers/worker.py)
+    worker_allowed_jobs: tuple[str, ...] = ()
     # enrichment (workers/enrichment.py)
     enrich_deadline_seconds: float = 120.0
     enrich_concurrency: int = 8
@@ -109,6 +117,9 @@ class Settings:
     api_rate_per_second: float = 10.0
     api_burst: int = 20
     transition_ttl_seconds: int = 90 * DAY
+    # whom commit data may make a chat handler ping, per event (workers/people.py)
+    mention_max_people: int = 10
+    mention_max_lookups: int = 20
     # delivery (workers/delivery/)
     delivery_retry_budget_seconds: int = 3600
     delivery_timeout_seconds: float = 10.0
@@ -117,6 +128,8 @@ class Settings:
     enriched_event_ttl_seconds: int = 7 * DAY
     # the worker process's own HTTP port: /healthz, /readyz, /metrics (workers/health.py); 0 = none
     worker_http_port: int = 0
+    # where it listens: this host only unless told otherwise (Kubernetes probes need 0.0.0.0)
+    worker_http_host: str = "127.0.0.1"
     # a running job's lease: a job whose worker died (SIGKILL, OOM, lost host) runs again once its
     # lease lapses (workers/lease.py, workers/reaper.py)
     worker_lease_seconds: int = 10
@@ -170,6 +183,13 @@ class Settings:
             raise ConfigurationError(
                 f"FEED_TOKEN must be at least {MIN_FEED_TOKEN_CHARS} characters: make one with `openssl rand -hex 16`"
             )
+        for position, secret in enumerate(self.webhook_secrets, 1):
+            if len(str(secret)) < MIN_WEBHOOK_SECRET_CHARS:
+                raise ConfigurationError(
+                    f"CIRCLECI_WEBHOOK_SECRETS: secret {position} of {len(self.webhook_secrets)} has "
+                    f"{len(str(secret))} characters, fewer than {MIN_WEBHOOK_SECRET_CHARS}: make one with "
+                    "`openssl rand -hex 32` and set it on the webhook and here"
+                )
         check_api_url(self.circleci_api_url)
         self.check_redis()
 
@@ -305,6 +325,12 @@ def _network(name: str, entry: str) -> str:
     return entry
 
 
+def _dotted_name(name: str, entry: str) -> str:
+    if not all(part.isidentifier() for part in entry.split(".")) or "." not in entry:
+        raise ConfigurationError(f"{name}: {entry!r} is not a dotted function name such as mypackage.jobs.cleanup")
+    return entry
+
+
 def _host_pattern(name: str, entry: str) -> str:
     host = entry.lower()
     label = host.removeprefix("*.")
@@ -346,6 +372,8 @@ class Variable:
             return tuple(Secret(s) for s in _entries(self.name, raw))
         if self.kind == "networks":
             return tuple(_network(self.name, e) for e in _entries(self.name, raw))
+        if self.kind == "names":
+            return tuple(_dotted_name(self.name, e) for e in _entries(self.name, raw))
         if self.kind == "hosts":
             return tuple(_host_pattern(self.name, e) for e in _entries(self.name, raw))
         if self.kind == "bool":
@@ -410,6 +438,8 @@ VARIABLES: tuple[Variable, ...] = _vars(
     ("WEB_HEADER_TIMEOUT_SECONDS", "web_header_timeout_seconds", "float", 0.1, 300),
     ("WEB_BODY_TIMEOUT_SECONDS", "web_body_timeout_seconds", "float", 0.1, 300),
     ("WEB_MAX_CONNECTIONS", "web_max_connections", "int", 1, 1_000_000),
+    ("WEB_MAX_CLIENT_CONNECTIONS", "web_max_client_connections", "int", 1, 1_000_000),
+    ("WEB_MAX_CLIENT_INCOMPLETE", "web_max_client_incomplete", "int", 1, 1_000_000),
     ("RATE_LIMIT_BURST", "rate_limit_burst", "int", 1, 10_000_000),
     ("RATE_LIMIT_PER_SECOND", "rate_limit_per_second", "float", 0.001, 10_000_000),
     ("TRUSTED_PROXIES", "trusted_proxies", "networks"),
@@ -419,6 +449,7 @@ VARIABLES: tuple[Variable, ...] = _vars(
     ("WEB_CONCURRENCY", "web_concurrency", "int", 1, MAX_WEB_PROCESSES),
     ("WORKERS", "worker_count", "int", 1, 64),
     ("WORKER_CONCURRENCY", "worker_concurrency", "int", 1, None),
+    ("WORKER_ALLOWED_JOBS", "worker_allowed_jobs", "names"),
     ("ENRICH_DEADLINE_SECONDS", "enrich_deadline_seconds", "float", 0, DAY),
     ("ENRICH_CONCURRENCY", "enrich_concurrency", "int", 1, None),
     ("ENRICH_MAX_FAILED_TESTS", "enrich_max_failed_tests", "int", 0, 1000),
@@ -434,12 +465,15 @@ VARIABLES: tuple[Variable, ...] = _vars(
     ("CIRCLECI_API_RATE_PER_SECOND", "api_rate_per_second", "float", 0.001, 10_000_000),
     ("CIRCLECI_API_BURST", "api_burst", "int", 1, 10_000_000),
     ("TRANSITION_TTL_SECONDS", "transition_ttl_seconds", "int", 3600, 10 * 365 * DAY),
+    ("MENTION_MAX_PEOPLE", "mention_max_people", "int", 0, 100),
+    ("MENTION_MAX_LOOKUPS", "mention_max_lookups", "int", 0, 100),
     ("DELIVERY_RETRY_BUDGET_SECONDS", "delivery_retry_budget_seconds", "int", 1, None),
     ("DELIVERY_TIMEOUT_SECONDS", "delivery_timeout_seconds", "float", 0.1, 300),
     ("DELIVERY_BACKOFF_BASE_SECONDS", "delivery_backoff_base_seconds", "float", 0, 3600),
     ("DELIVERY_BACKOFF_MAX_SECONDS", "delivery_backoff_max_seconds", "float", 0, DAY),
     ("ENRICHED_EVENT_TTL_SECONDS", "enriched_event_ttl_seconds", "int", 60, 365 * DAY),
     ("WORKER_HTTP_PORT", "worker_http_port", "int", 0, 65535),
+    ("WORKER_HTTP_HOST", "worker_http_host", "text"),
     ("WORKER_LEASE_SECONDS", "worker_lease_seconds", "int", 3, 600),
     ("WORKER_SHUTDOWN_GRACE_SECONDS", "worker_shutdown_grace_seconds", "float", 0, 3600),
     ("EVENT_JOB_TIMEOUT_SECONDS", "event_job_timeout_seconds", "int", 1, DAY),

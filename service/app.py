@@ -16,6 +16,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
 from config.clock import SYSTEM_CLOCK, Clock
+from config.log_sampler import LogSampler
 from config.settings import Settings
 from service.admin import admin_mount
 from service.cctray import cc_xml
@@ -25,7 +26,6 @@ from service.console.pages import console_mount
 from service.errors import EXCEPTION_HANDLERS
 from service.health import healthz, metrics, readyz
 from service.intake import Intake
-from service.log_sampler import LogSampler
 from service.metrics import WebMetrics
 from service.request_id import RequestIdMiddleware
 from service.signature import SignatureVerifier

@@ -19,6 +19,18 @@ headers got an answer, and a client sending a byte every few seconds kept its co
   on every byte, so a client could otherwise keep sending that body a byte at a time. Such a
   response says `connection: close` in its head, so no client reuses the connection.
 
+Per client address (the peer's, across this process's connections; issue 23 item 3):
+
+- WEB_MAX_CLIENT_CONNECTIONS open connections, and WEB_MAX_CLIENT_INCOMPLETE requests begun and
+  not yet complete (head or body still arriving). Past either, that connection gets 429
+  `too_many_connections` and is closed: one address holding 1,000 half-sent requests used to
+  take every slot of WEB_MAX_CONNECTIONS and make every other client's delivery 503. Peers in
+  TRUSTED_PROXIES are not capped (every client behind a proxy shares its address; the proxy
+  buffers and limits its own clients).
+- A request carrying forwarding headers (`forwarded`, `x-forwarded-for`) from a peer not in
+  TRUSTED_PROXIES is served as that peer's, and `forwarded_headers_ignored` is logged (sampled)
+  so an operator behind a proxy learns that every client shares one rate-limit bucket.
+
 Refusals use the error format of service/errors.py and carry a request id; their log lines go
 through the process's LogSampler. `limit_concurrency` (WEB_MAX_CONNECTIONS) is uvicorn's own.
 """
@@ -26,22 +38,58 @@ through the process's LogSampler. `limit_concurrency` (WEB_MAX_CONNECTIONS) is u
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any, cast
 
 import orjson
 import structlog
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from config.errors import HeadersTooLarge, HeaderTimeout, WebhookError
+from config.errors import HeadersTooLarge, HeaderTimeout, TooManyConnections, WebhookError
+from config.log_sampler import LogSampler
 from service.errors import error_body
-from service.log_sampler import LogSampler
 
 log = structlog.get_logger("service.http_protocol")
 
 # Where the connection is in its current request: waiting for its first byte, in the head, or
 # past the head (the body, or waiting for the answer).
 IDLE, HEAD, BODY = "idle", "head", "body"
+FORWARDING_HEADERS = (b"forwarded", b"x-forwarded-for")
+
+
+class ClientConnections:
+    """Open connections and unfinished requests per client address, shared by one process's
+    connections; `exempt` addresses (the trusted proxies) are not counted."""
+
+    def __init__(self, *, max_connections: int, max_incomplete: int, exempt: Sequence[str] = ()) -> None:
+        self.max_connections, self.max_incomplete = max_connections, max_incomplete
+        self.exempt = [ipaddress.ip_network(entry, strict=False) for entry in exempt]
+        self.connections: Counter[str] = Counter()
+        self.incomplete: Counter[str] = Counter()
+
+    def trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.exempt)
+
+    @staticmethod
+    def add(counter: Counter[str], address: str, limit: int) -> bool:
+        """Count one more for `address`; False (and nothing counted) past `limit`."""
+        if counter[address] >= limit:
+            return False
+        counter[address] += 1
+        return True
+
+    @staticmethod
+    def remove(counter: Counter[str], address: str) -> None:
+        counter[address] -= 1
+        if counter[address] <= 0:
+            del counter[address]
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -50,6 +98,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     max_header_bytes: int = 32 * 1024
     header_timeout: float = 10.0
     log_sampler: LogSampler | None = None
+    clients: ClientConnections | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -58,15 +107,27 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_deadline: asyncio.TimerHandle | None = None
         self._refused = False
+        self._peer = ""  # the address counted in `clients`; "" when not counted
+        self._counted_incomplete = False
 
     # -- connection ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        clients, peer = self.clients, self.client[0] if self.client else ""
+        if clients is not None and peer and not clients.trusted(peer):
+            if not clients.add(clients.connections, peer, clients.max_connections):
+                self._refuse(self._crowded("WEB_MAX_CLIENT_CONNECTIONS", clients.max_connections, "open connections"))
+                return
+            self._peer = peer
         self._start_head_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_deadline()
+        self._finish_incomplete()
+        if self._peer and self.clients is not None:
+            self.clients.remove(self.clients.connections, self._peer)
+            self._peer = ""
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -90,12 +151,19 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._state = HEAD
         self._messages += 1
         self._head_bytes = 0
+        clients = self.clients
+        if self._peer and clients is not None and not self._refused:
+            if not clients.add(clients.incomplete, self._peer, clients.max_incomplete):
+                self._refuse(self._crowded("WEB_MAX_CLIENT_INCOMPLETE", clients.max_incomplete, "unfinished requests"))
+                return
+            self._counted_incomplete = True
 
     def on_headers_complete(self) -> None:
         self._state = BODY
         self._stop_head_deadline()
         if self._refused:
             return
+        self._note_forwarding()
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
         if size > self.max_header_bytes:
             self._refuse(self._too_large())
@@ -108,6 +176,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._state = IDLE
+        self._finish_incomplete()
         if not self._refused:
             super().on_message_complete()
 
@@ -136,6 +205,36 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if not self.pipeline and self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
             self.transport.close()  # the rest of its body would be read for nothing, at the client's pace
         super().on_response_complete()
+
+    # -- per address ---------------------------------------------------------------------
+
+    def _finish_incomplete(self) -> None:
+        if self._counted_incomplete and self.clients is not None:
+            self.clients.remove(self.clients.incomplete, self._peer)
+            self._counted_incomplete = False
+
+    def _crowded(self, setting: str, limit: int, what: str) -> TooManyConnections:
+        return TooManyConnections(
+            f"too many {what} from this address: {setting}={limit}; finish or close some and retry",
+            details={"limit": limit},
+        )
+
+    def _note_forwarding(self) -> None:
+        """Forwarding headers from a peer that TRUSTED_PROXIES does not list are ignored: say so."""
+        clients, peer = self.clients, self.client[0] if self.client else ""
+        if clients is None or not peer or clients.trusted(peer):
+            return
+        if not any(name.lower() in FORWARDING_HEADERS for name, _ in self.headers):
+            return
+        suppressed = self.log_sampler.admit(f"{peer} forwarded") if self.log_sampler is not None else 0
+        if suppressed is not None:
+            log.warning(
+                "forwarded_headers_ignored",
+                client=peer,
+                suppressed=suppressed,
+                reason="forwarding headers from a peer not in TRUSTED_PROXIES: every client behind it shares "
+                "this address's rate limit; list the proxy in TRUSTED_PROXIES",
+            )
 
     # -- refusals ------------------------------------------------------------------------
 
@@ -201,8 +300,17 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
 
 def guarded_http_protocol(
-    *, max_header_bytes: int, header_timeout: float, log_sampler: LogSampler
+    *,
+    max_header_bytes: int,
+    header_timeout: float,
+    log_sampler: LogSampler,
+    clients: ClientConnections | None = None,
 ) -> type[GuardedHttpProtocol]:
     """The protocol class with these limits, for `uvicorn.run(http=...)` (it builds one per connection)."""
-    limits = {"max_header_bytes": max_header_bytes, "header_timeout": header_timeout, "log_sampler": log_sampler}
+    limits = {
+        "max_header_bytes": max_header_bytes,
+        "header_timeout": header_timeout,
+        "log_sampler": log_sampler,
+        "clients": clients,
+    }
     return cast(type[GuardedHttpProtocol], type("GuardedHttpProtocol", (GuardedHttpProtocol,), limits))

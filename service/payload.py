@@ -9,10 +9,17 @@ the edge: ids are short ASCII tokens (CircleCI's are UUIDs), the project slug is
 path segments (vcs/org/project), `happened_at` is a time we can read, and nesting stops at
 `MAX_DEPTH` levels (CircleCI's payloads use about five; the worker's JSON decoder, unlike
 orjson here, would give up near a thousand).
+
+Integers must fit in 64 bits (-2**63 to 2**64-1), what the workers' JSON encoder (orjson) writes:
+orjson reads a larger one here as a float, but the workers read the stored body with Python's
+json, get an unbounded int, and a handler that re-encodes the event (the signed webhook) failed
+on every retry for the whole budget (issue 23 item 5). Such a delivery gets 422 naming the field.
+Infinity, NaN and lone surrogates orjson already refuses: 400 `invalid_json`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,6 +75,8 @@ SPECS: dict[str, _Spec] = {
 }
 _TYPE_NAMES = {str: "a string", int: "an integer", dict: "an object"}
 MAX_DEPTH = 32
+# the integers orjson encodes; orjson decodes any other as a float at least this large
+MIN_INT, MAX_INT = -(2**63), 2**64 - 1
 MAX_ID_CHARS = 128
 _ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_ID_CHARS - 1}}}", re.ASCII)
 _SLUG_SEGMENT = re.compile(r"[A-Za-z0-9_.-]{1,200}", re.ASCII)
@@ -92,7 +101,8 @@ class WebhookEvent:
 
 
 def parse_event(body: bytes, header_type: str | None) -> WebhookEvent:
-    """Parse and check a delivery. The `circleci-event-type` header wins over the body's `type`.
+    """Parse and check a delivery. The `circleci-event-type` header must agree with the body's `type`
+    (the body is signed, the header is not); a body without `type` takes the header's.
 
     Unknown event types are returned unchecked beyond `id`, so the caller can acknowledge them.
     """
@@ -104,9 +114,17 @@ def parse_event(body: bytes, header_type: str | None) -> WebhookEvent:
         raise PayloadInvalid(
             f"expected a JSON object at the top level, got {type(payload).__name__}", details={"field": ""}
         )
-    _check_depth(payload)
+    if _check_depth(payload):
+        _check_integers(body)
     body_type = payload.get("type")
-    event_type = (header_type or "").strip() or (body_type if isinstance(body_type, str) else "")
+    header = (header_type or "").strip()
+    if header and isinstance(body_type, str) and body_type != header:
+        # the header is not signed, the body is: a relabelled delivery must not change how it is handled
+        raise PayloadInvalid(
+            f"the circleci-event-type header says {header[:64]!r} but the signed body's type is {body_type[:64]!r}",
+            details={"field": "type"},
+        )
+    event_type = header or (body_type if isinstance(body_type, str) else "")
     if not event_type:
         raise PayloadInvalid(
             "missing event type: expected the circleci-event-type header or a string field 'type'",
@@ -196,9 +214,11 @@ def _shown(value: str) -> str:
     return repr(value if len(value) <= 40 else value[:40] + "…")
 
 
-def _check_depth(payload: dict[str, Any]) -> None:
-    """Refuse documents nested deeper than MAX_DEPTH (an explicit stack: no recursion to exhaust)."""
+def _check_depth(payload: dict[str, Any]) -> bool:
+    """Refuse documents nested deeper than MAX_DEPTH (an explicit stack: no recursion to exhaust).
+    True when a number is large enough to have been an integer beyond 64 bits."""
     stack: list[tuple[Any, int]] = [(payload, 1)]
+    huge = False
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
@@ -206,7 +226,37 @@ def _check_depth(payload: dict[str, Any]) -> None:
                 f"the JSON document is nested more than {MAX_DEPTH} levels deep", details={"field": ""}
             )
         children = node.values() if isinstance(node, dict) else node
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        for child in children:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+            elif isinstance(child, float) and not MIN_INT < child < 2**63:
+                huge = True
+    return huge
+
+
+class _Huge(str):
+    """An integer literal outside MIN_INT..MAX_INT, as read by Python's json."""
+
+
+def _check_integers(body: bytes) -> None:
+    """Read the body as the workers will (Python's json) and refuse an integer beyond 64 bits."""
+
+    def integer(text: str) -> int | _Huge:
+        value = int(text)
+        return value if MIN_INT <= value <= MAX_INT else _Huge(text)
+
+    stack: list[tuple[Any, str]] = [(json.loads(body, parse_int=integer), "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, _Huge):
+            shown = node if len(node) <= 40 else node[:20] + "…"
+            raise PayloadInvalid(
+                f"field {path!r}: integer {shown} is outside the 64-bit range ({MIN_INT} to {MAX_INT}); "
+                "send it as a string",
+                details={"field": path},
+            )
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        stack.extend((child, f"{path}.{key}" if path else str(key)) for key, child in items)
 
 
 def _json_type(value: object) -> str:

@@ -3,8 +3,14 @@
 CircleCI waits 10 s and retries any non-2xx answer, so nothing here calls CircleCI or a chat
 service: the request touches Redis once, in the atomic admission (rate limit, dedupe, enqueue).
 
-Before that, every client pays a token from this process's own bucket (service/client_limit.py),
-before its body is read; a wrong signature costs SIGNATURE_FAILURE_TOKENS more. Refusals of a
+Before that, every client pays a token from this process's own buckets (service/client_limit.py).
+A request that carries a signature and proves it pays from the client's signed bucket; one
+without a well-formed `circleci-signature` pays from its unsigned bucket before its body is
+read, and one whose signature does not match pays there SIGNATURE_FAILURE_TOKENS more (429 once
+that bucket is empty). The two never share tokens (issue 23 item 3): behind a proxy every client
+is the proxy's address, and 35 bad requests a second there made 10 of 10 real deliveries get
+429. A request with a well-formed header is read before it is judged; WEB_MAX_CONNECTIONS and
+the per-address connection cap (service/http_protocol.py) bound what that costs. Refusals of a
 client that has not shown it holds the secret are logged through a LogSampler: one line per
 client and error code per interval, with the count left out. Metrics count every refusal.
 """
@@ -24,11 +30,14 @@ from service.body import read_body, require_json
 from service.client_limit import SIGNATURE_FAILURE_TOKENS
 from service.payload import parse_event
 from service.signature import HEADER as SIGNATURE_HEADER
+from service.signature import v1_values
 from workers.jobs import JOB_COMPLETED, PING, WORKFLOW_COMPLETED
 from workers.jobs import envelope as make_envelope
 
 log = structlog.get_logger("service.webhook")
 EVENT_TYPE_HEADER = "circleci-event-type"
+# the bucket key of what a client sends without a valid signature: never the signed one's
+UNSIGNED = "unsigned "
 
 
 async def receive_webhook(request: Request) -> Response:
@@ -36,15 +45,15 @@ async def receive_webhook(request: Request) -> Response:
     client = request.client.host if request.client else "unknown"
     verified = False
     try:
-        _limit(app, client)
-        body = await _verified_body(request)
+        signed = app.verifier is not None and _signed(request)
+        if not signed:
+            _limit(app, UNSIGNED + client, client)
+        body = await _verified_body(request, client, signed=signed)
         verified = True
+        _limit(app, client, client)
         return await _receive(request, body, client)
     except CircleCIEventsError as exc:
         app.metrics.outcome(exc.code).inc()
-        if isinstance(exc, SignatureError):
-            app.metrics.signature_failures.inc()
-            app.client_limit.charge(client, SIGNATURE_FAILURE_TOKENS)
         if verified:
             log.warning("webhook_rejected", error_code=exc.code, reason=exc.message)
         else:
@@ -56,8 +65,17 @@ async def receive_webhook(request: Request) -> Response:
         raise
 
 
-def _limit(app: State, client: str) -> None:
-    wait = app.client_limit.take(client)
+def _signed(request: Request) -> bool:
+    """The request carries a well-formed v1 signature (whether it matches is known once its body is read)."""
+    try:
+        v1_values(request.headers.get(SIGNATURE_HEADER))
+    except SignatureError:
+        return False
+    return True
+
+
+def _limit(app: State, bucket: str, client: str) -> None:
+    wait = app.client_limit.take(bucket)
     if wait:
         settings = app.settings
         raise RateLimited(
@@ -68,14 +86,21 @@ def _limit(app: State, client: str) -> None:
         )
 
 
-async def _verified_body(request: Request) -> bytes:
+async def _verified_body(request: Request, client: str, *, signed: bool) -> bytes:
     app = request.app.state
     require_json(request)
     body = await read_body(request, app.settings.max_body_bytes, app.settings.web_body_timeout_seconds)
-    if app.verifier is not None:
-        app.verifier.verify(body, request.headers.get(SIGNATURE_HEADER))
-    else:
+    if app.verifier is None:
         log.warning("webhook_signature_unchecked", reason="INSECURE_ALLOW_UNSIGNED_WEBHOOKS is on")
+        return body
+    try:
+        app.verifier.verify(body, request.headers.get(SIGNATURE_HEADER))
+    except SignatureError:
+        app.metrics.signature_failures.inc()
+        app.client_limit.charge(UNSIGNED + client, SIGNATURE_FAILURE_TOKENS)
+        if signed:  # it paid nothing before its body was read: 429 once its unsigned bucket is empty
+            _limit(app, UNSIGNED + client, client)
+        raise
     return body
 
 

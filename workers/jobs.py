@@ -25,6 +25,8 @@ DELIVER = "workers.delivery.deliver"
 FLUSH_ALERTS = "workers.alerts.flush_alerts"
 ACT = "workers.actions.act"
 ACTION_DESCRIPTION = "act"
+# The only functions a worker runs (workers/worker.py checks a job's name before RQ imports it)
+JOB_FUNCTIONS = frozenset({PROCESS_EVENT, DELIVER, FLUSH_ALERTS, ACT})
 
 # Webhook event types (https://circleci.com/docs/reference/outbound-webhooks-reference/).
 WORKFLOW_COMPLETED = "workflow-completed"

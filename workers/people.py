@@ -11,6 +11,13 @@ E-mails match whatever their case; logins exactly. An event's culprits are the a
 commit (the author, then each `Co-authored-by:` trailer of the message) and whoever triggered
 the pipeline (`pipeline.trigger_actor`, a VCS login). They are mentioned on a break only: the
 transition `broken`, or a failing `first_seen`, of a workflow event.
+
+Commit data is written by whoever pushes, so it chooses no one beyond limits the settings set
+(issue 23 item 2): at most MENTION_MAX_PEOPLE people mentioned (default 10) and
+MENTION_MAX_LOOKUPS e-mail look-ups (default 20) per event, in culprit order; the rest are
+dropped and counted in one `mentions_capped` log line. A mention says whether `people:` named
+the person (`listed`): a direct message goes only to a listed person unless the subscription
+opts in to looked-up ones (workers/handlers/slack_app.py).
 """
 
 from __future__ import annotations
@@ -20,7 +27,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from workers.transition import is_failure
+
+log = structlog.get_logger(__name__)
+DEFAULT_MAX_PEOPLE = 10
+DEFAULT_MAX_LOOKUPS = 20
 
 PLATFORMS = ("slack", "discord", "teams")
 ROLES = {"commit": "commit", "trigger": "triggered the pipeline"}
@@ -68,6 +81,8 @@ class Mention:
     id: str
     name: str
     role: str
+    # named in the routes file's `people:`, not only found by the e-mail a commit claims
+    listed: bool = False
 
     @property
     def why(self) -> str:
@@ -95,17 +110,36 @@ class People:
         event: Mapping[str, Any],
         platform: str,
         lookup: Callable[[str], str | None] | None = None,
+        *,
+        max_people: int = DEFAULT_MAX_PEOPLE,
+        max_lookups: int = DEFAULT_MAX_LOOKUPS,
     ) -> list[Mention]:
-        """Who to mention on `platform` for an event's break, each once, in culprit order; a
-        culprit with no id there is looked up by e-mail with `lookup` when given."""
+        """Who to mention on `platform` for an event's break, each once, in culprit order, at most
+        `max_people`; a culprit with no id there is looked up by e-mail with `lookup` when given,
+        at most `max_lookups` times (each e-mail once)."""
         found: dict[str, Mention] = {}
+        asked: set[str] = set()
+        skipped = 0
         for culprit in culprits(event):
+            if len(found) >= max_people:
+                skipped += 1
+                continue
             person = self.find(culprit)
             id_ = person.ids.get(platform) if person else None
-            if id_ is None and lookup is not None and culprit.email:
-                id_ = lookup(culprit.email)
+            listed = id_ is not None
+            email = culprit.email.lower() if culprit.email else None
+            if id_ is None and lookup is not None and email and email not in asked:
+                if len(asked) >= max_lookups:
+                    skipped += 1
+                    continue
+                asked.add(email)
+                id_ = lookup(culprit.email or email)
             if id_ and id_ not in found:
-                found[id_] = Mention(id_, (person.name if person else None) or culprit.label, culprit.role)
+                found[id_] = Mention(id_, (person.name if person else None) or culprit.label, culprit.role, listed)
+        if skipped:
+            log.warning(
+                "mentions_capped", platform=platform, skipped=skipped, max_people=max_people, max_lookups=max_lookups
+            )
         return list(found.values())
 
 

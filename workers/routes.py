@@ -25,12 +25,13 @@ from workers.vcs import slug_forms
 ALERT_INTERVAL_SECONDS = 300  # the default: at most one alert per handler every 5 minutes
 MATCH_KEYS = ("events", "projects", "branches", "tags", "workflows", "jobs", "statuses", "transitions")
 # what a subscription asks of its handlers besides matching: mentions on a break (on unless
-# `mentions: false`), `notify: committer` (a direct message to whoever broke it) and
+# `mentions: false`), `notify: committer` (a direct message to whoever broke it, when `people:`
+# names them; `committer_by_email` also to one only the commit's e-mail found) and
 # `job_replies: true` (job events reply in their breakage's thread), the last two for slack_app;
 # `skip_known_flaky: true`: not sent an event whose every failing test Insights knows to flake
 OPTION_KEYS = {
     "mentions": ("true", "false"),
-    "notify": ("committer",),
+    "notify": ("committer", "committer_by_email"),
     "job_replies": ("true", "false"),
     "skip_known_flaky": ("true", "false"),
 }

@@ -42,10 +42,12 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
 from config.errors import ConfigurationError
+from config.settings import is_loopback
 from workers.action_buttons import ACTIONS
 from workers.handlers import HANDLER_TYPES, build_handler
 from workers.handlers.base import COMMON_OPTIONS, HandlerConfig
@@ -66,6 +68,10 @@ from workers.routes import (
 TOP_LEVEL_KEYS = ("handlers", "subscriptions", "alerts", "people", "redact", "actions")
 ALERT_KEYS = ("handlers", "interval_seconds")
 ALERT_INTERVAL_RANGE = (1, 86400)
+# Handler keys holding a URL a token or payload is sent to: https://, or http:// on loopback only,
+# unless the handler says `allow_insecure_http: true` (issue 23 item 6)
+URL_KEYS = ("url", "api_url")
+INSECURE_HTTP = "allow_insecure_http"
 # Dummy values for `load_routes(placeholders=True)`, by the key a `${VAR}` is the whole value of:
 # `.invalid` never resolves (RFC 2606), so nothing checked this way can be sent anywhere.
 PLACEHOLDERS = {
@@ -328,13 +334,22 @@ class _Reader:
                 raise self.error(items["type"][1], f"{where}, key 'type'", message)
             required, optional = frozenset(HANDLER_TYPES[kind].required), HANDLER_TYPES[kind].optional
             options: dict[str, str | None] = dict(optional)
-            allowed = required | optional.keys() | COMMON_OPTIONS.keys()
+            allowed = required | optional.keys() | COMMON_OPTIONS.keys() | {INSECURE_HTTP}
             for key, (k, v) in items.items():
                 if key != "type":
                     with self.noting():
                         options[key] = self.option(kind, f"{where}, key {key!r}", k, v, allowed)
             for key in sorted(required - items.keys()):
                 self.note(key_node, f"{where}, key {key!r}", f"missing required key for type {kind}")
+            insecure = options.pop(INSECURE_HTTP, None)
+            for key in URL_KEYS:
+                if insecure != "true" and key in items and _in_clear(options.get(key)):
+                    self.note(
+                        items[key][1],
+                        f"{where}, key {key!r}",
+                        "plain http:// to a host that is not loopback would send its token or payload in clear:"
+                        f" use https://, or set {INSECURE_HTTP}: true on this handler",
+                    )
             if len(self.problems) == before:
                 return HandlerConfig(name=name, type=kind, options=options, line=key_node.start_mark.line + 1)
         return None
@@ -462,6 +477,17 @@ class _Reader:
             hint = did_you_mean(source, known)
             raise self.error(node, where, f"{source!r} can never match: the values are {', '.join(known)}{hint}")
         return pattern
+
+
+def _in_clear(url: str | None) -> bool:
+    """An http:// URL whose host is not loopback."""
+    if not url or not url.startswith("http://"):
+        return False
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return True
+    return not is_loopback(host)
 
 
 def did_you_mean(value: str, choices: Iterable[str]) -> str:

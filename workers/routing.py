@@ -63,4 +63,6 @@ def handler_context(settings: Settings, redis: Redis | None, routes: Routes | No
         routes=routes,
         state_ttl_seconds=settings.transition_ttl_seconds,
         timeout_seconds=settings.delivery_timeout_seconds,
+        max_mentions=settings.mention_max_people,
+        max_lookups=settings.mention_max_lookups,
     )

@@ -343,7 +343,7 @@ def run_worker(settings: Settings, *, burst: bool = False, redis_warnings: bool 
         shutdown_grace_seconds=settings.worker_shutdown_grace_seconds,
     )
     if settings.worker_http_port:
-        serve_health(supervisor, context.metrics.registry, settings.worker_http_port, addr=settings.host)
+        serve_health(supervisor, context.metrics.registry, settings.worker_http_port, addr=settings.worker_http_host)
     try:
         ok = supervisor.work(burst=burst)
     finally:

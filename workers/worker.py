@@ -15,6 +15,10 @@ much Redis that costs and how long a dead worker's claim lasts; every override i
                             in one round trip every few seconds (Supervisor.beat)
     check_for_suspension    `rq suspend` honoured within SUSPENSION_CHECK_SECONDS, not per job
 
+Jobs are `AllowedJob`s: a job naming a function outside workers/jobs.py's JOB_FUNCTIONS and
+WORKER_ALLOWED_JOBS (or bound to an instance, or carrying a callback) is refused before RQ imports anything, logged as
+`job_refused` and dead-lettered: whoever can write to Redis cannot make a worker run `os.system`.
+
 RQ's defaults spend ~57 commands on a no-op job; this worker ~11. Failures and retries keep
 RQ's own handling. A job past its timeout is stopped by RQ's timer, which raises in its thread:
 that lands once the thread runs Python again, so a job blocked in a call waits for the call's
@@ -43,11 +47,12 @@ from rq.timeouts import TimerDeathPenalty
 from rq.utils import now, utcformat
 from rq.worker.base import WorkerStatus
 
-from config.errors import EventUndecodable
+from config.errors import EventUndecodable, JobRefused
 from config.settings import Settings
 from workers import alerts
 from workers.context import current
 from workers.delivery.dead_letters import UNDECODABLE, DeadLetter, DeadLetters
+from workers.jobs import JOB_FUNCTIONS
 from workers.lease import Leases
 
 log = structlog.get_logger("workers.worker")
@@ -108,6 +113,38 @@ def _event_id_of(job: Job) -> str:
         return "-"
 
 
+class AllowedJob(Job):
+    """RQ's job, running only the product's own job functions; see the module docstring."""
+
+    allowed: frozenset[str] = JOB_FUNCTIONS
+
+    @property
+    def func(self) -> Any:
+        name = self.func_name
+        if name not in self.allowed or self.instance is not None:
+            log.error("job_refused", job_id=self.id, func=str(name)[:200], reason="not one of the product's jobs")
+            raise JobRefused(f"job {self.id} names {str(name)[:200]!r}, not one of the product's job functions")
+        return super().func
+
+    @property
+    def success_callback(self) -> Any:
+        return self._callback(self._success_callback_name, "success")
+
+    @property
+    def failure_callback(self) -> Any:
+        return self._callback(self._failure_callback_name, "failure")
+
+    @property
+    def stopped_callback(self) -> Any:
+        return self._callback(self._stopped_callback_name, "stopped")
+
+    def _callback(self, name: str | None, kind: str) -> None:
+        """The product sets no callbacks: one found on a job is not imported, and is logged."""
+        if name:
+            log.error("job_refused", job_id=self.id, func=name[:200], reason=f"{kind} callback")
+        return None
+
+
 class JobQueue(Queue):
     """RQ's queue with a registry-cleaning lock that a killed worker holds for a minute at most."""
 
@@ -124,6 +161,7 @@ class Worker(SimpleWorker):
 
     death_penalty_class = TimerDeathPenalty  # no SIGALRM outside the main thread
     queue_class = JobQueue
+    job_class = AllowedJob
 
     def __init__(self, *args: Any, leases: Leases, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -272,11 +310,14 @@ def build_worker(
     redis: Redis, queues: Sequence[str] = QUEUES, *, settings: Settings | None = None, leases: Leases | None = None
 ) -> Worker:
     settings = settings or Settings()
-    job_queues = [JobQueue(q, connection=redis, serializer=JSONSerializer) for q in queues]
+    # the product's jobs, and the operator's own listed in WORKER_ALLOWED_JOBS
+    job_class = type("AllowedJob", (AllowedJob,), {"allowed": JOB_FUNCTIONS | set(settings.worker_allowed_jobs)})
+    job_queues = [JobQueue(q, connection=redis, serializer=JSONSerializer, job_class=job_class) for q in queues]
     return Worker(
         job_queues,
         connection=redis,
         serializer=JSONSerializer,
+        job_class=job_class,
         exception_handlers=[partial(dead_letter_undecodable, ttl=settings.enriched_event_ttl_seconds)],
         leases=leases or Leases(redis, job_queues[0].started_job_registry.key, seconds=settings.worker_lease_seconds),
         worker_ttl=WORKER_TTL_SECONDS,

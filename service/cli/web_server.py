@@ -70,7 +70,7 @@ class WebConfig(uvicorn.Config):
 
     def load(self) -> None:
         from service.app import create_app
-        from service.http_protocol import guarded_http_protocol
+        from service.http_protocol import ClientConnections, guarded_http_protocol
         from service.metrics import WebMetrics
 
         settings = load_settings(role="web")  # a process of the manager starts with nothing configured
@@ -80,6 +80,11 @@ class WebConfig(uvicorn.Config):
             max_header_bytes=settings.web_max_header_bytes,
             header_timeout=settings.web_header_timeout_seconds,
             log_sampler=app.state.rejection_log,
+            clients=ClientConnections(
+                max_connections=settings.web_max_client_connections,
+                max_incomplete=settings.web_max_client_incomplete,
+                exempt=settings.trusted_proxies,
+            ),
         )
         super().load()
         log.info("web_started", version=version(), pid=os.getpid(), processes=self.workers, host=settings.host,

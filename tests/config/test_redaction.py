@@ -146,6 +146,14 @@ def test_httpx_is_quiet_even_at_debug() -> None:
     assert logging.getLogger("httpcore").getEffectiveLevel() == logging.WARNING
 
 
+def test_slack_sdk_debug_lines_stay_out_of_the_logs_even_at_debug() -> None:
+    """slack_sdk logs every API answer at DEBUG: e-mail addresses, profiles (issue 23 item 6)."""
+    from config.logging import configure_logging
+
+    configure_logging(log_format="json", log_level="DEBUG")
+    assert not logging.getLogger("slack_sdk.web.base_client").isEnabledFor(logging.INFO)
+
+
 SHAPE_SCRIPT = """
 import logging, structlog
 from config.logging import configure_logging

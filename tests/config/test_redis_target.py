@@ -44,6 +44,9 @@ def test_redis_url_forms(url: str, target: RedisTarget) -> None:
     [
         ("http://:s3cr3t-pw@redis:6379", "REDIS_URL has 'http://': use redis://"),
         ("redis://:s3cr3t-pw@:6379/0", "REDIS_URL names no host"),
+        # urllib raised on these past the check: a 46-line traceback at start (issue 23 item 7)
+        ("redis://:s3cr3t-pw@h:notaport/0", "REDIS_URL: the port after the host must be a number"),
+        ("redis://:s3cr3t-pw@h:70000/0", "REDIS_URL: the port after the host must be a number"),
         ("rediss://:s3cr3t-pw@h/0?ssl_cert_reqs=none", "REDIS_URL carries ssl_cert_reqs: remove it and set REDIS_TLS_"),
         ("redis+sentinel://:s3cr3t-pw@s-1:26379", "REDIS_URL: a redis+sentinel:// URL names the master"),
         ("redis+sentinel://s-1/m/0/extra", "REDIS_URL: a redis+sentinel:// URL names the master"),

@@ -7,22 +7,33 @@ import pytest
 from config.errors import ConfigurationError
 from config.settings import VARIABLES, Settings
 
+PAD = "-0123456789abcdef"  # every secret at least MIN_WEBHOOK_SECRET_CHARS long
+
 
 @pytest.mark.parametrize(
     "raw, secrets",
     [
-        ("s3#Xq9vLongRandomSecretValue,new-rotated", ["s3#Xq9vLongRandomSecretValue", "new-rotated"]),
-        (r"back\slash\,x", ["back\\slash\\", "x"]),
-        ("\"double\" quoted,'single' quoted", ['"double" quoted', "'single' quoted"]),
-        ("a=b==,key=value", ["a=b==", "key=value"]),
-        ("  with inner spaces  , tab\tinside ", ["with inner spaces", "tab\tinside"]),
-        ("$HOME;rm -rf /,`x`", ["$HOME;rm -rf /", "`x`"]),
-        ("only-one", ["only-one"]),
+        ("s3#Xq9vLongRandomSecretValue,new-rotated" + PAD, ["s3#Xq9vLongRandomSecretValue", "new-rotated" + PAD]),
+        ("back\\slash\\" + PAD + ",x" + PAD, ["back\\slash\\" + PAD, "x" + PAD]),
+        ('"double" quoted' + PAD + ",'single' quoted" + PAD, ['"double" quoted' + PAD, "'single' quoted" + PAD]),
+        ("a=b==" + PAD + ",key=value" + PAD, ["a=b==" + PAD, "key=value" + PAD]),
+        ("  with inner spaces  , tab\tinside " + PAD, ["with inner spaces", "tab\tinside " + PAD]),
+        ("$HOME;rm -rf /" + PAD + ",`x`" + PAD, ["$HOME;rm -rf /" + PAD, "`x`" + PAD]),
+        ("only-one" + PAD, ["only-one" + PAD]),
     ],
 )
 def test_webhook_secrets_split_on_commas_only_and_keep_every_other_character(raw: str, secrets: list[str]) -> None:
     settings = Settings.from_environ({"CIRCLECI_WEBHOOK_SECRETS": raw})
     assert [str(s) for s in settings.webhook_secrets] == secrets
+
+
+@pytest.mark.parametrize("raw", ["ci", "s3cr3t-value-15", "long-enough-secret-one,ci"])
+def test_a_webhook_secret_shorter_than_16_characters_is_refused_without_showing_it(raw: str) -> None:
+    """The log redaction of `ci` printed `[redacted]rcle[redacted]-signature` (issue 23 item 6)."""
+    refused = r"CIRCLECI_WEBHOOK_SECRETS: secret \d of \d has \d+ characters"
+    with pytest.raises(ConfigurationError, match=refused) as info:
+        Settings.from_environ({"CIRCLECI_WEBHOOK_SECRETS": raw})
+    assert raw.split(",")[-1] not in info.value.message and "openssl rand" in info.value.message
 
 
 @pytest.mark.parametrize("raw", ["s3cr3t,,b", "s3cr3t,", ",s3cr3t", "s3cr3t, ,b"])
@@ -164,13 +175,14 @@ def test_the_api_url_is_https_unless_it_is_loopback(url: str, ok: bool) -> None:
 def test_secret_values_lists_every_configured_secret() -> None:
     settings = Settings.from_environ(
         {
-            "CIRCLECI_WEBHOOK_SECRETS": "one,two",
+            "CIRCLECI_WEBHOOK_SECRETS": "one-0123456789abcdef,two-0123456789abcdef",
             "CIRCLE_TOKEN": "tok",
             "ADMIN_TOKEN": "adm" * 11,
             "REDIS_URL": "redis://user:pw@127.0.0.1:6379/0",
         }
     )
-    assert sorted(settings.secret_values()) == sorted(["one", "two", "tok", "adm" * 11, "pw"])
+    webhook = ["one-0123456789abcdef", "two-0123456789abcdef"]
+    assert sorted(settings.secret_values()) == sorted([*webhook, "tok", "adm" * 11, "pw"])
 
 
 def test_every_variable_is_documented_in_the_configuration_page() -> None:

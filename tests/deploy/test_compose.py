@@ -98,7 +98,7 @@ def test_web_and_worker_read_the_mounted_routes_file_and_the_compose_redis(servi
         env = service["environment"]
         assert [target(v) for v in service["volumes"]] == [env["ROUTES_FILE"]]
         assert service["volumes"][0].endswith(":ro")
-        assert env["REDIS_URL"] == "redis://redis:6379/0"
+        assert env["REDIS_URL"] == "redis://:${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}@redis:6379/0"
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
         assert set(env) <= set(SETTINGS), set(env) - set(SETTINGS)
 
@@ -134,9 +134,13 @@ def test_a_redis_started_as_compose_starts_it_passes_the_durability_check(tmp_pa
     """The compose Redis's options, on a local redis-server: AOF on, no eviction, no warning."""
     command = yaml.safe_load(COMPOSE.read_text())["services"]["redis"]["command"]
     options = [re.sub(r"\$\{\w+:-(.*)\}", r"\1", option) for option in command[1:]]
-    server = RedisServer(tmp_path, args=tuple(options)).start()
+    password = options.index("--requirepass")  # set by RedisServer's own password= (it waits for the server with it)
+    assert options.pop(password + 1).startswith("${REDIS_PASSWORD:?") and options.pop(password)
+    server = RedisServer(tmp_path, args=tuple(options), password="compose-redis-password").start()
     try:
-        client = redis.Redis(port=server.port)
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=server.port).ping()  # requirepass: no password, no commands (issue 23 item 8)
+        client = redis.Redis(port=server.port, password="compose-redis-password")
         assert read_durability(client).check(allow_eviction=False) == []
         assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
         client.close()

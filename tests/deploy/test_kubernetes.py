@@ -152,7 +152,7 @@ def test_the_secret_example_names_settings_and_every_one_a_deployment_needs() ->
 def test_web_probes_and_port_are_the_receivers() -> None:
     web = container("circleci-events-web")
     assert port("circleci-events-web", "http") == int(env("circleci-events-web")["PORT"])
-    settings = Settings.from_environ({"CIRCLECI_WEBHOOK_SECRETS": "s"})
+    settings = Settings.from_environ({"CIRCLECI_WEBHOOK_SECRETS": "a-webhook-secret-of-length"})
     with TestClient(create_app(settings, redis=fakeredis.FakeAsyncRedis())) as client:
         for probe in ("livenessProbe", "readinessProbe"):
             assert web[probe]["httpGet"]["port"] == "http"

@@ -79,7 +79,7 @@ class Receiver:
 def receiver(caplog: pytest.LogCaptureFixture) -> Iterator[Receiver]:
     config = Settings.from_environ(
         {
-            "CIRCLECI_WEBHOOK_SECRETS": f"{SECRET},second-secret",
+            "CIRCLECI_WEBHOOK_SECRETS": f"{SECRET},second-webhook-secret",
             "RATE_LIMIT_BURST": "1000000",
             "MAX_BODY_BYTES": "65536",
         }
@@ -89,7 +89,7 @@ def receiver(caplog: pytest.LogCaptureFixture) -> Iterator[Receiver]:
     with capture_logs() as logs, TestClient(app, raise_server_exceptions=False) as client:
         yield Receiver(client)
     for line in [*map(repr, logs), *(r.getMessage() for r in caplog.records)]:
-        assert SECRET not in line and "second-secret" not in line
+        assert SECRET not in line and "second-webhook-secret" not in line
         assert "Traceback" not in line
     assert not [r for r in caplog.records if r.exc_info], "an exception was logged"
     assert not [e for e in logs if e.get("exc_info") or e.get("exception")], "an exception was logged"

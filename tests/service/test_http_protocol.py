@@ -17,8 +17,8 @@ from structlog.testing import capture_logs
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from service.http_protocol import guarded_http_protocol
-from service.log_sampler import LogSampler
+from config.log_sampler import LogSampler
+from service.http_protocol import ClientConnections, guarded_http_protocol
 
 LIMIT = 2048
 
@@ -26,12 +26,13 @@ LIMIT = 2048
 class Transport:
     """What the protocol writes, and whether it closed the connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, peer: str = "203.0.113.9") -> None:
         self.written = bytearray()
         self.closed = False
+        self.peer = peer
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("203.0.113.9", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+        return {"peername": (self.peer, 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
 
     def write(self, data: bytes) -> None:
         assert not self.closed, "written after close"
@@ -65,13 +66,22 @@ async def app(scope: dict, receive: Callable[[], Awaitable[dict]], send: Callabl
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-def connect(*, header_timeout: float = 5.0, sampler: LogSampler | None = None) -> tuple[Any, Transport]:
+def connect(
+    *,
+    header_timeout: float = 5.0,
+    sampler: LogSampler | None = None,
+    clients: ClientConnections | None = None,
+    peer: str = "203.0.113.9",
+) -> tuple[Any, Transport]:
     protocol_class = guarded_http_protocol(
-        max_header_bytes=LIMIT, header_timeout=header_timeout, log_sampler=LogSampler() if sampler is None else sampler
+        max_header_bytes=LIMIT,
+        header_timeout=header_timeout,
+        log_sampler=LogSampler() if sampler is None else sampler,
+        clients=clients,
     )
     config = Config(app, http=protocol_class, log_config=None, lifespan="off")
     protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
-    transport = Transport()
+    transport = Transport(peer)
     protocol.connection_made(transport)
     return protocol, transport
 
@@ -234,5 +244,55 @@ def test_refusals_are_logged_once_per_client_and_code_per_interval() -> None:
             ("request_refused", "headers_too_large", "203.0.113.9")
         ]
         assert logs[0]["suppressed"] == 0 and len(logs[0]["request_id"]) == 32
+
+    run(scenario)
+
+
+def test_one_address_cannot_hold_more_unfinished_requests_than_its_cap() -> None:
+    """1,000 half-sent requests from one address: the 21st is refused, others still get in (issue 23 item 3)."""
+
+    async def scenario() -> None:
+        clients = ClientConnections(max_connections=1000, max_incomplete=20)
+        held = [connect(clients=clients) for _ in range(1000)]
+        for protocol, _ in held:
+            protocol.data_received(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-le")
+        refused = [t for _, t in held if t.status_lines() == [b"HTTP/1.1 429 Too Many Requests"]]
+        assert len(refused) == 980 and all(t.closed for t in refused)
+        answer = refusal(refused[0])
+        assert answer["error_code"] == "too_many_connections" and "WEB_MAX_CLIENT_INCOMPLETE=20" in answer["message"]
+        other, transport = connect(clients=clients, peer="198.51.100.1")
+        other.data_received(request(body=b"{}"))
+        await asyncio.sleep(0.01)
+        assert transport.status_lines() == [b"HTTP/1.1 200 OK"]
+        for protocol, _ in [*held, (other, transport)]:
+            protocol.connection_lost(None)
+        assert not clients.incomplete and not clients.connections
+
+    run(scenario)
+
+
+def test_one_address_cannot_hold_more_connections_than_its_cap() -> None:
+    async def scenario() -> None:
+        clients = ClientConnections(max_connections=3, max_incomplete=3)
+        held = [connect(clients=clients) for _ in range(4)]
+        assert [t.closed for _, t in held] == [False, False, False, True]
+        assert refusal(held[3][1])["error_code"] == "too_many_connections"
+        held[0][0].connection_lost(None)
+        assert not connect(clients=clients)[1].closed  # a slot came free
+
+    run(scenario)
+
+
+def test_trusted_proxies_are_not_capped_and_forwarding_from_others_is_reported() -> None:
+    async def scenario() -> None:
+        clients = ClientConnections(max_connections=1, max_incomplete=1, exempt=["10.0.0.0/8"])
+        assert not any(connect(clients=clients, peer="10.1.2.3")[1].closed for _ in range(5))
+        sampler, others = LogSampler(), ClientConnections(max_connections=9, max_incomplete=9)
+        with capture_logs() as logs:
+            for _ in range(3):
+                protocol, _ = connect(clients=others, sampler=sampler, peer="192.0.2.5")
+                protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\nx-forwarded-for: 1.2.3.4\r\n\r\n")
+        [line] = [x for x in logs if x["event"] == "forwarded_headers_ignored"]
+        assert line["client"] == "192.0.2.5" and "TRUSTED_PROXIES" in line["reason"]
 
     run(scenario)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
 
 from config.errors import InvalidJSON, PayloadInvalid
@@ -37,12 +38,19 @@ def test_unknown_fields_are_kept() -> None:
     assert event.payload["workflow"]["extra"] == "x"
 
 
-def test_header_event_type_wins_over_body_type() -> None:
+def test_an_event_type_header_that_contradicts_the_signed_body_is_refused() -> None:
+    """The header is not signed: relabelling a captured delivery must not change its handling (issue 23 item 7)."""
     payload = load_fixture("job-completed.gitlab.docs.json")
-    payload["type"] = "workflow-completed"  # mislabelled body
-    event = parse_event(json.dumps(payload).encode(), "job-completed")
-    assert event.type == JOB_COMPLETED
-    assert event.body_type == "workflow-completed"
+    with pytest.raises(PayloadInvalid, match="header says 'workflow-completed' but the signed body's type") as caught:
+        parse_event(json.dumps(payload).encode(), "workflow-completed")
+    assert caught.value.details == {"field": "type"}
+    assert parse_event(json.dumps(payload).encode(), "job-completed").type == JOB_COMPLETED
+
+
+def test_a_body_without_a_type_takes_the_headers() -> None:
+    payload = load_fixture("job-completed.gitlab.docs.json")
+    del payload["type"]
+    assert parse_event(json.dumps(payload).encode(), "job-completed").type == JOB_COMPLETED
 
 
 def test_body_type_is_used_without_the_header() -> None:
@@ -222,3 +230,33 @@ def test_a_slug_is_three_segments(slug: str) -> None:
     payload = _with(load_fixture("workflow-completed.github-oauth.docs.json"), "project.slug", slug)
     with pytest.raises(PayloadInvalid, match="must be 3 '/'-separated segments"):
         parse_event(json.dumps(payload).encode(), None)
+
+
+SAMPLE = "workflow-completed.github-oauth.docs.json"
+
+
+def with_literal(path: str, literal: str) -> bytes:
+    """The sample with the JSON number `literal` written at the dotted `path`."""
+    payload = json.loads((FIXTURES / SAMPLE).read_bytes())
+    payload["extra"] = {"count": 0, "list": [1, 2]}
+    _with(payload, path, "@@")
+    return json.dumps(payload).replace('"@@"', literal).encode()
+
+
+@pytest.mark.parametrize(
+    ("literal", "field"),
+    [("100000000000000000000", "pipeline.number"), ("18446744073709551616", "pipeline.number"),
+     ("-9223372036854775809", "extra.count"), ("1" * 300, "extra.list")],
+)  # fmt: skip
+def test_an_integer_beyond_64_bits_is_refused_naming_its_field(literal: str, field: str) -> None:
+    """orjson at the door reads it as a float, the worker's json as an int its encoder refuses (issue 23 item 5)."""
+    with pytest.raises(PayloadInvalid, match="outside the 64-bit range") as caught:
+        parse_event(with_literal(field, literal), None)
+    assert caught.value.details == {"field": field}
+
+
+@pytest.mark.parametrize("literal", ["18446744073709551615", "-9223372036854775808", "1e30", "1.5e308", "12.0"])
+def test_numbers_the_workers_can_encode_again_pass(literal: str) -> None:
+    body = with_literal("extra.count", literal)
+    assert parse_event(body, None).payload["extra"]["count"] == pytest.approx(float(literal))
+    assert orjson.dumps(json.loads(body))  # what the webhook handler does with the worker's decoding

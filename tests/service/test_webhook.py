@@ -271,9 +271,17 @@ def test_signature_is_checked_over_the_exact_bytes(client, workflow_payload) -> 
     "secrets, accepted, refused",
     [
         # A '#' once started a shell comment: only 's3' was kept, and 's3' signed a forged body.
-        ("s3#Xq9vLongRandomSecretValue,new-rotated", ["s3#Xq9vLongRandomSecretValue", "new-rotated"], ["s3"]),
-        (r"a\b,'quoted',\"dq\"", [r"a\b", "'quoted'", r"\"dq\""], ["ab", "quoted", "dq", '"dq"']),
-        ("key=val ue", ["key=val ue"], ["key", "key=val"]),
+        (
+            "s3#Xq9vLongRandomSecretValue,new-rotated-secret",
+            ["s3#Xq9vLongRandomSecretValue", "new-rotated-secret"],
+            ["s3"],
+        ),
+        (
+            r"a\b-0123456789abcdef,'quoted-0123456789',\"dq-0123456789abc\"",
+            [r"a\b-0123456789abcdef", "'quoted-0123456789'", r"\"dq-0123456789abc\""],
+            ["ab-0123456789abcdef", "quoted-0123456789", "dq-0123456789abc", '"dq-0123456789abc"'],
+        ),
+        ("key=val ue-0123456789", ["key=val ue-0123456789"], ["key", "key=val"]),
     ],
 )
 def test_only_the_configured_secrets_sign_whatever_characters_they_hold(
@@ -394,15 +402,35 @@ def test_a_wrong_signature_costs_the_client_more_tokens_than_a_delivery(fake_ser
     env = {"CIRCLECI_WEBHOOK_SECRETS": SECRET, "RATE_LIMIT_BURST": "22", "RATE_LIMIT_PER_SECOND": "0.01"}
     app = create_app(Settings.from_environ(env), redis=fakeredis.FakeAsyncRedis(server=fake_server))
     with TestClient(app) as client:
-        signed_answers = [
-            client.post(URL, **signed(dict(workflow_payload, id=f"ok-{i}"))).status_code for i in range(2)
-        ]
-        forged = [client.post(URL, **signed(workflow_payload, secret="guess")).status_code for _ in range(2)]
-        after = client.post(URL, **signed(dict(workflow_payload, id="ok-late")))
-    assert signed_answers == [202, 202]
-    assert forged == [401, 401]  # 2 + 2 * (1 + SIGNATURE_FAILURE_TOKENS) = 24 > 22
+        forged = [client.post(URL, **signed(workflow_payload, secret="guess")).status_code for _ in range(3)]
+        after = client.post(URL, **signed(workflow_payload, secret="guess"))
+    assert forged == [401, 401, 429]  # 2 * (1 + SIGNATURE_FAILURE_TOKENS) = 22, then none left
     assert_clean_error(after, 429, "rate_limited")
     assert "wrong signature costs 10 more" in after.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"secret": "guess"}, {"headers": {"content-type": "application/json"}},
+     {"headers": {"content-type": "text/plain"}}],
+    ids=["forged", "unsigned", "not-json"],
+)  # fmt: skip
+def test_bad_requests_never_spend_the_tokens_of_signed_deliveries(fake_server, workflow_payload, bad: dict) -> None:
+    """Behind a proxy every client is one address: 35 bad requests must not 429 real deliveries (issue 23 item 3)."""
+    env = {"CIRCLECI_WEBHOOK_SECRETS": SECRET, "RATE_LIMIT_BURST": "10", "RATE_LIMIT_PER_SECOND": "0.01"}
+    app = create_app(Settings.from_environ(env), redis=fakeredis.FakeAsyncRedis(server=fake_server))
+    good = []
+    with TestClient(app) as client:
+        for i in range(10):
+            for _ in range(35):
+                if "secret" in bad:
+                    client.post(URL, **signed(workflow_payload, secret=bad["secret"]))
+                else:
+                    client.post(URL, content=json.dumps(workflow_payload), headers=bad["headers"])
+            good.append(client.post(URL, **signed(dict(workflow_payload, id=f"real-{i}"))).status_code)
+        refused = client.post(URL, **signed(workflow_payload, secret="guess"))
+    assert good == [202] * 10
+    assert_clean_error(refused, 429, "rate_limited")
 
 
 def test_refusals_before_the_signature_is_verified_are_logged_once_per_client_and_code(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import socket
+import struct
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 from redis import Redis
+from structlog.testing import capture_logs
 
 from config.settings import Settings
 from tests.clock import FakeClock
@@ -96,3 +99,38 @@ def test_a_taken_port_moves_to_the_next(supervisor: Supervisor) -> None:
 def test_an_unknown_path_is_a_404_listing_the_paths(server: HealthServer) -> None:
     answer = get(server, "/nope")
     assert answer.status_code == 404 and answer.json()["paths"] == ["/healthz", "/readyz", "/metrics"]
+
+
+def test_it_listens_on_this_host_only_unless_told_otherwise() -> None:
+    """The web's HOST (0.0.0.0 in containers) is not the worker port's (issue 23 item 4)."""
+    assert Settings.from_environ({"HOST": "0.0.0.0"}).worker_http_host == "127.0.0.1"
+    assert Settings.from_environ({"WORKER_HTTP_HOST": "0.0.0.0"}).worker_http_host == "0.0.0.0"
+
+
+def test_idle_connections_past_the_cap_are_closed_not_given_a_thread(server: HealthServer) -> None:
+    before = threading.active_count()
+    idle = [socket.create_connection(("127.0.0.1", server.server_address[1])) for _ in range(200)]
+    try:
+        deadline = time.monotonic() + 10
+        while threading.active_count() - before < 16 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert threading.active_count() - before <= 16  # was one thread per connection: 200
+    finally:
+        for connection in idle:
+            connection.close()
+
+
+def test_reset_connections_are_sampled_json_lines_not_tracebacks(
+    server: HealthServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with capture_logs() as logs:
+        for _ in range(100):
+            connection = socket.create_connection(("127.0.0.1", server.server_address[1]))
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            connection.close()  # RST
+        assert "status" in get(server, "/healthz").json()  # still answering
+    assert "Traceback" not in capsys.readouterr().err
+    failed = [line for line in logs if line["event"] == "worker_http_connection_failed"]
+    assert len(failed) <= 3 and all(set(line) >= {"error", "client", "suppressed"} for line in failed)

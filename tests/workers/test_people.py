@@ -64,3 +64,25 @@ def test_mentions_use_people_then_the_lookup_each_person_once() -> None:
 )  # fmt: skip
 def test_a_break_is_broken_or_a_failing_first_run(kind: str, status: str, expected: bool) -> None:
     assert is_break({"status": status, "transition": {"kind": kind}}) is expected
+
+
+def test_mentions_and_lookups_are_capped_per_event() -> None:
+    body = "".join(f"Co-authored-by: P{n} <p{n}@example.com>\n" for n in range(300))
+    event = {"vcs": {"author_email": "p0@example.com", "commit_body": body}}
+    asked: list[str] = []
+
+    def lookup(email: str) -> str:
+        asked.append(email)
+        return "U" + email.split("@")[0].upper()
+
+    found = People().mentions(event, "slack", lookup, max_people=10, max_lookups=20)
+    assert len(found) == 10 and len(asked) == 10 and not any(m.listed for m in found)
+    misses = People().mentions(event, "slack", lambda email: asked.append(email) and None, max_lookups=20)
+    assert misses == [] and len(asked) == 30  # each e-mail once (p0 is author and co-author), 20 at most
+
+
+def test_a_mention_says_whether_people_names_the_person() -> None:
+    people = People.of({"ada@example.com": Person({"slack": "U0ADA"})})
+    event = {"vcs": {"author_email": "Ada@example.com", "commit_body": "Co-authored-by: G <g@example.com>"}}
+    found = people.mentions(event, "slack", lambda email: "U0G")
+    assert [(m.id, m.listed) for m in found] == [("U0ADA", True), ("U0G", False)]

@@ -310,7 +310,7 @@ def test_subscription_options_mentions_and_notify(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("option", "message"),
     [("mentions: maybe", "'maybe' is not one of true, false"),
-     ("notify: comitter", "'comitter' is not one of committer; did you mean 'committer'?")],
+     ("notify: comitter", "'comitter' is not one of committer, committer_by_email; did you mean 'committer'?")],
 )  # fmt: skip
 def test_a_bad_subscription_option_is_refused(tmp_path: Path, option: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
@@ -346,3 +346,27 @@ def test_log_tail_is_a_checked_key_of_every_handler(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as info:
         routes(tmp_path, "handlers:\n  l: {type: log, log_tail: never}\n")
     assert "line 2: handler 'l', key 'log_tail': 'never' is not one of true, false" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("handler", "key"),
+    [("{type: slack, url: 'http://hooks.example.com/services/T0/B0/x'}", "url"),
+     ("{type: webhook, url: 'http://10.0.0.5/hook', secret: s3cr3t-signing-key}", "url"),
+     ("{type: slack_app, token: xoxb-1, channel: '#ci', api_url: 'http://slack.example.com/api/'}", "api_url")],
+)  # fmt: skip
+def test_plain_http_to_a_host_that_is_not_loopback_is_refused(tmp_path: Path, handler: str, key: str) -> None:
+    """A bot token or a signed payload must not cross the network in clear (issue 23 item 6)."""
+    text = f"handlers:\n  h: {handler}\nsubscriptions:\n  - {{name: all, handlers: [h]}}\n"
+    with pytest.raises(
+        ConfigurationError, match=rf"handler 'h', key '{key}'.*plain http://.*allow_insecure_http: true"
+    ):
+        routes(tmp_path, text)
+    insecure = handler.replace("{type:", "{allow_insecure_http: true, type:")
+    loaded = routes(tmp_path, f"handlers:\n  h: {insecure}\nsubscriptions:\n  - {{name: all, handlers: [h]}}\n")
+    assert "allow_insecure_http" not in loaded.handlers["h"].options
+
+
+def test_plain_http_on_loopback_is_accepted(tmp_path: Path) -> None:
+    handler = "{type: slack, url: 'http://127.0.0.1:9/hook'}"
+    text = f"handlers:\n  h: {handler}\nsubscriptions:\n  - {{name: all, handlers: [h]}}\n"
+    assert routes(tmp_path, text).handlers["h"].options["url"] == "http://127.0.0.1:9/hook"

@@ -17,6 +17,7 @@ from redis import Redis
 from rq import Queue, Retry
 from rq import Worker as RQWorker
 from rq.serializers import JSONSerializer
+from structlog.testing import capture_logs
 
 from config.settings import Settings
 from tests.waiting import wait_until
@@ -42,6 +43,10 @@ def restore_signals() -> Iterator[None]:
         signal.signal(sig, handler)
 
 
+# the job functions of these tests (tests/workers/rq_jobs.py), run besides the product's own
+TEST_JOBS = "tests.workers.rq_jobs.meet,tests.workers.rq_jobs.sleep,tests.workers.rq_jobs.busy"
+
+
 class WorkerProcesses:
     """`start_process(concurrency)`: `circleci-events worker` as a user runs it, its log lines
     (stderr) in a file, `output(process)`; killed at the end if still running."""
@@ -53,7 +58,7 @@ class WorkerProcesses:
 
     def __call__(self, concurrency: int, **extra: str) -> subprocess.Popen[bytes]:
         env = {**os.environ, "REDIS_URL": self.redis_url, "LOG_LEVEL": "WARNING",
-               "WORKER_CONCURRENCY": str(concurrency), **extra}  # fmt: skip
+               "WORKER_CONCURRENCY": str(concurrency), "WORKER_ALLOWED_JOBS": TEST_JOBS, **extra}  # fmt: skip
         log = self.directory / f"worker-{len(self.logs)}.log"
         with log.open("wb") as stderr:
             process = subprocess.Popen(
@@ -78,7 +83,9 @@ def start_process(redis_url: str, tmp_path: Path) -> Iterator[WorkerProcesses]:
 
 
 def settings_for(redis_url: str, **env: str) -> Settings:
-    return Settings.from_environ({"REDIS_URL": redis_url, "LOG_LEVEL": "WARNING", **env})
+    return Settings.from_environ(
+        {"REDIS_URL": redis_url, "LOG_LEVEL": "WARNING", "WORKER_ALLOWED_JOBS": TEST_JOBS, **env}
+    )
 
 
 def test_one_process_runs_as_many_jobs_at_once_as_its_concurrency(
@@ -324,6 +331,42 @@ def test_an_undecodable_job_is_counted_and_told_to_the_alert_handlers(
         build_worker(redis, settings=settings).work(burst=True)
     assert context.metrics.registry.get_sample_value("circleci_events_dead_letters_total", {"reason": "undecodable"})
     assert redis.hgetall("cie:alert:l:counts").keys() == {b"dead_letter|undecodable|-|", b"since"}
+
+
+@pytest.mark.parametrize(
+    ("func", "extra"),
+    [("os.system", {}), ("subprocess.getoutput", {}), ("workers.events.process_event.__globals__", {}),
+     ("tests.workers.rq_jobs.sleep", {"WORKER_ALLOWED_JOBS": ""})],
+)  # fmt: skip
+def test_a_job_naming_a_function_that_is_not_ours_is_refused_before_it_is_imported(
+    redis: Redis, redis_url: str, queue: Queue, restore_signals: None, tmp_path: Path, func: str, extra: dict
+) -> None:
+    """Whoever can write to Redis must not run code in the worker (issue 23 item 8)."""
+    marker = tmp_path / "ran"
+    job = queue.enqueue(func, f"touch {marker}", retry=Retry(max=5))
+    with capture_logs() as logs:
+        build_worker(redis, settings=settings_for(redis_url, **extra)).work(burst=True)
+    assert not marker.exists()
+    assert [line["func"] for line in logs if line["event"] == "job_refused"] == [func]
+    letter = DeadLetters(redis, ttl=60).get(f"job:{job.id}")
+    assert letter is not None and "JobRefused" in letter.body_excerpt
+    assert queue.count == 0 and queue.scheduled_job_registry.count == 0, "not retried"
+
+
+def test_a_callback_on_a_job_is_never_imported(
+    redis: Redis, redis_url: str, queue: Queue, restore_signals: None
+) -> None:
+    from rq import Callback
+
+    job = queue.enqueue(
+        "tests.workers.rq_jobs.sleep", 0.0, on_success=Callback("os.abort"), on_failure=Callback("os.abort")
+    )
+    with capture_logs() as logs:
+        build_worker(redis, settings=settings_for(redis_url)).work(burst=True)
+    assert job.get_status(refresh=True) == "finished"  # the process is still here: os.abort never ran
+    assert {(line["func"], line["reason"]) for line in logs if line["event"] == "job_refused"} == {
+        ("os.abort", "success callback")
+    }
 
 
 def test_an_envelope_that_is_not_an_object_is_dead_lettered_not_retried(

@@ -66,6 +66,9 @@ class HandlerContext:
     routes: Routes | None = None
     state_ttl_seconds: int = 90 * 24 * 3600
     timeout_seconds: float = 10.0
+    # at most this many people mentioned, and e-mails looked up, per event (MENTION_MAX_*)
+    max_mentions: int = 10
+    max_lookups: int = 20
 
 
 class Handler:
@@ -136,7 +139,8 @@ class Handler:
         if routes is not None and not routes.mentions_on(event, self.name):
             return []
         people = routes.people if routes is not None else People()
-        return people.mentions(event, self.platform, lookup)
+        limits = {"max_people": self.context.max_mentions, "max_lookups": self.context.max_lookups}
+        return people.mentions(event, self.platform, lookup, **limits)
 
     def summary(self, message: Message, event: Mapping[str, Any], default: str) -> str:
         """The template's output when there is one, else `default`; a template failing at send falls back."""

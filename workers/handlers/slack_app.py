@@ -8,7 +8,9 @@ that fixed it (workers/transition.py's streak); its thread lives in workers/thre
       first_seen)                  mentioning the commit's authors and the pipeline's trigger
                                    actor (workers/people.py: `people:`, else users.lookupByEmail,
                                    cached); with `notify: committer`, a direct message to the
-                                   commit's author linking the thread (conversations.open)
+                                   commit's author linking the thread (conversations.open),
+                                   when `people:` names them (`notify: committer_by_email`
+                                   also sends it to an author only the look-up found)
     still_failing                  a short reply in the thread ("still failing · pipeline #13 ·
                                    3 failed tests"), and the root updated with the streak
                                    ("failing since #11 · 3 pipelines · 2 h") (chat.update);
@@ -117,7 +119,7 @@ class SlackAppHandler(Handler):
         yet); mentions through `people:` only (no look-ups), a direct message's channel unknown."""
         mentions = self.mentions(event)
         calls = self.plan(event, thread, mentions)
-        if self._dm_due(event, thread) and (committer := _committer(mentions)):
+        if self._dm_due(event, thread) and (committer := self._committer(event, mentions)):
             ts = thread.ts if thread is not None else "<the root's ts>"
             calls += self._dm_calls(
                 event, committer, "<the direct message>", thread.channel if thread else self.channel, ts
@@ -195,7 +197,7 @@ class SlackAppHandler(Handler):
                     log.warning("slack_root_missing", handler=self.name, channel=step.args["channel"])
                     answer = {}
                 self._record(key, event, step, answer)
-            if dm_due and (committer := _committer(mentions)):
+            if dm_due and (committer := self._committer(event, mentions)):
                 thread = self.threads.get(key)
                 assert thread is not None
                 self._direct_message(key, event, committer, thread, api_call)
@@ -214,8 +216,16 @@ class SlackAppHandler(Handler):
     def _dm_due(self, event: Mapping[str, Any], thread: Thread | None) -> bool:
         """`notify: committer` on a break whose direct message has not been sent."""
         routes = self.context.routes
-        wanted = routes is not None and "committer" in routes.notifies(event, self.name)
+        wanted = routes is not None and bool({"committer", "committer_by_email"} & routes.notifies(event, self.name))
         return wanted and is_break(event) and (thread is None or DM not in thread.notes)
+
+    def _committer(self, event: Mapping[str, Any], mentions: Sequence[Mention]) -> Mention | None:
+        """Who a direct message goes to: the first author of the breaking commit that `people:`
+        names; one only the commit's e-mail found, with `notify: committer_by_email` alone."""
+        routes = self.context.routes
+        any_author = routes is not None and "committer_by_email" in routes.notifies(event, self.name)
+        first = next((m for m in mentions if m.role == "commit"), None)
+        return first if first is not None and (first.listed or any_author) else None
 
     def _direct_message(
         self,
@@ -325,8 +335,3 @@ class SlackAppHandler(Handler):
             text = str(thread.root.get("text") or m.title)
         args = {"channel": thread.channel, "ts": thread.ts, "text": text, "blocks": blocks}
         return Call("chat.update", args, notes=notes)
-
-
-def _committer(mentions: Sequence[Mention]) -> Mention | None:
-    """Who a direct message goes to: the first author of the breaking commit."""
-    return next((m for m in mentions if m.role == "commit"), None)

@@ -9,9 +9,10 @@ are not (issue 11 finding 8):
     {{ value }}                                 escaped with the handler's `escape`; null prints nothing
     {{ "<!here>" }}                             escaped too: a string inside `{{ }}` is a value
     {{ value|esc }} (also |e, |escape)          escaped once, not again when printed
-    {{ mention("U0123ABCD") }}                  the platform's mention (below)
-    {{ mention(value) }}, value not an id       the value as escaped text; a literal that is not an
-                                                id (letters, digits, `_`, `-`) is a load-time error
+    {{ mention("U0123ABCD") }}                  the platform's mention (below); a literal that is not
+                                                an id (letters, digits, `_`, `-`) is a load-time error
+    {{ mention(value) }}                        the value as escaped text, whatever it holds: only a
+                                                literal the template writes pings (issue 23 item 1)
     {{ value|safe }}                            as written: the routes file vouches for it
     {{ mention(..) + value }}, %, .format()     trusted text stays trusted, `value` is escaped
     {{ a ~ b }}, |join, |striptags, …           plain text, escaped when printed (a mention in it too)
@@ -23,6 +24,12 @@ are not (issue 11 finding 8):
 Mentions: Slack `<@U…>`, `<!subteam^S…>` for a user group id, `<!here>`, `<!channel>`,
 `<!everyone>`; Discord `<@id>`; Teams plain text `@id` for now (a real Teams mention needs an
 `msteams.entities` entry in the card); log `@id`.
+
+Mentions come from configuration, never from commit data: at load time each `mention("…")`
+whose argument is a literal is rewritten to call the hidden `__mention_literal`; every other
+call (a value, a variable, `*args`, `mention` passed around) reaches the `mention` global,
+which returns its argument as text, escaped when printed. A commit author named `channel` or a
+value starting with `S` prints as a name. A template naming `__mention_literal` is refused.
 
 How: Jinja2's `finalize` hook gets every `{{ … }}` result before it is written (template text
 never goes through it). It passes `Trusted` text (a markupsafe.Markup whose `escape` is the
@@ -47,6 +54,8 @@ from config.errors import ConfigurationError
 from workers.message import Message, sample_events
 
 MENTION_ID = re.compile(r"[A-Za-z0-9_-]+")
+# the global a literal `mention("…")` is rewritten to call; a template may not name it
+LITERAL_MENTION = "__mention_literal"
 UNDEFINED_HINT = "; guard a value that may be null or missing with {% if … %} or `| default('')`"
 REFUSED_BLOCKS = {nodes.FilterBlock: "{% filter %}", nodes.CallBlock: "{% call %}"}
 
@@ -96,9 +105,12 @@ def compile_template(
         return None
     trusted = trusted_type(escape)
 
-    def mention_of(value: Any) -> str:
-        text = "" if value is None else str(value)
-        return trusted(mention(text)) if MENTION_ID.fullmatch(text) else text
+    def literal_mention(value: str) -> str:
+        return trusted(mention(value))
+
+    def value_mention(*args: Any, **kwargs: Any) -> str:
+        value = next(iter([*args, *kwargs.values()]), None)
+        return "" if value is None else str(value)
 
     env = ImmutableSandboxedEnvironment(autoescape=False, undefined=jinja2.StrictUndefined, finalize=trusted.escape)
     env.filters.update(
@@ -108,7 +120,7 @@ def compile_template(
         forceescape=lambda value: trusted.escape(str(value)),
         safe=lambda value: trusted("" if value is None else value),
     )
-    env.globals["mention"] = mention_of
+    env.globals.update({"mention": value_mention, LITERAL_MENTION: literal_mention})
     try:
         tree = env.parse(source)
     except jinja2.TemplateSyntaxError as exc:
@@ -116,6 +128,7 @@ def compile_template(
             f"handler {name!r}, key 'template': does not compile (template line {exc.lineno}: {exc.message})"
         ) from None
     _refuse_unescaped_output(name, tree)
+    _bind_literal_mentions(tree)
     template = env.from_string(tree)
     for label, event in sample_events():
         try:
@@ -140,6 +153,9 @@ def _refuse_unescaped_output(name: str, tree: nodes.Template) -> None:
             f"{where}: {block} blocks are not allowed (template line {node.lineno}: their output would not be"
             " escaped; apply the filter to a value, as in {{ value | upper }})"
         )
+    for used in tree.find_all(nodes.Name):
+        if used.name == LITERAL_MENTION:
+            raise ConfigurationError(f"{where}: {LITERAL_MENTION} is not a name templates may use; write mention('…')")
     for call in tree.find_all(nodes.Call):
         if not (isinstance(call.node, nodes.Name) and call.node.name == "mention"):
             continue
@@ -149,3 +165,15 @@ def _refuse_unescaped_output(name: str, tree: nodes.Template) -> None:
                     f"{where}: mention({arg.value!r}) is not an id (template line {call.lineno}:"
                     " letters, digits, '_' and '-' only)"
                 )
+
+
+def _bind_literal_mentions(tree: nodes.Template) -> None:
+    """`mention("U1")`, its one argument a literal (checked to be an id), calls the mention that
+    pings; any other call keeps the `mention` that prints its argument as text."""
+    for call in tree.find_all(nodes.Call):
+        if not (isinstance(call.node, nodes.Name) and call.node.name == "mention"):
+            continue
+        args = [*call.args, *(k.value for k in call.kwargs)]
+        if len(args) == 1 and isinstance(args[0], nodes.Const) and call.dyn_args is None and call.dyn_kwargs is None:
+            call.node = nodes.Name(LITERAL_MENTION, "load", lineno=call.lineno)
+            call.args, call.kwargs = [args[0]], []

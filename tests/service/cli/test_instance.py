@@ -128,7 +128,7 @@ def test_commands_in_a_fresh_shell_find_the_running_run(tmp_path: Path) -> None:
             **shell,
             "HOST": "127.0.0.1",
             "PORT": str(port),
-            "CIRCLECI_WEBHOOK_SECRETS": "dev-secret",
+            "CIRCLECI_WEBHOOK_SECRETS": "dev-webhook-secret",
             "WORKERS": "1",
         },
         stdout=subprocess.DEVNULL,
@@ -149,7 +149,7 @@ def test_commands_in_a_fresh_shell_find_the_running_run(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, listed
             time.sleep(0.2)
         assert f"using the instance `run` started (pid {run.pid}" in listed.err
-        assert "dev-secret" not in sent.err + listed.err
+        assert "dev-webhook-secret" not in sent.err + listed.err
     finally:
         run.send_signal(signal.SIGTERM)
         run.wait(timeout=60)

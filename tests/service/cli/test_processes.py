@@ -32,7 +32,12 @@ def busy_port() -> Iterator[int]:
 
 @pytest.mark.parametrize("command", ["web", "run"])
 def test_a_busy_port_is_one_line_saying_what_to_do(busy_port: int, redis_url: str, command: str) -> None:
-    env = {"PORT": str(busy_port), "HOST": "127.0.0.1", "CIRCLECI_WEBHOOK_SECRETS": "s", "REDIS_URL": redis_url}
+    env = {
+        "PORT": str(busy_port),
+        "HOST": "127.0.0.1",
+        "CIRCLECI_WEBHOOK_SECRETS": "a-webhook-secret-of-length",
+        "REDIS_URL": redis_url,
+    }
     result = run_cli(command, env=env, timeout=30)
     assert_one_clear_line(result, 1)
     assert f"cannot listen on 127.0.0.1:{busy_port}: the port is in use" in result.err
@@ -68,7 +73,12 @@ def test_a_mistake_at_start_is_one_line_and_nothing_starts(
         pytest.skip("the worker does not listen or verify webhooks")
     bad = tmp_path / "routes.yaml"
     bad.write_text("handlers:\n  ops: {type: slak}\n")
-    env = {"HOST": "127.0.0.1", "PORT": "0", "CIRCLECI_WEBHOOK_SECRETS": "s", "REDIS_URL": redis_url}
+    env = {
+        "HOST": "127.0.0.1",
+        "PORT": "0",
+        "CIRCLECI_WEBHOOK_SECRETS": "a-webhook-secret-of-length",
+        "REDIS_URL": redis_url,
+    }
     env |= {k: str(bad) if v == "BAD" else v for k, v in change.items()}
     if env["PORT"] == "0":
         with socket.socket() as s:

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def receiver(redis_url: str) -> Iterator[str]:
-    settings = Settings.from_environ({"REDIS_URL": redis_url, "CIRCLECI_WEBHOOK_SECRETS": f"old,{SECRET}"})
+    settings = Settings.from_environ(
+        {"REDIS_URL": redis_url, "CIRCLECI_WEBHOOK_SECRETS": f"old-webhook-secret,{SECRET}"}
+    )
     with running(create_app(settings)) as base:
         yield base
 
@@ -54,7 +56,7 @@ def test_each_sample_has_a_new_id(receiver: str) -> None:
 
 
 def test_the_secret_defaults_to_the_first_configured_one(receiver: str) -> None:
-    sent = send("--url", receiver, env={"CIRCLECI_WEBHOOK_SECRETS": f"{SECRET},newer"})
+    sent = send("--url", receiver, env={"CIRCLECI_WEBHOOK_SECRETS": f"{SECRET},newer-webhook-secret"})
     assert sent["status_code"] == 202
 
 

@@ -34,7 +34,7 @@ def sim() -> Iterator[tuple[Simulator, dict[str, str]]]:
         env = {
             "CIRCLE_TOKEN": SIM_TOKEN,
             "CIRCLECI_API_URL": base + "/api/v2",
-            "CIRCLECI_WEBHOOK_SECRETS": f"{SECRET},older-secret-C3",
+            "CIRCLECI_WEBHOOK_SECRETS": f"{SECRET},older-secret-C3-old",
         }
         yield app.state.simulator, env
 

@@ -207,6 +207,33 @@ def test_a_mention_of_a_value_that_is_not_an_id_prints_it_escaped() -> None:
 
 
 @pytest.mark.parametrize(
+    ("kind", "author", "expected"),
+    [("slack", "channel", "channel"), ("slack", "here", "here"), ("slack", "everyone", "everyone"),
+     ("slack", "S0GROUP", "S0GROUP"), ("slack", "U0123ABCD", "U0123ABCD"),
+     ("discord", "123456789012345678", "123456789012345678"), ("discord", "everyone", "everyone"),
+     ("teams", "U1", "U1"), ("log", "oncall", "oncall")],
+)  # fmt: skip
+def test_a_mention_of_an_event_value_never_pings(kind: str, author: str, expected: str) -> None:
+    """Only a literal the routes file wrote pings: a commit author named `channel` is a name."""
+    assert summary(kind, "{{ mention(event.vcs.author_name) }}", author_name=author) == expected
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{% set m = mention %}{{ m(event.vcs.author_name) }}", "{{ mention(*[event.vcs.author_name]) }}",
+     "{{ mention(id=event.vcs.author_name) }}", "{% set x = event.vcs.author_name %}{{ mention(x) }}",
+     "{{ mention(event.vcs.author_name ~ '') }}"],
+)  # fmt: skip
+def test_no_detour_makes_an_event_value_a_mention(template: str) -> None:
+    assert summary("slack", template, author_name="channel") == "channel"
+
+
+def test_the_literal_mention_function_is_not_reachable_from_a_template() -> None:
+    with pytest.raises(ConfigurationError, match="handler 'ops', key 'template'"):
+        make("slack", name="ops", template="{{ __mention_literal(event.vcs.author_name) }}")
+
+
+@pytest.mark.parametrize(
     "template",
     ["{% filter upper %}{{ event.vcs.commit_subject }}{% endfilter %}",
      "{% call mention('U1') %}{{ event.vcs.commit_subject }}{% endcall %}",

@@ -170,3 +170,34 @@ def test_without_job_replies_a_job_event_is_a_post_of_its_own(build, slack: Work
     send(handler, broken())
     send(handler, job_event())
     assert len(slack.channel_messages("ci")) == 2
+
+
+def co_authored(count: int) -> dict[str, Any]:
+    event = broken(actor=None)
+    trailers = "".join(f"Co-authored-by: Person {n} <p{n}@example.com>\n" for n in range(count))
+    event["vcs"]["commit_body"] = "Many hands.\n\n" + trailers
+    return event
+
+
+def test_commit_data_cannot_make_one_event_ping_or_look_up_everyone(build, slack: Workspace) -> None:
+    """300 `Co-authored-by:` trailers: at most 20 look-ups and 10 people (issue 23 item 2)."""
+    for n in range(80):
+        slack.add_user(f"U0P{n}", f"person{n}", f"p{n}@example.com")
+    with capture_logs() as logs:
+        send(build(), co_authored(300))
+    [root] = slack.channel_messages("ci")
+    assert len(root.mentions) == 10 and root.mentions[0] == "U0ADA"
+    assert slack.calls["users.lookupByEmail"] <= 20
+    assert [line["skipped"] for line in logs if line["event"] == "mentions_capped"] == [291]
+
+
+def test_a_direct_message_goes_only_to_someone_people_names(build, slack: Workspace) -> None:
+    """The commit claims grace@example.com as its author; `people:` lists Grace by login only."""
+    send(build("    notify: committer"), broken("grace@example.com", actor=None))
+    assert slack.channel_messages("ci")[0].mentions == ["U0GRACE"]  # mentioned, through the look-up
+    assert slack.channel_messages("U0GRACE") == [] and slack.calls["conversations.open"] == 0
+
+
+def test_notify_committer_by_email_opts_in_to_looked_up_authors(build, slack: Workspace) -> None:
+    send(build("    notify: committer_by_email"), broken("grace@example.com", actor=None))
+    assert len(slack.channel_messages("U0GRACE")) == 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.log_sampler import LogSampler
+from config.log_sampler import LogSampler
 from tests.clock import FakeClock
 
 
