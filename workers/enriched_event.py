@@ -174,10 +174,20 @@ class Enrichment(TypedDict):
     notes: NotRequired[list[str]]
 
 
+class Approval(TypedDict):
+    """An approval job on hold, in an `approval-pending` event the worker derives (workers/approvals.py)."""
+
+    approval_request_id: str
+    job_id: str | None
+    job_name: str | None
+    workflow_id: str | None
+    derived_from: str | None  # the job-completed event that revealed it
+
+
 class EnrichedEvent(TypedDict):
     schema_version: int
     event_id: str
-    event_type: Literal["workflow-completed", "job-completed"]
+    event_type: Literal["workflow-completed", "job-completed", "approval-pending"]
     happened_at: str | None
     received_at: str | None
     request_id: str | None
@@ -193,4 +203,5 @@ class EnrichedEvent(TypedDict):
     # every failing job failed only tests Insights knows to flake
     only_known_flaky: NotRequired[bool]
     transition: Transition | None
+    approval: NotRequired[Approval]  # approval-pending events only
     enrichment: Enrichment
