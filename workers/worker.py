@@ -64,6 +64,9 @@ log = structlog.get_logger("workers.worker")
 QUEUES = ("events",)
 # A worker in a thread cannot be interrupted by a signal: idle, it looks for a stop this often.
 THREAD_IDLE_SECONDS = 1
+# How long a worker leaving waits for its command channel's listener (idle in waits of
+# THREAD_IDLE_SECONDS) to end; a listener still waiting then ends on its own (a daemon thread).
+COMMAND_CHANNEL_STOP_SECONDS = 5 * THREAD_IDLE_SECONDS
 # `rq suspend` is looked for this often (RQ looks before every job).
 SUSPENSION_CHECK_SECONDS = 5.0
 # RQ holds its registry-cleaning lock for up to 899 s: a worker killed mid-clean-up (the OOM
@@ -219,6 +222,18 @@ class Worker(SimpleWorker):
         self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]
             sleep_time=THREAD_IDLE_SECONDS, daemon=True, exception_handler=self._pubsub_exception_handler
         )
+
+    def unsubscribe(self) -> None:
+        """Leave the command channel; the listener closes its connection itself as it ends.
+
+        RQ closes it too, from this thread, which raced the listener's own close once the
+        listener waited a second instead of a minute ('NoneType' has no deregister_connect_callback).
+        """
+        if self.pubsub_thread is None:
+            return
+        self.pubsub.unsubscribe()
+        self.pubsub_thread.stop()  # from redis-py 8.2 on this also waits for the listener to end
+        self.pubsub_thread.join(timeout=COMMAND_CHANNEL_STOP_SECONDS)
 
     def stop_after_job(self) -> None:
         """Finish the current job, if any, and leave the work loop (RQ's flag for a warm stop)."""

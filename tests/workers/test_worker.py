@@ -152,6 +152,7 @@ def test_a_worker_leaves_its_command_channel_within_a_second_of_idling(redis: Re
     teardown.start()
     teardown.join(timeout=15)
     assert not teardown.is_alive() and not worker.pubsub_thread.is_alive()
+    assert worker.pubsub.connection is None  # the listener gave its connection back, once
 
 
 def test_sigterm_past_the_grace_puts_the_running_jobs_back_on_the_queue_at_once(
@@ -417,7 +418,8 @@ def test_the_process_never_writes_a_heartbeat_for_a_worker_not_yet_born(redis: R
 def test_at_info_rqs_per_job_chatter_stays_out_of_the_log(redis: Redis, redis_url: str, queue: Queue) -> None:
     """ "Job OK", "result is kept", "Listening on": RQ's per-job lines are below INFO for us."""
     jobs = [queue.enqueue("tests.workers.rq_jobs.sleep", 0.0) for _ in range(3)]
-    env = {**os.environ, "REDIS_URL": redis_url, "LOG_LEVEL": "INFO", "LOG_FORMAT": "json", "WORKER_CONCURRENCY": "1"}
+    env = {**os.environ, "REDIS_URL": redis_url, "LOG_LEVEL": "INFO", "LOG_FORMAT": "json", "WORKER_CONCURRENCY": "1",
+           "WORKER_ALLOWED_JOBS": TEST_JOBS}  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-m", "service.cli", "worker", "--burst"], env=env, capture_output=True, text=True, timeout=60
     )
@@ -429,7 +431,8 @@ def test_at_info_rqs_per_job_chatter_stays_out_of_the_log(redis: Redis, redis_ur
 
 def test_every_line_of_a_worker_process_says_it_is_the_worker(redis_url: str, queue: Queue) -> None:
     queue.enqueue("tests.workers.rq_jobs.sleep", 0.0)
-    env = {**os.environ, "REDIS_URL": redis_url, "LOG_LEVEL": "DEBUG", "LOG_FORMAT": "json", "WORKER_CONCURRENCY": "1"}
+    env = {**os.environ, "REDIS_URL": redis_url, "LOG_LEVEL": "DEBUG", "LOG_FORMAT": "json", "WORKER_CONCURRENCY": "1",
+           "WORKER_ALLOWED_JOBS": TEST_JOBS}  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-m", "service.cli", "worker", "--burst"], env=env, capture_output=True, text=True, timeout=60
     )
