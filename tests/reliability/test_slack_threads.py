@@ -84,7 +84,8 @@ class SlackScenario:
         return payload
 
     def notify_committer(self) -> None:
-        self.system.routes.write_text(ROUTES + "    notify: committer\n")
+        """The committer is found by the e-mail the commit claims: the opt-in this scenario needs."""
+        self.system.routes.write_text(ROUTES + "    notify: committer_by_email\n")
 
     def roots(self) -> list[Any]:
         return self.workspace.channel_messages("ci")
