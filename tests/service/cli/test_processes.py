@@ -169,7 +169,9 @@ def test_run_says_what_it_starts_then_where_to_send_webhooks_and_warns_once() ->
 
 
 def test_run_on_your_redis_says_its_risks_once(redis_url: str) -> None:
-    lines = run_until_ready({"CIRCLECI_WEBHOOK_SECRETS": "first-webhook-secret,second-webhook-secret", "REDIS_URL": redis_url})
+    lines = run_until_ready(
+        {"CIRCLECI_WEBHOOK_SECRETS": "first-webhook-secret,second-webhook-secret", "REDIS_URL": redis_url}
+    )
     assert f"circleci-events: using your Redis at {redis_url} (REDIS_URL)" in lines
     assert len([line for line in lines if "redis_not_durable" in line]) == 1  # the test Redis keeps no AOF
     assert any("signed with any of the 2 CIRCLECI_WEBHOOK_SECRETS" in line for line in lines)
