@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast test-latest bench lint lock clean
+.PHONY: run test test-fast test-latest bench lint lock check-platforms clean
 
 # The venv holds exactly the versions requirements-dev.lock pins (the runtime ones are
 # requirements.lock's, which the container ships), checked against their hashes; then this
@@ -66,6 +66,19 @@ lock: $(STAMP)
 	{ echo "# Written by 'make lock' from requirements.lock: the same pins without hashes, then this project,"; \
 	  echo "# for platforms that install requirements.txt (Heroku's Python buildpack). The container uses the lock."; \
 	  sed -e '/--hash=/d' -e 's/ \\$$//' requirements.lock; echo "."; } > requirements.txt
+	$(MAKE) --no-print-directory check-platforms
+
+# The runtime lock must install from wheels (or pure Python) on every platform the container is
+# built for: linux/amd64 and linux/arm64 (Apple Silicon, Graviton). pip downloads, for each of them,
+# exactly the pinned files, checked against the lock's hashes, and refuses any sdist.
+PLATFORMS := x86_64 aarch64
+check-platforms: $(STAMP)
+	@for arch in $(PLATFORMS); do 	  dir=$$(mktemp -d) && 	  env PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(BIN)/python -m pip download --quiet --no-deps \
+	    --only-binary=:all: --require-hashes --python-version 3.11 --implementation cp --abi cp311 \
+	    --platform manylinux2014_$$arch --platform manylinux_2_28_$$arch -r requirements.lock -d $$dir \
+	  && echo "make: requirements.lock installs on linux/$$arch from $$(ls $$dir | wc -l) wheels" \
+	  && rm -rf $$dir || { rm -rf $$dir; echo "make: requirements.lock does not install on linux/$$arch from wheels: see above"; exit 1; }; \
+	done
 
 # The suite against the newest releases pyproject's ranges admit, in a venv of its own, so that
 # a release that breaks us is found here before `make lock LOCK_ARGS=--upgrade` ships it.
