@@ -49,10 +49,9 @@ import yaml
 from config.errors import ConfigurationError
 from config.settings import is_loopback
 from workers.action_buttons import ACTIONS
-from workers.handlers import HANDLER_TYPES, build_handler
+from workers.handlers import HANDLER_TYPES, build_handler, identities
 from workers.handlers.base import COMMON_OPTIONS, HandlerConfig
-from workers.people import ID_HINTS, ID_PATTERNS, PLATFORMS, People, Person
-from workers.people import KEYS as PERSON_KEYS
+from workers.people import People, Person
 from workers.permissions import GRANT_KEYS, SCOPE_KEYS, WHO_KEYS, Grant, Permissions
 from workers.routes import (
     ALERT_INTERVAL_SECONDS,
@@ -293,7 +292,10 @@ class _Reader:
         return Grant(frozenset(ids["users"]), tuple(ids["groups"]), ordered, line=node.start_mark.line + 1)
 
     def people(self, node: yaml.Node) -> People:
-        """`people:`: a commit e-mail or VCS login -> {slack, discord, teams, name}; mistakes noted."""
+        """`people:`: a commit e-mail or VCS login -> {slack, discord, teams, …, name}: a key for
+        each registered platform that mentions people (workers/handlers); mistakes noted."""
+        known = identities()
+        keys = (*known, "name")
         found: dict[str, Person] = {}
         for who, (k, v) in self.mapping(node, "people").items():
             where = f"people {who!r}"
@@ -302,21 +304,21 @@ class _Reader:
                 name = None
                 for key, (key_node, value_node) in self.mapping(v, where).items():
                     place = f"{where}, key {key!r}"
-                    if key not in PERSON_KEYS:
-                        hint = did_you_mean(key, PERSON_KEYS)
-                        self.note(key_node, place, f"unknown key (expected {', '.join(PERSON_KEYS)}){hint}")
+                    if key not in keys:
+                        hint = did_you_mean(key, keys)
+                        self.note(key_node, place, f"unknown key (expected {', '.join(keys)}){hint}")
                         continue
                     with self.noting():
                         value = self.scalar(value_node, place).strip()
                         if key == "name":
                             name = value
-                        elif not ID_PATTERNS[key].fullmatch(value):
-                            self.note(value_node, place, f"{value!r} is not a {ID_HINTS[key]}")
+                        elif not known[key].accepts(value):
+                            self.note(value_node, place, f"{value!r} is not a {known[key].hint}")
                         else:
                             ids[key] = value
                 found[who] = Person(ids=ids, name=name)
                 if not ids:
-                    self.note(k, where, f"names no chat identity (expected one of {', '.join(PLATFORMS)})")
+                    self.note(k, where, f"names no chat identity (expected one of {', '.join(known)})")
         return People.of(found)
 
     def handler(self, name: str, key_node: yaml.Node, node: yaml.Node) -> HandlerConfig | None:
