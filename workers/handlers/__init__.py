@@ -52,7 +52,7 @@ def register(cls: type[Handler]) -> type[Handler]:
     capabilities say: a platform that threads renders in a thread, one with buttons can show a
     click's outcome, and a `people:` key means one id shape whichever platform declares it."""
     what = f"handler class {cls.__name__}"
-    if not cls.type or HANDLER_TYPES.get(cls.type, cls) is not cls:
+    if not cls.type or cls.type in HANDLER_TYPES:
         raise ValueError(f"{what}: type {cls.type!r} is empty or already registered")
     can = cls.capabilities
     if can.threads and cls.render_in_thread is Handler.render_in_thread:
