@@ -183,3 +183,16 @@ def test_registration_refuses_a_platform_that_does_not_do_what_it_declares(cls: 
     with pytest.raises(ValueError, match=re.escape(problem)):
         register(cls)
     assert before == HANDLER_TYPES
+
+
+def test_the_docs_table_of_what_each_platform_can_do_is_the_registrys() -> None:
+    text = (Path(__file__).parents[3] / "docs" / "routes.md").read_text()
+    table = text.split("### What each platform can do", 1)[1].split("\n\n")[2]
+    rows = [[cell.strip(" `") for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    documented = {kind: (key, flags) for kind, key, *flags in rows}
+    declared = {}
+    for kind, cls in HANDLER_TYPES.items():
+        can = cls.capabilities
+        flags = [can.threads, can.edits, can.buttons, can.direct_messages]
+        declared[kind] = (can.identity.key if can.identity else "no", ["yes" if f else "no" for f in flags])
+    assert documented == declared
