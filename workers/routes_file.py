@@ -71,12 +71,11 @@ ALERT_INTERVAL_RANGE = (1, 86400)
 # unless the handler says `allow_insecure_http: true` (issue 23 item 6)
 URL_KEYS = ("url", "api_url")
 INSECURE_HTTP = "allow_insecure_http"
-# Dummy values for `load_routes(placeholders=True)`, by the key a `${VAR}` is the whole value of:
-# `.invalid` never resolves (RFC 2606), so nothing checked this way can be sent anywhere.
+# Dummy values for `load_routes(placeholders=True)`, by the key a `${VAR}` is the whole value of
+# (besides a handler's own: `Handler.placeholders`): `.invalid` never resolves (RFC 2606), so
+# nothing checked this way can be sent anywhere.
 PLACEHOLDERS = {
     "url": "https://{name}.placeholder.invalid/",
-    "routing_key": "0123456789abcdef0123456789abcdef",  # PagerDuty's 32 characters
-    "token": "xoxb-0000000000-placeholder",
     "": "placeholder-{name}",
 }
 SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
@@ -97,7 +96,8 @@ def load_routes(
     `details["problems"]`), each naming the file, line, handler or subscription and key.
 
     `placeholders`: a `${VAR}` that is not set and has no default takes a dummy value of the
-    shape its key expects (PLACEHOLDERS), so CI can check a file without the real secrets.
+    shape its key expects (the handler type's `placeholders`, else PLACEHOLDERS), so CI can check
+    a file without the real secrets.
     `check_handler` builds each handler once (imports callables, renders templates); by default
     `workers.handlers.build_handler`.
     """
@@ -144,10 +144,11 @@ class _Reader:
             raise self.error(node, where, "expected a mapping")
         return {str(k.value): (k, v) for k, v in node.value}
 
-    def scalar(self, node: yaml.Node, where: str, key: str = "") -> str:
+    def scalar(self, node: yaml.Node, where: str, key: str = "", shapes: Mapping[str, str] | None = None) -> str:
+        """A string value, `${VAR}` substituted (a placeholder of `shapes[key]`'s shape when asked)."""
         if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
             raise self.error(node, where, "expected a string")
-        return self.substitute(str(node.value), node, where, key)
+        return self.substitute(str(node.value), node, where, key, shapes or {})
 
     def strings(self, node: yaml.Node, where: str) -> list[tuple[str, yaml.Node]]:
         """The strings of a string-or-list value; a bad item is noted and left out."""
@@ -157,7 +158,11 @@ class _Reader:
                 found.append((self.scalar(item, where), item))
         return found
 
-    def substitute(self, value: str, node: yaml.Node, where: str, key: str = "") -> str:
+    def substitute(
+        self, value: str, node: yaml.Node, where: str, key: str = "", shapes: Mapping[str, str] | None = None
+    ) -> str:
+        shape = (shapes or {}).get(key) or PLACEHOLDERS.get(key, PLACEHOLDERS[""])
+
         def replace(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
             if name in self.environ:
@@ -167,7 +172,7 @@ class _Reader:
             if self.placeholders is not None:
                 self.placeholders.append(name)
                 dummy = name.lower().replace("_", "-")
-                return PLACEHOLDERS.get(key, PLACEHOLDERS[""]).format(name=dummy) if m.group(0) == value else dummy
+                return shape.format(name=dummy) if m.group(0) == value else dummy
             raise self.error(node, where, f"environment variable {name} is not set and has no default")
 
         return _VAR.sub(replace, value)
@@ -363,7 +368,7 @@ class _Reader:
             hint = did_you_mean(key, allowed)
             raise self.error(key_node, where, f"unknown key for type {kind} (allowed: {listed}){hint}")
         # never echo the value: urls, keys and secrets are secrets
-        value = self.scalar(node, where, key)
+        value = self.scalar(node, where, key, HANDLER_TYPES[kind].placeholders)
         if not value.strip():
             raise self.error(node, where, "is empty")
         if key == "url" and not value.startswith(("https://", "http://")):

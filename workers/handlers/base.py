@@ -85,6 +85,9 @@ class Handler:
     required: ClassVar[tuple[str, ...]] = ()
     optional: ClassVar[Mapping[str, str | None]] = {}
     capabilities: ClassVar[Capabilities] = Capabilities()
+    # what `check-config --placeholders` gives an unset `${VAR}` that is a whole option's value,
+    # when the option needs a shape of its own (a `url` gets one under `.invalid` whatever the type)
+    placeholders: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, name: str, options: Mapping[str, str | None], context: HandlerContext | None = None) -> None:
         self.name = name

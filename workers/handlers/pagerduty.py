@@ -148,6 +148,7 @@ class PagerDutyHandler(Handler):
     type = "pagerduty"
     required = ("routing_key",)
     optional: ClassVar[Mapping[str, str | None]] = {"url": PAGERDUTY_URL}
+    placeholders: ClassVar[Mapping[str, str]] = {"routing_key": "0123456789abcdef0123456789abcdef"}  # 32 characters
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
         return body(event, REDACTED)

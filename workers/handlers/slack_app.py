@@ -92,6 +92,7 @@ class SlackAppHandler(Handler):
     capabilities = Capabilities(identity=slack.IDENTITY, threads=True, edits=True, buttons=True, direct_messages=True)
     required = ("token", "channel")
     optional: ClassVar[Mapping[str, str | None]] = {"api_url": DEFAULT_API_URL, "template": None}
+    placeholders: ClassVar[Mapping[str, str]] = {"token": "xoxb-0000000000-placeholder"}
     escape = staticmethod(slack.escape)
     mention = staticmethod(slack.mention)
 

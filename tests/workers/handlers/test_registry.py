@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import pytest
 from click.testing import CliRunner, Result
 
+from config.errors import ConfigurationError
 from service.cli import main
 from tests.workers.handlers.conftest import OPTIONS, load_event
 from workers.handlers import HANDLER_TYPES, Capabilities, Handler, Identity, identities, register
@@ -30,6 +31,12 @@ class ToyHandler(Handler):
     required = ("room",)
     optional: ClassVar[dict[str, str | None]] = {"template": None}
     capabilities = Capabilities(identity=TOY_ID, threads=True, direct_messages=True)
+    placeholders: ClassVar[dict[str, str]] = {"room": "#placeholder-{name}"}
+
+    def __init__(self, name: str, options: Any, context: Any = None) -> None:
+        super().__init__(name, options, context)
+        if not str(options["room"]).startswith("#"):
+            raise ConfigurationError(f"handler {name!r}, key 'room': expected a #room")
 
     @staticmethod
     def mention(id: str) -> str:
@@ -106,6 +113,13 @@ def test_check_config_names_a_mistake_in_the_platforms_own_words(
     result = cli(tmp_path, "check-config", routes=routes)
     assert result.exit_code == 2
     assert problem in result.output
+
+
+def test_check_config_placeholders_take_the_shape_the_platform_declares(toy: type, tmp_path: Path) -> None:
+    routes = ROUTES.replace('room: "#ci"', 'room: "${TOY_ROOM}"')
+    assert cli(tmp_path, "check-config", routes=routes).exit_code == 2  # not set
+    shown = json.loads(cli(tmp_path, "check-config", "--placeholders", "--json", routes=routes).output)
+    assert shown["valid"] and shown["handlers"][0]["options"] == {"room": "#placeholder-toy-room"}
 
 
 def test_preview_shows_what_the_platform_would_send_mentioning_whom_people_names(toy: type, tmp_path: Path) -> None:
