@@ -43,6 +43,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.console  # console pages and /cc.xml at 1k and 100k stored events
+	$(BIN)/python -m bench.clicks  # Slack Approve click -> CircleCI approve call, 5 runs of 10 clicks
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy service workers config && $(BIN)/lint-imports

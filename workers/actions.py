@@ -50,7 +50,7 @@ from config.errors import (
 )
 from workers.action_buttons import APPROVE, CANCEL, RERUN, settled
 from workers.context import WorkerContext, current
-from workers.handlers.slack_app import SlackAppHandler
+from workers.handlers import ButtonHost, button_hosts
 from workers.jobs import APPROVAL_PENDING, WORKFLOW_COMPLETED
 from workers.store import EventStore
 
@@ -185,11 +185,11 @@ class Action:
         cached = redis.get(GROUP_PREFIX + group)
         if cached is not None:
             return frozenset(json.loads(cached))
-        handler = self._slack_handler()
+        handler = self._button_host()
         if handler is None:
             return frozenset()
         try:
-            members = handler.api.group_members(group)
+            members = handler.group_members(group)
         except HandlerError as exc:
             log.warning("slack_group_unknown", group=group, reason=exc.message)
             return frozenset()
@@ -200,13 +200,13 @@ class Action:
 
     def _settle(self, outcome: str, line: str, *, circleci: str | None = None) -> dict[str, Any]:
         """The message updated in place: its buttons replaced by the outcome's line (chat.update)."""
-        handler = self._slack_handler()
+        handler = self._button_host()
         channel, ts = self.click.get("channel_id"), self.click.get("message_ts")
         blocks = self.click.get("message_blocks")
         if handler is not None and channel and ts and isinstance(blocks, list):
             text = str(self.click.get("message_text") or line)
             try:
-                handler.api.update(str(channel), str(ts), text, settled(blocks, line))
+                handler.update_message(str(channel), str(ts), text, settled(blocks, line))
             except HandlerError as exc:
                 log.warning("action_message_not_updated", reason=exc.message)
                 self._tell(line)
@@ -236,14 +236,13 @@ class Action:
         log.info("action_settled", outcome=outcome)
         return entry
 
-    def _slack_handler(self) -> SlackAppHandler | None:
-        """The slack_app handler that posted the event (else the first one): its token acts."""
-        handlers = self.context.routing.handlers
+    def _button_host(self) -> ButtonHost | None:
+        """The handler with buttons (slack_app) that posted the event, else the first one: the
+        click is answered through it (its token acts)."""
+        hosts = button_hosts(self.context.routing.handlers)
         record = self.store.record(self.event["event_id"]) if self.event is not None else None
-        named = [h for h in (record or {}).get("handlers") or [] if isinstance(handlers.get(h), SlackAppHandler)]
-        apps = named or [n for n, h in handlers.items() if isinstance(h, SlackAppHandler)]
-        handler = handlers.get(apps[0]) if apps else None
-        return handler if isinstance(handler, SlackAppHandler) else None
+        named = [h for h in (record or {}).get("handlers") or [] if h in hosts]
+        return hosts[named[0]] if named else next(iter(hosts.values()), None)
 
 
 def _fits(action: str, event: Mapping[str, Any]) -> bool:

@@ -1,7 +1,8 @@
 """People: who broke a build, and who they are on each chat platform.
 
-The routes file's top-level `people:` maps a commit e-mail or a VCS login to chat identities
-(workers/routes_file.py reads and checks it):
+The routes file's top-level `people:` maps a commit e-mail or a VCS login to chat identities,
+one key per platform that mentions people (its handler declares the key and the id's shape:
+workers/handlers/capabilities.py), and `name` (workers/routes_file.py reads and checks it):
 
     people:
       "ada@example.com": {slack: U0123ABCD, discord: "123456789012345678", teams: "ada@contoso.com"}
@@ -35,20 +36,7 @@ log = structlog.get_logger(__name__)
 DEFAULT_MAX_PEOPLE = 10
 DEFAULT_MAX_LOOKUPS = 20
 
-PLATFORMS = ("slack", "discord", "teams")
 ROLES = {"commit": "commit", "trigger": "triggered the pipeline"}
-KEYS = (*PLATFORMS, "name")
-# what each platform's id looks like: a Slack member id, a Discord snowflake, a Teams UPN or AAD id
-ID_PATTERNS = {
-    "slack": re.compile(r"[UW][A-Z0-9]{2,}"),
-    "discord": re.compile(r"\d{15,25}"),
-    "teams": re.compile(r"[A-Za-z0-9._%+@-]+"),
-}
-ID_HINTS = {
-    "slack": "Slack member id (U… or W…: in a profile, ⋮ → Copy member ID)",
-    "discord": "Discord user id (digits: Developer Mode, then Copy User ID)",
-    "teams": "Teams user (a user principal name such as ada@contoso.com, or an Entra object id)",
-}
 _CO_AUTHOR = re.compile(r"^co-authored-by:\s*(?P<name>[^<\n]*?)\s*<(?P<email>[^>\s]+)>\s*$", re.I | re.M)
 
 

@@ -27,7 +27,8 @@ MATCH_KEYS = ("events", "projects", "branches", "tags", "workflows", "jobs", "st
 # what a subscription asks of its handlers besides matching: mentions on a break (on unless
 # `mentions: false`), `notify: committer` (a direct message to whoever broke it, when `people:`
 # names them; `committer_by_email` also to one only the commit's e-mail found) and
-# `job_replies: true` (job events reply in their breakage's thread), the last two for slack_app;
+# `job_replies: true` (job events reply in their breakage's thread), the last two for handlers
+# whose platform sends direct messages and threads (their capabilities: slack_app);
 # `skip_known_flaky: true`: not sent an event whose every failing test Insights knows to flake
 OPTION_KEYS = {
     "mentions": ("true", "false"),

@@ -49,10 +49,9 @@ import yaml
 from config.errors import ConfigurationError
 from config.settings import is_loopback
 from workers.action_buttons import ACTIONS
-from workers.handlers import HANDLER_TYPES, build_handler
+from workers.handlers import HANDLER_TYPES, build_handler, identities
 from workers.handlers.base import COMMON_OPTIONS, HandlerConfig
-from workers.people import ID_HINTS, ID_PATTERNS, PLATFORMS, People, Person
-from workers.people import KEYS as PERSON_KEYS
+from workers.people import People, Person
 from workers.permissions import GRANT_KEYS, SCOPE_KEYS, WHO_KEYS, Grant, Permissions
 from workers.routes import (
     ALERT_INTERVAL_SECONDS,
@@ -72,12 +71,11 @@ ALERT_INTERVAL_RANGE = (1, 86400)
 # unless the handler says `allow_insecure_http: true` (issue 23 item 6)
 URL_KEYS = ("url", "api_url")
 INSECURE_HTTP = "allow_insecure_http"
-# Dummy values for `load_routes(placeholders=True)`, by the key a `${VAR}` is the whole value of:
-# `.invalid` never resolves (RFC 2606), so nothing checked this way can be sent anywhere.
+# Dummy values for `load_routes(placeholders=True)`, by the key a `${VAR}` is the whole value of
+# (besides a handler's own: `Handler.placeholders`): `.invalid` never resolves (RFC 2606), so
+# nothing checked this way can be sent anywhere.
 PLACEHOLDERS = {
     "url": "https://{name}.placeholder.invalid/",
-    "routing_key": "0123456789abcdef0123456789abcdef",  # PagerDuty's 32 characters
-    "token": "xoxb-0000000000-placeholder",
     "": "placeholder-{name}",
 }
 SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
@@ -98,7 +96,8 @@ def load_routes(
     `details["problems"]`), each naming the file, line, handler or subscription and key.
 
     `placeholders`: a `${VAR}` that is not set and has no default takes a dummy value of the
-    shape its key expects (PLACEHOLDERS), so CI can check a file without the real secrets.
+    shape its key expects (the handler type's `placeholders`, else PLACEHOLDERS), so CI can check
+    a file without the real secrets.
     `check_handler` builds each handler once (imports callables, renders templates); by default
     `workers.handlers.build_handler`.
     """
@@ -145,10 +144,11 @@ class _Reader:
             raise self.error(node, where, "expected a mapping")
         return {str(k.value): (k, v) for k, v in node.value}
 
-    def scalar(self, node: yaml.Node, where: str, key: str = "") -> str:
+    def scalar(self, node: yaml.Node, where: str, key: str = "", shapes: Mapping[str, str] | None = None) -> str:
+        """A string value, `${VAR}` substituted (a placeholder of `shapes[key]`'s shape when asked)."""
         if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
             raise self.error(node, where, "expected a string")
-        return self.substitute(str(node.value), node, where, key)
+        return self.substitute(str(node.value), node, where, key, shapes or {})
 
     def strings(self, node: yaml.Node, where: str) -> list[tuple[str, yaml.Node]]:
         """The strings of a string-or-list value; a bad item is noted and left out."""
@@ -158,7 +158,11 @@ class _Reader:
                 found.append((self.scalar(item, where), item))
         return found
 
-    def substitute(self, value: str, node: yaml.Node, where: str, key: str = "") -> str:
+    def substitute(
+        self, value: str, node: yaml.Node, where: str, key: str = "", shapes: Mapping[str, str] | None = None
+    ) -> str:
+        shape = (shapes or {}).get(key) or PLACEHOLDERS.get(key, PLACEHOLDERS[""])
+
         def replace(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
             if name in self.environ:
@@ -168,7 +172,7 @@ class _Reader:
             if self.placeholders is not None:
                 self.placeholders.append(name)
                 dummy = name.lower().replace("_", "-")
-                return PLACEHOLDERS.get(key, PLACEHOLDERS[""]).format(name=dummy) if m.group(0) == value else dummy
+                return shape.format(name=dummy) if m.group(0) == value else dummy
             raise self.error(node, where, f"environment variable {name} is not set and has no default")
 
         return _VAR.sub(replace, value)
@@ -293,7 +297,10 @@ class _Reader:
         return Grant(frozenset(ids["users"]), tuple(ids["groups"]), ordered, line=node.start_mark.line + 1)
 
     def people(self, node: yaml.Node) -> People:
-        """`people:`: a commit e-mail or VCS login -> {slack, discord, teams, name}; mistakes noted."""
+        """`people:`: a commit e-mail or VCS login -> {slack, discord, teams, …, name}: a key for
+        each registered platform that mentions people (workers/handlers); mistakes noted."""
+        known = identities()
+        keys = (*known, "name")
         found: dict[str, Person] = {}
         for who, (k, v) in self.mapping(node, "people").items():
             where = f"people {who!r}"
@@ -302,21 +309,21 @@ class _Reader:
                 name = None
                 for key, (key_node, value_node) in self.mapping(v, where).items():
                     place = f"{where}, key {key!r}"
-                    if key not in PERSON_KEYS:
-                        hint = did_you_mean(key, PERSON_KEYS)
-                        self.note(key_node, place, f"unknown key (expected {', '.join(PERSON_KEYS)}){hint}")
+                    if key not in keys:
+                        hint = did_you_mean(key, keys)
+                        self.note(key_node, place, f"unknown key (expected {', '.join(keys)}){hint}")
                         continue
                     with self.noting():
                         value = self.scalar(value_node, place).strip()
                         if key == "name":
                             name = value
-                        elif not ID_PATTERNS[key].fullmatch(value):
-                            self.note(value_node, place, f"{value!r} is not a {ID_HINTS[key]}")
+                        elif not known[key].accepts(value):
+                            self.note(value_node, place, f"{value!r} is not a {known[key].hint}")
                         else:
                             ids[key] = value
                 found[who] = Person(ids=ids, name=name)
                 if not ids:
-                    self.note(k, where, f"names no chat identity (expected one of {', '.join(PLATFORMS)})")
+                    self.note(k, where, f"names no chat identity (expected one of {', '.join(known)})")
         return People.of(found)
 
     def handler(self, name: str, key_node: yaml.Node, node: yaml.Node) -> HandlerConfig | None:
@@ -361,7 +368,7 @@ class _Reader:
             hint = did_you_mean(key, allowed)
             raise self.error(key_node, where, f"unknown key for type {kind} (allowed: {listed}){hint}")
         # never echo the value: urls, keys and secrets are secrets
-        value = self.scalar(node, where, key)
+        value = self.scalar(node, where, key, HANDLER_TYPES[kind].placeholders)
         if not value.strip():
             raise self.error(node, where, "is empty")
         if key == "url" and not value.startswith(("https://", "http://")):

@@ -58,8 +58,15 @@ def check_config(routes_file: str | None, as_json: bool, placeholders: bool) -> 
         click.echo(f"placeholders (not set here): {', '.join(routes.placeholders)}")
     click.echo()
     emit(
-        [{**h, "options": " ".join(f"{k}={v}" for k, v in h["options"].items()) or None} for h in handlers],
-        ["name", "type", "options", "line"],
+        [
+            {
+                **h,
+                "can": ", ".join(h["can"]) or None,
+                "options": " ".join(f"{k}={v}" for k, v in h["options"].items()) or None,
+            }
+            for h in handlers
+        ],
+        ["name", "type", "can", "options", "line"],
         as_json=False,
     )
     click.echo()

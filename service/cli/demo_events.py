@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from service.cli.message_view import slack_lines
+from service.cli.message_view import message_lines
 
 SUCCESS_FIXTURE = "workflow-completed.github-oauth.docs.json"
 FAILED_FIXTURE = "workflow-completed.failed.github-oauth.derived.json"
@@ -182,4 +182,4 @@ def describe(number: int, scenario: Scenario, slack: dict[str, Any], webhook: di
         f"webhook      status {webhook.get('status')} · enrichment "
         f"{'complete' if enrichment.get('complete') else 'incomplete'}, {enrichment.get('api_calls')} API call(s)",
     ]
-    return lines + slack_lines(slack)
+    return [*lines, *message_lines("slack", slack)]

@@ -23,17 +23,16 @@ from config.errors import WebhookError
 from config.redaction import option_secrets
 from config.settings import Settings
 from service.cli.common import EXIT_USAGE, clear_errors, echo, fail, load_settings, one_of
-from service.cli.message_view import labelled, message_lines
+from service.cli.message_view import message_lines
 from service.cli.routes_view import read_routes, redact_text
 from service.payload import parse_event
 from workers.connection import connect
 from workers.enriched_event import EnrichedEvent
 from workers.enrichment import from_webhook, transition_subject
-from workers.handlers import Handler, HandlerContext, build_handler
-from workers.handlers.slack_app import SlackAppHandler
+from workers.handlers import HANDLER_TYPES, Handler, HandlerContext, build_handler
+from workers.handlers.view import labelled
 from workers.jobs import JOB_COMPLETED, WORKFLOW_COMPLETED
 from workers.routes import Mismatch, Routes, Subscription
-from workers.threads import Thread, breakage_of
 from workers.transition import KINDS, TransitionStore
 from workers.vcs import VcsFacts, vcs_facts
 
@@ -112,20 +111,17 @@ def rendered(routes: Routes, event: dict[str, Any], thread_ts: str | None = None
 
 
 def render(handler: Handler, event: dict[str, Any], thread_ts: str | None) -> dict[str, Any] | bytes:
-    """What `handler` would send; a slack_app given `thread_ts` renders for its breakage's thread
-    rooted there (the root as this event would post it stands in for the break's)."""
+    """What `handler` would send; one whose platform threads, given `thread_ts`, renders for its
+    breakage's thread rooted there (Handler.render_in_thread)."""
     event = handler.shown(event)  # as the handler is given it (`log_tail: false`)
-    if thread_ts is None or not isinstance(handler, SlackAppHandler):
+    if thread_ts is None or not handler.capabilities.threads:
         return handler.render(event)
-    # a --transition names no streak: the breakage is taken to begin with this pipeline
-    transition = dict(event.get("transition") or {})
-    if transition.get("failing_since_pipeline_number") is None:
-        transition["failing_since_pipeline_number"] = (event.get("pipeline") or {}).get("number")
-    event = {**event, "transition": transition}
-    [root, *_] = handler.render(event)["calls"] or [{"text": "", "blocks": []}]
-    since = breakage_of(event) or 0
-    thread = Thread(since, handler.channel, thread_ts, {"text": root.get("text"), "blocks": root.get("blocks")})
-    return handler.render(event, thread)
+    return handler.render_in_thread(event, thread_ts)
+
+
+def threaded_types() -> str:
+    """The handler types whose platform threads, as the --thread help names them."""
+    return ", ".join(kind for kind, cls in HANDLER_TYPES.items() if cls.capabilities.threads)
 
 
 @click.command()
@@ -143,7 +139,7 @@ def render(handler: Handler, event: dict[str, Any], thread_ts: str | None) -> di
     "--thread",
     "thread_ts",
     metavar="TS",
-    help="slack_app: the event's breakage already has its thread, rooted at message TS (default: none yet).",
+    help=f"{threaded_types()}: the event's breakage already has its thread, rooted at message TS (default: none yet).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the documents as JSON.")
 @clear_errors
@@ -151,9 +147,9 @@ def preview(event_file: Path, routes_file: str | None, kind: str | None, thread_
     """Show which subscriptions EVENT.json matches, why the others do not, and exactly what each
     handler would send.
 
-    Sends nothing. Secrets in what would be sent are printed as `[redacted]`. A slack_app
-    handler shows its Web API calls: for a break with no thread yet the root, with --thread TS
-    the replies and root updates that event makes in that thread.
+    Sends nothing. Secrets in what would be sent are printed as `[redacted]`. A handler whose
+    platform threads (slack_app) shows its calls: for a break with no thread yet the root, with
+    --thread TS the replies and root updates that event makes in that thread.
     """
     settings = load_settings(quiet=True)
     _, routes = read_routes(routes_file, settings)

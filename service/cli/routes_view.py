@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from config.redaction import REDACTED, SECRET_OPTIONS, Redactor
 from config.settings import Settings
+from workers.handlers import capabilities_of
 from workers.handlers.base import HandlerConfig
 from workers.routes import Routes, Subscription
 from workers.routes_file import load_routes
@@ -52,7 +53,16 @@ def redacted_options(config: HandlerConfig) -> dict[str, str]:
 
 
 def handler_row(config: HandlerConfig) -> dict[str, Any]:
-    return {"name": config.name, "type": config.type, "line": config.line, "options": redacted_options(config)}
+    """A handler as check-config and the console list it: with what its platform can do
+    (`mentions`, `threads`, `edits`, `buttons`, `direct messages`: its handler's capabilities)."""
+    can = list(capabilities_of(config.type).names())
+    return {
+        "name": config.name,
+        "type": config.type,
+        "can": can,
+        "line": config.line,
+        "options": redacted_options(config),
+    }
 
 
 def subscription_row(subscription: Subscription) -> dict[str, Any]:

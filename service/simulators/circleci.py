@@ -11,6 +11,9 @@ Control endpoints (no token needed):
                                 "unauthorized"|"forbidden"|"slow", "path": ..., "delay": 1.5, "after": 0}
     GET    /_sim/faults     DELETE /_sim/faults
     GET    /_sim/calls      {"calls": {"GET /workflow/{id}/job": 3, ...}, "total": n}
+    GET    /_sim/call-times {"at": {"GET /workflow/{id}/job": 81234.5678, ...}}: when each operation
+                            was last called, as time.monotonic() (CLOCK_MONOTONIC: one clock for
+                            every process of the machine, so a benchmark compares it with its own)
     POST   /_sim/reset      forget calls and faults
     POST   /_sim/workflows  {"payload": <workflow-completed webhook>, "jobs": [<job spec>...],
                              "vcs": {<what GET /pipeline/{id} adds, e.g. a tag build's "tag">}}
@@ -265,6 +268,12 @@ async def _control_calls(request: Request) -> Response:
     return JSONResponse({"calls": calls, "total": sum(calls.values())})
 
 
+async def _control_call_times(request: Request) -> Response:
+    sim: Simulator = request.app.state.simulator
+    with sim.lock:
+        return JSONResponse({"at": dict(sorted(sim.called_at.items()))})
+
+
 async def _control_workflow(request: Request) -> Response:
     sim: Simulator = request.app.state.simulator
     workflow_id = request.path_params["id"]
@@ -315,6 +324,7 @@ def create_simulator(
     control: list[BaseRoute] = [
         Route("/_sim/faults", _control_faults, methods=["GET", "POST", "DELETE"]),
         Route("/_sim/calls", _control_calls),
+        Route("/_sim/call-times", _control_call_times),
         Route("/_sim/reset", _control_reset, methods=["POST"]),
         Route("/_sim/workflows", _control_workflows, methods=["POST"]),
         Route("/_sim/flaky-tests", _control_flaky_tests, methods=["POST"]),

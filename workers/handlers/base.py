@@ -28,7 +28,9 @@ import structlog
 from config.errors import DeliveryRejected, DeliveryRetryable
 from config.redaction import Redactor, option_secrets, url_secrets
 from workers.circleci.transport import parse_retry_after
+from workers.handlers.capabilities import Capabilities
 from workers.handlers.template import compile_template
+from workers.handlers.view import json_lines
 from workers.message import FailedJob, FailedStep, Message
 from workers.people import Mention, People, is_break
 
@@ -72,16 +74,20 @@ class HandlerContext:
 
 
 class Handler:
-    """One configured destination. `render` shows what `send` would post; `send` posts it.
+    """One configured destination. `render` shows what `send` would post; `send` posts it;
+    `view` shows a rendered body as a person reads it in a terminal (demo, preview).
 
-    Each platform declares its routes-file keys: `required`, and `optional` with their defaults.
+    Each platform declares its routes-file keys (`required`, and `optional` with their
+    defaults) and what it can do (`capabilities`: workers/handlers/capabilities.py).
     """
 
     type: ClassVar[str] = ""
     required: ClassVar[tuple[str, ...]] = ()
     optional: ClassVar[Mapping[str, str | None]] = {}
-    # the chat platform whose user ids `people:` maps (slack, discord, teams); None: no mentions
-    platform: ClassVar[str | None] = None
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    # what `check-config --placeholders` gives an unset `${VAR}` that is a whole option's value,
+    # when the option needs a shape of its own (a `url` gets one under `.invalid` whatever the type)
+    placeholders: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, name: str, options: Mapping[str, str | None], context: HandlerContext | None = None) -> None:
         self.name = name
@@ -125,6 +131,17 @@ class Handler:
     def render(self, event: dict[str, Any]) -> dict[str, Any] | bytes:
         raise NotImplementedError
 
+    def render_in_thread(self, event: dict[str, Any], thread_ts: str) -> dict[str, Any] | bytes:
+        """What `send` would post for `event` when its breakage's thread is rooted at message
+        `thread_ts`; a platform whose capabilities say `threads` overrides it."""
+        return self.render(event)
+
+    @staticmethod
+    def view(body: Any) -> list[str]:
+        """A body `render` returned, as lines a person reads in a terminal: JSON unless the
+        platform shows it better."""
+        return json_lines(body)
+
     def send(self, event: dict[str, Any], *, delivery_id: str, http: httpx.Client) -> None:
         """Post `render(event)` as JSON to the handler's url."""
         body = self.render(event)
@@ -133,14 +150,14 @@ class Handler:
     def mentions(self, event: Mapping[str, Any], lookup: Callable[[str], str | None] | None = None) -> list[Mention]:
         """Whom to mention for an event on this platform: on a break, unless a subscription
         turned mentions off; `people:` first, then `lookup` by e-mail when given."""
-        routes = self.context.routes
-        if self.platform is None or not is_break(event):
+        routes, identity = self.context.routes, self.capabilities.identity
+        if identity is None or not is_break(event):
             return []
         if routes is not None and not routes.mentions_on(event, self.name):
             return []
         people = routes.people if routes is not None else People()
         limits = {"max_people": self.context.max_mentions, "max_lookups": self.context.max_lookups}
-        return people.mentions(event, self.platform, lookup, **limits)
+        return people.mentions(event, identity.key, lookup, **limits)
 
     def summary(self, message: Message, event: Mapping[str, Any], default: str) -> str:
         """The template's output when there is one, else `default`; a template failing at send falls back."""

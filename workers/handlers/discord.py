@@ -40,6 +40,8 @@ from workers.handlers.base import (
     summary_lines,
     tail_text,
 )
+from workers.handlers.capabilities import Capabilities, Identity
+from workers.handlers.view import labelled
 from workers.message import COLOUR, FailedJob, Message
 from workers.threads import Thread, ThreadStore, breakage_of, thread_key
 from workers.timestamps import parse_time
@@ -51,6 +53,8 @@ MAX_FIELD_NAME = 256
 MAX_FIELD_VALUE = 1024
 MAX_FOOTER = 2048
 MAX_TOTAL = 6000
+# a Discord user id (a snowflake) as `people:` names one
+IDENTITY = Identity("discord", re.compile(r"\d{15,25}"), "Discord user id (digits: Developer Mode, then Copy User ID)")
 _MARKDOWN = re.compile(r"([\\`*_~|>#\-\[\]()<:])")
 
 
@@ -193,7 +197,17 @@ class DiscordHandler(Handler):
     optional: ClassVar[Mapping[str, str | None]] = {"template": None}
     escape = staticmethod(escape)
     mention = staticmethod(mention)
-    platform = "discord"
+    # a breakage's first message is edited in place when it is fixed (no threads: a new post each time)
+    capabilities = Capabilities(identity=IDENTITY, edits=True)
+
+    @staticmethod
+    def view(body: Any) -> list[str]:
+        """Each embed's title, description and fields."""
+        lines = []
+        for e in body.get("embeds") or []:
+            lines += [labelled("embed title", e.get("title", "")), labelled("description", e.get("description", ""))]
+            lines += [labelled(f"  {f['name']}", f["value"]) for f in e.get("fields", [])]
+        return lines
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
         if is_alert(event):

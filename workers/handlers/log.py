@@ -15,6 +15,7 @@ import structlog
 
 from workers.alert_message import alert_of, is_alert
 from workers.handlers.base import Handler
+from workers.handlers.view import labelled
 from workers.message import Message
 
 log = structlog.get_logger(__name__)
@@ -48,6 +49,10 @@ class LogHandler(Handler):
             "incomplete": m.incomplete,
             "text": self.summary(m, event, m.text),
         }
+
+    @staticmethod
+    def view(body: Any) -> list[str]:
+        return [labelled("log line", f"notification_logged: {body.get('text', '')}")]
 
     def send(self, event: dict[str, Any], *, delivery_id: str, http: httpx.Client) -> None:
         """Write the line; nothing is posted."""

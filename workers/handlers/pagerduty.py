@@ -46,6 +46,7 @@ import structlog
 from config.redaction import REDACTED
 from workers.alert_message import Alert, alert_of, is_alert
 from workers.handlers.base import Handler, post_json, safe_url
+from workers.handlers.view import labelled
 from workers.jobs import WORKFLOW_COMPLETED
 from workers.message import Message
 from workers.timestamps import parse_time
@@ -147,9 +148,19 @@ class PagerDutyHandler(Handler):
     type = "pagerduty"
     required = ("routing_key",)
     optional: ClassVar[Mapping[str, str | None]] = {"url": PAGERDUTY_URL}
+    placeholders: ClassVar[Mapping[str, str]] = {"routing_key": "0123456789abcdef0123456789abcdef"}  # 32 characters
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
         return body(event, REDACTED)
+
+    @staticmethod
+    def view(body: Any) -> list[str]:
+        """The event action and dedup key, and the summary; or that nothing would be sent."""
+        if not body:
+            return ["pagerduty    nothing: this event neither triggers nor resolves"]
+        summary = (body.get("payload") or {}).get("summary")
+        lines = [labelled("pagerduty", f"{body['event_action']} · dedup_key {body.get('dedup_key')}")]
+        return lines + ([labelled("summary", summary)] if summary else [])
 
     def send(self, event: dict[str, Any], *, delivery_id: str, http: httpx.Client) -> None:
         """Post the event to PagerDuty, or do nothing when it neither triggers nor resolves."""

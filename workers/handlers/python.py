@@ -19,6 +19,7 @@ import structlog
 
 from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
 from workers.handlers.base import EXCERPT_CHARS, Handler, HandlerContext
+from workers.handlers.view import labelled
 
 OUR_PACKAGES = ("config", "service", "workers")
 
@@ -75,6 +76,10 @@ class PythonHandler(Handler):
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
         return {"callable": self.spec, "event": event}
+
+    @staticmethod
+    def view(body: Any) -> list[str]:
+        return [labelled("python", f"calls {body.get('callable')}(event, log)")]
 
     def send(self, event: dict[str, Any], *, delivery_id: str, http: httpx.Client) -> None:
         """Call the function; its failures become delivery errors."""

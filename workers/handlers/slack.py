@@ -22,11 +22,14 @@ An alert (workers/alert_message.py) is a header and one section with its text; n
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from workers.alert_message import Alert, alert_of, is_alert
 from workers.handlers.base import Handler, failed_test_lines, safe_url, step_heading, summary_lines, tail_text
+from workers.handlers.capabilities import Capabilities, Identity
+from workers.handlers.view import labelled
 from workers.message import FailedJob, Message
 from workers.people import Mention
 
@@ -37,6 +40,11 @@ MAX_HEADER = 150
 MAX_CONTEXT = 10
 MAX_FIELDS = 10
 SPECIAL_MENTIONS = ("here", "channel", "everyone")
+# a Slack member id, as `people:` names one (the `slack` and `slack_app` handlers share it)
+IDENTITY = Identity(
+    "slack", re.compile(r"[UW][A-Z0-9]{2,}"), "Slack member id (U… or W…: in a profile, ⋮ → Copy member ID)"
+)
+_LINK = re.compile(r"<(?:https?://[^|>]+)\|([^>]*)>")
 
 
 def escape(text: str) -> str:
@@ -154,8 +162,11 @@ class SlackHandler(Handler):
     optional: ClassVar[Mapping[str, str | None]] = {"template": None}
     escape = staticmethod(escape)
     mention = staticmethod(mention)
+    capabilities = Capabilities(identity=IDENTITY)
 
-    platform = "slack"
+    @staticmethod
+    def view(body: Any) -> list[str]:
+        return slack_lines(body)
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
         if is_alert(event):
@@ -185,3 +196,28 @@ def with_mentions(body: dict[str, Any], mentions: Sequence[Mention]) -> dict[str
     blocks = [*body["blocks"][:1], _section(mention_line(mentions)), *body["blocks"][1:]]
     text = " ".join(mention(m.id) for m in mentions) + " " + body["text"]
     return {**body, "text": clip(text, MAX_SECTION), "blocks": blocks[:MAX_BLOCKS]}
+
+
+def readable(text: str) -> str:
+    """Slack mrkdwn as a terminal shows it: `<url|label>` as its label, entities decoded."""
+    return _LINK.sub(r"\1", text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def block_lines(block: dict[str, Any]) -> list[str]:
+    kind = block.get("type")
+    if kind == "header":
+        return [f"[header]  {block['text']['text']}"]
+    if kind == "section" and "fields" in block:
+        return ["[fields]  " + " · ".join(readable(f["text"]).replace("\n", ": ", 1) for f in block["fields"])]
+    if kind == "section":
+        first, *rest = readable(block["text"]["text"]).splitlines() or [""]
+        return [f"[section] {first}", *(f"          {line}" for line in rest)]
+    if kind == "context":
+        return ["[context] " + " · ".join(readable(e.get("text", "")) for e in block.get("elements", []))]
+    return [f"[{kind}]"]
+
+
+def slack_lines(body: dict[str, Any]) -> list[str]:
+    """Block Kit as a terminal shows it: its `text`, then one line per block (`[header]`, …)."""
+    lines = [labelled("slack text", readable(body.get("text", ""))), "slack blocks"]
+    return lines + ["  " + line for block in body.get("blocks", []) for line in block_lines(block)]

@@ -50,6 +50,7 @@ from workers.action_buttons import APPROVE, CANCEL, RERUN, actions_block, with_a
 from workers.alert_message import alert_of, is_alert
 from workers.handlers import slack
 from workers.handlers.base import Handler, HandlerContext
+from workers.handlers.capabilities import Capabilities
 from workers.handlers.slack import MAX_HEADER, MAX_SECTION, alert_message, clip, message_body, summary, with_mentions
 from workers.handlers.slack_api import SlackApi, SlackUsers
 from workers.handlers.slack_thread import (
@@ -88,9 +89,10 @@ class Call:
 
 class SlackAppHandler(Handler):
     type = "slack_app"
-    platform = "slack"
+    capabilities = Capabilities(identity=slack.IDENTITY, threads=True, edits=True, buttons=True, direct_messages=True)
     required = ("token", "channel")
     optional: ClassVar[Mapping[str, str | None]] = {"api_url": DEFAULT_API_URL, "template": None}
+    placeholders: ClassVar[Mapping[str, str]] = {"token": "xoxb-0000000000-placeholder"}
     escape = staticmethod(slack.escape)
     mention = staticmethod(slack.mention)
 
@@ -125,6 +127,26 @@ class SlackAppHandler(Handler):
                 event, committer, "<the direct message>", thread.channel if thread else self.channel, ts
             )
         return {"calls": [call.to_dict() for call in calls]}
+
+    def render_in_thread(self, event: dict[str, Any], thread_ts: str) -> dict[str, Any]:
+        """What `render` shows when the event's breakage has its thread rooted at `thread_ts`: the
+        root as this event would post it stands in for the breakage's first."""
+        # without a streak (a preview's --transition names none) the breakage begins with this pipeline
+        transition = dict(event.get("transition") or {})
+        if transition.get("failing_since_pipeline_number") is None:
+            transition["failing_since_pipeline_number"] = (event.get("pipeline") or {}).get("number")
+        event = {**event, "transition": transition}
+        [root, *_] = self.render(event)["calls"] or [{"text": "", "blocks": []}]
+        root_message = {"text": root.get("text"), "blocks": root.get("blocks")}
+        return self.render(event, Thread(breakage_of(event) or 0, self.channel, thread_ts, root_message))
+
+    def group_members(self, group: str) -> frozenset[str]:
+        """A Slack user group's user ids (usergroups.users.list), for `actions:` grants naming it."""
+        return self.api.group_members(group)
+
+    def update_message(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
+        """Show a click's outcome on the message that carried the buttons (chat.update)."""
+        self.api.update(channel, ts, text, blocks)
 
     def plan(self, event: Mapping[str, Any], thread: Thread | None, mentions: Sequence[Mention] = ()) -> list[Call]:
         """The calls for an event, given its breakage's thread (or None) and, for a break's root,

@@ -45,6 +45,8 @@ from typing import Any, ClassVar
 
 from workers.alert_message import Alert, alert_of, is_alert
 from workers.handlers.base import Handler, failed_test_lines, safe_url, step_heading, summary_lines, tail_text
+from workers.handlers.capabilities import Capabilities, Identity
+from workers.handlers.view import labelled
 from workers.message import FailedStep, Link, Message
 from workers.people import Mention
 
@@ -64,6 +66,12 @@ _END = r"(?:[ \t\r\n]|\Z)"
 _LINE_START = re.compile(
     rf"(?:^|(?<=[\r\n]))[ \t]*(?=[-+*]{_END}|#{{1,6}}{_END}|\d{{1,9}}[.)]{_END}"
     r"|[-*_=:|][-*_=:| \t]*(?:[\r\n]|\Z)|`{3}|~{3}|\[)"
+)
+# a Teams user as `people:` names one (a Workflows webhook can neither thread nor edit)
+IDENTITY = Identity(
+    "teams",
+    re.compile(r"[A-Za-z0-9._%+@-]+"),
+    "Teams user (a user principal name such as ada@contoso.com, or an Entra object id)",
 )
 _BLOCK_START = re.compile(r"(?<=[\[\])])(?=-[ \t]|\d{1,9}\.[ \t])")  # the mobile parser's other block starts
 
@@ -195,7 +203,19 @@ class TeamsHandler(Handler):
     optional: ClassVar[Mapping[str, str | None]] = {"template": None}
     escape = staticmethod(escape)
     mention = staticmethod(mention)
-    platform = "teams"
+    capabilities = Capabilities(identity=IDENTITY)
+
+    @staticmethod
+    def view(body: Any) -> list[str]:
+        """The card's TextBlocks and facts."""
+        lines = []
+        for attachment in body.get("attachments") or []:
+            for item in (attachment.get("content") or {}).get("body") or []:
+                if item.get("type") == "TextBlock":
+                    lines.append(labelled("card text", item.get("text", "")))
+                elif item.get("type") == "FactSet":
+                    lines += [labelled(f"  {f['title']}", f["value"]) for f in item.get("facts", [])]
+        return lines
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
         if is_alert(event):

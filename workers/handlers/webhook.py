@@ -16,6 +16,7 @@ import httpx
 import orjson
 
 from workers.handlers.base import Handler, post_json
+from workers.handlers.view import labelled
 
 SIGNATURE_HEADER = "circleci-events-signature"
 DELIVERY_HEADER = "circleci-events-delivery-id"
@@ -33,6 +34,11 @@ class WebhookHandler(Handler):
 
     def render(self, event: dict[str, Any]) -> bytes:
         return orjson.dumps(event)
+
+    @staticmethod
+    def view(body: Any) -> list[str]:
+        size = len(orjson.dumps(body))
+        return [labelled("webhook", f"the enriched event as JSON ({size} bytes), signed: {SIGNATURE_HEADER}")]
 
     def send(self, event: dict[str, Any], *, delivery_id: str, http: httpx.Client) -> None:
         """Post the signed event; the signature covers exactly the bytes sent."""

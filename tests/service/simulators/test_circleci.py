@@ -78,6 +78,18 @@ def test_calls_are_counted_per_method_and_template_and_reset_forgets_them(http):
     assert http.get("/_sim/faults").json() == {"faults": []}
 
 
+def test_call_times_say_when_each_operation_was_last_called_on_the_machines_monotonic_clock(http):
+    before = time.monotonic()
+    http.get("/workflow/w-1", headers=AUTH)
+    http.get("/workflow/w-2", headers=AUTH)
+    after = time.monotonic()
+
+    at = http.get("/_sim/call-times").json()["at"]
+
+    assert list(at) == ["GET /workflow/{id}"]
+    assert before <= at["GET /workflow/{id}"] <= after
+
+
 @pytest.mark.parametrize(
     ("headers", "status", "message"),
     [
