@@ -208,7 +208,7 @@ def options_of(command: click.Command) -> set[str]:
 
 def every_option(command: click.Command = main) -> set[str]:
     names = options_of(command)
-    for sub in getattr(command, "commands", {}).values():
+    for sub in subcommands(command).values() if isinstance(command, click.Group) else ():
         names |= every_option(sub)
     return names
 
@@ -227,14 +227,16 @@ def check_usage(words: list[str], *, written: str) -> list[str]:
     parent: click.Group = main
     names: dict[click.Command, str] = {main: "circleci-events"}
     for piece in filter(None, pieces):
-        cur: click.Command = parent if piece[0] in parent.commands else node
+        cur: click.Command = parent if piece[0] in subcommands(parent) else node
         i = 0
-        while isinstance(cur, click.Group) and i < len(piece) and piece[i] in cur.commands:
-            parent, cur = cur, cur.commands[piece[i]]
+        while isinstance(cur, click.Group) and i < len(piece) and piece[i] in subcommands(cur):
+            parent, cur = cur, subcommands(cur)[piece[i]]
             names[cur] = f"{names[parent]} {piece[i]}"
             i += 1
         if isinstance(cur, click.Group) and i < len(piece) and not piece[i].startswith("-"):
-            problems.append(f"{written}: `{names[cur]}` has no command {piece[i]!r} (it has {', '.join(cur.commands)})")
+            problems.append(
+                f"{written}: `{names[cur]}` has no command {piece[i]!r} (it has {', '.join(subcommands(cur))})"
+            )
             continue
         known = options_of(cur)
         for word in piece[i:]:
@@ -242,6 +244,12 @@ def check_usage(words: list[str], *, written: str) -> list[str]:
                 problems.append(f"{written}: `{names[cur]}` has no option {word.split('=')[0]}")
         node = cur
     return problems
+
+
+def subcommands(group: click.Group) -> dict[str, click.Command]:
+    """A group's commands by name, as the command line finds them (the top level loads them lazily)."""
+    ctx = click.Context(group)
+    return {name: command for name in group.list_commands(ctx) if (command := group.get_command(ctx, name))}
 
 
 def usage_words(span: str) -> list[str] | None:
@@ -252,7 +260,7 @@ def usage_words(span: str) -> list[str] | None:
         return words[1:]
     if (
         len(words) >= 2
-        and words[0] in main.commands
+        and words[0] in subcommands(main)
         and re.fullmatch(r"[a-z-]+|--?[a-z][\w-]*(=.*)?|[A-Z][\w.]*", words[1])
     ):
         return words

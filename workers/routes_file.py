@@ -36,7 +36,6 @@ An optional `actions:` section says who may approve, cancel or rerun from Slack
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -48,6 +47,7 @@ import yaml
 
 from config.errors import ConfigurationError
 from config.settings import is_loopback
+from config.suggestion import did_you_mean
 from workers.action_buttons import ACTIONS
 from workers.handlers import HANDLER_TYPES, build_handler, identities
 from workers.handlers.base import COMMON_OPTIONS, HandlerConfig
@@ -495,13 +495,6 @@ def _in_clear(url: str | None) -> bool:
     except ValueError:
         return True
     return not is_loopback(host)
-
-
-def did_you_mean(value: str, choices: Iterable[str]) -> str:
-    """`; did you mean 'x'?` naming the choice closest to `value`, or nothing when none is close
-    (the routes file's checks and the CLI's option values say it the same way)."""
-    close = difflib.get_close_matches(value, list(choices), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _build(config: HandlerConfig) -> object:

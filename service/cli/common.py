@@ -16,9 +16,9 @@ import redis
 from config.errors import CircleCIAPIError, CircleCIEventsError, ConfigurationError, RedisUnavailable
 from config.logging import configure_logging
 from config.settings import Settings
+from config.suggestion import did_you_mean
 from service.cli import instance
 from workers.connection import connect, describe_failure
-from workers.routes_file import did_you_mean
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -17,6 +17,7 @@ from typing import IO, Any
 import click
 
 from config.errors import CircleCINotFound, CircleCIPaginationError
+from config.suggestion import did_you_mean
 from service.cli.api import client_from
 from service.cli.common import EXIT_FAILURE, EXIT_USAGE, clear_errors, echo, emit, fail, load_settings, printable
 from service.cli.project_webhooks import (
@@ -33,7 +34,6 @@ from service.cli.project_webhooks import (
 )
 from service.cli.send_test_event import webhook_url
 from workers.circleci.client import CircleCIClient
-from workers.routes_file import did_you_mean
 
 # A batch command may wait out a longer Retry-After than a worker's job would.
 TRANSPORT_OPTIONS: dict[str, Any] = {"max_wait": 60.0, "deadline": 120.0}
