@@ -62,7 +62,8 @@ def output_body(output: str | bytes | Sequence[str]) -> bytes:
     if isinstance(output, bytes):
         return output
     messages = [output] if isinstance(output, str) else list(output)
-    items = [{"message": m, "time": now(), "type": "out"} for m in messages]
+    stamp = now()  # one moment for the whole output: a million lines are read in one breath
+    items = [{"message": m, "time": stamp, "type": "out"} for m in messages]
     return json.dumps(items).encode()
 
 

@@ -1,10 +1,8 @@
-"""Running `circleci-events` as users do: a subprocess of the real entry point."""
+"""Running `circleci-events` as users do: a process of its own, through the real entry point."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -12,6 +10,7 @@ import pytest
 
 from service.simulators.circleci import create_simulator
 from service.simulators.circleci_data import Dataset
+from tests import zygote
 from tests.server import running
 
 SIM_TOKEN = "sim-token"
@@ -25,15 +24,10 @@ class Result:
 
 
 def run_cli(*args: str, env: dict[str, str], input: str | None = None, timeout: float = 60) -> Result:
+    """`python -m service.cli ARGS` in a process of its own (forked from a preloaded interpreter:
+    tests/zygote.py), with this environment on top of the test's (minus the product's settings)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("CIRCLE", "REDIS_URL", "ROUTES_FILE"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
-        env={**base, "LOG_FORMAT": "json", **env},
-        capture_output=True,
-        text=True,
-        input=input,
-        timeout=timeout,
-    )
+    done = zygote.run(list(args), env={**base, "LOG_FORMAT": "json", **env}, input=input, timeout=timeout)
     return Result(done.returncode, done.stdout, done.stderr)
 
 
