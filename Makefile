@@ -30,9 +30,10 @@ run: $(STAMP)
 	else echo "make run: webhooks signed with your CIRCLECI_WEBHOOK_SECRETS are accepted"; fi
 	$(BIN)/circleci-events run
 
-# The whole suite, one pytest worker per core (each with its own redis-server): most of its
-# time is spent waiting for real processes. PYTEST_WORKERS=0 runs it in this process.
-PYTEST_WORKERS ?= auto
+# The whole suite, two pytest workers per core (each with its own redis-server): much of a
+# test's time is spent waiting for the real processes it started, and another test's CPU fills
+# that wait. PYTEST_WORKERS=0 runs it in this process.
+PYTEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(2 * len(os.sched_getaffinity(0)))')
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 

@@ -76,10 +76,15 @@ def toy() -> Iterator[type[Handler]]:
 
 
 def cli(tmp_path: Path, *args: str, routes: str = ROUTES) -> Result:
+    """The command run in this process, where the toy is registered. It leaves this process's
+    logging alone: configured at a command's level with cached loggers, it would hide the INFO lines
+    that later tests capture (the supervisor's upkeep test failed after this one)."""
     path = tmp_path / "routes.yaml"
     path.write_text(routes)
     env = {"ROUTES_FILE": str(path), "REDIS_URL": "", "CIRCLE_TOKEN": ""}
-    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("service.cli.common.configure_logging", lambda **_: None)
+        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
 def broken_event(tmp_path: Path) -> str:
