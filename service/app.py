@@ -27,6 +27,7 @@ from service.errors import EXCEPTION_HANDLERS
 from service.health import healthz, metrics, readyz
 from service.intake import Intake
 from service.metrics import WebMetrics
+from service.redirect import RelativeRedirects
 from service.request_id import RequestIdMiddleware
 from service.signature import SignatureVerifier
 from service.slack_interactions import SlackVerifier, receive_interaction
@@ -69,7 +70,7 @@ def create_app(
         routes.append(Route("/cc.xml", cc_xml, methods=["GET"]))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[Middleware(RequestIdMiddleware), Middleware(RelativeRedirects)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
