@@ -24,7 +24,7 @@ from service.click_queue import ClickQueue
 from service.client_limit import ClientLimit
 from service.console.pages import console_mount
 from service.errors import EXCEPTION_HANDLERS
-from service.health import healthz, metrics, readyz
+from service.health import PROBE_BURST, PROBE_PER_SECOND, healthz, metrics, readyz
 from service.intake import Intake
 from service.metrics import WebMetrics
 from service.redirect import RelativeRedirects
@@ -81,6 +81,9 @@ def create_app(
     app.state.client_limit = ClientLimit(
         burst=settings.rate_limit_burst, per_second=settings.rate_limit_per_second, clock=clock
     )
+    app.state.probe_limit = ClientLimit(
+        burst=PROBE_BURST, per_second=PROBE_PER_SECOND, clock=clock
+    )  # /readyz, /metrics
     app.state.rejection_log = LogSampler(clock=clock)  # also given to the HTTP protocol by `circleci-events web`
     app.state.verifier = (
         SignatureVerifier([str(s) for s in settings.webhook_secrets]) if settings.webhook_secrets else None
