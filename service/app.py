@@ -26,6 +26,7 @@ from service.console.pages import console_mount
 from service.errors import EXCEPTION_HANDLERS
 from service.health import PROBE_BURST, PROBE_PER_SECOND, healthz, metrics, readyz
 from service.intake import Intake
+from service.login_limit import LoginLimit
 from service.metrics import WebMetrics
 from service.redirect import RelativeRedirects
 from service.request_id import RequestIdMiddleware
@@ -64,8 +65,9 @@ def create_app(
     if settings.slack_signing_secrets:  # without a signing secret the route does not exist
         routes.append(Route("/slack/interactions", receive_interaction, methods=["POST"]))
     if settings.admin_token is not None:  # without a token the admin routes do not exist at all
-        routes.append(admin_mount(settings))
-        routes.append(console_mount(settings))
+        login_limit = LoginLimit(clock=clock)  # one count of failed logins for both doors
+        routes.append(admin_mount(settings, login_limit=login_limit))
+        routes.append(console_mount(settings, login_limit=login_limit))
     if settings.feed_token is not None:  # nor the cctray feed without its own
         routes.append(Route("/cc.xml", cc_xml, methods=["GET"]))
     app = Starlette(
