@@ -77,7 +77,7 @@ def parse_redis_url(url: str) -> RedisTarget:
         if scheme != "unix" and db and not db.isdigit():  # redis-py would quietly use database 0
             raise ConfigurationError(f"REDIS_URL: the database after the host must be a number, got {db[:20]!r}")
         try:  # the query's values, as redis-py will read them (its messages name the key, not the URL)
-            redis_py_parse_url(url)
+            redis_py_parse_url(url)  # type: ignore[no-untyped-call]
         except ValueError as exc:
             raise ConfigurationError(f"REDIS_URL: {str(exc).rstrip('.')} ({EXAMPLE})") from None
         return RedisTarget(url=url, tls=scheme in TLS_SCHEMES)
