@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from redis.connection import parse_url as redis_py_parse_url
+
 from config.errors import ConfigurationError
 
 DIRECT_SCHEMES = ("redis", "rediss", "unix")
@@ -71,6 +73,13 @@ def parse_redis_url(url: str) -> RedisTarget:
             port = 0
         if scheme != "unix" and port == 0:
             raise ConfigurationError(f"REDIS_URL: the port after the host must be a number from 1 to 65535 ({EXAMPLE})")
+        db = unquote(parts.path).strip("/")
+        if scheme != "unix" and db and not db.isdigit():  # redis-py would quietly use database 0
+            raise ConfigurationError(f"REDIS_URL: the database after the host must be a number, got {db[:20]!r}")
+        try:  # the query's values, as redis-py will read them (its messages name the key, not the URL)
+            redis_py_parse_url(url)  # type: ignore[no-untyped-call]
+        except ValueError as exc:
+            raise ConfigurationError(f"REDIS_URL: {str(exc).rstrip('.')} ({EXAMPLE})") from None
         return RedisTarget(url=url, tls=scheme in TLS_SCHEMES)
     return _sentinel_target(url, scheme)
 

@@ -7,7 +7,10 @@
     POST /admin/dead-letters/{delivery_id}/replay
 
 Every route wants `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time; anything
-else is a 401 `unauthorized` in the receiver's error format. The store and replay code is
+else is a 401 `unauthorized` in the receiver's error format, logged as `admin_login_failed`
+(client and path, never what was given) and counted by the LoginLimit the console shares
+(service/login_limit.py): past it, 429 `rate_limited` with Retry-After, whatever the token, and
+one sampled `admin_login_throttled` line. The store and replay code is
 synchronous redis-py: each request opens a short-lived client and runs in the thread pool.
 """
 
@@ -18,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -25,21 +29,23 @@ from starlette.routing import Mount, Route
 from config.errors import ConfigurationError
 from config.settings import Settings
 from service.errors import error_response
+from service.login_limit import LoginLimit
 from service.store_call import store_call as _call
 from workers import operations
 
+log = structlog.get_logger("service.admin")
 Endpoint = Callable[[Request], Awaitable[Response]]
 MAX_LIMIT = 1000
 
 
-def admin_mount(settings: Settings) -> Mount:
-    """The /admin routes, each behind the bearer token."""
+def admin_mount(settings: Settings, *, login_limit: LoginLimit) -> Mount:
+    """The /admin routes, each behind the bearer token; failed tries counted in `login_limit`."""
     if settings.admin_token is None or not settings.redis_url:
         raise ConfigurationError("the admin API needs ADMIN_TOKEN and REDIS_URL")
     token = str(settings.admin_token).encode()
 
     def route(path: str, endpoint: Endpoint, method: str) -> Route:
-        return Route(path, Guarded(endpoint, token), methods=[method])
+        return Route(path, Guarded(endpoint, token, login_limit), methods=[method])
 
     return Mount(
         "/admin",
@@ -56,15 +62,22 @@ def admin_mount(settings: Settings) -> Mount:
 class Guarded:
     """An admin route's ASGI app: the token check, then the endpoint; expected errors as error bodies."""
 
-    def __init__(self, endpoint: Endpoint, token: bytes) -> None:
+    def __init__(self, endpoint: Endpoint, token: bytes, login_limit: LoginLimit) -> None:
         self.endpoint = endpoint
         self.token = token
+        self.login_limit = login_limit
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         request = Request(scope, receive)
+        client = request.client.host if request.client else "unknown"
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         response: Response
-        if not (scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token)):
+        wait = self.login_limit.blocked_for(client)
+        if wait:
+            response = self._throttled(request, client, wait)
+        elif not (scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token)):
+            self.login_limit.failed(client)
+            log.warning("admin_login_failed", client=client, path=request.url.path)
             message = "expected 'Authorization: Bearer <ADMIN_TOKEN>'"
             headers = {"WWW-Authenticate": "Bearer"}
             response = error_response(request, 401, "unauthorized", message, headers=headers)
@@ -78,6 +91,15 @@ class Guarded:
             except BadRequest as exc:
                 response = error_response(request, 400, "bad_request", str(exc))
         await response(scope, receive, send)
+
+    @staticmethod
+    def _throttled(request: Request, client: str, wait: float) -> Response:
+        retry_after = round(wait + 0.5)
+        suppressed = request.app.state.rejection_log.admit(f"{client} admin_login_throttled")
+        if suppressed is not None:
+            log.warning("admin_login_throttled", client=client, retry_after=retry_after, suppressed=suppressed)
+        message = f"too many failed logins from {client}: try again in {retry_after} s"
+        return error_response(request, 429, "rate_limited", message, headers={"Retry-After": str(retry_after)})
 
 
 class BadRequest(ValueError):

@@ -24,9 +24,11 @@ from service.click_queue import ClickQueue
 from service.client_limit import ClientLimit
 from service.console.pages import console_mount
 from service.errors import EXCEPTION_HANDLERS
-from service.health import healthz, metrics, readyz
+from service.health import PROBE_BURST, PROBE_PER_SECOND, healthz, metrics, readyz
 from service.intake import Intake
+from service.login_limit import LoginLimit
 from service.metrics import WebMetrics
+from service.redirect import RelativeRedirects
 from service.request_id import RequestIdMiddleware
 from service.signature import SignatureVerifier
 from service.slack_interactions import SlackVerifier, receive_interaction
@@ -63,13 +65,14 @@ def create_app(
     if settings.slack_signing_secrets:  # without a signing secret the route does not exist
         routes.append(Route("/slack/interactions", receive_interaction, methods=["POST"]))
     if settings.admin_token is not None:  # without a token the admin routes do not exist at all
-        routes.append(admin_mount(settings))
-        routes.append(console_mount(settings))
+        login_limit = LoginLimit(clock=clock)  # one count of failed logins for both doors
+        routes.append(admin_mount(settings, login_limit=login_limit))
+        routes.append(console_mount(settings, login_limit=login_limit))
     if settings.feed_token is not None:  # nor the cctray feed without its own
         routes.append(Route("/cc.xml", cc_xml, methods=["GET"]))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[Middleware(RequestIdMiddleware), Middleware(RelativeRedirects)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
@@ -80,6 +83,9 @@ def create_app(
     app.state.client_limit = ClientLimit(
         burst=settings.rate_limit_burst, per_second=settings.rate_limit_per_second, clock=clock
     )
+    app.state.probe_limit = ClientLimit(
+        burst=PROBE_BURST, per_second=PROBE_PER_SECOND, clock=clock
+    )  # /readyz, /metrics
     app.state.rejection_log = LogSampler(clock=clock)  # also given to the HTTP protocol by `circleci-events web`
     app.state.verifier = (
         SignatureVerifier([str(s) for s in settings.webhook_secrets]) if settings.webhook_secrets else None

@@ -1,7 +1,15 @@
-"""Liveness, readiness and the Prometheus scrape."""
+"""Liveness, readiness and the Prometheus scrape.
+
+/readyz and /metrics ask Redis on every call, so each client address may call them PROBE_BURST
+times at once and PROBE_PER_SECOND a second after that (this process's buckets, apart from the
+webhook's): ample for a kubelet probing every few seconds and a scraper every 15 s, while a
+stranger's flood gets 429 instead of turning into Redis commands (issue 23, item 7). /healthz
+touches nothing and is not limited.
+"""
 
 from __future__ import annotations
 
+import structlog
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -9,13 +17,19 @@ from starlette.responses import JSONResponse, Response
 from service.errors import REDIS_RETRY_AFTER, error_response
 from workers.durability import read_durability_async
 
+log = structlog.get_logger("service.health")
+PROBE_BURST = 20
+PROBE_PER_SECOND = 5.0
+
 
 async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(request: Request) -> Response:
     """Ready when Redis answers and will keep what we give it (no eviction, unless allowed)."""
+    if limited := _limited(request):
+        return limited
     retry = {"Retry-After": str(REDIS_RETRY_AFTER)}
     try:
         await request.app.state.redis.ping()
@@ -28,6 +42,8 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 async def metrics(request: Request) -> Response:
+    if limited := _limited(request):
+        return limited
     state = request.app.state
     try:
         for key in await state.redis.smembers("rq:queues"):
@@ -36,3 +52,19 @@ async def metrics(request: Request) -> Response:
     except RedisError:
         pass  # the other metrics are still worth serving
     return Response(state.metrics.render(), media_type=state.metrics.content_type)
+
+
+def _limited(request: Request) -> Response | None:
+    """429 when this client has used up its probe bucket, else None (a token taken)."""
+    state = request.app.state
+    client = request.client.host if request.client else "unknown"
+    wait = state.probe_limit.take(client)
+    if not wait:
+        return None
+    path = request.url.path
+    suppressed = state.rejection_log.admit(f"{client} probe_rate_limited")
+    if suppressed is not None:
+        log.warning("request_refused", error_code="rate_limited", path=path, client=client, suppressed=suppressed)
+    message = f"too many requests to {path} from {client}: {PROBE_BURST} at once, then {PROBE_PER_SECOND:g} a second"
+    retry = {"Retry-After": str(max(1, round(wait + 0.5)))}
+    return error_response(request, 429, "rate_limited", message, headers=retry)

@@ -28,8 +28,15 @@ Per client address (the peer's, across this process's connections; issue 23 item
   TRUSTED_PROXIES are not capped (every client behind a proxy shares its address; the proxy
   buffers and limits its own clients).
 - A request carrying forwarding headers (`forwarded`, `x-forwarded-for`) from a peer not in
-  TRUSTED_PROXIES is served as that peer's, and `forwarded_headers_ignored` is logged (sampled)
-  so an operator behind a proxy learns that every client shares one rate-limit bucket.
+  TRUSTED_PROXIES is served as that peer's, and the first one a process sees logs one
+  `forwarded_headers_ignored` warning naming TRUSTED_PROXIES, so an operator behind a proxy
+  learns that every client shares one rate-limit bucket (a stranger's forged header costs no
+  more than that one line).
+
+A client that hangs up while its requests are being answered is a disconnect: every request of
+the connection still running is told so (uvicorn tells only the newest, so the answer to an
+earlier pipelined one was written to the closed socket and logged as two ERROR tracebacks), and
+one `client_disconnected` line (sampled) says how many went unanswered.
 
 Refusals use the error format of service/errors.py and carry a request id; their log lines go
 through the process's LogSampler. `limit_concurrency` (WEB_MAX_CONNECTIONS) is uvicorn's own.
@@ -69,6 +76,7 @@ class ClientConnections:
         self.exempt = [ipaddress.ip_network(entry, strict=False) for entry in exempt]
         self.connections: Counter[str] = Counter()
         self.incomplete: Counter[str] = Counter()
+        self.forwarding_reported = False  # forwarded_headers_ignored is said once per process
 
     def trusted(self, address: str) -> bool:
         try:
@@ -109,6 +117,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._refused = False
         self._peer = ""  # the address counted in `clients`; "" when not counted
         self._counted_incomplete = False
+        self._running: list[Any] = []  # the cycles whose app was started (pipelined ones too)
 
     # -- connection ----------------------------------------------------------------------
 
@@ -125,6 +134,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_deadline()
         self._finish_incomplete()
+        self._tell_running_cycles()
         if self._peer and self.clients is not None:
             self.clients.remove(self.clients.connections, self._peer)
             self._peer = ""
@@ -198,6 +208,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
             await app(scope, receive, send_announcing)
 
+        self._running = [c for c in self._running if not c.response_complete] + [cycle]
         super()._start_asgi_task(cycle, announcing_close)
 
     def on_response_complete(self) -> None:
@@ -205,6 +216,22 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if not self.pipeline and self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
             self.transport.close()  # the rest of its body would be read for nothing, at the client's pace
         super().on_response_complete()
+
+    def _tell_running_cycles(self) -> None:
+        """The client hung up: every unanswered request of the connection learns it, so none writes
+        its answer to the closed socket; one sampled line says so."""
+        unanswered = [c for c in self._running if not c.response_complete]
+        unanswered += [c for c, _ in self.pipeline]  # queued behind them, never started
+        self._running = []
+        for cycle in unanswered:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if not unanswered:
+            return
+        client = self.client[0] if self.client else "unknown"
+        suppressed = self.log_sampler.admit(f"{client} disconnected") if self.log_sampler is not None else 0
+        if suppressed is not None:
+            log.info("client_disconnected", client=client, unanswered=len(unanswered), suppressed=suppressed)
 
     # -- per address ---------------------------------------------------------------------
 
@@ -224,17 +251,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         clients, peer = self.clients, self.client[0] if self.client else ""
         if clients is None or not peer or clients.trusted(peer):
             return
-        if not any(name.lower() in FORWARDING_HEADERS for name, _ in self.headers):
+        if clients.forwarding_reported or not any(name.lower() in FORWARDING_HEADERS for name, _ in self.headers):
             return
-        suppressed = self.log_sampler.admit(f"{peer} forwarded") if self.log_sampler is not None else 0
-        if suppressed is not None:
-            log.warning(
-                "forwarded_headers_ignored",
-                client=peer,
-                suppressed=suppressed,
-                reason="forwarding headers from a peer not in TRUSTED_PROXIES: every client behind it shares "
-                "this address's rate limit; list the proxy in TRUSTED_PROXIES",
-            )
+        clients.forwarding_reported = True
+        log.warning(
+            "forwarded_headers_ignored",
+            client=peer,
+            reason="forwarding headers from a peer not in TRUSTED_PROXIES: every client behind it shares this "
+            "address's rate limit and connection caps; if it is your proxy, list it in TRUSTED_PROXIES (said once)",
+        )
 
     # -- refusals ------------------------------------------------------------------------
 

@@ -150,7 +150,7 @@ class WorkerContext:
         """Read the routes file again and make it current in every worker thread at once; jobs
         already running finish with the version they took. A bad file raises ConfigurationError
         and the current routes stay."""
-        self.routing = load_routing(self.settings, self.redis)
+        self.routing = load_routing(self.settings, self.redis, reloading=True)
         if self.enricher.steps is not None:
             self.enricher.steps.mask = redaction_mask(self.routing)
         return self.routing

@@ -89,6 +89,7 @@ def load_routes(
     *,
     check_handler: Callable[[HandlerConfig], object] | None = None,
     placeholders: bool = False,
+    reloading: bool = False,
 ) -> Routes:
     """Read, substitute and check a routes file.
 
@@ -100,6 +101,9 @@ def load_routes(
     a file without the real secrets.
     `check_handler` builds each handler once (imports callables, renders templates); by default
     `workers.handlers.build_handler`.
+    `reloading`: the file is to replace routes in use, so it must have `subscriptions:` (`[]` to
+    route nothing): a file cut short by an interrupted write or a half-updated ConfigMap loses
+    its tail, and swapping it in would send nothing anywhere (issue 23, item 7).
     """
     path = Path(path)
     try:
@@ -112,14 +116,15 @@ def load_routes(
         mark = getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark else ""
         raise ConfigurationError(f"routes file {path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return _Reader(path, environ, placeholders).routes(root, check_handler)
+    return _Reader(path, environ, placeholders, reloading=reloading).routes(root, check_handler)
 
 
 class _Reader:
     """Walks the file once, noting every mistake and going on; `routes` raises them all together."""
 
-    def __init__(self, path: Path, environ: Mapping[str, str], placeholders: bool) -> None:
+    def __init__(self, path: Path, environ: Mapping[str, str], placeholders: bool, *, reloading: bool) -> None:
         self.path = path
+        self.reloading = reloading
         self.environ = environ
         self.problems: list[str] = []
         self.placeholders: list[str] | None = [] if placeholders else None
@@ -197,6 +202,9 @@ class _Reader:
             except ConfigurationError as exc:
                 self.problems.append(f"routes file {self.path}, line {config.line}: {exc.message}")
         subscriptions = []
+        if self.reloading and "subscriptions" not in top:
+            self.note(root, "top level", "missing key 'subscriptions' (a file cut short? write 'subscriptions: []' to "
+                      "route nothing)")  # fmt: skip
         subs_node = top.get("subscriptions", (None, yaml.SequenceNode("tag:yaml.org,2002:seq", [])))[1]
         if isinstance(subs_node, yaml.SequenceNode):
             for i, node in enumerate(subs_node.value):

@@ -46,10 +46,10 @@ class Routing:
         return {"handlers": sorted(self.handlers), "subscriptions": subscriptions}
 
 
-def load_routing(settings: Settings, redis: Redis | None = None) -> Routing:
+def load_routing(settings: Settings, redis: Redis | None = None, *, reloading: bool = False) -> Routing:
     """The routes file of `settings`, checked and its handlers built (sharing `redis`, for the
-    handlers that keep state there); raises ConfigurationError."""
-    routes = load_routes(settings.routes_file, settings.environ)
+    handlers that keep state there); raises ConfigurationError. `reloading`: see load_routes."""
+    routes = load_routes(settings.routes_file, settings.environ, reloading=reloading)
     handlers = build_handlers(routes, handler_context(settings, redis, routes))
     # from here on no log line of this process shows a handler's URL, key or signing secret
     REDACTOR.add(secret for handler in handlers.values() for secret in handler.secrets())

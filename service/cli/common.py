@@ -94,6 +94,8 @@ def clear_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             fail(f"configuration error: {problems[-1]}{more}", EXIT_USAGE)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, RedisUnavailable) as exc:
             fail(f"cannot reach Redis ({describe_failure(exc)}); check REDIS_URL and that Redis runs")
+        except redis.exceptions.ResponseError as exc:  # e.g. SELECT of a database the server does not have
+            fail(f"Redis refused a command ({exc}); check REDIS_URL: its database number, user and password")
         except instance.InstanceUnclear as exc:
             fail(exc.message, EXIT_USAGE)
         except CircleCIAPIError as exc:

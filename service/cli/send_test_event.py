@@ -100,6 +100,18 @@ def sample_payload(
     return payload
 
 
+def signed(payload: dict[str, Any], secret: str) -> tuple[bytes, dict[str, str]]:
+    """The body and headers CircleCI would send `payload` with, signed with `secret`."""
+    body = json.dumps(payload).encode()
+    headers = {
+        "content-type": "application/json",
+        "user-agent": "CircleCI-Webhook/1.0",
+        "circleci-event-type": payload["type"],
+        SIGNATURE_HEADER: sign(body, secret),
+    }
+    return body, headers
+
+
 def webhook_url(url: str) -> str:
     """The receiver's endpoint: URL as given, or with /webhooks/circleci when it has no path."""
     parsed = httpx.URL(url)
@@ -177,13 +189,7 @@ def send_test_event(
         secret = str(settings.webhook_secrets[0])
     target = webhook_url(url)
     payload = sample_payload(event_type, status, pipeline=pipeline, branch=branch)
-    body = json.dumps(payload).encode()
-    headers = {
-        "content-type": "application/json",
-        "user-agent": "CircleCI-Webhook/1.0",
-        "circleci-event-type": event_type,
-        SIGNATURE_HEADER: sign(body, secret),
-    }
+    body, headers = signed(payload, secret)
     try:
         response = httpx.post(target, content=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:

@@ -18,6 +18,7 @@ import click
 
 from config.errors import CircleCINotFound, CircleCIPaginationError
 from config.suggestion import did_you_mean
+from service.cli import receiver_check
 from service.cli.api import client_from
 from service.cli.common import EXIT_FAILURE, EXIT_USAGE, clear_errors, echo, emit, fail, load_settings, printable
 from service.cli.project_webhooks import (
@@ -201,28 +202,65 @@ def ensure(
 
 
 @webhooks.command("rotate-secret")
-@click.argument("new_secret", metavar="NEW")
 @projects_option
 @URL
+@click.option(
+    "--secret-file",
+    type=click.File("r"),
+    help="A file holding the new signing secret (- for standard input).",
+)
 @DRY_RUN
 @JSON
 @clear_errors
 def rotate_secret(
-    new_secret: str,
     slugs: tuple[str, ...],
     orgs: tuple[str, ...],
     from_file: IO[str] | None,
     url: str,
+    secret_file: IO[str] | None,
     dry_run: bool,
     as_json: bool,
 ) -> None:
-    """Set the signing secret NEW (- reads it from stdin) on each project's webhook pointing at URL."""
-    secret = read_secret(new_secret) or ""
+    """Set a new signing secret on each project's webhook pointing at URL, once the receiver there
+    accepts it.
+
+    The secret is read from standard input (`rotate-secret - SLUG...`) or from --secret-file FILE,
+    never from the command line, where `ps` and shell history show it. Before CircleCI gets it, a
+    ping signed with it goes to URL: unless the receiver answers it (deployed with
+    CIRCLECI_WEBHOOK_SECRETS=NEW,OLD), nothing is changed.
+    """
+    slugs, secret = _new_secret(slugs, secret_file)
     target = webhook_url(url)
+    problem = receiver_check.refusal(target, secret)
+    if problem is not None:
+        fail(f"not rotating: {problem}")
     client, projects = resolve(slugs, orgs, from_file)
     registry = ProjectWebhooks(client, target, dry_run=dry_run)
     outcomes = registry.walk(projects, lambda slug, project: registry.rotate(slug, project, secret))
     report(outcomes, as_json=as_json, dry_run=dry_run)
+
+
+def _new_secret(slugs: tuple[str, ...], secret_file: IO[str] | None) -> tuple[tuple[str, ...], str]:
+    """The projects and the new secret: a first argument `-` reads standard input, else --secret-file
+    is read. An argument that is not a slug may be the secret given by mistake: it is never shown."""
+    stdin = bool(slugs) and slugs[0] == "-"
+    if stdin and secret_file is not None:
+        fail("give the new secret once: - (standard input) or --secret-file FILE", EXIT_USAGE)
+    if not stdin and secret_file is None:
+        fail(
+            "the new secret is read from standard input or a file, never from the command line (ps and shell "
+            "history show it): circleci-events webhooks rotate-secret - --url URL SLUG... < new-secret.txt, or "
+            "--secret-file FILE",
+            EXIT_USAGE,
+        )
+    slugs = slugs[1:] if stdin else slugs
+    if any(slug.count("/") != 2 for slug in slugs):
+        fail("a project is a slug vcs/org/repo, e.g. gh/acme/api; one argument is not (not shown)", EXIT_USAGE)
+    text = sys.stdin.read() if stdin else secret_file.read()  # type: ignore[union-attr]
+    secret = text.rstrip("\r\n")
+    if not secret.strip():
+        fail("the new signing secret is empty", EXIT_USAGE)
+    return slugs, secret
 
 
 @webhooks.command()

@@ -21,7 +21,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from config.errors import RedisUnavailable
 from config.settings import Settings
-from service.console.session import COOKIE, PATH, LoginLimit, Session, SessionSigner, csrf_ok
+from service.console.session import COOKIE, PATH, Session, SessionSigner, csrf_ok
+from service.login_limit import LoginLimit
 from workers import operations
 from workers.timestamps import parse_time
 

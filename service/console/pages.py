@@ -33,6 +33,7 @@ from service.cli.preview import rendered
 from service.cli.routes_view import handler_row, read_routes, subscription_row
 from service.console.access import HERE, Access, SecurityHeaders, render
 from service.console.session import PATH, Session
+from service.login_limit import LoginLimit
 from service.store_call import store_call
 from workers import operations
 from workers.event_index import EventQuery
@@ -47,8 +48,8 @@ NOTICES = {
 }
 
 
-def console_mount(settings: Settings) -> Mount:
-    access = Access(settings)
+def console_mount(settings: Settings, *, login_limit: LoginLimit) -> Mount:
+    access = Access(settings, limit=login_limit)
     page, action = access.page, access.action
     routes = [
         Route("/", page(overview), methods=["GET"]),

@@ -7,8 +7,7 @@ HttpOnly, SameSite=Strict, Path=/ui, Secure when the request came over https, an
 UI_SESSION_SECONDS; an expired, altered or foreign cookie is no session. Every state-changing
 form carries the session's `csrf` value, compared in constant time (`csrf_ok`).
 
-Failed logins are counted per client address in this process (`LoginLimit`): after BURST
-failures, one more attempt per REFILL_SECONDS; each failure is logged without the token given.
+Failed logins are counted per client address by service/login_limit.py, shared with the admin API.
 """
 
 from __future__ import annotations
@@ -22,13 +21,8 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from config.clock import SYSTEM_CLOCK, Clock
-from service.client_limit import ClientLimit
-
 COOKIE = "cie_session"
 PATH = "/ui"
-BURST = 5
-REFILL_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -73,20 +67,3 @@ class SessionSigner:
 
 def csrf_ok(session: Session, given: object) -> bool:
     return isinstance(given, str) and hmac.compare_digest(given.encode(), session.csrf.encode())
-
-
-class LoginLimit:
-    """Failed logins per client address: BURST, then one per REFILL_SECONDS."""
-
-    def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
-        self.buckets = ClientLimit(burst=BURST, per_second=1 / REFILL_SECONDS, clock=clock)
-
-    def blocked_for(self, client: str) -> float:
-        """Seconds until `client` may try again; 0 when it may now (a try costs nothing until it fails)."""
-        wait = self.buckets.take(client)
-        if wait == 0:
-            self.buckets.charge(client, -1)  # only a failure pays
-        return wait
-
-    def failed(self, client: str) -> None:
-        self.buckets.charge(client, 1)

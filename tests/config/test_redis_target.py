@@ -47,6 +47,10 @@ def test_redis_url_forms(url: str, target: RedisTarget) -> None:
         # urllib raised on these past the check: a 46-line traceback at start (issue 23 item 7)
         ("redis://:s3cr3t-pw@h:notaport/0", "REDIS_URL: the port after the host must be a number"),
         ("redis://:s3cr3t-pw@h:70000/0", "REDIS_URL: the port after the host must be a number"),
+        # redis-py read '/abc' as database 0 without a word, and raised on a bad query value at start
+        ("redis://:s3cr3t-pw@h:6379/abc", "REDIS_URL: the database after the host must be a number, got 'abc'"),
+        ("redis://:s3cr3t-pw@h/0?socket_timeout=soon", "REDIS_URL: Invalid value for 'socket_timeout' in connection"),
+        ("unix://:s3cr3t-pw@/run/redis.sock?db=zero", "REDIS_URL: Invalid value for 'db' in connection URL"),
         ("rediss://:s3cr3t-pw@h/0?ssl_cert_reqs=none", "REDIS_URL carries ssl_cert_reqs: remove it and set REDIS_TLS_"),
         ("redis+sentinel://:s3cr3t-pw@s-1:26379", "REDIS_URL: a redis+sentinel:// URL names the master"),
         ("redis+sentinel://s-1/m/0/extra", "REDIS_URL: a redis+sentinel:// URL names the master"),

@@ -83,6 +83,19 @@ def test_a_routes_file_that_does_not_load_is_refused_on_sighup_and_the_old_route
     assert worker.process is not None and worker.process.poll() is None
 
 
+def test_a_routes_file_cut_short_before_its_subscriptions_is_refused_on_sighup(scenario) -> None:
+    system = scenario()
+    worker = started_worker(system)
+
+    system.routes.write_text(MOVED[: MOVED.index("subscriptions:")])  # an interrupted write: handlers only
+    hang_up(worker)
+    refused = worker.wait_for_log(lambda line: line.get("event") == "routes_reload_failed")
+    assert "missing key 'subscriptions'" in refused["error"] and "routes loaded before" in refused["kept"]
+
+    deliver(system, OLD)  # still routed by the file before: the cut one would have routed nothing
+    assert not lines(worker, "routes_reloaded")
+
+
 def start_run(system: Scenario, workers: int) -> Service:
     """`circleci-events run` with `workers` worker processes, its output in one log."""
     port = free_port()

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
+from structlog.testing import capture_logs
 
 from config.settings import Settings
 from service.app import create_app
+from service.login_limit import BURST
 from tests.conftest import ISO_UTC, SECRET
 from tests.service.delivery_flow import DeliveryFlow
 
@@ -73,6 +75,27 @@ def test_without_the_right_token_it_is_401(admin: TestClient, method: str, path:
     assert set(body) == {"error_code", "message", "details", "request_id"}
     assert body["error_code"] == "unauthorized" and TOKEN not in answer.text
     assert answer.headers["www-authenticate"] == "Bearer"
+
+
+def test_failed_tokens_are_logged_without_the_token_and_rate_limited_per_address(admin: TestClient) -> None:
+    guess = "guess-" + "g" * 40
+    with capture_logs() as logs:
+        answers = [admin.get("/admin/events", headers={"authorization": f"Bearer {guess}"}) for _ in range(BURST + 3)]
+        right = admin.get("/admin/events", headers=AUTH)
+    assert [a.status_code for a in answers] == [401] * BURST + [429] * 3
+    assert answers[-1].json()["error_code"] == "rate_limited" and int(answers[-1].headers["retry-after"]) >= 1
+    assert right.status_code == 429  # even the right token waits: guessing is not rewarded
+    failed = [x for x in logs if x["event"] == "admin_login_failed"]
+    assert len(failed) == BURST and failed[0]["path"] == "/admin/events" and failed[0]["client"] == "testclient"
+    assert len([x for x in logs if x["event"] == "admin_login_throttled"]) == 1  # sampled
+    assert guess not in str(logs) and TOKEN not in str(logs)
+
+
+def test_guesses_at_the_admin_api_and_at_the_console_share_one_count(admin: TestClient) -> None:
+    for _ in range(BURST):
+        assert admin.get("/admin/dead-letters", headers={"authorization": "Bearer wrong"}).status_code == 401
+    answer = admin.post("/ui/login", data={"token": TOKEN, "next": "/ui/"}, follow_redirects=False)
+    assert answer.status_code == 429
 
 
 def test_lists_and_shows_events(admin: TestClient, flow: DeliveryFlow) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -72,6 +73,7 @@ def connect(
     sampler: LogSampler | None = None,
     clients: ClientConnections | None = None,
     peer: str = "203.0.113.9",
+    application: Any = app,
 ) -> tuple[Any, Transport]:
     protocol_class = guarded_http_protocol(
         max_header_bytes=LIMIT,
@@ -79,7 +81,7 @@ def connect(
         log_sampler=LogSampler() if sampler is None else sampler,
         clients=clients,
     )
-    config = Config(app, http=protocol_class, log_config=None, lifespan="off")
+    config = Config(application, http=protocol_class, log_config=None, lifespan="off")
     protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
     transport = Transport(peer)
     protocol.connection_made(transport)
@@ -283,16 +285,52 @@ def test_one_address_cannot_hold_more_connections_than_its_cap() -> None:
     run(scenario)
 
 
-def test_trusted_proxies_are_not_capped_and_forwarding_from_others_is_reported() -> None:
+def test_trusted_proxies_are_not_capped_and_forwarding_from_others_is_reported_once() -> None:
     async def scenario() -> None:
         clients = ClientConnections(max_connections=1, max_incomplete=1, exempt=["10.0.0.0/8"])
         assert not any(connect(clients=clients, peer="10.1.2.3")[1].closed for _ in range(5))
-        sampler, others = LogSampler(), ClientConnections(max_connections=9, max_incomplete=9)
+        others = ClientConnections(max_connections=9, max_incomplete=9, exempt=["10.0.0.0/8"])
+        forwarded = b"GET / HTTP/1.1\r\nhost: x\r\nx-forwarded-for: 1.2.3.4\r\n\r\n"
         with capture_logs() as logs:
-            for _ in range(3):
-                protocol, _ = connect(clients=others, sampler=sampler, peer="192.0.2.5")
-                protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\nx-forwarded-for: 1.2.3.4\r\n\r\n")
+            connect(clients=others, peer="10.1.2.3")[0].data_received(forwarded)  # a trusted proxy: nothing said
+            for peer in ["192.0.2.5", "192.0.2.5", "192.0.2.6"]:
+                protocol, _ = connect(clients=others, peer=peer)
+                protocol.data_received(forwarded)
+                protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\nforwarded: for=1.2.3.4\r\n\r\n")
         [line] = [x for x in logs if x["event"] == "forwarded_headers_ignored"]
-        assert line["client"] == "192.0.2.5" and "TRUSTED_PROXIES" in line["reason"]
+        assert line["client"] == "192.0.2.5" and "list it in TRUSTED_PROXIES" in line["reason"]
 
+    run(scenario)
+
+
+def test_a_client_hanging_up_on_pipelined_requests_is_one_disconnect_line_not_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """uvicorn marks only the newest request of a connection as disconnected: the answer to an
+    earlier pipelined one went to the closed socket, and uvicorn logged two ERROR tracebacks."""
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def slow(scope: dict, receive: Any, send: Any) -> None:
+            while (await receive()).get("more_body"):
+                pass
+            await release.wait()
+            await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        protocol, transport = connect(application=slow)
+        with capture_logs() as logs:
+            protocol.data_received(request(body=b"{}") * 3)
+            await asyncio.sleep(0)
+            transport.close()
+            protocol.connection_lost(None)
+            release.set()
+            for _ in range(5):
+                await asyncio.sleep(0)
+        assert transport.written == b""
+        assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+        assert [(x["event"], x["unanswered"]) for x in logs] == [("client_disconnected", 3)]
+
+    caplog.set_level(logging.INFO)
     run(scenario)

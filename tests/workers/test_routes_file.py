@@ -204,6 +204,16 @@ def test_a_missing_file_is_a_configuration_error(tmp_path: Path) -> None:
         load_routes(tmp_path / "nope.yaml", {})
 
 
+def test_a_file_read_to_replace_routes_in_use_must_say_subscriptions(tmp_path: Path) -> None:
+    """A file cut short by an interrupted write loses its tail; swapped in, it would route nothing."""
+    cut = write(tmp_path, "handlers:\n  audit: {type: log}\n")
+    assert load_routes(cut, {}).subscriptions == []  # at start, handlers alone are a file (alerts only, say)
+    with pytest.raises(ConfigurationError, match=r"line 1: top level: missing key 'subscriptions' \(a file cut short"):
+        load_routes(cut, {}, reloading=True)
+    (tmp_path / "none.yaml").write_text("handlers:\n  audit: {type: log}\nsubscriptions: []\n")
+    assert load_routes(tmp_path / "none.yaml", {}, reloading=True).subscriptions == []
+
+
 @pytest.mark.parametrize(
     ("key", "value", "hint"),
     [

@@ -56,10 +56,14 @@ MISTAKES = [
     ({"ROUTES_FILE": "BAD"}, 2, "line 2: handler 'ops', key 'type': unknown type 'slak'"),
     ({"REDIS_URL": "redis://127.0.0.1:1/0"}, 1, "cannot reach Redis (Error 111 connecting to 127.0.0.1:1"),
     ({"CIRCLECI_WEBHOOK_SECRETS": ""}, 2, "CIRCLECI_WEBHOOK_SECRETS"),
+    ({"REDIS_URL": "redis://127.0.0.1:6379/zero"}, 2, "REDIS_URL: the database after the host must be a number"),
+    ({"REDIS_URL": "redis://127.0.0.1:6379/0?socket_timeout=x"}, 2, "REDIS_URL: Invalid value for 'socket_timeout'"),
+    ({"REDIS_URL": "DB99"}, 1, "Redis refused a command (DB index is out of range); check REDIS_URL"),
 ]
 
 
-IDS = ["port-range", "port-text", "no-routes-file", "bad-routes", "redis-down", "no-secret"]
+IDS = ["port-range", "port-text", "no-routes-file", "bad-routes", "redis-down", "no-secret", "redis-db-text",
+       "redis-query-value", "redis-db-missing"]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", ["web", "worker", "run"])
@@ -80,6 +84,8 @@ def test_a_mistake_at_start_is_one_line_and_nothing_starts(
         "REDIS_URL": redis_url,
     }
     env |= {k: str(bad) if v == "BAD" else v for k, v in change.items()}
+    if env["REDIS_URL"] == "DB99":  # the test's Redis, a database it does not have
+        env["REDIS_URL"] = redis_url.rsplit("/", 1)[0] + "/99"
     if env["PORT"] == "0":
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from service.simulators.circleci import Simulator, create_simulator
 from service.simulators.circleci_data import Dataset
+from tests.conftest import free_port
+from tests.e2e.processes import Service, cli, stop_all
 from tests.server import running
 from tests.service.cli.conftest import SIM_TOKEN, assert_one_clear_line, run_cli
 
@@ -240,25 +243,109 @@ def test_list_shows_ours_and_with_all_every_webhook_marking_ours(sim) -> None:
         assert SECRET not in result.out + result.err and "xxxx" not in result.out + result.err
 
 
-def test_rotate_secret_sets_the_new_secret_on_ours_only_read_from_stdin(sim) -> None:
+@pytest.fixture
+def receiver(redis_url: str, tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """`circleci-events web` accepting the comma-separated `secrets`; its webhook URL."""
+    started: list[Service] = []
+
+    def start(secrets: str) -> str:
+        port = free_port()
+        env = {"REDIS_URL": redis_url, "CIRCLECI_WEBHOOK_SECRETS": secrets, "LOG_FORMAT": "json",
+               "HOST": "127.0.0.1", "PORT": str(port)}  # fmt: skip
+        web = Service(cli("web"), env=env, log_path=tmp_path / f"web-{port}.log").start()
+        started.append(web)
+        web.wait_http(f"http://127.0.0.1:{port}/healthz")
+        return f"http://127.0.0.1:{port}/webhooks/circleci"
+
+    yield start
+    stop_all(started)
+
+
+def ours(simulator: Simulator, slug: str, url: str) -> None:
+    """A webhook of `slug` pointing at `url`, signed with the current SECRET, as `ensure` leaves it."""
+    simulator.dataset.add_webhook(simulator.dataset.projects[slug]["id"], url=url, signing_secret=SECRET)
+
+
+@pytest.mark.e2e
+def test_rotate_secret_reads_stdin_and_sets_the_secret_on_ours_only_once_the_receiver_accepts_it(sim, receiver) -> None:
     simulator, env = sim
-    assert run_cli("webhooks", "ensure", "--url", URL, API, env=env).code == 0
+    url = receiver(f"{NEW},{SECRET}")  # deployed with new,old: step 1 of the rotation
+    ours(simulator, API, url)
     simulator.dataset.add_webhook(simulator.dataset.projects[API]["id"], url=OTHER, signing_secret="theirs-Q7")
 
-    dry = run_cli("webhooks", "rotate-secret", "-", "--url", URL, API, "--dry-run", input=NEW + "\n", env=env)
-    assert hooks(simulator, API)[0]["signing-secret"] == SECRET
-    result = run_cli("webhooks", "rotate-secret", "-", "--url", URL, API, WEB, input=NEW + "\n", env=env)
-    after = run_cli("webhooks", "ensure", "--url", URL, API, "--dry-run", env=env)
+    dry = run_cli("webhooks", "rotate-secret", "-", "--url", url, API, "--dry-run", input=NEW + "\n", env=env)
+    assert hooks(simulator, API, url)[0]["signing-secret"] == SECRET
+    result = run_cli("webhooks", "rotate-secret", "-", "--url", url, API, WEB, input=NEW + "\n", env=env)
 
     assert lines(dry.out) == [f"{API}: would rotate"]
     assert result.code == 0, result.err
     assert lines(result.out)[0] == f"{API}: rotated"
-    assert lines(result.out)[1].startswith(f"{WEB}: absent (no webhook points at {URL}")
-    assert hooks(simulator, API)[0]["signing-secret"] == NEW
+    assert lines(result.out)[1].startswith(f"{WEB}: absent (no webhook points at {url}")
+    assert hooks(simulator, API, url)[0]["signing-secret"] == NEW
     assert hooks(simulator, API, url=OTHER)[0]["signing-secret"] == "theirs-Q7"
-    # CIRCLECI_WEBHOOK_SECRETS still starts with the old secret: ensure would set it back
-    assert lines(after.out) == [f"{API}: would update (signing-secret)"]
     assert NEW not in result.out + result.err
+
+
+@pytest.mark.e2e
+def test_rotate_secret_reads_a_secret_file(sim, receiver, tmp_path: Path) -> None:
+    simulator, env = sim
+    url = receiver(f"{NEW},{SECRET}")
+    ours(simulator, API, url)
+    (tmp_path / "new-secret.txt").write_text(NEW + "\n")
+
+    result = run_cli("webhooks", "rotate-secret", "--secret-file", str(tmp_path / "new-secret.txt"), "--url", url,
+                     API, env=env)  # fmt: skip
+
+    assert result.code == 0, result.err
+    assert hooks(simulator, API, url)[0]["signing-secret"] == NEW
+
+
+@pytest.mark.e2e
+def test_rotate_secret_refuses_a_secret_the_receiver_does_not_accept_yet_and_changes_nothing(sim, receiver) -> None:
+    simulator, env = sim
+    url = receiver(SECRET)  # step 1 skipped: CircleCI's deliveries would all get 401
+    ours(simulator, API, url)
+
+    result = run_cli("webhooks", "rotate-secret", "-", "--url", url, API, input=NEW + "\n", env=env)
+
+    assert_one_clear_line(result, 1)
+    assert f"not rotating: the receiver at {url} does not accept the new secret yet (401" in result.err
+    assert "CIRCLECI_WEBHOOK_SECRETS=NEW,OLD" in result.err
+    assert hooks(simulator, API, url)[0]["signing-secret"] == SECRET and writes(simulator) == 0
+    assert NEW not in result.err
+
+
+def test_rotate_secret_refuses_a_receiver_it_cannot_reach_and_changes_nothing(sim) -> None:
+    simulator, env = sim
+    url = f"http://127.0.0.1:{free_port()}/webhooks/circleci"  # nothing listens there
+    ours(simulator, API, url)
+
+    result = run_cli("webhooks", "rotate-secret", "-", "--url", url, API, input=NEW + "\n", env=env)
+
+    assert_one_clear_line(result, 1)
+    assert f"not rotating: cannot reach the receiver at {url} (ConnectError)" in result.err
+    assert writes(simulator) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ((NEW, "--url", URL, API), "never from the command line (ps and shell history show it)"),
+        (("--url", URL, API), "never from the command line"),
+        (("-", "--secret-file", "/dev/null", "--url", URL, API), "give the new secret once"),
+        (("--secret-file", "/dev/null", "--url", URL, API), "the new signing secret is empty"),
+        (("--secret-file", "/dev/null", "--url", URL, NEW, API), "one argument is not (not shown)"),
+    ],
+    ids=["on-argv", "none", "both", "empty-file", "secret-among-slugs"],
+)
+def test_rotate_secret_never_takes_the_secret_from_the_command_line(sim, args: tuple[str, ...], says: str) -> None:
+    simulator, env = sim
+
+    result = run_cli("webhooks", "rotate-secret", *args, env=env, input="")
+
+    assert_one_clear_line(result, 2)
+    assert says in result.err and NEW not in result.err + result.out
+    assert writes(simulator) == 0
 
 
 def test_remove_deletes_ours_only(sim) -> None:
