@@ -4,6 +4,7 @@ sent and say so when Redis is away."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from starlette.testclient import TestClient
 from config.settings import Settings
 from service.app import create_app
 from service.console.session import BURST, COOKIE, LoginLimit, SessionSigner
+from service.signature import sign
 from tests.clock import FakeClock
 from tests.conftest import SECRET
 from tests.service.delivery_flow import DeliveryFlow
@@ -201,6 +203,20 @@ def test_every_answer_carries_the_security_headers(console: TestClient) -> None:
 def test_every_page_loads(console: TestClient, flow: DeliveryFlow, page: str) -> None:
     flow.deliver(flow.event())
     assert console.get(page).status_code == 200
+
+
+def test_the_overview_shows_the_alert_rules_that_would_fire_now(console: TestClient, flow: DeliveryFlow) -> None:
+    quiet = console.get("/ui/").text
+    assert 'class="alert-inactive" data-alert="CircleCIEventsWebhookSignatureFailures"' in quiet
+    body = json.dumps(flow.event()).encode()
+    for _ in range(6):  # the rule: more than 5 in 15 minutes
+        refused = console.post("/webhooks/circleci", content=body, headers={
+            "content-type": "application/json", "circleci-signature": sign(body, "not-the-secret-" * 2)})  # fmt: skip
+        assert refused.status_code == 401
+    page = console.get("/ui/").text
+    assert 'class="alert-firing" data-alert="CircleCIEventsWebhookSignatureFailures"' in page
+    assert "circleci-events refuses webhook deliveries for their signature" in page
+    assert 'class="alert-inactive" data-alert="CircleCIEventsDeadLetters"' in page
 
 
 def test_events_filter_and_page_newest_first(console: TestClient, flow: DeliveryFlow) -> None:
