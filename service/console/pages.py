@@ -21,6 +21,7 @@ from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlencode
 
+import structlog
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -37,6 +38,7 @@ from service.store_call import store_call
 from workers import operations
 from workers.event_index import EventQuery
 
+log = structlog.get_logger("service.console")
 MAX_FILTER_CHARS = 200
 PAGE = 50
 NOTICES = {
@@ -125,7 +127,8 @@ def rendered_now(settings: Settings, event: dict[str, Any] | None) -> tuple[list
 async def replay_event(request: Request, session: Session) -> Response:
     event_id = request.path_params["event_id"]
     handler = request.state.form.get("handler") or None
-    await store_call(request, operations.replay, event_id, handler=handler, force=False)
+    replayed = await store_call(request, operations.replay, event_id, handler=handler, force=False)
+    log.info("console_replay", user=session.who, event_id=event_id, handler=handler, queued=replayed["queued"])
     return RedirectResponse(f"{PATH}/events/{event_id}?done=replayed", status_code=303)
 
 
@@ -150,14 +153,17 @@ async def confirm_bulk(request: Request, session: Session) -> Response:
 
 async def replay_bulk(request: Request, session: Session) -> Response:
     chosen = letter_filter(request.state.form)
-    await store_call(request, operations.replay_dead_letters, handler=chosen["handler"] or None,
-                     reason=chosen["reason"] or None)  # fmt: skip
+    done = await store_call(request, operations.replay_dead_letters, handler=chosen["handler"] or None,
+                            reason=chosen["reason"] or None)  # fmt: skip
+    log.info("console_dead_letters_replay", user=session.who, **chosen, queued=len(done["queued"]),
+             skipped=len(done["skipped"]))  # fmt: skip
     return RedirectResponse(f"{PATH}/dead-letters?done=bulk", status_code=303)
 
 
 async def replay_letter(request: Request, session: Session) -> Response:
     delivery_id = request.path_params["delivery_id"]
-    await store_call(request, operations.replay_dead_letter, delivery_id)
+    job_id = await store_call(request, operations.replay_dead_letter, delivery_id)
+    log.info("console_dead_letter_replay", user=session.who, delivery_id=delivery_id, job_id=job_id)
     return RedirectResponse(f"{PATH}/dead-letters?done=letter-replayed", status_code=303)
 
 
@@ -168,7 +174,9 @@ async def confirm_purge(request: Request, session: Session) -> Response:
 
 
 async def purge_letter(request: Request, session: Session) -> Response:
-    await store_call(request, operations.purge_dead_letter, request.path_params["delivery_id"])
+    delivery_id = request.path_params["delivery_id"]
+    await store_call(request, operations.purge_dead_letter, delivery_id)
+    log.info("console_dead_letter_purge", user=session.who, delivery_id=delivery_id)
     return RedirectResponse(f"{PATH}/dead-letters?done=purged", status_code=303)
 
 
