@@ -219,6 +219,26 @@ def test_the_overview_shows_the_alert_rules_that_would_fire_now(console: TestCli
     assert 'class="alert-inactive" data-alert="CircleCIEventsDeadLetters"' in page
 
 
+KEYSPACE_SCANS = ("scan", "keys", "hscan", "sscan", "zscan")
+
+
+def test_no_page_scans_the_keyspace(console: TestClient, flow: DeliveryFlow) -> None:
+    """Lists, filters, the overview's alerts and the feed read indexes: Redis counts every command
+    it ran (INFO commandstats), and SCAN or KEYS is none of them."""
+    events = [flow.deliver(flow.event(branch=f"b-{i}")) for i in range(3)]
+    DeadLetters(flow.redis, ttl=3600).put(DeadLetter("e1:ops", "e1", "ops", "rejected", dead_at=time.time()))
+    paths = [*PAGES, f"/ui/events/{events[0]['event_id']}", "/ui/dead-letters/e1:ops/purge",
+             "/ui/dead-letters/replay?handler=ops",
+             *(f"/ui/events?{field}=x" for field in ("project", "branch", "workflow", "status", "transition",
+                                                     "outcome", "pipeline", "id_prefix"))]  # fmt: skip
+    flow.redis.config_resetstat()
+    for path in paths:
+        assert console.get(path).status_code == 200, path
+    ran = {name.removeprefix("cmdstat_") for name in flow.redis.info("commandstats")}
+    assert "zrevrangebyscore" in ran or "zrange" in ran, f"the pages read Redis: {sorted(ran)}"
+    assert not ran & set(KEYSPACE_SCANS), sorted(ran)
+
+
 def test_events_filter_and_page_newest_first(console: TestClient, flow: DeliveryFlow) -> None:
     failed = [flow.deliver(flow.event()) for _ in range(3)]
     passed = flow.deliver(flow.event(status="success"))
