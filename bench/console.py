@@ -1,12 +1,14 @@
 """The console and the cctray feed at size: page times with 1k and 100k stored events.
 
-    python -m bench.console [--sizes 1000 100000] [--requests 20]
+    python -m bench.console [--sizes 1000 100000] [--requests 20] [--screenshots DIR]
 
 For each size: a fresh redis-server, filled through the worker's own store (EventStore.save and
 record_attempt, so the indexes are the ones the worker keeps), 300 (project, branch, workflow)
 transition states and 200 dead letters; then `service.cli web` with ADMIN_TOKEN and FEED_TOKEN,
 logged in once, and each page requested `--requests` times after a warm-up. Prints the median
 [min-max] milliseconds per page, end to end over HTTP on 127.0.0.1, against the 100 ms target.
+With --screenshots, Debian's headless chromium (through Selenium) then logs in and saves each page
+as DIR/<size>-<page>.png, whole, to be looked at.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from workers.store import EventStore
 from workers.transition import TransitionStore
 
 TARGET_MS = 100.0
+MAX_SHOT_PX = 4000
 TOKEN = "bench-admin-token-of-at-least-32-characters"
 FEED = "bench-feed-token-16"
 PROJECTS = [f"gh/acme/repo-{i}" for i in range(10)]
@@ -121,7 +124,46 @@ def pages(ids: list[str]) -> dict[str, str]:
     }
 
 
-def measure(size: int, requests: int, tmp: Path) -> dict[str, list[float]]:
+def screenshots(base: str, paths: dict[str, str], folder: Path, size: int) -> None:
+    """Each page as headless chromium shows it, logged in through the form, whole (up to MAX_SHOT_PX)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    os.environ.setdefault("SE_OFFLINE", "true")
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900", "--hide-scrollbars"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        driver.get(base + "/ui/login")
+        driver.find_element(By.ID, "token").send_keys(TOKEN)
+        driver.find_element(By.CSS_SELECTOR, "form[action='/ui/login'] button").click()
+        wait_until(lambda: "/ui/login" not in driver.current_url, "the login", 30)
+        for name, path in {"login": "/ui/login", **paths}.items():
+            if path == "/cc.xml":
+                continue
+            if name == "login":
+                driver.delete_all_cookies()
+            driver.get(base + path)
+            height = min(MAX_SHOT_PX, int(driver.execute_script("return document.documentElement.scrollHeight")))
+            driver.set_window_size(1400, max(height, 600))
+            driver.save_screenshot(
+                str(folder / f"{size}-{name.replace(' ', '_').replace('?', '').replace('&', '+')}.png")
+            )
+            driver.set_window_size(1400, 900)
+            if name == "login":
+                driver.find_element(By.ID, "token").send_keys(TOKEN)
+                driver.find_element(By.CSS_SELECTOR, "form[action='/ui/login'] button").click()
+                wait_until(lambda: "/ui/login" not in driver.current_url, "the login", 30)
+    finally:
+        driver.quit()
+
+
+def measure(size: int, requests: int, tmp: Path, shots: Path | None = None) -> dict[str, list[float]]:
     procs = Processes(tmp)
     redis_port, web_port = free_port(), free_port()
     try:
@@ -151,6 +193,8 @@ def measure(size: int, requests: int, tmp: Path) -> dict[str, list[float]]:
                 http.get(path, headers=headers).raise_for_status()
                 samples.append((time.perf_counter() - begin) * 1000)
             times[name] = samples
+        if shots is not None:
+            screenshots(base, pages(ids), shots, size)
         return times
     finally:
         procs.stop_all()
@@ -160,12 +204,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.console", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 100_000])
     parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--screenshots", type=Path, help="a folder for a PNG of each page at each size")
     args = parser.parse_args(argv)
     print(f"bench.console: load average {load_average()}", flush=True)
     results: dict[int, dict[str, list[float]]] = {}
     for size in args.sizes:
         with tempfile.TemporaryDirectory(prefix="bench-console-") as tmp:
-            results[size] = measure(size, args.requests, Path(tmp))
+            results[size] = measure(size, args.requests, Path(tmp), args.screenshots)
     names = list(next(iter(results.values())))
     header = ["page", *(f"{s:,} events: median [min-max] ms" for s in args.sizes), f"< {TARGET_MS:.0f} ms"]
     rows = [header]

@@ -42,7 +42,7 @@ from workers.delivery.replay import replay_event
 from workers.event_index import EVENTS_INDEX, MAX_WALK, EventQuery, in_every_index, index_for, index_key, walk
 from workers.message import Message
 from workers.metric_window import Labels
-from workers.ref_states import read_states
+from workers.ref_states import MAX_STATES, read_states
 from workers.routes_file import load_routes
 from workers.store import EventStore, text
 from workers.timestamps import iso_time
@@ -271,10 +271,11 @@ def find_events(
 
 
 def branch_health(
-    redis: Redis, settings: Settings, *, project: str | None = None, ref: str | None = None
+    redis: Redis, settings: Settings, *, project: str | None = None, ref: str | None = None, limit: int = MAX_STATES
 ) -> list[dict[str, Any]]:
-    """The transition state of every (project, ref, workflow) the worker keeps, as plain data."""
-    return [state.to_dict() for state in read_states(redis, project=project, ref=ref)]
+    """The transition state of every (project, ref, workflow) the worker keeps, as plain data; of the
+    `limit` most recently written."""
+    return [state.to_dict() for state in read_states(redis, project=project, ref=ref, limit=limit)]
 
 
 def purge_dead_letter(redis: Redis, settings: Settings, delivery_id: str) -> None:

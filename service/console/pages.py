@@ -37,10 +37,14 @@ from service.console.session import PATH, Session
 from service.store_call import store_call
 from workers import operations
 from workers.event_index import EventQuery
+from workers.ref_states import MAX_STATES
 
 log = structlog.get_logger("service.console")
 MAX_FILTER_CHARS = 200
 PAGE = 50
+LETTERS_READ = 1000  # the newest dead letters a filter and a bulk replay look through
+LETTERS_SHOWN = 100
+BRANCH_CELLS = 500  # the refs built most recently, without a filter
 NOTICES = {
     "replayed": "Queued again: watch the attempts below.",
     "purged": "The dead letter is purged.",
@@ -138,15 +142,16 @@ def letter_filter(values: Any) -> dict[str, str]:
 
 async def dead_letters(request: Request, session: Session) -> Response:
     chosen = letter_filter(request.query_params)
-    letters = await store_call(request, operations.dead_letters, limit=1000)
-    shown = [x for x in letters if all(not v or x[k] == v for k, v in chosen.items())]
-    context = base(request, session, letters=shown, total=len(letters), chosen=chosen, query=urlencode(chosen))
+    letters = await store_call(request, operations.dead_letters, limit=LETTERS_READ)
+    matching = [x for x in letters if all(not v or x[k] == v for k, v in chosen.items())]
+    context = base(request, session, letters=matching[:LETTERS_SHOWN], matching=len(matching), total=len(letters),
+                   chosen=chosen, query=urlencode(chosen))  # fmt: skip
     return render(request, "dead_letters.html", context)
 
 
 async def confirm_bulk(request: Request, session: Session) -> Response:
     chosen = letter_filter(request.query_params)
-    letters = await store_call(request, operations.dead_letters, limit=1000)
+    letters = await store_call(request, operations.dead_letters, limit=LETTERS_READ)
     count = sum(all(not v or x[k] == v for k, v in chosen.items()) for x in letters)
     return render(request, "confirm.html", base(request, session, kind="bulk", chosen=chosen, count=count))
 
@@ -183,8 +188,10 @@ async def purge_letter(request: Request, session: Session) -> Response:
 async def branches(request: Request, session: Session) -> Response:
     project = (request.query_params.get("project") or "")[:MAX_FILTER_CHARS] or None
     branch = (request.query_params.get("branch") or "")[:MAX_FILTER_CHARS] or None
-    states = await store_call(request, operations.branch_health, project=project, ref=branch)
-    context = base(request, session, states=states, project=project or "", branch=branch or "")
+    limit = MAX_STATES if project or branch else BRANCH_CELLS + 1  # a filter picks from every stored ref
+    states = await store_call(request, operations.branch_health, project=project, ref=branch, limit=limit)
+    context = base(request, session, states=states[:BRANCH_CELLS], more=len(states) > BRANCH_CELLS,
+                   cells=BRANCH_CELLS, project=project or "", branch=branch or "")  # fmt: skip
     return render(request, "branches.html", context)
 
 

@@ -15,12 +15,14 @@ from starlette.testclient import TestClient
 
 from config.settings import Settings
 from service.app import create_app
+from service.console.pages import BRANCH_CELLS, LETTERS_SHOWN
 from service.console.session import BURST, COOKIE, LoginLimit, SessionSigner
 from service.signature import sign
 from tests.clock import FakeClock
 from tests.conftest import SECRET
 from tests.service.delivery_flow import DeliveryFlow
 from workers.delivery.dead_letters import DeadLetter, DeadLetters
+from workers.transition import TransitionStore
 
 pytestmark = pytest.mark.integration
 
@@ -237,6 +239,31 @@ def test_no_page_scans_the_keyspace(console: TestClient, flow: DeliveryFlow) -> 
     ran = {name.removeprefix("cmdstat_") for name in flow.redis.info("commandstats")}
     assert "zrevrangebyscore" in ran or "zrange" in ran, f"the pages read Redis: {sorted(ran)}"
     assert not ran & set(KEYSPACE_SCANS), sorted(ran)
+
+
+def test_the_dead_letters_page_shows_the_newest_hundred_and_counts_the_rest(
+    console: TestClient, flow: DeliveryFlow
+) -> None:
+    letters = DeadLetters(flow.redis, ttl=3600)
+    for n in range(LETTERS_SHOWN + 5):
+        letters.put(DeadLetter(f"e{n}:ops", f"e{n}", "ops", "rejected", dead_at=time.time() - 1000 + n))
+    page = console.get("/ui/dead-letters").text
+    assert page.count('class="replay"') == LETTERS_SHOWN
+    assert f'/ui/events/e{LETTERS_SHOWN + 4}"' in page and '/ui/events/e0"' not in page, "newest first"
+    assert f"The newest {LETTERS_SHOWN} of {LETTERS_SHOWN + 5} matching" in page
+    assert f"Replay all {LETTERS_SHOWN + 5} matching" in page
+
+
+def test_the_branch_grid_shows_the_refs_built_most_recently(console: TestClient, flow: DeliveryFlow) -> None:
+    states = TransitionStore(flow.redis)
+    for n in range(BRANCH_CELLS + 1):
+        states.record(project="gh/acme/api", ref=f"b-{n}", workflow="build", status="success", pipeline_number=n,
+                      happened_at="2026-12-01T10:00:00Z")  # fmt: skip
+    page = console.get("/ui/branches").text
+    assert page.count('<div class="cell') == BRANCH_CELLS
+    assert "filter by project or branch to see others" in page
+    filtered = console.get("/ui/branches", params={"branch": "b-0"}).text
+    assert filtered.count('<div class="cell') == 1 and "see others" not in filtered
 
 
 def test_events_filter_and_page_newest_first(console: TestClient, flow: DeliveryFlow) -> None:
