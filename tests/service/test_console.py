@@ -140,6 +140,15 @@ def test_a_forged_or_altered_session_is_no_session(anonymous: TestClient, cookie
     assert anonymous.get("/ui/events", follow_redirects=False).status_code == 303
 
 
+@pytest.mark.parametrize("page", PAGES)
+def test_an_expired_session_cookie_sends_to_the_login_form_and_shows_nothing(anonymous: TestClient, page: str) -> None:
+    expired, _ = SessionSigner(TOKEN, lifetime=3600).issue(now=time.time() - 3601)
+    anonymous.cookies.set(COOKIE, expired, path="/ui")
+    answer = anonymous.get(page, follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/ui/login?next=")
+    assert answer.text == ""
+
+
 def test_an_expired_session_is_no_session() -> None:
     signer = SessionSigner(TOKEN, lifetime=60)
     cookie, _ = signer.issue(now=1000.0)
