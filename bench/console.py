@@ -14,6 +14,7 @@ as DIR/<size>-<page>.png, whole, to be looked at.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import random
@@ -80,7 +81,8 @@ def fill(client: redis.Redis, count: int) -> list[str]:
     template = json.loads((ROOT / "tests/fixtures/enriched/workflow-completed.failed.json").read_text())
     batch = Batched(client)
     store, rng, now = EventStore(batch, ttl=TTL), random.Random(7), time.time()  # type: ignore[arg-type]
-    ids = []
+    ids: list[str] = []
+    last: dict[tuple[str, str, str], bool] = {}
     for n in range(count):
         project, branch, workflow = rng.choice(PROJECTS), rng.choice(BRANCHES), rng.choice(WORKFLOWS)
         event = dict(template, event_id=str(uuid.UUID(int=rng.getrandbits(128))), status=rng.choice(STATUSES))
@@ -89,6 +91,12 @@ def fill(client: redis.Redis, count: int) -> list[str]:
         event["vcs"] = {**template["vcs"], "branch": branch}
         event["workflow"] = {**template["workflow"], "name": workflow, "status": event["status"]}
         event["pipeline"] = {**template["pipeline"], "number": n + 1}
+        failed, before = event["status"] != "success", last.get((project, branch, workflow))
+        kind = ("still_failing" if failed else "passing") if before == failed else ("broken" if failed else "fixed")
+        last[(project, branch, workflow)] = failed
+        event["transition"] = {"kind": kind}
+        if not failed:
+            event["failed_jobs"] = []
         store.save(event, handlers=["ops"])
         store.record_attempt(event["event_id"], "ops", outcome=rng.choice(OUTCOMES), status=200, seconds=0.05)
         ids.append(event["event_id"])
@@ -149,12 +157,17 @@ def screenshots(base: str, paths: dict[str, str], folder: Path, size: int) -> No
             if name == "login":
                 driver.delete_all_cookies()
             driver.get(base + path)
-            height = min(MAX_SHOT_PX, int(driver.execute_script("return document.documentElement.scrollHeight")))
-            driver.set_window_size(1400, max(height, 600))
-            driver.save_screenshot(
-                str(folder / f"{size}-{name.replace(' ', '_').replace('?', '').replace('&', '+')}.png")
-            )
-            driver.set_window_size(1400, 900)
+            content = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+            clip = {
+                "x": 0,
+                "y": 0,
+                "width": content["width"],
+                "height": min(content["height"], MAX_SHOT_PX),
+                "scale": 1,
+            }
+            shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True, "clip": clip})
+            file = f"{size}-{name.replace(' ', '_').replace('?', '').replace('&', '+')}.png"
+            (folder / file).write_bytes(base64.b64decode(shot["data"]))
             if name == "login":
                 driver.find_element(By.ID, "token").send_keys(TOKEN)
                 driver.find_element(By.CSS_SELECTOR, "form[action='/ui/login'] button").click()

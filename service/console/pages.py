@@ -144,8 +144,10 @@ async def dead_letters(request: Request, session: Session) -> Response:
     chosen = letter_filter(request.query_params)
     letters = await store_call(request, operations.dead_letters, limit=LETTERS_READ)
     matching = [x for x in letters if all(not v or x[k] == v for k, v in chosen.items())]
+    # the filter offers the handlers and reasons of the letters read, and keeps a chosen one that has none left
+    choices = {k: sorted({x[k] for x in letters} | ({v} if v else set())) for k, v in chosen.items()}
     context = base(request, session, letters=matching[:LETTERS_SHOWN], matching=len(matching), total=len(letters),
-                   chosen=chosen, query=urlencode(chosen))  # fmt: skip
+                   chosen=chosen, choices=choices, query=urlencode(chosen))  # fmt: skip
     return render(request, "dead_letters.html", context)
 
 
@@ -190,7 +192,9 @@ async def branches(request: Request, session: Session) -> Response:
     branch = (request.query_params.get("branch") or "")[:MAX_FILTER_CHARS] or None
     limit = MAX_STATES if project or branch else BRANCH_CELLS + 1  # a filter picks from every stored ref
     states = await store_call(request, operations.branch_health, project=project, ref=branch, limit=limit)
-    context = base(request, session, states=states[:BRANCH_CELLS], more=len(states) > BRANCH_CELLS,
+    shown = sorted(states[:BRANCH_CELLS], key=lambda s: s["status"] == "success")  # failing first, else as read
+    failing = sum(s["status"] != "success" for s in shown)
+    context = base(request, session, states=shown, failing=failing, more=len(states) > BRANCH_CELLS,
                    cells=BRANCH_CELLS, project=project or "", branch=branch or "")  # fmt: skip
     return render(request, "branches.html", context)
 

@@ -275,6 +275,25 @@ def test_the_branch_grid_shows_the_refs_built_most_recently(console: TestClient,
     assert filtered.count('<div class="cell') == 1 and "see others" not in filtered
 
 
+def test_the_branch_grid_puts_failing_refs_first_and_counts_them(console: TestClient, flow: DeliveryFlow) -> None:
+    states = TransitionStore(flow.redis)
+    for ref, status in [("a-green", "success"), ("b-red", "failed"), ("c-green", "success")]:
+        states.record(project="gh/acme/api", ref=ref, workflow="build", status=status, pipeline_number=1,
+                      happened_at="2026-12-01T10:00:00Z")  # fmt: skip
+    page = console.get("/ui/branches").text
+    assert re.findall(r'data-ref="gh/acme/api :: ([a-z-]+) :: build"', page) == ["b-red", "a-green", "c-green"]
+    assert '<span class="bad">1 failing</span> · 2 passing' in page
+
+
+def test_the_dead_letter_filter_offers_the_handlers_and_reasons_kept(console: TestClient, flow: DeliveryFlow) -> None:
+    letters = DeadLetters(flow.redis, ttl=3600)
+    letters.put(DeadLetter("e1:ops", "e1", "ops", "rejected", dead_at=time.time()))
+    letters.put(DeadLetter("e1:pager", "e1", "pager", "retry_budget_exhausted", dead_at=time.time()))
+    page = console.get("/ui/dead-letters", params={"reason": "rejected"}).text
+    assert re.findall(r'<option value="([a-z_]+)"', page) == ["ops", "pager", "rejected", "retry_budget_exhausted"]
+    assert '<option value="rejected" selected>' in page and page.count('class="replay"') == 1
+
+
 def test_events_filter_and_page_newest_first(console: TestClient, flow: DeliveryFlow) -> None:
     failed = [flow.deliver(flow.event()) for _ in range(3)]
     passed = flow.deliver(flow.event(status="success"))
