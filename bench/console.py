@@ -1,17 +1,20 @@
 """The console and the cctray feed at size: page times with 1k and 100k stored events.
 
-    python -m bench.console [--sizes 1000 100000] [--requests 20]
+    python -m bench.console [--sizes 1000 100000] [--requests 20] [--screenshots DIR]
 
 For each size: a fresh redis-server, filled through the worker's own store (EventStore.save and
 record_attempt, so the indexes are the ones the worker keeps), 300 (project, branch, workflow)
 transition states and 200 dead letters; then `service.cli web` with ADMIN_TOKEN and FEED_TOKEN,
 logged in once, and each page requested `--requests` times after a warm-up. Prints the median
 [min-max] milliseconds per page, end to end over HTTP on 127.0.0.1, against the 100 ms target.
+With --screenshots, Debian's headless chromium (through Selenium) then logs in and saves each page
+as DIR/<size>-<page>.png, whole, to be looked at.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import random
@@ -33,6 +36,7 @@ from workers.store import EventStore
 from workers.transition import TransitionStore
 
 TARGET_MS = 100.0
+MAX_SHOT_PX = 4000
 TOKEN = "bench-admin-token-of-at-least-32-characters"
 FEED = "bench-feed-token-16"
 PROJECTS = [f"gh/acme/repo-{i}" for i in range(10)]
@@ -77,7 +81,8 @@ def fill(client: redis.Redis, count: int) -> list[str]:
     template = json.loads((ROOT / "tests/fixtures/enriched/workflow-completed.failed.json").read_text())
     batch = Batched(client)
     store, rng, now = EventStore(batch, ttl=TTL), random.Random(7), time.time()  # type: ignore[arg-type]
-    ids = []
+    ids: list[str] = []
+    last: dict[tuple[str, str, str], bool] = {}
     for n in range(count):
         project, branch, workflow = rng.choice(PROJECTS), rng.choice(BRANCHES), rng.choice(WORKFLOWS)
         event = dict(template, event_id=str(uuid.UUID(int=rng.getrandbits(128))), status=rng.choice(STATUSES))
@@ -86,6 +91,12 @@ def fill(client: redis.Redis, count: int) -> list[str]:
         event["vcs"] = {**template["vcs"], "branch": branch}
         event["workflow"] = {**template["workflow"], "name": workflow, "status": event["status"]}
         event["pipeline"] = {**template["pipeline"], "number": n + 1}
+        failed, before = event["status"] != "success", last.get((project, branch, workflow))
+        kind = ("still_failing" if failed else "passing") if before == failed else ("broken" if failed else "fixed")
+        last[(project, branch, workflow)] = failed
+        event["transition"] = {"kind": kind}
+        if not failed:
+            event["failed_jobs"] = []
         store.save(event, handlers=["ops"])
         store.record_attempt(event["event_id"], "ops", outcome=rng.choice(OUTCOMES), status=200, seconds=0.05)
         ids.append(event["event_id"])
@@ -121,7 +132,51 @@ def pages(ids: list[str]) -> dict[str, str]:
     }
 
 
-def measure(size: int, requests: int, tmp: Path) -> dict[str, list[float]]:
+def screenshots(base: str, paths: dict[str, str], folder: Path, size: int) -> None:
+    """Each page as headless chromium shows it, logged in through the form, whole (up to MAX_SHOT_PX)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    os.environ.setdefault("SE_OFFLINE", "true")
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900", "--hide-scrollbars"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        driver.get(base + "/ui/login")
+        driver.find_element(By.ID, "token").send_keys(TOKEN)
+        driver.find_element(By.CSS_SELECTOR, "form[action='/ui/login'] button").click()
+        wait_until(lambda: "/ui/login" not in driver.current_url, "the login", 30)
+        for name, path in {"login": "/ui/login", **paths}.items():
+            if path == "/cc.xml":
+                continue
+            if name == "login":
+                driver.delete_all_cookies()
+            driver.get(base + path)
+            content = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+            clip = {
+                "x": 0,
+                "y": 0,
+                "width": content["width"],
+                "height": min(content["height"], MAX_SHOT_PX),
+                "scale": 1,
+            }
+            shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True, "clip": clip})
+            file = f"{size}-{name.replace(' ', '_').replace('?', '').replace('&', '+')}.png"
+            (folder / file).write_bytes(base64.b64decode(shot["data"]))
+            if name == "login":
+                driver.find_element(By.ID, "token").send_keys(TOKEN)
+                driver.find_element(By.CSS_SELECTOR, "form[action='/ui/login'] button").click()
+                wait_until(lambda: "/ui/login" not in driver.current_url, "the login", 30)
+    finally:
+        driver.quit()
+
+
+def measure(size: int, requests: int, tmp: Path, shots: Path | None = None) -> dict[str, list[float]]:
     procs = Processes(tmp)
     redis_port, web_port = free_port(), free_port()
     try:
@@ -151,6 +206,8 @@ def measure(size: int, requests: int, tmp: Path) -> dict[str, list[float]]:
                 http.get(path, headers=headers).raise_for_status()
                 samples.append((time.perf_counter() - begin) * 1000)
             times[name] = samples
+        if shots is not None:
+            screenshots(base, pages(ids), shots, size)
         return times
     finally:
         procs.stop_all()
@@ -160,12 +217,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.console", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 100_000])
     parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--screenshots", type=Path, help="a folder for a PNG of each page at each size")
     args = parser.parse_args(argv)
     print(f"bench.console: load average {load_average()}", flush=True)
     results: dict[int, dict[str, list[float]]] = {}
     for size in args.sizes:
         with tempfile.TemporaryDirectory(prefix="bench-console-") as tmp:
-            results[size] = measure(size, args.requests, Path(tmp))
+            results[size] = measure(size, args.requests, Path(tmp), args.screenshots)
     names = list(next(iter(results.values())))
     header = ["page", *(f"{s:,} events: median [min-max] ms" for s in args.sizes), f"< {TARGET_MS:.0f} ms"]
     rows = [header]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -38,6 +39,7 @@ DAY = 24 * 3600
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 MIN_ADMIN_TOKEN_CHARS = 32
 MIN_FEED_TOKEN_CHARS = 16
+HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]{1,100}")  # RFC 9110 token, as normalised to lower case
 # A shorter webhook secret can be guessed, and the log redaction, which hides every occurrence of
 # it, would hide pieces of ordinary words and so reveal it (`[redacted]rcle[redacted]-signature`)
 MIN_WEBHOOK_SECRET_CHARS = 16
@@ -71,6 +73,8 @@ class Settings:
     # the cctray feed's own read-only token (service/cctray.py); the console's session lifetime (service/console/)
     feed_token: Secret | None = None
     ui_session_seconds: int = 8 * 3600
+    # behind an SSO proxy: the header naming the console's user, believed only from TRUSTED_PROXIES peers
+    console_user_header: str | None = None
     # Slack interactivity (service/slack_interactions.py): every listed signing secret is accepted
     # (rotation); without one, POST /slack/interactions does not exist. A team id refuses others.
     slack_signing_secrets: tuple[Secret, ...] = ()
@@ -183,6 +187,7 @@ class Settings:
             raise ConfigurationError(
                 f"FEED_TOKEN must be at least {MIN_FEED_TOKEN_CHARS} characters: make one with `openssl rand -hex 16`"
             )
+        self.check_console_user_header()
         for position, secret in enumerate(self.webhook_secrets, 1):
             if len(str(secret)) < MIN_WEBHOOK_SECRET_CHARS:
                 raise ConfigurationError(
@@ -192,6 +197,23 @@ class Settings:
                 )
         check_api_url(self.circleci_api_url)
         self.check_redis()
+
+    def check_console_user_header(self) -> None:
+        """A header name, believed only from a proxy the settings name, for a console that exists."""
+        header = self.console_user_header
+        if header is None:
+            return
+        if not HEADER_NAME.fullmatch(header):
+            raise ConfigurationError(
+                f"CONSOLE_USER_HEADER must be an HTTP header name such as X-Forwarded-User, got {header!r}"
+            )
+        if not self.trusted_proxies:
+            raise ConfigurationError(
+                "CONSOLE_USER_HEADER needs TRUSTED_PROXIES: the header is believed only from those addresses "
+                "(the SSO proxy's); without them anyone could name themselves"
+            )
+        if self.admin_token is None:
+            raise ConfigurationError("CONSOLE_USER_HEADER needs ADMIN_TOKEN: without it there is no console (/ui)")
 
     def check_redis(self) -> None:
         """REDIS_URL parses, and the TLS and Sentinel settings apply to it: a CA file next to a plain
@@ -365,7 +387,8 @@ class Variable:
         if self.kind == "text":
             return self.normalise(raw.strip()) if self.normalise else raw.strip()
         if self.kind == "optional":
-            return raw.strip() or None
+            value = raw.strip() or None
+            return self.normalise(value) if value and self.normalise else value
         if self.kind == "secret":
             return Secret(raw.strip()) if raw.strip() else None
         if self.kind == "secrets":
@@ -431,6 +454,7 @@ VARIABLES: tuple[Variable, ...] = _vars(
     ("ADMIN_TOKEN", "admin_token", "secret"),
     ("FEED_TOKEN", "feed_token", "secret"),
     ("UI_SESSION_SECONDS", "ui_session_seconds", "int", 60, 30 * DAY),
+    Variable("CONSOLE_USER_HEADER", "console_user_header", "optional", normalise=str.lower),
     ("SLACK_SIGNING_SECRET", "slack_signing_secrets", "secrets"),
     ("SLACK_TEAM_ID", "slack_team_id", "optional"),
     ("MAX_BODY_BYTES", "max_body_bytes", "int", 1, 64 * 1024 * 1024),

@@ -45,7 +45,6 @@ through the process's LogSampler. `limit_concurrency` (WEB_MAX_CONNECTIONS) is u
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -58,6 +57,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from config.errors import HeadersTooLarge, HeaderTimeout, TooManyConnections, WebhookError
 from config.log_sampler import LogSampler
 from service.errors import error_body
+from service.trusted_proxies import TrustedProxies
 
 log = structlog.get_logger("service.http_protocol")
 
@@ -73,17 +73,13 @@ class ClientConnections:
 
     def __init__(self, *, max_connections: int, max_incomplete: int, exempt: Sequence[str] = ()) -> None:
         self.max_connections, self.max_incomplete = max_connections, max_incomplete
-        self.exempt = [ipaddress.ip_network(entry, strict=False) for entry in exempt]
+        self.exempt = TrustedProxies(exempt)
         self.connections: Counter[str] = Counter()
         self.incomplete: Counter[str] = Counter()
         self.forwarding_reported = False  # forwarded_headers_ignored is said once per process
 
     def trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.exempt)
+        return address in self.exempt
 
     @staticmethod
     def add(counter: Counter[str], address: str, limit: int) -> bool:

@@ -1,7 +1,8 @@
 """POST /webhooks/circleci: limit, verify, validate, dedupe and queue, then answer at once.
 
 CircleCI waits 10 s and retries any non-2xx answer, so nothing here calls CircleCI or a chat
-service: the request touches Redis once, in the atomic admission (rate limit, dedupe, enqueue).
+service: the request touches Redis once, in the atomic admission (rate limit, dedupe, enqueue);
+a refused signature once, to count it per minute for the console's alert rules.
 
 Before that, every client pays a token from this process's own buckets (service/client_limit.py).
 A request that carries a signature and proves it pays from the client's signed bucket; one
@@ -31,6 +32,7 @@ from service.client_limit import SIGNATURE_FAILURE_TOKENS
 from service.payload import parse_event
 from service.signature import HEADER as SIGNATURE_HEADER
 from service.signature import v1_values
+from workers import metric_window
 from workers.jobs import JOB_COMPLETED, PING, WORKFLOW_COMPLETED
 from workers.jobs import envelope as make_envelope
 
@@ -96,12 +98,23 @@ async def _verified_body(request: Request, client: str, *, signed: bool) -> byte
     try:
         app.verifier.verify(body, request.headers.get(SIGNATURE_HEADER))
     except SignatureError:
-        app.metrics.signature_failures.inc()
+        await _count_signature_failure(app)
         app.client_limit.charge(UNSIGNED + client, SIGNATURE_FAILURE_TOKENS)
         if signed:  # it paid nothing before its body was read: 429 once its unsigned bucket is empty
             _limit(app, UNSIGNED + client, client)
         raise
     return body
+
+
+async def _count_signature_failure(app: State) -> None:
+    """On /metrics, and per minute in Redis for the console's alert rules (workers/metric_window.py)."""
+    app.metrics.signature_failures.inc()
+    try:
+        async with app.redis.pipeline(transaction=False) as pipe:
+            metric_window.count(pipe, metric_window.series(app.metrics.signature_failures), {}, app.clock.now())
+            await pipe.execute()
+    except RedisError:
+        pass  # the 401 matters more than the console's count; /metrics has it
 
 
 async def _receive(request: Request, body: bytes, client: str) -> Response:

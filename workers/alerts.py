@@ -31,13 +31,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from prometheus_client import Counter
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, get_current_job
 from rq.serializers import JSONSerializer
 
 from config.clock import SYSTEM_CLOCK, Clock
 from config.logging import REDACTOR
 from config.settings import Settings
+from workers import metric_window
 from workers.alert_message import DEAD_LETTER, ENRICHMENT_REFUSED, Alert, AlertCount
 from workers.context import WorkerContext, current
 from workers.delivery.dead_letters import DeadLetter
@@ -72,7 +75,7 @@ return 1
 
 def dead_lettered(context: WorkerContext, letter: DeadLetter) -> None:
     """Count a dead letter and tell the alert handlers."""
-    context.metrics.dead_letters.labels(letter.reason).inc()
+    counted(context, context.metrics.dead_letters, reason=letter.reason)
     _record(context, DEAD_LETTER, letter.reason, letter.handler, letter.last_status)
 
 
@@ -81,10 +84,23 @@ def enriched(context: WorkerContext, event: Mapping[str, Any]) -> None:
     enrichment = event.get("enrichment") or {}
     code = enrichment.get("error_code")
     outcome = code or ("complete" if enrichment.get("complete") else "no_token")
-    context.metrics.enrichments.labels(outcome).inc()
+    counted(context, context.metrics.enrichments, outcome=outcome)
     if code in REFUSED_STATUS:
         project = (event.get("project") or {}).get("slug") or "-"
         _record(context, ENRICHMENT_REFUSED, code, project, REFUSED_STATUS[code])
+
+
+def counted(context: WorkerContext, metric: Counter, **labels: str) -> None:
+    """One more on a Prometheus counter of this process, and on its per-minute count in Redis that the
+    console's alert rules read (workers/metric_window.py): the same number, counted in one place."""
+    metric.labels(**labels).inc()
+    series = metric_window.series(metric)
+    try:
+        with context.redis.pipeline(transaction=False) as pipe:
+            metric_window.count(pipe, series, labels, context.clock.now())
+            pipe.execute()
+    except RedisError as exc:  # /metrics still counts it; the console's window misses one
+        log.warning("metric_window_failed", series=series, error=type(exc).__name__)
 
 
 def _alerts_of(routing: Routing) -> AlertConfig | None:
@@ -162,7 +178,7 @@ class AlertBook:
         try:
             target.send(alert.to_event(), delivery_id=f"{alert.alert_id}:{handler}", http=context.http)
         except Exception as exc:  # logged, never dead-lettered or alerted on: an alert cannot recurse
-            context.metrics.alerts.labels(handler, "failed").inc()
+            counted(context, context.metrics.alerts, handler=handler, outcome="failed")
             self.schedule_flush(handler, self.config.interval_seconds)
             error = REDACTOR.redact(getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")[:ERROR_CHARS]
             log.error(
@@ -173,7 +189,7 @@ class AlertBook:
         for field, n in raw.items():
             args += [field, n]
         self.redis.eval(_SUBTRACT_LUA, 1, counts_key, *args)
-        context.metrics.alerts.labels(handler, "sent").inc()
+        counted(context, context.metrics.alerts, handler=handler, outcome="sent")
         log.warning("alert_sent", alert_id=alert.alert_id, kinds=alert.kinds, title=alert.title)
         return "sent"
 

@@ -12,7 +12,8 @@
     branch_health(redis, settings, project=, ref=)   the transition state of every ref
     purge_dead_letter(redis, settings, delivery_id)
     replay_dead_letters(redis, settings, handler=, reason=)     bulk replay by filter
-    overview(redis, settings)                       events per minute, outcomes, queues, workers
+    overview(redis, settings)                       events per minute, outcomes, queues, workers, and the
+                                                    shipped alert rules evaluated now (workers/alert_rules.py)
     event_document(redis, settings, event_id)       the record and the stored enriched event
 
 What they return is what the CLI's `--json` and the admin API show, one shape for both:
@@ -32,6 +33,7 @@ from rq import Worker
 
 from config.errors import CircleCIEventsError, ConfigurationError
 from config.settings import Settings
+from workers import alert_rules
 from workers.delivery.dead_letters import DEAD_INDEX, UNDECODABLE, DeadLetter, DeadLetters
 from workers.delivery.jobs import delivery_id_of
 from workers.delivery.lock import DeliveryLock
@@ -39,7 +41,8 @@ from workers.delivery.replay import replay_dead_letter as replay_letter
 from workers.delivery.replay import replay_event
 from workers.event_index import EVENTS_INDEX, MAX_WALK, EventQuery, in_every_index, index_for, index_key, walk
 from workers.message import Message
-from workers.ref_states import read_states
+from workers.metric_window import Labels
+from workers.ref_states import MAX_STATES, read_states
 from workers.routes_file import load_routes
 from workers.store import EventStore, text
 from workers.timestamps import iso_time
@@ -268,10 +271,11 @@ def find_events(
 
 
 def branch_health(
-    redis: Redis, settings: Settings, *, project: str | None = None, ref: str | None = None
+    redis: Redis, settings: Settings, *, project: str | None = None, ref: str | None = None, limit: int = MAX_STATES
 ) -> list[dict[str, Any]]:
-    """The transition state of every (project, ref, workflow) the worker keeps, as plain data."""
-    return [state.to_dict() for state in read_states(redis, project=project, ref=ref)]
+    """The transition state of every (project, ref, workflow) the worker keeps, as plain data; of the
+    `limit` most recently written."""
+    return [state.to_dict() for state in read_states(redis, project=project, ref=ref, limit=limit)]
 
 
 def purge_dead_letter(redis: Redis, settings: Settings, delivery_id: str) -> None:
@@ -301,7 +305,8 @@ def replay_dead_letters(
 def overview(redis: Redis, settings: Settings, *, now: float | None = None) -> dict[str, Any]:
     """The numbers an operator glances at: events received in the last minute and hour, handler
     outcomes of the last hour (from the outcome indexes), dead letters, queue depths, and the live
-    RQ workers with their last heartbeat."""
+    RQ workers with their last heartbeat; `alerts`: each rule of config/prometheus-alerts.yaml with
+    its state now, from the numbers /metrics counts (the queue depths read here are its gauge)."""
     now = time.time() if now is None else now
     hour = now - 3600
     outcomes = ("delivered", "retrying", "dead_lettered", "rejected", "queued")
@@ -323,13 +328,17 @@ def overview(redis: Redis, settings: Settings, *, now: float | None = None) -> d
          if w.last_heartbeat else None}
         for w in Worker.all(connection=redis)
     ]  # fmt: skip
+    queue_depths = {name.removeprefix("rq:queue:"): int(d) for name, d in zip(names, depths, strict=True)}
+    depth: dict[Labels, float] = {(("queue", name),): float(d) for name, d in queue_depths.items()}
+    gauges = {"circleci_events_queue_depth": depth}
     return {
         "events_last_minute": int(minute),
         "events_last_hour": int(last_hour),
         "outcomes_last_hour": dict(zip(outcomes, (int(c) for c in counts), strict=True)),
         "dead_letters": int(dead),
-        "queues": {name.removeprefix("rq:queue:"): int(d) for name, d in zip(names, depths, strict=True)},
+        "queues": queue_depths,
         "workers": sorted(workers, key=lambda w: w["name"]),
+        "alerts": alert_rules.evaluate(alert_rules.Observed(redis, now, gauges)),
     }
 
 

@@ -10,7 +10,7 @@ failing), last_success_number, web_url.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -40,7 +40,9 @@ class RefState:
     web_url: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # its fields are scalars: a shallow copy (dataclasses.asdict deep-copies each, 3x slower, and
+        # was half of what a page of 300 states cost)
+        return dict(vars(self))
 
 
 def triple_of(key: str) -> tuple[str, str, str] | None:

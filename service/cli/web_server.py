@@ -72,6 +72,7 @@ class WebConfig(uvicorn.Config):
         from service.app import create_app
         from service.http_protocol import ClientConnections, guarded_http_protocol
         from service.metrics import WebMetrics
+        from service.trusted_proxies import PeerAddress
 
         settings = load_settings(role="web")  # a process of the manager starts with nothing configured
         app = create_app(settings, web_metrics=WebMetrics(shared_dir=self.metrics_dir))
@@ -87,6 +88,8 @@ class WebConfig(uvicorn.Config):
             ),
         )
         super().load()
+        # outside uvicorn's proxy headers, which replace the client with X-Forwarded-For's: the peer itself
+        self.loaded_app = PeerAddress(self.loaded_app)
         log.info("web_started", version=version(), pid=os.getpid(), processes=self.workers, host=settings.host,
                  port=settings.port, queue=settings.events_queue, secrets=len(settings.webhook_secrets),
                  max_connections=settings.web_max_connections)  # fmt: skip

@@ -20,9 +20,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from config.errors import RedisUnavailable
+from config.log_sampler import LogSampler
 from config.settings import Settings
+from service.console.proxy_user import ProxyUser
 from service.console.session import COOKIE, PATH, Session, SessionSigner, csrf_ok
 from service.login_limit import LoginLimit
+from service.trusted_proxies import peer_of
 from workers import operations
 from workers.timestamps import parse_time
 
@@ -58,16 +61,38 @@ class Access:
         assert settings.admin_token is not None
         self.signer = SessionSigner(str(settings.admin_token), lifetime=settings.ui_session_seconds)
         self.limit = limit or LoginLimit()
+        header = settings.console_user_header
+        self.proxy = ProxyUser(header, settings.trusted_proxies, log_sampler=LogSampler()) if header else None
+
+    def session_of(self, request: Request) -> tuple[Session | None, str | None]:
+        """The request's session, and a new cookie when a trusted proxy names a user the cookie is
+        not for (the proxy's word starts the user's session: no login form behind SSO)."""
+        session = self.signer.read(request.cookies.get(COOKIE))
+        user = self.proxy.user_of(request) if self.proxy is not None else None
+        if user is None or (session is not None and session.user == user):
+            return session, None
+        cookie, session = self.signer.issue(user=user)
+        log.info("console_login", client=peer_of(request), user=user, via="proxy")
+        return session, cookie
+
+    def set_cookie(self, request: Request, response: Response, cookie: str) -> None:
+        response.set_cookie(
+            COOKIE, cookie, max_age=self.signer.lifetime, path=PATH, httponly=True, samesite="strict",
+            secure=request.url.scheme == "https",
+        )  # fmt: skip
 
     def page(self, view: View) -> Callable[[Request], Awaitable[Response]]:
         """A GET view: with a session, else a redirect to the login form (nothing of the page shown)."""
 
         async def endpoint(request: Request) -> Response:
-            session = self.signer.read(request.cookies.get(COOKIE))
+            session, cookie = self.session_of(request)
             if session is None:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"{PATH}/login?next={quote(target, safe='')}", status_code=303)
-            return await guarded(view, request, session)
+            response = await guarded(view, request, session)
+            if cookie is not None:
+                self.set_cookie(request, response, cookie)
+            return response
 
         return endpoint
 
@@ -75,13 +100,13 @@ class Access:
         """A form post: a session and its CSRF token, else 403 and nothing done."""
 
         async def endpoint(request: Request) -> Response:
-            session = self.signer.read(request.cookies.get(COOKIE))
+            session, cookie = self.session_of(request)
             form = await form_of(request)
             request.state.form = form
             if session is None:
                 return render(request, "denied.html", {"reason": "Your session has expired: log in again."}, 403)
-            if not csrf_ok(session, form.get("csrf")):
-                log.warning("console_csrf_rejected", path=request.url.path)
+            if cookie is not None or not csrf_ok(session, form.get("csrf")):  # a new session: no form has its token
+                log.warning("console_csrf_rejected", path=request.url.path, user=session.who)
                 return render(request, "denied.html", {"reason": "The form's CSRF token is missing or wrong."}, 403)
             return await guarded(view, request, session)
 
@@ -104,12 +129,9 @@ class Access:
             log.warning("console_login_failed", client=client)
             return render(request, "login.html", {"next": target, "error": "That is not the admin token."}, 401)
         cookie, _ = self.signer.issue()
-        log.info("console_login", client=client)
+        log.info("console_login", client=client, via="token")
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(
-            COOKIE, cookie, max_age=self.signer.lifetime, path=PATH, httponly=True, samesite="strict",
-            secure=request.url.scheme == "https",
-        )  # fmt: skip
+        self.set_cookie(request, response, cookie)
         return response
 
     async def logout(self, request: Request, session: Session) -> Response:

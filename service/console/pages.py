@@ -21,6 +21,7 @@ from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlencode
 
+import structlog
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -37,9 +38,14 @@ from service.login_limit import LoginLimit
 from service.store_call import store_call
 from workers import operations
 from workers.event_index import EventQuery
+from workers.ref_states import MAX_STATES
 
+log = structlog.get_logger("service.console")
 MAX_FILTER_CHARS = 200
 PAGE = 50
+LETTERS_READ = 1000  # the newest dead letters a filter and a bulk replay look through
+LETTERS_SHOWN = 100
+BRANCH_CELLS = 500  # the refs built most recently, without a filter
 NOTICES = {
     "replayed": "Queued again: watch the attempts below.",
     "purged": "The dead letter is purged.",
@@ -126,7 +132,8 @@ def rendered_now(settings: Settings, event: dict[str, Any] | None) -> tuple[list
 async def replay_event(request: Request, session: Session) -> Response:
     event_id = request.path_params["event_id"]
     handler = request.state.form.get("handler") or None
-    await store_call(request, operations.replay, event_id, handler=handler, force=False)
+    replayed = await store_call(request, operations.replay, event_id, handler=handler, force=False)
+    log.info("console_replay", user=session.who, event_id=event_id, handler=handler, queued=replayed["queued"])
     return RedirectResponse(f"{PATH}/events/{event_id}?done=replayed", status_code=303)
 
 
@@ -136,29 +143,35 @@ def letter_filter(values: Any) -> dict[str, str]:
 
 async def dead_letters(request: Request, session: Session) -> Response:
     chosen = letter_filter(request.query_params)
-    letters = await store_call(request, operations.dead_letters, limit=1000)
-    shown = [x for x in letters if all(not v or x[k] == v for k, v in chosen.items())]
-    context = base(request, session, letters=shown, total=len(letters), chosen=chosen, query=urlencode(chosen))
+    letters = await store_call(request, operations.dead_letters, limit=LETTERS_READ)
+    matching = [x for x in letters if all(not v or x[k] == v for k, v in chosen.items())]
+    # the filter offers the handlers and reasons of the letters read, and keeps a chosen one that has none left
+    choices = {k: sorted({x[k] for x in letters} | ({v} if v else set())) for k, v in chosen.items()}
+    context = base(request, session, letters=matching[:LETTERS_SHOWN], matching=len(matching), total=len(letters),
+                   chosen=chosen, choices=choices, query=urlencode(chosen))  # fmt: skip
     return render(request, "dead_letters.html", context)
 
 
 async def confirm_bulk(request: Request, session: Session) -> Response:
     chosen = letter_filter(request.query_params)
-    letters = await store_call(request, operations.dead_letters, limit=1000)
+    letters = await store_call(request, operations.dead_letters, limit=LETTERS_READ)
     count = sum(all(not v or x[k] == v for k, v in chosen.items()) for x in letters)
     return render(request, "confirm.html", base(request, session, kind="bulk", chosen=chosen, count=count))
 
 
 async def replay_bulk(request: Request, session: Session) -> Response:
     chosen = letter_filter(request.state.form)
-    await store_call(request, operations.replay_dead_letters, handler=chosen["handler"] or None,
-                     reason=chosen["reason"] or None)  # fmt: skip
+    done = await store_call(request, operations.replay_dead_letters, handler=chosen["handler"] or None,
+                            reason=chosen["reason"] or None)  # fmt: skip
+    log.info("console_dead_letters_replay", user=session.who, **chosen, queued=len(done["queued"]),
+             skipped=len(done["skipped"]))  # fmt: skip
     return RedirectResponse(f"{PATH}/dead-letters?done=bulk", status_code=303)
 
 
 async def replay_letter(request: Request, session: Session) -> Response:
     delivery_id = request.path_params["delivery_id"]
-    await store_call(request, operations.replay_dead_letter, delivery_id)
+    job_id = await store_call(request, operations.replay_dead_letter, delivery_id)
+    log.info("console_dead_letter_replay", user=session.who, delivery_id=delivery_id, job_id=job_id)
     return RedirectResponse(f"{PATH}/dead-letters?done=letter-replayed", status_code=303)
 
 
@@ -169,15 +182,21 @@ async def confirm_purge(request: Request, session: Session) -> Response:
 
 
 async def purge_letter(request: Request, session: Session) -> Response:
-    await store_call(request, operations.purge_dead_letter, request.path_params["delivery_id"])
+    delivery_id = request.path_params["delivery_id"]
+    await store_call(request, operations.purge_dead_letter, delivery_id)
+    log.info("console_dead_letter_purge", user=session.who, delivery_id=delivery_id)
     return RedirectResponse(f"{PATH}/dead-letters?done=purged", status_code=303)
 
 
 async def branches(request: Request, session: Session) -> Response:
     project = (request.query_params.get("project") or "")[:MAX_FILTER_CHARS] or None
     branch = (request.query_params.get("branch") or "")[:MAX_FILTER_CHARS] or None
-    states = await store_call(request, operations.branch_health, project=project, ref=branch)
-    context = base(request, session, states=states, project=project or "", branch=branch or "")
+    limit = MAX_STATES if project or branch else BRANCH_CELLS + 1  # a filter picks from every stored ref
+    states = await store_call(request, operations.branch_health, project=project, ref=branch, limit=limit)
+    shown = sorted(states[:BRANCH_CELLS], key=lambda s: s["status"] == "success")  # failing first, else as read
+    failing = sum(s["status"] != "success" for s in shown)
+    context = base(request, session, states=shown, failing=failing, more=len(states) > BRANCH_CELLS,
+                   cells=BRANCH_CELLS, project=project or "", branch=branch or "")  # fmt: skip
     return render(request, "branches.html", context)
 
 

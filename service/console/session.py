@@ -1,6 +1,10 @@
 """The console's session: a signed cookie, nothing kept on the server (web processes keep no state).
 
-    cie_session = base64url(JSON {"exp": epoch seconds, "csrf": 32 hex}) "." hex(HMAC-SHA256)
+    cie_session = base64url(JSON {"exp": epoch seconds, "csrf": 32 hex, "user": name or null})
+                  "." hex(HMAC-SHA256)
+
+`user` is the name a trusted SSO proxy gave (service/console/proxy_user.py); null for a login with
+the admin token.
 
 The key is derived from ADMIN_TOKEN, so changing the token ends every session. The cookie is
 HttpOnly, SameSite=Strict, Path=/ui, Secure when the request came over https, and lives
@@ -29,6 +33,12 @@ PATH = "/ui"
 class Session:
     expires: float
     csrf: str
+    user: str | None = None  # None: logged in with the admin token
+
+    @property
+    def who(self) -> str:
+        """Who acts, for log lines: the proxy's user, or the admin token."""
+        return self.user if self.user is not None else "(admin token)"
 
 
 class SessionSigner:
@@ -42,9 +52,11 @@ class SessionSigner:
     def token_matches(self, given: str) -> bool:
         return hmac.compare_digest(given.strip().encode(), self.admin_token)
 
-    def issue(self, *, now: float | None = None) -> tuple[str, Session]:
-        session = Session(expires=(time.time() if now is None else now) + self.lifetime, csrf=secrets.token_hex(16))
-        payload = base64.urlsafe_b64encode(json.dumps({"exp": session.expires, "csrf": session.csrf}).encode())
+    def issue(self, *, now: float | None = None, user: str | None = None) -> tuple[str, Session]:
+        expires = (time.time() if now is None else now) + self.lifetime
+        session = Session(expires=expires, csrf=secrets.token_hex(16), user=user)
+        data = {"exp": session.expires, "csrf": session.csrf, "user": user}
+        payload = base64.urlsafe_b64encode(json.dumps(data).encode())
         return f"{payload.decode()}.{self._sign(payload)}", session
 
     def read(self, cookie: str | None, *, now: float | None = None) -> Session | None:
@@ -56,8 +68,11 @@ class SessionSigner:
             return None
         try:
             data = json.loads(base64.urlsafe_b64decode(payload.encode()))
-            session = Session(expires=float(data["exp"]), csrf=str(data["csrf"]))
-        except (binascii.Error, ValueError, KeyError, TypeError):
+            user = data.get("user")
+            session = Session(
+                expires=float(data["exp"]), csrf=str(data["csrf"]), user=None if user is None else str(user)
+            )
+        except (binascii.Error, ValueError, KeyError, TypeError, AttributeError):
             return None
         return session if session.expires > (time.time() if now is None else now) else None
 

@@ -217,6 +217,20 @@ def test_replay_a_dead_letter_and_see_it_delivered(page: webdriver.Chrome, syste
     assert [o.text for o in outcomes] == ["delivered"]
 
 
+def test_a_dead_letter_fires_its_alert_on_the_overview(page: webdriver.Chrome, system: System) -> None:
+    log_in(page, system, "/ui/")
+    rule = "tr[data-alert='CircleCIEventsDeadLetters']"
+    assert "alert-inactive" in str(page.find_element(By.CSS_SELECTOR, rule).get_attribute("class"))
+    system.sink.add_fault(path="/slack/ops", kind="bad_request", times=1)  # refused: dead-lettered at once
+    event = system.post()
+    system.wait_outcome(event["event_id"], "rejected")
+    page.refresh()
+    row = page.find_element(By.CSS_SELECTOR, rule)
+    assert "alert-firing" in str(row.get_attribute("class"))
+    assert "firing" in row.text and "circleci-events dead-lettered deliveries (rejected)" in row.text
+    screenshot(page, "overview-alert")
+
+
 def test_branch_grid_turns_red_then_green(page: webdriver.Chrome, system: System) -> None:
     red = system.post(branch="main", number=200)
     wait_until(lambda: read_states(system.redis), "the state of main", WAIT)

@@ -161,3 +161,17 @@ def test_redis_down_is_503_in_the_error_format(redis_url: str) -> None:
         answer = client.get("/cc.xml", headers=BEARER)
     assert answer.status_code == 503
     assert answer.json()["error_code"] == "redis_unavailable"
+
+
+def test_the_feed_reads_the_state_index_and_scans_no_keyspace(
+    client: TestClient, transitions: TransitionStore, redis_url: str
+) -> None:
+    for number, ref in enumerate(["main", "develop", "release"], 1):
+        record(transitions, "failed", number, ref=ref)
+    stats = redis.Redis.from_url(redis_url)
+    stats.config_resetstat()
+    for query in ("", "?project=gh/acme/api", "?project=gh/acme/api&branch=main"):
+        assert client.get("/cc.xml" + query, headers=BEARER).status_code == 200
+    ran = {name.removeprefix("cmdstat_") for name in stats.info("commandstats")}
+    stats.close()
+    assert ran and not ran & {"scan", "keys", "hscan", "sscan", "zscan"}, sorted(ran)

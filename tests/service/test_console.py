@@ -4,6 +4,7 @@ sent and say so when Redis is away."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -14,11 +15,14 @@ from starlette.testclient import TestClient
 
 from config.settings import Settings
 from service.app import create_app
+from service.console.pages import BRANCH_CELLS, LETTERS_SHOWN
 from service.console.session import COOKIE, SessionSigner
 from service.login_limit import BURST
+from service.signature import sign
 from tests.conftest import SECRET
 from tests.service.delivery_flow import DeliveryFlow
 from workers.delivery.dead_letters import DeadLetter, DeadLetters
+from workers.transition import TransitionStore
 
 pytestmark = pytest.mark.integration
 
@@ -124,6 +128,15 @@ def test_a_forged_or_altered_session_is_no_session(anonymous: TestClient, cookie
     assert anonymous.get("/ui/events", follow_redirects=False).status_code == 303
 
 
+@pytest.mark.parametrize("page", PAGES)
+def test_an_expired_session_cookie_sends_to_the_login_form_and_shows_nothing(anonymous: TestClient, page: str) -> None:
+    expired, _ = SessionSigner(TOKEN, lifetime=3600).issue(now=time.time() - 3601)
+    anonymous.cookies.set(COOKIE, expired, path="/ui")
+    answer = anonymous.get(page, follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/ui/login?next=")
+    assert answer.text == ""
+
+
 def test_an_expired_session_is_no_session() -> None:
     signer = SessionSigner(TOKEN, lifetime=60)
     cookie, _ = signer.issue(now=1000.0)
@@ -189,6 +202,84 @@ def test_every_answer_carries_the_security_headers(console: TestClient) -> None:
 def test_every_page_loads(console: TestClient, flow: DeliveryFlow, page: str) -> None:
     flow.deliver(flow.event())
     assert console.get(page).status_code == 200
+
+
+def test_the_overview_shows_the_alert_rules_that_would_fire_now(console: TestClient, flow: DeliveryFlow) -> None:
+    quiet = console.get("/ui/").text
+    assert 'class="alert-inactive" data-alert="CircleCIEventsWebhookSignatureFailures"' in quiet
+    body = json.dumps(flow.event()).encode()
+    for _ in range(6):  # the rule: more than 5 in 15 minutes
+        refused = console.post("/webhooks/circleci", content=body, headers={
+            "content-type": "application/json", "circleci-signature": sign(body, "not-the-secret-" * 2)})  # fmt: skip
+        assert refused.status_code == 401
+    page = console.get("/ui/").text
+    assert 'class="alert-firing" data-alert="CircleCIEventsWebhookSignatureFailures"' in page
+    assert "circleci-events refuses webhook deliveries for their signature" in page
+    assert 'class="alert-inactive" data-alert="CircleCIEventsDeadLetters"' in page
+
+
+KEYSPACE_SCANS = ("scan", "keys", "hscan", "sscan", "zscan")
+
+
+def test_no_page_scans_the_keyspace(console: TestClient, flow: DeliveryFlow) -> None:
+    """Lists, filters, the overview's alerts and the feed read indexes: Redis counts every command
+    it ran (INFO commandstats), and SCAN or KEYS is none of them."""
+    events = [flow.deliver(flow.event(branch=f"b-{i}")) for i in range(3)]
+    DeadLetters(flow.redis, ttl=3600).put(DeadLetter("e1:ops", "e1", "ops", "rejected", dead_at=time.time()))
+    paths = [*PAGES, f"/ui/events/{events[0]['event_id']}", "/ui/dead-letters/e1:ops/purge",
+             "/ui/dead-letters/replay?handler=ops",
+             *(f"/ui/events?{field}=x" for field in ("project", "branch", "workflow", "status", "transition",
+                                                     "outcome", "pipeline", "id_prefix"))]  # fmt: skip
+    flow.redis.config_resetstat()
+    for path in paths:
+        assert console.get(path).status_code == 200, path
+    ran = {name.removeprefix("cmdstat_") for name in flow.redis.info("commandstats")}
+    assert "zrevrangebyscore" in ran or "zrange" in ran, f"the pages read Redis: {sorted(ran)}"
+    assert not ran & set(KEYSPACE_SCANS), sorted(ran)
+
+
+def test_the_dead_letters_page_shows_the_newest_hundred_and_counts_the_rest(
+    console: TestClient, flow: DeliveryFlow
+) -> None:
+    letters = DeadLetters(flow.redis, ttl=3600)
+    for n in range(LETTERS_SHOWN + 5):
+        letters.put(DeadLetter(f"e{n}:ops", f"e{n}", "ops", "rejected", dead_at=time.time() - 1000 + n))
+    page = console.get("/ui/dead-letters").text
+    assert page.count('class="replay"') == LETTERS_SHOWN
+    assert f'/ui/events/e{LETTERS_SHOWN + 4}"' in page and '/ui/events/e0"' not in page, "newest first"
+    assert f"The newest {LETTERS_SHOWN} of {LETTERS_SHOWN + 5} matching" in page
+    assert f"Replay all {LETTERS_SHOWN + 5} matching" in page
+
+
+def test_the_branch_grid_shows_the_refs_built_most_recently(console: TestClient, flow: DeliveryFlow) -> None:
+    states = TransitionStore(flow.redis)
+    for n in range(BRANCH_CELLS + 1):
+        states.record(project="gh/acme/api", ref=f"b-{n}", workflow="build", status="success", pipeline_number=n,
+                      happened_at="2026-12-01T10:00:00Z")  # fmt: skip
+    page = console.get("/ui/branches").text
+    assert page.count('<div class="cell') == BRANCH_CELLS
+    assert "filter by project or branch to see others" in page
+    filtered = console.get("/ui/branches", params={"branch": "b-0"}).text
+    assert filtered.count('<div class="cell') == 1 and "see others" not in filtered
+
+
+def test_the_branch_grid_puts_failing_refs_first_and_counts_them(console: TestClient, flow: DeliveryFlow) -> None:
+    states = TransitionStore(flow.redis)
+    for ref, status in [("a-green", "success"), ("b-red", "failed"), ("c-green", "success")]:
+        states.record(project="gh/acme/api", ref=ref, workflow="build", status=status, pipeline_number=1,
+                      happened_at="2026-12-01T10:00:00Z")  # fmt: skip
+    page = console.get("/ui/branches").text
+    assert re.findall(r'data-ref="gh/acme/api :: ([a-z-]+) :: build"', page) == ["b-red", "a-green", "c-green"]
+    assert '<span class="bad">1 failing</span> · 2 passing' in page
+
+
+def test_the_dead_letter_filter_offers_the_handlers_and_reasons_kept(console: TestClient, flow: DeliveryFlow) -> None:
+    letters = DeadLetters(flow.redis, ttl=3600)
+    letters.put(DeadLetter("e1:ops", "e1", "ops", "rejected", dead_at=time.time()))
+    letters.put(DeadLetter("e1:pager", "e1", "pager", "retry_budget_exhausted", dead_at=time.time()))
+    page = console.get("/ui/dead-letters", params={"reason": "rejected"}).text
+    assert re.findall(r'<option value="([a-z_]+)"', page) == ["ops", "pager", "rejected", "retry_budget_exhausted"]
+    assert '<option value="rejected" selected>' in page and page.count('class="replay"') == 1
 
 
 def test_events_filter_and_page_newest_first(console: TestClient, flow: DeliveryFlow) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import fakeredis
 import pytest
@@ -21,9 +22,11 @@ from service.signature import sign
 from tests.clock import FakeClock
 from tests.conftest import FIXTURES, SECRET, down_async, fresh
 from tests.service.conftest import signed
+from workers import metric_window
 from workers.context import WorkerContext, installed
 
 URL = "/webhooks/circleci"
+SIGNATURE_FAILURES = "circleci_events_signature_failures_total"
 ERROR_KEYS = {"error_code", "message", "details", "request_id"}
 
 
@@ -242,6 +245,17 @@ def test_health_ready_and_metrics(client, workflow_payload) -> None:
     assert "circleci_events_signature_failures_total 1.0" in text
     assert 'circleci_events_queue_depth{queue="events"} 1.0' in text
     assert "circleci_events_enqueue_seconds_count 2.0" in text  # the duplicate asked Redis too
+
+
+def test_a_signature_failure_is_counted_for_the_consoles_alert_rules_as_on_metrics(
+    client, workflow_payload, fake_server
+) -> None:
+    for _ in range(3):
+        client.post(URL, **signed(workflow_payload, secret="nope"))
+    on_metrics = client.get("/metrics").text
+    counted = metric_window.increase(fakeredis.FakeRedis(server=fake_server), SIGNATURE_FAILURES, 60, time.time())
+    assert "circleci_events_signature_failures_total 3.0" in on_metrics
+    assert counted == {(): 3}
 
 
 def test_the_app_refuses_to_start_without_a_secret() -> None:

@@ -22,7 +22,7 @@ from rq.serializers import JSONSerializer
 from structlog.testing import capture_logs
 
 from config.settings import Settings
-from workers import alerts
+from workers import alerts, metric_window
 from workers.alerts import GATHER_SECONDS, AlertBook, flush_alerts
 from workers.context import WorkerContext, installed
 from workers.delivery.dead_letters import DeadLetter, DeadLetters
@@ -112,6 +112,22 @@ def test_a_burst_of_dead_letters_is_one_message_with_the_counts_and_the_reasons(
     assert not watched.redis.exists(AlertBook.key("ops", "counts")), "what was told is not told again"
     assert watched.metric("circleci_events_dead_letters_total", reason="retry_budget_exhausted") == 2
     assert watched.metric("circleci_events_alerts_total", handler="ops", outcome="sent") == 1
+
+
+def test_what_metrics_counts_is_counted_per_minute_for_the_consoles_alert_rules(watched: Watched) -> None:
+    watched.dead_letter("rejected")
+    watched.dead_letter("rejected")
+    alerts.enriched(watched.context, {"enrichment": {"error_code": "circleci_forbidden"}, "project": {"slug": "p"}})
+    watched.answer = lambda: httpx.Response(500, text="down")
+    assert watched.flush() == "failed"
+    now = watched.context.clock.now()
+    for series, labels in [
+        ("circleci_events_dead_letters_total", {"reason": "rejected"}),
+        ("circleci_events_enrichments_total", {"outcome": "circleci_forbidden"}),
+        ("circleci_events_alerts_total", {"handler": "ops", "outcome": "failed"}),
+    ]:
+        counted = metric_window.increase(watched.redis, series, 60, now)
+        assert counted == {tuple(sorted(labels.items())): watched.metric(series, **labels)} != {}, series
 
 
 def test_within_the_interval_nothing_more_is_sent_and_the_next_message_counts_what_came_since(

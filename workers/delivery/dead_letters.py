@@ -15,7 +15,7 @@ job with its traceback.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
@@ -43,7 +43,8 @@ class DeadLetter:
     dead_at: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # scalars only: a shallow copy, as RefState.to_dict (asdict deep-copies each field)
+        return dict(vars(self))
 
     @classmethod
     def from_hash(cls, raw: Mapping[Any, Any]) -> DeadLetter:

@@ -1,0 +1,54 @@
+"""The alerting counters, counted per minute in Redis: what a window holds, and how long they are kept."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from workers import metric_window
+
+DEAD = "circleci_events_dead_letters_total"
+NOW = 1_800_000_030.0  # 30 s into a minute
+
+
+def counted(redis: fakeredis.FakeRedis, at: float, n: int = 1, **labels: str) -> None:
+    with redis.pipeline() as pipe:
+        metric_window.count(pipe, DEAD, labels, at, n)
+        pipe.execute()
+
+
+def test_a_window_adds_up_the_minutes_it_touches_per_label_set() -> None:
+    redis = fakeredis.FakeRedis()
+    counted(redis, NOW, reason="rejected")
+    counted(redis, NOW - 120, 2, reason="rejected")
+    counted(redis, NOW - 300, reason="retry_budget_exhausted")
+    counted(redis, NOW - 16 * 60, 5, reason="rejected")  # before the window
+    assert metric_window.increase(redis, DEAD, 15 * 60, NOW) == {
+        (("reason", "rejected"),): 3,
+        (("reason", "retry_budget_exhausted"),): 1,
+    }
+
+
+def test_the_oldest_minute_of_a_window_counts_whole() -> None:
+    redis = fakeredis.FakeRedis()
+    counted(redis, NOW - 60, reason="x")  # 30 s into the minute that began 90 s ago
+    assert metric_window.increase(redis, DEAD, 75, NOW) == {(("reason", "x"),): 1}
+    assert metric_window.increase(redis, DEAD, 20, NOW) == {}
+
+
+def test_counts_expire_after_the_longest_window() -> None:
+    redis = fakeredis.FakeRedis()
+    counted(redis, NOW, reason="x")
+    (key,) = redis.keys(f"{metric_window.PREFIX}*")
+    assert 0 < redis.ttl(key) <= metric_window.TTL_SECONDS
+
+
+def test_only_the_counters_the_rules_watch_are_counted() -> None:
+    with pytest.raises(ValueError, match="COUNTED"):
+        metric_window.count(fakeredis.FakeRedis().pipeline(), "circleci_events_deliveries_total", {}, NOW)
+
+
+def test_a_counters_series_is_its_name_with_total() -> None:
+    counter = Counter("circleci_events_dead_letters", "d", ["reason"], registry=CollectorRegistry())
+    assert metric_window.series(counter) == DEAD
