@@ -40,13 +40,28 @@ from workers.circleci.client import CircleCIClient
 TRANSPORT_OPTIONS: dict[str, Any] = {"max_wait": 60.0, "deadline": 120.0}
 
 
-def read_secret(value: str | None) -> str | None:
-    """A secret given as a value, or `-` for standard input (kept out of shell history)."""
-    if value == "-":
-        value = sys.stdin.read().rstrip("\n")
-    if value is not None and not value.strip():
-        fail("the signing secret is empty", EXIT_USAGE)
-    return value
+def read_secret(value: str | None, file: IO[str] | None = None) -> str | None:
+    """A secret from standard input (`--secret -`) or a file (`--secret-file`), never the command
+    line itself, where ps and shell history show it: a value there is refused and not shown."""
+    if value is not None and value != "-":
+        fail(
+            "the signing secret is read from standard input (--secret -) or a file (--secret-file FILE), never "
+            "from the command line (ps and shell history show it); the value given is not used or shown",
+            EXIT_USAGE,
+        )
+    if value is not None and file is not None:
+        fail("give the signing secret once: --secret - (standard input) or --secret-file FILE", EXIT_USAGE)
+    if value is None and file is None:
+        return None
+    return secret_from(sys.stdin if file is None else file)
+
+
+def secret_from(stream: IO[str], what: str = "the signing secret") -> str:
+    """The secret a stream holds, without its line ending; an empty one is refused."""
+    secret = stream.read().rstrip("\r\n")
+    if not secret.strip():
+        fail(f"{what} is empty", EXIT_USAGE)
+    return secret
 
 
 def parse_targets(lines: Iterable[str]) -> list[str]:
@@ -168,7 +183,11 @@ def list_webhooks(
 @webhooks.command()
 @projects_option
 @URL
-@click.option("--secret", help="The signing secret (default: the first of CIRCLECI_WEBHOOK_SECRETS); - reads stdin.")
+@click.option(
+    "--secret", metavar="-", help="Read the signing secret from standard input (default: the first of "
+    "CIRCLECI_WEBHOOK_SECRETS); a value here is refused: ps and shell history show it."
+)  # fmt: skip
+@click.option("--secret-file", type=click.File("r"), help="Read the signing secret from FILE.")
 @click.option("--name", default=DEFAULT_NAME, show_default=True, help="The webhook's name in CircleCI.")
 @DRY_RUN
 @JSON
@@ -179,6 +198,7 @@ def ensure(
     from_file: IO[str] | None,
     url: str,
     secret: str | None,
+    secret_file: IO[str] | None,
     name: str,
     dry_run: bool,
     as_json: bool,
@@ -188,11 +208,11 @@ def ensure(
     target = webhook_url(url)
     if not target.startswith("https://"):
         fail(f"--url must be https: CircleCI delivers webhooks over https only, got {url!r}", EXIT_USAGE)
-    secret = read_secret(secret)
+    secret = read_secret(secret, secret_file)
     if secret is None:
         secrets = load_settings(quiet=True).webhook_secrets
         if not secrets:
-            fail("no signing secret: set CIRCLECI_WEBHOOK_SECRETS or pass --secret", EXIT_USAGE)
+            fail("no signing secret: set CIRCLECI_WEBHOOK_SECRETS, or give --secret - or --secret-file", EXIT_USAGE)
         secret = str(secrets[0])
     desired = Desired(url=target, secret=secret, name=name)
     client, projects = resolve(slugs, orgs, from_file)
@@ -256,11 +276,7 @@ def _new_secret(slugs: tuple[str, ...], secret_file: IO[str] | None) -> tuple[tu
     slugs = slugs[1:] if stdin else slugs
     if any(slug.count("/") != 2 for slug in slugs):
         fail("a project is a slug vcs/org/repo, e.g. gh/acme/api; one argument is not (not shown)", EXIT_USAGE)
-    text = sys.stdin.read() if stdin else secret_file.read()  # type: ignore[union-attr]
-    secret = text.rstrip("\r\n")
-    if not secret.strip():
-        fail("the new signing secret is empty", EXIT_USAGE)
-    return slugs, secret
+    return slugs, secret_from(sys.stdin if stdin else secret_file, "the new signing secret")  # type: ignore[arg-type]
 
 
 @webhooks.command()

@@ -67,10 +67,11 @@ def test_ensure_on_an_org_makes_one_webhook_per_project_and_a_rerun_changes_noth
     again = run_cli("webhooks", "ensure", "--url", URL, "--org", "gh/acme", env=env)
 
     assert first.code == again.code == 1  # gh/acme/locked failed both times
-    assert lines(first.out)[:2] == [f"{API}: created", f"{WEB}: created"]
-    assert lines(first.out)[2].startswith(f"{LOCKED}: failed: CircleCI API answered 403")
+    # in the order the org's pipelines name them, newest first: web, locked, api
+    assert lines(first.out)[0::2] == [f"{WEB}: created", f"{API}: created"]
+    assert lines(first.out)[1].startswith(f"{LOCKED}: failed: CircleCI API answered 403")
     assert "3 projects: 2 created, 1 failed" in first.err
-    assert lines(again.out)[:2] == [f"{API}: unchanged", f"{WEB}: unchanged"]
+    assert lines(again.out)[0::2] == [f"{WEB}: unchanged", f"{API}: unchanged"]
     assert writes(simulator) == writes_after_first == 2
     assert simulator.call_count("GET", "/pipeline") == 2 * 3  # every page, each run
     for slug in (API, WEB):
@@ -81,6 +82,21 @@ def test_ensure_on_an_org_makes_one_webhook_per_project_and_a_rerun_changes_noth
             SECRET,
         )
     assert SECRET not in first.out + first.err + again.out + again.err
+
+
+@pytest.mark.parametrize("source", ["stdin", "file"])
+def test_ensure_reads_a_secret_given_to_it_from_stdin_or_a_file_never_argv(sim, tmp_path, source) -> None:
+    simulator, env = sim
+    given = "given-secret-$(rm -rf ~)'\"`x`"  # shell characters are the secret's own
+    (tmp_path / "secret.txt").write_text(given + "\n")
+    how = ["--secret", "-"] if source == "stdin" else ["--secret-file", str(tmp_path / "secret.txt")]
+
+    result = run_cli("webhooks", "ensure", "--url", URL, API, *how, env=env, input=given + "\n")
+
+    assert result.code == 0, result.err
+    [hook] = hooks(simulator, API, url=None)
+    assert hook["signing-secret"] == given
+    assert given not in result.out + result.err
 
 
 def test_ensure_takes_a_base_url_and_projects_from_a_file_and_arguments(sim, tmp_path) -> None:
@@ -370,6 +386,13 @@ def test_remove_deletes_ours_only(sim) -> None:
         (("ensure", "--url", "http://events.example.com", API), {}, 2, "https only"),
         (("ensure", "--url", URL, API), {"CIRCLECI_WEBHOOK_SECRETS": ""}, 2, "no signing secret"),
         (("ensure", "--url", URL, API, "--secret", "-"), {}, 2, "the signing secret is empty"),
+        (("ensure", "--url", URL, API, "--secret", "on-the-command-line-0123"), {}, 2, "never from the command line"),
+        (
+            ("ensure", "--url", URL, API, "--secret", "-", "--secret-file", "/dev/null"),
+            {},
+            2,
+            "give the signing secret once",
+        ),
         (("ensure", "--url", URL, API), {"CIRCLE_TOKEN": ""}, 2, "CIRCLE_TOKEN is not set"),
         (("ensure", "--url", URL, API, WEB), {"CIRCLE_TOKEN": "wrong"}, 1, "401"),
         (("list", "--url", "ftp://x", API), {}, 2, "--url must be an http"),
@@ -385,3 +408,4 @@ def test_bad_input_gets_one_clear_line_and_the_right_exit_code(sim, args, env, c
     assert says in result.err
     assert writes(simulator) == 0
     assert SIM_TOKEN not in result.err + result.out
+    assert "on-the-command-line-0123" not in result.err + result.out
