@@ -14,7 +14,7 @@ import json
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,16 @@ def stable_id(*parts: object) -> str:
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def after(earlier: str) -> str:
+    """Now, or a millisecond after `earlier` when now is not later: pipelines made in one
+    millisecond still have an order, newest first, as CircleCI lists them."""
+    stamp = now()
+    if not earlier or stamp > earlier:
+        return stamp
+    moment = datetime.fromisoformat(earlier.replace("Z", "+00:00")) + timedelta(milliseconds=1)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def mask(secret: str) -> str:
@@ -160,7 +170,7 @@ class Dataset:
         with self.lock:
             key = self.add_project(slug)["slug"]
             mine = [p for p in self.pipelines.values() if p["project_slug"] == key]
-            created = now()
+            created = after(max((p["created_at"] for p in self.pipelines.values()), default=""))
             pipeline: dict[str, Any] = {
                 "id": str(uuid.uuid4()),
                 "state": "created",
