@@ -114,6 +114,11 @@ def test_two_runs_keep_two_records_and_commands_never_guess_between_them(tmp_pat
         assert [p.name for p in (tmp_path / "circleci-events" / "instances").iterdir()] == [f"{first.pid}.json"]
 
 
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 @pytest.mark.e2e
 def test_commands_in_a_fresh_shell_find_the_running_run(tmp_path: Path) -> None:
     with socket.socket() as s:
@@ -136,9 +141,14 @@ def test_commands_in_a_fresh_shell_find_the_running_run(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while instance.choose(settings(tmp_path)) is None or run_cli("events", "list", env=shell).code != 0:
-            assert time.monotonic() < deadline and run.poll() is None, "run did not record itself"
+        deadline = time.monotonic() + 60
+        # recorded (before its web starts), its Redis answering, and its web listening
+        while (
+            instance.choose(settings(tmp_path)) is None
+            or run_cli("events", "list", env=shell).code != 0
+            or not listening(port)
+        ):
+            assert time.monotonic() < deadline and run.poll() is None, "run did not record itself or start its web"
             time.sleep(0.2)
         sent = run_cli("send-test-event", "--status", "failed", "--json", env=shell)
         assert sent.code == 0, sent.err
