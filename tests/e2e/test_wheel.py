@@ -8,6 +8,7 @@ Commands run from an empty folder, so nothing of the clone can be imported.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -45,8 +46,22 @@ def dockerfile_installs() -> list[str]:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bin/ folder of a fresh venv holding the locked dependencies and the wheel."""
-    build = tmp_path_factory.mktemp("wheel")
+    """The bin/ folder of a fresh venv holding the locked dependencies and the wheel, built once for
+    the session: pytest-xdist's workers share it (the first builds it under a lock, the others wait),
+    as its tests use it read-only."""
+    shared = tmp_path_factory.getbasetemp().parent  # the workers' common base directory
+    with open(shared / "wheel.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        build = shared / "wheel"
+        if not (build / "built").exists():
+            shutil.rmtree(build, ignore_errors=True)  # a build cut short
+            build.mkdir()
+            build_wheel_venv(build)
+            (build / "built").touch()
+    return build / "venv" / "bin"
+
+
+def build_wheel_venv(build: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", "dist", str(ROOT)],
         cwd=build,
@@ -61,7 +76,6 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             command, shell=True, cwd=build, env={**os.environ, "PATH": path}, capture_output=True, text=True
         )
         assert done.returncode == 0, f"{command}\n{done.stdout}{done.stderr}"
-    return build / "venv" / "bin"
 
 
 def clean_env(**extra: str) -> dict[str, str]:
