@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -49,7 +49,7 @@ from config.errors import ConfigurationError
 from config.settings import is_loopback
 from config.suggestion import did_you_mean
 from workers.action_buttons import ACTIONS
-from workers.handlers import HANDLER_TYPES, build_handler, identities
+from workers.handlers import HANDLER_TYPES, build_handler, capabilities_of, identities
 from workers.handlers.base import COMMON_OPTIONS, HandlerConfig
 from workers.people import People, Person
 from workers.permissions import GRANT_KEYS, SCOPE_KEYS, WHO_KEYS, Grant, Permissions
@@ -420,6 +420,7 @@ class _Reader:
                 with self.noting():
                     patterns.append(self.pattern(s, item, place, KNOWN_VALUES.get(key)))
             match[key] = tuple(patterns)
+        self.check_capable(node, where, names, declared, options)
         if len(self.problems) > before:
             return None
         return Subscription(
@@ -432,6 +433,31 @@ class _Reader:
             job_replies=options.get("job_replies") == ("true",),
             skip_known_flaky=options.get("skip_known_flaky") == ("true",),
         )
+
+    def check_capable(
+        self,
+        node: yaml.Node,
+        where: str,
+        names: Sequence[str],
+        declared: Mapping[str, HandlerConfig | None],
+        options: Mapping[str, tuple[str, ...]],
+    ) -> None:
+        """`notify:` and `job_replies: true` ask for what only some platforms can do (direct messages,
+        threads): a subscription none of whose handlers can is a value that never does anything."""
+        kinds = {n: config.type for n in names if (config := declared.get(n)) is not None}
+        if not kinds:
+            return  # its handlers have mistakes of their own, already noted
+        wanted = []
+        if options.get("notify"):
+            wanted.append(("notify", "direct_messages", "send direct messages"))
+        if options.get("job_replies") == ("true",):
+            wanted.append(("job_replies", "threads", "reply in threads"))
+        for key, capability, doing in wanted:
+            if not any(getattr(capabilities_of(kind), capability) for kind in kinds.values()):
+                able = sorted(k for k in HANDLER_TYPES if getattr(capabilities_of(k), capability))
+                handlers = ", ".join(f"{n} ({kind})" for n, kind in kinds.items())
+                self.note(node, f"{where}, key {key!r}", f"does nothing here: none of its handlers can {doing} "
+                          f"({handlers}); the types that can: {', '.join(able) or 'none'}")  # fmt: skip
 
     def handler_names(
         self,

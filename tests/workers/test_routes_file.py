@@ -308,13 +308,29 @@ def test_a_bad_person_is_a_configuration_error_with_its_line(tmp_path: Path, ent
 
 
 def test_subscription_options_mentions_and_notify(tmp_path: Path) -> None:
-    text = ("handlers:\n  l: {type: log}\n  m: {type: log}\nsubscriptions:\n"
+    text = ("handlers:\n  l: {type: slack_app, token: xoxb-0000-test, channel: '#ci'}\n  m: {type: log}\n"
+            "subscriptions:\n"
             "  - {name: quiet, handlers: [l], mentions: false, notify: committer, job_replies: true}\n"
             "  - {name: loud, handlers: [l, m]}\n")  # fmt: skip
     loaded = routes(tmp_path, text)
     assert (loaded.mentions_on(event(), "l"), loaded.mentions_on(event(), "m")) == (False, True)
     assert (loaded.notifies(event(), "l"), loaded.notifies(event(), "m")) == ({"committer"}, frozenset())
     assert (loaded.job_replies(event(), "l"), loaded.job_replies(event(), "m")) == (True, False)
+
+
+def test_notify_and_job_replies_on_handlers_that_cannot_are_refused_naming_those_that_can(tmp_path: Path) -> None:
+    text = ("handlers:\n  l: {type: log}\n  t: {type: teams, url: 'https://example.invalid/teams'}\n"
+            "  a: {type: slack_app, token: xoxb-0000-test, channel: '#ci'}\nsubscriptions:\n"
+            "  - {name: nowhere, handlers: [l, t], notify: committer, job_replies: true}\n"
+            "  - {name: somewhere, handlers: [l, a], notify: committer, job_replies: true}\n")  # fmt: skip
+    with pytest.raises(ConfigurationError) as info:
+        routes(tmp_path, text)
+    assert info.value.message.splitlines() == [
+        f"routes file {tmp_path / 'routes.yaml'}, line 6: subscription 'nowhere', key 'notify': does nothing here: "
+        "none of its handlers can send direct messages (l (log), t (teams)); the types that can: slack_app",
+        f"routes file {tmp_path / 'routes.yaml'}, line 6: subscription 'nowhere', key 'job_replies': does nothing "
+        "here: none of its handlers can reply in threads (l (log), t (teams)); the types that can: slack_app",
+    ]  # 'somewhere' has a handler that can: its log handler is simply not asked
 
 
 @pytest.mark.parametrize(
