@@ -385,7 +385,9 @@ class _Reader:
             raise self.error(node, where, f"{value!r} is not one of {', '.join(COMMON_OPTIONS[key])}")
         return value
 
-    def subscription(self, index: int, node: yaml.Node, declared: Mapping[str, object]) -> Subscription | None:
+    def subscription(
+        self, index: int, node: yaml.Node, declared: Mapping[str, HandlerConfig | None]
+    ) -> Subscription | None:
         """One subscription, or None when it has mistakes (each noted); a handler with mistakes is still known."""
         before = len(self.problems)
         items = self.mapping(node, f"subscription #{index + 1}")
