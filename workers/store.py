@@ -7,7 +7,8 @@ Keys (all expire `ttl` seconds after the event was stored):
                                       transition, enrichment, duplicates, handlers, and per handler
                                       `<handler>|outcome`, `|attempts`, `|first_attempt_at`,
                                       `|last_attempt_at`, `|last_status`
-    cie:attempts:<event_id>   list    one JSON entry per delivery attempt, oldest first
+    cie:attempts:<event_id>   list    one JSON entry per delivery attempt, oldest first; a delivered
+                                      one keeps what it sent (`sent`: workers/handlers/transcript.py)
     cie:actions:<event_id>    list    one JSON entry per Slack action on it (workers/actions.py):
                                       at, action, slack_user, outcome, circleci (CircleCI's answer)
     cie:events                zset    event ids scored by receipt time (epoch seconds), for listing
@@ -95,13 +96,17 @@ class EventStore:
         reason: str = "",
         error: str = "",
         seconds: float | None = None,
+        sent: list[dict[str, str]] | None = None,
     ) -> int:
         """Append one delivery attempt (what happened: the status or the error, how long the send
-        took) and update the handler's fields; returns its attempt count."""
+        took; for a delivered one, what it sent: workers/handlers/transcript.py) and update the
+        handler's fields; returns its attempt count."""
         now = self.clock.now()
         key = RECORD_PREFIX + event_id
-        entry = {"handler": handler, "at": now, "outcome": outcome, "status": status, "reason": reason,
+        entry: dict[str, Any] = {"handler": handler, "at": now, "outcome": outcome, "status": status, "reason": reason,
                  "error": error, "seconds": None if seconds is None else round(seconds, 3)}  # fmt: skip
+        if sent:
+            entry["sent"] = sent
         last: dict[Any, Any] = {f"{handler}|last_attempt_at": now, f"{handler}|outcome": outcome,
                 f"{handler}|last_status": "" if status is None else status}  # fmt: skip
         # one handler's attempts are one at a time (the send lock): no transaction needed

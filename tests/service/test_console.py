@@ -20,7 +20,7 @@ from service.console.session import COOKIE, SessionSigner
 from service.login_limit import BURST
 from service.signature import sign
 from tests.conftest import SECRET
-from tests.service.delivery_flow import DeliveryFlow
+from tests.service.delivery_flow import ROUTES, DeliveryFlow
 from workers.delivery.dead_letters import DeadLetter, DeadLetters
 from workers.transition import TransitionStore
 
@@ -329,6 +329,22 @@ def test_the_event_page_shows_attempts_and_replays_one_handler(console: TestClie
     )
     assert answer.status_code == 303
     assert "Queued again" in console.get(answer.headers["location"]).text
+
+
+def test_the_event_page_shows_each_message_as_it_was_sent_after_the_routes_change(
+    console: TestClient, flow: DeliveryFlow
+) -> None:
+    event = flow.deliver(flow.event())
+    [posted] = flow.sink.delivered("/slack/ops")
+    flow.routes_file.write_text(
+        ROUTES.replace('"${SINK}/slack/ops"}', '"${SINK}/slack/ops", template: "now: {{ event.status }}"}')
+    )
+    page = console.get(f"/ui/events/{event['event_id']}").text
+    sent, now = page.split("What a replay would send now")
+    assert sent.count("as it was sent (1 request)") == 2  # ops and audit
+    assert "Transition: broke main" in posted.body["text"] and "Transition: broke main" in sent
+    assert f"POST {flow.env['SINK']}/…" in sent and "/slack/ops" not in page
+    assert "now: failed" in now and "now: failed" not in sent
 
 
 def test_redis_down_shows_a_banner_and_no_stack_trace(flow: DeliveryFlow) -> None:

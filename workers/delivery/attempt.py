@@ -29,6 +29,7 @@ from workers.context import WorkerContext, current
 from workers.delivery.dead_letters import DeadLetter, DeadLetters
 from workers.delivery.jobs import delivery_id_of, enqueue_delivery, job_id_of
 from workers.delivery.lock import DeliveryLock
+from workers.handlers import transcript
 from workers.handlers.base import shown_to
 from workers.routing import Routing
 from workers.store import EventStore, received_epoch
@@ -112,7 +113,8 @@ class DeliveryAttempt:
             self.metrics.attempts.labels(self.handler).inc()
             started = self.clock.monotonic()
             try:
-                target.send(shown_to(target, self.event), delivery_id=self.delivery_id, http=self.context.http)
+                with transcript.recording() as sent:
+                    target.send(shown_to(target, self.event), delivery_id=self.delivery_id, http=self.context.http)
             except DeliveryRejected as exc:
                 self.took = self.clock.monotonic() - started
                 return self._rejected(exc)
@@ -124,15 +126,17 @@ class DeliveryAttempt:
                 self.error = REDACTOR.redact(f"{type(exc).__name__}: {exc}")[:ERROR_CHARS]
                 return self._failed(None, None, self.error, type(exc).__name__)
             self.took = self.clock.monotonic() - started
-            return self._succeeded()
+            return self._succeeded(sent.sent)
         finally:
             if leases:
                 leases.drop_key(self.lock.lock_key)
             self.lock.release(token)
 
-    def _succeeded(self) -> str:
+    def _succeeded(self, sent: list[dict[str, str]]) -> str:
         self.lock.mark_delivered(self.job_id, force=self.force)
-        attempts = self.store.record_attempt(self.event_id, self.handler, outcome="delivered", seconds=self.took)
+        attempts = self.store.record_attempt(
+            self.event_id, self.handler, outcome="delivered", seconds=self.took, sent=sent
+        )
         since_receipt = max(0.0, self.clock.now() - received_epoch(self.event or {}, self.clock))
         self.metrics.deliveries.labels(self.handler, "delivered").inc()
         self.metrics.latency.labels(self.handler).observe(since_receipt)

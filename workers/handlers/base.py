@@ -28,6 +28,7 @@ import structlog
 from config.errors import DeliveryRejected, DeliveryRetryable
 from config.redaction import Redactor, option_secrets, url_secrets
 from workers.circleci.transport import parse_retry_after
+from workers.handlers import transcript
 from workers.handlers.capabilities import Capabilities
 from workers.handlers.template import compile_template
 from workers.handlers.view import json_lines
@@ -230,6 +231,7 @@ def post_json(
 ) -> httpx.Response:
     """POST (or `method`) JSON and map the answer onto DeliveryRetryable / DeliveryRejected."""
     content = body if isinstance(body, bytes) else orjson.dumps(body)
+    transcript.note(transcript.destination(method, url), body, [*url_secrets(url), *secrets])
     try:
         all_headers = {"content-type": "application/json", **(headers or {})}
         response = http.request(method, url, content=content, headers=all_headers)

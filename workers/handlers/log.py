@@ -14,6 +14,7 @@ import httpx
 import structlog
 
 from workers.alert_message import alert_of, is_alert
+from workers.handlers import transcript
 from workers.handlers.base import Handler
 from workers.handlers.view import labelled
 from workers.message import Message
@@ -56,4 +57,6 @@ class LogHandler(Handler):
 
     def send(self, event: dict[str, Any], *, delivery_id: str, http: httpx.Client) -> None:
         """Write the line; nothing is posted."""
-        log.info("notification_logged", delivery_id=delivery_id, **self.render(event))
+        line = self.render(event)
+        transcript.note("log line notification_logged", line, self.secrets())
+        log.info("notification_logged", delivery_id=delivery_id, **line)

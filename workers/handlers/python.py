@@ -18,6 +18,7 @@ import httpx
 import structlog
 
 from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
+from workers.handlers import transcript
 from workers.handlers.base import EXCERPT_CHARS, Handler, HandlerContext
 from workers.handlers.view import labelled
 
@@ -84,6 +85,7 @@ class PythonHandler(Handler):
     def send(self, event: dict[str, Any], *, delivery_id: str, http: httpx.Client) -> None:
         """Call the function; its failures become delivery errors."""
         log = structlog.get_logger("workers.handlers.python").bind(delivery_id=delivery_id, handler=self.name)
+        transcript.note(f"python {self.spec}(event, log)", "called with the enriched event", [])
         try:
             self.function(event, log)
         except (DeliveryRejected, DeliveryRetryable) as exc:

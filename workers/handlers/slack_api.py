@@ -34,6 +34,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from config.errors import DeliveryRejected, DeliveryRetryable, HandlerError
 from workers.circleci.transport import parse_retry_after
+from workers.handlers import transcript
 from workers.handlers.base import EXCERPT_CHARS, redact
 
 log = structlog.get_logger("workers.handlers.slack_app")
@@ -103,6 +104,8 @@ class SlackApi:
     def call(self, method: str, **args: Any) -> dict[str, Any]:
         """One Web API call (JSON body); its answer, or the mapped error."""
         channel = str(args.get("channel") or "")
+        if method.startswith("chat."):  # a message, not a lookup
+            transcript.note(method, args, self.secrets)
         try:
             response = self.web.api_call(method, json={k: v for k, v in args.items() if v is not None})
         except SlackApiError as exc:

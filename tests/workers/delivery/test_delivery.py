@@ -9,6 +9,7 @@ any machine.
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import threading
@@ -431,7 +432,9 @@ def test_a_taken_job_stays_recoverable_until_it_starts(deliveries: Deliveries, e
     assert job.id in [i.decode() for i in deliveries.redis.lrange(queue.intermediate_queue_key, 0, -1)]
 
 
-def test_the_handlers_of_a_routes_file_deliver_through_the_shared_client(redis_url: str, tmp_path: Path) -> None:
+def deliver_through_routes(redis_url: str, tmp_path: Path) -> tuple[Deliveries, dict[str, Any], str]:
+    """One event through a routes file's slack and signed-webhook handlers to the sink; the
+    deliveries, the event and the sink's URL."""
     routes = tmp_path / "routes.yaml"
     routes.write_text(
         "handlers:\n"
@@ -443,7 +446,7 @@ def test_the_handlers_of_a_routes_file_deliver_through_the_shared_client(redis_u
     app = create_sink()
     redis = Redis.from_url(redis_url)
     with running(app) as base_url:
-        environ = {"REDIS_URL": redis_url, "ROUTES_FILE": str(routes), "SINK": base_url, "AUDIT_SECRET": "s3cret"}
+        environ = {"REDIS_URL": redis_url, "ROUTES_FILE": str(routes), "SINK": base_url, "AUDIT_SECRET": "s3cret-value"}
         context = WorkerContext.build(Settings.from_environ(environ), redis=redis)
         with installed(context):
             deliveries = Deliveries(redis, app.state.sink, context.settings)
@@ -451,12 +454,36 @@ def test_the_handlers_of_a_routes_file_deliver_through_the_shared_client(redis_u
             fan_out(redis, event, ["ops", "audit"])
             deliveries.run()
         context.close()
+    return deliveries, event, base_url
+
+
+def test_the_handlers_of_a_routes_file_deliver_through_the_shared_client(redis_url: str, tmp_path: Path) -> None:
+    deliveries, event, _ = deliver_through_routes(redis_url, tmp_path)
     [slack] = deliveries.sink.delivered("/slack/ops")
     assert "blocks" in slack.body and "text" in slack.body
     [audit] = deliveries.sink.delivered("/hooks/audit")
     assert audit.body["event_id"] == event["event_id"]
     assert audit.headers["circleci-events-delivery-id"] == f"{event['event_id']}:audit"
-    redis.close()
+    deliveries.redis.close()
+
+
+def test_a_delivered_attempt_keeps_what_it_sent_without_the_destinations_credentials(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """The console's "as it was sent": each request's body as the destination took it, and where
+    it went without the URL's path (a chat webhook's path is its credential)."""
+    deliveries, event, base_url = deliver_through_routes(redis_url, tmp_path)
+    record = deliveries.store.record(event["event_id"])
+    assert record is not None
+    sent = {a["handler"]: a["sent"] for a in record["attempts"] if a["outcome"] == "delivered"}
+    for handler, path in (("ops", "/slack/ops"), ("audit", "/hooks/audit")):
+        [taken] = deliveries.sink.delivered(path)
+        [request] = sent[handler]
+        assert json.loads(request["body"]) == taken.body
+        assert request["to"] == f"POST {base_url}/…"
+    kept = json.dumps(record["attempts"])
+    assert "/slack/ops" not in kept and "/hooks/audit" not in kept and "s3cret-value" not in kept
+    deliveries.redis.close()
 
 
 def test_an_attempt_records_what_went_wrong_and_how_long_it_took(redis_url: str, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import fakeredis
@@ -12,7 +13,7 @@ import pytest
 from config.errors import ConfigurationError, DeliveryRejected, DeliveryRetryable
 from service.simulators.slack_workspace import Workspace
 from tests.workers.handlers.conftest import alert_event, load_event
-from workers.handlers import build_handler
+from workers.handlers import build_handler, transcript
 from workers.handlers.base import HandlerConfig, HandlerContext
 from workers.handlers.slack_app import SlackAppHandler
 from workers.message import elapsed
@@ -265,3 +266,20 @@ def test_an_alert_is_a_post_of_its_own(handler: SlackAppHandler, slack: Workspac
     send(handler, alert_event())
     [message] = slack.channel_messages("ci")
     assert message.thread_ts is None and message.blocks[0]["type"] == "header"
+
+
+def test_a_delivery_keeps_the_messages_it_sent_not_the_lookups(handler: SlackAppHandler, slack: Workspace) -> None:
+    """What the console shows as sent: each chat.* call with its arguments, in order."""
+    with transcript.recording() as broke:
+        send(handler, at("broken", 131))
+    assert slack.calls["users.lookupByEmail"] == 1  # the commit author, to mention
+    assert [s["to"] for s in broke.sent] == ["chat.postMessage"]
+    with transcript.recording() as kept:
+        send(handler, at("still_failing", 132, failed=2, hours=1))
+    [root] = slack.channel_messages("ci")
+    [reply] = slack.replies(root)
+    assert [s["to"] for s in kept.sent] == ["chat.postMessage", "chat.update"]
+    posted = json.loads(kept.sent[0]["body"])
+    assert posted["thread_ts"] == root.ts and posted["text"] == reply.text
+    assert json.loads(kept.sent[1]["body"])["blocks"] == root.blocks
+    assert TOKEN not in str(kept.sent) and slack.calls["chat.postMessage"] == 2
