@@ -8,7 +8,9 @@ a job's calls). The main thread runs no job; it keeps the others, a tick at a ti
     leases       every fifth of WORKER_LEASE_SECONDS: the running jobs' claims renewed, one ZADD
     heartbeats   every worker's state when it changed, its key's TTL every BEAT_SECONDS
     scheduler    every second: RQ's scheduled jobs (retries, deferrals) that are due, queued
-                 (RQ's own RQScheduler, run here instead of in a forked process)
+                 (RQ's own RQScheduler, run here instead of in a forked process); its lock,
+                 one process's at a time, lasts a lease and is refreshed every third of one,
+                 so a killed holder's passes to a survivor within about a lease
     reaper       every half lease: jobs whose worker died back on the queue (workers/reaper.py)
     maintenance  every WORKER_MAINTENANCE_INTERVAL_SECONDS: RQ's registry clean-up, the event index trimmed
     threads      a worker thread whose loop ended (Redis gone, a bug) is started again
@@ -58,7 +60,8 @@ log = structlog.get_logger("workers.supervisor")
 TICK_SECONDS = 0.1
 BEAT_SECONDS = 15.0
 SCHEDULER_SECONDS = 1  # RQ sets its lock to this + 60 s, in whole seconds
-SCHEDULER_LOCK_SECONDS = 10.0  # how often the scheduler's lock is taken or refreshed (RQ's lasts 61 s)
+# The scheduler's lock lasts a lease (RQ's would last 61 s: a killed holder's would keep every
+# survivor from queueing due retries for a minute), taken or refreshed every third of one.
 RESTART_BACKOFF_MAX = 30.0
 UPKEEP_LOG_SECONDS = 30.0
 # A job running this long past its own timeout means its thread is stuck where RQ's timer cannot
@@ -209,11 +212,14 @@ class Supervisor:
                 pipe.execute()
 
     def _schedule(self) -> None:
-        if self._is_due("scheduler-lock", SCHEDULER_LOCK_SECONDS):
+        lease = self.settings.worker_lease_seconds
+        if self._is_due("scheduler-lock", lease / 3):
             if self.scheduler.acquired_locks:
                 self.scheduler.heartbeat()  # type: ignore[no-untyped-call]
             else:
                 self.scheduler.acquire_locks()  # type: ignore[no-untyped-call]
+            if self.scheduler.acquired_locks:  # RQ set 61 s: one lease instead
+                self.redis.pexpire(RQScheduler.get_locking_key(self.queue.name), int(lease * 1000))
         if self.scheduler.acquired_locks:
             self.scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
 

@@ -16,10 +16,12 @@ import pytest
 from redis import Redis
 from rq import Queue, Retry
 from rq import Worker as RQWorker
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from structlog.testing import capture_logs
 
 from config.settings import Settings
+from tests.clock import FakeClock
 from tests.waiting import wait_until
 from workers.context import WorkerContext, installed
 from workers.delivery.dead_letters import DeadLetters
@@ -446,3 +448,25 @@ def test_every_line_of_a_worker_process_says_it_is_the_worker(redis_url: str, qu
     assert started["handlers"] == ["log"] and started["subscriptions"] == 1  # the shipped default routes
     assert (started["queue"], started["concurrency"], started["lease_seconds"]) == ("events", 1, 10)
     assert started["version"] and started["routes_file"].endswith("routes.yaml")
+
+
+def test_the_scheduler_lock_of_a_killed_process_passes_on_within_about_a_lease(redis: Redis, redis_url: str) -> None:
+    """RQ's lock lasts 61 s: held by a process killed with SIGKILL, it kept every survivor from
+    queueing due retries for a minute. Here it lasts one lease and its holder refreshes it."""
+    clock = FakeClock()
+    settings = settings_for(redis_url)
+    holder = Supervisor(redis, QUEUES[0], settings, concurrency=1, clock=clock)
+    survivor = Supervisor(redis, QUEUES[0], settings, concurrency=1, clock=clock)
+    key = RQScheduler.get_locking_key(QUEUES[0])
+    holder._schedule()
+    assert holder.scheduler.acquired_locks and 0 < redis.pttl(key) <= settings.worker_lease_seconds * 1000
+    survivor._schedule()
+    assert not survivor.scheduler.acquired_locks
+    clock.advance(settings.worker_lease_seconds / 3)
+    holder._schedule()  # alive: refreshed to a whole lease again
+    assert redis.pttl(key) > settings.worker_lease_seconds * 1000 * 0.9
+    redis.pexpire(key, 1)  # then the holder is killed: its lock lapses within a lease
+    wait_until(lambda: not redis.exists(key), "the lapsed lock", timeout=10)
+    clock.advance(settings.worker_lease_seconds / 3)
+    survivor._schedule()
+    assert survivor.scheduler.acquired_locks
