@@ -174,7 +174,9 @@ def run() -> None:
                 readiness = None
                 seconds = time.monotonic() - began
                 for line in ready_lines(webhook_url=webhook_url, secrets=len(settings.webhook_secrets),
-                                        address=f"{local}:{settings.port}", seconds=seconds):  # fmt: skip
+                                        address=f"{local}:{settings.port}", seconds=seconds,
+                                        console=settings.admin_token is not None,
+                                        feed=settings.feed_token is not None):  # fmt: skip
                     say(line)
             if watch.changed():
                 log.info("routes_file_changed", routes_file=settings.routes_file, workers=len(workers))

@@ -53,17 +53,24 @@ def program() -> str:
     return relative if not relative.startswith("..") else argv0
 
 
-def ready_lines(*, webhook_url: str, secrets: int, address: str, seconds: float) -> list[str]:
-    """What `run` prints once ready (no secret: the Makefile names the development one)."""
+def ready_lines(
+    *, webhook_url: str, secrets: int, address: str, seconds: float, console: bool = False, feed: bool = False
+) -> list[str]:
+    """What `run` prints once ready (no secret: the Makefile names the development one); the
+    console's and the cctray feed's addresses when ADMIN_TOKEN and FEED_TOKEN turn them on."""
     command = program()
     which = (
         "the secret in CIRCLECI_WEBHOOK_SECRETS" if secrets == 1 else f"any of the {secrets} CIRCLECI_WEBHOOK_SECRETS"
     )
     if secrets == 0:
         which = "nothing (INSECURE_ALLOW_UNSIGNED_WEBHOOKS is set)"
+    base = webhook_url.removesuffix("/webhooks/circleci")
+    pages = [f"  console:    {base}/ui   (sign in with ADMIN_TOKEN)"] if console else []
+    pages += [f"  cctray:     {base}/cc.xml   (Bearer or Basic with FEED_TOKEN)"] if feed else []
     return [
         f"ready in {seconds:.1f} s",
         f"  webhooks:   POST {webhook_url}, signed with {which}",
+        *pages,
         f"  test event: {command} send-test-event --status failed   (in another shell; then `{command} events list`)",
         f"  CircleCI:   reaches this machine only through a tunnel that forwards https to {address}; "
         f"then `{command} webhooks ensure --url https://<tunnel host> <project slug>`",

@@ -172,6 +172,17 @@ def test_run_says_what_it_starts_then_where_to_send_webhooks_and_warns_once() ->
     warnings = [line for line in lines if "warning" in line.lower() or "not_durable" in line]
     assert warnings == [lines[0]], "the throw-away Redis is said once, not by the web and each worker again"
     assert "a-progress-secret" not in "".join(lines)
+    assert not any("console:" in line or "cctray:" in line for line in lines)  # off without their tokens
+
+
+def test_run_says_where_the_console_and_the_cctray_feed_are_when_their_tokens_are_set() -> None:
+    admin, feed = "an-admin-token-of-32-characters-$(x)", "a-feed-token-'quoted'-value"
+    lines = run_until_ready({"CIRCLECI_WEBHOOK_SECRETS": "a-progress-secret", "ADMIN_TOKEN": admin, "FEED_TOKEN": feed})
+    [web] = [line for line in lines if "started web" in line]
+    base = web.rsplit(" on ", 1)[1]
+    assert f"circleci-events:   console:    {base}/ui   (sign in with ADMIN_TOKEN)" in lines
+    assert f"circleci-events:   cctray:     {base}/cc.xml   (Bearer or Basic with FEED_TOKEN)" in lines
+    assert admin not in "".join(lines) and feed not in "".join(lines)
 
 
 def test_run_on_your_redis_says_its_risks_once(redis_url: str) -> None:
