@@ -19,10 +19,13 @@ Keys (all expire `ttl` seconds after the event was stored):
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import zlib
 from typing import Any
 
+import orjson
 from redis import Redis
 
 from config.clock import SYSTEM_CLOCK, Clock
@@ -105,8 +108,8 @@ class EventStore:
         key = RECORD_PREFIX + event_id
         entry: dict[str, Any] = {"handler": handler, "at": now, "outcome": outcome, "status": status, "reason": reason,
                  "error": error, "seconds": None if seconds is None else round(seconds, 3)}  # fmt: skip
-        if sent:
-            entry["sent"] = sent
+        if sent:  # compressed: a Slack message's JSON is ~5 KB, a third of it once packed
+            entry["sent"] = base64.b64encode(zlib.compress(orjson.dumps(sent))).decode()
         last: dict[Any, Any] = {f"{handler}|last_attempt_at": now, f"{handler}|outcome": outcome,
                 f"{handler}|last_status": "" if status is None else status}  # fmt: skip
         # one handler's attempts are one at a time (the send lock): no transaction needed
@@ -147,7 +150,7 @@ class EventStore:
         if summary is None:
             return None
         attempts = self.redis.lrange(ATTEMPTS_PREFIX + event_id, 0, -1)
-        summary["attempts"] = [json.loads(a) for a in attempts]
+        summary["attempts"] = [_unpacked(json.loads(a)) for a in attempts]
         summary["actions"] = [json.loads(a) for a in self.redis.lrange(ACTIONS_PREFIX + event_id, 0, -1)]
         return summary
 
@@ -182,6 +185,17 @@ def members_starting(redis: Redis, index: str, prefix: str) -> list[str]:
     pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
     found = sorted(redis.zscan_iter(index, match=pattern, count=1000), key=lambda m: -m[1])
     return [text(member) for member, _ in found]
+
+
+def _unpacked(attempt: dict[str, Any]) -> dict[str, Any]:
+    """An attempt entry with what it sent readable again (record_attempt packs it)."""
+    packed = attempt.get("sent")
+    if isinstance(packed, str):
+        try:
+            attempt["sent"] = orjson.loads(zlib.decompress(base64.b64decode(packed)))
+        except (ValueError, zlib.error):
+            attempt["sent"] = [{"to": "?", "body": "(what it sent could not be read back)"}]
+    return attempt
 
 
 def text(value: Any) -> str:

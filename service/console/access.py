@@ -8,6 +8,7 @@ Answers carry the headers below; templates are Jinja2 with autoescape, so anythi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +52,16 @@ def when(value: object) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "\u2013"
 
 
+def indented(text: str) -> str:
+    """A request body as sent, indented when it is JSON (it is kept compact)."""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
 templates.filters["when"] = when
+templates.filters["indented"] = indented
 
 
 class Access:

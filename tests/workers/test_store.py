@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -9,7 +10,7 @@ from redis import Redis
 
 from tests.conftest import load_fixture
 from workers.delivery.dead_letters import DeadLetter, DeadLetters, excerpt
-from workers.store import EVENT_PREFIX, EVENTS_INDEX, RECORD_PREFIX, EventStore
+from workers.store import ATTEMPTS_PREFIX, EVENT_PREFIX, EVENTS_INDEX, RECORD_PREFIX, EventStore
 
 pytestmark = pytest.mark.integration
 
@@ -90,6 +91,29 @@ def test_attempts_are_kept_per_handler(redis: Redis, event: dict) -> None:
         "last_attempt_at": None,
         "last_status": None,
     }
+
+
+def test_what_a_delivered_attempt_sent_is_kept_packed_and_read_back_whole(redis: Redis, event: dict) -> None:
+    store = EventStore(redis, ttl=60)
+    store.save(event, handlers=["ops"])
+    body = json.dumps({"text": "❌ build-test-deploy failed on main", "blocks": [{"type": "section"}] * 200})
+    sent = [{"to": "POST https://hooks.slack.com/…", "body": body}]
+    store.record_attempt(event["event_id"], "ops", outcome="delivered", sent=sent)
+    record = store.record(event["event_id"])
+    assert record is not None and record["attempts"][0]["sent"] == sent
+    [kept] = redis.lrange(ATTEMPTS_PREFIX + event["event_id"], 0, -1)
+    assert len(kept) < len(body) / 4
+
+
+def test_an_unreadable_sent_entry_says_so_instead_of_failing_the_record(redis: Redis, event: dict) -> None:
+    store = EventStore(redis, ttl=60)
+    store.save(event, handlers=["ops"])
+    redis.rpush(
+        ATTEMPTS_PREFIX + event["event_id"], json.dumps({"handler": "ops", "outcome": "delivered", "sent": "!"})
+    )
+    record = store.record(event["event_id"])
+    assert record is not None
+    assert record["attempts"][0]["sent"] == [{"to": "?", "body": "(what it sent could not be read back)"}]
 
 
 def test_recent_lists_newest_first(redis: Redis, event: dict) -> None:

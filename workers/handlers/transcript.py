@@ -39,7 +39,7 @@ class Transcript:
         elif isinstance(body, str):
             text = body
         else:
-            text = orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str).decode()
+            text = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
         text = REDACTOR.redact(Redactor(secrets).redact(text))
         room = max(0, MAX_CHARS - self.chars)
         if len(text) > room:
