@@ -32,6 +32,8 @@ import redis
 
 from bench.processes import ROOT, Processes, free_port, load_average, redis_command, wait_until
 from workers.delivery.dead_letters import DeadLetter, DeadLetters
+from workers.handlers import build_handler
+from workers.handlers.base import HandlerConfig
 from workers.store import EventStore
 from workers.transition import TransitionStore
 
@@ -44,6 +46,7 @@ BRANCHES = ["main", "develop", *(f"feature/f-{i}" for i in range(8))]
 WORKFLOWS = ["build", "deploy", "nightly"]
 STATUSES = ["success"] * 8 + ["failed", "error"]
 OUTCOMES = ["delivered"] * 17 + ["retrying", "dead_lettered", "rejected"]
+SLACK_URL = "https://hooks.slack.com/services/T000/B000/bench"
 TTL = 7 * 24 * 3600
 
 
@@ -76,9 +79,17 @@ class Batched:
 BATCH = 500
 
 
+def sent_message(event: dict[str, Any]) -> list[dict[str, str]]:
+    """What a Slack handler sends for `event`, as a delivered attempt keeps it (the event page shows it)."""
+    handler = build_handler("ops", HandlerConfig(name="ops", type="slack", options={"url": SLACK_URL}))
+    return [{"to": "POST https://hooks.slack.com/…", "body": json.dumps(handler.render(event), ensure_ascii=False)}]
+
+
 def fill(client: redis.Redis, count: int) -> list[str]:
-    """`count` enriched events received over the last day, with their attempts; returns their ids."""
+    """`count` enriched events received over the last day, with their attempts (a delivered one with
+    the Slack message it sent); returns their ids."""
     template = json.loads((ROOT / "tests/fixtures/enriched/workflow-completed.failed.json").read_text())
+    sent = sent_message(template)
     batch = Batched(client)
     store, rng, now = EventStore(batch, ttl=TTL), random.Random(7), time.time()  # type: ignore[arg-type]
     ids: list[str] = []
@@ -98,7 +109,9 @@ def fill(client: redis.Redis, count: int) -> list[str]:
         if not failed:
             event["failed_jobs"] = []
         store.save(event, handlers=["ops"])
-        store.record_attempt(event["event_id"], "ops", outcome=rng.choice(OUTCOMES), status=200, seconds=0.05)
+        outcome = rng.choice(OUTCOMES)
+        kept = sent if outcome == "delivered" else None
+        store.record_attempt(event["event_id"], "ops", outcome=outcome, status=200, seconds=0.05, sent=kept)
         ids.append(event["event_id"])
         if n % BATCH == BATCH - 1:
             batch.flush()
