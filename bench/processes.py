@@ -67,10 +67,14 @@ class Processes:
         self.logs = logs
         self.running: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str, command: list[str], *, cpu: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        with (self.logs / f"{name}.log").open("ab") as log:
+    def start(
+        self, name: str, command: list[str], *, cpu: int, env: dict[str, str], cwd: Path = ROOT, apart: bool = False
+    ) -> subprocess.Popen[bytes]:
+        """`command` run from `cwd` (another source tree runs with this venv); with `apart`, its
+        standard error goes to `logs/<name>.err`."""
+        with (self.logs / f"{name}.log").open("ab") as log, (self.logs / f"{name}.err").open("ab") as err:
             process = subprocess.Popen(
-                pinned(cpu, command), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                pinned(cpu, command), env=env, stdout=log, stderr=err if apart else subprocess.STDOUT, cwd=cwd,
                 preexec_fn=_die_with_parent,
             )  # fmt: skip
         self.running.append(process)
