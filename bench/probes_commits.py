@@ -12,7 +12,8 @@ file sends each probe's events, told apart by branch, to one handler:
                    naming someone else): one failing workflow whose commit carries 300
                    `Co-authored-by:` lines (80 of them Slack users) and claims grace@example.com
                    (a user of the simulated workspace) as its author: users.lookupByEmail calls,
-                   people mentioned in the root message, and who got the direct message
+                   people mentioned in the root message, and who got the direct message; then 300
+                   trailers none of whom is a Slack user: the look-ups they cost
     big integer    a `webhook` handler at the sink: a signed delivery carrying 2**70 in a field the
                    receiver does not check (`extra.count`; a checked one such as the pipeline
                    number is refused by type before and after): the web's status, then (if
@@ -62,7 +63,7 @@ def routes(directory: Path, sink: int, slack: int) -> Path:
         "people:\n  ada@example.com: {slack: U0ADA}\n"
         "subscriptions:\n"
         "  - {name: mentions, handlers: [mention-probe], branches: ['probe-mention-*']}\n"
-        "  - {name: people, handlers: [app], branches: [probe-people], notify: committer}\n"
+        "  - {name: people, handlers: [app], branches: ['probe-people*'], notify: committer}\n"
         "  - {name: big, handlers: [hook], branches: [probe-big]}\n"
     )
     return path
@@ -183,6 +184,11 @@ def mentions(stack: Stack) -> dict[str, Any]:
     return found
 
 
+def roots(stack: Stack) -> list[dict[str, Any]]:
+    """The slack_app's top-level messages in #ci."""
+    return [m for m in stack.slack_messages() if m["channel"] == "C0CI" and not m.get("thread_ts")]
+
+
 def co_authors(stack: Stack) -> dict[str, Any]:
     """300 `Co-authored-by:` trailers and an author only the commit claims."""
     for n in range(SLACK_USERS):
@@ -192,12 +198,9 @@ def co_authors(stack: Stack) -> dict[str, Any]:
     status = stack.deliver(failing_workflow("probe-people", author="Grace", email=CLAIMED,
                                             body="Many hands.\n\n" + trailers))  # fmt: skip
 
-    def root() -> dict[str, Any] | None:
-        return next((m for m in stack.slack_messages() if m["channel"] == "C0CI" and not m.get("thread_ts")), None)
-
-    wait_until(lambda: root() is not None, "the slack_app's root message", DEADLINE)
+    wait_until(lambda: len(roots(stack)) > 0, "the slack_app's root message", DEADLINE)
     stack.settle()
-    found_root = root() or {}
+    found_root = roots(stack)[0]
     calls = stack.http.get(f"{stack.slack}/_slack/calls").json()["calls"]
     direct = sorted({m["channel"] for m in stack.slack_messages() if str(m["channel"]).startswith("D")})
     return {
@@ -205,7 +208,18 @@ def co_authors(stack: Stack) -> dict[str, Any]:
         "co-authors: users.lookupByEmail calls": calls.get("users.lookupByEmail", 0),
         "co-authors: people mentioned": len(found_root.get("mentions") or []),
         "co-authors: direct messages to": ", ".join("U" + d[1:] for d in direct) or "nobody",
+        "co-authors none on Slack: users.lookupByEmail calls": strangers(stack, calls.get("users.lookupByEmail", 0)),
     }
+
+
+def strangers(stack: Stack, before: int) -> int:
+    """300 more trailers, none of them a Slack user (every look-up misses): the look-ups they cost."""
+    trailers = "".join(f"Co-authored-by: Stranger {n} <s{n}@example.com>\n" for n in range(CO_AUTHORS))
+    stack.deliver(failing_workflow("probe-people-strangers", author="Nobody", email="nobody@example.com",
+                                   body="More hands.\n\n" + trailers))  # fmt: skip
+    wait_until(lambda: len(roots(stack)) > 1, "the second root message", DEADLINE)
+    stack.settle()
+    return int(stack.http.get(f"{stack.slack}/_slack/calls").json()["calls"].get("users.lookupByEmail", 0)) - before
 
 
 def big_integer(stack: Stack) -> dict[str, Any]:
