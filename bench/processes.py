@@ -72,11 +72,12 @@ class Processes:
     ) -> subprocess.Popen[bytes]:
         """`command` run from `cwd` (another source tree runs with this venv); with `apart`, its
         standard error goes to `logs/<name>.err`."""
-        with (self.logs / f"{name}.log").open("ab") as log, (self.logs / f"{name}.err").open("ab") as err:
+        with contextlib.ExitStack() as files:
+            log = files.enter_context((self.logs / f"{name}.log").open("ab"))
+            err = files.enter_context((self.logs / f"{name}.err").open("ab")) if apart else subprocess.STDOUT
             process = subprocess.Popen(
-                pinned(cpu, command), env=env, stdout=log, stderr=err if apart else subprocess.STDOUT, cwd=cwd,
-                preexec_fn=_die_with_parent,
-            )  # fmt: skip
+                pinned(cpu, command), env=env, stdout=log, stderr=err, cwd=cwd, preexec_fn=_die_with_parent
+            )
         self.running.append(process)
         return process
 
