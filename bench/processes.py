@@ -67,12 +67,17 @@ class Processes:
         self.logs = logs
         self.running: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str, command: list[str], *, cpu: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        with (self.logs / f"{name}.log").open("ab") as log:
+    def start(
+        self, name: str, command: list[str], *, cpu: int, env: dict[str, str], cwd: Path = ROOT, apart: bool = False
+    ) -> subprocess.Popen[bytes]:
+        """`command` run from `cwd` (another source tree runs with this venv); with `apart`, its
+        standard error goes to `logs/<name>.err`."""
+        with contextlib.ExitStack() as files:
+            log = files.enter_context((self.logs / f"{name}.log").open("ab"))
+            err = files.enter_context((self.logs / f"{name}.err").open("ab")) if apart else subprocess.STDOUT
             process = subprocess.Popen(
-                pinned(cpu, command), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                preexec_fn=_die_with_parent,
-            )  # fmt: skip
+                pinned(cpu, command), env=env, stdout=log, stderr=err, cwd=cwd, preexec_fn=_die_with_parent
+            )
         self.running.append(process)
         return process
 
