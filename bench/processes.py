@@ -67,10 +67,13 @@ class Processes:
         self.logs = logs
         self.running: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str, command: list[str], *, cpu: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, command: list[str], *, cpu: int, env: dict[str, str], cwd: Path = ROOT
+    ) -> subprocess.Popen[bytes]:
+        """`command` pinned to `cpu`, run in `cwd` (`python -m` imports that tree's code: --root)."""
         with (self.logs / f"{name}.log").open("ab") as log:
             process = subprocess.Popen(
-                pinned(cpu, command), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                pinned(cpu, command), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
                 preexec_fn=_die_with_parent,
             )  # fmt: skip
         self.running.append(process)
