@@ -23,6 +23,7 @@ import re
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 
 from config.clock import SYSTEM_CLOCK, Clock
 from workers import event_index
@@ -51,21 +52,25 @@ class EventStore:
         self.ttl = ttl
         self.clock = clock
 
-    def save(self, event: dict[str, Any], *, handlers: list[str] | None = None) -> None:
-        """Store the event and its summary, and index it; saving again refreshes both."""
+    def save(self, event: dict[str, Any], *, handlers: list[str] | None = None, pipe: Pipeline | None = None) -> None:
+        """Store the event and its summary, and index it; saving again refreshes both. On `pipe`,
+        queued (its caller sends it with more)."""
+        if pipe is None:
+            with self.redis.pipeline(transaction=False) as own:
+                self.save(event, handlers=handlers, pipe=own)
+                own.execute()
+            return
         event_id = event["event_id"]
         received = received_epoch(event, self.clock)
         summary: dict[Any, Any] = _summary(event)
         if handlers is not None:
             summary["handlers"] = json.dumps(handlers)
         record_key = RECORD_PREFIX + event_id
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(EVENT_PREFIX + event_id, json.dumps(event, separators=(",", ":")), ex=self.ttl)
-            pipe.hset(record_key, mapping=summary)
-            pipe.expire(record_key, self.ttl)
-            pipe.zadd(EVENTS_INDEX, {event_id: received})
-            event_index.add(pipe, event_id, _indexed(summary), score=received, ttl=self.ttl, now=self.clock.now())
-            pipe.execute()
+        pipe.set(EVENT_PREFIX + event_id, json.dumps(event, separators=(",", ":")), ex=self.ttl)
+        pipe.hset(record_key, mapping=summary)
+        pipe.expire(record_key, self.ttl)
+        pipe.zadd(EVENTS_INDEX, {event_id: received})
+        event_index.add(pipe, event_id, _indexed(summary), score=received, ttl=self.ttl, now=self.clock.now())
 
     def trim(self) -> int:
         """Drop index entries of events past their TTL (the worker's maintenance); how many."""
@@ -95,26 +100,31 @@ class EventStore:
         reason: str = "",
         error: str = "",
         seconds: float | None = None,
+        pipe: Pipeline | None = None,
     ) -> int:
         """Append one delivery attempt (what happened: the status or the error, how long the send
-        took) and update the handler's fields; returns its attempt count."""
+        took) and update the handler's fields; returns its attempt count. On `pipe`, queued
+        (its first reply is the count) and -1 returned."""
         now = self.clock.now()
         key = RECORD_PREFIX + event_id
         entry = {"handler": handler, "at": now, "outcome": outcome, "status": status, "reason": reason,
                  "error": error, "seconds": None if seconds is None else round(seconds, 3)}  # fmt: skip
         last: dict[Any, Any] = {f"{handler}|last_attempt_at": now, f"{handler}|outcome": outcome,
                 f"{handler}|last_status": "" if status is None else status}  # fmt: skip
+        if pipe is None:
+            with self.redis.pipeline(transaction=False) as own:
+                self.record_attempt(event_id, handler, outcome=outcome, status=status, reason=reason, error=error,
+                                    seconds=seconds, pipe=own)  # fmt: skip
+                return int(own.execute()[0])
         # one handler's attempts are one at a time (the send lock): no transaction needed
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hincrby(key, f"{handler}|attempts", 1)
-            pipe.hsetnx(key, f"{handler}|first_attempt_at", now)
-            pipe.hset(key, mapping=last)
-            pipe.rpush(ATTEMPTS_PREFIX + event_id, json.dumps(entry))
-            pipe.expire(key, self.ttl)
-            pipe.expire(ATTEMPTS_PREFIX + event_id, self.ttl)
-            event_index.add(pipe, event_id, {"outcome": outcome}, score=now, ttl=self.ttl, now=now)
-            attempts = pipe.execute()[0]
-        return int(attempts)
+        pipe.hincrby(key, f"{handler}|attempts", 1)
+        pipe.hsetnx(key, f"{handler}|first_attempt_at", now)
+        pipe.hset(key, mapping=last)
+        pipe.rpush(ATTEMPTS_PREFIX + event_id, json.dumps(entry))
+        pipe.expire(key, self.ttl)
+        pipe.expire(ATTEMPTS_PREFIX + event_id, self.ttl)
+        event_index.add(pipe, event_id, {"outcome": outcome}, score=now, ttl=self.ttl, now=now)
+        return -1
 
     def record_action(self, event_id: str, entry: dict[str, Any]) -> None:
         """Append one action taken (or refused) on the event from Slack; `events show` lists them."""
