@@ -22,11 +22,13 @@ import json
 import re
 from typing import Any
 
+import orjson
 from redis import Redis
 from redis.client import Pipeline
 
 from config.clock import SYSTEM_CLOCK, Clock
 from workers import event_index
+from workers.event_index import KeyRefresh
 from workers.timestamps import parse_time
 
 EVENT_PREFIX = "cie:event:"
@@ -47,10 +49,14 @@ def received_epoch(event: dict[str, Any], clock: Clock = SYSTEM_CLOCK) -> float:
 class EventStore:
     """Stores enriched events and their delivery history in Redis."""
 
-    def __init__(self, redis: Redis, *, ttl: int = DEFAULT_TTL, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, redis: Redis, *, ttl: int = DEFAULT_TTL, clock: Clock = SYSTEM_CLOCK, refresh: KeyRefresh | None = None
+    ) -> None:
+        """`refresh`: the worker process's record of the index keys it refreshed (workers/event_index.py)."""
         self.redis = redis
         self.ttl = ttl
         self.clock = clock
+        self.refresh = refresh
 
     def save(self, event: dict[str, Any], *, handlers: list[str] | None = None, pipe: Pipeline | None = None) -> None:
         """Store the event and its summary, and index it; saving again refreshes both. On `pipe`,
@@ -66,11 +72,12 @@ class EventStore:
         if handlers is not None:
             summary["handlers"] = json.dumps(handlers)
         record_key = RECORD_PREFIX + event_id
-        pipe.set(EVENT_PREFIX + event_id, json.dumps(event, separators=(",", ":")), ex=self.ttl)
+        pipe.set(EVENT_PREFIX + event_id, orjson.dumps(event), ex=self.ttl)
         pipe.hset(record_key, mapping=summary)
         pipe.expire(record_key, self.ttl)
         pipe.zadd(EVENTS_INDEX, {event_id: received})
-        event_index.add(pipe, event_id, _indexed(summary), score=received, ttl=self.ttl, now=self.clock.now())
+        event_index.add(pipe, event_id, _indexed(summary), score=received, ttl=self.ttl, now=self.clock.now(),
+                        refresh=self.refresh)  # fmt: skip
 
     def trim(self) -> int:
         """Drop index entries of events past their TTL (the worker's maintenance); how many."""
@@ -81,7 +88,7 @@ class EventStore:
     def load(self, event_id: str) -> dict[str, Any] | None:
         """The stored enriched event, or None once it has expired."""
         raw = self.redis.get(EVENT_PREFIX + event_id)
-        return json.loads(raw) if raw is not None else None
+        return dict(orjson.loads(raw)) if raw is not None else None
 
     def record_duplicate(self, event_id: str) -> int:
         """Count one more delivery of an event already admitted; returns the count."""
@@ -123,7 +130,8 @@ class EventStore:
         pipe.rpush(ATTEMPTS_PREFIX + event_id, json.dumps(entry))
         pipe.expire(key, self.ttl)
         pipe.expire(ATTEMPTS_PREFIX + event_id, self.ttl)
-        event_index.add(pipe, event_id, {"outcome": outcome}, score=now, ttl=self.ttl, now=now)
+        event_index.add(pipe, event_id, {"outcome": outcome}, score=now, ttl=self.ttl, now=now, refresh=self.refresh,
+                        new=False)  # fmt: skip
         return -1
 
     def record_action(self, event_id: str, entry: dict[str, Any]) -> None:
@@ -138,7 +146,8 @@ class EventStore:
         now = self.clock.now()
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(RECORD_PREFIX + event_id, f"{handler}|outcome", outcome)
-            event_index.add(pipe, event_id, {"outcome": outcome}, score=now, ttl=self.ttl, now=now)
+            event_index.add(pipe, event_id, {"outcome": outcome}, score=now, ttl=self.ttl, now=now,
+                            refresh=self.refresh, new=False)  # fmt: skip
             pipe.execute()
 
     def handler_state(self, event_id: str, handler: str) -> dict[str, Any]:

@@ -72,7 +72,9 @@ class DeliveryAttempt:
         self.took: float | None = None  # seconds the send took
         self.error = ""  # what went wrong, for the record (redacted)
         self.delivery_id = delivery_id_of(event_id, handler)
-        self.store = EventStore(self.redis, ttl=self.settings.enriched_event_ttl_seconds, clock=self.clock)
+        self.store = EventStore(
+            self.redis, ttl=self.settings.enriched_event_ttl_seconds, clock=self.clock, refresh=context.index_refresh
+        )
         self.event = event if event is not None else self.store.load(event_id)
         self.lock = DeliveryLock(self.redis, self.delivery_id, ttl=self.settings.enriched_event_ttl_seconds)
         self.leases = context.leases  # in a worker process: the lock lasts a lease, renewed while we send
