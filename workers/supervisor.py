@@ -8,7 +8,8 @@ a job's calls). The main thread runs no job; it keeps the others, a tick at a ti
     deadlines    every tick: a job past its timeout stopped (workers/job_deadline.py: no timer
                  thread per job)
     leases       every fifth of WORKER_LEASE_SECONDS: the running jobs' claims renewed, one ZADD
-    heartbeats   every worker's state when it changed, its key's TTL every BEAT_SECONDS
+    heartbeats   every worker's state when it changed, at most every STATE_SECONDS; its key's TTL
+                 every BEAT_SECONDS
     scheduler    every second: RQ's scheduled jobs (retries, deferrals) that are due, queued
                  (RQ's own RQScheduler, run here instead of in a forked process)
     reaper       every half lease: jobs whose worker died back on the queue (workers/reaper.py)
@@ -60,6 +61,9 @@ from workers.worker import JobQueue, Worker, build_worker
 log = structlog.get_logger("workers.supervisor")
 TICK_SECONDS = 0.1
 BEAT_SECONDS = 15.0
+# A worker's state (busy, idle) as `rq info` shows it is written at most this often: a job of a
+# few ms made two writes (busy, then idle); now `rq info` may show a state up to this late.
+STATE_SECONDS = 1.0
 SCHEDULER_SECONDS = 1  # RQ sets its lock to this + 60 s, in whole seconds
 SCHEDULER_LOCK_SECONDS = 10.0  # how often the scheduler's lock is taken or refreshed (RQ's lasts 61 s)
 RESTART_BACKOFF_MAX = 30.0
@@ -167,7 +171,9 @@ class Supervisor:
         try:
             if self._is_due("leases", self.leases.renew_every):
                 self.leases.renew()
-            self._beat(full=self._is_due("beat", BEAT_SECONDS))
+            full = self._is_due("beat", BEAT_SECONDS)
+            if full or self._is_due("state", STATE_SECONDS):
+                self._beat(full=full)
             if self.stopping_at is None:
                 if self._is_due("scheduler", SCHEDULER_SECONDS):
                     self._schedule()
