@@ -108,10 +108,13 @@ class EventStore:
         error: str = "",
         seconds: float | None = None,
         pipe: Pipeline | None = None,
+        first: bool = False,
     ) -> int:
         """Append one delivery attempt (what happened: the status or the error, how long the send
         took) and update the handler's fields; returns its attempt count. On `pipe`, queued
-        (its first reply is the count) and -1 returned."""
+        (its first reply is the count) and -1 returned. `first`: the handler's first attempt, made
+        right after `save` (a fan-out's, not a rerun's): its fields in one write, the record's
+        expiry as `save` set it."""
         now = self.clock.now()
         key = RECORD_PREFIX + event_id
         entry = {"handler": handler, "at": now, "outcome": outcome, "status": status, "reason": reason,
@@ -121,14 +124,18 @@ class EventStore:
         if pipe is None:
             with self.redis.pipeline(transaction=False) as own:
                 self.record_attempt(event_id, handler, outcome=outcome, status=status, reason=reason, error=error,
-                                    seconds=seconds, pipe=own)  # fmt: skip
-                return int(own.execute()[0])
+                                    seconds=seconds, pipe=own, first=first)  # fmt: skip
+                counted = own.execute()[0]
+                return 1 if first else int(counted)
         # one handler's attempts are one at a time (the send lock): no transaction needed
-        pipe.hincrby(key, f"{handler}|attempts", 1)
-        pipe.hsetnx(key, f"{handler}|first_attempt_at", now)
-        pipe.hset(key, mapping=last)
+        if first:
+            pipe.hset(key, mapping={f"{handler}|attempts": 1, f"{handler}|first_attempt_at": now, **last})
+        else:
+            pipe.hincrby(key, f"{handler}|attempts", 1)
+            pipe.hsetnx(key, f"{handler}|first_attempt_at", now)
+            pipe.hset(key, mapping=last)
+            pipe.expire(key, self.ttl)
         pipe.rpush(ATTEMPTS_PREFIX + event_id, json.dumps(entry))
-        pipe.expire(key, self.ttl)
         pipe.expire(ATTEMPTS_PREFIX + event_id, self.ttl)
         event_index.add(pipe, event_id, {"outcome": outcome}, score=now, ttl=self.ttl, now=now, refresh=self.refresh,
                         new=False)  # fmt: skip

@@ -82,6 +82,7 @@ class DeliveryAttempt:
         # was had and whether the delivery was recorded already
         self._asked: str | None = None
         self._answer: tuple[bool, bool] | None = None
+        self.fresh = False  # the handler's first attempt ever: a fan-out that is not a rerun sets it
 
     @property
     def longest(self) -> float:
@@ -166,9 +167,12 @@ class DeliveryAttempt:
         """Recorded in one round trip, in this order: delivered (SET NX), the attempt, the lock released."""
         with self.redis.pipeline(transaction=False) as pipe:
             self.lock.mark_delivered(self.job_id, force=self.force, pipe=pipe)
-            self.store.record_attempt(self.event_id, self.handler, outcome="delivered", seconds=self.took, pipe=pipe)
+            self.store.record_attempt(
+                self.event_id, self.handler, outcome="delivered", seconds=self.took, pipe=pipe, first=self.fresh
+            )
             self.lock.release(held[0], pipe=pipe)
-            attempts = int(pipe.execute()[1])
+            replies = pipe.execute()
+        attempts = 1 if self.fresh else int(replies[1])  # a first attempt's count is written, not counted
         held.clear()
         since_receipt = max(0.0, self.clock.now() - received_epoch(self.event or {}, self.clock))
         self.metrics.deliveries.labels(self.handler, "delivered").inc()

@@ -65,6 +65,8 @@ def fan_out(
     if rerun and names:
         names = [name for name in names if store.handler_state(event_id, name)["outcome"] is None]
     attempts = [DeliveryAttempt(context, redis, job_id, event_id, name, event=event, routing=routing) for name in names]
+    for attempt in attempts:
+        attempt.fresh = not rerun
     with redis.pipeline(transaction=False) as pipe:
         for write in writes:
             write(pipe)
