@@ -54,6 +54,7 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from bench import commandstats
 from bench.processes import (
     ROOT,
     Processes,
@@ -243,7 +244,11 @@ class Run:
         env = self.env(sim_port, **extra)
         return [
             self.procs.start(
-                f"worker-{i}", [sys.executable, "-m", "service.cli", "worker"], cpu=i, env=env, cwd=self.root
+                f"worker-{i}",
+                [sys.executable, "-m", "service.cli", "worker"],
+                cpu=i % (os.cpu_count() or 1),
+                env=env,
+                cwd=self.root,
             )
             for i in range(count)
         ]
@@ -252,12 +257,16 @@ class Run:
         """Wait until every job is done; the workers' RSS sampled meanwhile (max per worker)."""
         peaks = [0.0] * len(workers)
         deadline = time.monotonic() + timeout
+        # two commands a poll (ZMSCORE of the finished and failed registries), not one a job: the
+        # phase's Redis commands are the product's
+        ended = (self.queue.finished_job_registry.key, self.queue.failed_job_registry.key)
         while True:
             peaks = [max(p, rss_mb(w.pid)) for p, w in zip(peaks, workers, strict=True)]
-            pipe = self.redis.pipeline(transaction=False)
-            for job_id in ids:
-                pipe.hget(Job.key_for(job_id), "status")
-            if all(s is not None and s.decode() in DONE for s in pipe.execute()):
+            with self.redis.pipeline(transaction=False) as pipe:
+                for key in ended:
+                    pipe.zmscore(key, ids)
+                finished, failed = pipe.execute()
+            if all(a is not None or b is not None for a, b in zip(finished, failed, strict=True)):
                 break
             dead = [w.args for w in workers if w.poll() is not None]
             if dead:
@@ -328,11 +337,13 @@ class Run:
             datas = [Queue.prepare_data(PROCESS_EVENT, [envelope(p)], description=EVENT_DESCRIPTION) for p in payloads]
             watched = [*procs, sim_proc, self.redis_proc]
             cpu_before = [cpu_seconds(p.pid) for p in watched]
+            commands_before = commandstats.calls(self.redis)
             ids = [job.id for job in self.queue.enqueue_many(datas)]
             rss = self.wait_jobs(ids, procs, self.args.timeout)
             if routes:  # and the delivery jobs they queued
                 rss = self.wait_queue_empty(procs, rss)
             cpu = [cpu_seconds(p.pid) - before for p, before in zip(watched, cpu_before, strict=True)]
+            commands = commandstats.since(self.redis, commands_before)
             calls = sim.get("/_sim/calls").json()
         finally:
             for p in [*procs, sim_proc]:
@@ -365,6 +376,8 @@ class Run:
                 "redis": 1000 * cpu[-1] / len(ids),
             },
             "outcomes": self.outcomes(jobs),
+            # everything Redis ran over the phase (the bench's enqueue and polls included: a few)
+            "redis_commands_per_event": commands.total() / len(ids),
         }
 
     def end_to_end(self, latency_ms: float, count: int) -> dict[str, Any]:
