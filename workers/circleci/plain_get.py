@@ -12,8 +12,9 @@ mapping of httpcore's errors to httpx's (so timeouts and transport errors are re
 `PlainGet.of(client)` is None, and the transport sends through httpx as before, for anything it
 does not handle:
 
-    proxies             any mount on the client (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY from the
-                        environment, or given), or a pool that is not a plain ConnectionPool
+    proxies             a mount on the client that takes the API's origin (HTTP(S)_PROXY,
+                        ALL_PROXY from the environment, or given; an origin NO_PROXY names is
+                        not proxied), or a pool that is not a plain ConnectionPool
     other transports    anything but httpx.HTTPTransport (tests' MockTransport, a custom one)
     auth, event hooks   the client has them
     cookies             the client holds any (the API authenticates by token; none is kept)
@@ -60,7 +61,8 @@ class PlainGet:
         if (
             type(transport) is not httpx.HTTPTransport
             or type(pool) is not httpcore.ConnectionPool
-            or client._mounts
+            # a proxy (or another mount) for the API's origin; NO_PROXY's entries route to the default
+            or client._transport_for_url(client.base_url) is not transport
             or not isinstance(client.auth, type(None))
             or any(client.event_hooks.values())
             or client.cookies

@@ -163,6 +163,16 @@ def test_a_client_with_what_only_httpx_handles_sends_everything_through_httpx(op
     assert PlainGet.of(httpx.Client(base_url="http://127.0.0.1:9/api/v2", **options)) is None
 
 
+def test_an_api_origin_named_in_no_proxy_is_not_proxied_and_goes_plain(api, monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder, base_url = api
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    recorder.answers.append(JSONResponse({"login": "me"}))
+    with client_for(base_url) as client:
+        assert client.transport._plain is not None
+        assert client.json("GET", "/me") == {"login": "me"}
+
+
 def test_proxies_from_the_environment_are_honoured_through_httpx(api, monkeypatch: pytest.MonkeyPatch) -> None:
     """HTTP_PROXY set: the API client's GETs go to the proxy, as httpx sends them (absolute form)."""
     recorder, proxy_url = api
