@@ -68,11 +68,13 @@ def critical_path(http: httpx.Client, api: str, token: str, payload: dict[str, A
 
 
 def consume(redis_url: str, api: str, token: str, sink: str) -> None:
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(redis_url, socket_timeout=10)
     http = httpx.Client(timeout=10, trust_env=False)
     while True:
-        _, body = client.brpop([QUEUE])  # type: ignore[misc]
-        payload = orjson.loads(body)
+        taken = client.brpop([QUEUE], timeout=1)  # within the socket's timeout, however long the idle
+        if taken is None:
+            continue
+        payload = orjson.loads(taken[1])  # type: ignore[index]
         tail = critical_path(http, api, token, payload)
         message = {"text": f"{payload['workflow']['name']} {payload['workflow']['status']}: {tail[:200]}"}
         http.post(f"{sink}{FLOOR_PATH}", json=message)
