@@ -300,7 +300,8 @@ class CircleCITransport:
         dropped it never comes back.
         """
         plain = self._plain
-        sendable = plain.target(target) if plain is not None and method == "GET" and not stream else None
+        plain_ok = plain is not None and method == "GET" and not stream and json is None
+        sendable = plain.target(target) if plain_ok and plain is not None else None
         if sendable is not None:  # straight to the client's pool (workers/circleci/plain_get.py)
             assert plain is not None
             # an API path always carries the token; another path on the API's origin (v1.1) as the scope says
