@@ -63,7 +63,7 @@ class Recovery:
         routes = routes_file(run.tmp, httpx.URL(self.sink).port or 0)
         self.env = at_defaults(run.env(self.sim.base_url.port or 0, PORT=str(web_port), ROUTES_FILE=str(routes)))
         self.web_proc = run.procs.start("web", [sys.executable, "-m", "service.cli", "web"], cpu=run.last_cpu,
-                                        env=self.env)  # fmt: skip
+                                        env=self.env, cwd=run.root)  # fmt: skip
         self.web = f"http://127.0.0.1:{web_port}"
         self.http = httpx.Client(timeout=10, trust_env=False)
         wait_until(lambda: self.http.get(f"{self.web}/healthz").status_code == 200, "web", 20)
@@ -99,7 +99,9 @@ class Recovery:
         run.redis.flushall()
         self.http.post(f"{self.sink}/_sink/reset").raise_for_status()
         self.sim.post("/_sim/reset").raise_for_status()
-        workers = [run.procs.start(f"worker-{number}-{i}", WORKER, cpu=i, env=self.env) for i in range(WORKERS)]
+        workers = [
+            run.procs.start(f"worker-{number}-{i}", WORKER, cpu=i, env=self.env, cwd=run.root) for i in range(WORKERS)
+        ]
         fresh = None
         try:
             wait_until(lambda: self.crews_ready(workers), f"{WORKERS} workers' {self.concurrency} threads each", 60)
@@ -113,7 +115,7 @@ class Recovery:
             killed_at = time.time()
             for worker in workers:
                 run.procs.kill(worker)
-            fresh = run.procs.start(f"worker-{number}-fresh", WORKER, cpu=0, env=self.env)
+            fresh = run.procs.start(f"worker-{number}-fresh", WORKER, cpu=0, env=self.env, cwd=run.root)
             capped = False
             try:
                 left = max(0.0, killed_at + self.timeout - time.time())

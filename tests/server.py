@@ -17,8 +17,9 @@ import uvicorn
 
 
 @contextmanager
-def running(app: Any, *, lifespan: str = "auto", startup_timeout: float = 10.0) -> Iterator[str]:
-    """Serve `app` on a free port; yields the base URL once it accepts, stops it on exit."""
+def running(app: Any, *, lifespan: str = "auto", startup_timeout: float = 10.0, **tls: Any) -> Iterator[str]:
+    """Serve `app` on a free port; yields the base URL once it accepts, stops it on exit.
+    `tls`: uvicorn's ssl_certfile and ssl_keyfile, for https."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -30,6 +31,7 @@ def running(app: Any, *, lifespan: str = "auto", startup_timeout: float = 10.0) 
         log_level="warning",
         ws="none",
         access_log=False,
+        **tls,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -42,7 +44,7 @@ def running(app: Any, *, lifespan: str = "auto", startup_timeout: float = 10.0) 
             raise RuntimeError(f"uvicorn did not start on {host}:{port}")
         time.sleep(0.01)
     try:
-        yield f"http://{host}:{port}"
+        yield f"{'https' if tls else 'http'}://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

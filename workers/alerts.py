@@ -33,6 +33,7 @@ from typing import Any
 import structlog
 from prometheus_client import Counter
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import Queue, get_current_job
 from rq.serializers import JSONSerializer
@@ -79,22 +80,27 @@ def dead_lettered(context: WorkerContext, letter: DeadLetter) -> None:
     _record(context, DEAD_LETTER, letter.reason, letter.handler, letter.last_status)
 
 
-def enriched(context: WorkerContext, event: Mapping[str, Any]) -> None:
-    """Count an enrichment's outcome; tell the alert handlers when CircleCI refused the token."""
+def enriched(context: WorkerContext, event: Mapping[str, Any], *, pipe: Pipeline | None = None) -> None:
+    """Count an enrichment's outcome (its Redis count on `pipe` when given); tell the alert handlers
+    when CircleCI refused the token."""
     enrichment = event.get("enrichment") or {}
     code = enrichment.get("error_code")
     outcome = code or ("complete" if enrichment.get("complete") else "no_token")
-    counted(context, context.metrics.enrichments, outcome=outcome)
+    counted(context, context.metrics.enrichments, pipe=pipe, outcome=outcome)
     if code in REFUSED_STATUS:
         project = (event.get("project") or {}).get("slug") or "-"
         _record(context, ENRICHMENT_REFUSED, code, project, REFUSED_STATUS[code])
 
 
-def counted(context: WorkerContext, metric: Counter, **labels: str) -> None:
+def counted(context: WorkerContext, metric: Counter, *, pipe: Pipeline | None = None, **labels: str) -> None:
     """One more on a Prometheus counter of this process, and on its per-minute count in Redis that the
-    console's alert rules read (workers/metric_window.py): the same number, counted in one place."""
+    console's alert rules read (workers/metric_window.py): the same number, counted in one place.
+    On `pipe`, the Redis count is queued (its caller sends it)."""
     metric.labels(**labels).inc()
     series = metric_window.series(metric)
+    if pipe is not None:
+        metric_window.count(pipe, series, labels, context.clock.now())
+        return
     try:
         with context.redis.pipeline(transaction=False) as pipe:
             metric_window.count(pipe, series, labels, context.clock.now())

@@ -36,6 +36,7 @@ from workers.circleci.client import CircleCIClient
 from workers.circleci.step_output import StepOutput
 from workers.connection import connect
 from workers.enrichment import Enricher, count_api_call
+from workers.event_index import KeyRefresh
 from workers.failed_step import StepReader
 from workers.handlers import Handler
 from workers.lease import Leases
@@ -66,6 +67,8 @@ class WorkerContext:
     leases: Leases | None = None
     rng: random.Random = field(default_factory=random.Random)
     clock: Clock = SYSTEM_CLOCK  # what its jobs wait, retry, expire and measure by
+    # the event index keys this process refreshed lately (workers/event_index.py)
+    index_refresh: KeyRefresh = field(default_factory=KeyRefresh)
 
     @classmethod
     def build(

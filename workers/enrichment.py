@@ -27,6 +27,7 @@ from functools import partial
 from typing import Any, cast
 
 import structlog
+from redis.client import Pipeline
 
 from config.errors import (
     CircleCIAPIError,
@@ -82,6 +83,21 @@ def count_api_call() -> None:
         calls.append(None)
 
 
+# Where an enrichment's cache writes wait for the job's next round trip (its fan-out's pipeline),
+# when the job collects them; else each is sent at once.
+Write = Callable[[Pipeline | None], None]
+pending_writes: contextvars.ContextVar[list[Write] | None] = contextvars.ContextVar("pending_writes", default=None)
+
+
+def write_later(write: Write) -> None:
+    """`write(pipe)` queued for the job's next round trip, or `write(None)` now when none is collecting."""
+    pending = pending_writes.get()
+    if pending is None:
+        write(None)
+    else:
+        pending.append(write)
+
+
 class Enricher:
     def __init__(
         self,
@@ -125,6 +141,7 @@ class Enricher:
         token = api_calls.set(calls)
         problems: list[CircleCIAPIError] = []
         notes: list[str] = []  # optional parts missing (a log tail): said, never "incomplete"
+        recorded = False  # the transition, recorded while the job's facets were asked
         try:
             if self.client is None:
                 event["enrichment"]["reason"] = "CIRCLE_TOKEN is not set: only the webhook's own facts are shown"
@@ -132,7 +149,7 @@ class Enricher:
                 if facts.ref is None:
                     facts = self._ref_from_pipeline(event, facts, problems)
                 if event["event_type"] == WORKFLOW_COMPLETED:
-                    self._workflow(event, notes, problems)
+                    recorded = self._workflow(event, facts, notes, problems)
                 else:
                     self._job(event, notes, problems)
         except CircleCIAPIError as exc:
@@ -153,7 +170,8 @@ class Enricher:
         event["enrichment"]["complete"] = not problems and self.client is not None
         event["enrichment"]["api_calls"] = len(calls)
         if event["event_type"] == WORKFLOW_COMPLETED:
-            event["transition"] = self._transition(event, facts)
+            if not recorded:
+                event["transition"] = self._transition(event, facts)
             transition = event["transition"]
             if self.client is not None and transition is not None and transition["kind"] == "broken":
                 event["pipeline"]["trigger_actor"] = self._trigger_actor(event)
@@ -208,7 +226,12 @@ class Enricher:
 
     # -- the two event types ---------------------------------------------------------------
 
-    def _workflow(self, event: EnrichedEvent, notes: list[str], problems: list[CircleCIAPIError]) -> None:
+    def _workflow(
+        self, event: EnrichedEvent, facts: VcsFacts, notes: list[str], problems: list[CircleCIAPIError]
+    ) -> bool:
+        """The workflow's jobs and its failed jobs' facets; its transition recorded while those are
+        asked (recording the same event again answers the same kind: a deferral may follow). True
+        once the transition is recorded."""
         assert self.client is not None
         workflow = event["workflow"]
         assert workflow is not None
@@ -241,7 +264,9 @@ class Enricher:
         cached = self._cached(slug, keys, failing)
         steps = self._start_steps(slug, failing, cached)
         flaky = self._start_flaky(slug, any(j["status"] in FAILED for j in wanted))
-        facets = self._facets(slug, keys, problems, cached)
+        asked = self._start_facets(slug, keys, cached)
+        event["transition"] = self._transition(event, facts)  # a round trip while the API answers
+        facets = self._finish_facets(slug, asked, problems)
         event["failed_jobs"] = [
             _failed_job(
                 j,
@@ -254,6 +279,7 @@ class Enricher:
         self._finish_steps(slug, event["failed_jobs"], steps, notes)
         tests_of = {n: facets.get((n, "tests")) for n in numbers}
         self._mark_flaky(event, tests_of, self._finish_flaky(slug, flaky, notes))
+        return True
 
     def _job(self, event: EnrichedEvent, notes: list[str], problems: list[CircleCIAPIError]) -> None:
         job = event["job"]
@@ -264,7 +290,7 @@ class Enricher:
         cached = self._cached(slug, [(number, f) for f in wanted], [number] if failed else [])
         steps = self._start_steps(slug, [number] if failed else [], cached)
         flaky = self._start_flaky(slug, failed)
-        facets = self._facets(slug, [(number, f) for f in wanted], problems, cached)
+        facets = self._finish_facets(slug, self._start_facets(slug, [(number, f) for f in wanted], cached), problems)
         details = facets.get((number, "details"))
         if details:
             job["web_url"] = job["web_url"] or details.get("web_url")
@@ -342,7 +368,8 @@ class Enricher:
             job["failed_step"] = step
             if step["reason"] is not None:
                 notes.append(f"{name}: log tail of {step['name']!r}: {step['reason']}")
-        self.cache.put_many(slug, fresh)
+        if fresh:
+            write_later(partial(self.cache.put_many, slug, fresh))
 
     # -- known-flaky tests: Insights, once per project per FLAKY_TESTS_TTL_SECONDS ---------------
 
@@ -373,7 +400,7 @@ class Enricher:
             except CircleCIAPIError as exc:  # never a deferral: the marks are not worth a delay
                 notes.append(f"known-flaky tests: {exc.code}: {exc.message}")
                 return None
-            self.cache.put_flaky_tests(slug, rows, ttl_seconds=self.flaky_ttl_seconds)
+            write_later(partial(_put_flaky, self.cache, slug, rows, self.flaky_ttl_seconds))
             started = rows
         return FlakyIndex(started)
 
@@ -397,14 +424,10 @@ class Enricher:
 
     # -- facets of jobs: cached, the missing ones fetched concurrently -----------------------------
 
-    def _facets(
-        self,
-        slug: str,
-        wanted: list[tuple[Any, str]],
-        problems: list[CircleCIAPIError],
-        cached: dict[tuple[Any, str], Any],
-    ) -> dict[tuple[Any, str], Any]:
-        """The (job number, facet) answers: the `cached` ones, the misses from the API, one cache write."""
+    def _start_facets(
+        self, slug: str, wanted: list[tuple[Any, str]], cached: dict[tuple[Any, str], Any]
+    ) -> tuple[dict[tuple[Any, str], Any], list[tuple[Any, str]], list[Future[Any]]]:
+        """The (job number, facet) answers `cached`, and the misses asked of the API on the pool now."""
         client = self.client
         assert client is not None
         found = {key: cached[key] for key in wanted if key in cached}
@@ -414,9 +437,22 @@ class Enricher:
             "tests": lambda n: [t.to_dict() for t in client.job_tests(slug, n)],
             "artifacts": lambda n: [a.to_dict() for a in client.job_artifacts(slug, n)],
         }
-        results = self._gather([partial(fetch[facet], number) for number, facet in missing], problems)
+        calls = [partial(fetch[facet], number) for number, facet in missing]
+        return found, missing, [self.pool.submit(contextvars.copy_context().run, call) for call in calls]
+
+    def _finish_facets(
+        self,
+        slug: str,
+        asked: tuple[dict[tuple[Any, str], Any], list[tuple[Any, str]], list[Future[Any]]],
+        problems: list[CircleCIAPIError],
+    ) -> dict[tuple[Any, str], Any]:
+        """Every answer of `_start_facets`: the cached ones and the API's (a failed call gives none); the
+        API's cached in the job's next round trip."""
+        found, missing, futures = asked
+        results = self._gather(futures, problems)
         fresh = {key: value for key, value in zip(missing, results, strict=True) if value is not None}
-        self.cache.put_many(slug, fresh)
+        if fresh:
+            write_later(partial(self.cache.put_many, slug, fresh))
         return found | fresh
 
     def _digest_tests(self, items: list[dict[str, Any]] | None) -> Tests | None:
@@ -447,9 +483,8 @@ class Enricher:
         ]
         return links[: self.max_artifacts]
 
-    def _gather(self, calls: list[Callable[[], Any]], problems: list[CircleCIAPIError]) -> list[Any]:
-        """Run independent calls on the pool (with this context); a failed one gives None."""
-        futures = [self.pool.submit(contextvars.copy_context().run, call) for call in calls]
+    def _gather(self, futures: list[Future[Any]], problems: list[CircleCIAPIError]) -> list[Any]:
+        """The results of calls running on the pool; a failed one gives None."""
         results = []
         for future in futures:
             try:
@@ -462,6 +497,10 @@ class Enricher:
     def _transition(self, event: EnrichedEvent, facts: VcsFacts) -> Transition | None:
         subject = transition_subject(event, facts)
         return None if subject is None else cast(Transition, self.transitions.record(**subject).to_dict())
+
+
+def _put_flaky(cache: ApiCache, slug: str, rows: list[dict[str, Any]], ttl: int, pipe: Pipeline | None) -> None:
+    cache.put_flaky_tests(slug, rows, ttl_seconds=ttl, pipe=pipe)
 
 
 def transition_subject(event: EnrichedEvent, facts: VcsFacts) -> dict[str, Any] | None:

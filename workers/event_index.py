@@ -6,9 +6,15 @@
     cie:idx:ids               zset  every event id with score 0, for a prefix by ZRANGEBYLEX
     cie:idx:keys              zset  the per-value index keys above, scored by their last write
 
-Each per-value key expires `ttl` seconds after its last write, like the events; the worker's
+Each per-value key expires `ttl` seconds after its last refresh, like the events; the worker's
 maintenance (`trim`) drops members older than the TTL from the keys still alive and expired ids
-from `cie:idx:ids`. A member can outlive its event or its handler's outcome can change (an event
+from `cie:idx:ids`. A worker process refreshes a key (its EXPIRE and its score in `cie:idx:keys`)
+at most once per REFRESH_SECONDS (`KeyRefresh`, held by its context), not with every event: two
+commands per field per event less. The price: a key written again within that time without a
+refresh expires up to REFRESH_SECONDS before its newest member's event does, so at the end of
+an event's TTL (7 days by default) its index entry may go up to 10 minutes before its record.
+
+A member can outlive its event or its handler's outcome can change (an event
 moves from `retrying` to `delivered`): an index gives candidates, and every candidate is checked
 against its record before it is shown, so a stale member costs a read, never a wrong row.
 
@@ -39,17 +45,53 @@ def index_key(field: str, value: str) -> str:
     return f"{IDX_PREFIX}{field}:{value}"
 
 
-def add(pipe: Pipeline, event_id: str, values: dict[str, Any], *, score: float, ttl: int, now: float) -> None:
+REFRESH_SECONDS = 600.0
+
+
+class KeyRefresh:
+    """When this process last refreshed each index key (its EXPIRE and its `cie:idx:keys` score)."""
+
+    def __init__(self, every: float = REFRESH_SECONDS) -> None:
+        self.every = every
+        self._at: dict[str, float] = {}
+
+    def due(self, key: str, now: float, ttl: float) -> bool:
+        """True (and noted) when `key` was not refreshed within `every` seconds of `now` (or half its
+        `ttl`, when shorter: a key refreshed is never gone before its next refresh)."""
+        last = self._at.get(key)
+        if last is not None and now - last < min(self.every, ttl / 2):
+            return False
+        if len(self._at) > 100_000:  # many distinct values (pipeline numbers): forget, refresh again
+            self._at.clear()
+        self._at[key] = now
+        return True
+
+
+def add(
+    pipe: Pipeline,
+    event_id: str,
+    values: dict[str, Any],
+    *,
+    score: float,
+    ttl: int,
+    now: float,
+    refresh: KeyRefresh | None = None,
+    new: bool = True,
+) -> None:
     """Queue on `pipe` the writes that index `event_id` under each of `values` (field -> value);
-    `now` is when each index key was last written, for `trim`."""
-    pipe.zadd(IDS, {event_id: 0})
+    `now` is when each index key was last written, for `trim`; with `refresh`, a key's EXPIRE and
+    score are written only when it is due. `new`: the event is not indexed yet (else its id is in
+    `cie:idx:ids` already: an outcome's update)."""
+    if new:
+        pipe.zadd(IDS, {event_id: 0})
     for field, value in values.items():
         if value is None or value == "":
             continue
         key = index_key(field, str(value))
         pipe.zadd(key, {event_id: score})
-        pipe.expire(key, ttl)
-        pipe.zadd(KEYS, {key: now})
+        if refresh is None or refresh.due(key, now, ttl):
+            pipe.expire(key, ttl)
+            pipe.zadd(KEYS, {key: now})
 
 
 def trim(redis: Redis, *, ttl: int, now: float) -> int:

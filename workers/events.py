@@ -10,10 +10,12 @@ is never dropped because enrichment failed.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, cast
 
 import orjson
 import structlog
+from redis.client import Pipeline
 from rq import Queue, get_current_job
 from rq.serializers import JSONSerializer
 
@@ -24,7 +26,7 @@ from workers.backoff import backoff
 from workers.context import WorkerContext, current
 from workers.delivery.fan_out import fan_out
 from workers.enriched_event import EnrichedEvent
-from workers.enrichment import RETRYABLE
+from workers.enrichment import RETRYABLE, Write, pending_writes
 from workers.jobs import APPROVAL_PENDING, PROCESS_EVENT, WORKFLOW_COMPLETED, Envelope, event_job_options
 from workers.routing import Routing
 from workers.timestamps import parse_time
@@ -58,12 +60,17 @@ def process_event(envelope: Envelope) -> dict[str, Any]:
     now = context.clock.now()
     received = parse_time(envelope.get("received_at"))
     remaining = context.settings.enrich_deadline_seconds - (now - (received.timestamp() if received else now))
+    writes: list[Write] = []  # the enrichment's cache writes, sent with the fan-out's round trip
+    token = pending_writes.set(writes)
     try:
         event = context.enricher.enrich(dict(envelope), may_defer=remaining > 0)
     except RETRYABLE as exc:
+        _flush(context, writes)  # what it did fetch stays cached for the next run
         return _defer(context, envelope, exc, remaining)
+    finally:
+        pending_writes.reset(token)
     enrichment = event["enrichment"]
-    alerts.enriched(context, event)
+    writes.append(partial(_count_enriched, context, event))
     handlers = routing.match(event)
     log.info(
         "event_enriched",
@@ -80,16 +87,34 @@ def process_event(envelope: Envelope) -> dict[str, Any]:
     workflow = event["workflow"]
     if event["event_type"] == WORKFLOW_COMPLETED and workflow is not None:
         notice = {"workflow_id": workflow["id"], "name": workflow["name"], "status": workflow["status"]}
-        context.redis.publish(PIPELINE_CHANNEL.format(event["pipeline"]["id"]), orjson.dumps(notice))
+        channel = PIPELINE_CHANNEL.format(event["pipeline"]["id"])
+        writes.append(partial(_publish, channel, orjson.dumps(notice)))
     job = get_current_job()
     rerun = job is not None and bool(job.meta.get("abandoned") or job.number_of_retries)
     data = cast(dict[str, Any], event)  # handlers, templates and stored records read a plain dict
     fan_out(
         context.redis, data, handlers, settings=context.settings, job_id=job.id if job else "-", rerun=rerun,
-        routing=routing,
+        routing=routing, writes=writes,
     )  # fmt: skip
     announce_approvals(context, data, routing, job_id=job.id if job else "-")
     return {"event_id": event["event_id"], "status": "enriched", "complete": enrichment["complete"]}
+
+
+def _count_enriched(context: WorkerContext, event: EnrichedEvent, pipe: Pipeline) -> None:
+    alerts.enriched(context, event, pipe=pipe)
+
+
+def _publish(channel: str, message: bytes, pipe: Pipeline) -> None:
+    pipe.publish(channel, message)
+
+
+def _flush(context: WorkerContext, writes: list[Write]) -> None:
+    """Send writes the enrichment left for a round trip that will not come (a deferral)."""
+    if writes:
+        with context.redis.pipeline(transaction=False) as pipe:
+            for write in writes:
+                write(pipe)
+            pipe.execute()
 
 
 def announce_approvals(context: WorkerContext, event: dict[str, Any], routing: Routing, *, job_id: str) -> list[str]:

@@ -27,9 +27,11 @@ from typing import Any
 
 import orjson
 from redis import Redis
+from redis.client import Pipeline
 
 from config.clock import SYSTEM_CLOCK, Clock
 from workers import event_index
+from workers.event_index import KeyRefresh
 from workers.timestamps import parse_time
 
 EVENT_PREFIX = "cie:event:"
@@ -50,26 +52,35 @@ def received_epoch(event: dict[str, Any], clock: Clock = SYSTEM_CLOCK) -> float:
 class EventStore:
     """Stores enriched events and their delivery history in Redis."""
 
-    def __init__(self, redis: Redis, *, ttl: int = DEFAULT_TTL, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, redis: Redis, *, ttl: int = DEFAULT_TTL, clock: Clock = SYSTEM_CLOCK, refresh: KeyRefresh | None = None
+    ) -> None:
+        """`refresh`: the worker process's record of the index keys it refreshed (workers/event_index.py)."""
         self.redis = redis
         self.ttl = ttl
         self.clock = clock
+        self.refresh = refresh
 
-    def save(self, event: dict[str, Any], *, handlers: list[str] | None = None) -> None:
-        """Store the event and its summary, and index it; saving again refreshes both."""
+    def save(self, event: dict[str, Any], *, handlers: list[str] | None = None, pipe: Pipeline | None = None) -> None:
+        """Store the event and its summary, and index it; saving again refreshes both. On `pipe`,
+        queued (its caller sends it with more)."""
+        if pipe is None:
+            with self.redis.pipeline(transaction=False) as own:
+                self.save(event, handlers=handlers, pipe=own)
+                own.execute()
+            return
         event_id = event["event_id"]
         received = received_epoch(event, self.clock)
         summary: dict[Any, Any] = _summary(event)
         if handlers is not None:
             summary["handlers"] = json.dumps(handlers)
         record_key = RECORD_PREFIX + event_id
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(EVENT_PREFIX + event_id, json.dumps(event, separators=(",", ":")), ex=self.ttl)
-            pipe.hset(record_key, mapping=summary)
-            pipe.expire(record_key, self.ttl)
-            pipe.zadd(EVENTS_INDEX, {event_id: received})
-            event_index.add(pipe, event_id, _indexed(summary), score=received, ttl=self.ttl, now=self.clock.now())
-            pipe.execute()
+        pipe.set(EVENT_PREFIX + event_id, orjson.dumps(event), ex=self.ttl)
+        pipe.hset(record_key, mapping=summary)
+        pipe.expire(record_key, self.ttl)
+        pipe.zadd(EVENTS_INDEX, {event_id: received})
+        event_index.add(pipe, event_id, _indexed(summary), score=received, ttl=self.ttl, now=self.clock.now(),
+                        refresh=self.refresh)  # fmt: skip
 
     def trim(self) -> int:
         """Drop index entries of events past their TTL (the worker's maintenance); how many."""
@@ -80,7 +91,7 @@ class EventStore:
     def load(self, event_id: str) -> dict[str, Any] | None:
         """The stored enriched event, or None once it has expired."""
         raw = self.redis.get(EVENT_PREFIX + event_id)
-        return json.loads(raw) if raw is not None else None
+        return dict(orjson.loads(raw)) if raw is not None else None
 
     def record_duplicate(self, event_id: str) -> int:
         """Count one more delivery of an event already admitted; returns the count."""
@@ -100,10 +111,14 @@ class EventStore:
         error: str = "",
         seconds: float | None = None,
         sent: list[dict[str, str]] | None = None,
+        pipe: Pipeline | None = None,
+        first: bool = False,
     ) -> int:
         """Append one delivery attempt (what happened: the status or the error, how long the send
         took; for a delivered one, what it sent: workers/handlers/transcript.py) and update the
-        handler's fields; returns its attempt count."""
+        handler's fields; returns its attempt count. On `pipe`, queued (its first reply is the
+        count) and -1 returned. `first`: the handler's first attempt, made right after `save` (a
+        fan-out's, not a rerun's): its fields in one write, the record's expiry as `save` set it."""
         now = self.clock.now()
         key = RECORD_PREFIX + event_id
         entry: dict[str, Any] = {"handler": handler, "at": now, "outcome": outcome, "status": status, "reason": reason,
@@ -112,17 +127,25 @@ class EventStore:
             entry["sent"] = base64.b64encode(zlib.compress(orjson.dumps(sent))).decode()
         last: dict[Any, Any] = {f"{handler}|last_attempt_at": now, f"{handler}|outcome": outcome,
                 f"{handler}|last_status": "" if status is None else status}  # fmt: skip
+        if pipe is None:
+            with self.redis.pipeline(transaction=False) as own:
+                self.record_attempt(event_id, handler, outcome=outcome, status=status, reason=reason, error=error,
+                                    seconds=seconds, sent=sent, pipe=own, first=first)  # fmt: skip
+                counted = own.execute()[0]
+                return 1 if first else int(counted)
         # one handler's attempts are one at a time (the send lock): no transaction needed
-        with self.redis.pipeline(transaction=False) as pipe:
+        if first:
+            pipe.hset(key, mapping={f"{handler}|attempts": 1, f"{handler}|first_attempt_at": now, **last})
+        else:
             pipe.hincrby(key, f"{handler}|attempts", 1)
             pipe.hsetnx(key, f"{handler}|first_attempt_at", now)
             pipe.hset(key, mapping=last)
-            pipe.rpush(ATTEMPTS_PREFIX + event_id, json.dumps(entry))
             pipe.expire(key, self.ttl)
-            pipe.expire(ATTEMPTS_PREFIX + event_id, self.ttl)
-            event_index.add(pipe, event_id, {"outcome": outcome}, score=now, ttl=self.ttl, now=now)
-            attempts = pipe.execute()[0]
-        return int(attempts)
+        pipe.rpush(ATTEMPTS_PREFIX + event_id, json.dumps(entry))
+        pipe.expire(ATTEMPTS_PREFIX + event_id, self.ttl)
+        event_index.add(pipe, event_id, {"outcome": outcome}, score=now, ttl=self.ttl, now=now, refresh=self.refresh,
+                        new=False)  # fmt: skip
+        return -1
 
     def record_action(self, event_id: str, entry: dict[str, Any]) -> None:
         """Append one action taken (or refused) on the event from Slack; `events show` lists them."""
@@ -136,7 +159,8 @@ class EventStore:
         now = self.clock.now()
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(RECORD_PREFIX + event_id, f"{handler}|outcome", outcome)
-            event_index.add(pipe, event_id, {"outcome": outcome}, score=now, ttl=self.ttl, now=now)
+            event_index.add(pipe, event_id, {"outcome": outcome}, score=now, ttl=self.ttl, now=now,
+                            refresh=self.refresh, new=False)  # fmt: skip
             pipe.execute()
 
     def handler_state(self, event_id: str, handler: str) -> dict[str, Any]:

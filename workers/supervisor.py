@@ -5,8 +5,11 @@ at once, each in a whole RQ worker of its own (workers/worker.py). They share th
 client, HTTP clients and Redis pool, built once (an httpx client costs ~27 ms of CPU, more than
 a job's calls). The main thread runs no job; it keeps the others, a tick at a time:
 
+    deadlines    every tick: a job past its timeout stopped (workers/job_deadline.py: no timer
+                 thread per job)
     leases       every fifth of WORKER_LEASE_SECONDS: the running jobs' claims renewed, one ZADD
-    heartbeats   every worker's state when it changed, its key's TTL every BEAT_SECONDS
+    heartbeats   every worker's state when it changed, at most every STATE_SECONDS; its key's TTL
+                 every BEAT_SECONDS
     scheduler    every second: RQ's scheduled jobs (retries, deferrals) that are due, queued
                  (RQ's own RQScheduler, run here instead of in a forked process); its lock,
                  one process's at a time, lasts a lease and is refreshed every third of one,
@@ -49,6 +52,7 @@ from config.version import version
 from workers.connection import connect, warn_weak_tls
 from workers.context import WorkerContext, install
 from workers.durability import ensure_durable
+from workers.job_deadline import JobDeadlines
 from workers.lease import Leases
 from workers.reaper import Reaper, requeue_running
 from workers.ref_states import trim_states
@@ -59,6 +63,9 @@ from workers.worker import JobQueue, Worker, build_worker
 log = structlog.get_logger("workers.supervisor")
 TICK_SECONDS = 0.1
 BEAT_SECONDS = 15.0
+# A worker's state (busy, idle) as `rq info` shows it is written at most this often: a job of a
+# few ms made two writes (busy, then idle); now `rq info` may show a state up to this late.
+STATE_SECONDS = 1.0
 SCHEDULER_SECONDS = 1  # RQ sets its lock to this + 60 s, in whole seconds
 # The scheduler's lock lasts a lease (RQ's would last 61 s: a killed holder's would keep every
 # survivor from queueing due retries for a minute), taken or refreshed every third of one.
@@ -97,6 +104,7 @@ class Supervisor:
         self.leases = Leases(
             redis, self.queue.started_job_registry.key, seconds=settings.worker_lease_seconds, clock=clock
         )
+        self.deadlines = JobDeadlines(clock)
         self.workers = [self._new_worker() for _ in range(concurrency)]
         self.threads: dict[int, threading.Thread] = {}
         self.restarts = [0] * concurrency
@@ -111,7 +119,9 @@ class Supervisor:
         self._due: dict[str, float] = {}
 
     def _new_worker(self) -> Worker:
-        return build_worker(self.redis, (self.queue.name,), settings=self.settings, leases=self.leases)
+        return build_worker(
+            self.redis, (self.queue.name,), settings=self.settings, leases=self.leases, deadlines=self.deadlines
+        )
 
     def _fail(self, job, queue, exc_string: str) -> None:  # type: ignore[no-untyped-def]
         self.workers[0].handle_job_failure(job, queue, exc_string=exc_string)
@@ -157,13 +167,16 @@ class Supervisor:
     def tick(self, burst: bool = False) -> None:
         """One pass of the keeping: whatever is due now. Redis errors are logged and tried next tick."""
         self.ticked = self.clock.monotonic()
+        self.deadlines.enforce()  # no Redis: first, whatever the rest does
         if self.reload_requested:
             self.reload_requested = False
             self._reload()
         try:
             if self._is_due("leases", self.leases.renew_every):
                 self.leases.renew()
-            self._beat(full=self._is_due("beat", BEAT_SECONDS))
+            full = self._is_due("beat", BEAT_SECONDS)
+            if full or self._is_due("state", STATE_SECONDS):
+                self._beat(full=full)
             if self.stopping_at is None:
                 if self._is_due("scheduler", SCHEDULER_SECONDS):
                     self._schedule()

@@ -20,9 +20,10 @@ WORKER_ALLOWED_JOBS (or bound to an instance, or carrying a callback) is refused
 `job_refused` and dead-lettered: whoever can write to Redis cannot make a worker run `os.system`.
 
 RQ's defaults spend ~57 commands on a no-op job; this worker ~11. Failures and retries keep
-RQ's own handling. A job past its timeout is stopped by RQ's timer, which raises in its thread:
-that lands once the thread runs Python again, so a job blocked in a call waits for the call's
-own timeout (httpx and Redis calls here all have one).
+RQ's own handling. A job past its timeout is stopped by the process's tick (workers/job_deadline.py;
+RQ's timer thread per job in a worker without a process), which raises in its thread: that
+lands once the thread runs Python again, so a job blocked in a call waits for the call's own
+timeout (httpx and Redis calls here all have one).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from config.settings import Settings
 from workers import alerts
 from workers.context import current
 from workers.delivery.dead_letters import UNDECODABLE, DeadLetter, DeadLetters
+from workers.job_deadline import JobDeadlines
 from workers.jobs import JOB_FUNCTIONS
 from workers.lease import Leases
 
@@ -162,12 +164,16 @@ class Worker(SimpleWorker):
     renews the leases and writes the heartbeats; this worker runs jobs.
     """
 
-    death_penalty_class = TimerDeathPenalty  # no SIGALRM outside the main thread
+    death_penalty_class = TimerDeathPenalty  # no SIGALRM outside the main thread; `deadlines` replace it
     queue_class = JobQueue
     job_class = AllowedJob
 
-    def __init__(self, *args: Any, leases: Leases, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, leases: Leases, deadlines: JobDeadlines | None = None, **kwargs: Any) -> None:
+        """`deadlines`: the process's, whose tick stops a job past its timeout (workers/job_deadline.py);
+        without them RQ's timer thread does, one per job."""
         super().__init__(*args, **kwargs)
+        if deadlines is not None:
+            self.death_penalty_class = deadlines.penalty  # type: ignore[assignment]
         self.leases = leases
         self.clock = leases.clock  # the process's: its supervisor measures busy_since by it
         self.busy_since: float | None = None  # monotonic, while a job runs
@@ -322,7 +328,12 @@ class Worker(SimpleWorker):
 
 
 def build_worker(
-    redis: Redis, queues: Sequence[str] = QUEUES, *, settings: Settings | None = None, leases: Leases | None = None
+    redis: Redis,
+    queues: Sequence[str] = QUEUES,
+    *,
+    settings: Settings | None = None,
+    leases: Leases | None = None,
+    deadlines: JobDeadlines | None = None,
 ) -> Worker:
     settings = settings or Settings()
     # the product's jobs, and the operator's own listed in WORKER_ALLOWED_JOBS
@@ -335,5 +346,6 @@ def build_worker(
         job_class=job_class,
         exception_handlers=[partial(dead_letter_undecodable, ttl=settings.enriched_event_ttl_seconds)],
         leases=leases or Leases(redis, job_queues[0].started_job_registry.key, seconds=settings.worker_lease_seconds),
+        deadlines=deadlines,
         worker_ttl=WORKER_TTL_SECONDS,
     )

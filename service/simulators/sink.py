@@ -13,6 +13,10 @@ Control endpoints:
                                 "path": ..., "times": n, "delay": s, "duration": s}
     GET    /_sink/faults    DELETE /_sink/faults
     GET    /_sink/requests  ?path=/slack/ops   every request recorded, oldest first
+    GET    /_sink/wait      ?path=/slack/ops&count=N&timeout=S   waits (at most S seconds, 10 by
+                            default) until that path holds N requests; answers the count and the
+                            Nth one's arrival `at`, without serialising what came before (a
+                            benchmark's O(1) wait); `count` null when it timed out
     POST   /_sink/reset     forget requests and faults
 
 `times` None fails every matching request; `duration` fails them for that many seconds
@@ -102,6 +106,9 @@ class Sink:
     on_receive: Callable[[Received], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     serial: int = 0
+    # arrival times per path, for `wait`; and the waiters of the event loop the app runs in
+    arrivals: dict[str, list[float]] = field(default_factory=dict)
+    waiters: list[tuple[str, int, asyncio.Future[None]]] = field(default_factory=list)
 
     def add_fault(self, fault: SinkFault | None = None, **kwargs: Any) -> SinkFault:
         """Add a fault: a SinkFault, or its fields (`kind=` picks a preset)."""
@@ -118,6 +125,40 @@ class Sink:
         with self.lock:
             self.faults.clear()
             self.received.clear()
+            self.arrivals.clear()
+
+    def record(self, received: Received) -> None:
+        """Keep `received` and wake whoever waits for its path to reach this count (in the app's loop)."""
+        with self.lock:
+            self.received.append(received)
+            arrived = self.arrivals.setdefault(received.path, [])
+            arrived.append(received.at)
+            count = len(arrived)
+            woken = [w for w in self.waiters if w[0] == received.path and w[1] <= count]
+            self.waiters = [w for w in self.waiters if w not in woken]
+        for _, _, future in woken:
+            if not future.done():
+                future.set_result(None)
+
+    async def wait(self, path: str, count: int, timeout: float) -> tuple[int, float] | None:
+        """(count, the `count`th arrival time) once `path` holds `count` requests; None after `timeout`."""
+        with self.lock:
+            arrived = self.arrivals.get(path, [])
+            if len(arrived) >= count:
+                return len(arrived), arrived[count - 1]
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiter = (path, count, future)
+            self.waiters.append(waiter)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            with self.lock:
+                if waiter in self.waiters:
+                    self.waiters.remove(waiter)
+            return None
+        with self.lock:
+            arrived = self.arrivals[path]
+            return len(arrived), arrived[count - 1]
 
     def requests(self, path: str | None = None) -> list[Received]:
         """Every request recorded (to `path` when given), oldest first."""
@@ -142,8 +183,7 @@ async def _message(request: Request) -> Response:
         body = raw.decode("utf-8", "replace")
     # recorded on arrival (status 0 until answered), so a request the client gave up on still counts
     received = Received(request.method, request.url.path, dict(request.headers), body, 0, time.time())
-    with sink.lock:
-        sink.received.append(received)
+    sink.record(received)
     fault = sink._take_fault(request.url.path)
     response: Response = PlainTextResponse("ok")
     if request.query_params.get("wait") == "true":  # Discord answers the message it created
@@ -179,6 +219,19 @@ async def _requests(request: Request) -> Response:
     return JSONResponse({"requests": [asdict(r) for r in listed], "total": len(listed)})
 
 
+async def _wait(request: Request) -> Response:
+    sink: Sink = request.app.state.sink
+    query = request.query_params
+    try:
+        count, timeout = int(query.get("count", "1")), float(query.get("timeout", "10"))
+    except ValueError:
+        return JSONResponse({"error": "count is a whole number, timeout seconds"}, status_code=400)
+    found = await sink.wait(query.get("path", ""), count, timeout)
+    if found is None:
+        return JSONResponse({"count": None, "at": None})
+    return JSONResponse({"count": found[0], "at": found[1]})
+
+
 async def _reset(request: Request) -> Response:
     request.app.state.sink.reset()
     return JSONResponse({"reset": True})
@@ -191,6 +244,7 @@ def create_sink(*, on_receive: Callable[[Received], None] | None = None) -> Star
             Route("/_sink/faults", _faults, methods=["GET", "POST", "DELETE"]),
             Route("/_sink/requests", _requests, methods=["GET"]),
             Route("/_sink/reset", _reset, methods=["POST"]),
+            Route("/_sink/wait", _wait, methods=["GET"]),
             Route("/{path:path}", _message, methods=["POST", "PUT", "PATCH"]),
         ]
     )

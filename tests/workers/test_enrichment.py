@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -305,6 +306,22 @@ def test_transitions_over_a_sequence_of_pipelines_including_one_out_of_order(wor
                         (14, "canceled", 4), (15, "success", 5)]
     ]  # fmt: skip
     assert kinds == ["first_seen", "broken", "still_failing", "stale", "canceled", "fixed"]
+
+
+def test_a_workflows_transition_is_recorded_while_its_failed_jobs_tests_are_asked(world, failed_workflow) -> None:
+    """Its round trip overlaps the API's answers, not the time after them."""
+    world.load(failed_workflow, twelve_jobs())
+    world.sim.add_fault(path="/project/*/tests", status=None, delay=1.0, times=None)
+    key = "cie:transition:*"
+    with ThreadPoolExecutor(1) as pool:
+        enriching = pool.submit(world.enrich, failed_workflow)
+        deadline = time.monotonic() + 0.9  # the tests' answers are a second away
+        while not world.redis.keys(key) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        recorded_while_asking = bool(world.redis.keys(key)) and not enriching.done()
+        event = enriching.result(timeout=30)
+    assert recorded_while_asking
+    assert event["transition"]["kind"] == "first_seen" and event["enrichment"]["complete"] is True
 
 
 # -- tag builds whose webhook names no branch or tag ---------------------------------------------

@@ -11,9 +11,10 @@ import pytest
 import redis
 
 from config.settings import Settings
+from tests.clock import FakeClock
 from tests.conftest import SECRET, load_fixture
 from workers import operations
-from workers.event_index import IDS, KEYS, MAX_WALK, EventQuery, index_key
+from workers.event_index import IDS, KEYS, MAX_WALK, REFRESH_SECONDS, EventQuery, KeyRefresh, index_key
 from workers.store import EventStore
 
 pytestmark = pytest.mark.integration
@@ -114,3 +115,31 @@ def test_trim_drops_what_expired_with_the_events(client: redis.Redis, settings: 
     assert client.zscore(index_key("status", "failed"), old["event_id"]) is not None
     assert client.ttl(index_key("status", "failed")) > 0
     assert client.zcard(KEYS) >= 5
+
+
+def test_a_worker_refreshes_an_index_keys_expiry_and_score_once_per_ten_minutes(client: redis.Redis) -> None:
+    """Not with every event: two commands per field per event less; a key never loses its expiry."""
+    clock = FakeClock()
+    store = EventStore(client, ttl=3600, clock=clock, refresh=KeyRefresh())
+    key = index_key("status", "failed")
+    store_event(store, 1)
+    written = client.zscore(KEYS, key)
+    before = client.info("commandstats")
+    store_event(store, 2)
+    clock.advance(REFRESH_SECONDS - 1)
+    store_event(store, 3)
+    after = client.info("commandstats")
+    # per event: its record's, and its pipeline number's key (a new value); none for the other fields
+    assert after["cmdstat_expire"]["calls"] - before["cmdstat_expire"]["calls"] == 2 * 2
+    assert client.zscore(KEYS, key) == written
+    assert client.zcard(key) == 3 and client.ttl(key) > 0
+    clock.advance(1)
+    store_event(store, 4)
+    assert client.zscore(KEYS, key) == clock.now()
+
+
+def test_a_key_whose_ttl_is_short_is_refreshed_within_half_of_it() -> None:
+    refresh = KeyRefresh()
+    assert refresh.due("k", 1000.0, ttl=60)
+    assert not refresh.due("k", 1029.0, ttl=60)
+    assert refresh.due("k", 1030.0, ttl=60)

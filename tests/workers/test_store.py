@@ -116,6 +116,21 @@ def test_an_unreadable_sent_entry_says_so_instead_of_failing_the_record(redis: R
     assert record["attempts"][0]["sent"] == [{"to": "?", "body": "(what it sent could not be read back)"}]
 
 
+def test_a_first_attempt_is_recorded_in_one_write_as_a_counted_one_would_be(redis: Redis, event: dict) -> None:
+    store = EventStore(redis, ttl=60)
+    store.save(event, handlers=["ops", "audit"])
+    event_id = event["event_id"]
+    assert store.record_attempt(event_id, "ops", outcome="delivered", first=True) == 1
+    store.record_attempt(event_id, "audit", outcome="delivered")
+    record = store.record(event_id)
+    assert record is not None
+    ops, audit = record["deliveries"]["ops"], record["deliveries"]["audit"]
+    assert {k: v for k, v in ops.items() if "_at" not in k} == {k: v for k, v in audit.items() if "_at" not in k}
+    assert ops["first_attempt_at"] == ops["last_attempt_at"]
+    assert store.record_attempt(event_id, "ops", outcome="delivered") == 2  # later ones are counted on
+    assert 0 < redis.ttl(RECORD_PREFIX + event_id) <= 60
+
+
 def test_recent_lists_newest_first(redis: Redis, event: dict) -> None:
     store = EventStore(redis, ttl=7 * 24 * 3600)
     now = time.time()

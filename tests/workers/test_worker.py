@@ -25,7 +25,7 @@ from tests.clock import FakeClock
 from tests.waiting import wait_until
 from workers.context import WorkerContext, installed
 from workers.delivery.dead_letters import DeadLetters
-from workers.supervisor import Supervisor
+from workers.supervisor import STATE_SECONDS, Supervisor
 from workers.worker import MAINTENANCE_LOCK_SECONDS, QUEUES, build_worker
 
 pytestmark = pytest.mark.integration
@@ -227,6 +227,22 @@ def test_a_job_costs_a_dozen_redis_commands_not_rqs_sixty(redis: Redis, redis_ur
     assert jobs[0].return_value() == 0.0
     assert queue.finished_job_registry.count == 50
     assert per_job <= 14, f"{per_job:.1f} Redis commands per job"
+
+
+def test_a_workers_state_is_written_at_most_once_a_second_not_twice_a_job(
+    redis: Redis, redis_url: str, queue: Queue
+) -> None:
+    """Busy and idle as `rq info` shows them, at most STATE_SECONDS late; 50 short jobs write it a few times."""
+    jobs = [queue.enqueue("tests.workers.rq_jobs.sleep", 0.0) for _ in range(50)]
+    before = redis.info("commandstats")["cmdstat_hset"]["calls"]
+    started = time.monotonic()
+    Supervisor(redis, QUEUES[0], settings_for(redis_url), concurrency=1).work(burst=True)
+    seconds = time.monotonic() - started
+    hsets = redis.info("commandstats")["cmdstat_hset"]["calls"] - before
+    assert [job.get_status() for job in jobs] == ["finished"] * 50
+    writes = hsets - 2 * len(jobs)  # each job's own: started, finished
+    # the worker's birth and death, the first and last beats, one a STATE_SECONDS at most (was two a job: 100)
+    assert writes <= 5 + 2 * seconds / STATE_SECONDS, f"{writes} worker writes in {seconds:.1f} s"
 
 
 def test_a_running_job_holds_a_lease_of_seconds_not_its_timeout(

@@ -14,7 +14,7 @@
 A workflow-completed event usually arrives after the job-completed events of its jobs; the
 cache makes sure a job's details, tests and artifacts (and a tag build's pipeline) are fetched
 once whichever comes first. Only answers are cached, never errors. Reads and writes go in one
-round trip each.
+round trip each; an enrichment's writes go in its fan-out's round trip (workers/delivery/fan_out.py).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import orjson
 from redis import Redis
+from redis.client import Pipeline
 
 PREFIX = "cie:api:"
 Facet = tuple[int, str]  # (job number, "details" | "tests" | "artifacts" | "step")
@@ -60,8 +61,11 @@ class ApiCache:
         value = self._redis.get(self.flaky_key(slug))
         return list(orjson.loads(value)) if value is not None else None
 
-    def put_flaky_tests(self, slug: str, rows: Sequence[Mapping[str, Any]], *, ttl_seconds: int) -> None:
-        self._redis.set(self.flaky_key(slug), orjson.dumps(list(rows)), ex=ttl_seconds)
+    def put_flaky_tests(
+        self, slug: str, rows: Sequence[Mapping[str, Any]], *, ttl_seconds: int, pipe: Pipeline | None = None
+    ) -> None:
+        """Cache a project's known-flaky tests; on `pipe` when given (its caller sends it)."""
+        (pipe or self._redis).set(self.flaky_key(slug), orjson.dumps(list(rows)), ex=ttl_seconds)
 
     def get_many(self, slug: str, wanted: Sequence[Facet]) -> dict[Facet, Any]:
         """The cached answers among `wanted`."""
@@ -70,10 +74,14 @@ class ApiCache:
         values = self._redis.mget([self.key(slug, n, facet) for n, facet in wanted])
         return {facet: orjson.loads(v) for facet, v in zip(wanted, values, strict=True) if v is not None}
 
-    def put_many(self, slug: str, answers: Mapping[Facet, Any]) -> None:
+    def put_many(self, slug: str, answers: Mapping[Facet, Any], pipe: Pipeline | None = None) -> None:
+        """Cache `answers`: in one round trip, or queued on `pipe` when given (its caller sends it)."""
         if not answers:
             return
-        with self._redis.pipeline(transaction=False) as pipe:
+        if pipe is not None:
             for (n, facet), value in answers.items():
                 pipe.set(self.key(slug, n, facet), orjson.dumps(value), ex=self._ttl)
-            pipe.execute()
+            return
+        with self._redis.pipeline(transaction=False) as own:
+            self.put_many(slug, answers, pipe=own)
+            own.execute()

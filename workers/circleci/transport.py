@@ -8,6 +8,10 @@ The token is set on each request, not on the httpx client: an API path always ge
 absolute URL (an artifact) only where workers.circleci.token_scope allows, and a download's redirects are
 followed here, by hand, so the token stops at the first hop to another host.
 
+A GET of an API path goes straight to the client's connection pool (workers/circleci/plain_get.py:
+half the CPU), unless the client has what only httpx handles (proxies, other transports, auth,
+hooks, cookies); everything else, and every request of such a client, goes through httpx.
+
 Facts: /work/shared/reference/circleci-api-v2.md and circleci-pitfalls.md (section B).
 """
 
@@ -41,6 +45,7 @@ from config.errors import (
 )
 from config.settings import DEFAULT_API_URL, DEFAULT_ARTIFACT_HOSTS
 from workers.backoff import backoff
+from workers.circleci.plain_get import PlainGet
 from workers.circleci.token_scope import TokenScope
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_REDIRECTS", "CircleCITransport", "parse_retry_after"]
@@ -51,6 +56,7 @@ DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 MAX_REDIRECTS = 5  # a download's hops after the first request
 TOKEN_HEADER = "Circle-Token"
+TOKEN_HEADER_RAW = TOKEN_HEADER.encode()
 # The request never reached CircleCI, so even a non-idempotent POST may be sent again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _HINTS = {
@@ -165,9 +171,11 @@ class CircleCITransport:
         else:
             http_client.headers.update(headers)
         self._http = http_client
+        self._plain = PlainGet.of(http_client)  # None: every request through httpx
         self.base_url = str(http_client.base_url)
         self._token = None if token is None else str(token)
         self._scope = TokenScope(http_client.base_url, artifact_hosts)
+        self._origin_allowed = self._scope.allows(http_client.base_url)
         self.max_retries = max_retries
         self.deadline = deadline
         self.max_wait = max_wait
@@ -291,6 +299,17 @@ class CircleCITransport:
         allows it; a redirect keeps it only while the host stays the same allowed host, and once
         dropped it never comes back.
         """
+        plain = self._plain
+        plain_ok = plain is not None and method == "GET" and not stream and json is None
+        sendable = plain.target(target) if plain_ok and plain is not None else None
+        if sendable is not None:  # straight to the client's pool (workers/circleci/plain_get.py)
+            assert plain is not None
+            # an API path always carries the token; another path on the API's origin (v1.1) as the scope says
+            token = self._token if target.startswith("/") or self._origin_allowed else None
+            if self._before_request is not None:
+                self._before_request()
+            headers = [] if token is None else [(TOKEN_HEADER_RAW, token.encode())]
+            return plain.get(sendable, params, headers), plain.host if self._token and token is None else None
         request = self._http.build_request(method, target, params=params, json=json)
         relative = not httpx.URL(target).is_absolute_url
         token = self._token if relative or self._scope.allows(request.url) else None

@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 from redis import Redis
+from redis.client import Pipeline
 from rq import get_current_job
 
 from config.errors import DeliveryRejected, HandlerError
@@ -72,9 +73,37 @@ class DeliveryAttempt:
         self.took: float | None = None  # seconds the send took
         self.error = ""  # what went wrong, for the record (redacted)
         self.delivery_id = delivery_id_of(event_id, handler)
-        self.store = EventStore(self.redis, ttl=self.settings.enriched_event_ttl_seconds, clock=self.clock)
+        self.store = EventStore(
+            self.redis, ttl=self.settings.enriched_event_ttl_seconds, clock=self.clock, refresh=context.index_refresh
+        )
         self.event = event if event is not None else self.store.load(event_id)
         self.lock = DeliveryLock(self.redis, self.delivery_id, ttl=self.settings.enriched_event_ttl_seconds)
+        self.leases = context.leases  # in a worker process: the lock lasts a lease, renewed while we send
+        # the lock asked in the caller's round trip (`ask_lock`): its token, and once answered, whether it
+        # was had and whether the delivery was recorded already
+        self._asked: str | None = None
+        self._answer: tuple[bool, bool] | None = None
+        self.fresh = False  # the handler's first attempt ever: a fan-out that is not a rerun sets it
+
+    @property
+    def longest(self) -> float:
+        """The longest one send may take (connect, write, read, each up to the timeout)."""
+        return self.settings.delivery_timeout_seconds * 4 + 5
+
+    def _hold_ms(self) -> int:
+        return int((self.leases.seconds if self.leases else self.longest) * 1000)
+
+    def ask_lock(self, pipe: Pipeline) -> bool:
+        """Queue on `pipe` the lock and, after it, the delivered check this attempt begins with (a
+        fan-out sends them with its other writes); False when the attempt will not get that far
+        (no event, an unknown handler) and nothing was queued. `answered` takes the two replies."""
+        if self.event is None or self.routing.handlers.get(self.handler) is None:
+            return False
+        self._asked = self.lock.ask(pipe, self._hold_ms())
+        return True
+
+    def answered(self, locked: Any, delivered: Any) -> None:
+        self._answer = (bool(locked), bool(delivered))
 
     def run(self) -> str:
         """Deliver, with this attempt's ids on every log line (in whichever thread it runs)."""
@@ -93,12 +122,13 @@ class DeliveryAttempt:
         target = self.routing.handlers.get(self.handler)
         if target is None:
             return self._dead("unknown_handler", attempts=0)
-        if not self.first and not self.force and self.lock.delivered():
+        if self._answer is None and not self.first and not self.force and self.lock.delivered():
             return self._skipped()
-        # the longest one send may take (connect, write, read, each up to the timeout)
-        longest = self.settings.delivery_timeout_seconds * 4 + 5
-        leases = self.context.leases  # in a worker process: the lock lasts a lease, renewed while we send
-        token = self.lock.acquire(int((leases.seconds if leases else longest) * 1000))
+        leases, longest = self.leases, self.longest
+        if self._answer is not None:  # asked in the caller's round trip: the lock, then the delivered check
+            token = self._asked if self._answer[0] else None
+        else:
+            token = self.lock.acquire(self._hold_ms())
         if token is None:
             wait = self.lock.remaining_seconds() + 1.0
             suffix = "wait-" + uuid.uuid4().hex[:8]
@@ -107,8 +137,10 @@ class DeliveryAttempt:
             return "lock_busy"
         if leases:
             leases.hold_key(self.lock.lock_key, longest)
+        held: list[str] = [token]  # emptied once a write releases it
         try:
-            if not self.force and self.lock.delivered():  # another worker (or an earlier run) finished it
+            delivered = self._answer[1] if self._answer is not None else self.lock.delivered()
+            if not self.force and delivered:  # another worker (or an earlier run) finished it
                 return self._skipped()
             self.metrics.attempts.labels(self.handler).inc()
             started = self.clock.monotonic()
@@ -126,17 +158,30 @@ class DeliveryAttempt:
                 self.error = REDACTOR.redact(f"{type(exc).__name__}: {exc}")[:ERROR_CHARS]
                 return self._failed(None, None, self.error, type(exc).__name__)
             self.took = self.clock.monotonic() - started
-            return self._succeeded(sent.sent)
+            return self._succeeded(held, sent.sent)
         finally:
             if leases:
                 leases.drop_key(self.lock.lock_key)
-            self.lock.release(token)
+            if held:
+                self.lock.release(token)
 
-    def _succeeded(self, sent: list[dict[str, str]]) -> str:
-        self.lock.mark_delivered(self.job_id, force=self.force)
-        attempts = self.store.record_attempt(
-            self.event_id, self.handler, outcome="delivered", seconds=self.took, sent=sent
-        )
+    def _succeeded(self, held: list[str], sent: list[dict[str, str]]) -> str:
+        """Recorded in one round trip, in this order: delivered (SET NX), the attempt, the lock released."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            self.lock.mark_delivered(self.job_id, force=self.force, pipe=pipe)
+            self.store.record_attempt(
+                self.event_id,
+                self.handler,
+                outcome="delivered",
+                seconds=self.took,
+                sent=sent,
+                pipe=pipe,
+                first=self.fresh,
+            )
+            self.lock.release(held[0], pipe=pipe)
+            replies = pipe.execute()
+        attempts = 1 if self.fresh else int(replies[1])  # a first attempt's count is written, not counted
+        held.clear()
         since_receipt = max(0.0, self.clock.now() - received_epoch(self.event or {}, self.clock))
         self.metrics.deliveries.labels(self.handler, "delivered").inc()
         self.metrics.latency.labels(self.handler).observe(since_receipt)

@@ -13,6 +13,7 @@ import time
 import uuid
 
 from redis import Redis
+from redis.client import Pipeline
 
 DELIVERED_PREFIX = "cie:delivered:"
 LOCK_PREFIX = "cie:lock:"
@@ -35,18 +36,28 @@ class DeliveryLock:
         """True once a success is recorded for this delivery."""
         return bool(self.redis.exists(self.delivered_key))
 
-    def mark_delivered(self, job_id: str, *, force: bool = False) -> bool:
-        """Record the success; False when one was recorded already (a forced replay overwrites it)."""
+    def mark_delivered(self, job_id: str, *, force: bool = False, pipe: Pipeline | None = None) -> bool:
+        """Record the success; False when one was recorded already (a forced replay overwrites it).
+        On `pipe`, queued (its reply says it)."""
         value = json.dumps({"at": time.time(), "job_id": job_id})
-        return bool(self.redis.set(self.delivered_key, value, ex=self.ttl, nx=not force))
+        return bool((pipe or self.redis).set(self.delivered_key, value, ex=self.ttl, nx=not force))
 
     def acquire(self, hold_ms: int) -> str | None:
         """Take the lock for `hold_ms`; returns the token to release it with, or None when held."""
         token = uuid.uuid4().hex
         return token if self.redis.set(self.lock_key, token, px=hold_ms, nx=True) else None
 
-    def release(self, token: str) -> None:
-        self.redis.eval(_RELEASE_LUA, 1, self.lock_key, token)
+    def ask(self, pipe: Pipeline, hold_ms: int) -> str:
+        """Queue on `pipe` the lock's SET NX and, after it, the delivered check (the order `acquire`
+        then `delivered` keeps): replies `True`/`None` and 1/0. The token it would be held with."""
+        token = uuid.uuid4().hex
+        pipe.set(self.lock_key, token, px=hold_ms, nx=True)
+        pipe.exists(self.delivered_key)
+        return token
+
+    def release(self, token: str, *, pipe: Pipeline | None = None) -> None:
+        """Free the lock if `token` still holds it; on `pipe`, queued after what came before on it."""
+        (pipe or self.redis).eval(_RELEASE_LUA, 1, self.lock_key, token)
 
     def remaining_seconds(self) -> float:
         """How long the current holder may still hold the lock."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pytest
 from starlette.testclient import TestClient
@@ -95,6 +98,37 @@ def test_requests_filter_by_path(client: TestClient) -> None:
     client.post("/a", json={})
     client.post("/b", json={})
     assert [r["path"] for r in client.get("/_sink/requests", params={"path": "/b"}).json()["requests"]] == ["/b"]
+
+
+def test_wait_answers_the_nth_arrival_of_a_path_at_once_when_it_is_there(client: TestClient) -> None:
+    for path in ("/a", "/b", "/a"):
+        client.post(path, json={})
+    second = client.app.state.sink.requests("/a")[1]
+    assert client.get("/_sink/wait", params={"path": "/a", "count": 2}).json() == {"count": 2, "at": second.at}
+
+
+def test_wait_says_null_when_the_count_is_not_reached_in_time(client: TestClient) -> None:
+    client.post("/a", json={})
+    answer = client.get("/_sink/wait", params={"path": "/a", "count": 2, "timeout": 0.05})
+    assert answer.json() == {"count": None, "at": None}
+    assert client.app.state.sink.waiters == []
+
+
+def test_wait_returns_when_the_awaited_message_arrives() -> None:
+    app = create_sink()
+    with running(app) as base_url, httpx.Client(base_url=base_url) as http:
+        http.post("/a", json={})
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(http.get, "/_sink/wait", params={"path": "/a", "count": 2, "timeout": 10})
+            time.sleep(0.1)
+            assert not waiting.done()
+            http.post("/a", json={})
+            answer = waiting.result(timeout=5).json()
+    assert answer == {"count": 2, "at": app.state.sink.requests("/a")[1].at}
+
+
+def test_wait_refuses_a_count_that_is_not_a_number(client: TestClient) -> None:
+    assert client.get("/_sink/wait", params={"count": "many"}).status_code == 400
 
 
 def test_from_dict_takes_presets_and_overrides() -> None:

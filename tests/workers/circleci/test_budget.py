@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fakeredis
 import pytest
 import redis
 
 from config.clock import SystemClock
 from config.errors import CircleCIRateLimited
-from workers.circleci.budget import ApiBudget
+from tests.clock import FakeClock
+from workers.circleci.budget import HOLD_SECONDS, ApiBudget
 
 
 class SleepsKept(SystemClock):
@@ -55,3 +57,21 @@ def test_tokens_are_taken_a_few_at_a_time(redis_url: str) -> None:
     for _ in range(3):
         budget.take()
     assert 5.9 < float(client.hget("cie:ratelimit:circleci-api", "tokens")) < 6.1
+
+
+@pytest.mark.parametrize(
+    ("per_second", "burst", "batch"),
+    [(10, 20, 5), (1_000_000, 1_000_000, 10), (1, 3, 1), (100, 8, 2)],
+)
+def test_tokens_are_taken_in_batches_that_follow_the_budget(per_second: float, burst: int, batch: int) -> None:
+    assert ApiBudget(fakeredis.FakeRedis(), per_second=per_second, burst=burst).batch == batch
+
+
+def test_tokens_not_spent_within_a_second_are_dropped_not_spent_late(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    clock = FakeClock()
+    budget = ApiBudget(client, per_second=0.01, burst=10, batch=4, clock=clock)
+    budget.take()
+    clock.advance(HOLD_SECONDS)
+    budget.take()  # the three kept were too old: four more from Redis
+    assert 1.9 < float(client.hget("cie:ratelimit:circleci-api", "tokens")) < 2.1

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from redis import Redis
+from redis.connection import AbstractConnection
 from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
@@ -166,6 +167,48 @@ def test_each_handler_gets_the_event_once(deliveries: Deliveries, event: dict) -
     assert record is not None
     assert record["deliveries"]["ops"]["outcome"] == "delivered"
     assert record["deliveries"]["audit"]["attempts"] == 1
+
+
+def test_between_enrichment_and_the_first_post_redis_is_asked_once(
+    deliveries: Deliveries, event: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The enrichment's writes, the event stored and each attempt's lock and delivered check: one round trip."""
+    deliveries.redis.ping()  # a connection in the pool: its handshake is not the fan-out's
+    sent: list[object] = []
+    original = AbstractConnection.send_packed_command
+
+    def send_packed_command(connection: AbstractConnection, *args: Any, **kwargs: Any) -> None:
+        sent.append(args)  # one round trip: a command, or a pipeline's commands together
+        original(connection, *args, **kwargs)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", send_packed_command)
+    at_post: list[int] = []
+    deliveries.sink.on_receive = lambda received: at_post.append(len(sent))
+    writes = [lambda pipe: pipe.set("cie:test:cached", 1), lambda pipe: pipe.publish("cie:test", "hi")]
+    outcomes = fan_out(deliveries.redis, event, ["ops", "audit"], writes=writes)
+    assert set(outcomes.values()) == {"delivered"}
+    assert min(at_post) == 1 and len(at_post) == 2  # the other post may follow the first one's record
+    assert deliveries.redis.get("cie:test:cached") == b"1"
+    assert deliveries.store.load(event["event_id"]) is not None
+    assert deliveries.redis.keys("cie:lock:*") == []  # each released with its success
+
+
+def test_a_lock_held_by_another_worker_as_the_fan_out_asks_is_a_later_job(deliveries: Deliveries, event: dict) -> None:
+    deliveries.redis.set(f"cie:lock:{event['event_id']}:ops", "theirs", px=5000)
+    assert fan_out(deliveries.redis, event, ["ops"]) == {f"{event['event_id']}:ops": "lock_busy"}
+    assert deliveries.tries() == 0
+    assert deliveries.redis.get(f"cie:lock:{event['event_id']}:ops") == b"theirs"  # not ours to free
+    assert len(deliveries.scheduled.get_job_ids()) == 1
+
+
+def test_a_delivery_recorded_before_the_fan_out_took_its_lock_is_not_posted_again(
+    deliveries: Deliveries, event: dict
+) -> None:
+    """The delivered check comes after the lock, in the same round trip: the lock order holds."""
+    deliveries.redis.set(f"cie:delivered:{event['event_id']}:ops", "{}")
+    assert fan_out(deliveries.redis, event, ["ops"]) == {f"{event['event_id']}:ops": "skipped_duplicate"}
+    assert deliveries.tries() == 0
+    assert deliveries.redis.keys("cie:lock:*") == []
 
 
 def test_a_handler_named_twice_gets_one_delivery(deliveries: Deliveries, event: dict) -> None:
