@@ -67,6 +67,10 @@ BEAT_SECONDS = 15.0
 # few ms made two writes (busy, then idle); now `rq info` may show a state up to this late.
 STATE_SECONDS = 1.0
 SCHEDULER_SECONDS = 1  # RQ sets its lock to this + 60 s, in whole seconds
+SCHEDULER_HEARTBEAT_SECONDS = 10.0  # RQ's heartbeat of the scheduler (its metadata and its lock)
+# The lock's holder keeps it a lease long between RQ's heartbeats: one command, only while it holds it.
+EXTEND_IF_HELD = """if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0"""
 # The scheduler's lock lasts a lease (RQ's would last 61 s: a killed holder's would keep every
 # survivor from queueing due retries for a minute), taken or refreshed every third of one.
 RESTART_BACKOFF_MAX = 30.0
@@ -113,6 +117,7 @@ class Supervisor:
             [self.queue], connection=redis, interval=SCHEDULER_SECONDS, serializer=JSONSerializer,
             logging_level=chatter_level(settings.log_level),
         )  # fmt: skip
+        self._extend_if_held = redis.register_script(EXTEND_IF_HELD)
         self.stopping_at: float | None = None  # monotonic deadline once a stop was asked for
         self.ticked = self.clock.monotonic()
         self.failing_since: float | None = None  # monotonic: since when the keeping fails (Redis away)
@@ -225,14 +230,22 @@ class Supervisor:
                 pipe.execute()
 
     def _schedule(self) -> None:
-        lease = self.settings.worker_lease_seconds
-        if self._is_due("scheduler-lock", lease / 3):
-            if self.scheduler.acquired_locks:
+        """RQ's scheduler, with its lock lasting a lease instead of RQ's 61 s: taken, or kept, every
+        third of a lease; RQ's own heartbeat (which sets 61 s again) every SCHEDULER_HEARTBEAT_SECONDS."""
+        lease_ms = int(self.settings.worker_lease_seconds * 1000)
+        key = RQScheduler.get_locking_key(self.queue.name)
+        if self._is_due("scheduler-lock", self.settings.worker_lease_seconds / 3):
+            rq_set_it = True  # RQ's calls set 61 s
+            if self.scheduler.acquired_locks and not self._is_due("scheduler-heartbeat", SCHEDULER_HEARTBEAT_SECONDS):
+                rq_set_it = not self._extend_if_held(keys=[key], args=[self.scheduler.name, lease_ms])
+                if rq_set_it:  # lost (it lapsed and another took it): RQ's own account of what is held
+                    self.scheduler.acquire_locks()  # type: ignore[no-untyped-call]
+            elif self.scheduler.acquired_locks:
                 self.scheduler.heartbeat()  # type: ignore[no-untyped-call]
             else:
                 self.scheduler.acquire_locks()  # type: ignore[no-untyped-call]
-            if self.scheduler.acquired_locks:  # RQ set 61 s: one lease instead
-                self.redis.pexpire(RQScheduler.get_locking_key(self.queue.name), int(lease * 1000))
+            if rq_set_it and self.scheduler.acquired_locks:
+                self.redis.pexpire(key, lease_ms)
         if self.scheduler.acquired_locks:
             self.scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
 
