@@ -26,15 +26,22 @@ def web_factory(tmp_path: Path) -> Iterator:
     started: list[Service] = []
 
     def start(redis_url: str, **extra: str) -> tuple[Service, str]:
-        port = free_port()
-        web = Service(
-            cli("web"), env=service_env(redis_url, PORT=str(port), **extra), log_path=tmp_path / f"web-{port}.log"
-        )
-        web.start()
-        base = f"http://127.0.0.1:{port}"
-        web.wait_http(base + "/healthz")
-        started.append(web)
-        return web, base
+        for _ in range(3):  # a free port may be taken by another test's process before the web binds it
+            port = free_port()
+            web = Service(
+                cli("web"), env=service_env(redis_url, PORT=str(port), **extra), log_path=tmp_path / f"web-{port}.log"
+            )
+            web.start()
+            base = f"http://127.0.0.1:{port}"
+            try:
+                web.wait_http(base + "/healthz")
+            except AssertionError:
+                if "the port is in use" not in web.output():
+                    raise
+                continue
+            started.append(web)
+            return web, base
+        raise AssertionError("three free ports in a row were taken before the web could listen")
 
     yield start
     stop_all(started)

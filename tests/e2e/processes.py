@@ -36,10 +36,11 @@ class Service:
             if self.process is not None and self.process.poll() is not None:
                 raise AssertionError(f"{self.command} exited with {self.process.returncode}:\n{self.output()}")
             try:
-                httpx.get(url, timeout=1.0)
+                answer = httpx.get(url, timeout=1.0)
             except httpx.TransportError:
                 return False
-            return True
+            # a stranger that took the port first answers too (a sink's 404): only a 2xx is ours
+            return answer.is_success
 
         wait_until(answers, f"{url} answering", timeout, details=self.output)
 
