@@ -129,7 +129,7 @@ def test_clients_without_the_secret_are_limited_per_address_before_redis(redis_u
     assert [r.status_code for r in forged] == [401, 401, 429, 429]  # 1 + 10 tokens a guess out of 22
     assert int(forged[2].headers["retry-after"]) >= 1
     assert forged[2].json()["error_code"] == "rate_limited"
-    assert redis.Redis.from_url(redis_url).keys("cie:ratelimit:*") == []  # refused without asking Redis
+    assert redis.Redis.from_url(redis_url).keys("cie:bucket:*") == []  # refused without asking Redis
     # a signed delivery from the same address pays from its own bucket (issue 23 item 3)
     assert deliver(base, "from-the-guessers-address").status_code == 202
     assert deliver(base, "from-another-client", local_address="127.0.0.2").status_code == 202

@@ -6,8 +6,8 @@ together stay under a configured rate. A short wait is slept; a longer one raise
 CircleCIRateLimited so the job is rescheduled instead of holding a worker.
 
 A process takes a few tokens per Redis call and spends them locally: a round trip per API
-request cost 0.5-1.2 ms on the enrichment's critical path, and each take is five commands
-(the script, TIME, HMGET, HSET, EXPIRE). How many at a time follows the budget: a quarter of the
+request cost 0.5-1.2 ms on the enrichment's critical path, and each take is four commands
+(the script, TIME, GET, SET). How many at a time follows the budget: a quarter of the
 burst and half a second's rate, at most MAX_BATCH (the default 10/s, burst 20: 5; the benchmarks'
 unbounded budget: 10, about one take per event). Tokens a process took and did not spend within
 HOLD_SECONDS are dropped, spent for nothing rather than spent late: no process sits on the budget.
@@ -21,9 +21,9 @@ from redis import Redis
 
 from config.clock import SYSTEM_CLOCK, Clock
 from config.errors import CircleCIRateLimited
-from workers.token_bucket import TOKEN_BUCKET_LUA
+from workers.token_bucket import RATE_LIMIT_PREFIX, TOKEN_BUCKET_LUA
 
-KEY = "cie:ratelimit:circleci-api"
+KEY = RATE_LIMIT_PREFIX + "circleci-api"
 MAX_BATCH = 10
 HOLD_SECONDS = 1.0
 _TAKE = (

@@ -9,7 +9,8 @@ import redis
 from config.clock import SystemClock
 from config.errors import CircleCIRateLimited
 from tests.clock import FakeClock
-from workers.circleci.budget import HOLD_SECONDS, ApiBudget
+from workers.circleci.budget import HOLD_SECONDS, KEY, ApiBudget
+from workers.token_bucket import tokens_left
 
 
 class SleepsKept(SystemClock):
@@ -52,11 +53,11 @@ def test_tokens_are_taken_a_few_at_a_time(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     budget = ApiBudget(client, per_second=0.01, burst=10, batch=4)
     budget.take()
-    remaining = float(client.hget("cie:ratelimit:circleci-api", "tokens"))
+    remaining = tokens_left(client, KEY)
     assert 5.9 < remaining < 6.1  # four taken in one call, three kept locally
     for _ in range(3):
         budget.take()
-    assert 5.9 < float(client.hget("cie:ratelimit:circleci-api", "tokens")) < 6.1
+    assert 5.9 < tokens_left(client, KEY) < 6.1
 
 
 @pytest.mark.parametrize(
@@ -74,4 +75,4 @@ def test_tokens_not_spent_within_a_second_are_dropped_not_spent_late(redis_url: 
     budget.take()
     clock.advance(HOLD_SECONDS)
     budget.take()  # the three kept were too old: four more from Redis
-    assert 1.9 < float(client.hget("cie:ratelimit:circleci-api", "tokens")) < 2.1
+    assert 1.9 < tokens_left(client, KEY) < 2.1
