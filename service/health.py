@@ -46,9 +46,11 @@ async def metrics(request: Request) -> Response:
         return limited
     state = request.app.state
     try:
-        for key in await state.redis.smembers("rq:queues"):
-            name = key.decode().removeprefix("rq:queue:")
-            state.metrics.queue_depth.labels(name).set(await state.redis.llen(key))
+        # the configured queue whatever RQ's set of queues holds: the receiver does not add it per job
+        # (service/intake.py), and a queue piling up with no worker left to register it must show
+        names = {key.decode().removeprefix("rq:queue:") for key in await state.redis.smembers("rq:queues")}
+        for name in sorted(names | {state.settings.events_queue}):
+            state.metrics.queue_depth.labels(name).set(await state.redis.llen("rq:queue:" + name))
     except RedisError:
         pass  # the other metrics are still worth serving
     return Response(state.metrics.render(), media_type=state.metrics.content_type)

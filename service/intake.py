@@ -3,7 +3,10 @@
 The dedupe key must never exist without the queued job: if it did, a crash between the two
 would turn CircleCI's retry into a silent loss. So the checks and writes happen in one Lua
 script, which writes ordinary RQ job records (JSON-serialized, never pickled): `rq info` and
-RQ workers see them like any job enqueued through `Queue.enqueue`.
+RQ workers see them like any job enqueued through `Queue.enqueue`. Unlike `Queue.enqueue`, it
+does not add the queue to RQ's set of queues (`rq:queues`) with every job: the worker process
+does that with its heartbeat (workers/supervisor.py), one command every BEAT_SECONDS instead of
+one per delivery, and the web's /metrics reads the configured queue's depth whatever the set holds.
 
 Concurrent requests are admitted together: while one script call is in flight, the next
 deliveries wait and then go in a single call. Most of a request's cost was redis-py's per-call
@@ -39,7 +42,7 @@ from workers.token_bucket import RATE_LIMIT_PREFIX, TOKEN_BUCKET_LUA
 DEDUPE_PREFIX = "cie:seen:"
 MAX_BATCH = 256
 
-# KEYS: queue key, set of queues. ARGV: rate, burst, dedupe ttl, the key prefixes of rate
+# KEYS: queue key. ARGV: rate, burst, dedupe ttl, the key prefixes of rate
 # limits, dedupe keys, RQ jobs and event records, the number F of shared job fields, those F
 # fields as field, value pairs, then 5 values per delivery: client, event id, job id, data,
 # time. Returns one string, an entry per delivery joined by ',': 'q <job id>', 'd <job id that
@@ -71,7 +74,6 @@ for i = 9 + nfields, #ARGV, 5 do
     -- last: whatever fails before it leaves the event unseen, and CircleCI's retry queues it.
     redis.call('HSET', job_prefix .. job_id, 'data', data, 'created_at', now, 'enqueued_at', now, unpack(shared))
     redis.call('RPUSH', KEYS[1], job_id)
-    redis.call('SADD', KEYS[2], KEYS[1])
     redis.call('SET', seen_prefix .. event_id, job_id, 'EX', ttl)
     results[#results + 1] = 'q ' .. job_id
   end
@@ -132,7 +134,7 @@ class Intake:
         fields["status"] = "queued"
         shared = [x for item in fields.items() for x in item]
         self._head += [len(shared), *shared]
-        self._keys = [queue.key, queue.redis_queues_keys]
+        self._keys = [queue.key]
         self._pending: list[tuple[list[Any], asyncio.Future[Admission]]] = []
         self._flushing = False
 

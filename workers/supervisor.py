@@ -9,7 +9,7 @@ a job's calls). The main thread runs no job; it keeps the others, a tick at a ti
                  thread per job)
     leases       every fifth of WORKER_LEASE_SECONDS: the running jobs' claims renewed, one ZADD
     heartbeats   every worker's state when it changed, at most every STATE_SECONDS; its key's TTL
-                 every BEAT_SECONDS
+                 and the queue's place in RQ's set of queues every BEAT_SECONDS
     scheduler    every second: RQ's scheduled jobs (retries, deferrals) that are due, queued
                  (RQ's own RQScheduler, run here instead of in a forked process); its lock,
                  one process's at a time, lasts a lease and is refreshed every third of one,
@@ -226,6 +226,8 @@ class Supervisor:
                 # refuse the birth ("an active worker ... exists already"), one after its death revive it
                 if worker.birth_date is not None and thread is not None and thread.is_alive():
                     worker.beat(pipe, full=full)
+            if full:  # the queue in RQ's set of queues (`rq info`, /metrics): the receiver does not add it per job
+                pipe.sadd(self.queue.redis_queues_keys, self.queue.key)
             if len(pipe):
                 pipe.execute()
 

@@ -517,3 +517,11 @@ def test_a_holder_that_lost_the_scheduler_lock_stops_scheduling(redis: Redis, re
     holder._schedule()
     assert not holder.scheduler.acquired_locks
     assert redis.get(RQScheduler.get_locking_key(QUEUES[0])) == b"another-scheduler"
+
+
+def test_the_worker_process_puts_its_queue_in_rqs_set_of_queues(redis_url: str) -> None:
+    """`rq info` lists the queue: the receiver queues jobs without adding it (service/intake.py)."""
+    redis = Redis.from_url(redis_url)
+    assert Queue.all(connection=redis) == []
+    Supervisor(redis, QUEUES[0], settings_for(redis_url), concurrency=1).work(burst=True)
+    assert [queue.name for queue in Queue.all(connection=redis)] == [QUEUES[0]]
