@@ -12,10 +12,13 @@ from redis import Redis
 from tests.conftest import RedisServer
 from workers.token_bucket import RATE_LIMIT_PREFIX, TOKEN_BUCKET_LUA, tokens_left
 
-TAKE = TOKEN_BUCKET_LUA + """
+TAKE = (
+    TOKEN_BUCKET_LUA
+    + """
 local granted, wait = take_tokens(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
 return {granted, tostring(wait)}
 """
+)
 KEY = RATE_LIMIT_PREFIX + "test"
 
 
