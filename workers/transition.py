@@ -37,6 +37,7 @@ from redis import ConnectionError as RedisConnectionError
 from redis import Redis
 from redis import TimeoutError as RedisTimeoutError
 
+from config.clock import SYSTEM_CLOCK, Clock
 from config.errors import ConfigurationError, RedisUnavailable
 from workers.timestamps import parse_time
 
@@ -55,7 +56,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # KEYS: the state hash, the index of states. ARGV: status, pipeline number, happened_at in epoch
 # microseconds (the order within a pipeline), happened_at as sent, TTL seconds, "peek" to write
-# nothing, and the workflow's web URL ("" when unknown).
+# nothing, the workflow's web URL ("" when unknown), and now in epoch seconds (the index's score:
+# the recording worker's clock, one command less than Redis's TIME on every workflow-completed event).
 # Returns {kind, previous status, previous pipeline number, failing since pipeline number,
 # failing since (happened_at), failed pipelines}; a missing value is false (nil in Python).
 RECORD_LUA = """
@@ -116,7 +118,7 @@ else
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('ZADD', KEYS[2], redis.call('TIME')[1], KEYS[1])
+redis.call('ZADD', KEYS[2], ARGV[8], KEYS[1])
 return {kind, prev[1], prev[2], since_number, since_at, failed}
 """
 
@@ -185,11 +187,12 @@ def transition_key(project: str, ref: str, workflow: str) -> str:
 class TransitionStore:
     """Records terminal workflow statuses and says which transition each one is."""
 
-    def __init__(self, redis: Redis, *, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> None:
+    def __init__(self, redis: Redis, *, ttl_seconds: int = DEFAULT_TTL_SECONDS, clock: Clock = SYSTEM_CLOCK) -> None:
         if ttl_seconds <= 0:
             raise ConfigurationError(f"the transition state TTL must be positive seconds, got {ttl_seconds!r}")
         self._script = redis.register_script(RECORD_LUA)
         self._ttl = ttl_seconds
+        self._clock = clock
 
     def record(
         self,
@@ -216,7 +219,7 @@ class TransitionStore:
         moment = parse_time(happened_at)
         order = 0 if moment is None else (moment - EPOCH) // timedelta(microseconds=1)
         args: list[str | int] = [status, int(pipeline_number), order, happened_at, self._ttl, "peek" if peek else ""]
-        args.append(web_url or "")
+        args += [web_url or "", int(self._clock.now())]
         try:
             answer = self._script(keys=[transition_key(project, ref, workflow), STATES_INDEX], args=args)
         except (RedisConnectionError, RedisTimeoutError) as exc:
