@@ -99,11 +99,11 @@ def counted(context: WorkerContext, metric: Counter, *, pipe: Pipeline | None = 
     metric.labels(**labels).inc()
     series = metric_window.series(metric)
     if pipe is not None:
-        metric_window.count(pipe, series, labels, context.clock.now())
+        metric_window.count(pipe, series, labels, context.clock.now(), refresh=context.key_refresh)
         return
     try:
         with context.redis.pipeline(transaction=False) as pipe:
-            metric_window.count(pipe, series, labels, context.clock.now())
+            metric_window.count(pipe, series, labels, context.clock.now(), refresh=context.key_refresh)
             pipe.execute()
     except RedisError as exc:  # /metrics still counts it; the console's window misses one
         log.warning("metric_window_failed", series=series, error=type(exc).__name__)

@@ -67,8 +67,9 @@ class WorkerContext:
     leases: Leases | None = None
     rng: random.Random = field(default_factory=random.Random)
     clock: Clock = SYSTEM_CLOCK  # what its jobs wait, retry, expire and measure by
-    # the event index keys this process refreshed lately (workers/event_index.py)
-    index_refresh: KeyRefresh = field(default_factory=KeyRefresh)
+    # the keys whose TTL this process set lately: the event index's (workers/event_index.py) and the
+    # alert rules' per-minute counts (workers/metric_window.py)
+    key_refresh: KeyRefresh = field(default_factory=KeyRefresh)
 
     @classmethod
     def build(
@@ -128,7 +129,7 @@ class WorkerContext:
         enricher = Enricher(
             client,
             cache=ApiCache(redis, ttl_seconds=settings.api_cache_ttl_seconds),
-            transitions=TransitionStore(redis, ttl_seconds=settings.transition_ttl_seconds),
+            transitions=TransitionStore(redis, ttl_seconds=settings.transition_ttl_seconds, clock=clock),
             pool=pool,
             max_failed_tests=settings.enrich_max_failed_tests,
             max_artifacts=settings.enrich_max_artifacts,

@@ -49,7 +49,8 @@ REFRESH_SECONDS = 600.0
 
 
 class KeyRefresh:
-    """When this process last refreshed each index key (its EXPIRE and its `cie:idx:keys` score)."""
+    """When this process last refreshed each key whose TTL it keeps: an index key (its EXPIRE and its
+    `cie:idx:keys` score), a per-minute count (workers/metric_window.py: its EXPIRE)."""
 
     def __init__(self, every: float = REFRESH_SECONDS) -> None:
         self.every = every

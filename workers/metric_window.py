@@ -4,6 +4,7 @@ as Prometheus sums them.
 
     cie:count:<series>:<minute>   hash   JSON of the label values, sorted ({"reason": "rejected"}) -> count
                                          of that minute (epoch seconds // 60); expires TTL_SECONDS after it
+                                         (after a worker process's first count of it: see `count`)
 
 `count(pipe, ...)` is queued on the same pipeline, sync or asyncio, wherever the Prometheus counter
 is incremented (workers/alerts.py `counted`, the web's signature check), so the two cannot count
@@ -20,6 +21,7 @@ from typing import Any
 from prometheus_client import Counter
 from redis import Redis
 
+from workers.event_index import KeyRefresh
 from workers.store import text
 
 PREFIX = "cie:count:"
@@ -45,13 +47,20 @@ def key(series: str, minute: int) -> str:
     return f"{PREFIX}{series}:{minute}"
 
 
-def count(pipe: Any, series: str, labels: Mapping[str, str], now: float, n: int = 1) -> None:
-    """Queue on `pipe` (a redis-py pipeline, sync or asyncio) one more of `series` with `labels` at `now`."""
+def count(
+    pipe: Any, series: str, labels: Mapping[str, str], now: float, n: int = 1, *, refresh: KeyRefresh | None = None
+) -> None:
+    """Queue on `pipe` (a redis-py pipeline, sync or asyncio) one more of `series` with `labels` at `now`.
+
+    With `refresh` (a worker process's, held by its context), the minute's key gets its EXPIRE only
+    with the process's first count of it, not with every one: a minute's key is written within
+    that minute, so a TTL set then still outlasts every window (one command less per event)."""
     if series not in COUNTED:
         raise ValueError(f"{series} is not one of metric_window.COUNTED")
     name = key(series, int(now // MINUTE))
     pipe.hincrby(name, json.dumps(dict(labels), sort_keys=True), n)
-    pipe.expire(name, TTL_SECONDS)
+    if refresh is None or refresh.due(name, now, TTL_SECONDS):
+        pipe.expire(name, TTL_SECONDS)
 
 
 def increase(redis: Redis, series: str, seconds: float, now: float) -> dict[Labels, float]:

@@ -7,6 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from workers import metric_window
+from workers.event_index import KeyRefresh
 
 DEAD = "circleci_events_dead_letters_total"
 NOW = 1_800_000_030.0  # 30 s into a minute
@@ -52,3 +53,18 @@ def test_only_the_counters_the_rules_watch_are_counted() -> None:
 def test_a_counters_series_is_its_name_with_total() -> None:
     counter = Counter("circleci_events_dead_letters", "d", ["reason"], registry=CollectorRegistry())
     assert metric_window.series(counter) == DEAD
+
+
+def test_a_worker_process_sets_a_minutes_ttl_with_its_first_count_of_it_only() -> None:
+    """One HINCRBY per count; the EXPIRE once per minute's key (it was one more command per event)."""
+    redis, refresh = fakeredis.FakeRedis(), KeyRefresh()
+    queued: list[list[str]] = []
+    for at in (NOW, NOW + 10, NOW + 20, NOW + 40):  # the last one is the next minute's
+        with redis.pipeline() as pipe:
+            metric_window.count(pipe, DEAD, {"reason": "rejected"}, at, refresh=refresh)
+            queued.append([str(command[0][0]).lower() for command in pipe.command_stack])
+            pipe.execute()
+    assert queued == [["hincrby", "expire"], ["hincrby"], ["hincrby"], ["hincrby", "expire"]]
+    first_minute = metric_window.key(DEAD, int(NOW // metric_window.MINUTE))
+    assert 0 < redis.ttl(first_minute) <= metric_window.TTL_SECONDS
+    assert metric_window.increase(redis, DEAD, 15 * 60, NOW + 40) == {(("reason", "rejected"),): 4}

@@ -74,7 +74,7 @@ class DeliveryAttempt:
         self.error = ""  # what went wrong, for the record (redacted)
         self.delivery_id = delivery_id_of(event_id, handler)
         self.store = EventStore(
-            self.redis, ttl=self.settings.enriched_event_ttl_seconds, clock=self.clock, refresh=context.index_refresh
+            self.redis, ttl=self.settings.enriched_event_ttl_seconds, clock=self.clock, refresh=context.key_refresh
         )
         self.event = event if event is not None else self.store.load(event_id)
         self.lock = DeliveryLock(self.redis, self.delivery_id, ttl=self.settings.enriched_event_ttl_seconds)

@@ -59,9 +59,7 @@ def fan_out(
     routing = routing or context.routing
     event_id = event["event_id"]
     names = list(dict.fromkeys(handler_names))
-    store = EventStore(
-        redis, ttl=settings.enriched_event_ttl_seconds, clock=context.clock, refresh=context.index_refresh
-    )
+    store = EventStore(redis, ttl=settings.enriched_event_ttl_seconds, clock=context.clock, refresh=context.key_refresh)
     if rerun and names:
         names = [name for name in names if store.handler_state(event_id, name)["outcome"] is None]
     attempts = [DeliveryAttempt(context, redis, job_id, event_id, name, event=event, routing=routing) for name in names]
