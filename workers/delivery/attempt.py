@@ -166,7 +166,8 @@ class DeliveryAttempt:
                 self.lock.release(token)
 
     def _succeeded(self, held: list[str], sent: list[dict[str, str]]) -> str:
-        """Recorded in one round trip, in this order: delivered (SET NX), the attempt, the lock released."""
+        """Recorded in one round trip, in this order: delivered (SET NX), the attempt, the lock released
+        (a plain DEL once delivered is marked, workers/delivery/lock.py)."""
         with self.redis.pipeline(transaction=False) as pipe:
             self.lock.mark_delivered(self.job_id, force=self.force, pipe=pipe)
             self.store.record_attempt(
@@ -178,7 +179,10 @@ class DeliveryAttempt:
                 pipe=pipe,
                 first=self.fresh,
             )
-            self.lock.release(held[0], pipe=pipe)
+            if self.force:
+                self.lock.release(held[0], pipe=pipe)
+            else:
+                self.lock.release_delivered(pipe)
             replies = pipe.execute()
         attempts = 1 if self.fresh else int(replies[1])  # a first attempt's count is written, not counted
         held.clear()

@@ -4,6 +4,8 @@
     cie:lock:<delivery_id>        string  held (SET NX PX, a random token) while one worker sends
 
 The lock expires on its own, so a worker killed mid-send holds it only until its time is up.
+Released after a failure only by its holder (compare and delete: a script, three commands);
+after a success by a plain DEL queued behind the delivered mark (`release_delivered`).
 """
 
 from __future__ import annotations
@@ -58,6 +60,14 @@ class DeliveryLock:
     def release(self, token: str, *, pipe: Pipeline | None = None) -> None:
         """Free the lock if `token` still holds it; on `pipe`, queued after what came before on it."""
         (pipe or self.redis).eval(_RELEASE_LUA, 1, self.lock_key, token)
+
+    def release_delivered(self, pipe: Pipeline) -> None:
+        """Queue on `pipe`, after `mark_delivered` on it, a plain DEL of the lock: one command, not the
+        compare-and-delete's three. Whoever holds the lock then, this attempt or one that took it after
+        this one's expired, checks the delivered key after taking the lock and never sends again, so
+        freeing another holder's lock lets in at most an attempt that finds the delivery done. Not
+        for a forced replay (it sends whatever the delivered key says): it releases by `release`."""
+        pipe.delete(self.lock_key)
 
     def remaining_seconds(self) -> float:
         """How long the current holder may still hold the lock."""

@@ -201,6 +201,32 @@ def test_a_lock_held_by_another_worker_as_the_fan_out_asks_is_a_later_job(delive
     assert len(deliveries.scheduled.get_job_ids()) == 1
 
 
+def test_a_success_frees_the_lock_whoever_holds_it_and_whoever_takes_it_next_finds_it_delivered(
+    deliveries: Deliveries, event: dict
+) -> None:
+    """Our lock expired mid-post and another worker took it: the success's plain DEL frees theirs
+    too (one command, not a compare-and-delete's three), and the attempt it lets in sends nothing."""
+    lock = f"cie:lock:{event['event_id']}:ops"
+    deliveries.sink.on_receive = lambda received: deliveries.redis.set(lock, "theirs", px=60_000)
+    assert fan_out(deliveries.redis, event, ["ops"]) == {f"{event['event_id']}:ops": "delivered"}
+    assert deliveries.redis.exists(lock) == 0
+    deliveries.sink.on_receive = None
+    enqueue_delivery(deliveries.redis, deliveries.settings, event["event_id"], "ops", "after", delay=0)
+    deliveries.run()
+    assert deliveries.tries() == 1
+
+
+def test_a_forced_replay_frees_only_its_own_lock(deliveries: Deliveries, event: dict) -> None:
+    """A forced replay sends whatever the delivered key says: it releases by compare-and-delete."""
+    lock = f"cie:lock:{event['event_id']}:ops"
+    fan_out(deliveries.redis, event, ["ops"])
+    deliveries.sink.on_receive = lambda received: deliveries.redis.set(lock, "theirs", px=60_000)
+    replay_event(deliveries.redis, event["event_id"], "ops", force=True, settings=deliveries.settings)
+    deliveries.run()
+    assert deliveries.tries() == 2
+    assert deliveries.redis.get(lock) == b"theirs"
+
+
 def test_a_delivery_recorded_before_the_fan_out_took_its_lock_is_not_posted_again(
     deliveries: Deliveries, event: dict
 ) -> None:
