@@ -284,7 +284,10 @@ class Worker(SimpleWorker):
                 mapping={"status": JobStatus.STARTED.value, "started_at": stamp, "last_heartbeat": stamp,
                          "worker_name": self.name},
             )  # fmt: skip
-            pipe.persist(job.key)  # a retried job may carry its failure's TTL
+            if job.number_of_retries or job.ttl is not None:
+                # a retried job may carry its failure's TTL, one enqueued with `ttl` its own; a job the
+                # receiver or a fan-out queued has none (one command less per job)
+                pipe.persist(job.key)
             pipe.zadd(job.started_job_registry.key, {entry: self.leases.expiry()})
             if remove_from_intermediate_queue:
                 queue_key = Queue.redis_queue_namespace_prefix + job.origin

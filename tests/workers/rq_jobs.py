@@ -34,3 +34,10 @@ def busy(seconds: float) -> float:
     while time.monotonic() < deadline:
         time.sleep(0.01)
     return seconds
+
+
+def own_ttl() -> int:
+    """The TTL of this job's own record as it runs (-1: none)."""
+    job = get_current_job()
+    assert job is not None
+    return int(job.connection.ttl(job.key))

@@ -47,7 +47,7 @@ def restore_signals() -> Iterator[None]:
 
 
 # the job functions of these tests (tests/workers/rq_jobs.py), run besides the product's own
-TEST_JOBS = "tests.workers.rq_jobs.meet,tests.workers.rq_jobs.sleep,tests.workers.rq_jobs.busy"
+TEST_JOBS = ",".join(f"tests.workers.rq_jobs.{name}" for name in ("meet", "sleep", "busy", "own_ttl"))
 
 
 class WorkerProcesses:
@@ -525,3 +525,16 @@ def test_the_worker_process_puts_its_queue_in_rqs_set_of_queues(redis_url: str) 
     assert Queue.all(connection=redis) == []
     Supervisor(redis, QUEUES[0], settings_for(redis_url), concurrency=1).work(burst=True)
     assert [queue.name for queue in Queue.all(connection=redis)] == [QUEUES[0]]
+
+
+def test_a_retried_job_that_carries_its_failures_ttl_runs_without_it(redis_url: str) -> None:
+    """Its record would expire under it; a first run's has no TTL and costs no PERSIST."""
+    redis = Redis.from_url(redis_url)
+    queue = Queue(QUEUES[0], connection=redis, serializer=JSONSerializer)
+    retried, fresh = queue.enqueue("tests.workers.rq_jobs.own_ttl"), queue.enqueue("tests.workers.rq_jobs.own_ttl")
+    redis.hset(retried.key, "number_of_retries", 1)
+    redis.expire(retried.key, 600)
+    before = redis.info("commandstats").get("cmdstat_persist", {}).get("calls", 0)
+    Supervisor(redis, QUEUES[0], settings_for(redis_url), concurrency=1).work(burst=True)
+    assert (retried.return_value(), fresh.return_value()) == (-1, -1)
+    assert redis.info("commandstats")["cmdstat_persist"]["calls"] - before == 1
