@@ -1,8 +1,11 @@
 """Indexes of the stored events by what the console filters on, kept by the worker as it stores them.
 
     cie:idx:<field>:<value>   zset  event ids scored by receipt time (epoch seconds); fields:
-                                    project, branch, workflow, status, transition, pipeline;
+                                    project, branch, workflow, status, transition;
                                     `outcome` is scored by the time of the handler's last outcome
+    cie:idx:pipelines         zset  every event id scored by its pipeline number: a key per number
+                                    was a new key with every event (its EXPIRE and `cie:idx:keys`
+                                    entry two commands more per event); trimmed like `cie:idx:ids`
     cie:idx:ids               zset  every event id with score 0, for a prefix by ZRANGEBYLEX
     cie:idx:keys              zset  the per-value index keys above, scored by their last write
 
@@ -34,6 +37,7 @@ from redis.client import Pipeline
 
 IDX_PREFIX = "cie:idx:"
 IDS = "cie:idx:ids"
+PIPELINES = "cie:idx:pipelines"
 KEYS = "cie:idx:keys"
 EVENTS_INDEX = "cie:events"
 FIELDS = ("project", "branch", "workflow", "status", "transition", "pipeline", "outcome")
@@ -88,6 +92,10 @@ def add(
     for field, value in values.items():
         if value is None or value == "":
             continue
+        if field == "pipeline":
+            if (number := _number(value)) is not None:
+                pipe.zadd(PIPELINES, {event_id: number})
+            continue
         key = index_key(field, str(value))
         pipe.zadd(key, {event_id: score})
         if refresh is None or refresh.due(key, now, ttl):
@@ -104,6 +112,7 @@ def trim(redis: Redis, *, ttl: int, now: float) -> int:
     with redis.pipeline(transaction=False) as pipe:
         if expired_ids:
             pipe.zrem(IDS, *expired_ids)
+            pipe.zrem(PIPELINES, *expired_ids)
         if gone:
             pipe.zrem(KEYS, *gone)
         for key in live:
@@ -160,10 +169,10 @@ def index_for(redis: Redis, query: EventQuery, via: str | None) -> str:
     index), else the smallest that applies; `id` for a prefix, `all` without filters."""
     if query.id_prefix:
         return "id"
-    keys = {f: index_key(f, v) for f, v in query.indexed().items()}
-    if via in keys:
+    indexed = query.indexed()
+    if via in indexed:
         return via
-    return _smallest(redis, keys) if keys else "all"
+    return _smallest(redis, query) if indexed else "all"
 
 
 def walk(
@@ -171,9 +180,12 @@ def walk(
 ) -> Iterator[list[tuple[str, float]]]:
     """Candidate (id, score) pairs from index `via`, newest first, in chunks (the first of `first`:
     a page without filters needs no more); at most MAX_WALK."""
-    if via == "id":
-        prefix = query.id_prefix.encode()
-        ids = [_text(i) for i in redis.zrangebylex(IDS, b"[" + prefix, b"(" + prefix + b"\xff", 0, MAX_WALK)]
+    if via in ("id", "pipeline"):
+        if via == "id":
+            prefix = query.id_prefix.encode()
+            ids = [_text(i) for i in redis.zrangebylex(IDS, b"[" + prefix, b"(" + prefix + b"\xff", 0, MAX_WALK)]
+        else:
+            ids = _in_pipeline(redis, query.pipeline)
         with redis.pipeline(transaction=False) as pipe:
             for event_id in ids:
                 pipe.zscore(EVENTS_INDEX, event_id)
@@ -200,23 +212,57 @@ def in_every_index(
 ) -> list[tuple[str, float]]:
     """The candidates of `chunk` that every other applicable index also holds (one ZMSCORE each, in
     one round trip), so records are read only for likely matches."""
-    others = [index_key(f, v) for f, v in query.indexed().items() if f != via]
+    others = {f: index_key(f, v) for f, v in query.indexed().items() if f != via}
     if not others or not chunk:
         return chunk
     ids = [event_id for event_id, _ in chunk]
     with redis.pipeline(transaction=False) as pipe:
-        for key in others:
-            pipe.zmscore(key, ids)
+        for field, key in others.items():
+            pipe.zmscore(PIPELINES if field == "pipeline" else key, ids)
         scores = pipe.execute()
-    return [pair for i, pair in enumerate(chunk) if all(found[i] is not None for found in scores)]
+    wanted = {f: _number(query.pipeline) if f == "pipeline" else None for f in others}
+
+    def held(found: Any, field: str) -> bool:  # the pipelines' index holds every id: its score must match
+        return found is not None and (wanted[field] is None or found == wanted[field])
+
+    return [pair for i, pair in enumerate(chunk) if all(held(s[i], f) for s, f in zip(scores, others, strict=True))]
 
 
-def _smallest(redis: Redis, keys: dict[str, str]) -> str:
+def _smallest(redis: Redis, query: EventQuery) -> str:
+    """The applicable index with the fewest members (for the pipeline, the ids with that number)."""
+    fields = list(query.indexed())
     with redis.pipeline(transaction=False) as pipe:
-        for key in keys.values():
-            pipe.zcard(key)
+        for field in fields:
+            if field != "pipeline":
+                pipe.zcard(index_key(field, query.indexed()[field]))
+            elif (number := _number(query.pipeline)) is not None:
+                pipe.zcount(PIPELINES, number, number)
+            else:
+                pipe.echo("0")  # no event has it: the walk finds nothing at once
         sizes = pipe.execute()
-    return min(zip(sizes, keys, strict=True))[1]
+    return min(zip((int(n) for n in sizes), fields, strict=True))[1]
+
+
+def _in_pipeline(redis: Redis, pipeline: str) -> list[str]:
+    """The ids of the events of pipeline number `pipeline` (any project), at most MAX_WALK; with those
+    a key of their own held before cie:idx:pipelines existed (gone within a TTL of the upgrade)."""
+    number = _number(pipeline)
+    if number is None:
+        return []
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.zrangebyscore(PIPELINES, number, number, 0, MAX_WALK)
+        pipe.zrange(index_key("pipeline", str(number)), 0, MAX_WALK - 1)
+        current, legacy = pipe.execute()
+    return list(dict.fromkeys(_text(i) for i in [*current, *legacy]))[:MAX_WALK]
+
+
+def _number(value: Any) -> int | None:
+    """A pipeline number as the index scores it; None for anything else (which no event has)."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        return None
+    return number if 0 <= number < 2**53 else None
 
 
 def chunks(items: list[Any], size: int = CHUNK) -> Iterable[list[Any]]:

@@ -14,7 +14,7 @@ from config.settings import Settings
 from tests.clock import FakeClock
 from tests.conftest import SECRET, load_fixture
 from workers import operations
-from workers.event_index import IDS, KEYS, MAX_WALK, REFRESH_SECONDS, EventQuery, KeyRefresh, index_key
+from workers.event_index import IDS, KEYS, MAX_WALK, PIPELINES, REFRESH_SECONDS, EventQuery, KeyRefresh, index_key
 from workers.store import EventStore
 
 pytestmark = pytest.mark.integration
@@ -129,8 +129,8 @@ def test_a_worker_refreshes_an_index_keys_expiry_and_score_once_per_ten_minutes(
     clock.advance(REFRESH_SECONDS - 1)
     store_event(store, 3)
     after = client.info("commandstats")
-    # per event: its record's, and its pipeline number's key (a new value); none for the other fields
-    assert after["cmdstat_expire"]["calls"] - before["cmdstat_expire"]["calls"] == 2 * 2
+    # per event: its record's alone; none for the fields, nor for the pipeline number (one index of all)
+    assert after["cmdstat_expire"]["calls"] - before["cmdstat_expire"]["calls"] == 2 * 1
     assert client.zscore(KEYS, key) == written
     assert client.zcard(key) == 3 and client.ttl(key) > 0
     clock.advance(1)
@@ -143,3 +143,37 @@ def test_a_key_whose_ttl_is_short_is_refreshed_within_half_of_it() -> None:
     assert refresh.due("k", 1000.0, ttl=60)
     assert not refresh.due("k", 1029.0, ttl=60)
     assert refresh.due("k", 1030.0, ttl=60)
+
+
+def test_the_pipeline_filter_reads_one_index_of_every_event_by_number(client: redis.Redis, settings: Settings) -> None:
+    """One zset scored by pipeline number, not a new key per number (two commands per event more)."""
+    store = EventStore(client, ttl=3600 * 24 * 365 * 10)
+    a = store_event(store, 7)
+    later = datetime.fromtimestamp(1_800_000_007.5, UTC).isoformat()
+    b = store_event(store, 7, project__slug="gh/acme/other", received_at=later)
+    c = store_event(store, 8)
+    assert ids(find(client, settings, pipeline="7")) == [b["event_id"], a["event_id"]]
+    assert ids(find(client, settings, pipeline="7", project="gh/acme/other")) == [b["event_id"]]
+    assert ids(find(client, settings, project="gh/acme/other", pipeline="8")) == []
+    assert ids(find(client, settings, status="failed", pipeline="8")) == [c["event_id"]]
+    assert ids(find(client, settings, id_prefix="0007-", pipeline="8")) == []
+    assert ids(find(client, settings, pipeline="seven")) == []  # no event has it, and nothing fails
+    assert client.keys(index_key("pipeline", "*")) == []
+
+
+def test_events_indexed_by_a_key_per_pipeline_number_before_are_still_found(
+    client: redis.Redis, settings: Settings
+) -> None:
+    store = EventStore(client, ttl=3600 * 24 * 365 * 10)
+    event = store_event(store, 9)
+    client.zrem(PIPELINES, event["event_id"])  # as the release before indexed it
+    client.zadd(index_key("pipeline", "9"), {event["event_id"]: client.zscore("cie:events", event["event_id"])})
+    assert ids(find(client, settings, pipeline="9")) == [event["event_id"]]
+
+
+def test_trim_drops_expired_events_from_the_pipeline_index(client: redis.Redis) -> None:
+    store = EventStore(client, ttl=3600)
+    client.zadd("cie:events", {"expired": time.time() - 7200})
+    client.zadd(PIPELINES, {"expired": 12})
+    store.trim()
+    assert client.zscore(PIPELINES, "expired") is None
