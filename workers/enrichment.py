@@ -266,7 +266,8 @@ class Enricher:
         flaky = self._start_flaky(slug, any(j["status"] in FAILED for j in wanted))
         asked = self._start_facets(slug, keys, cached)
         event["transition"] = self._transition(event, facts)  # a round trip while the API answers
-        facets = self._finish_facets(slug, asked, problems)
+        fresh: dict[tuple[Any, str], Any] = {}  # the API's answers, cached in one write per job
+        facets = self._finish_facets(slug, asked, problems, fresh)
         event["failed_jobs"] = [
             _failed_job(
                 j,
@@ -276,7 +277,8 @@ class Enricher:
             for j in wanted
             if j["status"] in FAILED
         ]
-        self._finish_steps(slug, event["failed_jobs"], steps, notes)
+        self._finish_steps(slug, event["failed_jobs"], steps, notes, fresh)
+        self._keep(slug, fresh, cached)
         tests_of = {n: facets.get((n, "tests")) for n in numbers}
         self._mark_flaky(event, tests_of, self._finish_flaky(slug, flaky, notes))
         return True
@@ -290,7 +292,10 @@ class Enricher:
         cached = self._cached(slug, [(number, f) for f in wanted], [number] if failed else [])
         steps = self._start_steps(slug, [number] if failed else [], cached)
         flaky = self._start_flaky(slug, failed)
-        facets = self._finish_facets(slug, self._start_facets(slug, [(number, f) for f in wanted], cached), problems)
+        fresh: dict[tuple[Any, str], Any] = {}
+        facets = self._finish_facets(
+            slug, self._start_facets(slug, [(number, f) for f in wanted], cached), problems, fresh
+        )
         details = facets.get((number, "details"))
         if details:
             job["web_url"] = job["web_url"] or details.get("web_url")
@@ -302,10 +307,17 @@ class Enricher:
             tests = self._digest_tests(facets.get((number, "tests")))
             artifacts = self._artifact_links(facets.get((number, "artifacts")))
             event["failed_jobs"] = [_failed_job(job, tests, artifacts)]
-            self._finish_steps(slug, event["failed_jobs"], steps, notes)
+            self._finish_steps(slug, event["failed_jobs"], steps, notes, fresh)
             self._mark_flaky(event, {number: facets.get((number, "tests"))}, self._finish_flaky(slug, flaky, notes))
+        self._keep(slug, fresh, cached)
 
     # -- the failing step and its log tail: asked first, awaited last, within a time bound ---------
+
+    def _keep(self, slug: str, fresh: dict[tuple[Any, str], Any], cached: dict[tuple[Any, str], Any]) -> None:
+        """Cache the API's answers in the job's next round trip: one entry per job, with what was
+        cached of it before (workers/circleci/cache.py)."""
+        if fresh:
+            write_later(partial(self.cache.put_many, slug, fresh, known=cached))
 
     def _cached(
         self, slug: str, facets: list[tuple[Any, str]], failing: list[int | None]
@@ -336,12 +348,16 @@ class Enricher:
         return started, deadline
 
     def _finish_steps(
-        self, slug: str, jobs: list[FailedJob], started: tuple[dict[int, Any], float], notes: list[str]
+        self,
+        slug: str,
+        jobs: list[FailedJob],
+        started: tuple[dict[int, Any], float],
+        notes: list[str],
+        fresh: dict[tuple[Any, str], Any],
     ) -> None:
         """`failed_step` of each job (null with a note when it cannot be had in time or at all);
-        the ones had whole are cached."""
+        the ones had whole added to `fresh`, to be cached."""
         steps, deadline = started
-        fresh: dict[tuple[int, str], FailedStep] = {}
         for job in jobs:
             number = job["number"]
             if number not in steps:
@@ -368,8 +384,6 @@ class Enricher:
             job["failed_step"] = step
             if step["reason"] is not None:
                 notes.append(f"{name}: log tail of {step['name']!r}: {step['reason']}")
-        if fresh:
-            write_later(partial(self.cache.put_many, slug, fresh))
 
     # -- known-flaky tests: Insights, once per project per FLAKY_TESTS_TTL_SECONDS ---------------
 
@@ -445,15 +459,15 @@ class Enricher:
         slug: str,
         asked: tuple[dict[tuple[Any, str], Any], list[tuple[Any, str]], list[Future[Any]]],
         problems: list[CircleCIAPIError],
+        fresh: dict[tuple[Any, str], Any],
     ) -> dict[tuple[Any, str], Any]:
         """Every answer of `_start_facets`: the cached ones and the API's (a failed call gives none); the
-        API's cached in the job's next round trip."""
+        API's added to `fresh`, to be cached."""
         found, missing, futures = asked
         results = self._gather(futures, problems)
-        fresh = {key: value for key, value in zip(missing, results, strict=True) if value is not None}
-        if fresh:
-            write_later(partial(self.cache.put_many, slug, fresh))
-        return found | fresh
+        answered = {key: value for key, value in zip(missing, results, strict=True) if value is not None}
+        fresh.update(answered)
+        return found | answered
 
     def _digest_tests(self, items: list[dict[str, Any]] | None) -> Tests | None:
         if items is None:

@@ -1,11 +1,12 @@
 """API answers about one job or one pipeline, cached in Redis.
 
-    cie:api:{facet}:{slug}:{job number}   a job's details, tests or artifacts (JSON)
+    cie:api:job:{slug}:{job number}       what is known of one job, as JSON by facet: `details`,
+                                          `tests`, `artifacts` (the API's answers) and `step` (its
+                                          failing step and masked log tail, workers/failed_step.py,
+                                          only when it was had whole)
     cie:api:pipeline:{pipeline id}        GET /pipeline/{id}, asked when a webhook names no
                                           branch or tag (a tag build's); a pipeline's VCS
                                           facts never change
-    cie:api:step:{slug}:{job number}      a failed job's failing step and its masked log tail
-                                          (workers/failed_step.py), only when it was had whole
     both expire after `ttl_seconds` (API_CACHE_TTL_SECONDS)
     cie:api:flaky-tests:{slug}            Insights' known-flaky tests of a project (the fields
                                           matched on), shared by every worker; expires after
@@ -15,6 +16,11 @@ A workflow-completed event usually arrives after the job-completed events of its
 cache makes sure a job's details, tests and artifacts (and a tag build's pipeline) are fetched
 once whichever comes first. Only answers are cached, never errors. Reads and writes go in one
 round trip each; an enrichment's writes go in its fan-out's round trip (workers/delivery/fan_out.py).
+
+One entry per job, not one per facet: a failed job's tests, artifacts and step were three SETs
+with every event. A write holds what the enrichment read of the job and what it fetched; two
+workers writing one job at once may each drop the other's newer facet, which is then fetched
+again: a cache, never the record.
 """
 
 from __future__ import annotations
@@ -37,8 +43,8 @@ class ApiCache:
         self._ttl = ttl_seconds
 
     @staticmethod
-    def key(slug: str, job_number: int, facet: str) -> str:
-        return f"{PREFIX}{facet}:{quote(slug, safe='')}:{job_number}"
+    def key(slug: str, job_number: int) -> str:
+        return f"{PREFIX}job:{quote(slug, safe='')}:{job_number}"
 
     @staticmethod
     def pipeline_key(pipeline_id: str) -> str:
@@ -71,17 +77,33 @@ class ApiCache:
         """The cached answers among `wanted`."""
         if not wanted:
             return {}
-        values = self._redis.mget([self.key(slug, n, facet) for n, facet in wanted])
-        return {facet: orjson.loads(v) for facet, v in zip(wanted, values, strict=True) if v is not None}
+        numbers = list(dict.fromkeys(n for n, _ in wanted))
+        values = self._redis.mget([self.key(slug, n) for n in numbers])
+        jobs = {n: orjson.loads(v) for n, v in zip(numbers, values, strict=True) if v is not None}
+        return {(n, facet): jobs[n][facet] for n, facet in wanted if facet in jobs.get(n, {})}
 
-    def put_many(self, slug: str, answers: Mapping[Facet, Any], pipe: Pipeline | None = None) -> None:
-        """Cache `answers`: in one round trip, or queued on `pipe` when given (its caller sends it)."""
+    def put_many(
+        self,
+        slug: str,
+        answers: Mapping[Facet, Any],
+        pipe: Pipeline | None = None,
+        *,
+        known: Mapping[Facet, Any] | None = None,
+    ) -> None:
+        """Cache `answers`, one SET per job holding them with what is `known` of the job (what was
+        read from the cache): in one round trip, or queued on `pipe` when given (its caller sends it)."""
         if not answers:
             return
         if pipe is not None:
+            jobs: dict[int, dict[str, Any]] = {}
             for (n, facet), value in answers.items():
-                pipe.set(self.key(slug, n, facet), orjson.dumps(value), ex=self._ttl)
+                jobs.setdefault(n, {})[facet] = value
+            for (n, facet), value in (known or {}).items():
+                if n in jobs:
+                    jobs[n].setdefault(facet, value)
+            for n, facets in jobs.items():
+                pipe.set(self.key(slug, n), orjson.dumps(facets), ex=self._ttl)
             return
         with self._redis.pipeline(transaction=False) as own:
-            self.put_many(slug, answers, pipe=own)
+            self.put_many(slug, answers, pipe=own, known=known)
             own.execute()
