@@ -41,7 +41,7 @@ from config.errors import (
     EventUndecodable,
 )
 from workers import known_flaky
-from workers.circleci.cache import ApiCache
+from workers.circleci.cache import FLAKY, ApiCache
 from workers.circleci.client import CircleCIClient
 from workers.enriched_event import (
     SCHEMA_VERSION,
@@ -261,9 +261,10 @@ class Enricher:
         numbers = [int(j["number"]) for j in wanted if j["number"] is not None]
         failing = [j["number"] for j in wanted if j["status"] in FAILED]
         keys = [(n, f) for n in numbers for f in ("tests", "artifacts")]
-        cached = self._cached(slug, keys, failing)
+        any_failed = any(j["status"] in FAILED for j in wanted)
+        cached = self._cached(slug, keys, failing, flaky=any_failed)
         steps = self._start_steps(slug, failing, cached)
-        flaky = self._start_flaky(slug, any(j["status"] in FAILED for j in wanted))
+        flaky = self._start_flaky(slug, any_failed, cached)
         asked = self._start_facets(slug, keys, cached)
         event["transition"] = self._transition(event, facts)  # a round trip while the API answers
         fresh: dict[tuple[Any, str], Any] = {}  # the API's answers, cached in one write per job
@@ -289,9 +290,9 @@ class Enricher:
         slug, number = str(event["project"]["slug"]), job["number"]
         failed = job["status"] in FAILED
         wanted = ["details", "tests", "artifacts"] if failed or self.successful_jobs else ["details"]
-        cached = self._cached(slug, [(number, f) for f in wanted], [number] if failed else [])
+        cached = self._cached(slug, [(number, f) for f in wanted], [number] if failed else [], flaky=failed)
         steps = self._start_steps(slug, [number] if failed else [], cached)
-        flaky = self._start_flaky(slug, failed)
+        flaky = self._start_flaky(slug, failed, cached)
         fresh: dict[tuple[Any, str], Any] = {}
         facets = self._finish_facets(
             slug, self._start_facets(slug, [(number, f) for f in wanted], cached), problems, fresh
@@ -320,11 +321,12 @@ class Enricher:
             write_later(partial(self.cache.put_many, slug, fresh, known=cached))
 
     def _cached(
-        self, slug: str, facets: list[tuple[Any, str]], failing: list[int | None]
+        self, slug: str, facets: list[tuple[Any, str]], failing: list[int | None], *, flaky: bool
     ) -> dict[tuple[Any, str], Any]:
-        """The cached facets and failing steps among those wanted, in one round trip."""
+        """The cached facets and failing steps among those wanted, and with `flaky` the project's
+        known-flaky tests (under FLAKY), in one command."""
         steps = [(n, "step") for n in failing if n is not None] if self.steps is not None else []
-        return self.cache.get_many(slug, facets + steps)
+        return self.cache.get_many(slug, facets + steps, flaky=flaky and self.client is not None)
 
     def _start_steps(
         self, slug: str, numbers: list[int | None], found: dict[tuple[Any, str], Any]
@@ -387,7 +389,7 @@ class Enricher:
 
     # -- known-flaky tests: Insights, once per project per FLAKY_TESTS_TTL_SECONDS ---------------
 
-    def _start_flaky(self, slug: str, wanted: bool) -> Any:
+    def _start_flaky(self, slug: str, wanted: bool, found: dict[tuple[Any, str], Any]) -> Any:
         """The project's known-flaky tests: cached rows, a future asking Insights, UNSUPPORTED for a
         circleci/ slug, or None when there is no failed job to mark."""
         client = self.client
@@ -395,7 +397,7 @@ class Enricher:
             return None
         if not known_flaky.supported(slug):
             return known_flaky.UNSUPPORTED
-        cached = self.cache.flaky_tests(slug)
+        cached = found[FLAKY] if FLAKY in found else self.cache.flaky_tests(slug)
         if cached is not None:
             return cached
         fetch = partial(client.flaky_tests, slug)

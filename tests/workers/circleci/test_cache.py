@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fakeredis
 
-from workers.circleci.cache import ApiCache
+from workers.circleci.cache import FLAKY, ApiCache
 
 SLUG = "gh/acme/api"
 
@@ -44,3 +44,17 @@ def test_what_is_known_of_other_jobs_is_not_written_again() -> None:
     cache = ApiCache(redis, ttl_seconds=60)
     cache.put_many(SLUG, {(8, "tests"): []}, known={(7, "tests"): [{"name": "t"}]})
     assert redis.exists(ApiCache.key(SLUG, 7)) == 0
+
+
+def test_a_projects_known_flaky_tests_are_read_with_the_jobs_in_one_command() -> None:
+    redis = fakeredis.FakeRedis()
+    cache = ApiCache(redis, ttl_seconds=60)
+    assert cache.get_many(SLUG, [(7, "tests")], flaky=True) == {FLAKY: None}
+    cache.put_flaky_tests(SLUG, [{"test_name": "t"}], ttl_seconds=60)
+    cache.put_many(SLUG, {(7, "tests"): []})
+    sent: list[str] = []
+    execute = redis.execute_command
+    redis.execute_command = lambda *args, **kw: sent.append(args[0]) or execute(*args, **kw)  # type: ignore[method-assign]
+    assert cache.get_many(SLUG, [(7, "tests")], flaky=True) == {(7, "tests"): [], FLAKY: [{"test_name": "t"}]}
+    assert sent == ["MGET"]
+    assert cache.get_many(SLUG, [(7, "tests")]) == {(7, "tests"): []}
