@@ -95,6 +95,7 @@ class WorkerContext:
         # handlers keep state in Redis (slack_app's threads, Discord's message ids)
         routing = load_routing(settings, redis) if handlers is None else Routing(None, handlers)
         budget = ApiBudget(redis, per_second=settings.api_rate_per_second, burst=settings.api_burst, clock=clock)
+        key_refresh = KeyRefresh()
 
         def before_api_request() -> None:
             budget.take()
@@ -129,7 +130,9 @@ class WorkerContext:
         enricher = Enricher(
             client,
             cache=ApiCache(redis, ttl_seconds=settings.api_cache_ttl_seconds),
-            transitions=TransitionStore(redis, ttl_seconds=settings.transition_ttl_seconds, clock=clock),
+            transitions=TransitionStore(
+                redis, ttl_seconds=settings.transition_ttl_seconds, clock=clock, refresh=key_refresh
+            ),
             pool=pool,
             max_failed_tests=settings.enrich_max_failed_tests,
             max_artifacts=settings.enrich_max_artifacts,
@@ -148,6 +151,7 @@ class WorkerContext:
             pool=pool,
             rng=rng or random.Random(),
             clock=clock,
+            key_refresh=key_refresh,
         )
 
     def reload_routes(self) -> Routing:

@@ -39,6 +39,7 @@ from redis import TimeoutError as RedisTimeoutError
 
 from config.clock import SYSTEM_CLOCK, Clock
 from config.errors import ConfigurationError, RedisUnavailable
+from workers.event_index import KeyRefresh
 from workers.timestamps import parse_time
 
 KEY_PREFIX = "cie:transition:"
@@ -57,7 +58,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # KEYS: the state hash, the index of states. ARGV: status, pipeline number, happened_at in epoch
 # microseconds (the order within a pipeline), happened_at as sent, TTL seconds, "peek" to write
 # nothing, the workflow's web URL ("" when unknown), and now in epoch seconds (the index's score:
-# the recording worker's clock, one command less than Redis's TIME on every workflow-completed event).
+# the recording worker's clock, one command less than Redis's TIME on every workflow-completed event),
+# and "1" to set the state's TTL (a new state gets it whatever this says).
 # Returns {kind, previous status, previous pipeline number, failing since pipeline number,
 # failing since (happened_at), failed pipelines}; a missing value is false (nil in Python).
 RECORD_LUA = """
@@ -117,7 +119,9 @@ else
   redis.call('HDEL', KEYS[1], 'since_number', 'since_at', 'failed_count')
 end
 redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('EXPIRE', KEYS[1], ARGV[5])
+if ARGV[9] == '1' or not prev[1] then
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+end
 redis.call('ZADD', KEYS[2], ARGV[8], KEYS[1])
 return {kind, prev[1], prev[2], since_number, since_at, failed}
 """
@@ -187,12 +191,22 @@ def transition_key(project: str, ref: str, workflow: str) -> str:
 class TransitionStore:
     """Records terminal workflow statuses and says which transition each one is."""
 
-    def __init__(self, redis: Redis, *, ttl_seconds: int = DEFAULT_TTL_SECONDS, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        ttl_seconds: int = DEFAULT_TTL_SECONDS,
+        clock: Clock = SYSTEM_CLOCK,
+        refresh: KeyRefresh | None = None,
+    ) -> None:
+        """`refresh`: a worker process's record of the keys whose TTL it set (its context's): a state's
+        TTL is then set at most once per REFRESH_SECONDS, not with every event of its ref."""
         if ttl_seconds <= 0:
             raise ConfigurationError(f"the transition state TTL must be positive seconds, got {ttl_seconds!r}")
         self._script = redis.register_script(RECORD_LUA)
         self._ttl = ttl_seconds
         self._clock = clock
+        self._refresh = refresh
 
     def record(
         self,
@@ -219,9 +233,11 @@ class TransitionStore:
         moment = parse_time(happened_at)
         order = 0 if moment is None else (moment - EPOCH) // timedelta(microseconds=1)
         args: list[str | int] = [status, int(pipeline_number), order, happened_at, self._ttl, "peek" if peek else ""]
-        args += [web_url or "", int(self._clock.now())]
+        key, now = transition_key(project, ref, workflow), self._clock.now()
+        expire = peek or self._refresh is None or self._refresh.due(key, now, self._ttl)
+        args += [web_url or "", int(now), "1" if expire else ""]
         try:
-            answer = self._script(keys=[transition_key(project, ref, workflow), STATES_INDEX], args=args)
+            answer = self._script(keys=[key, STATES_INDEX], args=args)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             doing = "reading" if peek else "recording"
             raise RedisUnavailable(f"Redis did not answer while {doing} a transition: {exc}") from exc

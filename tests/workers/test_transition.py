@@ -14,6 +14,7 @@ from redis.retry import Retry
 
 from config.errors import ConfigurationError, RedisUnavailable
 from tests.clock import FakeClock
+from workers.event_index import REFRESH_SECONDS, KeyRefresh
 from workers.transition import (
     DEFAULT_TTL_SECONDS,
     STATES_INDEX,
@@ -358,3 +359,33 @@ def test_the_states_index_is_scored_by_the_stores_clock_not_redis_time() -> None
     store = TransitionStore(client, clock=FakeClock(now=1_234.9))
     record(store, "failed", 7)
     assert client.zscore(STATES_INDEX, transition_key(PROJECT, "main", "build")) == 1_234
+
+
+def test_a_worker_sets_a_states_ttl_once_per_refresh_not_with_every_event(real_redis: redis.Redis) -> None:
+    """A new state gets its TTL at once; a hot ref's is set again after REFRESH_SECONDS, not per event."""
+    clock = FakeClock(now=1_000_000.0)
+    store = TransitionStore(real_redis, ttl_seconds=3600, clock=clock, refresh=KeyRefresh())
+    key = transition_key(PROJECT, "main", "build")
+    real_redis.delete(key)
+    store.record(project=PROJECT, ref="main", workflow="build", status="failed", pipeline_number=1,
+                 happened_at="2024-12-18T17:00:00Z")  # fmt: skip
+    assert 3590 < real_redis.ttl(key) <= 3600
+    real_redis.expire(key, 100)  # to see whether the next events set it again
+    for n in (2, 3):
+        store.record(project=PROJECT, ref="main", workflow="build", status="failed", pipeline_number=n,
+                     happened_at="2024-12-18T17:00:00Z")  # fmt: skip
+    assert real_redis.ttl(key) <= 100
+    clock.advance(REFRESH_SECONDS)
+    store.record(project=PROJECT, ref="main", workflow="build", status="success", pipeline_number=4,
+                 happened_at="2024-12-18T17:00:00Z")  # fmt: skip
+    assert 3590 < real_redis.ttl(key) <= 3600
+
+
+def test_a_state_made_again_within_a_refresh_gets_its_ttl(real_redis: redis.Redis) -> None:
+    clock = FakeClock(now=1_000_000.0)
+    store = TransitionStore(real_redis, ttl_seconds=3600, clock=clock, refresh=KeyRefresh())
+    key = transition_key(PROJECT, "main", "build")
+    record(store, "failed", 1)
+    real_redis.delete(key)  # gone (deleted by hand) while this process thinks it fresh
+    record(store, "failed", 2)
+    assert 3590 < real_redis.ttl(key) <= 3600
