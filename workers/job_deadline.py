@@ -88,7 +88,9 @@ def _raise_in(thread_id: int, exception: type[BaseException], timeout: float) ->
         """The class carries its message: PyThreadState_SetAsyncExc takes a class, not an instance."""
 
         def __init__(self, *args: Any) -> None:
-            super().__init__(f"Task exceeded maximum timeout value ({timeout:g} seconds)")
+            # BaseException's own, not the class's: RQ's TimerDeathPenalty replaces the __init__ of
+            # the exception class it is given, for the whole process, with one that says its timeout
+            BaseException.__init__(self, f"Task exceeded maximum timeout value ({timeout:g} seconds)")
 
     Timeout.__name__ = Timeout.__qualname__ = exception.__name__
     Timeout.__module__ = exception.__module__

@@ -10,7 +10,7 @@ import pytest
 from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
-from rq.timeouts import JobTimeoutException
+from rq.timeouts import JobTimeoutException, TimerDeathPenalty
 
 from tests.clock import FakeClock
 from tests.workers.test_worker import settings_for
@@ -89,3 +89,21 @@ def test_a_hung_job_in_a_worker_process_is_stopped_within_a_second_of_its_timeou
     assert timers == []
     assert supervisor.leases.held() == []  # its claim dropped: never renewed again
     assert redis.zcard(queue.started_job_registry.key) == 0
+
+
+def test_the_timeout_says_the_jobs_own_seconds_whatever_rqs_timer_did_to_the_class() -> None:
+    """RQ's TimerDeathPenalty (a lone worker's, a test's) replaces JobTimeoutException.__init__ for the
+    whole process with one that names its own timeout: a later job's said "(24 seconds)" for 30."""
+    TimerDeathPenalty(24, JobTimeoutException)
+    clock = FakeClock()
+    deadlines = JobDeadlines(clock)
+    outcome: list[Any] = []
+    started = threading.Event()
+    thread = threading.Thread(target=_spin, args=(deadlines, 30, outcome, started))
+    thread.start()
+    started.wait(5)
+    clock.advance(30)
+    assert deadlines.enforce() == [thread.ident]
+    thread.join(5)
+    [error] = outcome
+    assert str(error) == "Task exceeded maximum timeout value (30 seconds)"
