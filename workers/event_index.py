@@ -216,16 +216,21 @@ def in_every_index(
     if not others or not chunk:
         return chunk
     ids = [event_id for event_id, _ in chunk]
+    number = _number(query.pipeline)
     with redis.pipeline(transaction=False) as pipe:
-        for field, key in others.items():
-            pipe.zmscore(PIPELINES if field == "pipeline" else key, ids)
+        for key in others.values():
+            pipe.zmscore(key, ids)  # for the pipeline, its key before cie:idx:pipelines existed
+        if "pipeline" in others:
+            pipe.zmscore(PIPELINES, ids)
         scores = pipe.execute()
-    wanted = {f: _number(query.pipeline) if f == "pipeline" else None for f in others}
-
-    def held(found: Any, field: str) -> bool:  # the pipelines' index holds every id: its score must match
-        return found is not None and (wanted[field] is None or found == wanted[field])
-
-    return [pair for i, pair in enumerate(chunk) if all(held(s[i], f) for s, f in zip(scores, others, strict=True))]
+    if "pipeline" in others:  # in either index: the old key, or the one of all scored by that number
+        by_number = scores.pop()
+        at = list(others).index("pipeline")
+        scores[at] = [
+            old if old is not None else (found if found == number else None)
+            for old, found in zip(scores[at], by_number, strict=True)
+        ]
+    return [pair for i, pair in enumerate(chunk) if all(found[i] is not None for found in scores)]
 
 
 def _smallest(redis: Redis, query: EventQuery) -> str:

@@ -169,6 +169,8 @@ def test_events_indexed_by_a_key_per_pipeline_number_before_are_still_found(
     client.zrem(PIPELINES, event["event_id"])  # as the release before indexed it
     client.zadd(index_key("pipeline", "9"), {event["event_id"]: client.zscore("cie:events", event["event_id"])})
     assert ids(find(client, settings, pipeline="9")) == [event["event_id"]]
+    assert ids(find(client, settings, pipeline="9", status="failed", via="status")) == [event["event_id"]]
+    assert ids(find(client, settings, pipeline="8", status="failed", via="status")) == []
 
 
 def test_trim_drops_expired_events_from_the_pipeline_index(client: redis.Redis) -> None:
