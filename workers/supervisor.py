@@ -14,7 +14,9 @@ a job's calls). The main thread runs no job; it keeps the others, a tick at a ti
                  (RQ's own RQScheduler, run here instead of in a forked process); its lock,
                  one process's at a time, lasts a lease and is refreshed every third of one,
                  so a killed holder's passes to a survivor within about a lease
-    reaper       every half lease: jobs whose worker died back on the queue (workers/reaper.py)
+    reaper       every half lease: jobs whose worker died back on the queue (workers/reaper.py);
+                 after a Redis outage, not for a lease: no live process could renew its
+                 leases meanwhile, and each renews them within a fifth of one
     maintenance  every WORKER_MAINTENANCE_INTERVAL_SECONDS: RQ's registry clean-up, the event index trimmed
     threads      a worker thread whose loop ended (Redis gone, a bug) is started again
 
@@ -112,6 +114,7 @@ class Supervisor:
         self.workers = [self._new_worker() for _ in range(concurrency)]
         self.threads: dict[int, threading.Thread] = {}
         self.restarts = [0] * concurrency
+        self.ended: dict[int, str] = {}  # what ended a worker's loop, until it is restarted
         self.reaper = Reaper(self.queue, lease_seconds=settings.worker_lease_seconds, fail=self._fail, clock=clock)
         self.scheduler = RQScheduler(
             [self.queue], connection=redis, interval=SCHEDULER_SECONDS, serializer=JSONSerializer,
@@ -163,11 +166,19 @@ class Supervisor:
     def _start(self, index: int, burst: bool) -> None:
         worker = self.workers[index]
         thread = threading.Thread(
-            target=worker.work, kwargs={"burst": burst, "logging_level": chatter_level(self.settings.log_level)},
+            target=self._work, args=(index, worker, burst),
             name=f"rq-worker-{index + 1}", daemon=True,  # a stop past its grace does not wait for them
         )  # fmt: skip
         self.threads[index] = thread
         thread.start()
+
+    def _work(self, index: int, worker: Worker, burst: bool) -> None:
+        """A worker's RQ loop; what ended it is kept for `worker_thread_stopped` (RQ logged its
+        traceback already), not printed raw to stderr by Python's thread hook."""
+        try:
+            worker.work(burst=burst, logging_level=chatter_level(self.settings.log_level))
+        except Exception as exc:
+            self.ended[index] = f"{type(exc).__name__}: {exc}"[:300]
 
     def tick(self, burst: bool = False) -> None:
         """One pass of the keeping: whatever is due now. Redis errors are logged and tried next tick."""
@@ -177,6 +188,8 @@ class Supervisor:
             self.reload_requested = False
             self._reload()
         try:
+            if self.failing_since is not None:
+                self.redis.ping()  # recovered only once Redis answers, not when nothing else was due
             if self._is_due("leases", self.leases.renew_every):
                 self.leases.renew()
             full = self._is_due("beat", BEAT_SECONDS)
@@ -186,7 +199,10 @@ class Supervisor:
                 if self._is_due("scheduler", SCHEDULER_SECONDS):
                     self._schedule()
                 if self._is_due("reaper", self.reaper.interval):
-                    self.reaper.run()
+                    if self.failing_since is None:
+                        self.reaper.run()
+                    else:  # Redis is back: every live process renews its jobs' leases before any is reaped
+                        self._due["reaper"] = self.clock.monotonic() + self.settings.worker_lease_seconds
                 if self._is_due("maintenance", self.settings.worker_maintenance_interval_seconds):
                     self.workers[0].clean_registries()  # type: ignore[no-untyped-call]
                     EventStore(self.redis, ttl=self.settings.enriched_event_ttl_seconds, clock=self.clock).trim()
@@ -259,14 +275,25 @@ class Supervisor:
             key = f"restart-{index}"
             if key not in self._due:
                 self.restarts[index] += 1
-                wait = min(RESTART_BACKOFF_MAX, 2.0 ** min(self.restarts[index] - 1, 5))
+                wait = self._restart_wait(index)
                 self._due[key] = self.clock.monotonic() + wait
-                log.error("worker_thread_stopped", worker=self.workers[index].name, restart_in_seconds=wait)
+                log.error("worker_thread_stopped", worker=self.workers[index].name, restart_in_seconds=wait,
+                          error=self.ended.pop(index, None))  # fmt: skip
                 continue
             if self.clock.monotonic() >= self._due[key]:
+                try:
+                    worker = self._new_worker()  # RQ asks Redis its version: Redis may still be away
+                except Exception as exc:
+                    self._due[key] = self.clock.monotonic() + self._restart_wait(index)
+                    self._upkeep_failed(exc)
+                    continue
                 del self._due[key]
-                self.workers[index] = self._new_worker()
+                self.workers[index] = worker
                 self._start(index, burst=False)
+
+    def _restart_wait(self, index: int) -> float:
+        """1 s after a thread's first stop, doubling with each later one up to RESTART_BACKOFF_MAX."""
+        return min(RESTART_BACKOFF_MAX, 2.0 ** min(self.restarts[index] - 1, 5))
 
     # -- reloading -----------------------------------------------------------------------------
 

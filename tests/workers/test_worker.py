@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Queue, Retry
 from rq import Worker as RQWorker
 from rq.scheduler import RQScheduler
@@ -185,25 +186,122 @@ def test_a_second_sigterm_ends_the_grace_at_once(redis: Redis, queue: Queue, sta
 
 
 def test_a_worker_thread_whose_loop_ended_is_started_again(
-    redis: Redis, redis_url: str, queue: Queue, monkeypatch: pytest.MonkeyPatch
+    redis: Redis, redis_url: str, queue: Queue, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """Redis gone for a moment, or a bug: the process keeps its concurrency instead of shrinking."""
+    """Redis gone for a moment, or a bug: the process keeps its concurrency instead of shrinking,
+    and says what ended the loop in one log line, not in a raw traceback on stderr."""
     supervisor = Supervisor(redis, QUEUES[0], settings_for(redis_url), concurrency=1)
 
     def fail(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug in a worker thread")
 
+    teardown = supervisor.workers[0].teardown
+
+    def away() -> None:  # RQ's clean-up as its loop ends meets Redis gone
+        teardown()
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
     monkeypatch.setattr(supervisor.workers[0], "dequeue_job_and_maintain_ttl", fail)
+    monkeypatch.setattr(supervisor.workers[0], "teardown", away)
     thread = threading.Thread(target=supervisor.work, daemon=True)
-    thread.start()
-    try:
-        job = queue.enqueue("tests.workers.rq_jobs.sleep", 0.0)
-        wait_until(lambda: job.get_status() == "finished", "the job run by the new worker thread", timeout=10)
-        assert supervisor.restarts == [1]
-    finally:
-        supervisor.request_stop(signal.SIGTERM)
-        thread.join(timeout=10)
+    with capture_logs() as logs:
+        thread.start()
+        try:
+            job = queue.enqueue("tests.workers.rq_jobs.sleep", 0.0)
+            wait_until(lambda: job.get_status() == "finished", "the job run by the new worker thread", timeout=10)
+            assert supervisor.restarts == [1]
+        finally:
+            supervisor.request_stop(signal.SIGTERM)
+            thread.join(timeout=10)
     assert not thread.is_alive()
+    [stopped] = [line for line in logs if line["event"] == "worker_thread_stopped"]
+    assert stopped["error"] == "ConnectionError: Error 111 connecting to 127.0.0.1:6379. Connection refused."
+    assert "Exception in thread" not in capfd.readouterr().err
+
+
+def test_a_worker_thread_due_for_a_restart_while_redis_is_away_waits_the_process_lives_on(
+    redis: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RQ asks Redis its version as a worker is built: that failing ended the whole process
+    ("cannot reach Redis"), and every job it held waited for another process's reaper."""
+    clock = FakeClock()
+    supervisor = Supervisor(redis, QUEUES[0], settings_for(redis_url), concurrency=1, clock=clock)
+    supervisor.threads = {0: threading.Thread(target=lambda: None)}
+    supervisor.threads[0].start()
+    supervisor.threads[0].join()
+    started: list[int] = []
+    monkeypatch.setattr(supervisor, "_start", lambda index, burst: started.append(index))
+    built = supervisor._new_worker
+
+    def away() -> None:
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    with capture_logs() as logs:
+        supervisor._restart_stopped_threads()  # the stop seen: a restart in a second
+        clock.advance(1.0)
+        monkeypatch.setattr(supervisor, "_new_worker", away)
+        supervisor._restart_stopped_threads()  # Redis away: no raise, tried again later
+        assert started == []
+        monkeypatch.setattr(supervisor, "_new_worker", built)
+        supervisor._restart_stopped_threads()
+        assert started == []  # not before its backoff
+        clock.advance(1.0)
+        supervisor._restart_stopped_threads()
+    assert started == [0]
+    assert [line["event"] for line in logs] == ["worker_thread_stopped", "worker_upkeep_failed"]
+
+
+def test_after_redis_comes_back_no_job_is_reaped_before_every_process_renewed_its_leases(
+    redis: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While Redis was away no process could renew its jobs' leases: reaping at once would run
+    the jobs of live workers a second time (and post again what they are sending)."""
+    clock = FakeClock()
+    settings = settings_for(redis_url)
+    supervisor = Supervisor(redis, QUEUES[0], settings, concurrency=1, clock=clock)
+    reaped: list[float] = []
+    monkeypatch.setattr(supervisor.reaper, "run", lambda: reaped.append(clock.monotonic()) or [])
+    supervisor.tick(burst=True)
+    assert len(reaped) == 1  # as usual: every half lease
+
+    def away() -> None:
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    with pytest.MonkeyPatch.context() as outage:
+        outage.setattr(supervisor.redis, "ping", away)
+        outage.setattr(supervisor.leases, "renew", away)
+        for _ in range(3 * settings.worker_lease_seconds):
+            clock.advance(1.0)
+            supervisor.tick(burst=True)
+    assert supervisor.failing_since is not None
+    back = clock.monotonic()
+    while clock.monotonic() < back + 2 * settings.worker_lease_seconds:
+        supervisor.tick(burst=True)
+        clock.advance(0.5)
+    assert supervisor.failing_since is None
+    after = [at - back for at in reaped[1:]]
+    assert after and min(after) >= settings.worker_lease_seconds
+
+
+def test_the_upkeep_is_recovered_only_once_redis_answers_not_when_a_tick_had_nothing_to_do(
+    redis: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    supervisor = Supervisor(redis, QUEUES[0], settings_for(redis_url), concurrency=1, clock=clock)
+    supervisor.tick(burst=True)  # everything done once: for a while nothing is due
+    supervisor._upkeep_failed(RedisConnectionError("Error 111"))  # then Redis goes away
+
+    def away() -> None:
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    with capture_logs() as logs:
+        with pytest.MonkeyPatch.context() as outage:
+            outage.setattr(supervisor.redis, "ping", away)
+            supervisor.tick(burst=True)  # nothing else due a tick later: Redis still away all the same
+        assert supervisor.failing_since is not None
+        supervisor.tick(burst=True)
+    assert supervisor.failing_since is None
+    assert [line["event"] for line in logs] == ["worker_upkeep_recovered"]
 
 
 def test_a_job_in_a_thread_is_stopped_at_its_timeout(redis: Redis, redis_url: str, queue: Queue) -> None:
