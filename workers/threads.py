@@ -18,7 +18,8 @@ it has added to it since. Kept beside the transition state, keyed like it, with 
                                   run is dead), so a killed worker's thread is not held until it lapses
 
 Each write is one MULTI, made the moment the chat service answered, before anything else is
-sent: a retried delivery finds what was posted and does not post it again. What stays open is
+sent (waiting out a Redis away then: workers/redis_outage.py): a retried delivery finds what was
+posted and does not post it again. What stays open is
 a worker killed between the chat service's answer and this write (milliseconds), as for any
 post (docs/development.md, Reliability).
 """
@@ -35,6 +36,7 @@ from urllib.parse import quote
 from redis import Redis
 
 from workers.jobs import WORKFLOW_COMPLETED
+from workers.redis_outage import ride_out
 from workers.transition import is_failure, ref_of
 
 PREFIX = "cie:thread:"
@@ -138,19 +140,27 @@ class ThreadStore:
             "fixed": "1" if thread.fixed else "0",
             **thread.notes,
         }
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.hset(key, mapping=fields)
-            pipe.expire(key, self.ttl)
-            pipe.execute()
+
+        def write() -> None:
+            with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.hset(key, mapping=fields)
+                pipe.expire(key, self.ttl)
+                pipe.execute()
+
+        ride_out(write, what="a thread's root message")
 
     def note(self, key: str, **fields: str | int | float) -> None:
         """Add to the thread (a reply's ts, the pipeline the root now shows) and renew its TTL."""
-        with self.redis.pipeline(transaction=True) as pipe:
-            mapping: dict[Any, Any] = dict(fields)
-            pipe.hset(key, mapping=mapping)
-            pipe.expire(key, self.ttl)
-            pipe.execute()
+        mapping: dict[Any, Any] = dict(fields)
+
+        def write() -> None:
+            with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=mapping)
+                pipe.expire(key, self.ttl)
+                pipe.execute()
+
+        ride_out(write, what="a thread's message")
 
     def lock(self, key: str, delivery_id: str) -> ThreadLock:
         """The lock `delivery_id` holds while it changes this thread."""

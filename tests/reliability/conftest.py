@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import pytest
 import redis as redis_py
-from rq import Queue
+from rq import Queue, Worker
 
 from service.simulators.circleci import create_simulator
 from service.simulators.circleci_data import Dataset
@@ -142,6 +142,16 @@ class Scenario:
             self.processes.append(worker.start())
             started.append(worker)
         return started
+
+    def wait_workers(self, workers: list[Service], timeout: float = 60) -> None:
+        """Until each of these worker processes has registered in Redis: a worker still starting
+        exits on a Redis it cannot reach (as documented), so a test that stops Redis waits first."""
+        pids = {w.process.pid for w in workers if w.process is not None}
+
+        def registered() -> bool:
+            return pids <= {w.pid for w in Worker.all(connection=self.client)}
+
+        wait_until(registered, f"{len(pids)} worker processes registered", timeout, details=self.log_text)
 
     def kill(self, service: Service) -> None:
         """SIGKILL the worker itself, as the OOM killer does; its forked scheduler lives on."""

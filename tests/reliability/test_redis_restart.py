@@ -6,11 +6,16 @@ persistence a restarted Redis has forgotten everything by definition.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 import redis
 from rq import Queue
+
+from service.simulators.sink import Received
+from tests.reliability.conftest import FAST, PATHS
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -21,6 +26,7 @@ def test_redis_stopped_mid_stream_answers_only_202_200_503_and_every_event_is_de
     system = scenario(appendonly=True)
     web = system.start_web()
     workers = system.start_workers(2)
+    system.wait_workers(workers)  # running workers ride out the outage; one still starting would exit
     payloads = system.events(STREAM)
 
     started = time.monotonic()
@@ -54,6 +60,38 @@ def test_redis_stopped_mid_stream_answers_only_202_200_503_and_every_event_is_de
         f"R2: {STREAM} events, Redis down for {START_AT - STOP_AT} of them; delivered once each "
         f"in {time.monotonic() - started:.1f} s"
     )
+
+
+def test_redis_away_longer_than_a_lease_as_posts_land_still_delivers_each_event_once(scenario) -> None:
+    """The chat answers a post just as Redis goes away, for longer than a lease: the worker holds
+    the post's record until Redis is back, and no process reaps the jobs whose leases lapsed
+    meanwhile before their own process renewed them (a second run would post again)."""
+    system = scenario(appendonly=True)
+    system.start_web()
+    workers = system.start_workers(2)
+    system.wait_workers(workers)
+    payloads = system.events(12)
+    stopped = threading.Event()
+
+    def stop_redis_as_the_first_post_lands(received: Received) -> None:
+        if received.path == PATHS["audit"] and not stopped.is_set():
+            stopped.set()
+            system.redis.stop()  # before the chat's 200 goes back to the worker
+
+    system.sink.on_receive = stop_redis_as_the_first_post_lands
+    statuses = system.post_all(payloads)
+    wait_until(stopped.is_set, "a post landing", timeout=60)
+    time.sleep(2 * int(FAST["WORKER_LEASE_SECONDS"]))  # the outage itself: past every lease and lock
+    system.sink.on_receive = None
+    system.redis.start()
+    refused = [p for p, status in zip(payloads, statuses, strict=True) if status == 503]
+    assert [system.post(p).status_code for p in refused] == [202] * len(refused)  # CircleCI's retries
+
+    system.wait_delivered(payloads, timeout=60)
+    system.assert_delivered_once(payloads)
+    assert any("redis_outage_ridden_out" in worker.output() for worker in workers)
+    assert all(w.process is not None and w.process.poll() is None for w in workers), "workers ride out the outage"
+    assert not any("Traceback" in line for w in workers for line in w.output().splitlines() if not line.startswith("{"))
 
 
 def test_events_queued_before_a_redis_restart_are_all_delivered_after_it(scenario) -> None:

@@ -32,6 +32,7 @@ from workers.delivery.jobs import delivery_id_of, enqueue_delivery, job_id_of
 from workers.delivery.lock import DeliveryLock
 from workers.handlers import transcript
 from workers.handlers.base import shown_to
+from workers.redis_outage import ride_out
 from workers.routing import Routing
 from workers.store import EventStore, received_epoch
 
@@ -167,23 +168,29 @@ class DeliveryAttempt:
 
     def _succeeded(self, held: list[str], sent: list[dict[str, str]]) -> str:
         """Recorded in one round trip, in this order: delivered (SET NX), the attempt, the lock released
-        (a plain DEL once delivered is marked, workers/delivery/lock.py)."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            self.lock.mark_delivered(self.job_id, force=self.force, pipe=pipe)
-            self.store.record_attempt(
-                self.event_id,
-                self.handler,
-                outcome="delivered",
-                seconds=self.took,
-                sent=sent,
-                pipe=pipe,
-                first=self.fresh,
-            )
-            if self.force:
-                self.lock.release(held[0], pipe=pipe)
-            else:
-                self.lock.release_delivered(pipe)
-            replies = pipe.execute()
+        (a plain DEL once delivered is marked, workers/delivery/lock.py). A Redis away now is waited
+        for (workers/redis_outage.py): the post is out, and without its record it would be sent again."""
+
+        def record() -> list[Any]:
+            with self.redis.pipeline(transaction=False) as pipe:
+                self.lock.mark_delivered(self.job_id, force=self.force, pipe=pipe)
+                self.store.record_attempt(
+                    self.event_id,
+                    self.handler,
+                    outcome="delivered",
+                    seconds=self.took,
+                    sent=sent,
+                    pipe=pipe,
+                    first=self.fresh,
+                )
+                if self.force:
+                    self.lock.release(held[0], pipe=pipe)
+                else:
+                    self.lock.release_delivered(pipe)
+                return pipe.execute()
+
+        replies = ride_out(record, what="the delivery's success", clock=self.clock,
+                           limit=self.settings.event_job_timeout_seconds)  # fmt: skip
         attempts = 1 if self.fresh else int(replies[1])  # a first attempt's count is written, not counted
         held.clear()
         since_receipt = max(0.0, self.clock.now() - received_epoch(self.event or {}, self.clock))

@@ -21,7 +21,9 @@ from typing import Any
 import httpx
 import pytest
 from redis import Redis
+from redis.client import Pipeline
 from redis.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
@@ -212,6 +214,37 @@ def test_a_success_frees_the_lock_whoever_holds_it_and_whoever_takes_it_next_fin
     assert deliveries.redis.exists(lock) == 0
     deliveries.sink.on_receive = None
     enqueue_delivery(deliveries.redis, deliveries.settings, event["event_id"], "ops", "after", delay=0)
+    deliveries.run()
+    assert deliveries.tries() == 1
+
+
+def test_a_success_whose_record_meets_a_redis_outage_waits_for_redis_and_is_not_posted_again(
+    deliveries: Deliveries, event: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis goes away between the chat's answer and the record: failing the job would run it
+    again once Redis is back and, with no record, post again. The record waits for Redis instead."""
+    refusals = {"left": 0}
+    execute = Pipeline.execute
+
+    def away_for_a_while(pipe: Pipeline, raise_on_error: bool = True) -> Any:
+        if refusals["left"]:
+            refusals["left"] -= 1
+            pipe.reset()  # as redis-py leaves a pipeline whose execute failed
+            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        return execute(pipe, raise_on_error)
+
+    monkeypatch.setattr(Pipeline, "execute", away_for_a_while)
+    deliveries.sink.on_receive = lambda received: refusals.update(left=3)
+    with capture_logs() as logs:
+        assert fan_out(deliveries.redis, event, ["ops"]) == {f"{event['event_id']}:ops": "delivered"}
+    assert refusals["left"] == 0 and deliveries.clock is not None and deliveries.clock.sleeps == [0.1, 0.2, 0.4]
+    assert [line["event"] for line in logs if line["event"].startswith("redis_outage")] == [
+        "redis_outage_waiting",
+        "redis_outage_ridden_out",
+    ]
+    assert deliveries.state(event)["outcome"] == "delivered"
+    deliveries.sink.on_receive = None
+    enqueue_delivery(deliveries.redis, deliveries.settings, event["event_id"], "ops", "again", delay=0)
     deliveries.run()
     assert deliveries.tries() == 1
 
