@@ -75,7 +75,10 @@ EXTEND_IF_HELD = """if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.c
 return 0"""
 # The scheduler's lock lasts a lease (RQ's would last 61 s: a killed holder's would keep every
 # survivor from queueing due retries for a minute), taken or refreshed every third of one.
+# A worker thread whose loop keeps ending is started again after 1, 2, 4 … up to 30 s; one that
+# ran this long before it ended starts again from 1 s (each Redis outage ends every loop).
 RESTART_BACKOFF_MAX = 30.0
+RESTART_RESET_SECONDS = 60.0
 UPKEEP_LOG_SECONDS = 30.0
 # A job running this long past its own timeout means its thread is stuck where RQ's timer cannot
 # reach: /healthz fails, so an orchestrator restarts the process.
@@ -115,6 +118,7 @@ class Supervisor:
         self.threads: dict[int, threading.Thread] = {}
         self.restarts = [0] * concurrency
         self.ended: dict[int, str] = {}  # what ended a worker's loop, until it is restarted
+        self.started_at: dict[int, float] = {}  # monotonic: when each worker's loop was started
         self.reaper = Reaper(self.queue, lease_seconds=settings.worker_lease_seconds, fail=self._fail, clock=clock)
         self.scheduler = RQScheduler(
             [self.queue], connection=redis, interval=SCHEDULER_SECONDS, serializer=JSONSerializer,
@@ -170,6 +174,7 @@ class Supervisor:
             name=f"rq-worker-{index + 1}", daemon=True,  # a stop past its grace does not wait for them
         )  # fmt: skip
         self.threads[index] = thread
+        self.started_at[index] = self.clock.monotonic()
         thread.start()
 
     def _work(self, index: int, worker: Worker, burst: bool) -> None:
@@ -274,6 +279,8 @@ class Supervisor:
                 continue
             key = f"restart-{index}"
             if key not in self._due:
+                if self.clock.monotonic() - self.started_at.get(index, 0.0) >= RESTART_RESET_SECONDS:
+                    self.restarts[index] = 0  # it had run well: not a loop that keeps ending
                 self.restarts[index] += 1
                 wait = self._restart_wait(index)
                 self._due[key] = self.clock.monotonic() + wait

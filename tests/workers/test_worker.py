@@ -27,7 +27,7 @@ from tests.conftest import RedisServer
 from tests.waiting import wait_until
 from workers.context import WorkerContext, installed
 from workers.delivery.dead_letters import DeadLetters
-from workers.supervisor import STATE_SECONDS, Supervisor
+from workers.supervisor import RESTART_BACKOFF_MAX, RESTART_RESET_SECONDS, STATE_SECONDS, Supervisor
 from workers.worker import MAINTENANCE_LOCK_SECONDS, QUEUES, build_worker
 
 pytestmark = pytest.mark.integration
@@ -249,6 +249,31 @@ def test_a_worker_thread_due_for_a_restart_while_redis_is_away_waits_the_process
         supervisor._restart_stopped_threads()
     assert started == [0]
     assert [line["event"] for line in logs] == ["worker_thread_stopped", "worker_upkeep_failed"]
+
+
+def test_a_worker_thread_that_ran_a_while_before_its_loop_ended_is_restarted_after_a_second(
+    redis: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop that keeps ending backs off up to RESTART_BACKOFF_MAX; one that had run a minute starts
+    from 1 s again. Every Redis outage ends every loop: without the reset, a process's sixth outage
+    left it idle for 30 s after Redis came back."""
+    clock = FakeClock()
+    supervisor = Supervisor(redis, QUEUES[0], settings_for(redis_url), concurrency=1, clock=clock)
+    supervisor.threads = {0: threading.Thread(target=lambda: None)}
+    supervisor.threads[0].start()
+    supervisor.threads[0].join()  # stays dead: every start below "ends" at once
+    monkeypatch.setattr(
+        supervisor, "_start", lambda index, burst: supervisor.started_at.update({index: clock.monotonic()})
+    )
+    with capture_logs() as logs:
+        for _ in range(6):
+            supervisor._restart_stopped_threads()  # the stop seen, the restart scheduled
+            clock.advance(RESTART_BACKOFF_MAX)
+            supervisor._restart_stopped_threads()  # restarted
+        clock.advance(RESTART_RESET_SECONDS)  # this time the loop ran for a minute before it ended
+        supervisor._restart_stopped_threads()
+    waits = [line["restart_in_seconds"] for line in logs if line["event"] == "worker_thread_stopped"]
+    assert waits == [1, 2, 4, 8, 16, RESTART_BACKOFF_MAX, 1]
 
 
 def test_after_redis_comes_back_no_job_is_reaped_before_every_process_renewed_its_leases(
